@@ -1,0 +1,181 @@
+"""The one pipeline config: dataset, features, model, gates, tracking, local platform, serving, monitoring.
+
+Every value a fork changes lives in `pipelines/pipeline.yaml`; this module is the only reader.
+A wrong key or value fails with `ConfigError` naming the key, before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
+CONFIG_ENV = "PIPELINE_CONFIG"
+
+Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss"]
+
+
+class ConfigError(ValueError):
+    """The pipeline config is missing, unreadable or has a bad key or value."""
+
+
+class _Section(BaseModel):
+    # A typo in a key must fail loudly, not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    source: str = Field(
+        "demo", description="'demo' for the built-in generated dataset, or a path to a .csv / .parquet file"
+    )
+    target: str
+    numeric_features: list[str] = []
+    categorical_features: list[str] = []
+    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    seed: int = 42
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features]
+
+    @model_validator(mode="after")
+    def _features_are_distinct(self) -> DataConfig:
+        if not self.features:
+            raise ValueError("list at least one feature in numeric_features or categorical_features")
+        seen: set[str] = set()
+        for name in [*self.features, self.target]:
+            if name in seen:
+                raise ValueError(f"column '{name}' is listed more than once (features and target are disjoint)")
+            seen.add(name)
+        return self
+
+    def source_path(self) -> Path | None:
+        """The dataset file, resolved against the repo root; None for the built-in demo data."""
+        if self.source == "demo":
+            return None
+        path = Path(self.source).expanduser()
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+class ModelConfig(_Section):
+    estimator: Literal["random_forest", "gradient_boosting", "logistic_regression"] = "random_forest"
+    params: dict[str, Any] = {}
+
+
+class GatesConfig(_Section):
+    min_metrics: dict[Metric, float] = Field(
+        default_factory=lambda: {"accuracy": 0.7}, description="absolute floor for each metric"
+    )
+    max_regression: dict[Metric, float] = Field(
+        default_factory=lambda: {"accuracy": 0.02},
+        description="largest allowed drop vs the @champion on the same frozen eval set",
+    )
+    min_slice_rows: int = Field(30, ge=1, description="slices smaller than this are reported, not gated")
+    max_slice_drop: float = Field(
+        0.15, ge=0.0, le=1.0, description="largest allowed gap between a slice's accuracy and the overall one"
+    )
+
+
+class TrackingConfig(_Section):
+    uri: str = Field("http://127.0.0.1:5000", description="MLflow tracking URI; MLFLOW_TRACKING_URI overrides")
+    experiment: str = "release"
+
+    @property
+    def resolved_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI", self.uri)
+
+
+class PlatformConfig(_Section):
+    """The embedded default: processes on this machine, state in one git-ignored directory."""
+
+    state_dir: Path = Path(".platform")
+    host: str = "127.0.0.1"
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    serving_port: int = Field(3000, ge=1, le=65535)
+    monitoring_ui_port: int = Field(8000, ge=1, le=65535)
+    startup_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _anchor_state_dir(cls, value: Path) -> Path:
+        return value if value.is_absolute() else REPO_ROOT / value
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{self.host}:{self.serving_port}"
+
+    @property
+    def monitoring_ui_url(self) -> str:
+        return f"http://{self.host}:{self.monitoring_ui_port}"
+
+    @property
+    def inference_log_dir(self) -> Path:
+        return self.state_dir / "inference"
+
+
+class ServingConfig(_Section):
+    max_batch_rows: int = Field(1000, ge=1, description="requests with more rows get a 4xx")
+    workers: int = Field(1, ge=1)
+
+
+class MonitoringConfig(_Section):
+    experiment: str = "monitoring"
+    min_rows: int = Field(200, ge=1, description="fewer logged rows in the window -> NOT ENOUGH DATA")
+    drift_share_threshold: float = Field(
+        0.3, gt=0.0, le=1.0, description="share of drifted feature columns that makes the verdict DRIFT"
+    )
+    window_rows: int | None = Field(None, ge=1, description="judge only the newest N rows; default: since the last report")
+    window_hours: float | None = Field(None, gt=0, description="judge only rows of the last N hours")
+    max_sample_rows: int = Field(50_000, ge=1000, description="rows per side given to Evidently; larger windows are sampled")
+    on_drift: Literal["retrain", "none"] = "retrain"
+    cooldown_minutes: float = Field(60.0, ge=0, description="one drift episode triggers one retrain request")
+    interval_minutes: float = Field(5.0, gt=0, description="how often the stack's monitoring job runs")
+
+
+class PipelineConfig(_Section):
+    model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="registered model name; also the bento name")
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    gates: GatesConfig = GatesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    platform: PlatformConfig = PlatformConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+
+def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        value = raw
+        for part in item["loc"]:
+            value = value.get(part) if isinstance(value, dict) else None  # type: ignore[assignment]
+        shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+        lines.append(f"  {key}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None) -> PipelineConfig:
+    """Read and validate the pipeline config; `$PIPELINE_CONFIG` picks another file."""
+    config_path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    try:
+        raw = yaml.safe_load(config_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline config not found: {config_path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"pipeline config {config_path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"pipeline config {config_path} must be a mapping of keys to values")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"pipeline config {config_path} is invalid:\n{_describe(exc, raw)}") from None
