@@ -1,0 +1,283 @@
+"""`pipelines` — the one CLI behind every Makefile target.
+
+Exit codes: 0 done, 1 a gate or deploy said no (nothing moved), 2 bad input (config, data, arguments)
+or a platform part that is not there.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipelines import platform
+from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.data import DataError, load_versioned
+from pipelines.deploy import DeployError
+from pipelines.registry import RegistryError
+from pipelines.train import TrainError
+
+# Our own spinners show progress; MLflow's per-file download bars would drown them.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+app = typer.Typer(help="Release a scikit-learn model: data -> train -> validate -> bento -> deploy.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="pipeline config (default: pipelines/pipeline.yaml)")
+]
+
+
+class GateFailed(Exception):
+    """Raised to exit 1 after the gate's own table was printed."""
+
+
+def command(name: str | None = None) -> Callable:
+    """Register a command whose known failures print one clear line instead of a traceback."""
+
+    def register(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except GateFailed:
+                raise typer.Exit(1) from None
+            except DeployError as exc:
+                console.print(f"[red]deploy failed, nothing moved:[/red] {exc}")
+                raise typer.Exit(1) from None
+            except (ConfigError, DataError, TrainError, RegistryError, platform.PlatformError) as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(2) from None
+            except MlflowException as exc:
+                console.print(f"[red]MLflow error:[/red] {exc.message.splitlines()[0]}")
+                raise typer.Exit(2) from None
+            except (ConnectionError, OSError) as exc:
+                console.print(f"[red]error:[/red] {exc} (is the platform up? `make platform`)")
+                raise typer.Exit(2) from None
+
+        return app.command(name)(run)
+
+    return register
+
+
+def _load(config_path: Path | None) -> PipelineConfig:
+    return load_config(config_path)
+
+
+def _table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def _require_mlflow(config: PipelineConfig) -> None:
+    uri = config.tracking.resolved_uri
+    if uri.startswith("http") and not platform.url_ok(f"{uri.rstrip('/')}/health"):
+        raise platform.PlatformError(f"no MLflow server answers at {uri}; start one with `make platform`")
+
+
+@command("platform")
+def platform_up(config_path: ConfigOption = None) -> None:
+    """Start the local MLflow server (SQLite + served artifacts) in the background. Idempotent."""
+    config = _load(config_path)
+    with console.status(f"Starting MLflow on {config.platform.mlflow_url} ..."):
+        url = platform.start_mlflow(config)
+    console.print(_table("Local platform", {
+        "MLflow": url, "state": config.platform.state_dir, "log": platform.mlflow_process(config).log_file}))
+
+
+@command("data")
+def data_version(config_path: ConfigOption = None) -> None:
+    """Load and check the configured dataset; print its version (digest of the full table)."""
+    config = _load(config_path)
+    data = load_versioned(config.data)
+    console.print(_table("Dataset", {"source": data.source, "rows": len(data.frame),
+                                     "columns": len(data.frame.columns), "data version": data.version}))
+
+
+@command("train")
+def train(config_path: ConfigOption = None) -> None:
+    """Train, log to MLflow and register a new version aliased @challenger."""
+    from pipelines.train import train as run_training
+
+    config = _load(config_path)
+    _require_mlflow(config)
+    with console.status("Loading and checking data ..."):
+        data = load_versioned(config.data)
+    console.print(f"data version {data.short_version} ({len(data.frame)} rows from {data.source})")
+    with console.status(f"Training {config.model.estimator} and logging to {config.tracking.resolved_uri} ..."):
+        result = run_training(config, data)
+    rows = {"model": f"{config.model_name} v{result.model_version} (@challenger)", "run id": result.run_id,
+            "data version": result.data_version,
+            **{f"holdout {k}": f"{v:.4f}" for k, v in result.metrics.items()},
+            "MLflow": f"{config.tracking.resolved_uri}/#/models/{config.model_name}/versions/{result.model_version}"}
+    console.print(_table("Trained", rows))
+
+
+def _gate(config: PipelineConfig) -> None:
+    from pipelines.validate import validate as run_gate
+
+    with console.status("Validating @challenger against the gates ..."):
+        report = run_gate(config)
+    table = Table(title=f"Validation of v{report.model_version}"
+                  + (f" vs champion v{report.champion_version}" if report.champion_version else ""),
+                  title_justify="left")
+    for column in ("check", "candidate", "champion", "threshold", "result"):
+        table.add_column(column)
+    for check in report.checks:
+        table.add_row(escape(check.name), str(check.candidate), "" if check.champion is None else str(check.champion),
+                      check.threshold, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if not report.passed:
+        console.print(f"[red]gate failed[/red]: {len(report.failures)} check(s) failed; "
+                      "nothing was built or deployed, aliases unchanged")
+        raise GateFailed
+    console.print(f"[green]gate passed[/green]: v{report.model_version} may be released")
+
+
+@command("validate")
+def validate(config_path: ConfigOption = None) -> None:
+    """Gate @challenger: thresholds, non-regression vs @champion, slices, behaviour. Exit 1 on failure."""
+    config = _load(config_path)
+    _require_mlflow(config)
+    _gate(config)
+
+
+def _build(config: PipelineConfig, version: str | None = None):
+    from pipelines.bento import build as build_bento
+
+    with console.status("Building the bento from the registry ..."):
+        bento = build_bento(config, version)
+    console.print(_table("Bento", {"tag": bento.tag, "path": bento.path, "reused": bento.reused, **bento.labels}))
+    return bento
+
+
+@command("build")
+def build(
+    config_path: ConfigOption = None,
+    version: Annotated[str | None, typer.Option(help="model version (default: @challenger)")] = None,
+) -> None:
+    """Build the bento for @challenger (or --version) from the MLflow registry."""
+    config = _load(config_path)
+    _require_mlflow(config)
+    _build(config, version)
+
+
+def _print_release(config: PipelineConfig, result, title: str) -> None:
+    console.print(_table(title, {
+        "serving": result.deployment.url, "model": f"{config.model_name} v{result.deployment.model_version}",
+        "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
+        "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
+        "audit run": f"{config.tracking.resolved_uri}/#/experiments/runs/{result.audit_run_id}"}))
+
+
+@command("deploy")
+def deploy(config_path: ConfigOption = None) -> None:
+    """Gate, build and serve @challenger locally (health-gated); then promote it to @champion."""
+    from pipelines.deploy import deploy as release
+
+    config = _load(config_path)
+    _require_mlflow(config)
+    _gate(config)
+    bento = _build(config)
+    with console.status(f"Starting {bento.tag} and checking it before it takes {config.platform.serving_url} ..."):
+        result = release(config, bento)
+    _print_release(config, result, "Deployed")
+
+
+@command("rollback")
+def rollback(config_path: ConfigOption = None) -> None:
+    """Serve @previous again and swap @champion and @previous back."""
+    from pipelines.deploy import rollback as roll_back
+
+    config = _load(config_path)
+    _require_mlflow(config)
+    with console.status("Rolling back to @previous ..."):
+        result = roll_back(config)
+    _print_release(config, result, "Rolled back")
+
+
+@command("reproduce")
+def reproduce(
+    version: Annotated[str, typer.Argument(help="registered model version to retrain")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Retrain a version from its recorded snapshot and config; exit 1 unless the metrics are identical."""
+    from pipelines.train import reproduce as retrain
+
+    config = _load(config_path)
+    _require_mlflow(config)
+    with console.status(f"Retraining v{version} from its recorded snapshot ..."):
+        result = retrain(config, version)
+    table = Table(title=f"Reproduction of {config.model_name} v{version}", title_justify="left")
+    for column in ("metric", "recorded", "reproduced"):
+        table.add_column(column)
+    for metric, value in result.recorded.items():
+        table.add_row(metric, f"{value:.12f}", f"{result.reproduced.get(metric, float('nan')):.12f}")
+    console.print(table)
+    if result.recorded_git_sha != result.current_git_sha:
+        console.print(f"note: trained at {result.recorded_git_sha}, code now at {result.current_git_sha}")
+    if not result.identical:
+        console.print("[red]metrics differ[/red]")
+        raise GateFailed
+    console.print("[green]identical metrics[/green]")
+
+
+@command("status")
+def status(config_path: ConfigOption = None) -> None:
+    """What runs where: MLflow, serving, aliases, memory."""
+    from pipelines.deploy import current_deployment, serving_process
+    from pipelines.registry import aliases_of, connect
+
+    config = _load(config_path)
+    rows: dict[str, Any] = {}
+    mlflow_pid = platform.mlflow_process(config).pid()
+    mlflow_up = platform.url_ok(f"{config.platform.mlflow_url}/health")
+    rows["MLflow"] = (f"{config.platform.mlflow_url} up (pid {mlflow_pid}, "
+                      f"{platform.resident_memory_mib(mlflow_pid):.0f} MiB)") if mlflow_pid and mlflow_up else "down"
+    deployment = current_deployment(config)
+    serving_pid = serving_process(config).pid()
+    if deployment and serving_pid:
+        ready = platform.url_ok(f"{deployment.url}/readyz")
+        rows["serving"] = (f"{deployment.url} {'ready' if ready else 'NOT READY'} (pid {serving_pid}, "
+                           f"{platform.resident_memory_mib(serving_pid):.0f} MiB)")
+        rows["serving model"] = f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}"
+    else:
+        rows["serving"] = "down"
+    if mlflow_up or not config.tracking.resolved_uri.startswith("http://127.0.0.1"):
+        try:
+            aliases = aliases_of(connect(config), config.model_name)
+            rows["aliases"] = ", ".join(f"@{a}=v{v}" for a, v in sorted(aliases.items())) or "no model yet"
+        except MlflowException as exc:
+            rows["aliases"] = f"unknown ({exc.message.splitlines()[0]})"
+    console.print(_table(f"Status of {config.model_name}", rows))
+
+
+@command("down")
+def down(config_path: ConfigOption = None) -> None:
+    """Stop the local serving process and MLflow server (state is kept under the state dir)."""
+    from pipelines.deploy import stop_serving
+
+    config = _load(config_path)
+    stopped = {"serving": stop_serving(config), "MLflow": platform.mlflow_process(config).stop()}
+    for name, was_running in stopped.items():
+        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+    console.print(f"state kept in {config.platform.state_dir}")
+
+
+if __name__ == "__main__":
+    app()

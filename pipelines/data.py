@@ -1,0 +1,120 @@
+"""Load the configured table, check it against the config's schema, and give it a version.
+
+The data version is a sha256 over the FULL table (column names, dtypes and every cell): MLflow's own
+dataset digest samples only the first rows, so two tables differing in row 20,000 would collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from pandas.api import types as ptypes
+
+from pipelines.config import DataConfig
+from pipelines.demo_data import make_loans
+
+SNAPSHOT_ARTIFACT = "data/snapshot.parquet"
+HOLDOUT_ARTIFACT = "eval/holdout.parquet"
+DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
+
+
+class DataError(ValueError):
+    """The dataset cannot be trained on; the message names the column or file at fault."""
+
+
+@dataclass(frozen=True)
+class VersionedData:
+    frame: pd.DataFrame
+    version: str
+    source: str
+
+    @property
+    def short_version(self) -> str:
+        return self.version[:12]
+
+
+def read_table(config: DataConfig) -> tuple[pd.DataFrame, str]:
+    """The raw table and a description of where it came from."""
+    path = config.source_path()
+    if path is None:
+        return make_loans(), "demo:make_loans(rows=6000, seed=7)"
+    if not path.exists():
+        raise DataError(f"data.source: file not found: {path}")
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"data.source: unsupported file type '{path.suffix}' ({path}); use .csv or .parquet")
+    try:
+        return reader(path), str(path)
+    except Exception as exc:  # a parser's own message is the useful part
+        raise DataError(f"data.source: cannot read {path}: {exc}") from None
+
+
+def check_schema(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+    """Fail on anything that would train a broken model; return only the configured columns."""
+    if frame.empty:
+        raise DataError("the dataset is empty: no rows to train on")
+    missing = [c for c in [*config.features, config.target] if c not in frame.columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; the table has {list(frame.columns)}")
+    for column in [*config.features, config.target]:
+        if frame[column].isna().all():
+            raise DataError(f"column '{column}' has no values (every row is null)")
+    for column in config.numeric_features:
+        if not ptypes.is_numeric_dtype(frame[column]) or ptypes.is_bool_dtype(frame[column]):
+            bad = frame[column][pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()]
+            example = f", e.g. {bad.iloc[0]!r}" if len(bad) else ""
+            raise DataError(
+                f"column '{column}' is listed as numeric but has type {frame[column].dtype}{example}"
+            )
+    if frame[config.target].isna().any():
+        raise DataError(f"target column '{config.target}' has {int(frame[config.target].isna().sum())} null value(s)")
+    classes = frame[config.target].nunique()
+    if classes < 2:
+        raise DataError(f"target column '{config.target}' has a single class; a classifier needs at least two")
+    table = frame[[*config.features, config.target]].copy()
+    # Categoricals are strings everywhere after this point, so serving and training agree on types.
+    for column in config.categorical_features:
+        table[column] = table[column].astype("string").astype(object).where(table[column].notna(), None)
+    for column in config.numeric_features:
+        table[column] = table[column].astype("float64")
+    return table.reset_index(drop=True)
+
+
+def data_version(frame: pd.DataFrame) -> str:
+    """Content digest of the whole table: same data, same version; any changed cell, a new one."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_versioned(config: DataConfig) -> VersionedData:
+    raw, source = read_table(config)
+    table = check_schema(raw, config)
+    return VersionedData(frame=table, version=data_version(table), source=source)
+
+
+def log_dataset(data: VersionedData, config: DataConfig, workdir: Path) -> None:
+    """Store the immutable snapshot in the run's artifacts and record lineage with `mlflow.log_input`."""
+    snapshot = workdir / Path(SNAPSHOT_ARTIFACT).name
+    data.frame.to_parquet(snapshot, index=False)
+    mlflow.log_artifact(str(snapshot), artifact_path=str(Path(SNAPSHOT_ARTIFACT).parent))
+    # Lineage names the file read (or, for the generated demo table, the code that made it);
+    # the copy trained on is the snapshot artifact.
+    path = config.source_path()
+    dataset = mlflow.data.from_pandas(
+        data.frame, source=str(path) if path else None, targets=config.target,
+        name=path.stem if path else "demo-loans", digest=data.version[:DIGEST_CHARS],
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+def load_snapshot(run_id: str, workdir: Path, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFrame:
+    """A table recorded in a run's artifacts (the training snapshot or the frozen eval set)."""
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=str(workdir))
+    return pd.read_parquet(local)

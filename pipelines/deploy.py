@@ -1,0 +1,228 @@
+"""Local deploy and rollback: health-gated `bentoml serve`, aliases moved only after the new server answers.
+
+A release first starts the new bento on a spare port, waits for `/readyz` and sends a smoke request
+taken from the frozen eval set. Only then does it replace the server on the serving port. If anything
+fails the old server keeps (or goes back to) serving and the aliases stay where they were. Every
+attempt, failed or not, leaves an audit record in MLflow.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+
+from pipelines.bento import BuiltBento, build, use_store
+from pipelines.config import PipelineConfig
+from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
+from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, Process, port_in_use, url_ok, wait_until
+from pipelines.train import recorded_config
+from pipelines.registry import (
+    CHALLENGER,
+    PREVIOUS,
+    AliasMove,
+    connect,
+    git_sha,
+    promote,
+    require_alias,
+    swap_back,
+)
+
+AUDIT_EXPERIMENT = "deployments"
+SMOKE_ROWS = 5
+SMOKE_REQUEST_PREFIX = "smoke-"  # monitoring skips these rows: they are not user traffic
+
+
+class DeployError(RuntimeError):
+    """The new server did not become healthy; nothing moved."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What serves on the serving port; saved beside the pid file so a failed release can restore it."""
+
+    bento_tag: str
+    model_version: str
+    url: str
+    started_at: str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    deployment: Deployment
+    aliases: AliasMove
+    audit_run_id: str
+
+
+def serving_process(config: PipelineConfig) -> Process:
+    return Process("serving", config.platform.state_dir)
+
+
+def current_deployment(config: PipelineConfig) -> Deployment | None:
+    state = _deployment_file(config)
+    if serving_process(config).pid() is None or not state.exists():
+        return None
+    return Deployment(**json.loads(state.read_text()))
+
+
+def deploy(config: PipelineConfig, bento: BuiltBento) -> DeployResult:
+    """Serve a validated `@challenger` bento, then promote it: champion -> previous, challenger -> champion."""
+    client = connect(config)
+    challenger = require_alias(client, config.model_name, CHALLENGER)
+    if challenger.version != bento.model_version:
+        raise DeployError(f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
+    return _release(config, bento, "deploy", lambda: promote(client, config.model_name, bento.model_version))
+
+
+def rollback(config: PipelineConfig) -> DeployResult:
+    """Serve `@previous` again and swap the champion and previous aliases back."""
+    client = connect(config)
+    previous = require_alias(client, config.model_name, PREVIOUS)
+    bento = build(config, previous.version)
+    return _release(config, bento, "rollback", lambda: swap_back(client, config.model_name))
+
+
+def stop_serving(config: PipelineConfig) -> bool:
+    _deployment_file(config).unlink(missing_ok=True)
+    return serving_process(config).stop()
+
+
+def _release(config: PipelineConfig, bento: BuiltBento, action: str, move_aliases) -> DeployResult:
+    smoke = _smoke_rows(config, bento)
+    audit = {"action": action, "bento_tag": bento.tag, **bento.labels}
+    try:
+        _rehearse(config, bento, smoke)
+        deployment = _switch(config, bento, smoke)
+    except (DeployError, PlatformError) as exc:
+        _audit(config, {**audit, "outcome": "failed", "reason": str(exc).splitlines()[0]})
+        raise DeployError(str(exc)) from None
+    aliases = move_aliases()
+    run_id = _audit(config, {**audit, "outcome": "serving", "url": deployment.url,
+                             "champion": aliases.champion, "previous": aliases.previous or ""})
+    return DeployResult(deployment=deployment, aliases=aliases, audit_run_id=run_id)
+
+
+def _rehearse(config: PipelineConfig, bento: BuiltBento, smoke: list[dict]) -> None:
+    """Start the new bento on a spare port, check it, stop it. The serving port is not touched."""
+    candidate = Process("serving-candidate", config.platform.state_dir)
+    candidate.stop()
+    port = _free_port(config.platform.host)
+    try:
+        # Smoke traffic is not user traffic: keep it out of the inference log that monitoring reads.
+        url = _start(config, candidate, bento, port, config.platform.state_dir / "smoke-inference")
+        _check(url, bento, smoke, candidate, config)
+    finally:
+        candidate.stop()
+
+
+def _switch(config: PipelineConfig, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+    """Replace the server on the serving port; restore the old one if the new one fails there."""
+    serving = serving_process(config)
+    old = current_deployment(config)
+    serving.stop()
+    _wait_port_free(config.platform.host, config.platform.serving_port)
+    if port_in_use(config.platform.host, config.platform.serving_port):
+        raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another program; "
+                          "stop it or set platform.serving_port")
+    try:
+        url = _start(config, serving, bento, config.platform.serving_port, config.platform.inference_log_dir)
+        _check(url, bento, smoke, serving, config)
+    except (DeployError, PlatformError):
+        serving.stop()
+        if old is not None:
+            _start(config, serving, _stored(config, old), config.platform.serving_port,
+                   config.platform.inference_log_dir)
+            _save(config, old)
+        raise
+    deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+    _save(config, deployment)
+    return deployment
+
+
+def _start(config: PipelineConfig, process: Process, bento: BuiltBento, port: int, log_dir: Path) -> str:
+    home = use_store(config)
+    process.start(
+        [sys.executable, "-m", "bentoml", "serve", bento.tag, "--host", config.platform.host, "--port", str(port)],
+        env={"BENTOML_HOME": str(home), "INFERENCE_LOG_DIR": str(log_dir), "BENTOML_DO_NOT_TRACK": "true"},
+    )
+    url = f"http://{config.platform.host}:{port}"
+    wait_until(lambda: url_ok(f"{url}/readyz"), process, config.platform.startup_timeout_s,
+               f"bento {bento.tag} on {url}")
+    return url
+
+
+def _check(url: str, bento: BuiltBento, smoke: list[dict], process: Process, config: PipelineConfig) -> None:
+    try:
+        response = httpx.post(f"{url}/predict", json={"rows": smoke}, timeout=max(PROBE_TIMEOUT_S, 30.0),
+                              headers={"x-request-id": f"{SMOKE_REQUEST_PREFIX}{uuid.uuid4()}"})
+    except httpx.HTTPError as exc:
+        raise DeployError(f"smoke request to {url}/predict failed: {exc}") from None
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if response.status_code != 200 or body.get("model_version") != bento.model_version:
+        raise DeployError(
+            f"smoke request to {url}/predict answered {response.status_code} {response.text[:300]!r}; "
+            f"expected model_version {bento.model_version}. Server log: {process.log_file}"
+        )
+    if len(body.get("predictions", [])) != len(smoke):
+        raise DeployError(f"smoke request got {len(body.get('predictions', []))} predictions for {len(smoke)} rows")
+
+
+def _smoke_rows(config: PipelineConfig, bento: BuiltBento) -> list[dict]:
+    """A few rows of the version's own frozen eval set, as a client would send them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        holdout = load_snapshot(bento.labels["run_id"], Path(tmp), HOLDOUT_ARTIFACT)
+    features = recorded_config(bento.labels["run_id"]).data.features
+    rows = holdout[features].head(SMOKE_ROWS).astype(object)
+    return rows.where(pd.notna(rows), None).to_dict(orient="records")
+
+
+def _audit(config: PipelineConfig, record: dict[str, str]) -> str:
+    """One run per deploy attempt in the `deployments` experiment: who, when, what, and how it went."""
+    connect(config)
+    experiment = mlflow.set_experiment(AUDIT_EXPERIMENT)
+    tags = {"who": getpass.getuser(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
+            "target": "local", **{k: str(v) for k, v in record.items()}}
+    with mlflow.start_run(experiment_id=experiment.experiment_id,
+                          run_name=f"{record['action']} v{record['model_version']} {record['outcome']}") as run:
+        mlflow.set_tags(tags)
+        mlflow.log_dict(tags, "audit.json")
+    return run.info.run_id
+
+
+def _deployment_file(config: PipelineConfig) -> Path:
+    return config.platform.state_dir / "run" / "serving.json"
+
+
+def _save(config: PipelineConfig, deployment: Deployment) -> None:
+    _deployment_file(config).write_text(json.dumps(asdict(deployment), indent=2))
+
+
+def _stored(config: PipelineConfig, deployment: Deployment) -> BuiltBento:
+    use_store(config)
+    import bentoml
+
+    bento = bentoml.get(deployment.bento_tag)
+    return BuiltBento(deployment.bento_tag, deployment.model_version, Path(bento.path), dict(bento.info.labels), True)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port_free(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while port_in_use(host, port) and time.monotonic() < deadline:
+        time.sleep(0.2)

@@ -1,0 +1,186 @@
+"""The embedded platform: background processes with pid and log files under the state dir.
+
+`make platform` starts a real `mlflow server` (SQLite + served artifacts); deploy starts `bentoml serve`;
+the monitoring UI is one more process. Each runs in its own session so stopping it stops its workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from pipelines.config import PipelineConfig
+
+PROBE_TIMEOUT_S = 3.0  # a probe of a crash-looping server can hang; never wait on it unbounded
+
+
+class PlatformError(RuntimeError):
+    """A background process could not be started, or never became healthy."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """A named background process whose pid and log live under `<state_dir>/run` and `<state_dir>/logs`."""
+
+    name: str
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid if the process is alive; a stale pid file is removed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(self, command: list[str], env: Mapping[str, str] | None = None) -> int:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command)}\n".encode())
+            log.flush()
+            child = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(child.pid))
+        return child.pid
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Stop the process group (the server and its workers); True if something was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our own child, so a zombie does not count as alive.
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool], process: Process, timeout_s: float, what: str
+) -> None:
+    """Poll `ready` until it holds; fail early, with the log tail, if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if process.pid() is None:
+            raise PlatformError(f"{what} exited during start-up; last lines of {process.log_file}:\n{process.log_tail()}")
+        time.sleep(0.5)
+    raise PlatformError(f"{what} not ready after {timeout_s:.0f}s; last lines of {process.log_file}:\n{process.log_tail()}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def mlflow_process(config: PipelineConfig) -> Process:
+    return Process("mlflow", config.platform.state_dir)
+
+
+def start_mlflow(config: PipelineConfig) -> str:
+    """Start the local MLflow server unless it already answers; return its URL. Idempotent."""
+    platform = config.platform
+    process = mlflow_process(config)
+    health = f"{platform.mlflow_url}/health"
+    if process.pid() is not None and url_ok(health):
+        return platform.mlflow_url
+    if port_in_use(platform.host, platform.mlflow_port):
+        raise PlatformError(
+            f"port {platform.host}:{platform.mlflow_port} is taken by another program; "
+            "stop it or set platform.mlflow_port in the pipeline config"
+        )
+    store = platform.state_dir / "mlflow"
+    (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    process.start(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", platform.host,
+            "--port", str(platform.mlflow_port),
+            "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination", str(store / "artifacts"),
+            "--workers", "1",
+        ],
+        # The job runner alone costs ~2 GB RSS and nothing here uses it.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    wait_until(lambda: url_ok(health), process, platform.startup_timeout_s, f"MLflow server on {platform.mlflow_url}")
+    return platform.mlflow_url
+
+
+def resident_memory_mib(pid: int) -> float:
+    """RSS of a process and all its descendants, for the status table."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs) / 2**20
+    except psutil.Error:
+        return 0.0

@@ -1,0 +1,190 @@
+"""Train the configured scikit-learn Pipeline, log it to MLflow, register it as `@challenger`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import skops.io
+from mlflow.models import infer_signature
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from pipelines.config import DataConfig, ModelConfig, PipelineConfig
+from pipelines.data import HOLDOUT_ARTIFACT, VersionedData, load_snapshot, log_dataset
+from pipelines.registry import CHALLENGER, connect, git_sha, require_version
+
+ESTIMATORS = {
+    "random_forest": RandomForestClassifier,
+    "gradient_boosting": GradientBoostingClassifier,
+    "logistic_regression": LogisticRegression,
+}
+CONFIG_ARTIFACT = "config/pipeline.json"
+MODEL_PACKAGES = ["mlflow-skinny", "scikit-learn", "numpy", "scipy", "pandas", "skops"]
+
+
+class TrainError(ValueError):
+    """The model config cannot build an estimator (for instance an unknown parameter)."""
+
+
+def build_pipeline(data: DataConfig, model: ModelConfig) -> Pipeline:
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+             data.numeric_features),
+            ("categorical", Pipeline([
+                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                ("encode", OneHotEncoder(handle_unknown="ignore")),
+            ]), data.categorical_features),
+        ]
+    )
+    estimator_class = ESTIMATORS[model.estimator]
+    try:
+        estimator = estimator_class(**{"random_state": data.seed, **model.params})
+    except TypeError as exc:
+        raise TrainError(f"model.params: {exc} (estimator {model.estimator})") from None
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def split(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seeded, stratified train / frozen-holdout split of a snapshot."""
+    train, holdout = train_test_split(
+        frame, test_size=data.holdout_fraction, random_state=data.seed, stratify=frame[data.target]
+    )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> dict[str, float]:
+    features, truth = frame[data.features], frame[data.target]
+    predicted = model.predict(features)
+    scores = {
+        "accuracy": accuracy_score(truth, predicted),
+        "f1_macro": f1_score(truth, predicted, average="macro"),
+    }
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(features)
+        classes = list(model.classes_)
+        if len(classes) == 2:
+            scores["roc_auc"] = roc_auc_score(truth, proba[:, 1])
+        elif set(truth.unique()) == set(classes):
+            scores["roc_auc"] = roc_auc_score(truth, proba, multi_class="ovr", labels=classes)
+        scores["log_loss"] = log_loss(truth, proba, labels=classes)
+    return {name: float(value) for name, value in scores.items()}
+
+
+def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
+    """Train on the snapshot's train split; metrics on its frozen holdout. Deterministic for a seed."""
+    train, holdout = split(frame, data)
+    pipeline = build_pipeline(data, model)
+    np.random.seed(data.seed)
+    try:
+        pipeline.fit(train[data.features], train[data.target])
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"training failed with model.params {model.params}: {exc}") from None
+    return pipeline, holdout, evaluate(pipeline, holdout, data)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_version: str
+    data_version: str
+    metrics: dict[str, float]
+
+
+def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
+    """One training run: snapshot + lineage, fit, metrics, registered model version aliased `challenger`."""
+    client = connect(config)
+    mlflow.set_experiment(config.tracking.experiment)
+    sha = git_sha()
+    # MLflow hints that integer labels cannot hold missing values; labels never do here.
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        mlflow.set_tags(
+            {"git_sha": sha, "data_version": data.version, "data_source": data.source, "target": config.data.target}
+        )
+        mlflow.log_params(
+            {"estimator": config.model.estimator, "seed": config.data.seed,
+             "holdout_fraction": config.data.holdout_fraction, "rows": len(data.frame),
+             **{f"model.{key}": value for key, value in config.model.params.items()}}
+        )
+        (workdir / "pipeline.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        mlflow.log_artifact(str(workdir / "pipeline.json"), artifact_path=str(Path(CONFIG_ARTIFACT).parent))
+        log_dataset(data, config.data, workdir)
+
+        model, holdout, metrics = fit(data.frame, config.data, config.model)
+        holdout.to_parquet(workdir / "holdout.parquet", index=False)
+        mlflow.log_artifact(str(workdir / "holdout.parquet"), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
+        mlflow.log_metrics(metrics)
+
+        example = holdout[config.data.features].head(5)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict(example)),
+            input_example=example,
+            # Left to itself MLflow records the whole platform's lock (Pulumi, Evidently, ...) or whatever
+            # this process imported; serving needs exactly these.
+            pip_requirements=[f"{package}=={metadata.version(package)}" for package in MODEL_PACKAGES],
+            registered_model_name=config.model_name,
+            # skops refuses to load types it does not know; these are the ones this very model is made of.
+            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+        )
+    version = str(info.registered_model_version)
+    for key, value in {"data_version": data.version, "git_sha": sha, "run_id": run.info.run_id}.items():
+        client.set_model_version_tag(config.model_name, version, key, value)
+    client.set_registered_model_alias(config.model_name, CHALLENGER, version)
+    return TrainResult(run_id=run.info.run_id, model_version=version, data_version=data.version, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    model_version: str
+    recorded: dict[str, float]
+    reproduced: dict[str, float]
+    recorded_git_sha: str
+    current_git_sha: str
+
+    @property
+    def identical(self) -> bool:
+        return self.recorded.keys() == self.reproduced.keys() and all(
+            np.isclose(self.recorded[k], self.reproduced[k], rtol=0, atol=1e-12) for k in self.recorded
+        )
+
+
+def recorded_config(run_id: str) -> PipelineConfig:
+    """The validated pipeline config a training run was made with."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp)
+        return PipelineConfig.model_validate_json(Path(path).read_text())
+
+
+def reproduce(config: PipelineConfig, version: str) -> Reproduction:
+    """Retrain a registered version from its recorded snapshot and config; compare the metrics."""
+    client = connect(config)
+    run = client.get_run(require_version(client, config.model_name, version).run_id)
+    recorded = recorded_config(run.info.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot = load_snapshot(run.info.run_id, Path(tmp))
+    _, _, metrics = fit(snapshot, recorded.data, recorded.model)
+    return Reproduction(
+        model_version=version,
+        recorded={k: v for k, v in run.data.metrics.items() if k in metrics},
+        reproduced=metrics,
+        recorded_git_sha=run.data.tags.get("git_sha", "unknown"),
+        current_git_sha=git_sha(),
+    )
