@@ -1,0 +1,78 @@
+"""`python -m services.monitoring`: one run (exit code = verdict), `--loop` for the stack, `--healthcheck`.
+
+Exit codes: 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA; 1 the run failed (say, MLflow unreachable); 2 bad settings.
+Settings come from the environment (see README.md and settings.MonitorSettings.from_env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+
+from services.monitoring.job import run_forever, run_once
+from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event
+from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings, SettingsError
+
+HEALTHY_BEATS = 2  # missed intervals before the health check fails
+START_GRACE_S = 120.0  # the first run also downloads the training snapshot
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m services.monitoring", description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--loop", action="store_true", help="run every MONITORING_INTERVAL_MINUTES until stopped")
+    mode.add_argument("--healthcheck", action="store_true", help="exit 0 if the loop's heartbeat is fresh")
+    parser.add_argument("--on-drift", choices=ON_DRIFT_CHOICES, help="override MONITORING_ON_DRIFT")
+    parser.add_argument("--window-rows", type=int, help="judge the newest N rows instead of 'since the last report'")
+    parser.add_argument("--window-hours", type=float, help="judge the rows of the last N hours")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        settings = MonitorSettings.from_env()
+        overrides = {"on_drift": args.on_drift, "window_rows": args.window_rows, "window_hours": args.window_hours}
+        settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        print(f"monitoring: {exc}", file=sys.stderr)
+        return 2
+    if args.healthcheck:
+        return _healthcheck(settings)
+    logger = job_logger()
+    logger.addHandler(json_handler(logging.StreamHandler(sys.stdout)))
+    logger.setLevel(logging.INFO)
+    if args.loop:
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        run_forever(settings, stop)
+        return 0
+    try:
+        result = run_once(settings)
+    except Exception as exc:  # one clear line instead of a traceback; the JSON log has the same
+        log_event("monitoring.error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        print(f"monitoring failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary)
+    return result.exit_code
+
+
+def _healthcheck(settings: MonitorSettings) -> int:
+    age = heartbeat_age_s(settings.heartbeat_file)
+    limit = HEALTHY_BEATS * settings.interval_minutes * 60 + START_GRACE_S
+    if age is None:
+        print(f"no heartbeat at {settings.heartbeat_file}", file=sys.stderr)
+        return 1
+    if age > limit:
+        print(f"heartbeat {settings.heartbeat_file} is {age:.0f}s old (limit {limit:.0f}s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Judge a window of traffic against the reference with Evidently, and turn the result into a verdict.
+
+Evidently runs on the sampled window (see inference_log) and the sampled reference: `DataDriftPreset`
+(share of drifted columns, a drift score per column) plus `DataSummaryPreset` (missing values and value
+statistics against the reference), and `ClassificationPreset` on the rows that have ground-truth labels.
+The numbers are read from the report's `dict()`, so what the verdict is based on is what the HTML shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+from evidently import DataDefinition, Dataset, MulticlassClassification, Report
+from evidently.core.report import Snapshot
+from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+from evidently.tests import gte
+
+from services.monitoring.reference import FeatureSchema
+
+TARGET = "target"
+PREDICTION = "prediction"
+
+
+class Verdict(StrEnum):
+    OK = "OK"
+    DRIFT = "DRIFT"
+    NOT_ENOUGH_DATA = "NOT ENOUGH DATA"
+
+    @property
+    def exit_code(self) -> int:
+        # 1 and 2 stay free for crashes and usage errors, so a script can tell a verdict from a failure.
+        return {Verdict.OK: 0, Verdict.DRIFT: 3, Verdict.NOT_ENOUGH_DATA: 4}[self]
+
+
+def decide_verdict(rows: int, drift_share: float | None, *, min_rows: int, drift_share_threshold: float) -> Verdict:
+    """DRIFT when at least the threshold share of feature columns drifted; too few rows are not judged."""
+    if rows < min_rows or drift_share is None:
+        return Verdict.NOT_ENOUGH_DATA
+    return Verdict.DRIFT if drift_share >= drift_share_threshold else Verdict.OK
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    column: str
+    score: float
+    method: str
+    threshold: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftFindings:
+    drift_share: float
+    drifted_count: int
+    columns: list[ColumnDrift]
+    missing_share: dict[str, float]
+
+    @property
+    def drifted(self) -> list[str]:
+        """Drifted columns, the strongest first."""
+        return [c.column for c in sorted(self.columns, key=lambda c: c.score, reverse=True) if c.drifted]
+
+
+@dataclass(frozen=True)
+class PreparedWindow:
+    """Current and reference restricted to the columns that can be compared, with matching types."""
+
+    current: pd.DataFrame
+    reference: pd.DataFrame
+    schema: FeatureSchema
+    unknown_columns: list[str]  # logged but not a feature of this model: ignored
+    absent_columns: list[str]  # a feature of the model with no value in the window: not judged
+
+
+def prepare(current: pd.DataFrame, reference: pd.DataFrame, schema: FeatureSchema) -> PreparedWindow:
+    unknown = sorted(str(column) for column in current.columns if column not in schema.columns)
+    current = current.reindex(columns=schema.columns)
+    absent = [c for c in schema.columns if current[c].notna().sum() == 0 or reference[c].notna().sum() == 0]
+    judged = FeatureSchema(
+        numerical=[c for c in schema.numerical if c not in absent],
+        categorical=[c for c in schema.categorical if c not in absent],
+    )
+    return PreparedWindow(
+        current=_typed(current, judged),
+        reference=_typed(reference, judged),
+        schema=judged,
+        unknown_columns=unknown,
+        absent_columns=absent,
+    )
+
+
+def _typed(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Numbers as floats (a bad value becomes missing), categories as strings: JSON `1` and parquet `1` agree."""
+    typed = {column: pd.to_numeric(frame[column], errors="coerce") for column in schema.numerical}
+    for column in schema.categorical:
+        values = frame[column]
+        typed[column] = values.where(values.isna(), values.astype(str))
+    return pd.DataFrame(typed, index=frame.index)[schema.columns]
+
+
+def run_drift_report(window: PreparedWindow, *, drift_share_threshold: float, min_rows: int) -> Snapshot:
+    definition = DataDefinition(
+        numerical_columns=window.schema.numerical, categorical_columns=window.schema.categorical
+    )
+    report = Report(
+        [
+            DataDriftPreset(drift_share=drift_share_threshold),
+            # The default row-count test expects the reference's size; the job's own floor is the useful test.
+            DataSummaryPreset(row_count_tests=[gte(min_rows)]),
+        ],
+        include_tests=True,
+    )
+    return report.run(
+        Dataset.from_pandas(window.current, data_definition=definition),
+        Dataset.from_pandas(window.reference, data_definition=definition),
+    )
+
+
+def read_findings(result: dict[str, Any]) -> DriftFindings:
+    """Drift share, per-column scores and flags, and missing values from a report's `dict()`."""
+    share, count = 0.0, 0
+    scores: dict[str, tuple[float, str, float]] = {}
+    missing: dict[str, float] = {}
+    for metric in result["metrics"]:
+        config, value = metric.get("config", {}), metric.get("value")
+        kind = str(config.get("type", "")).rsplit(":", 1)[-1]
+        if kind == "DriftedColumnsCount":
+            share, count = float(value["share"]), int(value["count"])
+        elif kind == "ValueDrift":
+            scores[config["column"]] = (float(value), str(config.get("method")), float(config.get("threshold")))
+        elif kind == "MissingValueCount" and config.get("column"):
+            missing[config["column"]] = float(value["share"])
+    drifted = {
+        test["metric_config"]["params"]["column"]
+        for test in result["tests"]
+        if test.get("id") == "drift" and str(test.get("status")).rsplit(".", 1)[-1] == "FAIL"
+    }
+    columns = [
+        ColumnDrift(column=name, score=score, method=method, threshold=threshold, drifted=name in drifted)
+        for name, (score, method, threshold) in scores.items()
+    ]
+    return DriftFindings(drift_share=share, drifted_count=count, columns=columns, missing_share=missing)
+
+
+def labeled_rows(keys: pd.DataFrame, labels: dict[tuple[str, int], object]) -> pd.DataFrame:
+    """Sampled rows that have a ground-truth label: `target` and `prediction`, both as strings."""
+    found = [labels.get((request_id, row)) for request_id, row in zip(keys["request_id"], keys["row"], strict=True)]
+    frame = pd.DataFrame({TARGET: found, PREDICTION: keys["prediction"]})
+    frame = frame[frame[TARGET].notna() & frame[PREDICTION].notna()]
+    return frame.astype(str).reset_index(drop=True)
+
+
+def run_classification_report(labeled: pd.DataFrame) -> tuple[Snapshot, dict[str, float]]:
+    """Quality of the served predictions on rows with feedback; the metrics as name -> value."""
+    definition = DataDefinition(
+        categorical_columns=[TARGET, PREDICTION],
+        classification=[MulticlassClassification(target=TARGET, prediction_labels=PREDICTION)],
+    )
+    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(labeled, data_definition=definition), None)
+    metrics = {}
+    for metric in snapshot.dict()["metrics"]:
+        name = str(metric.get("config", {}).get("type", "")).rsplit(":", 1)[-1]
+        if isinstance(metric.get("value"), int | float):
+            metrics[name.lower()] = float(metric["value"])
+    return snapshot, metrics

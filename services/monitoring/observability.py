@@ -1,0 +1,54 @@
+"""How the job shows it is alive and what it did: JSON log lines and a heartbeat file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+LOGGER_NAME = "services.monitoring"
+
+
+def job_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """One structured line; fields land as top-level JSON keys (see JsonFormatter)."""
+    job_logger().log(level, event, extra={"fields": fields})
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return json.dumps(line, default=str)
+
+
+def json_handler(handler: logging.Handler) -> logging.Handler:
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+def touch_heartbeat(path: Path, **state: Any) -> None:
+    """Rewrite the heartbeat atomically: a reader never sees half a file, and its mtime is the beat."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), **state}, default=str))
+    partial.replace(path)
+
+
+def heartbeat_age_s(path: Path) -> float | None:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,163 @@
+"""Where a judged window is recorded: an MLflow run in the monitoring experiment and an Evidently snapshot.
+
+The tag `window_end` of the newest judged run is where the next default window starts, per model version,
+so the job keeps no state of its own and runs the same on a laptop and in the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evidently.core.report import Snapshot
+from evidently.ui.workspace import Workspace
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
+from services.monitoring.inference_log import VersionTraffic
+from services.monitoring.reference import Reference
+from services.monitoring.settings import MonitorSettings
+
+JUDGED_TAG = "judged"
+WINDOW_END_TAG = "window_end"
+MAX_TAG_CHARS = 4000  # well under MLflow's tag value limit
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Everything one judged window produced, as recorded."""
+
+    traffic: VersionTraffic
+    reference: Reference
+    window: PreparedWindow
+    verdict: Verdict
+    findings: DriftFindings
+    summary: str
+    report_path: Path
+    quality_path: Path | None
+    quality: dict[str, float]
+
+
+def experiment_id(client: MlflowClient, name: str) -> str | None:
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else None
+
+
+def run_url(tracking_uri: str, experiment: str | None, run_id: str | None) -> str | None:
+    if not run_id or not tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def last_judged_window_ends(client: MlflowClient, model_name: str, experiment: str | None) -> dict[str, datetime]:
+    """Per model version, where the newest judged window ended: the default window starts after it."""
+    if experiment is None:
+        return {}
+    runs = client.search_runs(
+        [experiment],
+        filter_string=f"tags.model_name = '{model_name}' and tags.{JUDGED_TAG} = 'true'",
+        order_by=["attributes.start_time DESC"],
+        max_results=500,
+    )
+    ends: dict[str, datetime] = {}
+    for run in runs:
+        version, end = run.data.tags.get("model_version"), run.data.tags.get(WINDOW_END_TAG)
+        if version and end and version not in ends:
+            ends[version] = datetime.fromisoformat(end)
+    return ends
+
+
+def save_html(snapshot: Snapshot, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    return path
+
+
+def metric_key(text: str) -> str:
+    # MLflow keys allow letters, digits and _ - . space /; anything else in a column name becomes _.
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)
+
+
+def record_in_mlflow(
+    client: MlflowClient, settings: MonitorSettings, judgement: Judgement, *, skipped_lines: int
+) -> str:
+    """One run per judged window: overall and per-column metrics, the HTML report, tags naming version and window."""
+    traffic, findings, window = judgement.traffic, judgement.findings, judgement.window
+    experiment = experiment_id(client, settings.experiment) or client.create_experiment(settings.experiment)
+    run = client.create_run(
+        experiment,
+        run_name=f"{settings.model_name}-v{traffic.model_version}-{traffic.last_at:%Y%m%dT%H%M%S}",
+        tags={
+            "model_name": settings.model_name,
+            "model_version": traffic.model_version,
+            "verdict": str(judgement.verdict),
+            "window_start": traffic.first_at.isoformat(),
+            WINDOW_END_TAG: traffic.last_at.isoformat(),
+            "window_rows": str(traffic.rows),
+            "window_kind": "explicit" if settings.explicit_window else "since_last_report",
+            JUDGED_TAG: "true",
+            "reference_run_id": judgement.reference.run_id,
+            "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
+            "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],
+            "absent_columns": ",".join(window.absent_columns)[:MAX_TAG_CHARS],
+            "mlflow.note.content": judgement.summary[:MAX_TAG_CHARS],
+        },
+    )
+    run_id = run.info.run_id
+    try:
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        values = {
+            "drift_share": findings.drift_share,
+            "drifted_columns": findings.drifted_count,
+            "rows_in_window": traffic.rows,
+            "rows_sampled": len(traffic.sample),
+            "skipped_log_lines": skipped_lines,
+            **{f"drift_score/{metric_key(c.column)}": c.score for c in findings.columns},
+            **{f"missing_share/{metric_key(col)}": share for col, share in findings.missing_share.items()},
+            **{f"classification/{metric_key(key)}": value for key, value in judgement.quality.items()},
+        }
+        metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
+        params = [
+            Param("drift_share_threshold", str(settings.drift_share_threshold)),
+            Param("min_rows", str(settings.min_rows)),
+            Param("max_sample_rows", str(settings.max_sample_rows)),
+        ]
+        client.log_batch(run_id, params=params)
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+        client.log_text(run_id, json.dumps(_findings_json(judgement), indent=2), "report/findings.json")
+        client.log_artifact(run_id, str(judgement.report_path), "report")
+        if judgement.quality_path:
+            client.log_artifact(run_id, str(judgement.quality_path), "report")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _findings_json(judgement: Judgement) -> dict[str, object]:
+    return {
+        "verdict": str(judgement.verdict),
+        "summary": judgement.summary,
+        **asdict(judgement.findings),
+        "drifted": judgement.findings.drifted,
+        "unknown_columns": judgement.window.unknown_columns,
+        "absent_columns": judgement.window.absent_columns,
+        "classification": judgement.quality,
+    }
+
+
+def add_to_workspace(workspace_dir: Path, project_name: str, snapshot: Snapshot, name: str) -> str:
+    """Add the report to the Evidently workspace the UI serves (one project per model); the snapshot id."""
+    workspace = Workspace.create(str(workspace_dir))
+    found = workspace.search_project(project_name)
+    project = found[0] if found else workspace.create_project(
+        project_name, description=f"Logged traffic of {project_name} vs its training snapshot"
+    )
+    return str(workspace.add_run(project.id, snapshot, include_data=False, name=name).id)
