@@ -1,20 +1,20 @@
-"""A real MLflow server for the integration tests: SQLite backend, served artifacts, job runner off."""
+"""The local platform for the integration tests: the real `pipelines.platform` code starting a real
+MLflow server (SQLite, served artifacts, job runner off) on free loopback ports, in a temp state dir."""
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
+import yaml
 
-STARTUP_TIMEOUT_S = 120.0
+from pipelines import platform
+from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 
 
 def free_port() -> int:
@@ -23,51 +23,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class LocalPlatform:
+    config: PipelineConfig
+    config_path: Path
+    raw: dict[str, Any]
+
+    def variant(self, name: str, **sections: dict[str, Any]) -> Path:
+        """A config file like this platform's, with some sections' keys overridden (same servers, same state)."""
+        raw = yaml.safe_load(yaml.safe_dump(self.raw))
+        for section, values in sections.items():
+            raw[section] = {**raw.get(section, {}), **values}
+        path = self.config_path.with_name(f"{name}.yaml")
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of an `mlflow server` on a free loopback port, stopped after the session."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (root / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--serve-artifacts",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--workers", "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        # The job runner alone costs ~2 GB RSS and no test uses it.
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        start_new_session=True,
-    )
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the tests' own server, never a developer's
+    state = tmp_path_factory.mktemp("platform")
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    mlflow_port = free_port()
+    raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=free_port(),
+                           monitoring_ui_port=free_port())
+    raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
+    raw["model"]["params"]["n_estimators"] = 40  # same pipeline, quicker fits
+    path = state / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    platform.start_mlflow(config)
     try:
-        _wait_healthy(url, server, root / "server.log")
-        yield url
+        yield LocalPlatform(config, path, raw)
     finally:
-        # The server runs its workers in its own session: stop the whole group.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        for name in ("serving", "serving-candidate", "monitoring-ui", "mlflow"):
+            platform.Process(name, config.platform.state_dir).stop()
 
 
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited during start-up:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=3.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow server not healthy after {STARTUP_TIMEOUT_S:.0f}s:\n{log_path.read_text()[-3000:]}")
+@pytest.fixture(scope="session")
+def mlflow_server(local_platform: LocalPlatform) -> str:
+    """URL of the session's MLflow server."""
+    return local_platform.config.tracking.uri
