@@ -1,0 +1,90 @@
+"""Evidently monitoring: the drift job on an interval and the Evidently UI over the same workspace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+from config import StackConfig
+from containers import (
+    child_of,
+    healthcheck,
+    http_probe,
+    mount,
+    published,
+    secret_file,
+    service_container,
+    service_image,
+    volume,
+)
+
+UI_PORT = 8000
+STATE_DIR = "/var/lib/monitoring"
+WORKSPACE_DIR = f"{STATE_DIR}/workspace"
+INFERENCE_LOG_DIR = "/var/lib/inference"
+MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    config: StackConfig
+    network: docker.Network
+    tracking_url: str
+    inference_log: docker.Volume
+    # ~/.mlflow/credentials content when MLflow runs with basic auth (a secret), else None.
+    tracking_credentials: pulumi.Output[str] | None = None
+
+
+class Monitoring(pulumi.ComponentResource):
+    """`python -m services.monitoring --loop` (alias `monitoring`) and `evidently ui` (alias `monitoring-ui`)."""
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops-platform:index:Monitoring", name, None, opts)
+        config = args.config
+        state = volume(f"{name}-state", "monitoring-state", config, child_of(self))
+        self.image = service_image(f"{name}-image", "monitoring", config, child_of(self))
+
+        self.job = service_container(
+            f"{name}-job", config,
+            service="monitoring",
+            image=self.image.repo_digest,
+            network=args.network,
+            memory_mb=config.memory.monitoring,
+            # The job's own check: its heartbeat must be younger than two intervals (plus a start grace).
+            health=healthcheck(["CMD", "python", "-m", "services.monitoring", "--healthcheck"],
+                               start_period="120s", interval="30s"),
+            envs=[
+                f"MLFLOW_TRACKING_URI={args.tracking_url}",
+                f"MODEL_NAME={config.model_name}",
+                f"INFERENCE_LOG_DIR={INFERENCE_LOG_DIR}",
+                f"MONITORING_WORKSPACE={WORKSPACE_DIR}",
+                f"MONITORING_REPORTS_DIR={STATE_DIR}/reports",
+                # Container-local, so a replaced container never inherits a fresh-looking beat.
+                "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
+                f"MONITORING_INTERVAL_MINUTES={config.monitoring_interval_minutes:g}",
+            ],
+            # The job only reads what serving logs.
+            volumes=[mount(args.inference_log, INFERENCE_LOG_DIR, read_only=True), mount(state, STATE_DIR)],
+            command=["python", "-m", "services.monitoring", "--loop"],
+            uploads=(
+                [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]
+                if args.tracking_credentials is not None else []
+            ),
+            opts=child_of(self),
+        )
+        self.ui = service_container(
+            f"{name}-ui", config,
+            service="monitoring-ui",
+            image=self.image.repo_digest,
+            network=args.network,
+            memory_mb=config.memory.monitoring_ui,
+            # Evidently has no /health; /api/version answers 200 once the UI serves.
+            health=healthcheck(http_probe(UI_PORT, "/api/version")),
+            volumes=[mount(state, STATE_DIR)],
+            ports=[published(UI_PORT, config.monitoring_ui_port, config)],
+            command=["evidently", "ui", "--workspace", WORKSPACE_DIR, "--host", "0.0.0.0", "--port", str(UI_PORT)],
+            opts=child_of(self),
+        )
+        self.ui_url = pulumi.Output.from_input(f"http://127.0.0.1:{config.monitoring_ui_port}")
+        self.register_outputs({"ui_url": self.ui_url})

@@ -1,0 +1,63 @@
+"""BentoML serving: the runtime image (no model) or a release image, writing the inference log to a volume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+from config import StackConfig
+from containers import child_of, healthcheck, http_probe, mount, published, service_container, service_image, volume
+
+SERVING_PORT = 3000
+INFERENCE_LOG_DIR = "/var/lib/inference"
+
+
+@dataclass(frozen=True)
+class ServingArgs:
+    config: StackConfig
+    network: docker.Network
+    tracking_url: str
+
+
+class Serving(pulumi.ComponentResource):
+    """The model server, reachable as http://serving:3000 on the network.
+
+    The runtime image is always built: it is what a fresh stack serves ("no model deployed yet") and
+    what `services/serving/release.Dockerfile` builds each release image from. Config `servingImage`
+    names the release image to serve instead.
+    """
+
+    def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops-platform:index:Serving", name, None, opts)
+        config = args.config
+        self.inference_log = volume(f"{name}-inference-log", "inference-log", config, child_of(self))
+        self.runtime_image = service_image(
+            f"{name}-runtime-image", "serving", config, child_of(self), repository="serving-runtime"
+        )
+        if config.serving_image:
+            release = docker.RemoteImage(
+                f"{name}-release-image", name=config.serving_image, keep_locally=True, opts=child_of(self)
+            )
+            self.image_name: pulumi.Output[str] = pulumi.Output.from_input(config.serving_image)
+            image_id = release.image_id
+        else:
+            self.image_name = self.runtime_image.image_name
+            image_id = self.runtime_image.repo_digest
+
+        self.container = service_container(
+            f"{name}-server", config,
+            service="serving",
+            image=image_id,
+            network=args.network,
+            memory_mb=config.memory.serving,
+            # Liveness, not readiness: without a model the server is healthy but answers /readyz 503.
+            health=healthcheck(http_probe(SERVING_PORT, "/livez")),
+            envs=[f"MLFLOW_TRACKING_URI={args.tracking_url}", f"INFERENCE_LOG_DIR={INFERENCE_LOG_DIR}"],
+            volumes=[mount(self.inference_log, INFERENCE_LOG_DIR)],
+            ports=[published(SERVING_PORT, config.serving_port, config)],
+            opts=child_of(self),
+        )
+        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.serving_port}")
+        self.model_version = config.model_version
+        self.register_outputs({"url": self.url, "image": self.image_name, "model_version": self.model_version})

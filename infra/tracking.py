@@ -1,0 +1,145 @@
+"""MLflow tracking: the server with served artifacts, its state on volumes, optional PostgreSQL and basic auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+from config import StackConfig
+from containers import (
+    child_of,
+    healthcheck,
+    http_probe,
+    mount,
+    published,
+    secret_file,
+    service_container,
+    service_image,
+    volume,
+)
+
+MLFLOW_PORT = 5000
+BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
+AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
+# The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
+ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
+POSTGRES_USER = POSTGRES_DB = "mlflow"
+POSTGRES_UID = "999:999"  # the `postgres` user of the official image
+POSTGRES_PASSWORD_FILE = "/run/postgres-password"
+
+
+@dataclass(frozen=True)
+class TrackingArgs:
+    config: StackConfig
+    network: docker.Network
+
+
+class Tracking(pulumi.ComponentResource):
+    """`mlflow server --serve-artifacts`, reachable as http://mlflow:5000 on the network."""
+
+    internal_url = f"http://mlflow:{MLFLOW_PORT}"
+
+    def __init__(self, name: str, args: TrackingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops-platform:index:Tracking", name, None, opts)
+        config = args.config
+        backend = volume(f"{name}-backend", "mlflow-backend", config, child_of(self))
+        artifacts = volume(f"{name}-artifacts", "mlflow-artifacts", config, child_of(self))
+        self.image = service_image(f"{name}-image", "tracking", config, child_of(self))
+
+        # The job runner is off: it is unused here and multiplies the server's memory (DESIGN.md).
+        envs: list[pulumi.Input[str]] = ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"]
+        uploads: list[docker.ContainerUploadArgs] = []
+        waits_for: list[pulumi.Resource] = []
+        backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
+        if config.tracking_backend == "postgres":
+            assert config.postgres_password is not None  # load_stack_config requires it for postgres
+            self.postgres = self._postgres(name, config, args.network)
+            waits_for.append(self.postgres)
+            backend_uri = f"postgresql://{POSTGRES_USER}@postgres:5432/{POSTGRES_DB}"
+            envs.append(f"PGPASSFILE={PGPASS_FILE}")
+            uploads.append(secret_file(PGPASS_FILE, config.postgres_password.apply(_pgpass_line)))
+        if config.auth_enabled:
+            assert config.admin_password is not None  # load_stack_config requires it with auth
+            envs.append(f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}")
+            uploads.append(secret_file(
+                AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
+            ))
+        # What an MLflow client on the network needs to log in (~/.mlflow/credentials), when auth is on.
+        self.client_credentials: pulumi.Output[str] | None = (
+            config.admin_password.apply(lambda pw: _client_credentials(config.admin_username, pw))
+            if config.admin_password is not None else None
+        )
+
+        command = [
+            "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
+            "--backend-store-uri", backend_uri,
+            "--artifacts-destination", ARTIFACTS_DIR, "--serve-artifacts",
+            "--allowed-hosts", ALLOWED_HOSTS,
+        ]
+        if config.auth_enabled:
+            command += ["--app-name", "basic-auth"]
+        self.container = service_container(
+            f"{name}-server", config,
+            service="mlflow",
+            image=self.image.repo_digest,
+            network=args.network,
+            memory_mb=config.memory.mlflow,
+            # /health stays open with basic auth on, so the probe needs no credentials.
+            health=healthcheck(http_probe(MLFLOW_PORT, "/health")),
+            envs=envs,
+            volumes=[mount(backend, BACKEND_DIR), mount(artifacts, ARTIFACTS_DIR)],
+            ports=[published(MLFLOW_PORT, config.mlflow_port, config)],
+            command=command,
+            uploads=uploads,
+            opts=child_of(self, depends_on=waits_for),
+        )
+        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.mlflow_port}")
+        self.register_outputs({"url": self.url, "internal_url": self.internal_url})
+
+    def _postgres(self, name: str, config: StackConfig, network: docker.Network) -> docker.Container:
+        assert config.postgres_password is not None
+        data = volume(f"{name}-postgres-data", "postgres-data", config, child_of(self))
+        image = docker.RemoteImage(f"{name}-postgres-image", name=config.postgres_image, keep_locally=True,
+                                   opts=child_of(self))
+        return service_container(
+            f"{name}-postgres", config,
+            service="postgres",
+            image=image.image_id,
+            network=network,
+            memory_mb=config.memory.postgres,
+            health=healthcheck(["CMD", "pg_isready", "--host", "127.0.0.1", "--username", POSTGRES_USER,
+                                "--dbname", POSTGRES_DB, "--timeout", "4"], start_period="30s"),
+            envs=[f"POSTGRES_USER={POSTGRES_USER}", f"POSTGRES_DB={POSTGRES_DB}",
+                  f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}"],
+            volumes=[mount(data, "/var/lib/postgresql/data")],
+            uploads=[secret_file(POSTGRES_PASSWORD_FILE, config.postgres_password, owner=POSTGRES_UID)],
+            # The official image runs unprivileged when started as its postgres user.
+            user=POSTGRES_UID,
+            opts=child_of(self),
+        )
+
+
+def _pgpass_line(password: str) -> str:
+    # libpq's ~/.pgpass format: ':' and '\' inside a field are backslash-escaped.
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"postgres:5432:{POSTGRES_DB}:{POSTGRES_USER}:{escaped}\n"
+
+
+def _ini(section: str, values: dict[str, str]) -> str:
+    # MLflow reads both its files with configparser, where '%' starts an interpolation unless doubled.
+    return f"[{section}]\n" + "".join(f"{key} = {value.replace('%', '%%')}\n" for key, value in values.items())
+
+
+def _auth_config(username: str, password: str) -> str:
+    return _ini("mlflow", {
+        "default_permission": "READ",
+        "database_uri": f"sqlite:///{BACKEND_DIR}/basic_auth.db",
+        "admin_username": username,
+        "admin_password": password,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    })
+
+
+def _client_credentials(username: str, password: str) -> str:
+    return _ini("mlflow", {"mlflow_tracking_username": username, "mlflow_tracking_password": password})

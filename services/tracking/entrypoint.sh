@@ -1,0 +1,10 @@
+#!/bin/sh
+# Start `mlflow server` with the given arguments. The basic-auth app needs a static Flask secret key
+# for CSRF protection; unless one is provided, each container start gets a fresh random key (one
+# container serves MLflow, so nothing has to share it; sessions simply end on restart).
+set -eu
+if [ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]; then
+  MLFLOW_FLASK_SERVER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')
+  export MLFLOW_FLASK_SERVER_SECRET_KEY
+fi
+exec mlflow server "$@"
