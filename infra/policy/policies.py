@@ -1,0 +1,110 @@
+"""Rules every Docker container of the platform must follow, as pulumi-policy validations.
+
+Each rule is a plain function of the container's properties (engine names, camelCase) returning
+the violations found, so it can be tested without an engine; `POLICIES` wraps them for the pack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+
+CONTAINER = "docker:index/container:Container"
+PUBLIC_ADDRESSES = ("0.0.0.0", "::", "")
+ROOT_USERS = ("root", "0")
+# A name that says "secret" holds one, unless it only points to a file that does (FOO_FILE, FOO_PATH).
+_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
+_POINTER_NAME = re.compile(r"_(FILE|PATH|DIR)$", re.IGNORECASE)
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+
+Props = Mapping[str, Any]
+
+
+def public_ports(props: Props, allow_public: bool = False) -> list[str]:
+    """Published ports bind to an explicit non-public address; Docker's default is every interface."""
+    if allow_public:
+        return []
+    return [
+        f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0 (no ip set)'}; "
+        "bind it to 127.0.0.1, or allow public ports in the policy config"
+        for port in props.get("ports") or []
+        if str(port.get("ip") or "") in PUBLIC_ADDRESSES
+    ]
+
+
+def root_user(props: Props) -> list[str]:
+    """The user is set explicitly and is not root (the image's USER is invisible to a policy)."""
+    user = str(props.get("user") or "")
+    name = user.split(":")[0]
+    if not name:
+        return ["no user is set, so the container may run as root; set `user` to a non-root uid:gid"]
+    if name in ROOT_USERS:
+        return [f"runs as root ({user!r}); set `user` to a non-root uid:gid"]
+    return []
+
+
+def missing_healthcheck(props: Props) -> list[str]:
+    """A long-running container has a health check with a timeout (a hung probe must fail)."""
+    if props.get("rm") or props.get("attach"):
+        return []  # one-shot containers are not monitored
+    check = props.get("healthcheck") or {}
+    tests = list(check.get("tests") or [])
+    if not tests or tests[0] == "NONE":
+        return ["a long-running container needs a `healthcheck` with `tests`"]
+    if not check.get("timeout"):
+        return ["the `healthcheck` needs a `timeout`, or a hung probe never fails"]
+    return []
+
+
+def plaintext_secrets(props: Props) -> list[str]:
+    """No secret travels in env or on the command line, where `docker inspect` shows it; use a file."""
+    violations = []
+    for entry in props.get("envs") or []:
+        name, _, value = str(entry).partition("=")
+        if value and _SECRET_NAME.search(name) and not _POINTER_NAME.search(name):
+            violations.append(f"env {name} looks like a secret in plain text; upload it as a file and pass its path")
+        elif _URL_WITH_PASSWORD.search(value):
+            violations.append(f"env {name} holds a URL with a password; use a password file (e.g. PGPASSFILE)")
+    violations += [
+        f"command argument {position} holds a URL with a password"
+        for position, argument in enumerate(props.get("command") or [])
+        if _URL_WITH_PASSWORD.search(str(argument))
+    ]
+    return violations
+
+
+def _container_policy(name: str, description: str, rule: Callable[[Props], list[str]]) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        if args.resource_type != CONTAINER:
+            return
+        for message in rule(args.props):
+            report_violation(message, None)
+
+    return ResourceValidationPolicy(name=name, description=description, validate=validate)
+
+
+def _validate_public_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != CONTAINER:
+        return
+    for message in public_ports(args.props, bool(args.get_config().get("allowPublicPorts", False))):
+        report_violation(message, None)
+
+
+POLICIES = [
+    ResourceValidationPolicy(
+        name="no-public-ports",
+        description="Containers publish ports on 127.0.0.1 unless the policy config allows public ports.",
+        validate=_validate_public_ports,
+        config_schema=PolicyConfigSchema(properties={"allowPublicPorts": {"type": "boolean", "default": False}}),
+    ),
+    _container_policy("non-root-user", "Containers run as an explicit non-root user.", root_user),
+    _container_policy(
+        "health-check-required", "Long-running containers have a health check with a timeout.", missing_healthcheck
+    ),
+    _container_policy(
+        "no-plaintext-secrets", "No secret-looking value in env or command; secrets are files.", plaintext_secrets
+    ),
+]

@@ -1,0 +1,250 @@
+"""The real Pulumi program under mocks: what `pulumi up` would create, for the default and other stacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import rpc
+
+from tests.infra.program import CONTAINER, IMAGE, NETWORK, PROJECT, REMOTE_IMAGE, REPO_ROOT, VOLUME, run_program
+
+ALIASES = {"mlflow", "serving", "monitoring", "monitoring-ui"}
+ADMIN_PASSWORD = "adm%n:pw-7f3a"
+POSTGRES_PASSWORD = "pg\\pass:9c1e"
+HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
+HARDENED_SECRETS = {"adminPassword": ADMIN_PASSWORD, "postgresPassword": POSTGRES_PASSWORD}
+
+
+@pytest.fixture(scope="module")
+def default_stack():
+    return run_program()
+
+
+@pytest.fixture(scope="module")
+def hardened_stack():
+    return run_program(HARDENED, HARDENED_SECRETS)
+
+
+def env_of(container) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in container.plain.get("envs", []))
+
+
+def mounts_of(container) -> dict[str, dict]:
+    return {mount["containerPath"]: mount for mount in container.plain.get("volumes", [])}
+
+
+def test_every_port_is_published_on_loopback_by_default(default_stack):
+    published = {
+        port["external"]: port["ip"] for c in default_stack.of_type(CONTAINER) for port in c.plain.get("ports", [])
+    }
+    assert published == {5000: "127.0.0.1", 3000: "127.0.0.1", 8000: "127.0.0.1"}
+
+
+def test_expose_ports_publishes_on_all_interfaces(hardened_stack):
+    ips = {port["ip"] for c in hardened_stack.of_type(CONTAINER) for port in c.plain.get("ports", [])}
+    assert ips == {"0.0.0.0"}
+
+
+def test_containers_share_one_network_under_their_aliases(default_stack, hardened_stack):
+    (network,) = default_stack.of_type(NETWORK)
+    assert network.plain["name"] == "mlops-net"
+    for stack, aliases in ((default_stack, ALIASES), (hardened_stack, ALIASES | {"postgres"})):
+        attached = [n for c in stack.of_type(CONTAINER) for n in c.plain["networksAdvanced"]]
+        assert {alias for n in attached for alias in n["aliases"]} == aliases
+        assert {n["name"] for n in attached} == {"mlops-net"}
+
+
+def test_mlflow_serves_artifacts_from_volumes_to_the_network(default_stack):
+    mlflow = default_stack.container("mlflow")
+    command = mlflow.plain["command"]
+    assert "--serve-artifacts" in command
+    assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/backend/mlflow.db"
+    allowed = set(command[command.index("--allowed-hosts") + 1].split(","))
+    assert {"mlflow", "mlflow:5000", "localhost:*", "127.0.0.1:*"} <= allowed
+    assert env_of(mlflow)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    mounts = mounts_of(mlflow)
+    assert mounts["/mlflow/backend"]["volumeName"] == "mlops-mlflow-backend"
+    assert mounts["/mlflow/artifacts"]["volumeName"] == "mlops-mlflow-artifacts"
+    assert "--app-name" not in command
+
+
+def test_clients_reach_mlflow_by_its_alias_and_share_the_inference_log(default_stack):
+    serving, job = default_stack.container("serving"), default_stack.container("monitoring")
+    for container in (serving, job):
+        assert env_of(container)["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    log_dir = env_of(serving)["INFERENCE_LOG_DIR"]
+    assert env_of(job)["INFERENCE_LOG_DIR"] == log_dir
+    assert mounts_of(serving)[log_dir]["volumeName"] == mounts_of(job)[log_dir]["volumeName"] == "mlops-inference-log"
+    assert mounts_of(job)[log_dir]["readOnly"] is True
+    assert env_of(job)["MONITORING_INTERVAL_MINUTES"] == "5"
+
+
+def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
+    job, ui = default_stack.container("monitoring"), default_stack.container("monitoring-ui")
+    workspace = env_of(job)["MONITORING_WORKSPACE"]
+    command = ui.plain["command"]
+    assert command[:2] == ["evidently", "ui"]
+    assert command[command.index("--workspace") + 1] == workspace
+    state = mounts_of(job)["/var/lib/monitoring"]["volumeName"]
+    assert workspace.startswith("/var/lib/monitoring/")
+    assert mounts_of(ui)["/var/lib/monitoring"]["volumeName"] == state
+    assert "/api/version" in " ".join(ui.plain["healthcheck"]["tests"])
+    assert job.plain["command"] == ["python", "-m", "services.monitoring", "--loop"]
+    assert job.plain["healthcheck"]["tests"][1:] == ["python", "-m", "services.monitoring", "--healthcheck"]
+
+
+def test_state_lives_on_named_volumes(default_stack, hardened_stack):
+    names = {v.plain["name"] for v in default_stack.of_type(VOLUME)}
+    assert names == {"mlops-mlflow-backend", "mlops-mlflow-artifacts", "mlops-inference-log", "mlops-monitoring-state"}
+    postgres = hardened_stack.container("postgres")
+    assert mounts_of(postgres)["/var/lib/postgresql/data"]["volumeName"] == "mlops-postgres-data"
+
+
+@pytest.mark.parametrize("stack_fixture", ["default_stack", "hardened_stack"])
+def test_every_container_is_hardened_and_waited_for(stack_fixture, request):
+    for container in request.getfixturevalue(stack_fixture).of_type(CONTAINER):
+        props = container.plain
+        check = props["healthcheck"]
+        assert check["tests"][0] == "CMD" and check["timeout"] and check["retries"] >= 1, container.name
+        assert props["restart"] == "unless-stopped"
+        assert props["user"].split(":")[0] not in ("", "0", "root"), container.name
+        assert props["memory"] >= 256
+        assert props["wait"] is True and props["waitTimeout"] == 300
+        assert props["name"].startswith("mlops-")
+
+
+def test_images_are_built_from_services_and_feed_the_containers(default_stack):
+    images = {i.plain["imageName"]: i.plain["build"] for i in default_stack.of_type(IMAGE)}
+    assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest"}
+    for build in images.values():
+        context = Path(build["context"])
+        assert context.parent == REPO_ROOT / "services" and (context / "Dockerfile").is_file()
+        assert build["args"] == {"BASE_IMAGE": "python:3.11-slim-bookworm"}
+        assert build["builderVersion"] == "BuilderV1" and build["network"] == "host"
+    # The mocks report an image's name as its digest: containers run exactly the image built here.
+    assert default_stack.container("mlflow").plain["image"] == "mlops-tracking:latest"
+    assert default_stack.container("serving").plain["image"] == "mlops-serving-runtime:latest"
+    assert default_stack.container("monitoring-ui").plain["image"] == "mlops-monitoring:latest"
+
+
+def test_resources_are_children_of_their_components(default_stack):
+    parents = {(r.type, r.name): r.parent_type for r in default_stack.resources}
+    assert parents[(NETWORK, "network")] == "pulumi:pulumi:Stack"
+    for component in ("Tracking", "Serving", "Monitoring"):
+        assert parents[(f"mlops-platform:index:{component}", component.lower())] == "pulumi:pulumi:Stack"
+    for resource in default_stack.resources:
+        if resource.type in (CONTAINER, IMAGE, VOLUME):
+            prefix = resource.name.split("-")[0]
+            assert resource.parent_type == f"mlops-platform:index:{prefix.capitalize()}", resource.name
+
+
+def test_exports_name_the_urls_image_and_model_version(default_stack):
+    assert default_stack.exports == {
+        "mlflow_url": "http://127.0.0.1:5000",
+        "serving_url": "http://127.0.0.1:3000",
+        "monitoring_ui_url": "http://127.0.0.1:8000",
+        "serving_image": "mlops-serving-runtime:latest",
+        "model_version": "none",
+    }
+
+
+def test_a_release_image_replaces_the_runtime_image(default_stack):
+    stack = run_program({"servingImage": "mlops-serving:v7", "modelVersion": "7", "servingPort": "3100"})
+    (release,) = stack.of_type(REMOTE_IMAGE)
+    assert release.plain["name"] == "mlops-serving:v7"
+    assert stack.container("serving").plain["image"] == "mlops-serving:v7"
+    assert stack.exports["serving_image"] == "mlops-serving:v7" and stack.exports["model_version"] == "7"
+    assert stack.exports["serving_url"] == "http://127.0.0.1:3100"
+
+
+def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened_stack):
+    mlflow, postgres = hardened_stack.container("mlflow"), hardened_stack.container("postgres")
+    command = mlflow.plain["command"]
+    assert command[command.index("--backend-store-uri") + 1] == "postgresql://mlflow@postgres:5432/mlflow"
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    uploads = {u["file"]: u for u in mlflow.plain["uploads"]}
+    assert env_of(mlflow)["MLFLOW_AUTH_CONFIG_PATH"] in uploads and env_of(mlflow)["PGPASSFILE"] in uploads
+    assert f"admin_password = {ADMIN_PASSWORD.replace('%', '%%')}" in uploads["/home/app/basic_auth.ini"]["content"]
+    assert uploads["/home/app/.pgpass"]["content"] == "postgres:5432:mlflow:mlflow:pg\\\\pass\\:9c1e\n"
+    assert all(u["permissions"] == "0600" and u["owner"] == "10001" for u in uploads.values())
+    assert env_of(postgres)["POSTGRES_PASSWORD_FILE"] == "/run/postgres-password"
+    job_uploads = hardened_stack.container("monitoring").plain["uploads"]
+    assert [u["file"] for u in job_uploads] == ["/home/app/.mlflow/credentials"]
+    for container in (mlflow, postgres, hardened_stack.container("monitoring")):
+        assert rpc.is_rpc_secret(container.inputs["uploads"]), f"{container.name} uploads are not secret"
+
+
+def test_passwords_appear_nowhere_but_in_secret_uploads(hardened_stack):
+    for resource in hardened_stack.resources:
+        visible = {key: value for key, value in resource.inputs.items() if not rpc.is_rpc_secret(value)}
+        for password in (ADMIN_PASSWORD, POSTGRES_PASSWORD, "adm%%n:pw-7f3a"):
+            assert password not in repr(visible), f"{password!r} in plain inputs of {resource.name}"
+    assert not any(p in repr(hardened_stack.exports) for p in HARDENED_SECRETS.values())
+    assert hardened_stack.secret_exports == set()
+
+
+def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_stack):
+    sys.path.insert(0, str(REPO_ROOT / "infra" / "policy"))
+    try:
+        import policies
+    finally:
+        sys.path.pop(0)
+    for container in default_stack.of_type(CONTAINER):
+        props = container.plain
+        found = [*policies.public_ports(props), *policies.root_user(props), *policies.missing_healthcheck(props),
+                 *policies.plaintext_secrets(props)]
+        assert found == [], container.name
+    exposed = [policies.public_ports(c.plain) for c in hardened_stack.of_type(CONTAINER) if c.plain.get("ports")]
+    assert exposed and all(exposed)
+    assert all(policies.plaintext_secrets(c.plain) == [] for c in hardened_stack.of_type(CONTAINER))
+
+
+def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
+    sys.path.insert(0, str(REPO_ROOT / "infra"))
+    try:
+        from config import KNOWN_KEYS
+    finally:
+        sys.path.pop(0)
+    declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == KNOWN_KEYS - {"adminPassword", "postgresPassword"}
+    defaults = {key: str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
+                for key, spec in declared.items()}
+    with_defaults = run_program(defaults)
+    assert with_defaults.exports == default_stack.exports
+    def by_name(stack):
+        return {(r.type, r.name): r.plain for r in stack.resources}
+
+    assert by_name(with_defaults) == by_name(default_stack)
+    example = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    assert run_program({k.removeprefix(f"{PROJECT}:"): v for k, v in example.items()}).exports == default_stack.exports
+
+
+@pytest.mark.parametrize(
+    ("config", "secrets", "message"),
+    [
+        ({"mlflowPort": "70000"}, {}, "mlops-platform:mlflowPort: must be between 1 and 65535"),
+        ({"servingPort": "http"}, {}, "mlops-platform:servingPort: must be a number"),
+        ({"servingPort": "5000"}, {}, "ports must differ"),
+        ({"trackingBackend": "mysql"}, {}, "mlops-platform:trackingBackend: must be one of sqlite, postgres"),
+        ({"trackingBackend": "postgres"}, {}, "mlops-platform:postgresPassword: is required when trackingBackend"),
+        ({"authEnabled": "true"}, {}, "mlops-platform:adminPassword: is required when authEnabled is true"),
+        ({"authEnabled": "yes"}, {}, "mlops-platform:authEnabled: must be true or false"),
+        ({"restartPolicy": "sometimes"}, {}, "mlops-platform:restartPolicy"),
+        ({"namePrefix": "My Stack"}, {}, "mlops-platform:namePrefix"),
+        ({"mlflowPrt": "5001"}, {}, "unknown stack config key(s) mlops-platform:mlflowPrt"),
+        ({"servingMemoryMb": "8"}, {}, "mlops-platform:servingMemoryMb: must be between 64"),
+    ],
+)
+def test_bad_config_fails_naming_the_key(config, secrets, message):
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(config, secrets)
+    assert message in str(raised.value)
+
+
+def test_an_empty_secret_fails_naming_the_key():
+    with pytest.raises(pulumi.RunError, match="mlops-platform:adminPassword: must be one non-empty line"):
+        run_program({"authEnabled": "true"}, {"adminPassword": "  "})
