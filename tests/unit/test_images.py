@@ -1,0 +1,85 @@
+"""The service images: pins equal to uv.lock, Dockerfiles that lint clean and follow the stack's contract."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICES = REPO_ROOT / "services"
+DOCKERFILES = sorted([*SERVICES.glob("*/Dockerfile"), *SERVICES.glob("*/*.Dockerfile")])
+REQUIREMENTS = sorted(SERVICES.glob("*/requirements.txt"))
+IMAGE_FOLDERS = sorted(path.parent for path in SERVICES.glob("*/Dockerfile"))
+APP_USER = "10001:10001"  # infra/containers.py runs every service container as this user
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((REPO_ROOT / "uv.lock").read_text())
+    return {normalized(package["name"]): package["version"] for package in lock["package"] if "version" in package}
+
+
+def pins(path: Path) -> dict[str, str]:
+    """name -> version of every requirement line; anything but an exact pin fails the test."""
+    found = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = PIN.match(line)
+        assert match, f"{path.relative_to(REPO_ROOT)}:{number}: {line!r} is not an exact pin name==version"
+        found[normalized(match[1])] = match[2]
+    return found
+
+
+def test_there_is_an_image_per_service():
+    assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring"}
+    assert [path.parent for path in REQUIREMENTS] == IMAGE_FOLDERS
+
+
+@pytest.mark.parametrize("requirements", REQUIREMENTS, ids=lambda path: path.parent.name)
+def test_every_pin_equals_the_uv_lock_version(requirements):
+    locked = locked_versions()
+    pinned = pins(requirements)
+    assert pinned, f"{requirements} pins nothing"
+    wrong = {name: (version, locked.get(name)) for name, version in pinned.items() if locked.get(name) != version}
+    where = requirements.relative_to(REPO_ROOT)
+    assert wrong == {}, f"{where}: pins differ from uv.lock (run services/compile-requirements.sh)"
+
+
+@pytest.mark.parametrize("requirements", REQUIREMENTS, ids=lambda path: path.parent.name)
+def test_compiled_requirements_hold_every_direct_pin(requirements):
+    direct = pins(requirements.with_suffix(".in"))
+    compiled = pins(requirements)
+    assert {name: compiled.get(name) for name in direct} == direct
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(SERVICES)))
+def test_dockerfile_lints_clean(dockerfile):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("folder", IMAGE_FOLDERS, ids=lambda path: path.name)
+def test_service_image_follows_the_stack_contract(folder):
+    text = (folder / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", text, re.M), "BASE_IMAGE defaults to python slim"
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert re.findall(r"^USER (\S+)$", text, re.M) == [APP_USER]
+    assert re.search(r"^HEALTHCHECK .*--timeout=\d+s", text, re.M), "the health probe needs a timeout"
+    # Dependencies are installed before any code is copied, so code edits keep the slow layer cached.
+    code_copies = re.findall(r"^COPY (?!requirements).*$", text, re.M)
+    assert text.index("pip install") < min(text.index(line) for line in code_copies)
+    ignore = (folder / ".dockerignore").read_text().splitlines()
+    assert ignore, f"{folder.name}/.dockerignore is empty"
