@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import pandas as pd
-from evidently import DataDefinition, Dataset, MulticlassClassification, Report
+from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.core.report import Snapshot
 from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 from evidently.tests import gte
@@ -153,12 +153,18 @@ def labeled_rows(keys: pd.DataFrame, labels: dict[tuple[str, int], object]) -> p
     return frame.astype(str).reset_index(drop=True)
 
 
+def _task(labeled: pd.DataFrame) -> BinaryClassification | MulticlassClassification:
+    classes = sorted(set(labeled[TARGET]) | set(labeled[PREDICTION]))
+    if len(classes) > 2:
+        return MulticlassClassification(target=TARGET, prediction_labels=PREDICTION)
+    # Evidently's binary metrics need the positive class among the labels; "1" is the usual one.
+    positive = "1" if "1" in classes else classes[-1]
+    return BinaryClassification(target=TARGET, prediction_labels=PREDICTION, pos_label=positive)
+
+
 def run_classification_report(labeled: pd.DataFrame) -> tuple[Snapshot, dict[str, float]]:
     """Quality of the served predictions on rows with feedback; the metrics as name -> value."""
-    definition = DataDefinition(
-        categorical_columns=[TARGET, PREDICTION],
-        classification=[MulticlassClassification(target=TARGET, prediction_labels=PREDICTION)],
-    )
+    definition = DataDefinition(categorical_columns=[TARGET, PREDICTION], classification=[_task(labeled)])
     snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(labeled, data_definition=definition), None)
     metrics = {}
     for metric in snapshot.dict()["metrics"]:

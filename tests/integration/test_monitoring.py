@@ -1,0 +1,278 @@
+"""The monitoring job against a real MLflow server, a real registered model and a real Evidently workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from evidently.ui.workspace import Workspace
+from mlflow.tracking import MlflowClient
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
+from pipelines.demo_data import make_loans
+from pipelines.monitor import run_monitor
+from services.monitoring.drift import Verdict
+from services.monitoring.job import run_once
+from services.monitoring.retrain import OPEN, REQUESTED_AT, STATUS, last_retrain_request
+from services.monitoring.settings import MonitorSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+TARGET = "defaulted"
+NUMERIC = ["age", "income", "loan_amount", "credit_score", "debt_ratio"]
+CATEGORICAL = ["employment", "region", "purpose"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    name: str
+    version: str
+    model_uri: str
+    holdout: pd.DataFrame
+
+
+def _train_like_the_release(tracking_uri: str, name: str, tmp: Path) -> TrainedModel:
+    """A training run that follows docs/contracts.md: tags, snapshot, holdout, config, registered @champion."""
+    table = make_loans(3000, seed=7)
+    train, holdout = train_test_split(table, test_size=0.25, random_state=42)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("release")
+    # The monitoring job never loads the model; any registered sklearn model will do.
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(train[NUMERIC], train[TARGET])
+    (tmp / "data").mkdir(exist_ok=True)
+    (tmp / "eval").mkdir(exist_ok=True)
+    (tmp / "config").mkdir(exist_ok=True)
+    table.to_parquet(tmp / "data" / "snapshot.parquet")
+    holdout.to_parquet(tmp / "eval" / "holdout.parquet")
+    data = {"target": TARGET, "numeric_features": NUMERIC, "categorical_features": CATEGORICAL}
+    config = {"model_name": name, "data": data}
+    (tmp / "config" / "pipeline.json").write_text(json.dumps(config))
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"git_sha": "test", "data_version": "test", "data_source": "demo", "target": TARGET})
+        for folder in ("data", "eval", "config"):
+            mlflow.log_artifacts(str(tmp / folder), artifact_path=folder)
+        # Fixed requirements: inferring them would import-trace the model for seconds, and nothing here serves it.
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=name, pip_requirements=["scikit-learn", "skops"]
+        )
+    client = MlflowClient(tracking_uri)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, "champion", version)
+    assert client.get_model_version(name, version).run_id == run.info.run_id
+    return TrainedModel(name=name, version=version, model_uri=info.model_uri, holdout=holdout)
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    return _train_like_the_release(mlflow_server, "monitoring-test", tmp_path_factory.mktemp("train"))
+
+
+@pytest.fixture
+def model_name(trained: TrainedModel, mlflow_server: str) -> Iterator[str]:
+    """The trained model under a fresh name per test, so retrain tags and windows never leak between tests."""
+    name = f"monitoring-{uuid.uuid4().hex[:8]}"
+    mlflow.set_tracking_uri(mlflow_server)
+    assert mlflow.register_model(trained.model_uri, name).version == "1"
+    yield name
+
+
+def _settings(tracking_uri: str, name: str, tmp: Path, **overrides: object) -> MonitorSettings:
+    return MonitorSettings(
+        tracking_uri=tracking_uri,
+        model_name=name,
+        inference_log_dir=tmp / "inference",
+        workspace_dir=tmp / "monitoring" / "workspace",
+        reports_dir=tmp / "monitoring" / "reports",
+        heartbeat_file=tmp / "monitoring" / "heartbeat",
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def _log_traffic(
+    log_dir: Path, name: str, frame: pd.DataFrame, *, version: str = "1", start: datetime | None = None
+) -> list[str]:
+    """Append rows as serving does (docs/contracts.md), one request per row; the request ids."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    start = start or datetime.now(UTC)
+    ids = []
+    with (log_dir / f"{start:%Y%m%d}-test-{os.getpid()}.jsonl").open("a") as handle:
+        for offset, row in enumerate(frame[[*NUMERIC, *CATEGORICAL]].to_dict(orient="records")):
+            request_id = str(uuid.uuid4())
+            ids.append(request_id)
+            record = {
+                "request_id": request_id,
+                "row": 0,
+                "timestamp": (start + timedelta(milliseconds=offset)).isoformat(),
+                "model_name": name,
+                "model_version": version,
+                "features": row,
+                "prediction": 1,
+                "probabilities": {"0": 0.4, "1": 0.6},
+            }
+            handle.write(json.dumps(record) + "\n")
+    return ids
+
+
+def _shifted(frame: pd.DataFrame) -> pd.DataFrame:
+    shifted = frame.copy()
+    shifted["income"] = shifted["income"] * 1.8
+    shifted["credit_score"] = shifted["credit_score"] - 90
+    shifted["debt_ratio"] = shifted["debt_ratio"] + 0.3
+    return shifted
+
+
+def _holdout_draw(trained: TrainedModel, rows: int, seed: int) -> pd.DataFrame:
+    return trained.holdout.sample(n=rows, replace=True, random_state=seed)
+
+
+def _workspace_snapshots(workspace_dir: Path, project: str) -> int:
+    workspace = Workspace.create(str(workspace_dir))
+    return sum(len(workspace.list_runs(p.id)) for p in workspace.search_project(project))
+
+
+def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, tmp_path):
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    draw = _holdout_draw(trained, 600, seed=1)
+    ids = _log_traffic(settings.inference_log_dir, model_name, draw)
+    feedback = settings.inference_log_dir / "feedback"
+    feedback.mkdir()
+    (feedback / "labels.jsonl").write_text(
+        "".join(
+            json.dumps({"request_id": i, "row": 0, "label": int(y)}) + "\n"
+            for i, y in zip(ids, draw[TARGET], strict=True)
+        )
+    )
+
+    result = run_once(settings)
+
+    assert result.verdict is Verdict.OK, result.summary
+    assert result.summary.startswith("OK: ") and "\n" not in result.summary
+    assert result.report_path is not None and result.report_path.stat().st_size > 10_000
+    assert not result.retrain_requested
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["model_version"] == "1" and run.data.tags["verdict"] == "OK"
+    assert run.data.tags["window_rows"] == "600"
+    assert {f"drift_score/{c}" for c in NUMERIC + CATEGORICAL} <= set(run.data.metrics)
+    assert run.data.metrics["drift_share"] < settings.drift_share_threshold
+    assert "classification/accuracy" in run.data.metrics  # feedback labels joined by request id
+    artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}
+    assert f"report/{result.report_path.name}" in artifacts and "report/findings.json" in artifacts
+    assert _workspace_snapshots(settings.workspace_dir, model_name) == 2  # drift report + classification report
+    assert result.mlflow_run_url and result.mlflow_run_url.startswith(mlflow_server)
+
+
+def test_shifted_traffic_drifts_and_requests_one_retrain(mlflow_server, trained, model_name, tmp_path):
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    client = MlflowClient(mlflow_server)
+    _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 600, seed=2)))
+
+    first = run_once(settings)
+
+    assert first.verdict is Verdict.DRIFT, first.summary
+    assert first.retrain_requested and "retrain requested" in first.summary
+    assert {"income", "credit_score", "debt_ratio"} <= set(first.versions[0].drifted_columns)
+    requested = last_retrain_request(client, model_name)
+    assert requested is not None and requested.is_open and requested.monitoring_run_id == first.mlflow_run_id
+
+    # The next interval: new drifted rows only (the window starts after the last report), same episode.
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 400, seed=3)), start=later)
+    second = run_once(settings)
+
+    assert second.verdict is Verdict.DRIFT
+    assert second.versions[0].rows == 400
+    assert not second.retrain_requested and "already requested" in second.summary
+    tags = client.get_registered_model(model_name).tags
+    assert tags[STATUS] == OPEN and tags[REQUESTED_AT] == requested.requested_at.isoformat()
+    assert client.get_run(second.mlflow_run_id).data.tags["retrain_requested"] == "false"
+
+
+def test_too_little_traffic_is_not_judged_and_stays_in_the_window(mlflow_server, trained, model_name, tmp_path):
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    _log_traffic(settings.inference_log_dir, model_name, _holdout_draw(trained, 50, seed=4))
+
+    thin = run_once(settings)
+
+    assert thin.verdict is Verdict.NOT_ENOUGH_DATA
+    assert "50 rows in the window, 200 needed" in thin.summary
+    assert thin.mlflow_run_id is None and thin.report_path is None
+
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    _log_traffic(settings.inference_log_dir, model_name, _holdout_draw(trained, 300, seed=5), start=later)
+    enough = run_once(settings)
+
+    assert enough.verdict is Verdict.OK
+    assert enough.versions[0].rows == 350  # the thin window's rows were kept for this one
+
+
+def test_version_without_reference_and_bad_lines_give_a_clear_verdict(mlflow_server, trained, model_name, tmp_path):
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    _log_traffic(settings.inference_log_dir, model_name, _holdout_draw(trained, 300, seed=6), version="99")
+    with (settings.inference_log_dir / "torn.jsonl").open("w") as handle:
+        handle.write('{"request_id": "x", "timestamp": "2026-11-27T07:00:00+00:00", "model_na')
+
+    result = run_once(settings)
+
+    assert result.verdict is Verdict.NOT_ENOUGH_DATA
+    assert "v99: no reference" in result.summary and "not in the registry" in result.summary
+    assert "1 unreadable log lines skipped" in result.summary
+
+
+def test_cli_exit_code_and_json_log_without_traceback(mlflow_server, tmp_path):
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "INFERENCE_LOG_DIR": str(tmp_path / "missing"),
+        "MONITORING_WORKSPACE": str(tmp_path / "workspace"),
+        "MODEL_NAME": "no-traffic-model",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.monitoring"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == Verdict.NOT_ENOUGH_DATA.exit_code, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "does not exist" in done.stdout.splitlines()[-1]
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines() if line.startswith("{")]
+    assert events == ["monitoring.scan", "monitoring.result"]
+
+
+def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    config = PipelineConfig(
+        model_name=model_name,
+        data=DataConfig(target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
+        platform=PlatformConfig(state_dir=tmp_path / "state"),
+    )
+    _log_traffic(config.platform.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 400, seed=7)))
+
+    result = run_monitor(config, on_drift="none")
+
+    assert result.verdict == "DRIFT" and not result.retrain_requested
+    assert "no action (on_drift=none)" in result.summary
+    assert result.report_path.parent == tmp_path / "state" / "monitoring" / "reports"
+    assert last_retrain_request(MlflowClient(mlflow_server), model_name) is None
+    log_lines = (tmp_path / "state" / "logs" / "monitoring.log").read_text().splitlines()
+    report_events = [json.loads(line) for line in log_lines if '"monitoring.report"' in line]
+    assert report_events[-1]["report_run_id"] == result.mlflow_run_id
