@@ -19,7 +19,7 @@ from pipelines.registry import CHALLENGER, connect, require_alias, require_versi
 from pipelines.train import recorded_config
 
 SERVICE_DIR = REPO_ROOT / "services" / "serving"
-SERVICE_FILES = ["service.py", "inference_log.py"]
+SERVICE_FILES = ["service.py", "request_schema.py", "inference_log.py"]
 # The serving code's own needs; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml==1.4.40", "pydantic>=2.7", "pandas<3", "mlflow-skinny==3.17.2"]
 

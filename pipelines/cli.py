@@ -267,6 +267,53 @@ def status(config_path: ConfigOption = None) -> None:
     console.print(_table(f"Status of {config.model_name}", rows))
 
 
+@command("traffic")
+def traffic(
+    config_path: ConfigOption = None,
+    rows: Annotated[int, typer.Option(min=1, help="rows to send")] = 800,
+    drifted_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of rows shifted")] = 0.5,
+) -> None:
+    """Send sample traffic from the champion's eval set to the local serving URL, part of it shifted."""
+    from pipelines.traffic import sample_traffic
+
+    config = _load(config_path)
+    _require_mlflow(config)
+    url = config.platform.serving_url
+    with console.status(f"Sending {rows} rows to {url}/predict ..."):
+        result = sample_traffic(config, url, rows=rows, drifted_share=drifted_share)
+    console.print(_table("Traffic", {"serving": url, "requests": result.requests, "rows": result.rows,
+                                     "shifted rows": result.drifted_rows, "failed requests": result.failed_requests,
+                                     "inference log": config.platform.inference_log_dir}))
+    if result.failed_requests:
+        raise platform.PlatformError(f"{result.failed_requests} request(s) to {url}/predict failed")
+
+
+@command("demo")
+def demo(config_path: ConfigOption = None) -> None:
+    """The whole loop on this machine: MLflow, data, train, gate, bento, deploy, traffic, monitoring."""
+    from pipelines.monitor import run_monitor
+    from pipelines.registry import CHAMPION, connect, require_alias
+
+    config = _load(config_path)
+    platform_up(config_path)
+    data_version(config_path)
+    train(config_path)
+    deploy(config_path)
+    traffic(config_path)
+    with console.status("Judging the logged traffic against the training snapshot with Evidently ..."):
+        monitored = run_monitor(config)
+    champion = require_alias(connect(config), config.model_name, CHAMPION)
+    console.print(_table("Demo done", {
+        "MLflow": config.tracking.resolved_uri,
+        "serving": f"{config.platform.serving_url}/predict",
+        "model": f"{config.model_name} v{champion.version} (@champion)",
+        "data version": champion.tags.get("data_version", "unknown"),
+        "monitoring": monitored.summary,
+        "drift report": monitored.report_path,
+        "next": "make monitoring-ui (Evidently UI), make status, make down",
+    }))
+
+
 @command("down")
 def down(config_path: ConfigOption = None) -> None:
     """Stop the local serving process and MLflow server (state is kept under the state dir)."""

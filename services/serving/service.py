@@ -21,7 +21,8 @@ import bentoml
 import mlflow.sklearn
 import pandas as pd
 from inference_log import InferenceLog
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from request_schema import row_model
+from pydantic import BaseModel, Field
 
 
 class ServingArgs(BaseModel):
@@ -53,14 +54,7 @@ log.addHandler(_handler)
 log.setLevel(logging.INFO)
 log.propagate = False
 
-# Feature names may not be Python identifiers ("petal width (cm)"), so fields get safe names and the
-# real column name as alias; validation errors then name the column the client sent.
-Row = create_model(
-    "Row",
-    __config__=ConfigDict(extra="forbid", populate_by_name=False),
-    **{f"f{i}": (float | None, Field(..., alias=name)) for i, name in enumerate(NUMERIC)},
-    **{f"f{len(NUMERIC) + i}": (str | None, Field(..., alias=name)) for i, name in enumerate(CATEGORICAL)},
-)
+Row = row_model(NUMERIC, CATEGORICAL)
 
 
 class Prediction(BaseModel):

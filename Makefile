@@ -1,0 +1,74 @@
+# The front door. Every target is a thin call into the `pipelines` CLI (or pytest / the image scripts).
+# Pipeline config: pipelines/pipeline.yaml (or PIPELINE_CONFIG=path). Local state: .platform/
+SHELL := /bin/bash
+# Recursive (=) so the lookup happens again after `setup` installed uv.
+UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN = $(UV) run --frozen
+PIPELINES = $(RUN) pipelines
+VERSION ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic status down \
+        test test-unit test-infra test-integration test-stack lint bench
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install uv if missing, then the locked environment (.venv)
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: setup ## the whole loop on this machine: MLflow, train, gate, bento, serve, traffic, monitoring
+	$(PIPELINES) demo
+
+platform: setup ## start the local MLflow server (127.0.0.1:5000)
+	$(PIPELINES) platform
+
+data: ## check the dataset and print its version
+	$(PIPELINES) data
+
+train: ## train, log to MLflow, register @challenger
+	$(PIPELINES) train
+
+validate: ## gate @challenger against thresholds and @champion
+	$(PIPELINES) validate
+
+build: ## build the bento for @challenger from the registry
+	$(PIPELINES) build
+
+deploy: ## gate, build and serve @challenger locally, then promote it to @champion
+	$(PIPELINES) deploy
+
+rollback: ## serve @previous again and swap the aliases back
+	$(PIPELINES) rollback
+
+reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
+	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=<model version>"; exit 2; }
+	$(PIPELINES) reproduce $(VERSION)
+
+traffic: ## send sample traffic (half of it shifted) to the local serving URL
+	$(PIPELINES) traffic
+
+status: ## what runs where: MLflow, serving, aliases, memory
+	$(PIPELINES) status
+
+down: ## stop the local serving and MLflow processes (state is kept)
+	$(PIPELINES) down
+
+test: setup ## every tier: unit, Pulumi mocks, integration (real processes), Docker stack
+	$(RUN) pytest tests
+
+test-unit: setup
+	$(RUN) pytest tests/unit
+
+test-infra: setup
+	$(RUN) pytest tests/infra
+
+test-integration: setup
+	$(RUN) pytest tests/integration
+
+test-stack: setup
+	$(RUN) pytest tests/stack
+
+lint: setup ## ruff
+	$(RUN) ruff check .

@@ -1,0 +1,214 @@
+"""The release loop against a real MLflow server and real `bentoml serve` processes, through the CLI.
+
+One scenario in order: first release, bad requests, the inference log, a second release, a failed
+gate, a failed deploy, a rollback, a reproduction. Each step checks what serves and where the aliases are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import mlflow
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.deploy import AUDIT_EXPERIMENT, serving_process
+from pipelines.registry import aliases_of, connect
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+ROW = {"age": 41, "income": 52000.0, "loan_amount": 12000.0, "credit_score": 690, "debt_ratio": 0.31,
+       "employment": "salaried", "region": "east", "purpose": "car"}
+
+
+def cli(*args: str, config: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    crash = result.exception if not isinstance(result.exception, SystemExit) else None
+    return result.exit_code, result.output + (f"\nuncaught: {crash!r}" if crash else "")
+
+
+@pytest.fixture(scope="module")
+def release(local_platform):
+    """Helpers bound to the session's platform."""
+
+    class Release:
+        config = local_platform.config
+        path = local_platform.config_path
+        url = local_platform.config.platform.serving_url
+
+        def run(self, *args: str, config: Path | None = None, expect: int = 0) -> str:
+            code, output = cli(*args, config=config or self.path)
+            assert code == expect, f"`pipelines {' '.join(args)}` exited {code}, expected {expect}:\n{output}"
+            return output
+
+        def aliases(self) -> dict[str, str]:
+            return aliases_of(connect(self.config), self.config.model_name)
+
+        def predict(self, rows: list[dict], **kwargs) -> httpx.Response:
+            return httpx.post(f"{self.url}/predict", json={"rows": rows}, timeout=30, **kwargs)
+
+        def serving_version(self) -> str:
+            response = self.predict([ROW])
+            assert response.status_code == 200, response.text
+            return response.json()["model_version"]
+
+        def log_records(self, torn_allowed: bool = False) -> list[dict]:
+            """Every record; a killed writer may leave one torn line at the end of its file, nowhere else."""
+            records = []
+            for path in sorted(self.config.platform.inference_log_dir.glob("*.jsonl")):
+                lines = path.read_text().splitlines()
+                for number, line in enumerate(lines):
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        assert torn_allowed and number == len(lines) - 1, f"torn line {number} in {path}"
+            return records
+
+    return Release()
+
+
+def test_first_release(release):
+    release.run("train")
+    output = release.run("deploy")
+    assert "gate passed" in output and "no @champion yet" in output
+    assert release.aliases() == {"champion": "1"}
+    body = release.predict([ROW, {**ROW, "credit_score": 420, "employment": "unemployed"}]).json()
+    assert body["model_version"] == "1"
+    assert len(body["predictions"]) == 2 and set(body["predictions"]) <= {0, 1}
+    assert all(abs(sum(p.values()) - 1) < 1e-9 for p in body["probabilities"])
+    assert httpx.get(f"{release.url}/livez", timeout=5).status_code == 200
+    assert "predictions_total" in httpx.get(f"{release.url}/metrics", timeout=5).text
+
+
+def test_audit_record_of_the_deploy(release):
+    connect(release.config)
+    runs = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.outcome = 'serving'")
+    latest = runs.iloc[0]
+    assert latest["tags.model_version"] == "1" and latest["tags.action"] == "deploy"
+    for tag in ("who", "when", "git_sha", "data_version", "run_id", "bento_tag"):
+        assert latest[f"tags.{tag}"], tag
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"rows": [{**ROW, "age": "forty"}]}, "age"),
+        ({"rows": [{k: v for k, v in ROW.items() if k != "region"}]}, "region"),
+        ({"rows": [{**ROW, "shoe_size": 44}]}, "shoe_size"),
+        ({"rows": [{**ROW, "purpose": 3}]}, "purpose"),
+        ({"rows": []}, "rows"),
+        ({"rows": "all of them"}, "rows"),
+        ({"records": [ROW]}, "rows"),
+    ],
+)
+def test_bad_request_is_a_400_naming_the_field(release, body, named):
+    response = httpx.post(f"{release.url}/predict", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert named in response.text
+
+
+def test_oversized_batch_and_garbage_are_4xx_and_the_server_lives(release):
+    too_many = release.predict([ROW] * (release.config.serving.max_batch_rows + 1))
+    assert 400 <= too_many.status_code < 500
+    garbage = httpx.post(f"{release.url}/predict", content=b"{not json", timeout=30,
+                         headers={"content-type": "application/json"})
+    assert 400 <= garbage.status_code < 500
+    assert httpx.get(f"{release.url}/readyz", timeout=5).status_code == 200
+    assert release.serving_version() == "1"
+
+
+def test_inference_log_keeps_every_row_of_concurrent_requests(release):
+    before = len(release.log_records())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda i: release.predict([{**ROW, "age": 20 + i}] * 10), range(24)))
+    assert all(r.status_code == 200 for r in responses)
+    records = release.log_records()
+    assert len(records) == before + 240
+    logged = {r["request_id"] for r in records}
+    assert {r.json()["request_id"] for r in responses} <= logged
+    assert {"timestamp", "model_version", "features", "prediction"} <= records[-1].keys()
+
+
+def test_second_release_promotes(release):
+    release.run("train")
+    output = release.run("deploy")
+    assert "vs champion v1" in output
+    assert release.aliases() == {"champion": "2", "previous": "1"}
+    assert release.serving_version() == "2"
+
+
+def test_failed_gate_moves_nothing(release, local_platform):
+    strict = local_platform.variant("strict-gates", gates={"min_metrics": {"accuracy": 0.99}})
+    release.run("train", config=strict)
+    output = release.run("validate", config=strict, expect=1)
+    assert "FAIL" in output and "gate failed" in output
+    output = release.run("deploy", config=strict, expect=1)
+    assert "nothing was built or deployed" in output
+    assert release.aliases() == {"champion": "2", "previous": "1", "challenger": "3"}
+    assert release.serving_version() == "2"
+    tags = connect(release.config).get_model_version(release.config.model_name, "3").tags
+    assert tags["validation"] == "failed"
+
+
+def test_failed_deploy_leaves_the_old_server_serving(release, local_platform):
+    impatient = local_platform.variant("impatient", platform={"startup_timeout_s": 0.2})
+    release.run("train", config=impatient)
+    output = release.run("deploy", config=impatient, expect=1)
+    assert "deploy failed, nothing moved" in output and "not ready" in output
+    assert release.aliases() == {"champion": "2", "previous": "1", "challenger": "4"}
+    assert release.serving_version() == "2"
+    connect(release.config)
+    failed = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.outcome = 'failed'")
+    assert failed.iloc[0]["tags.model_version"] == "4"
+
+
+def test_rollback_serves_previous_and_swaps_aliases(release):
+    output = release.run("rollback")
+    assert "Rolled back" in output
+    assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "4"}
+    assert release.serving_version() == "1"
+    assert "@champion=v1" in release.run("status")
+
+
+def test_reproduce_gives_identical_metrics(release):
+    output = release.run("reproduce", "2")
+    assert "identical metrics" in output
+
+
+def test_a_killed_worker_loses_no_acknowledged_record(release):
+    """Kill the serving worker mid-traffic: every request answered 200 is in the log, every line whole."""
+    server = psutil.Process(serving_process(release.config).pid())
+    workers = [p for p in server.children(recursive=True) if "python" in p.name().lower()]
+    assert workers, "bentoml serve has no worker process"
+    acknowledged: list[str] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(release.predict, [ROW] * 5) for _ in range(40)]
+        time.sleep(0.3)
+        os.kill(workers[-1].pid, signal.SIGKILL)
+        for future in futures:
+            try:
+                response = future.result()
+            except httpx.HTTPError:
+                continue
+            if response.status_code == 200:
+                acknowledged.append(response.json()["request_id"])
+    assert acknowledged
+    logged = {record["request_id"] for record in release.log_records(torn_allowed=True)}
+    assert set(acknowledged) <= logged
+    deadline = time.monotonic() + 60  # the server replaces the worker and serves again
+    while time.monotonic() < deadline:
+        try:
+            if release.predict([ROW]).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    assert release.serving_version() == "1"

@@ -1,0 +1,77 @@
+"""The pipeline config loader names the bad key and value."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+
+def write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def raw() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+
+
+def test_committed_config_loads():
+    config = load_config(DEFAULT_CONFIG_PATH)
+    assert config.model_name == "loan-default"
+    assert config.data.target not in config.data.features
+    assert config.platform.mlflow_url == "http://127.0.0.1:5000"
+    assert config.platform.state_dir.is_absolute()
+
+
+def test_unknown_key_is_named(tmp_path, raw):
+    raw["data"]["targte"] = "x"
+    with pytest.raises(ConfigError, match=r"data\.targte"):
+        load_config(write(tmp_path, raw))
+
+
+def test_bad_value_names_key_and_value(tmp_path, raw):
+    raw["data"]["holdout_fraction"] = 1.5
+    with pytest.raises(ConfigError, match=r"data\.holdout_fraction.*1\.5"):
+        load_config(write(tmp_path, raw))
+
+
+def test_bad_port_and_estimator(tmp_path, raw):
+    raw["platform"]["serving_port"] = 70000
+    raw["model"]["estimator"] = "xgboost"
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, raw))
+    assert "platform.serving_port" in str(error.value) and "model.estimator" in str(error.value)
+
+
+def test_target_listed_as_feature(tmp_path, raw):
+    raw["data"]["numeric_features"].append(raw["data"]["target"])
+    with pytest.raises(ConfigError, match="listed more than once"):
+        load_config(write(tmp_path, raw))
+
+
+def test_missing_required_key(tmp_path, raw):
+    del raw["data"]["target"]
+    with pytest.raises(ConfigError, match=r"data\.target"):
+        load_config(write(tmp_path, raw))
+
+
+def test_missing_and_unparsable_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    broken.write_text("- a list")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(broken)
+
+
+def test_env_var_picks_the_file(tmp_path, raw, monkeypatch):
+    raw["model_name"] = "other-model"
+    monkeypatch.setenv("PIPELINE_CONFIG", str(write(tmp_path, raw)))
+    assert load_config().model_name == "other-model"

@@ -1,0 +1,119 @@
+"""Data versioning and schema checks; the pipeline is not tied to the demo table."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_wine
+
+from pipelines.config import DataConfig, ModelConfig
+from pipelines.data import DataError, check_schema, data_version, load_versioned
+from pipelines.demo_data import make_loans
+from pipelines.train import fit
+
+DEMO = DataConfig(
+    target="defaulted",
+    numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
+    categorical_features=["employment", "region", "purpose"],
+)
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return check_schema(make_loans(rows=2000), DEMO)
+
+
+def test_same_data_same_version(table):
+    assert data_version(table) == data_version(table.copy())
+    assert data_version(table) == data_version(check_schema(make_loans(rows=2000), DEMO))
+
+
+@pytest.mark.parametrize("column", ["age", "region", "defaulted"])
+def test_any_changed_cell_changes_the_version(table, column):
+    changed = table.copy()
+    row = len(changed) - 1  # the last row: beyond any sample a partial digest would take
+    changed.loc[row, column] = "west" if column == "region" and changed.loc[row, column] != "west" else (
+        "east" if column == "region" else changed.loc[row, column] + 1)
+    assert data_version(changed) != data_version(table)
+
+
+def test_version_covers_rows_beyond_ten_thousand():
+    big = check_schema(make_loans(rows=12_000), DEMO)
+    changed = big.copy()
+    changed.loc[11_500, "income"] += 0.01
+    assert data_version(changed) != data_version(big)
+
+
+def test_version_sees_column_renames(table):
+    assert data_version(table.rename(columns={"age": "years"})) != data_version(table)
+
+
+def test_missing_column(table):
+    with pytest.raises(DataError, match=r"missing column\(s\) \['age'\]"):
+        check_schema(table.drop(columns=["age"]), DEMO)
+
+
+def test_wrong_type_names_column_and_value(table):
+    bad = table.astype({"income": object})
+    bad.loc[3, "income"] = "lots"
+    with pytest.raises(DataError, match=r"column 'income' is listed as numeric.*'lots'"):
+        check_schema(bad, DEMO)
+
+
+def test_empty_table(table):
+    with pytest.raises(DataError, match="empty"):
+        check_schema(table.head(0), DEMO)
+
+
+def test_all_null_column(table):
+    bad = table.copy()
+    bad["region"] = None
+    with pytest.raises(DataError, match="column 'region' has no values"):
+        check_schema(bad, DEMO)
+
+
+def test_single_class_target(table):
+    bad = table.copy()
+    bad["defaulted"] = 1
+    with pytest.raises(DataError, match="single class"):
+        check_schema(bad, DEMO)
+
+
+def test_null_target(table):
+    bad = table.astype({"defaulted": float})
+    bad.loc[0, "defaulted"] = np.nan
+    with pytest.raises(DataError, match="null"):
+        check_schema(bad, DEMO)
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_versioned(DEMO.model_copy(update={"source": str(tmp_path / "none.csv")}))
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(DataError, match="unsupported file type"):
+        load_versioned(DEMO.model_copy(update={"source": str(tmp_path / "data.xlsx")}))
+
+
+def test_another_table_works_by_config_alone(tmp_path):
+    """The wine table: other columns, three classes, a categorical made from a numeric one."""
+    wine = load_wine(as_frame=True).frame
+    wine["color_band"] = pd.cut(wine["color_intensity"], 3, labels=["pale", "medium", "deep"]).astype(str)
+    path = tmp_path / "wine.parquet"
+    wine.to_parquet(path)
+    config = DataConfig(source=str(path), target="target",
+                        numeric_features=["alcohol", "malic_acid", "flavanoids", "proline", "hue"],
+                        categorical_features=["color_band"], seed=3)
+    data = load_versioned(config)
+    assert data.source == str(path) and len(data.frame) == len(wine)
+    _, holdout, metrics = fit(data.frame, config, ModelConfig(estimator="logistic_regression",
+                                                               params={"max_iter": 500}))
+    assert metrics["accuracy"] > 0.8
+    assert {"accuracy", "f1_macro", "roc_auc", "log_loss"} <= metrics.keys()
+    assert len(holdout) == math.ceil(len(wine) * config.holdout_fraction)
+
+
+def test_training_is_deterministic(table):
+    first = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
+    second = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
+    assert first == second

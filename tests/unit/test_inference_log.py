@@ -1,0 +1,40 @@
+"""The inference log writer: whole lines, one file per process, nothing lost under concurrency."""
+
+import json
+import multiprocessing
+import sys
+from datetime import UTC, datetime
+
+from pipelines.bento import SERVICE_DIR
+
+sys.path.insert(0, str(SERVICE_DIR))
+from inference_log import InferenceLog  # noqa: E402
+
+
+def write_many(directory, worker: int, requests: int, rows: int) -> None:
+    log = InferenceLog(directory)
+    for request in range(requests):
+        log.append([{"request_id": f"{worker}-{request}", "row": row, "pad": "x" * 500} for row in range(rows)])
+
+
+def test_lines_round_trip(tmp_path):
+    log = InferenceLog(tmp_path / "inference")
+    when = datetime(2026, 11, 27, tzinfo=UTC)
+    path = log.append([{"request_id": "a", "row": 0, "features": {"age": 3.0}, "prediction": 1}], when)
+    assert path.name.startswith("20261127-")
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"request_id": "a", "row": 0, "features": {"age": 3.0}, "prediction": 1}]
+
+
+def test_concurrent_workers_lose_and_tear_nothing(tmp_path):
+    workers, requests, rows = 4, 50, 20
+    procs = [multiprocessing.Process(target=write_many, args=(tmp_path, w, requests, rows)) for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    files = list(tmp_path.glob("*.jsonl"))
+    assert len(files) == workers  # one file per process
+    records = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    assert len(records) == workers * requests * rows
+    assert len({(r["request_id"], r["row"]) for r in records}) == len(records)
