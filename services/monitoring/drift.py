@@ -77,15 +77,17 @@ class PreparedWindow:
 
 def prepare(current: pd.DataFrame, reference: pd.DataFrame, schema: FeatureSchema) -> PreparedWindow:
     unknown = sorted(str(column) for column in current.columns if column not in schema.columns)
-    current = current.reindex(columns=schema.columns)
+    current = _typed(current.reindex(columns=schema.columns), schema)
+    reference = _typed(reference, schema)
+    # Typed first, so a column of unparseable values counts as having none.
     absent = [c for c in schema.columns if current[c].notna().sum() == 0 or reference[c].notna().sum() == 0]
     judged = FeatureSchema(
         numerical=[c for c in schema.numerical if c not in absent],
         categorical=[c for c in schema.categorical if c not in absent],
     )
     return PreparedWindow(
-        current=_typed(current, judged),
-        reference=_typed(reference, judged),
+        current=current[judged.columns],
+        reference=reference[judged.columns],
         schema=judged,
         unknown_columns=unknown,
         absent_columns=absent,
@@ -148,7 +150,8 @@ def read_findings(result: dict[str, Any]) -> DriftFindings:
 def labeled_rows(keys: pd.DataFrame, labels: dict[tuple[str, int], object]) -> pd.DataFrame:
     """Sampled rows that have a ground-truth label: `target` and `prediction`, both as strings."""
     found = [labels.get((request_id, row)) for request_id, row in zip(keys["request_id"], keys["row"], strict=True)]
-    frame = pd.DataFrame({TARGET: found, PREDICTION: keys["prediction"]})
+    # Object dtype: a missing label must not turn the int labels into floats ("1.0" != "1").
+    frame = pd.DataFrame({TARGET: pd.Series(found, dtype=object), PREDICTION: keys["prediction"].astype(object)})
     frame = frame[frame[TARGET].notna() & frame[PREDICTION].notna()]
     return frame.astype(str).reset_index(drop=True)
 

@@ -109,4 +109,5 @@ def _number(env: Mapping[str, str], name: str, kind: type[Number], default: Numb
     try:
         return kind(raw)
     except ValueError:
-        raise SettingsError(f"environment variable {name} must be a {kind.__name__} (got {raw!r})") from None
+        expected = "an integer" if kind is int else "a number"
+        raise SettingsError(f"environment variable {name} must be {expected} (got {raw!r})") from None

@@ -1,0 +1,67 @@
+"""The job's settings from the environment, and the container health check on the heartbeat."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from services.monitoring.__main__ import main
+from services.monitoring.observability import heartbeat_age_s, touch_heartbeat
+from services.monitoring.settings import MonitorSettings, SettingsError
+
+REQUIRED = {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "INFERENCE_LOG_DIR": "/data/inference",
+            "MONITORING_WORKSPACE": "/data/workspace"}
+
+
+def test_defaults_match_the_pipeline_config():
+    from pipelines.config import MonitoringConfig
+
+    settings, config = MonitorSettings.from_env(REQUIRED), MonitoringConfig()
+    for name in ("experiment", "min_rows", "drift_share_threshold", "window_rows", "window_hours",
+                 "max_sample_rows", "on_drift", "cooldown_minutes", "interval_minutes"):
+        assert getattr(settings, name) == getattr(config, name), name
+    assert not settings.explicit_window
+
+
+def test_thresholds_from_env():
+    settings = MonitorSettings.from_env({**REQUIRED, "MONITORING_MIN_ROWS": "50", "MONITORING_WINDOW_HOURS": "1.5",
+                                         "MONITORING_ON_DRIFT": "none", "MONITORING_INTERVAL_MINUTES": "0.5"})
+    assert (settings.min_rows, settings.window_hours, settings.on_drift) == (50, 1.5, "none")
+    assert settings.interval_minutes == 0.5 and settings.explicit_window
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({k: v for k, v in REQUIRED.items() if k != "INFERENCE_LOG_DIR"}, "INFERENCE_LOG_DIR is required"),
+        ({**REQUIRED, "MONITORING_MIN_ROWS": "many"}, "MONITORING_MIN_ROWS must be an integer"),
+        ({**REQUIRED, "MONITORING_DRIFT_SHARE_THRESHOLD": "1.5"}, "drift_share_threshold must be in"),
+        ({**REQUIRED, "MONITORING_ON_DRIFT": "page-me"}, "on_drift must be one of retrain, none"),
+    ],
+)
+def test_bad_settings_are_named(env, message):
+    with pytest.raises(SettingsError, match=message):
+        MonitorSettings.from_env(env)
+
+
+def test_healthcheck_follows_the_heartbeat(tmp_path, monkeypatch, capsys):
+    beat = tmp_path / "heartbeat"
+    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), "MONITORING_INTERVAL_MINUTES": "1"}.items():
+        monkeypatch.setenv(key, value)
+
+    assert main(["--healthcheck"]) == 1 and "no heartbeat" in capsys.readouterr().err
+    touch_heartbeat(beat, state="idle")
+    assert main(["--healthcheck"]) == 0 and heartbeat_age_s(beat) < 5
+    stale = time.time() - 2 * 60 - 121
+    os.utime(beat, (stale, stale))
+    assert main(["--healthcheck"]) == 1 and "old" in capsys.readouterr().err
+
+
+def test_bad_environment_exits_2_with_one_line(monkeypatch, capsys):
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MONITORING_WORKSPACE")
+    assert main([]) == 2
+    assert capsys.readouterr().err.strip() == "monitoring: environment variable MONITORING_WORKSPACE is required"
