@@ -8,7 +8,7 @@ PIPELINES = $(RUN) pipelines
 VERSION ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic status down \
+.PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench
 
 help: ## list the targets
@@ -48,6 +48,12 @@ reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic
+
+monitor: ## judge the logged traffic with Evidently once: OK / DRIFT / NOT ENOUGH DATA
+	$(PIPELINES) monitor
+
+monitoring-ui: ## serve the Evidently UI with the monitoring reports (127.0.0.1:8000)
+	$(PIPELINES) monitoring-ui
 
 status: ## what runs where: MLflow, serving, aliases, memory
 	$(PIPELINES) status

@@ -22,6 +22,7 @@ from pipelines import platform
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.data import DataError, load_versioned
 from pipelines.deploy import DeployError
+from pipelines.monitor import monitor_cli, monitoring_ui_cli, run_monitor, stop_monitoring_ui
 from pipelines.registry import RegistryError
 from pipelines.train import TrainError
 
@@ -291,7 +292,6 @@ def traffic(
 @command("demo")
 def demo(config_path: ConfigOption = None) -> None:
     """The whole loop on this machine: MLflow, data, train, gate, bento, deploy, traffic, monitoring."""
-    from pipelines.monitor import run_monitor
     from pipelines.registry import CHAMPION, connect, require_alias
 
     config = _load(config_path)
@@ -320,10 +320,15 @@ def down(config_path: ConfigOption = None) -> None:
     from pipelines.deploy import stop_serving
 
     config = _load(config_path)
-    stopped = {"serving": stop_serving(config), "MLflow": platform.mlflow_process(config).stop()}
+    stopped = {"serving": stop_serving(config), "Evidently UI": stop_monitoring_ui(config),
+               "MLflow": platform.mlflow_process(config).stop()}
     for name, was_running in stopped.items():
         console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
     console.print(f"state kept in {config.platform.state_dir}")
+
+
+app.command("monitor")(monitor_cli)
+app.command("monitoring-ui")(monitoring_ui_cli)
 
 
 if __name__ == "__main__":

@@ -133,9 +133,13 @@ class MonitoringConfig(_Section):
     drift_share_threshold: float = Field(
         0.3, gt=0.0, le=1.0, description="share of drifted feature columns that makes the verdict DRIFT"
     )
-    window_rows: int | None = Field(None, ge=1, description="judge only the newest N rows; default: since the last report")
+    window_rows: int | None = Field(
+        None, ge=1, description="judge only the newest N rows; default: since the last report"
+    )
     window_hours: float | None = Field(None, gt=0, description="judge only rows of the last N hours")
-    max_sample_rows: int = Field(50_000, ge=1000, description="rows per side given to Evidently; larger windows are sampled")
+    max_sample_rows: int = Field(
+        50_000, ge=1000, description="rows per side given to Evidently; larger windows are sampled"
+    )
     on_drift: Literal["retrain", "none"] = "retrain"
     cooldown_minutes: float = Field(60.0, ge=0, description="one drift episode triggers one retrain request")
     interval_minutes: float = Field(5.0, gt=0, description="how often the stack's monitoring job runs")

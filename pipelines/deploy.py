@@ -27,7 +27,6 @@ from pipelines.bento import BuiltBento, build, use_store
 from pipelines.config import PipelineConfig
 from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
 from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, Process, port_in_use, url_ok, wait_until
-from pipelines.train import recorded_config
 from pipelines.registry import (
     CHALLENGER,
     PREVIOUS,
@@ -38,6 +37,7 @@ from pipelines.registry import (
     require_alias,
     swap_back,
 )
+from pipelines.train import recorded_config
 
 AUDIT_EXPERIMENT = "deployments"
 SMOKE_ROWS = 5

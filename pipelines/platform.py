@@ -6,6 +6,7 @@ the monitoring UI is one more process. Each runs in its own session so stopping 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -95,11 +96,9 @@ class Process:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our own child, so a zombie does not count as alive.
+    # Reap it if it is our own child, so a zombie does not count as alive.
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -108,10 +107,8 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
@@ -130,9 +127,13 @@ def wait_until(
         if ready():
             return
         if process.pid() is None:
-            raise PlatformError(f"{what} exited during start-up; last lines of {process.log_file}:\n{process.log_tail()}")
+            raise PlatformError(f"{what} exited during start-up; {_log_hint(process)}")
         time.sleep(0.5)
-    raise PlatformError(f"{what} not ready after {timeout_s:.0f}s; last lines of {process.log_file}:\n{process.log_tail()}")
+    raise PlatformError(f"{what} not ready after {timeout_s:.0f}s; {_log_hint(process)}")
+
+
+def _log_hint(process: Process) -> str:
+    return f"last lines of {process.log_file}:\n{process.log_tail()}"
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -28,10 +28,10 @@ class TrafficResult:
 
 
 def shift(frame: pd.DataFrame, numeric: list[str], seed: int) -> pd.DataFrame:
-    """Move and rescale the first half of the numeric features (at least one)."""
+    """Move and rescale just over half of the numeric features."""
     shifted = frame.copy()
     rng = np.random.default_rng(seed)
-    for column in numeric[: max(1, len(numeric) // 2)]:
+    for column in numeric[: len(numeric) // 2 + 1]:
         values = shifted[column].astype(float)
         shifted[column] = values * 1.5 + values.std() * (1.0 + rng.random(len(values)) * 0.2)
     return shifted

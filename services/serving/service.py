@@ -21,8 +21,8 @@ import bentoml
 import mlflow.sklearn
 import pandas as pd
 from inference_log import InferenceLog
-from request_schema import row_model
 from pydantic import BaseModel, Field
+from request_schema import row_model
 
 
 class ServingArgs(BaseModel):
