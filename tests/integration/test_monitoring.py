@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import mlflow
 import pandas as pd
 import pytest
@@ -24,9 +28,10 @@ from sklearn.preprocessing import StandardScaler
 
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
 from pipelines.demo_data import make_loans
-from pipelines.monitor import run_monitor
+from pipelines.monitor import run_monitor, start_monitoring_ui, stop_monitoring_ui, ui_process
 from services.monitoring.drift import Verdict
-from services.monitoring.job import run_once
+from services.monitoring.job import run_forever, run_once
+from services.monitoring.observability import heartbeat_age_s, job_logger
 from services.monitoring.retrain import OPEN, REQUESTED_AT, STATUS, last_retrain_request
 from services.monitoring.settings import MonitorSettings
 
@@ -276,3 +281,52 @@ def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name
     log_lines = (tmp_path / "state" / "logs" / "monitoring.log").read_text().splitlines()
     report_events = [json.loads(line) for line in log_lines if '"monitoring.report"' in line]
     assert report_events[-1]["report_run_id"] == result.mlflow_run_id
+
+
+def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
+    from tests.integration.conftest import free_port
+
+    config = PipelineConfig(
+        model_name="ui-test",
+        data=DataConfig(target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
+        platform=PlatformConfig(state_dir=tmp_path / "state", monitoring_ui_port=free_port()),
+    )
+    try:
+        url = start_monitoring_ui(config)
+        pid = ui_process(config).pid()
+
+        assert httpx.get(f"{url}/api/version", timeout=5).status_code == 200
+        assert start_monitoring_ui(config) == url and ui_process(config).pid() == pid  # already up: same process
+        assert ui_process(config).pid_file == tmp_path / "state" / "run" / "monitoring-ui.pid"
+        assert (tmp_path / "state" / "logs" / "monitoring-ui.log").exists()
+    finally:
+        assert stop_monitoring_ui(config)
+    assert ui_process(config).pid() is None and not stop_monitoring_ui(config)
+
+
+def test_loop_beats_every_interval_and_survives_failures(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast on the dead server below
+    beat = tmp_path / "monitoring" / "heartbeat"
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = job_logger()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for uri, expected_event in ((mlflow_server, "monitoring.result"), ("http://127.0.0.1:9", "monitoring.error")):
+            lines.clear()
+            settings = _settings(uri, "loop-model", tmp_path, interval_minutes=0.005)
+            stop = threading.Event()
+            loop = threading.Thread(target=run_forever, args=(settings, stop))
+            loop.start()
+            time.sleep(3)
+            stop.set()
+            loop.join(timeout=30)
+
+            assert not loop.is_alive()
+            assert lines.count(expected_event) >= 2, lines  # it went on after the first run
+            assert json.loads(beat.read_text())["state"] in {"idle", "error"}
+            assert heartbeat_age_s(beat) < 10
+    finally:
+        logger.removeHandler(handler)
