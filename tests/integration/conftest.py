@@ -39,10 +39,8 @@ class LocalPlatform:
         return path
 
 
-@pytest.fixture(scope="session")
-def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the tests' own server, never a developer's
-    state = tmp_path_factory.mktemp("platform")
+def write_test_config(state: Path) -> tuple[Path, dict[str, Any]]:
+    """The committed pipeline config, with its own state dir and free loopback ports."""
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     mlflow_port = free_port()
     raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=free_port(),
@@ -51,13 +49,24 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPl
     raw["model"]["params"]["n_estimators"] = 40  # same pipeline, quicker fits
     path = state / "pipeline.yaml"
     path.write_text(yaml.safe_dump(raw))
+    return path, raw
+
+
+def stop_all(config: PipelineConfig) -> None:
+    for name in ("serving", "serving-candidate", "monitoring-ui", "mlflow"):
+        platform.Process(name, config.platform.state_dir).stop()
+
+
+@pytest.fixture(scope="session")
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the tests' own server, never a developer's
+    path, raw = write_test_config(tmp_path_factory.mktemp("platform"))
     config = load_config(path)
     platform.start_mlflow(config)
     try:
         yield LocalPlatform(config, path, raw)
     finally:
-        for name in ("serving", "serving-candidate", "monitoring-ui", "mlflow"):
-            platform.Process(name, config.platform.state_dir).stop()
+        stop_all(config)
 
 
 @pytest.fixture(scope="session")
