@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +99,9 @@ def stop_serving(config: PipelineConfig) -> bool:
     return serving_process(config).stop()
 
 
-def _release(config: PipelineConfig, bento: BuiltBento, action: str, move_aliases) -> DeployResult:
+def _release(
+    config: PipelineConfig, bento: BuiltBento, action: str, move_aliases: Callable[[], AliasMove]
+) -> DeployResult:
     smoke = _smoke_rows(config, bento)
     audit = {"action": action, "bento_tag": bento.tag, **bento.labels}
     try:
