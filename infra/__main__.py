@@ -22,11 +22,9 @@ network = docker.Network(
     labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=config.name_prefix)],
 )
 tracking = Tracking("tracking", TrackingArgs(config=config, network=network))
-serving = Serving(
-    "serving",
-    ServingArgs(config=config, network=network, tracking_url=Tracking.internal_url),
-    opts=pulumi.ResourceOptions(depends_on=[tracking]),
-)
+# Serving and monitoring need MLflow only while running (the job retries every interval), so they
+# start without waiting for it.
+serving = Serving("serving", ServingArgs(config=config, network=network, tracking_url=Tracking.internal_url))
 monitoring = Monitoring(
     "monitoring",
     MonitoringArgs(
@@ -36,7 +34,6 @@ monitoring = Monitoring(
         inference_log=serving.inference_log,
         tracking_credentials=tracking.client_credentials,
     ),
-    opts=pulumi.ResourceOptions(depends_on=[tracking]),
 )
 
 pulumi.export("mlflow_url", tracking.url)

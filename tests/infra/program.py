@@ -52,6 +52,7 @@ class Declared:
     name: str
     inputs: dict[str, Any]
     parent_type: str  # the type of the resource it was declared under ("pulumi:pulumi:Stack" at top level)
+    depends_on: tuple[str, ...] = ()  # names of the resources it waits for (inputs and depends_on)
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -100,7 +101,8 @@ class _CapturingMonitor(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             parent_type = request.parent.split("::")[2].split("$")[-1] if request.parent else ""
             inputs = rpc.deserialize_properties(request.object)
-            self.stack.resources.append(Declared(request.type, request.name, dict(inputs), parent_type))
+            depends_on = tuple(urn.split("::")[-1] for urn in request.dependencies)
+            self.stack.resources.append(Declared(request.type, request.name, dict(inputs), parent_type, depends_on))
         return response
 
 

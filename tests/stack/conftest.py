@@ -1,0 +1,80 @@
+"""The stack tier: the declared platform on a real Docker daemon, torn down afterwards.
+
+Skipped only when no Docker daemon answers. Reads BASE_IMAGE (default: the offline base that
+.ci/setup-docker.sh builds) as the `baseImage` stack config, exactly as a user without Docker Hub would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.infra.program import run_program
+from tests.stack.harness import DockerStack
+
+DEFAULT_BASE_IMAGE = "mlops-platform-base:bookworm"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.stack)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on loopback now, so the test stack never collides with `make demo` or a real stack."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker daemon answers ({exc}); .ci/setup-docker.sh starts one")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient) -> str:
+    tag = os.environ.get("BASE_IMAGE", DEFAULT_BASE_IMAGE)
+    try:
+        docker_client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"base image {tag} is missing: run .ci/setup-docker.sh (or services/base-image.sh)")
+    return tag
+
+
+@pytest.fixture(scope="module")
+def platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
+    """The default stack (SQLite, no auth) under a unique name prefix, on free loopback ports."""
+    mlflow_port, serving_port, ui_port = free_ports(3)
+    declared = run_program({
+        "namePrefix": f"mlopst-{secrets.token_hex(3)}",
+        "baseImage": base_image,
+        "mlflowPort": str(mlflow_port),
+        "servingPort": str(serving_port),
+        "monitoringUiPort": str(ui_port),
+        "monitoringIntervalMinutes": "1",
+    })
+    stack = DockerStack(docker_client, declared)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()

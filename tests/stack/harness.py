@@ -1,0 +1,218 @@
+"""Apply the Docker resources the Pulumi program declares (captured under mocks) to a real daemon.
+
+This is test code standing in for the Pulumi engine + Docker provider, which cannot be installed
+here; users run `pulumi up`. The mapping stays small and keeps pulumi_docker's input names, so a
+reader can check each line against the provider docs:
+
+  Image      imageName, build.{context, dockerfile, args, network}   -> images.build (classic builder)
+  RemoteImage name                                                   -> images.get / images.pull
+  Network    name, driver, labels                                    -> networks.create
+  Volume     name, labels                                            -> volumes.create
+  Container  name, image, command, envs, user, ports, volumes, networksAdvanced, healthcheck, restart,
+             maxRetryCount, memory, logDriver, logOpts, labels, uploads, mustRun, wait, waitTimeout
+                                                                     -> containers.create, put_archive, start
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tarfile
+import time
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+import docker
+from docker.models.containers import Container
+from docker.types import LogConfig
+
+from tests.infra.program import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, Declared, DeclaredStack
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_NANOS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+class StackError(RuntimeError):
+    """A resource could not be created or did not become healthy; the message says which and why."""
+
+
+def nanoseconds(duration: str) -> int:
+    """Docker's health-check durations ("15s", "1m30s") in nanoseconds, as the Engine API wants them."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(number + unit for number, unit in parts) != duration:
+        raise StackError(f"cannot read duration {duration!r}")
+    return int(sum(float(number) * _NANOS[unit] for number, unit in parts))
+
+
+def _labels(declared: list[dict[str, str]] | None) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in declared or []}
+
+
+def _upload_archive(uploads: Iterable[dict[str, Any]]) -> bytes:
+    """One tar of the `uploads`, extracted at / with their owner, group and permissions."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for upload in uploads:
+            payload = upload["content"].encode()
+            info = tarfile.TarInfo(str(PurePosixPath(upload["file"]).relative_to("/")))
+            info.size, info.mtime = len(payload), int(time.time())
+            info.mode = int(upload.get("permissions") or ("0755" if upload.get("executable") else "0644"), 8)
+            info.uid, info.gid = int(upload.get("owner") or 0), int(upload.get("group") or 0)
+            archive.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def _in_dependency_order(containers: list[Declared]) -> list[Declared]:
+    """Containers after the containers they depend on (Pulumi's order), otherwise as declared."""
+    names = {container.name for container in containers}
+    ordered: list[Declared] = []
+    pending = list(containers)
+    while pending:
+        waiting_for = names - {o.name for o in ordered}
+        ready = [c for c in pending if not set(c.depends_on) & waiting_for]
+        if not ready:
+            raise StackError(f"dependency cycle among {[c.name for c in pending]}")
+        ordered.append(ready[0])
+        pending.remove(ready[0])
+    return ordered
+
+
+class DockerStack:
+    """The declared stack on a real daemon: `up()` creates it, `down()` removes every part of it."""
+
+    def __init__(self, client: docker.DockerClient, declared: DeclaredStack) -> None:
+        self.client = client
+        self.declared = declared
+        self.containers: dict[str, Container] = {}  # by Pulumi resource name
+        self.build_seconds: dict[str, float] = {}
+
+    def up(self) -> None:
+        for image in self.declared.of_type(IMAGE):
+            self._build(image.plain)
+        for image in self.declared.of_type(REMOTE_IMAGE):
+            self._pull(image.plain)
+        for network in self.declared.of_type(NETWORK):
+            props = network.plain
+            self.client.networks.create(props["name"], driver=props.get("driver", "bridge"),
+                                        labels=_labels(props.get("labels")))
+        for volume in self.declared.of_type(VOLUME):
+            self.client.volumes.create(volume.plain["name"], labels=_labels(volume.plain.get("labels")))
+        for container in _in_dependency_order(self.declared.of_type(CONTAINER)):
+            self.start(container)
+
+    def start(self, declared: Declared) -> Container:
+        """Create, upload into, start and (with `wait`) health-gate one container, as the provider does."""
+        props = declared.plain
+        networks = props.get("networksAdvanced") or []
+        first_network = networks[0]["name"] if networks else None
+        check = props.get("healthcheck")
+        restart = {"Name": props.get("restart", "no")}
+        if restart["Name"] == "on-failure":
+            restart["MaximumRetryCount"] = int(props.get("maxRetryCount", 0))
+        container = self.client.containers.create(
+            props["image"],
+            name=props["name"],
+            command=props.get("command"),
+            environment=props.get("envs"),
+            user=props.get("user"),
+            ports={f"{p['internal']:.0f}/{p.get('protocol', 'tcp')}": (p.get("ip", "0.0.0.0"), int(p["external"]))
+                   for p in props.get("ports") or []},
+            volumes={v["volumeName"]: {"bind": v["containerPath"], "mode": "ro" if v.get("readOnly") else "rw"}
+                     for v in props.get("volumes") or []},
+            network=first_network,
+            networking_config={
+                first_network: self.client.api.create_endpoint_config(aliases=networks[0].get("aliases"))
+            } if first_network else None,
+            healthcheck={
+                "test": check["tests"], "interval": nanoseconds(check["interval"]),
+                "timeout": nanoseconds(check["timeout"]), "start_period": nanoseconds(check["startPeriod"]),
+                "retries": int(check["retries"]),
+            } if check else None,
+            restart_policy=restart,
+            mem_limit=f"{props['memory']:.0f}m" if props.get("memory") else None,
+            log_config=LogConfig(type=props.get("logDriver", "json-file"), config=props.get("logOpts") or {}),
+            labels=_labels(props.get("labels")),
+        )
+        self.containers[declared.name] = container
+        for extra in networks[1:]:
+            self.client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases"))
+        if props.get("uploads"):
+            container.put_archive("/", _upload_archive(props["uploads"]))
+        if props.get("mustRun", True):
+            container.start()
+        if props.get("wait"):
+            self.wait_healthy(declared.name, float(props.get("waitTimeout", 60)))
+        return container
+
+    def wait_healthy(self, name: str, timeout_s: float) -> None:
+        container = self.containers[name]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            container.reload()
+            state = container.attrs["State"]
+            health = state.get("Health", {}).get("Status")
+            if health == "healthy":
+                return
+            if state["Status"] in ("exited", "dead") or health == "unhealthy":
+                break
+            time.sleep(1)
+        container.reload()
+        logs = container.logs(tail=30).decode(errors="replace")
+        raise StackError(
+            f"container {container.name} is not healthy after {timeout_s:.0f}s "
+            f"(status {container.attrs['State']['Status']}, health "
+            f"{container.attrs['State'].get('Health', {}).get('Status')}); last log lines:\n{logs}"
+        )
+
+    def replace(self, name: str) -> Container:
+        """Kill and remove one container, then create it again from the same inputs (a Pulumi replace)."""
+        old = self.containers.pop(name)
+        old.kill()
+        old.remove(force=True)
+        (declared,) = [c for c in self.declared.of_type(CONTAINER) if c.name == name]
+        return self.start(declared)
+
+    def container(self, alias: str) -> Container:
+        return self.containers[self.declared.container(alias).name]
+
+    def down(self) -> None:
+        """Remove the containers, network and volumes by their declared names; keep built layers cached."""
+        missing = contextlib.suppress(docker.errors.NotFound)
+        for declared in self.declared.of_type(CONTAINER):
+            with missing:
+                self.client.containers.get(declared.plain["name"]).remove(force=True)
+        for network in self.declared.of_type(NETWORK):
+            with missing:
+                self.client.networks.get(network.plain["name"]).remove()
+        for volume in self.declared.of_type(VOLUME):
+            with missing:
+                self.client.volumes.get(volume.plain["name"]).remove(force=True)
+        for image in self.declared.of_type(IMAGE):
+            # noprune keeps the dependency layers, so the next run's build is a cache hit.
+            with missing:
+                self.client.images.remove(image.plain["imageName"], noprune=True)
+
+    def _build(self, props: dict[str, Any]) -> None:
+        build = props["build"]
+        started = time.monotonic()
+        try:
+            self.client.images.build(
+                path=build["context"],
+                dockerfile=build.get("dockerfile"),
+                buildargs=build.get("args"),
+                network_mode=build.get("network"),
+                tag=props["imageName"],
+                rm=True,
+            )
+        except docker.errors.BuildError as exc:
+            log = "".join(str(line.get("stream", line.get("error", ""))) for line in exc.build_log)
+            raise StackError(f"building {props['imageName']} failed: {exc.msg}\n{log[-3000:]}") from None
+        self.build_seconds[props["imageName"]] = time.monotonic() - started
+
+    def _pull(self, props: dict[str, Any]) -> None:
+        try:
+            self.client.images.get(props["name"])
+        except docker.errors.ImageNotFound:
+            self.client.images.pull(props["name"])

@@ -1,0 +1,95 @@
+"""The platform as declared by infra/, running on Docker: MLflow, serving without a model, monitoring."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.infra.program import CONTAINER, IMAGE
+from tests.stack.harness import DockerStack
+
+MIB = 1024 * 1024
+
+
+def run_on_network(platform: DockerStack, script: str) -> str:
+    """Run Python in a one-off container on the platform network (the tracking image has Python)."""
+    (tracking_image,) = [i.plain["imageName"] for i in platform.declared.of_type(IMAGE) if "tracking" in i.name]
+    network = platform.declared.container("mlflow").plain["networksAdvanced"][0]["name"]
+    output = platform.client.containers.run(
+        tracking_image, entrypoint=["python", "-c", script], network=network, user="10001:10001", remove=True,
+        labels={"mlops-platform.stack": network.removesuffix("-net")},
+    )
+    return output.decode()
+
+
+def test_mlflow_answers_on_its_published_loopback_url(platform):
+    url = platform.declared.exports["mlflow_url"]
+    assert url.startswith("http://127.0.0.1:")
+    response = httpx.get(f"{url}/health", timeout=10)
+    assert response.status_code == 200 and response.text.strip() == "OK"
+
+
+def test_services_answer_by_their_aliases_inside_the_network(platform):
+    script = (
+        "import urllib.request as r\n"
+        "print(r.urlopen('http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=1', timeout=10).status)\n"
+        "print(r.urlopen('http://serving:3000/livez', timeout=10).status)\n"
+        "print(r.urlopen('http://monitoring-ui:8000/api/version', timeout=10).status)\n"
+    )
+    assert run_on_network(platform, script).split() == ["200", "200", "200"]
+
+
+def test_a_run_logged_from_the_host_survives_replacing_the_mlflow_container(platform):
+    client = MlflowClient(tracking_uri=platform.declared.exports["mlflow_url"])
+    experiment_id = client.create_experiment("stack-test")
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "volume", "kept")
+    client.log_metric(run.info.run_id, "accuracy", 0.91)
+    client.log_text(run.info.run_id, "served through --serve-artifacts", "notes/hello.txt")
+    client.set_terminated(run.info.run_id)
+
+    platform.replace(platform.declared.container("mlflow").name)
+
+    again = client.get_run(run.info.run_id)
+    assert again.data.params == {"volume": "kept"} and again.data.metrics == {"accuracy": 0.91}
+    with tempfile.TemporaryDirectory() as scratch:
+        path = client.download_artifacts(run.info.run_id, "notes/hello.txt", scratch)
+        assert Path(path).read_text() == "served through --serve-artifacts"
+
+
+def test_serving_without_a_model_says_no_model_is_deployed(platform):
+    url = platform.declared.exports["serving_url"]
+    assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
+    response = httpx.post(f"{url}/predict", json={"rows": [{"age": 41}]}, timeout=10)
+    assert response.status_code == 503
+    assert "no model deployed" in response.json()["error"]
+    assert platform.declared.exports["model_version"] == "none"
+
+
+def test_monitoring_job_and_ui_are_healthy(platform):
+    for alias in ("monitoring", "monitoring-ui"):
+        container = platform.container(alias)
+        container.reload()
+        assert container.attrs["State"]["Health"]["Status"] == "healthy", alias
+    response = httpx.get(f"{platform.declared.exports['monitoring_ui_url']}/api/version", timeout=10)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("alias", ["mlflow", "serving", "monitoring", "monitoring-ui"])
+def test_containers_run_as_declared(platform, alias):
+    declared = platform.declared.container(alias).plain
+    container = platform.container(alias)
+    container.reload()
+    host = container.attrs["HostConfig"]
+    assert container.exec_run(["id", "-u"]).output.decode().strip() == declared["user"].split(":")[0] != "0"
+    assert host["Memory"] == declared["memory"] * MIB
+    assert host["RestartPolicy"]["Name"] == declared["restart"] == "unless-stopped"
+    bound = [b for bindings in container.attrs["NetworkSettings"]["Ports"].values() if bindings for b in bindings]
+    assert all(binding["HostIp"] == "127.0.0.1" for binding in bound)
+    assert len(bound) == len(declared.get("ports", []))
+    assert all(c.plain["name"].startswith("mlopst-") for c in platform.declared.of_type(CONTAINER))
