@@ -76,5 +76,9 @@ test-integration: setup
 test-stack: setup
 	$(RUN) pytest tests/stack
 
+bench: setup ## benchmarks as ratios to a baseline in the same run; tables in bench/results/
+	$(RUN) python bench/serving_bench.py
+	$(RUN) python bench/monitoring_bench.py
+
 lint: setup ## ruff
 	$(RUN) ruff check .

@@ -94,11 +94,16 @@ class Serving:
         frame = pd.DataFrame.from_records(records, columns=[*NUMERIC, *CATEGORICAL]).astype(
             {name: "float64" for name in NUMERIC}
         )
-        labels = self.model.predict(frame).tolist()
         probabilities = None
         if hasattr(self.model, "predict_proba"):
+            # One pass over the model: the label is the most probable class (as `predict` does for
+            # forests, boosting and logistic regression), which halves the latency of tree ensembles.
+            proba = self.model.predict_proba(frame)
+            labels = self.model.classes_[proba.argmax(axis=1)].tolist()
             classes = [str(c) for c in self.model.classes_]
-            probabilities = [dict(zip(classes, map(float, p), strict=True)) for p in self.model.predict_proba(frame)]
+            probabilities = [dict(zip(classes, map(float, p), strict=True)) for p in proba]
+        else:
+            labels = self.model.predict(frame).tolist()
         self._log_rows(request_id, records, labels, probabilities)
         ctx.response.headers["x-request-id"] = request_id
         log.info("predicted", extra={"fields": {
