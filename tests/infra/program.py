@@ -61,6 +61,7 @@ class Declared:
 
 @dataclass
 class DeclaredStack:
+    config: dict[str, str] = field(default_factory=dict)  # the stack config it was declared with
     resources: list[Declared] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
@@ -113,7 +114,7 @@ def run_program(
     stack: str = "dev",
 ) -> DeclaredStack:
     """Run infra/__main__.py with this stack config (keys without the project prefix); secrets as `--secret`."""
-    declared = DeclaredStack()
+    declared = DeclaredStack(config=dict(config or {}))
     monitor = _CapturingMonitor(declared)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     values = {**(config or {}), **(secrets or {})}

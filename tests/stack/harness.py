@@ -168,11 +168,24 @@ class DockerStack:
 
     def replace(self, name: str) -> Container:
         """Kill and remove one container, then create it again from the same inputs (a Pulumi replace)."""
+        self._kill(name)
+        (declared,) = [c for c in self.declared.of_type(CONTAINER) if c.name == name]
+        return self.start(declared)
+
+    def roll_out(self, changed: DeclaredStack, alias: str) -> Container:
+        """Apply a new program run whose only change is the container `alias` (say, a release image):
+        pull its images, then replace that container, as `pulumi up` would."""
+        for image in changed.of_type(REMOTE_IMAGE):
+            self._pull(image.plain)
+        declared = changed.container(alias)
+        self._kill(declared.name)
+        self.declared = changed
+        return self.start(declared)
+
+    def _kill(self, name: str) -> None:
         old = self.containers.pop(name)
         old.kill()
         old.remove(force=True)
-        (declared,) = [c for c in self.declared.of_type(CONTAINER) if c.name == name]
-        return self.start(declared)
 
     def container(self, alias: str) -> Container:
         return self.containers[self.declared.container(alias).name]

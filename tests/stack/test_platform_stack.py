@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.infra.program import CONTAINER, IMAGE
+from tests.infra.program import CONTAINER, IMAGE, REPO_ROOT, run_program
 from tests.stack.harness import DockerStack
 
 MIB = 1024 * 1024
@@ -93,3 +96,48 @@ def test_containers_run_as_declared(platform, alias):
     assert all(binding["HostIp"] == "127.0.0.1" for binding in bound)
     assert len(bound) == len(declared.get("ports", []))
     assert all(c.plain["name"].startswith("mlopst-") for c in platform.declared.of_type(CONTAINER))
+
+
+# Last in this module: it rolls the serving container over to a release image.
+def test_a_release_image_rolls_out_and_serves_its_bento(platform, tmp_path):
+    """services/serving/release.Dockerfile on the runtime image: the entrypoint serves the bento it finds."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "service.py").write_text(ECHO_SERVICE)
+    built = subprocess.run(
+        [sys.executable, "-c", "import bentoml; print(bentoml.build('service:Echo', name='echo', build_ctx='.').path)"],
+        cwd=context, env={**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"},
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    bento_dir = built.stdout.strip().splitlines()[-1]
+    prefix = platform.declared.config["namePrefix"]
+    release_tag = f"{prefix}-serving:stack-test"
+    platform.client.images.build(
+        path=bento_dir, dockerfile=str(REPO_ROOT / "services" / "serving" / "release.Dockerfile"), tag=release_tag,
+        buildargs={"RUNTIME_IMAGE": f"{prefix}-serving-runtime:latest", "MODEL_VERSION": "stack-test"}, rm=True,
+    )
+    try:
+        changed = run_program({**platform.declared.config, "servingImage": release_tag, "modelVersion": "stack-test"})
+        assert changed.exports["serving_image"] == release_tag and changed.exports["model_version"] == "stack-test"
+        platform.roll_out(changed, "serving")
+        url = changed.exports["serving_url"]
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        response = httpx.post(f"{url}/predict", json={"rows": [{"age": 41, "region": "east"}]}, timeout=10)
+        assert response.json() == {"predictions": [2], "model_version": "stack-test"}
+        labels = platform.client.images.get(release_tag).labels
+        assert labels["mlops.model-version"] == "stack-test"
+    finally:
+        platform.down()  # the release container uses the image: remove the stack before the image
+        platform.client.images.remove(release_tag, noprune=True)
+
+
+ECHO_SERVICE = '''
+import bentoml
+
+
+@bentoml.service
+class Echo:
+    @bentoml.api
+    def predict(self, rows: list[dict]) -> dict:
+        return {"predictions": [len(row) for row in rows], "model_version": "stack-test"}
+'''
