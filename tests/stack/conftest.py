@@ -6,11 +6,12 @@ Skipped only when no Docker daemon answers. Reads BASE_IMAGE (default: the offli
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from secrets import token_hex
 
 import docker
 import pytest
@@ -60,21 +61,32 @@ def base_image(docker_client: docker.DockerClient) -> str:
     return tag
 
 
-@pytest.fixture(scope="module")
-def platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
-    """The default stack (SQLite, no auth) under a unique name prefix, on free loopback ports."""
+@contextlib.contextmanager
+def running_stack(
+    client: docker.DockerClient, base_image: str, config: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None,
+) -> Iterator[DockerStack]:
+    """The declared stack under a unique name prefix on free loopback ports, removed afterwards."""
     mlflow_port, serving_port, ui_port = free_ports(3)
     declared = run_program({
-        "namePrefix": f"mlopst-{secrets.token_hex(3)}",
+        "namePrefix": f"mlopst-{token_hex(3)}",
         "baseImage": base_image,
         "mlflowPort": str(mlflow_port),
         "servingPort": str(serving_port),
         "monitoringUiPort": str(ui_port),
         "monitoringIntervalMinutes": "1",
-    })
-    stack = DockerStack(docker_client, declared)
+        **(config or {}),
+    }, secrets)
+    stack = DockerStack(client, declared)
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
+    """The default stack: SQLite backend, no auth, no model."""
+    with running_stack(docker_client, base_image) as stack:
+        yield stack
