@@ -90,3 +90,16 @@ def test_classification_quality_on_labeled_rows_only():
 
     assert len(labeled) == 60 and set(labeled["target"]) == {"0", "1"}
     assert metrics["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_small_windows_use_p_value_tests_and_large_ones_distances():
+    reference = make_loans(3000, seed=7).drop(columns="defaulted")
+    methods = {}
+    for rows in (300, 2000):
+        current = make_loans(rows, seed=9).drop(columns="defaulted")
+        snapshot = run_drift_report(prepare(current, reference, SCHEMA), drift_share_threshold=0.3, min_rows=200)
+        methods[rows] = {c.column: (c.method, c.threshold) for c in read_findings(snapshot.dict()).columns}
+
+    assert methods[300]["income"] == ("ks", 0.05) and methods[300]["region"] == ("chisquare", 0.05)
+    assert methods[2000]["income"] == ("Wasserstein distance (normed)", 0.1)
+    assert methods[2000]["region"] == ("Jensen-Shannon distance", 0.1)
