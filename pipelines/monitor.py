@@ -8,6 +8,7 @@ background process with its pid and log under the state dir; `make down` stops i
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = ["MonitorResult", "monitor_settings", "monitoring_ui_cli", "monitor_cl
 
 UI_PROCESS = "monitoring-ui"
 console = Console()
+# The command's own table names the run's URL; MLflow's "View run" line would land inside the spinner.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def monitoring_dir(config: PipelineConfig) -> Path:

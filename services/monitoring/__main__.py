@@ -35,7 +35,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stdout/stderr carry the JSON log
+    # stdout carries the JSON log (and the summary last): no progress bars or "View run" lines from MLflow.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         settings = MonitorSettings.from_env()
         overrides = {"on_drift": args.on_drift, "window_rows": args.window_rows, "window_hours": args.window_hours}

@@ -322,7 +322,7 @@ def _overall_summary(
 ) -> str:
     text = f"{deciding.verdict}: {deciding.summary}"
     if deciding.window_start and deciding.verdict is not Verdict.NOT_ENOUGH_DATA:
-        text += f"; {deciding.rows:,} rows {deciding.window_start:%Y-%m-%d %H:%M}–{deciding.window_end:%H:%M} UTC"
+        text += f"; {deciding.rows:,} rows {deciding.window_start:%Y-%m-%d %H:%M:%S}–{deciding.window_end:%H:%M:%S} UTC"
     if deciding.verdict is Verdict.DRIFT:
         text += "; retrain requested" if retrain_requested else _no_request_reason(settings)
     others = [f"v{r.model_version} {r.verdict}" for r in results if r is not deciding]

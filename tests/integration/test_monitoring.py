@@ -239,28 +239,42 @@ def test_version_without_reference_and_bad_lines_give_a_clear_verdict(mlflow_ser
     assert "1 unreadable log lines skipped" in result.summary
 
 
-def test_cli_exit_code_and_json_log_without_traceback(mlflow_server, tmp_path):
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "INFERENCE_LOG_DIR": str(tmp_path / "missing"),
-        "MONITORING_WORKSPACE": str(tmp_path / "workspace"),
-        "MODEL_NAME": "no-traffic-model",
-    }
-    done = subprocess.run(
+def _run_job_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "services.monitoring"],
         cwd=REPO_ROOT,
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
 
-    assert done.returncode == Verdict.NOT_ENOUGH_DATA.exit_code, done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
-    assert "does not exist" in done.stdout.splitlines()[-1]
-    events = [json.loads(line)["event"] for line in done.stdout.splitlines() if line.startswith("{")]
-    assert events == ["monitoring.scan", "monitoring.result"]
+
+def test_cli_exit_codes_and_json_only_stdout(mlflow_server, trained, model_name, tmp_path):
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_server,
+        "INFERENCE_LOG_DIR": str(tmp_path / "inference"),
+        "MONITORING_WORKSPACE": str(tmp_path / "workspace"),
+        "MONITORING_REPORTS_DIR": str(tmp_path / "reports"),
+        "MODEL_NAME": model_name,
+    }
+    nothing = _run_job_cli(env)
+
+    assert nothing.returncode == Verdict.NOT_ENOUGH_DATA.exit_code, nothing.stderr
+    *log_lines, summary = nothing.stdout.splitlines()
+    assert [json.loads(line)["event"] for line in log_lines] == ["monitoring.scan", "monitoring.result"]
+    assert summary.startswith(f"NOT ENOUGH DATA: {model_name}: no logged rows") and "does not exist" in summary
+
+    _log_traffic(tmp_path / "inference", model_name, _shifted(_holdout_draw(trained, 400, seed=8)))
+    drift = _run_job_cli(env)
+
+    assert drift.returncode == Verdict.DRIFT.exit_code, drift.stderr
+    *log_lines, summary = drift.stdout.splitlines()
+    events = [json.loads(line) for line in log_lines]  # MLflow's own prints would break this
+    report = next(e for e in events if e["event"] == "monitoring.report")
+    assert report["rows"] == 400 and report["verdict"] == "DRIFT" and report["report_run_id"]
+    assert summary.startswith(f"DRIFT: {model_name} v1:")
+    assert "Traceback" not in nothing.stderr + drift.stderr
 
 
 def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name, tmp_path, monkeypatch):
