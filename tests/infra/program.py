@@ -31,6 +31,7 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
+PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "monitoring")
 
 
 def plain(value: Any) -> Any:
@@ -128,11 +129,13 @@ def run_program(
         with mock.patch.object(pulumi, "export", lambda name, value: exported.__setitem__(name, value)):
             runpy.run_path(str(INFRA_DIR), run_name="__main__")
 
-    # The program's sibling modules import flat (`from config import ...`), as under `pulumi up`;
-    # drop any copy from an earlier run so each run reads its own config.
-    for module in ("config", "containers", "tracking", "serving", "monitoring"):
-        sys.modules.pop(module, None)
-    _sync_await(run_pulumi_func(program))
+    # The program's sibling modules import flat (`from config import ...`), as under `pulumi up`:
+    # each run imports them afresh, and they leave no top-level `config`, `serving`... behind.
+    try:
+        _sync_await(run_pulumi_func(program))
+    finally:
+        for module in PROGRAM_MODULES:
+            sys.modules.pop(module, None)
     for name, value in exported.items():
         output = pulumi.Output.from_input(value)
         declared.exports[name] = _sync_await(output.future())

@@ -211,6 +211,11 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         sys.path.pop(0)
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
     assert set(declared) == KNOWN_KEYS - {"adminPassword", "postgresPassword"}
+    for key, spec in declared.items():
+        # What the Pulumi CLI's project schema accepts (sdk/go/common/workspace/project.json).
+        assert set(spec) <= {"type", "description", "default", "secret", "items"}, key
+        assert spec["type"] in ("string", "integer", "boolean") and spec["description"], key
+        assert isinstance(spec["default"], {"string": str, "integer": int, "boolean": bool}[spec["type"]]), key
     defaults = {key: str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
                 for key, spec in declared.items()}
     with_defaults = run_program(defaults)
