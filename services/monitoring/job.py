@@ -152,7 +152,10 @@ def run_once(
         summary=summary,
         report_path=deciding.report_path,
         mlflow_run_id=deciding.mlflow_run_id,
-        mlflow_run_url=run_url(settings.tracking_uri, experiment, deciding.mlflow_run_id),
+        # The experiment may have been created by this very run.
+        mlflow_run_url=run_url(
+            settings.tracking_uri, experiment or experiment_id(client, settings.experiment), deciding.mlflow_run_id
+        ),
         retrain_requested=retrain_requested,
         versions=results,
         workspace_dir=settings.workspace_dir,

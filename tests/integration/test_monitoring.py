@@ -179,7 +179,8 @@ def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, 
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}
     assert f"report/{result.report_path.name}" in artifacts and "report/findings.json" in artifacts
     assert _workspace_snapshots(settings.workspace_dir, model_name) == 2  # drift report + classification report
-    assert result.mlflow_run_url and result.mlflow_run_url.startswith(mlflow_server)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    assert result.mlflow_run_url == f"{mlflow_server}/#/experiments/{experiment}/runs/{result.mlflow_run_id}"
 
 
 def test_shifted_traffic_drifts_and_requests_one_retrain(mlflow_server, trained, model_name, tmp_path):
