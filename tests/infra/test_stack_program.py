@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pulumi
 import pytest
@@ -27,6 +29,16 @@ def default_stack():
 @pytest.fixture(scope="module")
 def hardened_stack():
     return run_program(HARDENED, HARDENED_SECRETS)
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import one file of the program by path, without putting its folder on sys.path."""
+    spec = importlib.util.spec_from_file_location(f"under_test_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def env_of(container) -> dict[str, str]:
@@ -188,11 +200,7 @@ def test_passwords_appear_nowhere_but_in_secret_uploads(hardened_stack):
 
 
 def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_stack):
-    sys.path.insert(0, str(REPO_ROOT / "infra" / "policy"))
-    try:
-        import policies
-    finally:
-        sys.path.pop(0)
+    policies = load_module(REPO_ROOT / "infra" / "policy" / "policies.py")
     for container in default_stack.of_type(CONTAINER):
         props = container.plain
         found = [*policies.public_ports(props), *policies.root_user(props), *policies.missing_healthcheck(props),
@@ -204,13 +212,9 @@ def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_st
 
 
 def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
-    sys.path.insert(0, str(REPO_ROOT / "infra"))
-    try:
-        from config import KNOWN_KEYS
-    finally:
-        sys.path.pop(0)
+    known_keys = load_module(REPO_ROOT / "infra" / "config.py").KNOWN_KEYS
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
-    assert set(declared) == KNOWN_KEYS - {"adminPassword", "postgresPassword"}
+    assert set(declared) == known_keys - {"adminPassword", "postgresPassword"}
     for key, spec in declared.items():
         # What the Pulumi CLI's project schema accepts (sdk/go/common/workspace/project.json).
         assert set(spec) <= {"type", "description", "default", "secret", "items"}, key
