@@ -158,7 +158,7 @@ def monitor_cli(
         float | None, typer.Option(min=0.001, help="judge the rows of the last N hours")
     ] = None,
 ) -> None:
-    """Judge the logged traffic against the champion's training snapshot; exit 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA."""
+    """Judge logged traffic against the serving version's training snapshot: exit 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA."""
     if on_drift is not None and on_drift not in ON_DRIFT_CHOICES:
         raise _fail(f"--on-drift must be one of {', '.join(ON_DRIFT_CHOICES)} (got {on_drift!r})")
     try:

@@ -51,6 +51,13 @@ class ColumnDrift:
     threshold: float
     drifted: bool
 
+    @property
+    def margin(self) -> float:
+        """How many times past its threshold the score is: distances drift above it, p-values below."""
+        if self.score >= self.threshold:
+            return self.score / self.threshold
+        return self.threshold / max(self.score, 1e-300)
+
 
 @dataclass(frozen=True)
 class DriftFindings:
@@ -62,7 +69,7 @@ class DriftFindings:
     @property
     def drifted(self) -> list[str]:
         """Drifted columns, the strongest first."""
-        return [c.column for c in sorted(self.columns, key=lambda c: c.score, reverse=True) if c.drifted]
+        return [c.column for c in sorted(self.columns, key=lambda c: c.margin, reverse=True) if c.drifted]
 
 
 @dataclass(frozen=True)

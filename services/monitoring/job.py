@@ -346,8 +346,9 @@ def _nothing_to_judge(settings: MonitorSettings, scan: LogScan, window: WindowSp
     since = "in the window" if settings.explicit_window or not window.since else "since the last report"
     summary = f"{Verdict.NOT_ENOUGH_DATA}: {settings.model_name}: no logged rows {since}"
     if scan.problems:
-        summary += f" ({scan.problems[0]}"
-        summary += f"; {scan.skipped_lines} unreadable lines skipped)" if scan.skipped_lines else ")"
+        summary += f"; {scan.problems[0]}"
+    if scan.skipped_lines:
+        summary += f"; {scan.skipped_lines} unreadable log lines skipped"
     log_event(
         "monitoring.result", model_name=settings.model_name, verdict=str(Verdict.NOT_ENOUGH_DATA), summary=summary
     )

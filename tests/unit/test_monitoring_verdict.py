@@ -8,6 +8,8 @@ import pytest
 
 from pipelines.demo_data import make_loans
 from services.monitoring.drift import (
+    ColumnDrift,
+    DriftFindings,
     Verdict,
     decide_verdict,
     labeled_rows,
@@ -103,3 +105,18 @@ def test_small_windows_use_p_value_tests_and_large_ones_distances():
     assert methods[300]["income"] == ("ks", 0.05) and methods[300]["region"] == ("chisquare", 0.05)
     assert methods[2000]["income"] == ("Wasserstein distance (normed)", 0.1)
     assert methods[2000]["region"] == ("Jensen-Shannon distance", 0.1)
+
+
+def test_drifted_columns_are_listed_strongest_first_for_distances_and_p_values():
+    findings = DriftFindings(
+        drift_share=0.75,
+        drifted_count=3,
+        columns=[
+            ColumnDrift("weak_distance", 0.15, "wasserstein", 0.1, True),
+            ColumnDrift("strong_p_value", 1e-12, "ks", 0.05, True),
+            ColumnDrift("mid_p_value", 0.001, "ks", 0.05, True),
+            ColumnDrift("calm", 0.5, "ks", 0.05, False),
+        ],
+        missing_share={},
+    )
+    assert findings.drifted == ["strong_p_value", "mid_p_value", "weak_distance"]
