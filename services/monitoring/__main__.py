@@ -1,4 +1,4 @@
-"""`python -m services.monitoring`: one run (exit code = verdict), `--loop` for the stack, `--healthcheck`.
+"""`python -m services.monitoring`: one run (exit code = verdict), `--loop` for the stack, `--healthcheck`, `--trace`.
 
 Exit codes: 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA; 1 the run failed (say, MLflow unreachable); 2 bad settings.
 Settings come from the environment (see README.md and settings.MonitorSettings.from_env).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import threading
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event
 from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings, SettingsError
+from services.monitoring.trace import trace_request
 
 HEALTHY_BEATS = 2  # missed intervals before the health check fails
 START_GRACE_S = 120.0  # the first run also downloads the training snapshot
@@ -27,6 +29,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--loop", action="store_true", help="run every MONITORING_INTERVAL_MINUTES until stopped")
     mode.add_argument("--healthcheck", action="store_true", help="exit 0 if the loop's heartbeat is fresh")
+    mode.add_argument("--trace", metavar="REQUEST_ID", help="print where one prediction was logged and judged")
     parser.add_argument("--on-drift", choices=ON_DRIFT_CHOICES, help="override MONITORING_ON_DRIFT")
     parser.add_argument("--window-rows", type=int, help="judge the newest N rows instead of 'since the last report'")
     parser.add_argument("--window-hours", type=float, help="judge the rows of the last N hours")
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.healthcheck:
         return _healthcheck(settings)
+    if args.trace:
+        return _trace(settings, args.trace)
     logger = job_logger()
     logger.addHandler(json_handler(logging.StreamHandler(sys.stdout)))
     logger.setLevel(logging.INFO)
@@ -64,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(result.summary)
     return result.exit_code
+
+
+def _trace(settings: MonitorSettings, request_id: str) -> int:
+    try:
+        found = trace_request(settings, request_id)
+    except Exception as exc:  # one clear line instead of a traceback
+        print(f"trace failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if found is None:
+        print(f"request {request_id} is not in the inference log at {settings.inference_log_dir}", file=sys.stderr)
+        return 1
+    print(json.dumps(dataclasses.asdict(found), default=str))
+    return 0
 
 
 def _healthcheck(settings: MonitorSettings) -> int:

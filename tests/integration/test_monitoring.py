@@ -240,9 +240,9 @@ def test_version_without_reference_and_bad_lines_give_a_clear_verdict(mlflow_ser
     assert "1 unreadable log lines skipped" in result.summary
 
 
-def _run_job_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run_job_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.monitoring"],
+        [sys.executable, "-m", "services.monitoring", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -266,7 +266,7 @@ def test_cli_exit_codes_and_json_only_stdout(mlflow_server, trained, model_name,
     assert [json.loads(line)["event"] for line in log_lines] == ["monitoring.scan", "monitoring.result"]
     assert summary.startswith(f"NOT ENOUGH DATA: {model_name}: no logged rows") and "does not exist" in summary
 
-    _log_traffic(tmp_path / "inference", model_name, _shifted(_holdout_draw(trained, 400, seed=8)))
+    request_ids = _log_traffic(tmp_path / "inference", model_name, _shifted(_holdout_draw(trained, 400, seed=8)))
     drift = _run_job_cli(env)
 
     assert drift.returncode == Verdict.DRIFT.exit_code, drift.stderr
@@ -276,6 +276,15 @@ def test_cli_exit_codes_and_json_only_stdout(mlflow_server, trained, model_name,
     assert report["rows"] == 400 and report["verdict"] == "DRIFT" and report["report_run_id"]
     assert summary.startswith(f"DRIFT: {model_name} v1:")
     assert "Traceback" not in nothing.stderr + drift.stderr
+
+    # One prediction, followed from its request id to the report that judged it.
+    traced = _run_job_cli(env, "--trace", request_ids[123])
+    assert traced.returncode == 0, traced.stderr
+    trace = json.loads(traced.stdout)
+    assert trace["model_version"] == "1" and trace["report_run_id"] == report["report_run_id"]
+    assert trace["verdict"] == "DRIFT" and trace["report_run_url"].endswith(report["report_run_id"])
+    unknown = _run_job_cli(env, "--trace", "no-such-request")
+    assert unknown.returncode == 1 and "not in the inference log" in unknown.stderr
 
 
 def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name, tmp_path, monkeypatch):
