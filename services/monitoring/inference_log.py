@@ -99,16 +99,26 @@ class _Reservoir:
 
     def __init__(self, size: int, rng: random.Random) -> None:
         self.size = size
-        self.seen = 0
+        self.rows = 0
         self.items: list[tuple[datetime, str]] = []
         self._rng = rng
+        self._first: datetime | None = None
+        self._last: datetime | None = None
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        assert self._first is not None and self._last is not None, "span of an empty window"
+        return self._first, self._last
 
     def offer(self, item: tuple[datetime, str]) -> None:
-        self.seen += 1
+        stamp = item[0]
+        self._first = stamp if self._first is None else min(self._first, stamp)
+        self._last = stamp if self._last is None else max(self._last, stamp)
+        self.rows += 1
         if len(self.items) < self.size:
             self.items.append(item)
             return
-        slot = self._rng.randrange(self.seen)
+        slot = self._rng.randrange(self.rows)
         if slot < self.size:
             self.items[slot] = item
 
@@ -118,12 +128,12 @@ class _Newest:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.seen = 0
+        self._offered = 0
         self._heap: list[tuple[datetime, int, str]] = []
 
     def offer(self, item: tuple[datetime, str]) -> None:
-        self.seen += 1
-        entry = (item[0], self.seen, item[1])  # the counter breaks timestamp ties without comparing lines
+        self._offered += 1
+        entry = (item[0], self._offered, item[1])  # the counter breaks timestamp ties without comparing lines
         if len(self._heap) < self.size:
             heapq.heappush(self._heap, entry)
         elif entry > self._heap[0]:
@@ -132,6 +142,14 @@ class _Newest:
     @property
     def items(self) -> list[tuple[datetime, str]]:
         return [(stamp, line) for stamp, _, line in self._heap]
+
+    @property
+    def rows(self) -> int:
+        return len(self._heap)
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        return self._heap[0][0], max(stamp for stamp, _, _ in self._heap)
 
 
 class BadRecord(ValueError):
@@ -200,7 +218,6 @@ def read_window(
         return scan
     rng = random.Random(seed)
     keepers: dict[str, _Reservoir | _Newest] = {}
-    spans: dict[str, tuple[datetime, datetime]] = {}
     for path in log_files(log_dir):
         scan.files += 1
         for number, line in _lines(path, scan):
@@ -224,19 +241,14 @@ def read_window(
                     _Newest(window.newest_rows) if window.newest_rows else _Reservoir(sample_rows, rng)
                 )
             keeper.offer((stamp, line))
-            first, last = spans.get(version, (stamp, stamp))
-            spans[version] = (min(first, stamp), max(last, stamp))
     for version, keeper in keepers.items():
         items = keeper.items
-        if isinstance(keeper, _Newest):
-            rows, first, last = len(items), min(stamp for stamp, _ in items), max(stamp for stamp, _ in items)
-        else:
-            rows, (first, last) = keeper.seen, spans[version]
         if len(items) > sample_rows:
             items = rng.sample(items, sample_rows)
+        first, last = keeper.span
         scan.versions[version] = VersionTraffic(
             model_version=version,
-            rows=rows,
+            rows=keeper.rows,
             first_at=first,
             last_at=last,
             # Lines are kept raw while reading (smaller than parsed dicts) and parsed once, here.
