@@ -344,7 +344,9 @@ def test_loop_beats_every_interval_and_survives_failures(mlflow_server, tmp_path
             stop = threading.Event()
             loop = threading.Thread(target=run_forever, args=(settings, stop))
             loop.start()
-            time.sleep(3)
+            deadline = time.monotonic() + 60
+            while lines.count(expected_event) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
             stop.set()
             loop.join(timeout=30)
 
