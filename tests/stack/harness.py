@@ -155,7 +155,8 @@ class DockerStack:
             health = state.get("Health", {}).get("Status")
             if health == "healthy":
                 return
-            if state["Status"] in ("exited", "dead") or health == "unhealthy":
+            # A restart means the process died: `pulumi up` would wait out the timeout, a test need not.
+            if state["Status"] in ("exited", "dead", "restarting") or health == "unhealthy":
                 break
             time.sleep(1)
         container.reload()
