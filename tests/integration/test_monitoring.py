@@ -28,10 +28,12 @@ from sklearn.preprocessing import StandardScaler
 
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
 from pipelines.demo_data import make_loans
-from pipelines.monitor import run_monitor, start_monitoring_ui, stop_monitoring_ui, ui_process
-from services.monitoring.drift import Verdict
+from pipelines.monitor import monitor_settings, run_monitor, start_monitoring_ui, stop_monitoring_ui, ui_process
+from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger
+from services.monitoring.records import add_to_workspace
+from services.monitoring.reference import FeatureSchema
 from services.monitoring.retrain import OPEN, REQUESTED_AT, STATUS, last_retrain_request
 from services.monitoring.settings import MonitorSettings
 
@@ -321,6 +323,15 @@ def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
 
         assert httpx.get(f"{url}/api/version", timeout=5).status_code == 200
         assert start_monitoring_ui(config) == url and ui_process(config).pid() == pid  # already up: same process
+        # A report the job adds to the workspace shows up in the running UI, no restart needed.
+        schema = FeatureSchema(numerical=NUMERIC, categorical=CATEGORICAL)
+        table = make_loans(1500, seed=3)[schema.columns]
+        snapshot = run_drift_report(prepare(table, table, schema), drift_share_threshold=0.3, min_rows=200)
+        add_to_workspace(monitor_settings(config).workspace_dir, "ui-test", snapshot, "v1 test window")
+        projects = httpx.get(f"{url}/api/projects", timeout=5).json()
+        assert [p["name"] for p in projects] == ["ui-test"]
+        snapshots = httpx.get(f"{url}/api/projects/{projects[0]['id']}/snapshots", timeout=5).json()
+        assert [s["name"] for s in snapshots] == ["v1 test window"]
         assert ui_process(config).pid_file == tmp_path / "state" / "run" / "monitoring-ui.pid"
         assert (tmp_path / "state" / "logs" / "monitoring-ui.log").exists()
     finally:
