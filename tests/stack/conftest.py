@@ -54,9 +54,8 @@ def docker_client() -> docker.DockerClient:
 @pytest.fixture(scope="session")
 def base_image(docker_client: docker.DockerClient) -> str:
     tag = os.environ.get("BASE_IMAGE", DEFAULT_BASE_IMAGE)
-    try:
-        docker_client.images.get(tag)
-    except docker.errors.ImageNotFound:
+    present = bool(docker_client.images.list(name=tag))
+    if not present:
         pytest.fail(f"base image {tag} is missing: run .ci/setup-docker.sh (or services/base-image.sh)")
     return tag
 
