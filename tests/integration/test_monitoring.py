@@ -332,6 +332,17 @@ def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
         assert [p["name"] for p in projects] == ["ui-test"]
         snapshots = httpx.get(f"{url}/api/projects/{projects[0]['id']}/snapshots", timeout=5).json()
         assert [s["name"] for s in snapshots] == ["v1 test window"]
+        # The project's dashboard plots the drift share; the UI answers the panel's series query.
+        project_id = projects[0]["id"]
+        dashboard = httpx.get(f"{url}/api/v2/dashboards/{project_id}", timeout=5).json()
+        assert "Share of drifted columns" in [panel["title"] for panel in dashboard["panels"]]
+        series = httpx.post(
+            f"{url}/api/v2/snapshots/{project_id}/data_series_batch",
+            json={"series_filter": [{"tags": [], "metadata": {}, "metric": "evidently:metric_v2:DriftedColumnsCount",
+                                     "metric_labels": {"value_type": "share"}}]},
+            timeout=10,
+        ).json()
+        assert series["series"][0]["values"] == [0.0]  # the reference against itself: nothing drifted
         assert ui_process(config).pid_file == tmp_path / "state" / "run" / "monitoring-ui.pid"
         assert (tmp_path / "state" / "logs" / "monitoring-ui.log").exists()
     finally:
