@@ -25,7 +25,15 @@ from services.monitoring.job import MonitorResult, run_once
 from services.monitoring.observability import job_logger, json_handler
 from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings
 
-__all__ = ["MonitorResult", "monitor_settings", "monitoring_ui_cli", "monitor_cli", "run_monitor", "stop_monitoring_ui"]
+__all__ = [
+    "MonitorResult",
+    "monitor_cli",
+    "monitor_settings",
+    "monitoring_ui_cli",
+    "run_monitor",
+    "start_monitoring_ui",
+    "stop_monitoring_ui",
+]
 
 UI_PROCESS = "monitoring-ui"
 console = Console()
