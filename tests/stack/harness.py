@@ -64,19 +64,21 @@ def _upload_archive(uploads: Iterable[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def _in_dependency_order(containers: list[Declared]) -> list[Declared]:
-    """Containers after the containers they depend on (Pulumi's order), otherwise as declared."""
+def _dependency_waves(containers: list[Declared]) -> list[list[Declared]]:
+    """Containers grouped as the engine would run them: each wave only after the containers it depends
+    on; within a wave, all at once (Pulumi creates independent resources in parallel)."""
     names = {container.name for container in containers}
-    ordered: list[Declared] = []
+    waves: list[list[Declared]] = []
+    done: set[str] = set()
     pending = list(containers)
     while pending:
-        waiting_for = names - {o.name for o in ordered}
-        ready = [c for c in pending if not set(c.depends_on) & waiting_for]
-        if not ready:
+        wave = [c for c in pending if not set(c.depends_on) & (names - done)]
+        if not wave:
             raise StackError(f"dependency cycle among {[c.name for c in pending]}")
-        ordered.append(ready[0])
-        pending.remove(ready[0])
-    return ordered
+        waves.append(wave)
+        done |= {c.name for c in wave}
+        pending = [c for c in pending if c.name not in done]
+    return waves
 
 
 class DockerStack:
@@ -99,11 +101,23 @@ class DockerStack:
                                         labels=_labels(props.get("labels")))
         for volume in self.declared.of_type(VOLUME):
             self.client.volumes.create(volume.plain["name"], labels=_labels(volume.plain.get("labels")))
-        for container in _in_dependency_order(self.declared.of_type(CONTAINER)):
-            self.start(container)
+        for wave in _dependency_waves(self.declared.of_type(CONTAINER)):
+            for declared in wave:
+                self._launch(declared)
+            for declared in wave:
+                self._wait_if_asked(declared)
 
     def start(self, declared: Declared) -> Container:
         """Create, upload into, start and (with `wait`) health-gate one container, as the provider does."""
+        container = self._launch(declared)
+        self._wait_if_asked(declared)
+        return container
+
+    def _wait_if_asked(self, declared: Declared) -> None:
+        if declared.plain.get("wait"):
+            self.wait_healthy(declared.name, float(declared.plain.get("waitTimeout", 60)))
+
+    def _launch(self, declared: Declared) -> Container:
         props = declared.plain
         networks = props.get("networksAdvanced") or []
         first_network = networks[0]["name"] if networks else None
@@ -142,8 +156,6 @@ class DockerStack:
             container.put_archive("/", _upload_archive(props["uploads"]))
         if props.get("mustRun", True):
             container.start()
-        if props.get("wait"):
-            self.wait_healthy(declared.name, float(props.get("waitTimeout", 60)))
         return container
 
     def wait_healthy(self, name: str, timeout_s: float) -> None:
