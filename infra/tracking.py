@@ -54,7 +54,7 @@ class Tracking(pulumi.ComponentResource):
         backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
         if config.tracking_backend == "postgres":
             assert config.postgres_password is not None  # load_stack_config requires it for postgres
-            self.postgres = self._postgres(name, config, args.network)
+            self.postgres = self._postgres(name, config, args.network, config.postgres_password)
             waits_for.append(self.postgres)
             backend_uri = f"postgresql://{POSTGRES_USER}@postgres:5432/{POSTGRES_DB}"
             envs.append(f"PGPASSFILE={PGPASS_FILE}")
@@ -97,8 +97,9 @@ class Tracking(pulumi.ComponentResource):
         self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.mlflow_port}")
         self.register_outputs({"url": self.url, "internal_url": self.internal_url})
 
-    def _postgres(self, name: str, config: StackConfig, network: docker.Network) -> docker.Container:
-        assert config.postgres_password is not None
+    def _postgres(
+        self, name: str, config: StackConfig, network: docker.Network, password: pulumi.Output[str]
+    ) -> docker.Container:
         data = volume(f"{name}-postgres-data", "postgres-data", config, child_of(self))
         image = docker.RemoteImage(f"{name}-postgres-image", name=config.postgres_image, keep_locally=True,
                                    opts=child_of(self))
@@ -113,7 +114,7 @@ class Tracking(pulumi.ComponentResource):
             envs=[f"POSTGRES_USER={POSTGRES_USER}", f"POSTGRES_DB={POSTGRES_DB}",
                   f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}"],
             volumes=[mount(data, "/var/lib/postgresql/data")],
-            uploads=[secret_file(POSTGRES_PASSWORD_FILE, config.postgres_password, owner=POSTGRES_UID)],
+            uploads=[secret_file(POSTGRES_PASSWORD_FILE, password, owner=POSTGRES_UID)],
             # The official image runs unprivileged when started as its postgres user.
             user=POSTGRES_UID,
             opts=child_of(self),
