@@ -107,7 +107,8 @@ class _Reader:
         try:
             value = kind(raw.strip())
         except ValueError:
-            raise self.fail(key, f"must be a number (got {raw!r})") from None
+            what = "a whole number" if kind is int else "a number"
+            raise self.fail(key, f"must be {what} (got {raw!r})") from None
         if not low <= value <= high:  # type: ignore[operator]
             raise self.fail(key, f"must be between {low:g} and {high:g} (got {value})")
         return value
@@ -116,7 +117,7 @@ class _Reader:
         return self.number(key, default, int, 1, 65535)
 
     def memory_mb(self, key: str, default: int) -> int:
-        # Docker refuses limits under 6 MiB; 64 GiB is a typo guard, not a hardware claim.
+        # None of the services starts in less than 64 MiB; 64 GiB is a typo guard, not a hardware claim.
         return self.number(key, default, int, 64, 65536)
 
     def secret(self, key: str, needed_because: str) -> pulumi.Output[str]:

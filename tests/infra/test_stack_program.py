@@ -236,7 +236,8 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
     ("config", "secrets", "message"),
     [
         ({"mlflowPort": "70000"}, {}, "mlops-platform:mlflowPort: must be between 1 and 65535"),
-        ({"servingPort": "http"}, {}, "mlops-platform:servingPort: must be a number"),
+        ({"servingPort": "http"}, {}, "mlops-platform:servingPort: must be a whole number"),
+        ({"monitoringIntervalMinutes": "often"}, {}, "mlops-platform:monitoringIntervalMinutes: must be a number"),
         ({"servingPort": "5000"}, {}, "ports must differ"),
         ({"trackingBackend": "mysql"}, {}, "mlops-platform:trackingBackend: must be one of sqlite, postgres"),
         ({"trackingBackend": "postgres"}, {}, "mlops-platform:postgresPassword: is required when trackingBackend"),
