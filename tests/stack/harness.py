@@ -30,6 +30,54 @@ from docker.types import LogConfig
 
 from tests.infra.program import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, Declared, DeclaredStack
 
+# Every pulumi_docker input this harness applies, with the keys it reads of structured inputs (None:
+# a plain value or a free-form map). Anything else the program declares stops `up()`, so the harness
+# never silently drops what the program asks for.
+_LABELS = {"label", "value"}
+APPLIED_INPUTS: dict[str, dict[str, set[str] | None]] = {
+    IMAGE: {
+        "imageName": None, "skipPush": None, "buildOnPreview": None,  # nothing is pushed or previewed here
+        "build": {"context", "dockerfile", "args", "network", "builderVersion"},
+    },
+    REMOTE_IMAGE: {"name": None, "keepLocally": None},
+    NETWORK: {"name": None, "driver": None, "labels": _LABELS},
+    VOLUME: {"name": None, "labels": _LABELS},
+    CONTAINER: {
+        "name": None, "image": None, "command": None, "envs": None, "user": None, "restart": None,
+        "maxRetryCount": None, "memory": None, "logDriver": None, "logOpts": None, "mustRun": None, "wait": None,
+        "waitTimeout": None, "labels": _LABELS,
+        "ports": {"internal", "external", "ip", "protocol"},
+        "volumes": {"volumeName", "containerPath", "readOnly"},
+        "networksAdvanced": {"name", "aliases"},
+        "healthcheck": {"tests", "interval", "timeout", "startPeriod", "retries"},
+        "uploads": {"file", "content", "owner", "group", "permissions", "executable"},
+    },
+}
+
+
+def unapplied_inputs(declared: DeclaredStack) -> list[str]:
+    """The declared inputs this harness would not apply, as "<resource>.<input>[.<key>]"."""
+    missing = []
+    for resource in declared.resources:
+        if not resource.type.startswith("docker:"):
+            continue
+        applied = APPLIED_INPUTS.get(resource.type)
+        if applied is None:
+            missing.append(f"{resource.name} ({resource.type})")
+            continue
+        for key, value in resource.plain.items():
+            if key not in applied:
+                missing.append(f"{resource.name}.{key}")
+                continue
+            items = value if isinstance(value, list) else [value]
+            structured = [item for item in items if isinstance(item, dict)] if applied[key] else []
+            missing += [f"{resource.name}.{key}.{sub}" for item in structured for sub in item
+                        if sub not in applied[key]]  # type: ignore[operator]
+        if resource.plain.get("build", {}).get("builderVersion", "BuilderV1") != "BuilderV1":
+            missing.append(f"{resource.name}.build.builderVersion (only the classic builder is applied)")
+    return sorted(set(missing))
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _NANOS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -91,6 +139,8 @@ class DockerStack:
         self.build_seconds: dict[str, float] = {}
 
     def up(self) -> None:
+        if unapplied := unapplied_inputs(self.declared):
+            raise StackError(f"the harness does not apply these declared inputs: {', '.join(unapplied)}")
         for image in self.declared.of_type(IMAGE):
             self._build(image.plain)
         for image in self.declared.of_type(REMOTE_IMAGE):

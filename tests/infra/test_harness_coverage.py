@@ -1,0 +1,31 @@
+"""The stack harness applies every input the program declares, so tests/stack proves what infra/ asks for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tests.infra.program import CONTAINER, IMAGE, DeclaredStack, run_program
+from tests.infra.test_stack_program import HARDENED, HARDENED_SECRETS
+from tests.stack.harness import unapplied_inputs
+
+
+def test_every_declared_input_is_applied_by_the_harness():
+    for stack in (run_program(), run_program({**HARDENED, "servingImage": "mlops-serving:v3"}, HARDENED_SECRETS)):
+        assert unapplied_inputs(stack) == []
+
+
+def test_an_input_the_harness_ignores_is_reported_by_name():
+    stack = run_program()
+    container = stack.of_type(CONTAINER)[0]
+    image = stack.of_type(IMAGE)[0]
+    changed = [
+        dataclasses.replace(container, inputs={**container.inputs, "tmpfs": {"/tmp": "rw"},
+                                               "ports": [{"internal": 1, "external": 2, "hostIp": "x"}]}),
+        dataclasses.replace(image, inputs={**image.inputs, "build": {**image.plain["build"],
+                                                                     "builderVersion": "BuilderBuildKit"}}),
+    ]
+    assert unapplied_inputs(DeclaredStack(resources=changed)) == [
+        f"{container.name}.ports.hostIp",
+        f"{container.name}.tmpfs",
+        f"{image.name}.build.builderVersion (only the classic builder is applied)",
+    ]
