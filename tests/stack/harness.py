@@ -1,16 +1,11 @@
 """Apply the Docker resources the Pulumi program declares (captured under mocks) to a real daemon.
 
 This is test code standing in for the Pulumi engine + Docker provider, which cannot be installed
-here; users run `pulumi up`. The mapping stays small and keeps pulumi_docker's input names, so a
-reader can check each line against the provider docs:
-
-  Image      imageName, build.{context, dockerfile, args, network}   -> images.build (classic builder)
-  RemoteImage name                                                   -> images.get / images.pull
-  Network    name, driver, labels                                    -> networks.create
-  Volume     name, labels                                            -> volumes.create
-  Container  name, image, command, envs, user, ports, volumes, networksAdvanced, healthcheck, restart,
-             maxRetryCount, memory, logDriver, logOpts, labels, uploads, mustRun, wait, waitTimeout
-                                                                     -> containers.create, put_archive, start
+here; users run `pulumi up`. The mapping stays small and keeps pulumi_docker's input names
+(`APPLIED_INPUTS` lists each one), so a reader can check it line by line against the provider docs:
+Image -> images.build with the classic builder, RemoteImage -> images.get/pull, Network ->
+networks.create, Volume -> volumes.create, Container -> containers.create + put_archive (uploads) +
+start + wait for health. Containers start in dependency waves, independent ones together.
 """
 
 from __future__ import annotations
