@@ -139,12 +139,17 @@ def measure(log_dir: Path, reference_file: Path, sample_rows: int) -> dict[str, 
     }
 
 
-def measure_in_child(log_dir: Path, reference_file: Path, sample_rows: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", str(log_dir), str(reference_file), str(sample_rows)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def measure_in_child(log_dir: Path, reference_file: Path, sample_rows: int, repeats: int) -> dict[str, float]:
+    """Best time of `repeats` fresh processes (the machine may be shared), largest peak RSS."""
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run(
+            [sys.executable, __file__, "--measure", str(log_dir), str(reference_file), str(sample_rows)],
+            capture_output=True, text=True, check=True,
+        )
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best = min(runs, key=lambda run: run["read_s"] + run["judge_s"])
+    return {**best, "peak_rss_mib": max(run["peak_rss_mib"] for run in runs)}
 
 
 def verdict_rate(traffic_frames: list[pd.DataFrame], reference: pd.DataFrame) -> tuple[float, float]:
@@ -205,6 +210,7 @@ def main() -> None:
         return
 
     scale = 10 if args.quick else 1
+    repeats = 1 if args.quick else 3
     sizes = [10_000 // scale, 100_000 // scale, 1_000_000 // scale]
     sample_rows = DEFAULTS.max_sample_rows
     lines = [
@@ -216,7 +222,8 @@ def main() -> None:
         "",
         f"## Scale: one run over a log of N rows x {len(WIDE_SCHEMA.columns)} features",
         "",
-        f"Ratios are against the {sizes[0]:,}-row baseline of this run; read = parse + window + reservoir sample, "
+        f"Best of {repeats} fresh processes per row. Ratios are against the {sizes[0]:,}-row baseline of this run; "
+        "read = parse + window + reservoir sample, "
         "judge = Evidently drift + data summary on the sample vs a 50k-row snapshot. Peak RSS is the whole "
         "process (Python, pandas, Evidently included).",
         "",
@@ -231,14 +238,14 @@ def main() -> None:
         for size in sizes:
             progress(f"writing a {size:,}-row inference log")
             log_bytes = write_log(work / f"log-{size}", size, seed=2)
-            progress(f"reading and judging {size:,} rows in a fresh process")
-            run = measure_in_child(work / f"log-{size}", reference_file, sample_rows)
+            progress(f"reading and judging {size:,} rows, {repeats} fresh processes")
+            run = measure_in_child(work / f"log-{size}", reference_file, sample_rows, repeats)
             runs.append((size, log_bytes, sample_rows, run))
         unsampled = sizes[1]
         progress(f"judging {unsampled:,} rows without sampling, for comparison")
         runs.append(
             (unsampled, (work / f"log-{unsampled}" / "20261127-bench-1.jsonl").stat().st_size, unsampled,
-             measure_in_child(work / f"log-{unsampled}", reference_file, unsampled))
+             measure_in_child(work / f"log-{unsampled}", reference_file, unsampled, repeats))
         )
     base = runs[0][3]
     base_total = base["read_s"] + base["judge_s"]
