@@ -171,6 +171,10 @@ def monitor_cli(
         raise _fail(f"--on-drift must be one of {', '.join(ON_DRIFT_CHOICES)} (got {on_drift!r})")
     try:
         config = load_config(config_path)
+        uri = config.tracking.resolved_uri
+        # Fail in a second, not after the MLflow client's minutes of retries.
+        if uri.startswith(("http://", "https://")) and not platform.url_ok(f"{uri.rstrip('/')}/health"):
+            raise _fail(f"MLflow at {uri} does not answer (is the platform up? `make platform`)")
         with console.status("Monitoring ...") as status:
             result = run_monitor(
                 config,
