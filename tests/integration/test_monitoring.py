@@ -19,16 +19,25 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
+import typer
 from evidently.ui.workspace import Workspace
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from typer.testing import CliRunner
 
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
 from pipelines.demo_data import make_loans
-from pipelines.monitor import monitor_settings, run_monitor, start_monitoring_ui, stop_monitoring_ui, ui_process
+from pipelines.monitor import (
+    monitor_cli,
+    monitor_settings,
+    run_monitor,
+    start_monitoring_ui,
+    stop_monitoring_ui,
+    ui_process,
+)
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger
@@ -378,3 +387,28 @@ def test_loop_beats_every_interval_and_survives_failures(mlflow_server, tmp_path
             assert heartbeat_age_s(beat) < 10
     finally:
         logger.removeHandler(handler)
+
+
+def test_monitor_command_prints_what_it_made_and_exits_with_the_verdict(
+    mlflow_server, trained, model_name, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    state = tmp_path / "state"
+    config_file = tmp_path / "pipeline.yaml"
+    config_file.write_text(
+        f"model_name: {model_name}\n"
+        f"data: {{target: {TARGET}, numeric_features: {NUMERIC}, categorical_features: {CATEGORICAL}}}\n"
+        f"platform: {{state_dir: {state}}}\n"
+    )
+    app = typer.Typer()
+    app.command()(monitor_cli)
+    _log_traffic(state / "inference", model_name, _shifted(_holdout_draw(trained, 300, seed=9)))
+
+    done = CliRunner().invoke(app, ["--config", str(config_file), "--on-drift", "none"], env={"COLUMNS": "200"})
+
+    assert done.exit_code == Verdict.DRIFT.exit_code, done.output
+    shown = ("DRIFT", model_name, str(state / "monitoring" / "reports"), mlflow_server, "make monitoring-ui")
+    for text in shown:
+        assert text in done.output
+    bad = CliRunner().invoke(app, ["--config", str(config_file), "--on-drift", "page-me"])
+    assert bad.exit_code == 2 and "--on-drift must be one of retrain, none" in bad.output
