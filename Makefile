@@ -6,10 +6,14 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
 PIPELINES = $(RUN) pipelines
 VERSION ?=
+TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (release image on the Pulumi stack)
+STACK ?= dev
+BASE_IMAGE ?= mlops-platform-base:bookworm
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
-        test test-unit test-infra test-integration test-stack lint bench
+        test test-unit test-infra test-integration test-stack lint bench \
+        base-image images stack-up requirements
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,11 +40,11 @@ validate: ## gate @challenger against thresholds and @champion
 build: ## build the bento for @challenger from the registry
 	$(PIPELINES) build
 
-deploy: ## gate, build and serve @challenger locally, then promote it to @champion
-	$(PIPELINES) deploy
+deploy: ## gate, build and serve @challenger (TARGET=local|stack), then promote it to @champion
+	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK)
 
-rollback: ## serve @previous again and swap the aliases back
-	$(PIPELINES) rollback
+rollback: ## serve @previous again (TARGET=local|stack) and swap the aliases back
+	$(PIPELINES) rollback --target $(TARGET) --stack $(STACK)
 
 reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
 	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=<model version>"; exit 2; }
@@ -61,6 +65,20 @@ status: ## what runs where: MLflow, serving, aliases, memory
 down: ## stop the local serving and MLflow processes (state is kept)
 	$(PIPELINES) down
 
+base-image: ## the offline base image (mmdebstrap from Debian packages) for hosts without Docker Hub
+	services/base-image.sh
+
+images: ## build the three service images on BASE_IMAGE, as the stack does (classic builder)
+	for service in tracking serving monitoring; do \
+	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -t mlops-$$service:latest services/$$service || exit 1; done
+
+stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (needs the Pulumi CLI)
+	pulumi up --stack $(STACK) --policy-pack infra/policy
+
+requirements: ## recompile services/*/requirements.txt against uv.lock
+	services/compile-requirements.sh
+
 test: setup ## every tier: unit, Pulumi mocks, integration (real processes), Docker stack
 	$(RUN) pytest tests
 
@@ -74,11 +92,13 @@ test-integration: setup
 	$(RUN) pytest tests/integration
 
 test-stack: setup
+	.ci/setup-docker.sh
 	$(RUN) pytest tests/stack
 
 bench: setup ## benchmarks as ratios to a baseline in the same run; tables in bench/results/
 	$(RUN) python bench/serving_bench.py
 	$(RUN) python bench/monitoring_bench.py
 
-lint: setup ## ruff
+lint: setup ## ruff and hadolint
 	$(RUN) ruff check .
+	$(RUN) hadolint services/*/Dockerfile services/serving/release.Dockerfile

@@ -1,7 +1,8 @@
 """Build the bento for one registered model version: `services/serving` + that version's MLflow model.
 
-A bento is immutable and reused: its tag is `<model>:v<version>-<hash of the service code>`, so the
-same version with the same service code is built once, and a change to the code yields a new bento.
+A bento is immutable and reused: its tag is `<model>:v<version>-<run id>-<hash of the service code>`, so
+the same version with the same service code is built once, a change to the code yields a new bento, and
+version 3 of one MLflow server never passes for version 3 of another (a local demo, then the stack).
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class BuiltBento:
 
 
 def use_store(config: PipelineConfig) -> Path:
-    """Point BentoML's model and bento store at the state dir (read by BentoML on first use)."""
-    home = config.platform.state_dir / "bentoml"
+    """BentoML's model and bento store: `$BENTOML_HOME` if set, else under the state dir.
+
+    BentoML fixes its home on first use in a process, so the choice is made once, through the env var.
+    """
+    home = Path(os.environ.setdefault("BENTOML_HOME", str(config.platform.state_dir / "bentoml")))
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["BENTOML_HOME"] = str(home)
     return home
 
 
@@ -59,7 +62,8 @@ def build(config: PipelineConfig, version: str | None = None) -> BuiltBento:
         else require_alias(client, config.model_name, CHALLENGER)
     )
     number = model_version.version
-    tag = f"{config.model_name}:v{number}-{service_hash()}"
+    model_tag = f"{config.model_name}:v{number}-{model_version.run_id[:8]}"
+    tag = f"{model_tag}-{service_hash()}"
     try:
         existing = bentoml.get(tag)
         return BuiltBento(tag, number, Path(existing.path), dict(existing.info.labels), reused=True)
@@ -76,7 +80,6 @@ def build(config: PipelineConfig, version: str | None = None) -> BuiltBento:
         "git_sha": run.data.tags.get("git_sha", "unknown"),
     }
     model_uri = f"models:/{config.model_name}/{number}"
-    model_tag = f"{config.model_name}:v{number}"
     try:
         bentoml.models.get(model_tag)
     except bentoml.exceptions.NotFound:

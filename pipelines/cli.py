@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,9 +22,12 @@ from rich.table import Table
 from pipelines import platform
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.data import DataError, load_versioned
-from pipelines.deploy import DeployError
+from pipelines.deploy import DeployError, LocalTarget, StackTarget
+from pipelines.deploy import deploy as release
+from pipelines.deploy import rollback as roll_back
 from pipelines.monitor import monitor_cli, monitoring_ui_cli, run_monitor, stop_monitoring_ui
 from pipelines.registry import RegistryError
+from pipelines.stack import PulumiStack, StackError
 from pipelines.train import TrainError
 
 # Our own spinners show progress; MLflow's per-file download bars would drown them.
@@ -36,6 +40,11 @@ console = Console()
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="pipeline config (default: pipelines/pipeline.yaml)")
 ]
+
+
+class Target(StrEnum):
+    local = "local"
+    stack = "stack"
 
 
 class GateFailed(Exception):
@@ -55,7 +64,7 @@ def command(name: str | None = None) -> Callable:
             except DeployError as exc:
                 console.print(f"[red]deploy failed, nothing moved:[/red] {exc}")
                 raise typer.Exit(1) from None
-            except (ConfigError, DataError, TrainError, RegistryError, platform.PlatformError) as exc:
+            except (ConfigError, DataError, TrainError, RegistryError, platform.PlatformError, StackError) as exc:
                 console.print(f"[red]error:[/red] {exc}")
                 raise typer.Exit(2) from None
             except MlflowException as exc:
@@ -186,29 +195,39 @@ def _print_release(config: PipelineConfig, result, title: str) -> None:
         "audit run": f"{config.tracking.resolved_uri}/#/experiments/runs/{result.audit_run_id}"}))
 
 
-@command("deploy")
-def deploy(config_path: ConfigOption = None) -> None:
-    """Gate, build and serve @challenger locally (health-gated); then promote it to @champion."""
-    from pipelines.deploy import deploy as release
+TargetOption = Annotated[
+    Target, typer.Option(help="local: bentoml serve on this machine; stack: a release image on the Pulumi stack")
+]
+StackOption = Annotated[str, typer.Option(help="Pulumi stack to release to (with --target stack)")]
 
+
+def _target(config: PipelineConfig, target: Target, stack: str) -> LocalTarget | StackTarget:
+    if target is Target.local:
+        return LocalTarget(config)
+    return StackTarget(config, PulumiStack(stack), name=f"stack:{stack}")
+
+
+@command("deploy")
+def deploy(config_path: ConfigOption = None, target: TargetOption = Target.local, stack: StackOption = "dev") -> None:
+    """Gate, build and serve @challenger (health-gated); then promote it to @champion."""
     config = _load(config_path)
     _require_mlflow(config)
     _gate(config)
     bento = _build(config)
-    with console.status(f"Starting {bento.tag} and checking it before it takes {config.platform.serving_url} ..."):
-        result = release(config, bento)
+    where = _target(config, target, stack)
+    with console.status(f"Rolling out {bento.tag} to {where.name} and checking it ..."):
+        result = release(config, bento, where)
     _print_release(config, result, "Deployed")
 
 
 @command("rollback")
-def rollback(config_path: ConfigOption = None) -> None:
+def rollback(config_path: ConfigOption = None, target: TargetOption = Target.local, stack: StackOption = "dev") -> None:
     """Serve @previous again and swap @champion and @previous back."""
-    from pipelines.deploy import rollback as roll_back
-
     config = _load(config_path)
     _require_mlflow(config)
-    with console.status("Rolling back to @previous ..."):
-        result = roll_back(config)
+    where = _target(config, target, stack)
+    with console.status(f"Rolling back to @previous on {where.name} ..."):
+        result = roll_back(config, where)
     _print_release(config, result, "Rolled back")
 
 

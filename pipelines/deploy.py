@@ -1,9 +1,11 @@
-"""Local deploy and rollback: health-gated `bentoml serve`, aliases moved only after the new server answers.
+"""Deploy and rollback, health-gated: aliases move only after the new server answers a smoke request.
 
-A release first starts the new bento on a spare port, waits for `/readyz` and sends a smoke request
-taken from the frozen eval set. Only then does it replace the server on the serving port. If anything
-fails the old server keeps (or goes back to) serving and the aliases stay where they were. Every
-attempt, failed or not, leaves an audit record in MLflow.
+Two targets roll a bento out. `LocalTarget` (the embedded default) first starts the new bento on a
+spare port, waits for `/readyz` and sends a smoke request taken from the frozen eval set; only then does
+it replace the server on the serving port. `StackTarget` builds a release image and applies the stack
+with it, then checks the stack's serving URL the same way. If anything fails, the old server keeps (or
+goes back to) serving and the aliases stay where they were. Every attempt, failed or not, leaves an
+audit record in MLflow.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import mlflow
@@ -38,6 +41,7 @@ from pipelines.registry import (
     require_alias,
     swap_back,
 )
+from pipelines.stack import StackApplier, StackError, build_release_image
 from pipelines.train import recorded_config
 
 AUDIT_EXPERIMENT = "deployments"
@@ -77,21 +81,31 @@ def current_deployment(config: PipelineConfig) -> Deployment | None:
     return Deployment(**json.loads(state.read_text()))
 
 
-def deploy(config: PipelineConfig, bento: BuiltBento) -> DeployResult:
+class Target(Protocol):
+    """Where a release serves. `roll_out` serves the bento or raises, leaving the old server serving."""
+
+    name: str
+
+    def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment: ...
+
+
+def deploy(config: PipelineConfig, bento: BuiltBento, target: Target | None = None) -> DeployResult:
     """Serve a validated `@challenger` bento, then promote it: champion -> previous, challenger -> champion."""
     client = connect(config)
     challenger = require_alias(client, config.model_name, CHALLENGER)
     if challenger.version != bento.model_version:
         raise DeployError(f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
-    return _release(config, bento, "deploy", lambda: promote(client, config.model_name, bento.model_version))
+    return _release(config, bento, target or LocalTarget(config), "deploy",
+                    lambda: promote(client, config.model_name, bento.model_version))
 
 
-def rollback(config: PipelineConfig) -> DeployResult:
+def rollback(config: PipelineConfig, target: Target | None = None) -> DeployResult:
     """Serve `@previous` again and swap the champion and previous aliases back."""
     client = connect(config)
     previous = require_alias(client, config.model_name, PREVIOUS)
     bento = build(config, previous.version)
-    return _release(config, bento, "rollback", lambda: swap_back(client, config.model_name))
+    return _release(config, bento, target or LocalTarget(config), "rollback",
+                    lambda: swap_back(client, config.model_name))
 
 
 def stop_serving(config: PipelineConfig) -> bool:
@@ -100,14 +114,13 @@ def stop_serving(config: PipelineConfig) -> bool:
 
 
 def _release(
-    config: PipelineConfig, bento: BuiltBento, action: str, move_aliases: Callable[[], AliasMove]
+    config: PipelineConfig, bento: BuiltBento, target: Target, action: str, move_aliases: Callable[[], AliasMove]
 ) -> DeployResult:
     smoke = _smoke_rows(config, bento)
-    audit = {"action": action, "bento_tag": bento.tag, **bento.labels}
+    audit = {"action": action, "target": target.name, "bento_tag": bento.tag, **bento.labels}
     try:
-        _rehearse(config, bento, smoke)
-        deployment = _switch(config, bento, smoke)
-    except (DeployError, PlatformError) as exc:
+        deployment = target.roll_out(bento, smoke)
+    except (DeployError, PlatformError, StackError) as exc:
         _audit(config, {**audit, "outcome": "failed", "reason": str(exc).splitlines()[0]})
         raise DeployError(str(exc)) from None
     aliases = move_aliases()
@@ -116,41 +129,80 @@ def _release(
     return DeployResult(deployment=deployment, aliases=aliases, audit_run_id=run_id)
 
 
-def _rehearse(config: PipelineConfig, bento: BuiltBento, smoke: list[dict]) -> None:
-    """Start the new bento on a spare port, check it, stop it. The serving port is not touched."""
-    candidate = Process("serving-candidate", config.platform.state_dir)
-    candidate.stop()
-    port = _free_port(config.platform.host)
-    try:
-        # Smoke traffic is not user traffic: keep it out of the inference log that monitoring reads.
-        url = _start(config, candidate, bento, port, config.platform.state_dir / "smoke-inference")
-        _check(url, bento, smoke, candidate, config)
-    finally:
+class LocalTarget:
+    """`bentoml serve` on this machine: rehearse on a spare port, then switch the serving port."""
+
+    name = "local"
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+
+    def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+        self._rehearse(bento, smoke)
+        return self._switch(bento, smoke)
+
+    def _rehearse(self, bento: BuiltBento, smoke: list[dict]) -> None:
+        """Start the new bento on a spare port, check it, stop it. The serving port is not touched."""
+        config = self.config
+        candidate = Process("serving-candidate", config.platform.state_dir)
         candidate.stop()
+        port = _free_port(config.platform.host)
+        try:
+            # Smoke traffic is not user traffic: keep it out of the inference log that monitoring reads.
+            url = _start(config, candidate, bento, port, config.platform.state_dir / "smoke-inference")
+            _check(url, bento, smoke, f"server log: {candidate.log_file}")
+        finally:
+            candidate.stop()
 
-
-def _switch(config: PipelineConfig, bento: BuiltBento, smoke: list[dict]) -> Deployment:
-    """Replace the server on the serving port; restore the old one if the new one fails there."""
-    serving = serving_process(config)
-    old = current_deployment(config)
-    serving.stop()
-    _wait_port_free(config.platform.host, config.platform.serving_port)
-    if port_in_use(config.platform.host, config.platform.serving_port):
-        raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another program; "
-                          "stop it or set platform.serving_port")
-    try:
-        url = _start(config, serving, bento, config.platform.serving_port, config.platform.inference_log_dir)
-        _check(url, bento, smoke, serving, config)
-    except (DeployError, PlatformError):
+    def _switch(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+        """Replace the server on the serving port; restore the old one if the new one fails there."""
+        config = self.config
+        serving = serving_process(config)
+        old = current_deployment(config)
         serving.stop()
-        if old is not None:
-            _start(config, serving, _stored(config, old), config.platform.serving_port,
-                   config.platform.inference_log_dir)
-            _save(config, old)
-        raise
-    deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
-    _save(config, deployment)
-    return deployment
+        _wait_port_free(config.platform.host, config.platform.serving_port)
+        if port_in_use(config.platform.host, config.platform.serving_port):
+            raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another "
+                              "program; stop it or set platform.serving_port")
+        try:
+            url = _start(config, serving, bento, config.platform.serving_port, config.platform.inference_log_dir)
+            _check(url, bento, smoke, f"server log: {serving.log_file}")
+        except (DeployError, PlatformError):
+            serving.stop()
+            if old is not None:
+                _start(config, serving, _stored(config, old), config.platform.serving_port,
+                       config.platform.inference_log_dir)
+                _save(config, old)
+            raise
+        deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+        _save(config, deployment)
+        return deployment
+
+
+class StackTarget:
+    """The Docker stack: a release image per version, applied through the stack config, checked over HTTP."""
+
+    def __init__(self, config: PipelineConfig, stack: StackApplier, name: str = "stack") -> None:
+        self.config = config
+        self.stack = stack
+        self.name = name
+
+    def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+        stack_config = self.stack.config()
+        # What serves now; the stack's defaults mean the runtime image's "no model deployed" state.
+        before = {"servingImage": stack_config.get("servingImage", ""),
+                  "modelVersion": stack_config.get("modelVersion", "none")}
+        image = build_release_image(self.config, bento, stack_config)
+        outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})
+        url = outputs["serving_url"]
+        try:
+            wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
+                       f"{image} at {url}")
+            _check(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})")
+        except (DeployError, PlatformError):
+            self.stack.apply(before)
+            raise
+        return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
 
 
 def _start(config: PipelineConfig, process: Process, bento: BuiltBento, port: int, log_dir: Path) -> str:
@@ -165,7 +217,7 @@ def _start(config: PipelineConfig, process: Process, bento: BuiltBento, port: in
     return url
 
 
-def _check(url: str, bento: BuiltBento, smoke: list[dict], process: Process, config: PipelineConfig) -> None:
+def _check(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str) -> None:
     try:
         response = httpx.post(f"{url}/predict", json={"rows": smoke}, timeout=max(PROBE_TIMEOUT_S, 30.0),
                               headers={"x-request-id": f"{SMOKE_REQUEST_PREFIX}{uuid.uuid4()}"})
@@ -175,7 +227,7 @@ def _check(url: str, bento: BuiltBento, smoke: list[dict], process: Process, con
     if response.status_code != 200 or body.get("model_version") != bento.model_version:
         raise DeployError(
             f"smoke request to {url}/predict answered {response.status_code} {response.text[:300]!r}; "
-            f"expected model_version {bento.model_version}. Server log: {process.log_file}"
+            f"expected model_version {bento.model_version}; {where_to_look}"
         )
     if len(body.get("predictions", [])) != len(smoke):
         raise DeployError(f"smoke request got {len(body.get('predictions', []))} predictions for {len(smoke)} rows")
@@ -195,7 +247,7 @@ def _audit(config: PipelineConfig, record: dict[str, str]) -> str:
     connect(config)
     experiment = mlflow.set_experiment(AUDIT_EXPERIMENT)
     tags = {"who": getpass.getuser(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
-            "target": "local", **{k: str(v) for k, v in record.items()}}
+            **{k: str(v) for k, v in record.items()}}
     with mlflow.start_run(experiment_id=experiment.experiment_id,
                           run_name=f"{record['action']} v{record['model_version']} {record['outcome']}") as run:
         mlflow.set_tags(tags)

@@ -118,18 +118,16 @@ def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def wait_until(
-    ready: Callable[[], bool], process: Process, timeout_s: float, what: str
-) -> None:
-    """Poll `ready` until it holds; fail early, with the log tail, if the process died."""
+def wait_until(ready: Callable[[], bool], process: Process | None, timeout_s: float, what: str) -> None:
+    """Poll `ready` until it holds; fail early, with the log tail, if our own process died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():
             return
-        if process.pid() is None:
+        if process is not None and process.pid() is None:
             raise PlatformError(f"{what} exited during start-up; {_log_hint(process)}")
         time.sleep(0.5)
-    raise PlatformError(f"{what} not ready after {timeout_s:.0f}s; {_log_hint(process)}")
+    raise PlatformError(f"{what} not ready after {timeout_s:.0f}s" + (f"; {_log_hint(process)}" if process else ""))
 
 
 def _log_hint(process: Process) -> str:

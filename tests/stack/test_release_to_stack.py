@@ -1,0 +1,122 @@
+"""Releases to the stack through the product's own path (`pipelines deploy --target stack`).
+
+Everything is real but the seam DESIGN.md names: where users' `PulumiStack` runs `pulumi up` through the
+Automation API, `HarnessStack` runs the same program under mocks with the new stack config and applies
+it to the Docker daemon with the harness. Training, the registry, bento export, the release image
+build, the health gate, alias moves and audit records are the product's code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+import yaml
+
+from pipelines.bento import build
+from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
+from pipelines.data import load_versioned
+from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, StackTarget, deploy, rollback
+from pipelines.registry import aliases_of, connect
+from pipelines.train import train
+from tests.infra.program import run_program
+from tests.stack.harness import DockerStack
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+class HarnessStack:
+    """The `StackApplier` seam in tests: a new program run with the changed config, rolled out by the harness."""
+
+    def __init__(self, platform: DockerStack) -> None:
+        self.platform = platform
+
+    def config(self) -> Mapping[str, str]:
+        return dict(self.platform.declared.config)
+
+    def outputs(self) -> Mapping[str, str]:
+        return {key: str(value) for key, value in self.platform.declared.exports.items()}
+
+    def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
+        self.platform.roll_out(run_program({**self.platform.declared.config, **changes}), "serving")
+        return self.outputs()
+
+
+@pytest.fixture(scope="module")
+def config(platform: DockerStack, tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
+    """The committed pipeline config pointed at the stack's MLflow."""
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["platform"]["state_dir"] = str(tmp_path_factory.mktemp("release-state"))
+    raw["tracking"]["uri"] = platform.declared.exports["mlflow_url"]
+    raw["model"]["params"]["n_estimators"] = 40
+    path = Path(raw["platform"]["state_dir"]) / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def target(config: PipelineConfig, platform: DockerStack) -> Iterator[StackTarget]:
+    stack = HarnessStack(platform)
+    yield StackTarget(config, stack, name="stack:test")
+    stack.apply({"servingImage": "", "modelVersion": "none"})  # the runtime image again, so releases can go
+    for image in platform.client.images.list(name=f"{platform.declared.config['namePrefix']}-serving"):
+        platform.client.images.remove(image.id, force=True)
+
+
+def release(config: PipelineConfig, target: StackTarget) -> str:
+    """`make train deploy TARGET=stack`, in process: returns the version now serving."""
+    train(config, load_versioned(config.data))
+    return deploy(config, build(config), target).deployment.model_version
+
+
+def serving_version(platform: DockerStack) -> str:
+    row = {"age": 41, "income": 52000.0, "loan_amount": 12000.0, "credit_score": 690, "debt_ratio": 0.31,
+           "employment": "salaried", "region": "east", "purpose": "car"}
+    response = httpx.post(f"{platform.declared.exports['serving_url']}/predict", json={"rows": [row]}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["model_version"]
+
+
+def test_first_release_builds_an_image_and_serves_it(config, target, platform):
+    assert release(config, target) == "1"
+    exports = platform.declared.exports
+    assert exports["model_version"] == "1" and exports["serving_image"].startswith(
+        f"{platform.declared.config['namePrefix']}-serving:v1-")
+    assert platform.client.images.get(exports["serving_image"]).labels["mlops.model-version"] == "1"
+    assert serving_version(platform) == "1"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "1"}
+    # The inference log lands on the volume the monitoring job reads.
+    logged = platform.container("monitoring").exec_run(["sh", "-c", "cat /var/lib/inference/*.jsonl"])
+    assert any(json.loads(line)["model_version"] == "1" for line in logged.output.decode().splitlines())
+
+
+def test_second_release_promotes(config, target, platform):
+    assert release(config, target) == "2"
+    assert serving_version(platform) == "2"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1"}
+
+
+def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform):
+    train(config, load_versioned(config.data))  # v3 is @challenger
+    # An image that claims to hold v3 but serves v2: the health gate must catch it and put v2 back.
+    mislabeled = dataclasses.replace(build(config, "2"), model_version="3")
+    with pytest.raises(DeployError, match="expected model_version 3"):
+        deploy(config, mislabeled, target)
+    assert platform.declared.exports["model_version"] == "2"
+    assert serving_version(platform) == "2"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1", "challenger": "3"}
+
+
+def test_rollback_serves_the_previous_image_again(config, target, platform):
+    result = rollback(config, target)
+    assert result.deployment.model_version == "1" and serving_version(platform) == "1"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "1", "previous": "2", "challenger": "3"}
+    connect(config)
+    audits = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT])
+    assert set(audits["tags.target"]) == {"stack:test"}
+    assert sorted(audits["tags.outcome"]) == ["failed", "serving", "serving", "serving"]
