@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -21,8 +22,8 @@ from pipelines.train import recorded_config
 
 SERVICE_DIR = REPO_ROOT / "services" / "serving"
 SERVICE_FILES = ["service.py", "request_schema.py", "inference_log.py"]
-# The serving code's own needs; the model's needs come from MLflow.
-SERVICE_PACKAGES = ["bentoml==1.4.40", "pydantic>=2.7", "pandas<3", "mlflow-skinny==3.17.2"]
+# The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
+SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def build(config: PipelineConfig, version: str | None = None) -> BuiltBento:
         include=SERVICE_FILES,
         build_ctx=str(SERVICE_DIR),
         models=[model_tag],
-        python={"packages": sorted({*requirements, *SERVICE_PACKAGES}), "lock_packages": False},
+        python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in SERVICE_PACKAGES)}),
+                "lock_packages": False},
         args={
             "model_tag": model_tag,
             "model_name": config.model_name,

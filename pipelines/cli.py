@@ -25,13 +25,16 @@ from pipelines.data import DataError, load_versioned
 from pipelines.deploy import DeployError, LocalTarget, StackTarget
 from pipelines.deploy import deploy as release
 from pipelines.deploy import rollback as roll_back
-from pipelines.monitor import monitor_cli, monitoring_ui_cli, run_monitor, stop_monitoring_ui
+from pipelines.monitor import monitoring_dir, run_monitor, start_monitoring_ui, stop_monitoring_ui, ui_process
 from pipelines.registry import RegistryError
 from pipelines.stack import PulumiStack, StackError
 from pipelines.train import TrainError
+from services.monitoring.settings import ON_DRIFT_CHOICES
 
-# Our own spinners show progress; MLflow's per-file download bars would drown them.
+# Our own spinners and tables show progress and URLs; MLflow's download bars and "View run" lines
+# would land inside them.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 app = typer.Typer(help="Release a scikit-learn model: data -> train -> validate -> bento -> deploy.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -45,6 +48,9 @@ ConfigOption = Annotated[
 class Target(StrEnum):
     local = "local"
     stack = "stack"
+
+
+OnDrift = StrEnum("OnDrift", {choice: choice for choice in ON_DRIFT_CHOICES})
 
 
 class GateFailed(Exception):
@@ -192,6 +198,7 @@ def _print_release(config: PipelineConfig, result, title: str) -> None:
         "serving": result.deployment.url, "model": f"{config.model_name} v{result.deployment.model_version}",
         "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
         "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
+        "retrain request": "closed by this release" if result.retrain_request_closed else "none open",
         "audit run": f"{config.tracking.resolved_uri}/#/experiments/runs/{result.audit_run_id}"}))
 
 
@@ -346,8 +353,50 @@ def down(config_path: ConfigOption = None) -> None:
     console.print(f"state kept in {config.platform.state_dir}")
 
 
-app.command("monitor")(monitor_cli)
-app.command("monitoring-ui")(monitoring_ui_cli)
+@command("monitor")
+def monitor(
+    config_path: ConfigOption = None,
+    on_drift: Annotated[
+        OnDrift | None, typer.Option(help="what DRIFT triggers (default: monitoring.on_drift)")
+    ] = None,
+    window_rows: Annotated[
+        int | None, typer.Option(min=1, help="judge the newest N rows (default: since the last report)")
+    ] = None,
+    window_hours: Annotated[float | None, typer.Option(min=0.001, help="judge the rows of the last N hours")] = None,
+) -> None:
+    """Judge logged traffic against the serving version's training snapshot: exit 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA."""
+    config = _load(config_path)
+    _require_mlflow(config)
+    with console.status("Monitoring ...") as status:
+        result = run_monitor(
+            config, on_drift=on_drift, window_rows=window_rows, window_hours=window_hours,
+            progress=lambda message: status.update(f"Monitoring: {message} ..."),
+        )
+    colour = {"OK": "green", "DRIFT": "red"}.get(str(result.verdict), "yellow")
+    ui_running = ui_process(config).pid() is not None
+    console.print(_table(f"Monitoring of {config.model_name}", {
+        "verdict": f"[{colour}]{result.verdict}[/{colour}]",
+        "summary": result.summary,
+        "report": result.report_path or "none (nothing judged)",
+        "MLflow run": result.mlflow_run_url or result.mlflow_run_id or "none (nothing judged)",
+        "retrain requested": "yes" if result.retrain_requested else "no",
+        "Evidently workspace": result.workspace_dir,
+        "Evidently UI": config.platform.monitoring_ui_url if ui_running else "not running: make monitoring-ui",
+        "job log (JSON)": config.platform.state_dir / "logs" / "monitoring.log",
+    }))
+    raise typer.Exit(result.exit_code)
+
+
+@command("monitoring-ui")
+def monitoring_ui(config_path: ConfigOption = None) -> None:
+    """Serve the Evidently workspace (monitoring reports) on the local UI port; idempotent."""
+    config = _load(config_path)
+    with console.status("Starting the Evidently UI (about 20 s) ..."):
+        url = start_monitoring_ui(config)
+    process = ui_process(config)
+    console.print(_table("Evidently UI", {
+        "URL": url, "workspace": monitoring_dir(config) / "workspace", "pid": process.pid(),
+        "log": process.log_file, "stop": "make down"}))
 
 
 if __name__ == "__main__":

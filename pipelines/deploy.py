@@ -10,6 +10,7 @@ audit record in MLflow.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import socket
@@ -43,6 +44,7 @@ from pipelines.registry import (
 )
 from pipelines.stack import StackApplier, StackError, build_release_image
 from pipelines.train import recorded_config
+from services.monitoring.retrain import close_retrain_request
 
 AUDIT_EXPERIMENT = "deployments"
 SMOKE_ROWS = 5
@@ -68,6 +70,7 @@ class DeployResult:
     deployment: Deployment
     aliases: AliasMove
     audit_run_id: str
+    retrain_request_closed: bool = False
 
 
 def serving_process(config: PipelineConfig) -> Process:
@@ -95,8 +98,11 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: Target | None = No
     challenger = require_alias(client, config.model_name, CHALLENGER)
     if challenger.version != bento.model_version:
         raise DeployError(f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
-    return _release(config, bento, target or LocalTarget(config), "deploy",
-                    lambda: promote(client, config.model_name, bento.model_version))
+    result = _release(config, bento, target or LocalTarget(config), "deploy",
+                      lambda: promote(client, config.model_name, bento.model_version))
+    # A freshly trained release is what monitoring's retrain request asked for.
+    closed = close_retrain_request(client, config.model_name, closed_by_run_id=result.audit_run_id)
+    return dataclasses.replace(result, retrain_request_closed=closed)
 
 
 def rollback(config: PipelineConfig, target: Target | None = None) -> DeployResult:

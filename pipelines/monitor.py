@@ -8,37 +8,25 @@ background process with its pid and log under the state dir; `make down` stops i
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
-
-import typer
-from mlflow.exceptions import MlflowException
-from rich.console import Console
-from rich.table import Table
 
 from pipelines import platform
-from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config import PipelineConfig
 from services.monitoring.job import MonitorResult, run_once
 from services.monitoring.observability import job_logger, json_handler
-from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings
+from services.monitoring.settings import MonitorSettings
 
 __all__ = [
     "MonitorResult",
-    "monitor_cli",
     "monitor_settings",
-    "monitoring_ui_cli",
     "run_monitor",
     "start_monitoring_ui",
     "stop_monitoring_ui",
 ]
 
 UI_PROCESS = "monitoring-ui"
-console = Console()
-# The command's own table names the run's URL; MLflow's "View run" line would land inside the spinner.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def monitoring_dir(config: PipelineConfig) -> Path:
@@ -132,101 +120,3 @@ def start_monitoring_ui(config: PipelineConfig) -> str:
 def stop_monitoring_ui(config: PipelineConfig) -> bool:
     """Stop the Evidently UI (for `make down`); True if it was running."""
     return ui_process(config).stop()
-
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="pipeline config (default: pipelines/pipeline.yaml)")
-]
-
-
-def _table(title: str, rows: dict[str, object]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    for key, value in rows.items():
-        table.add_row(key, str(value))
-    return table
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
-
-
-def monitor_cli(
-    config_path: ConfigOption = None,
-    on_drift: Annotated[
-        str | None,
-        typer.Option(help=f"what DRIFT triggers: {' | '.join(ON_DRIFT_CHOICES)} (default: monitoring.on_drift)"),
-    ] = None,
-    window_rows: Annotated[
-        int | None, typer.Option(min=1, help="judge the newest N rows (default: since the last report)")
-    ] = None,
-    window_hours: Annotated[
-        float | None, typer.Option(min=0.001, help="judge the rows of the last N hours")
-    ] = None,
-) -> None:
-    """Judge logged traffic against the serving version's training snapshot: exit 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA."""
-    if on_drift is not None and on_drift not in ON_DRIFT_CHOICES:
-        raise _fail(f"--on-drift must be one of {', '.join(ON_DRIFT_CHOICES)} (got {on_drift!r})")
-    try:
-        config = load_config(config_path)
-        uri = config.tracking.resolved_uri
-        # Fail in a second, not after the MLflow client's minutes of retries.
-        if uri.startswith(("http://", "https://")) and not platform.url_ok(f"{uri.rstrip('/')}/health"):
-            raise _fail(f"MLflow at {uri} does not answer (is the platform up? `make platform`)")
-        with console.status("Monitoring ...") as status:
-            result = run_monitor(
-                config,
-                on_drift=on_drift,
-                window_rows=window_rows,
-                window_hours=window_hours,
-                progress=lambda message: status.update(f"Monitoring: {message} ..."),
-            )
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    except MlflowException as exc:
-        raise _fail(f"MLflow: {exc.message.splitlines()[0]} (is the platform up? `make platform`)") from None
-    except (ConnectionError, OSError) as exc:
-        raise _fail(f"{exc} (is the platform up? `make platform`)") from None
-    colour = {"OK": "green", "DRIFT": "red"}.get(str(result.verdict), "yellow")
-    ui_running = ui_process(config).pid() is not None
-    console.print(
-        _table(
-            f"Monitoring of {config.model_name}",
-            {
-                "verdict": f"[{colour}]{result.verdict}[/{colour}]",
-                "summary": result.summary,
-                "report": result.report_path or "none (nothing judged)",
-                "MLflow run": result.mlflow_run_url or result.mlflow_run_id or "none (nothing judged)",
-                "retrain requested": "yes" if result.retrain_requested else "no",
-                "Evidently workspace": result.workspace_dir,
-                "Evidently UI": config.platform.monitoring_ui_url if ui_running else "not running: make monitoring-ui",
-                "job log (JSON)": config.platform.state_dir / "logs" / "monitoring.log",
-            },
-        )
-    )
-    raise typer.Exit(result.exit_code)
-
-
-def monitoring_ui_cli(config_path: ConfigOption = None) -> None:
-    """Serve the Evidently workspace (monitoring reports) on the local UI port; idempotent."""
-    try:
-        config = load_config(config_path)
-        with console.status("Starting the Evidently UI (about 20 s) ..."):
-            url = start_monitoring_ui(config)
-    except (ConfigError, platform.PlatformError) as exc:
-        raise _fail(str(exc)) from None
-    process = ui_process(config)
-    console.print(
-        _table(
-            "Evidently UI",
-            {
-                "URL": url,
-                "workspace": monitoring_dir(config) / "workspace",
-                "pid": process.pid(),
-                "log": process.log_file,
-                "stop": "make down",
-            },
-        )
-    )

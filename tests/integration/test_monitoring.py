@@ -19,7 +19,6 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
-import typer
 from evidently.ui.workspace import Workspace
 from mlflow.tracking import MlflowClient
 from sklearn.linear_model import LogisticRegression
@@ -28,10 +27,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
+from pipelines.cli import app
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
 from pipelines.demo_data import make_loans
 from pipelines.monitor import (
-    monitor_cli,
     monitor_settings,
     run_monitor,
     start_monitoring_ui,
@@ -400,15 +399,14 @@ def test_monitor_command_prints_what_it_made_and_exits_with_the_verdict(
         f"data: {{target: {TARGET}, numeric_features: {NUMERIC}, categorical_features: {CATEGORICAL}}}\n"
         f"platform: {{state_dir: {state}}}\n"
     )
-    app = typer.Typer()
-    app.command()(monitor_cli)
     _log_traffic(state / "inference", model_name, _shifted(_holdout_draw(trained, 300, seed=9)))
 
-    done = CliRunner().invoke(app, ["--config", str(config_file), "--on-drift", "none"], env={"COLUMNS": "200"})
+    done = CliRunner().invoke(app, ["monitor", "--config", str(config_file), "--on-drift", "none"],
+                              env={"COLUMNS": "200"})
 
     assert done.exit_code == Verdict.DRIFT.exit_code, done.output
     shown = ("DRIFT", model_name, str(state / "monitoring" / "reports"), mlflow_server, "make monitoring-ui")
     for text in shown:
         assert text in done.output
-    bad = CliRunner().invoke(app, ["--config", str(config_file), "--on-drift", "page-me"])
-    assert bad.exit_code == 2 and "--on-drift must be one of retrain, none" in bad.output
+    bad = CliRunner().invoke(app, ["monitor", "--config", str(config_file), "--on-drift", "page-me"])
+    assert bad.exit_code == 2 and "'page-me' is not one of" in bad.output
