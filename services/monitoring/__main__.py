@@ -15,10 +15,8 @@ import signal
 import sys
 import threading
 
-from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event
 from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings, SettingsError
-from services.monitoring.trace import trace_request
 
 HEALTHY_BEATS = 2  # missed intervals before the health check fails
 START_GRACE_S = 120.0  # the first run also downloads the training snapshot
@@ -50,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.healthcheck:
         return _healthcheck(settings)
+    # Evidently and MLflow load only past this point: the container health check runs every 30 s and
+    # must stay cheap (importing them costs ~12 s of CPU).
+    from services.monitoring.job import run_forever, run_once
+
     if args.trace:
         return _trace(settings, args.trace)
     logger = job_logger()
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _trace(settings: MonitorSettings, request_id: str) -> int:
+    from services.monitoring.trace import trace_request
+
     try:
         found = trace_request(settings, request_id)
     except Exception as exc:  # one clear line instead of a traceback

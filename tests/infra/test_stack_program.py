@@ -106,7 +106,7 @@ def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
     assert mounts_of(ui)["/var/lib/monitoring"]["volumeName"] == state
     assert "/api/version" in " ".join(ui.plain["healthcheck"]["tests"])
     assert job.plain["command"] == ["python", "-m", "services.monitoring", "--loop"]
-    assert "heartbeat_age_s" in job.plain["healthcheck"]["tests"][-1]
+    assert job.plain["healthcheck"]["tests"][-2:] == ["services.monitoring", "--healthcheck"]
 
 
 def test_state_lives_on_named_volumes(default_stack, hardened_stack):
