@@ -1,6 +1,6 @@
 """Build the bento for one registered model version: `services/serving` + that version's MLflow model.
 
-A bento is immutable and reused: its tag is `<model>:v<version>-<run id>-<hash of the service code>`, so
+A bento is immutable and reused: its tag is `<model>:v<version>-<run id[:8]>-<service code hash>`, so
 the same version with the same service code is built once, a change to the code yields a new bento, and
 version 3 of one MLflow server never passes for version 3 of another (a local demo, then the stack).
 """

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
@@ -76,17 +77,13 @@ def command(name: str | None = None) -> Callable:
             except MlflowException as exc:
                 console.print(f"[red]MLflow error:[/red] {exc.message.splitlines()[0]}")
                 raise typer.Exit(2) from None
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, httpx.HTTPError) as exc:
                 console.print(f"[red]error:[/red] {exc} (is the platform up? `make platform`)")
                 raise typer.Exit(2) from None
 
         return app.command(name)(run)
 
     return register
-
-
-def _load(config_path: Path | None) -> PipelineConfig:
-    return load_config(config_path)
 
 
 def _table(title: str, rows: dict[str, Any]) -> Table:
@@ -101,13 +98,14 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
 def _require_mlflow(config: PipelineConfig) -> None:
     uri = config.tracking.resolved_uri
     if uri.startswith("http") and not platform.url_ok(f"{uri.rstrip('/')}/health"):
-        raise platform.PlatformError(f"no MLflow server answers at {uri}; start one with `make platform`")
+        raise platform.PlatformError(
+            f"no MLflow server answers at {config.tracking.display_uri}; start one with `make platform`")
 
 
 @command("platform")
 def platform_up(config_path: ConfigOption = None) -> None:
     """Start the local MLflow server (SQLite + served artifacts) in the background. Idempotent."""
-    config = _load(config_path)
+    config = load_config(config_path)
     with console.status(f"Starting MLflow on {config.platform.mlflow_url} ..."):
         url = platform.start_mlflow(config)
     console.print(_table("Local platform", {
@@ -117,7 +115,7 @@ def platform_up(config_path: ConfigOption = None) -> None:
 @command("data")
 def data_version(config_path: ConfigOption = None) -> None:
     """Load and check the configured dataset; print its version (digest of the full table)."""
-    config = _load(config_path)
+    config = load_config(config_path)
     data = load_versioned(config.data)
     console.print(_table("Dataset", {"source": data.source, "rows": len(data.frame),
                                      "columns": len(data.frame.columns), "data version": data.version}))
@@ -128,21 +126,22 @@ def train(config_path: ConfigOption = None) -> None:
     """Train, log to MLflow and register a new version aliased @challenger."""
     from pipelines.train import train as run_training
 
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     with console.status("Loading and checking data ..."):
         data = load_versioned(config.data)
     console.print(f"data version {data.short_version} ({len(data.frame)} rows from {data.source})")
-    with console.status(f"Training {config.model.estimator} and logging to {config.tracking.resolved_uri} ..."):
+    with console.status(f"Training {config.model.estimator} and logging to {config.tracking.display_uri} ..."):
         result = run_training(config, data)
     rows = {"model": f"{config.model_name} v{result.model_version} (@challenger)", "run id": result.run_id,
             "data version": result.data_version,
             **{f"holdout {k}": f"{v:.4f}" for k, v in result.metrics.items()},
-            "MLflow": f"{config.tracking.resolved_uri}/#/models/{config.model_name}/versions/{result.model_version}"}
+            "MLflow": f"{config.tracking.display_uri}/#/models/{config.model_name}/versions/{result.model_version}"}
     console.print(_table("Trained", rows))
 
 
-def _gate(config: PipelineConfig) -> None:
+def _gate(config: PipelineConfig) -> str:
+    """Run the gate on @challenger; the version that passed, or GateFailed."""
     from pipelines.validate import validate as run_gate
 
     with console.status("Validating @challenger against the gates ..."):
@@ -163,12 +162,13 @@ def _gate(config: PipelineConfig) -> None:
                       "nothing was built or deployed, aliases unchanged")
         raise GateFailed
     console.print(f"[green]gate passed[/green]: v{report.model_version} may be released")
+    return report.model_version
 
 
 @command("validate")
 def validate(config_path: ConfigOption = None) -> None:
     """Gate @challenger: thresholds, non-regression vs @champion, slices, behaviour. Exit 1 on failure."""
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     _gate(config)
 
@@ -188,7 +188,7 @@ def build(
     version: Annotated[str | None, typer.Option(help="model version (default: @challenger)")] = None,
 ) -> None:
     """Build the bento for @challenger (or --version) from the MLflow registry."""
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     _build(config, version)
 
@@ -199,7 +199,7 @@ def _print_release(config: PipelineConfig, result, title: str) -> None:
         "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
         "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
         "retrain request": "closed by this release" if result.retrain_request_closed else "none open",
-        "audit run": f"{config.tracking.resolved_uri}/#/experiments/runs/{result.audit_run_id}"}))
+        "audit run": result.audit_url}))
 
 
 TargetOption = Annotated[
@@ -217,10 +217,9 @@ def _target(config: PipelineConfig, target: Target, stack: str) -> LocalTarget |
 @command("deploy")
 def deploy(config_path: ConfigOption = None, target: TargetOption = Target.local, stack: StackOption = "dev") -> None:
     """Gate, build and serve @challenger (health-gated); then promote it to @champion."""
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
-    _gate(config)
-    bento = _build(config)
+    bento = _build(config, _gate(config))  # exactly the version that passed, even if a newer one was trained since
     where = _target(config, target, stack)
     with console.status(f"Rolling out {bento.tag} to {where.name} and checking it ..."):
         result = release(config, bento, where)
@@ -230,7 +229,7 @@ def deploy(config_path: ConfigOption = None, target: TargetOption = Target.local
 @command("rollback")
 def rollback(config_path: ConfigOption = None, target: TargetOption = Target.local, stack: StackOption = "dev") -> None:
     """Serve @previous again and swap @champion and @previous back."""
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     where = _target(config, target, stack)
     with console.status(f"Rolling back to @previous on {where.name} ..."):
@@ -246,7 +245,7 @@ def reproduce(
     """Retrain a version from its recorded snapshot and config; exit 1 unless the metrics are identical."""
     from pipelines.train import reproduce as retrain
 
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     with console.status(f"Retraining v{version} from its recorded snapshot ..."):
         result = retrain(config, version)
@@ -270,7 +269,7 @@ def status(config_path: ConfigOption = None) -> None:
     from pipelines.deploy import current_deployment, serving_process
     from pipelines.registry import aliases_of, connect
 
-    config = _load(config_path)
+    config = load_config(config_path)
     rows: dict[str, Any] = {}
     mlflow_pid = platform.mlflow_process(config).pid()
     mlflow_up = platform.url_ok(f"{config.platform.mlflow_url}/health")
@@ -303,7 +302,7 @@ def traffic(
     """Send sample traffic from the champion's eval set to the local serving URL, part of it shifted."""
     from pipelines.traffic import sample_traffic
 
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     url = config.platform.serving_url
     with console.status(f"Sending {rows} rows to {url}/predict ..."):
@@ -320,7 +319,7 @@ def demo(config_path: ConfigOption = None) -> None:
     """The whole loop on this machine: MLflow, data, train, gate, bento, deploy, traffic, monitoring."""
     from pipelines.registry import CHAMPION, connect, require_alias
 
-    config = _load(config_path)
+    config = load_config(config_path)
     platform_up(config_path)
     data_version(config_path)
     train(config_path)
@@ -330,7 +329,7 @@ def demo(config_path: ConfigOption = None) -> None:
         monitored = run_monitor(config)
     champion = require_alias(connect(config), config.model_name, CHAMPION)
     console.print(_table("Demo done", {
-        "MLflow": config.tracking.resolved_uri,
+        "MLflow": config.tracking.display_uri,
         "serving": f"{config.platform.serving_url}/predict",
         "model": f"{config.model_name} v{champion.version} (@champion)",
         "data version": champion.tags.get("data_version", "unknown"),
@@ -345,7 +344,7 @@ def down(config_path: ConfigOption = None) -> None:
     """Stop the local serving process and MLflow server (state is kept under the state dir)."""
     from pipelines.deploy import stop_serving
 
-    config = _load(config_path)
+    config = load_config(config_path)
     stopped = {"serving": stop_serving(config), "Evidently UI": stop_monitoring_ui(config),
                "MLflow": platform.mlflow_process(config).stop()}
     for name, was_running in stopped.items():
@@ -365,7 +364,7 @@ def monitor(
     window_hours: Annotated[float | None, typer.Option(min=0.001, help="judge the rows of the last N hours")] = None,
 ) -> None:
     """Judge logged traffic against the serving version's training snapshot: exit 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA."""
-    config = _load(config_path)
+    config = load_config(config_path)
     _require_mlflow(config)
     with console.status("Monitoring ...") as status:
         result = run_monitor(
@@ -390,7 +389,7 @@ def monitor(
 @command("monitoring-ui")
 def monitoring_ui(config_path: ConfigOption = None) -> None:
     """Serve the Evidently workspace (monitoring reports) on the local UI port; idempotent."""
-    config = _load(config_path)
+    config = load_config(config_path)
     with console.status("Starting the Evidently UI (about 20 s) ..."):
         url = start_monitoring_ui(config)
     process = ui_process(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
 CONFIG_ENV = "PIPELINE_CONFIG"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss"]
 
@@ -82,12 +84,27 @@ class GatesConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: str = Field("http://127.0.0.1:5000", description="MLflow tracking URI; MLFLOW_TRACKING_URI overrides")
+    uri: str | None = Field(
+        None, description="MLflow tracking URI (default: the local platform's); MLFLOW_TRACKING_URI overrides"
+    )
     experiment: str = "release"
 
     @property
     def resolved_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI", self.uri)
+        return os.environ.get(TRACKING_URI_ENV) or self.uri or ""
+
+    @property
+    def display_uri(self) -> str:
+        """The URI without any password in it, for output and records."""
+        return redact(self.resolved_uri)
+
+
+def redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.hostname}"
+                                     + (f":{parts.port}" if parts.port else "")))
 
 
 class PlatformConfig(_Section):
@@ -155,6 +172,19 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
 
+    @model_validator(mode="after")
+    def _track_the_local_platform_by_default(self) -> PipelineConfig:
+        if self.tracking.uri is None:
+            # One source of truth for the local MLflow address: platform.host / mlflow_port.
+            object.__setattr__(self, "tracking", self.tracking.model_copy(update={"uri": self.platform.mlflow_url}))
+        return self
+
+    def public_dump(self) -> dict[str, Any]:
+        """The config as recorded with a run: JSON types, no password in the tracking URI."""
+        dumped = self.model_dump(mode="json")
+        dumped["tracking"]["uri"] = redact(dumped["tracking"]["uri"])
+        return dumped
+
 
 def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
     lines = []
@@ -175,6 +205,8 @@ def load_config(path: str | Path | None = None) -> PipelineConfig:
         raw = yaml.safe_load(config_path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"pipeline config not found: {config_path}") from None
+    except OSError as exc:
+        raise ConfigError(f"pipeline config {config_path} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"pipeline config {config_path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

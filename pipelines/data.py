@@ -7,6 +7,7 @@ dataset digest samples only the first rows, so two tables differing in row 20,00
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,12 @@ def log_dataset(data: VersionedData, config: DataConfig, workdir: Path) -> None:
     mlflow.log_input(dataset, context="training")
 
 
-def load_snapshot(run_id: str, workdir: Path, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFrame:
+def load_snapshot(run_id: str, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFrame:
     """A table recorded in a run's artifacts (the training snapshot or the frozen eval set)."""
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=str(workdir))
-    return pd.read_parquet(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp))
+
+
+def to_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as a client sends them to `/predict`: plain Python values, None for missing."""
+    return frame.astype(object).where(pd.notna(frame), None).to_dict(orient="records")

@@ -15,7 +15,6 @@ import getpass
 import json
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -26,11 +25,11 @@ from typing import Protocol
 
 import httpx
 import mlflow
-import pandas as pd
+from mlflow.entities import RunInfo
 
 from pipelines.bento import BuiltBento, build, use_store
 from pipelines.config import PipelineConfig
-from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
+from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, to_records
 from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, Process, port_in_use, url_ok, wait_until
 from pipelines.registry import (
     CHALLENGER,
@@ -70,6 +69,7 @@ class DeployResult:
     deployment: Deployment
     aliases: AliasMove
     audit_run_id: str
+    audit_url: str
     retrain_request_closed: bool = False
 
 
@@ -98,6 +98,8 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: Target | None = No
     challenger = require_alias(client, config.model_name, CHALLENGER)
     if challenger.version != bento.model_version:
         raise DeployError(f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
+    if challenger.tags.get("validation") != "passed":
+        raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
     result = _release(config, bento, target or LocalTarget(config), "deploy",
                       lambda: promote(client, config.model_name, bento.model_version))
     # A freshly trained release is what monitoring's retrain request asked for.
@@ -127,12 +129,13 @@ def _release(
     try:
         deployment = target.roll_out(bento, smoke)
     except (DeployError, PlatformError, StackError) as exc:
-        _audit(config, {**audit, "outcome": "failed", "reason": str(exc).splitlines()[0]})
+        _audit(config, {**audit, "outcome": "failed", "reason": str(exc).splitlines()[0][:500]})
         raise DeployError(str(exc)) from None
     aliases = move_aliases()
-    run_id = _audit(config, {**audit, "outcome": "serving", "url": deployment.url,
-                             "champion": aliases.champion, "previous": aliases.previous or ""})
-    return DeployResult(deployment=deployment, aliases=aliases, audit_run_id=run_id)
+    run = _audit(config, {**audit, "outcome": "serving", "url": deployment.url,
+                          "champion": aliases.champion, "previous": aliases.previous or ""})
+    return DeployResult(deployment=deployment, aliases=aliases, audit_run_id=run.run_id,
+                        audit_url=f"{config.tracking.display_uri}/#/experiments/{run.experiment_id}/runs/{run.run_id}")
 
 
 class LocalTarget:
@@ -166,23 +169,31 @@ class LocalTarget:
         serving = serving_process(config)
         old = current_deployment(config)
         serving.stop()
-        _wait_port_free(config.platform.host, config.platform.serving_port)
-        if port_in_use(config.platform.host, config.platform.serving_port):
-            raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another "
-                              "program; stop it or set platform.serving_port")
         try:
+            _wait_port_free(config.platform.host, config.platform.serving_port)
+            if port_in_use(config.platform.host, config.platform.serving_port):
+                raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another "
+                                  "program; stop it or set platform.serving_port")
             url = _start(config, serving, bento, config.platform.serving_port, config.platform.inference_log_dir)
             _check(url, bento, smoke, f"server log: {serving.log_file}")
-        except (DeployError, PlatformError):
+        except (DeployError, PlatformError) as failure:
             serving.stop()
             if old is not None:
-                _start(config, serving, _stored(config, old), config.platform.serving_port,
-                       config.platform.inference_log_dir)
-                _save(config, old)
+                self._restore(old, failure)
             raise
         deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
         _save(config, deployment)
         return deployment
+
+    def _restore(self, old: Deployment, failure: Exception) -> None:
+        """Serve the previous bento again; if even that fails, say so without hiding why the release failed."""
+        config = self.config
+        try:
+            _start(config, serving_process(config), _stored(config, old), config.platform.serving_port,
+                   config.platform.inference_log_dir)
+            _save(config, old)
+        except Exception as exc:  # the release's own failure is the error to report; this one is added to it
+            raise DeployError(f"{failure}\nand restoring {old.bento_tag} failed too: {exc}") from None
 
 
 class StackTarget:
@@ -199,13 +210,12 @@ class StackTarget:
         before = {"servingImage": stack_config.get("servingImage", ""),
                   "modelVersion": stack_config.get("modelVersion", "none")}
         image = build_release_image(self.config, bento, stack_config)
-        outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})
-        url = outputs["serving_url"]
         try:
+            url = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})["serving_url"]
             wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
                        f"{image} at {url}")
             _check(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})")
-        except (DeployError, PlatformError):
+        except (DeployError, PlatformError, StackError):
             self.stack.apply(before)
             raise
         return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
@@ -241,14 +251,12 @@ def _check(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str) -
 
 def _smoke_rows(config: PipelineConfig, bento: BuiltBento) -> list[dict]:
     """A few rows of the version's own frozen eval set, as a client would send them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        holdout = load_snapshot(bento.labels["run_id"], Path(tmp), HOLDOUT_ARTIFACT)
+    holdout = load_snapshot(bento.labels["run_id"], HOLDOUT_ARTIFACT)
     features = recorded_config(bento.labels["run_id"]).data.features
-    rows = holdout[features].head(SMOKE_ROWS).astype(object)
-    return rows.where(pd.notna(rows), None).to_dict(orient="records")
+    return to_records(holdout[features].head(SMOKE_ROWS))
 
 
-def _audit(config: PipelineConfig, record: dict[str, str]) -> str:
+def _audit(config: PipelineConfig, record: dict[str, str]) -> RunInfo:
     """One run per deploy attempt in the `deployments` experiment: who, when, what, and how it went."""
     connect(config)
     experiment = mlflow.set_experiment(AUDIT_EXPERIMENT)
@@ -258,7 +266,7 @@ def _audit(config: PipelineConfig, record: dict[str, str]) -> str:
                           run_name=f"{record['action']} v{record['model_version']} {record['outcome']}") as run:
         mlflow.set_tags(tags)
         mlflow.log_dict(tags, "audit.json")
-    return run.info.run_id
+    return run.info
 
 
 def _deployment_file(config: PipelineConfig) -> Path:

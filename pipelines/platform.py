@@ -45,17 +45,16 @@ class Process:
         return self.state_dir / "logs" / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        """The pid if the process is alive; a stale pid file is removed."""
+        """The pid if our process is alive; a stale pid file (dead process, or a reused pid) is removed."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid_text, started = self.pid_file.read_text().split()
+            pid = int(pid_text)
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            self.pid_file.unlink(missing_ok=True)
-            return None
-        return pid
+        if _alive(pid) and _start_time(pid) == started:
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
 
     def start(self, command: list[str], env: Mapping[str, str] | None = None) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +70,8 @@ class Process:
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
             )
-        self.pid_file.write_text(str(child.pid))
+        # The start time tells our process from a later one that got the same pid (after a reboot, say).
+        self.pid_file.write_text(f"{child.pid} {_start_time(child.pid)}")
         return child.pid
 
     def stop(self, timeout_s: float = 20.0) -> bool:
@@ -83,8 +83,7 @@ class Process:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+        _signal_group(pid, signal.SIGKILL)  # whatever of the group is left: workers outliving their server
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -104,6 +103,13 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
+        return "gone"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

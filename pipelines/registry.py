@@ -5,6 +5,7 @@ Aliases: `challenger` = newest trained candidate, `champion` = what serves, `pre
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, PipelineConfig
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
 
@@ -24,7 +25,14 @@ class RegistryError(RuntimeError):
 
 def connect(config: PipelineConfig) -> MlflowClient:
     """Point MLflow at the configured tracking server and return a client."""
+    users_choice = os.environ.get(TRACKING_URI_ENV)
     mlflow.set_tracking_uri(config.tracking.resolved_uri)
+    # MLflow also writes the URI into MLFLOW_TRACKING_URI, where it would pose as the user's override
+    # for every config read later in this process.
+    if users_choice is None:
+        os.environ.pop(TRACKING_URI_ENV, None)
+    else:
+        os.environ[TRACKING_URI_ENV] = users_choice
     return MlflowClient()
 
 
@@ -42,11 +50,17 @@ def git_sha() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+# What MLflow answers for an unknown model or alias; anything else (an outage) must not read as "none".
+_NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
 def by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise
 
 
 def require_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
@@ -60,8 +74,10 @@ def require_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion:
 def require_version(client: MlflowClient, name: str, version: str) -> ModelVersion:
     try:
         return client.get_model_version(name, version)
-    except MlflowException:
-        raise RegistryError(f"model '{name}' has no version {version}") from None
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            raise RegistryError(f"model '{name}' has no version {version}") from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -98,5 +114,7 @@ def aliases_of(client: MlflowClient, name: str) -> dict[str, str]:
     """alias -> version for the registered model; empty before the first training run."""
     try:
         return dict(client.get_registered_model(name).aliases)
-    except MlflowException:
-        return {}
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return {}
+        raise

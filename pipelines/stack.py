@@ -27,11 +27,9 @@ class StackError(RuntimeError):
 
 
 class StackApplier(Protocol):
-    """What a release needs of a stack: its config, its outputs, and applying config changes."""
+    """What a release needs of a stack: its config, and applying config changes."""
 
     def config(self) -> Mapping[str, str]: ...
-
-    def outputs(self) -> Mapping[str, str]: ...
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         """Set these stack config keys, bring the stack up to date, return the new outputs."""
@@ -54,19 +52,23 @@ class PulumiStack:
         return {key.split(":", 1)[-1]: value.value for key, value in self._stack.get_all_config().items()
                 if not value.secret}
 
-    def outputs(self) -> Mapping[str, str]:
-        return {key: str(value.value) for key, value in self._stack.outputs().items() if not value.secret}
-
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
-        for key, value in changes.items():
-            self._stack.set_config(key, self._auto.ConfigValue(value=value))
-        result = self._stack.up(on_output=print, show_secrets=False)
+        try:
+            for key, value in changes.items():
+                self._stack.set_config(key, self._auto.ConfigValue(value=value))
+            result = self._stack.up(on_output=print, show_secrets=False)
+        except Exception as exc:  # CommandError and friends: the engine's own message says what failed
+            raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
         return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
+
+
+def _prefix(stack_config: Mapping[str, str]) -> str:
+    return stack_config.get("namePrefix", "mlops")  # infra/config.py's default
 
 
 def runtime_image(stack_config: Mapping[str, str]) -> str:
     """The serving runtime image the stack builds (infra/serving.py names it the same way)."""
-    return f"{stack_config.get('namePrefix', 'mlops')}-serving-runtime:{stack_config.get('imageTag', 'latest')}"
+    return f"{_prefix(stack_config)}-serving-runtime:{stack_config.get('imageTag', 'latest')}"
 
 
 def build_release_image(config: PipelineConfig, bento: BuiltBento, stack_config: Mapping[str, str]) -> str:
@@ -74,7 +76,7 @@ def build_release_image(config: PipelineConfig, bento: BuiltBento, stack_config:
     use_store(config)
     import bentoml
 
-    tag = f"{stack_config.get('namePrefix', 'mlops')}-serving:{bento.tag.split(':', 1)[1]}"
+    tag = f"{_prefix(stack_config)}-serving:{bento.tag.split(':', 1)[1]}"
     with tempfile.TemporaryDirectory() as tmp:
         archive, context = Path(tmp) / "release.bento", Path(tmp) / "bento"
         bentoml.export_bento(bento.tag, str(archive))

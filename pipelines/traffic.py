@@ -6,17 +6,16 @@ population no longer looks like the training snapshot.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 
 from pipelines.config import PipelineConfig
-from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
+from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, to_records
 from pipelines.registry import CHAMPION, connect, require_alias
+from pipelines.train import recorded_config
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def shift(frame: pd.DataFrame, numeric: list[str], seed: int) -> pd.DataFrame:
 
 def send(url: str, frame: pd.DataFrame, batch_rows: int) -> tuple[int, int]:
     """POST the rows in batches; (requests sent, requests that failed)."""
-    rows = frame.astype(object).where(pd.notna(frame), None).to_dict(orient="records")
+    rows = to_records(frame)
     failed = 0
     batches = range(0, len(rows), batch_rows)
     with httpx.Client(timeout=30.0) as client:
@@ -54,12 +53,11 @@ def sample_traffic(
 ) -> TrafficResult:
     client = connect(config)
     champion = require_alias(client, config.model_name, CHAMPION)
-    with tempfile.TemporaryDirectory() as tmp:
-        holdout = load_snapshot(champion.run_id, Path(tmp), HOLDOUT_ARTIFACT)
-    features = holdout[config.data.features]
+    trained_with = recorded_config(champion.run_id).data  # the schema the serving version expects
+    features = load_snapshot(champion.run_id, HOLDOUT_ARTIFACT)[trained_with.features]
     sample = features.sample(n=rows, replace=rows > len(features), random_state=config.data.seed)
     drifted = int(rows * drifted_share)
     clean_part, drift_part = sample.iloc[: rows - drifted], sample.iloc[rows - drifted :]
-    traffic = pd.concat([clean_part, shift(drift_part, config.data.numeric_features, config.data.seed)])
+    traffic = pd.concat([clean_part, shift(drift_part, trained_with.numeric_features, config.data.seed)])
     requests, failed = send(url, traffic, batch_rows)
     return TrafficResult(requests=requests, rows=rows, drifted_rows=drifted, failed_requests=failed)

@@ -13,6 +13,7 @@ import mlflow
 import pandas as pd
 import skops.io
 from mlflow.models import infer_signature
+from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -24,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipelines.config import DataConfig, ModelConfig, PipelineConfig
 from pipelines.data import HOLDOUT_ARTIFACT, VersionedData, load_snapshot, log_dataset
-from pipelines.registry import CHALLENGER, connect, git_sha, require_version
+from pipelines.registry import CHALLENGER, RegistryError, connect, git_sha, require_version
 
 ESTIMATORS = {
     "random_forest": RandomForestClassifier,
@@ -86,7 +87,10 @@ def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> dict[str
 
 def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
     """Train on the snapshot's train split; metrics on its frozen holdout. Deterministic for a seed."""
-    train, holdout = split(frame, data)
+    try:
+        train, holdout = split(frame, data)
+    except ValueError as exc:  # a class too rare to appear on both sides of a stratified split
+        raise TrainError(f"cannot split '{data.target}' into train and holdout: {exc}") from None
     pipeline = build_pipeline(data, model)
     try:
         pipeline.fit(train[data.features], train[data.target])
@@ -120,7 +124,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
              "holdout_fraction": config.data.holdout_fraction, "rows": len(data.frame),
              **{f"model.{key}": value for key, value in config.model.params.items()}}
         )
-        (workdir / "pipeline.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+        (workdir / "pipeline.json").write_text(json.dumps(config.public_dump(), indent=2))
         mlflow.log_artifact(str(workdir / "pipeline.json"), artifact_path=str(Path(CONFIG_ARTIFACT).parent))
         log_dataset(data, config.data, workdir)
 
@@ -166,7 +170,11 @@ def recorded_config(run_id: str) -> PipelineConfig:
     """The validated pipeline config a training run was made with."""
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp)
-        return PipelineConfig.model_validate_json(Path(path).read_text())
+        try:
+            return PipelineConfig.model_validate_json(Path(path).read_text())
+        except ValidationError as exc:
+            raise RegistryError(f"run {run_id} was made with a config this code no longer reads: "
+                                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
 def reproduce(config: PipelineConfig, version: str) -> Reproduction:
@@ -174,8 +182,7 @@ def reproduce(config: PipelineConfig, version: str) -> Reproduction:
     client = connect(config)
     run = client.get_run(require_version(client, config.model_name, version).run_id)
     recorded = recorded_config(run.info.run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        snapshot = load_snapshot(run.info.run_id, Path(tmp))
+    snapshot = load_snapshot(run.info.run_id)
     _, _, metrics = fit(snapshot, recorded.data, recorded.model)
     return Reproduction(
         model_version=version,

@@ -7,20 +7,19 @@ invariance and the prediction schema. A failing gate moves nothing; the caller e
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
 from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
 from pipelines.registry import CHALLENGER, CHAMPION, by_alias, connect, require_alias
-from pipelines.train import evaluate
+from pipelines.train import evaluate, recorded_config, split
 
 LOWER_IS_BETTER = {"log_loss"}
 REPORT_ARTIFACT = "validation/report.json"
@@ -51,19 +50,20 @@ class ValidationReport:
         return [check for check in self.checks if not check.passed]
 
 
-def metric_checks(
-    candidate: dict[str, float], champion: dict[str, float] | None, gates: GatesConfig
-) -> list[Check]:
-    """Absolute floors (or ceilings, for losses) and non-regression against the champion."""
+def floor_checks(candidate: dict[str, float], gates: GatesConfig) -> list[Check]:
+    """Absolute floors (ceilings, for losses) on the candidate's metrics over the whole eval set."""
     checks = []
     for metric, bound in gates.min_metrics.items():
         value = candidate.get(metric)
         lower = metric in LOWER_IS_BETTER
         ok = value is not None and (value <= bound if lower else value >= bound)
-        checks.append(Check(metric, _round(value), ok, _round((champion or {}).get(metric)),
-                            f"{'<=' if lower else '>='} {bound}"))
-    if champion is None:
-        return checks
+        checks.append(Check(metric, _round(value), ok, threshold=f"{'<=' if lower else '>='} {bound}"))
+    return checks
+
+
+def regression_checks(candidate: dict[str, float], champion: dict[str, float], gates: GatesConfig) -> list[Check]:
+    """Non-regression: both models scored on the same rows, the candidate may lose at most `max_regression`."""
+    checks = []
     for metric, allowed in gates.max_regression.items():
         value, best = candidate.get(metric), champion.get(metric)
         if best is None:
@@ -74,6 +74,19 @@ def metric_checks(
         checks.append(Check(f"{metric} vs champion", _round(value), ok, _round(best),
                             f"{'<=' if lower else '>='} {limit:.4f}"))
     return checks
+
+
+def unseen_by(champion_run_id: str, holdout: pd.DataFrame) -> tuple[pd.DataFrame, DataConfig]:
+    """The eval rows the champion did not train on (data changes move rows across the split), and its schema."""
+    trained_with = recorded_config(champion_run_id).data
+    columns = [*trained_with.features, trained_with.target]
+    missing = [c for c in columns if c not in holdout.columns]
+    if missing:
+        raise KeyError(f"the eval set lacks the champion's column(s) {missing}")
+    champion_train, _ = split(load_snapshot(champion_run_id), trained_with)
+    seen = set(pd.util.hash_pandas_object(champion_train[columns], index=False))
+    fresh = ~pd.util.hash_pandas_object(holdout[columns], index=False).isin(seen)
+    return holdout[fresh.to_numpy()], trained_with
 
 
 def slice_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig, gates: GatesConfig) -> list[Check]:
@@ -122,25 +135,37 @@ def validate(config: PipelineConfig) -> ValidationReport:
     client = connect(config)
     challenger = require_alias(client, config.model_name, CHALLENGER)
     champion = by_alias(client, config.model_name, CHAMPION)
-    with tempfile.TemporaryDirectory() as tmp:
-        holdout = load_snapshot(challenger.run_id, Path(tmp), HOLDOUT_ARTIFACT)
+    data = recorded_config(challenger.run_id).data  # the schema the candidate was trained with
+    holdout = load_snapshot(challenger.run_id, HOLDOUT_ARTIFACT)
     model = _load(config, challenger.version)
     report = ValidationReport(model_version=challenger.version,
                               champion_version=champion.version if champion else None)
-    champion_metrics = None
-    if champion is not None and champion.version != challenger.version:
-        try:
-            champion_metrics = evaluate(_load(config, champion.version), holdout, config.data)
-        except (KeyError, ValueError) as exc:
-            report.notes.append(f"champion v{champion.version} cannot score this eval set ({exc}); "
-                                "gated by thresholds only")
-    elif champion is None:
+    report.checks += floor_checks(evaluate(model, holdout, data), config.gates)
+    if champion is None:
         report.notes.append("no @champion yet: first release, gated by thresholds only")
-    report.checks += metric_checks(evaluate(model, holdout, config.data), champion_metrics, config.gates)
-    report.checks += slice_checks(model, holdout, config.data, config.gates)
-    report.checks += behaviour_checks(model, holdout, config.data)
+    elif champion.version != challenger.version:
+        report.checks += _against_champion(config, model, champion, holdout, data, report.notes)
+    report.checks += slice_checks(model, holdout, data, config.gates)
+    report.checks += behaviour_checks(model, holdout, data)
     _record(client, config, challenger.run_id, report)
     return report
+
+
+def _against_champion(
+    config: PipelineConfig, model: Pipeline, champion: ModelVersion, holdout: pd.DataFrame, data: DataConfig,
+    notes: list[str],
+) -> list[Check]:
+    try:
+        rows, champion_data = unseen_by(champion.run_id, holdout)
+        if len(rows) < config.gates.min_slice_rows:
+            raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
+        champion_metrics = evaluate(_load(config, champion.version), rows, champion_data)
+    except (KeyError, ValueError) as exc:
+        notes.append(f"champion v{champion.version} cannot be compared ({exc}); gated by thresholds only")
+        return []
+    if len(rows) < len(holdout):
+        notes.append(f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on")
+    return regression_checks(evaluate(model, rows, data), champion_metrics, config.gates)
 
 
 def _load(config: PipelineConfig, version: str) -> Pipeline:

@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +13,15 @@ _OWN_STORE = None if "BENTOML_HOME" in os.environ else tempfile.mkdtemp(prefix="
 if _OWN_STORE:
     os.environ["BENTOML_HOME"] = _OWN_STORE
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_from_elsewhere() -> Iterator[None]:
+    """Each test names its own MLflow server. `mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI,
+    so without this one test's server (or a developer's) would pose as the next test's override."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -3,7 +3,6 @@ MLflow server (SQLite, served artifacts, job runner off) on free loopback ports,
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ def stop_all(config: PipelineConfig) -> None:
 
 @pytest.fixture(scope="session")
 def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the tests' own server, never a developer's
+
     path, raw = write_test_config(tmp_path_factory.mktemp("platform"))
     config = load_config(path)
     platform.start_mlflow(config)

@@ -24,6 +24,7 @@ from pipelines.data import load_versioned
 from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, StackTarget, deploy, rollback
 from pipelines.registry import aliases_of, connect
 from pipelines.train import train
+from pipelines.validate import validate
 from tests.infra.program import run_program
 from tests.stack.harness import DockerStack
 
@@ -68,10 +69,15 @@ def target(config: PipelineConfig, platform: DockerStack) -> Iterator[StackTarge
         platform.client.images.remove(image.id, force=True)
 
 
+def train_and_gate(config: PipelineConfig) -> str:
+    version = train(config, load_versioned(config.data)).model_version
+    assert validate(config).passed
+    return version
+
+
 def release(config: PipelineConfig, target: StackTarget) -> str:
     """`make train deploy TARGET=stack`, in process: returns the version now serving."""
-    train(config, load_versioned(config.data))
-    return deploy(config, build(config), target).deployment.model_version
+    return deploy(config, build(config, train_and_gate(config)), target).deployment.model_version
 
 
 def serving_version(platform: DockerStack) -> str:
@@ -102,7 +108,7 @@ def test_second_release_promotes(config, target, platform):
 
 
 def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform):
-    train(config, load_versioned(config.data))  # v3 is @challenger
+    train_and_gate(config)  # v3 is @challenger
     # An image that claims to hold v3 but serves v2: the health gate must catch it and put v2 back.
     mislabeled = dataclasses.replace(build(config, "2"), model_version="3")
     with pytest.raises(DeployError, match="expected model_version 3"):

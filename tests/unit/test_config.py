@@ -75,3 +75,21 @@ def test_env_var_picks_the_file(tmp_path, raw, monkeypatch):
     raw["model_name"] = "other-model"
     monkeypatch.setenv("PIPELINE_CONFIG", str(write(tmp_path, raw)))
     assert load_config().model_name == "other-model"
+
+
+def test_tracking_follows_the_local_platform_unless_set(tmp_path, raw, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    raw["platform"]["mlflow_port"] = 5055
+    raw.get("tracking", {}).pop("uri", None)
+    assert load_config(write(tmp_path, raw)).tracking.resolved_uri == "http://127.0.0.1:5055"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert load_config(write(tmp_path, raw)).tracking.resolved_uri == "http://mlflow.example:5000"
+
+
+def test_passwords_in_the_tracking_uri_are_never_shown_or_recorded(tmp_path, raw, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    raw["tracking"]["uri"] = "https://admin:s3cret@mlflow.example:5443"
+    config = load_config(write(tmp_path, raw))
+    assert config.tracking.resolved_uri.endswith("s3cret@mlflow.example:5443")  # MLflow still gets it
+    assert config.tracking.display_uri == "https://admin:***@mlflow.example:5443"
+    assert "s3cret" not in str(config.public_dump())

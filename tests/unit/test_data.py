@@ -117,3 +117,12 @@ def test_training_is_deterministic(table):
     first = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
     second = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
     assert first == second
+
+
+def test_a_class_too_rare_to_split_is_a_clear_error(table):
+    from pipelines.train import TrainError
+
+    rare = table.copy()
+    rare.loc[0, "defaulted"] = 7  # one row of a third class
+    with pytest.raises(TrainError, match="cannot split 'defaulted'"):
+        fit(rare, DEMO, ModelConfig(params={"n_estimators": 5}))

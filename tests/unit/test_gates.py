@@ -9,7 +9,7 @@ from pipelines.config import DataConfig, GatesConfig, ModelConfig
 from pipelines.data import check_schema
 from pipelines.demo_data import make_loans
 from pipelines.train import fit
-from pipelines.validate import behaviour_checks, metric_checks, slice_checks
+from pipelines.validate import behaviour_checks, floor_checks, regression_checks, slice_checks
 
 DATA = DataConfig(target="defaulted", numeric_features=["income", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region"])
@@ -26,27 +26,27 @@ def by_name(checks):
     return {check.name: check for check in checks}
 
 
-def test_first_release_is_gated_by_thresholds_only():
-    checks = by_name(metric_checks({"accuracy": 0.8, "log_loss": 0.4}, None, GATES))
+def test_floors_pass():
+    checks = by_name(floor_checks({"accuracy": 0.8, "log_loss": 0.4}, GATES))
     assert set(checks) == {"accuracy", "log_loss"}
     assert all(check.passed for check in checks.values())
 
 
 def test_threshold_failures_and_loss_direction():
-    checks = by_name(metric_checks({"accuracy": 0.69, "log_loss": 0.61}, None, GATES))
+    checks = by_name(floor_checks({"accuracy": 0.69, "log_loss": 0.61}, GATES))
     assert not checks["accuracy"].passed and checks["accuracy"].threshold == ">= 0.7"
     assert not checks["log_loss"].passed and checks["log_loss"].threshold == "<= 0.6"
 
 
 def test_missing_metric_fails_the_gate():
-    assert not by_name(metric_checks({"log_loss": 0.1}, None, GATES))["accuracy"].passed
+    assert not by_name(floor_checks({"log_loss": 0.1}, GATES))["accuracy"].passed
 
 
 def test_non_regression_against_champion():
     champion = {"accuracy": 0.85, "log_loss": 0.40}
-    within = by_name(metric_checks({"accuracy": 0.84, "log_loss": 0.44}, champion, GATES))
+    within = by_name(regression_checks({"accuracy": 0.84, "log_loss": 0.44}, champion, GATES))
     assert within["accuracy vs champion"].passed and within["log_loss vs champion"].passed
-    worse = by_name(metric_checks({"accuracy": 0.82, "log_loss": 0.46}, champion, GATES))
+    worse = by_name(regression_checks({"accuracy": 0.82, "log_loss": 0.46}, champion, GATES))
     assert not worse["accuracy vs champion"].passed and not worse["log_loss vs champion"].passed
     assert worse["accuracy vs champion"].champion == 0.85
 

@@ -33,6 +33,10 @@ def test_wrong_type_names_the_field():
     assert error_fields({**GOOD, "region": 7}) == {"region"}
 
 
+def test_infinite_number_is_refused():
+    assert error_fields({**GOOD, "age": float("inf")}) == {"age"}
+
+
 def test_missing_field_is_named():
     assert error_fields({"age": 1, "region": "x"}) == {"petal width (cm)"}
 
