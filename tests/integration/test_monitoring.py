@@ -21,14 +21,11 @@ import pandas as pd
 import pytest
 from evidently.ui.workspace import Workspace
 from mlflow.tracking import MlflowClient
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
+from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, load_versioned
 from pipelines.demo_data import make_loans
 from pipelines.monitor import (
     monitor_settings,
@@ -37,6 +34,7 @@ from pipelines.monitor import (
     stop_monitoring_ui,
     ui_process,
 )
+from pipelines.train import train
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger
@@ -61,40 +59,28 @@ class TrainedModel:
     holdout: pd.DataFrame
 
 
-def _train_like_the_release(tracking_uri: str, name: str, tmp: Path) -> TrainedModel:
-    """A training run that follows docs/contracts.md: tags, snapshot, holdout, config, registered @champion."""
-    table = make_loans(3000, seed=7)
-    train, holdout = train_test_split(table, test_size=0.25, random_state=42)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("release")
-    # The monitoring job never loads the model; any registered sklearn model will do.
-    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(train[NUMERIC], train[TARGET])
-    (tmp / "data").mkdir(exist_ok=True)
-    (tmp / "eval").mkdir(exist_ok=True)
-    (tmp / "config").mkdir(exist_ok=True)
-    table.to_parquet(tmp / "data" / "snapshot.parquet")
-    holdout.to_parquet(tmp / "eval" / "holdout.parquet")
-    data = {"target": TARGET, "numeric_features": NUMERIC, "categorical_features": CATEGORICAL}
-    config = {"model_name": name, "data": data}
-    (tmp / "config" / "pipeline.json").write_text(json.dumps(config))
-    with mlflow.start_run() as run:
-        mlflow.set_tags({"git_sha": "test", "data_version": "test", "data_source": "demo", "target": TARGET})
-        for folder in ("data", "eval", "config"):
-            mlflow.log_artifacts(str(tmp / folder), artifact_path=folder)
-        # Fixed requirements: inferring them would import-trace the model for seconds, and nothing here serves it.
-        info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=name, pip_requirements=["scikit-learn", "skops"]
-        )
+def _train_like_the_release(tracking_uri: str, name: str) -> TrainedModel:
+    """The release's own training run (snapshot, holdout, config, tags), registered and aliased @champion."""
+    config = PipelineConfig(
+        model_name=name,
+        data=DataConfig(target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
+        model={"params": {"n_estimators": 20}},
+        tracking={"uri": tracking_uri},
+    )
+    result = train(config, load_versioned(config.data))
     client = MlflowClient(tracking_uri)
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, "champion", version)
-    assert client.get_model_version(name, version).run_id == run.info.run_id
-    return TrainedModel(name=name, version=version, model_uri=info.model_uri, holdout=holdout)
+    client.set_registered_model_alias(name, "champion", result.model_version)
+    return TrainedModel(
+        name=name,
+        version=result.model_version,
+        model_uri=client.get_model_version(name, result.model_version).source,
+        holdout=load_snapshot(result.run_id, HOLDOUT_ARTIFACT),
+    )
 
 
 @pytest.fixture(scope="module")
-def trained(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    return _train_like_the_release(mlflow_server, "monitoring-test", tmp_path_factory.mktemp("train"))
+def trained(mlflow_server: str) -> TrainedModel:
+    return _train_like_the_release(mlflow_server, "monitoring-test")
 
 
 @pytest.fixture
