@@ -29,6 +29,7 @@ import pandas as pd
 
 FEEDBACK_DIR = "feedback"
 REQUEST_ID = "request_id"
+SMOKE_PREFIX = "smoke-"  # a deploy's smoke test (docs/contracts.md), not user traffic
 ROW = "row"
 PREDICTION = "prediction"
 MAX_PROBLEMS_KEPT = 5
@@ -87,6 +88,7 @@ class LogScan:
     lines: int = 0
     skipped_lines: int = 0
     other_model_rows: int = 0
+    smoke_rows: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -230,6 +232,9 @@ def read_window(
                 continue
             if name != model_name:
                 scan.other_model_rows += 1
+                continue
+            if record.request_id.startswith(SMOKE_PREFIX):
+                scan.smoke_rows += 1
                 continue
             version, stamp = record.model_version, record.timestamp
             since = window.since.get(version)

@@ -127,3 +127,10 @@ def test_labels_are_read_for_wanted_keys_only(tmp_path):
     labels = read_labels(tmp_path, {("req-1", 0), ("req-2", 0), ("req-3", 0)})
     assert labels == {("req-1", 0): 1, ("req-2", 0): 0}
     assert read_labels(tmp_path / "elsewhere", {("req-1", 0)}) == {}
+
+
+def test_deploy_smoke_requests_are_not_traffic(tmp_path):
+    smoke = [{**record(i), "request_id": f"smoke-{i}"} for i in range(5)]
+    write(tmp_path / "20261127-host-1.jsonl", [*smoke, *[record(i) for i in range(10, 30)]])
+    scan = read_window(tmp_path, "loans", WindowSpec(), sample_rows=1000)
+    assert scan.versions["1"].rows == 20 and scan.smoke_rows == 5
