@@ -339,7 +339,7 @@ def _overall_summary(
 def _no_request_reason(settings: MonitorSettings) -> str:
     if settings.on_drift == "none":
         return "; no action (on_drift=none)"
-    return f"; retrain already requested (cooldown {settings.cooldown_minutes:g} min)"
+    return f"; retrain already requested or done within the last {settings.cooldown_minutes:g} min (cooldown)"
 
 
 def _nothing_to_judge(settings: MonitorSettings, scan: LogScan, window: WindowSpec) -> MonitorResult:
