@@ -10,14 +10,16 @@ audit record in MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import getpass
 import json
 import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,13 +97,15 @@ class Target(Protocol):
 def deploy(config: PipelineConfig, bento: BuiltBento, target: Target | None = None) -> DeployResult:
     """Serve a validated `@challenger` bento, then promote it: champion -> previous, challenger -> champion."""
     client = connect(config)
-    challenger = require_alias(client, config.model_name, CHALLENGER)
-    if challenger.version != bento.model_version:
-        raise DeployError(f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
-    if challenger.tags.get("validation") != "passed":
-        raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
-    result = _release(config, bento, target or LocalTarget(config), "deploy",
-                      lambda: promote(client, config.model_name, bento.model_version))
+    with release_lock(config):
+        challenger = require_alias(client, config.model_name, CHALLENGER)
+        if challenger.version != bento.model_version:
+            raise DeployError(
+                f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
+        if challenger.tags.get("validation") != "passed":
+            raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
+        result = _release(config, bento, target or LocalTarget(config), "deploy",
+                          lambda: promote(client, config.model_name, bento.model_version))
     # A freshly trained release is what monitoring's retrain request asked for.
     closed = close_retrain_request(client, config.model_name, closed_by_run_id=result.audit_run_id)
     return dataclasses.replace(result, retrain_request_closed=closed)
@@ -110,15 +114,29 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: Target | None = No
 def rollback(config: PipelineConfig, target: Target | None = None) -> DeployResult:
     """Serve `@previous` again and swap the champion and previous aliases back."""
     client = connect(config)
-    previous = require_alias(client, config.model_name, PREVIOUS)
-    bento = build(config, previous.version)
-    return _release(config, bento, target or LocalTarget(config), "rollback",
-                    lambda: swap_back(client, config.model_name))
+    with release_lock(config):
+        previous = require_alias(client, config.model_name, PREVIOUS)
+        bento = build(config, previous.version)
+        return _release(config, bento, target or LocalTarget(config), "rollback",
+                        lambda: swap_back(client, config.model_name))
 
 
 def stop_serving(config: PipelineConfig) -> bool:
     _deployment_file(config).unlink(missing_ok=True)
     return serving_process(config).stop()
+
+
+@contextlib.contextmanager
+def release_lock(config: PipelineConfig) -> Iterator[None]:
+    """One deploy or rollback at a time per state dir: two would race for the port and the aliases."""
+    path = config.platform.state_dir / "run" / "release.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeployError(f"another deploy or rollback is running (lock {path}); try again when it ends") from None
+        yield
 
 
 def _release(
