@@ -7,7 +7,6 @@ a bounded number of requests per batch size from a few client threads, and write
 
 from __future__ import annotations
 
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,12 +32,6 @@ ROW = {"age": 41, "income": 52000.0, "loan_amount": 12000.0, "credit_score": 690
        "employment": "salaried", "region": "east", "purpose": "car"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def measure(url: str, batch: int) -> tuple[float, float]:
     """(rows per second, median latency in ms) for `REQUESTS_PER_SIZE` requests of `batch` rows."""
     body = {"rows": [ROW] * batch}
@@ -62,8 +55,8 @@ def measure(url: str, batch: int) -> tuple[float, float]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-        mlflow_port = free_port()
-        raw["platform"].update(state_dir=state, mlflow_port=mlflow_port, serving_port=free_port())
+        mlflow_port = platform.free_port()
+        raw["platform"].update(state_dir=state, mlflow_port=mlflow_port, serving_port=platform.free_port())
         raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
         path = Path(state) / "pipeline.yaml"
         path.write_text(yaml.safe_dump(raw))

@@ -15,7 +15,6 @@ import dataclasses
 import fcntl
 import getpass
 import json
-import socket
 import sys
 import time
 import uuid
@@ -32,7 +31,7 @@ from mlflow.entities import RunInfo
 from pipelines.bento import BuiltBento, build, use_store
 from pipelines.config import PipelineConfig
 from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, to_records
-from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, Process, port_in_use, url_ok, wait_until
+from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, Process, free_port, port_in_use, url_ok, wait_until
 from pipelines.registry import (
     CHALLENGER,
     PREVIOUS,
@@ -173,7 +172,7 @@ class LocalTarget:
         config = self.config
         candidate = Process("serving-candidate", config.platform.state_dir)
         candidate.stop()
-        port = _free_port(config.platform.host)
+        port = free_port(config.platform.host)
         try:
             # Smoke traffic is not user traffic: keep it out of the inference log that monitoring reads.
             url = _start(config, candidate, bento, port, config.platform.state_dir / "smoke-inference")
@@ -301,12 +300,6 @@ def _stored(config: PipelineConfig, deployment: Deployment) -> BuiltBento:
 
     bento = bentoml.get(deployment.bento_tag)
     return BuiltBento(deployment.bento_tag, deployment.model_version, Path(bento.path), dict(bento.info.labels), True)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _wait_port_free(host: str, port: int, timeout_s: float = 10.0) -> None:

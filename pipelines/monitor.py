@@ -93,27 +93,22 @@ def ui_process(config: PipelineConfig) -> platform.Process:
 
 def start_monitoring_ui(config: PipelineConfig) -> str:
     """Serve the Evidently workspace unless it already answers; return its URL. Idempotent."""
-    settings, process = config.platform, ui_process(config)
+    settings = config.platform
     url, workspace = settings.monitoring_ui_url, monitoring_dir(config) / "workspace"
-    probe = f"{url}/api/version"  # the Evidently UI has no /health
-    if process.pid() is not None and platform.url_ok(probe):
-        return url
-    if platform.port_in_use(settings.host, settings.monitoring_ui_port):
-        raise platform.PlatformError(
-            f"port {settings.host}:{settings.monitoring_ui_port} is taken by another program; "
-            "stop it or set platform.monitoring_ui_port in the pipeline config"
-        )
     workspace.mkdir(parents=True, exist_ok=True)
-    process.start(
+    platform.serve_once(
+        ui_process(config),
         [
             sys.executable, "-m", "evidently.cli", "ui",
             "--workspace", str(workspace),
             "--host", settings.host,
             "--port", str(settings.monitoring_ui_port),
         ],
+        host=settings.host, port=settings.monitoring_ui_port, port_setting="platform.monitoring_ui_port",
+        probe=f"{url}/api/version",  # the Evidently UI has no /health
+        timeout_s=settings.startup_timeout_s, what=f"Evidently UI on {url}",
         env={"DO_NOT_TRACK": "1"},  # no usage telemetry from a local tool (and no network needed)
     )
-    platform.wait_until(lambda: platform.url_ok(probe), process, settings.startup_timeout_s, f"Evidently UI on {url}")
     return url
 
 

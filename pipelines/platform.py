@@ -146,6 +146,28 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def serve_once(
+    process: Process, command: list[str], *, host: str, port: int, port_setting: str, probe: str,
+    timeout_s: float, what: str, env: Mapping[str, str] | None = None,
+) -> None:
+    """Start a background server unless ours already answers at `probe`; wait until it does. Idempotent."""
+    if process.pid() is not None and url_ok(probe):
+        return
+    if port_in_use(host, port):
+        raise PlatformError(
+            f"port {host}:{port} is taken by another program; stop it or set {port_setting} in the pipeline config"
+        )
+    process.start(command, env)
+    wait_until(lambda: url_ok(probe), process, timeout_s, what)
+
+
 def mlflow_process(config: PipelineConfig) -> Process:
     return Process("mlflow", config.platform.state_dir)
 
@@ -153,18 +175,10 @@ def mlflow_process(config: PipelineConfig) -> Process:
 def start_mlflow(config: PipelineConfig) -> str:
     """Start the local MLflow server unless it already answers; return its URL. Idempotent."""
     platform = config.platform
-    process = mlflow_process(config)
-    health = f"{platform.mlflow_url}/health"
-    if process.pid() is not None and url_ok(health):
-        return platform.mlflow_url
-    if port_in_use(platform.host, platform.mlflow_port):
-        raise PlatformError(
-            f"port {platform.host}:{platform.mlflow_port} is taken by another program; "
-            "stop it or set platform.mlflow_port in the pipeline config"
-        )
     store = platform.state_dir / "mlflow"
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
-    process.start(
+    serve_once(
+        mlflow_process(config),
         [
             sys.executable, "-m", "mlflow", "server",
             "--host", platform.host,
@@ -174,10 +188,12 @@ def start_mlflow(config: PipelineConfig) -> str:
             "--artifacts-destination", str(store / "artifacts"),
             "--workers", "1",
         ],
+        host=platform.host, port=platform.mlflow_port, port_setting="platform.mlflow_port",
+        probe=f"{platform.mlflow_url}/health", timeout_s=platform.startup_timeout_s,
+        what=f"MLflow server on {platform.mlflow_url}",
         # The job runner alone costs ~2 GB RSS and nothing here uses it.
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
-    wait_until(lambda: url_ok(health), process, platform.startup_timeout_s, f"MLflow server on {platform.mlflow_url}")
     return platform.mlflow_url
 
 

@@ -3,7 +3,6 @@ MLflow server (SQLite, served artifacts, job runner off) on free loopback ports,
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +13,6 @@ import yaml
 
 from pipelines import platform
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -41,9 +34,9 @@ class LocalPlatform:
 def write_test_config(state: Path) -> tuple[Path, dict[str, Any]]:
     """The committed pipeline config, with its own state dir and free loopback ports."""
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    mlflow_port = free_port()
-    raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=free_port(),
-                           monitoring_ui_port=free_port())
+    mlflow_port = platform.free_port()
+    raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=platform.free_port(),
+                           monitoring_ui_port=platform.free_port())
     raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
     raw["model"]["params"]["n_estimators"] = 40  # same pipeline, quicker fits
     path = state / "pipeline.yaml"

@@ -34,6 +34,7 @@ from pipelines.monitor import (
     stop_monitoring_ui,
     ui_process,
 )
+from pipelines.platform import free_port
 from pipelines.train import train
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
@@ -304,8 +305,6 @@ def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name
 
 
 def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
-    from tests.integration.conftest import free_port
-
     config = PipelineConfig(
         model_name="ui-test",
         data=DataConfig(target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
