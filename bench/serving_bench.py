@@ -23,6 +23,7 @@ from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.data import load_versioned
 from pipelines.deploy import deploy
 from pipelines.train import train
+from pipelines.validate import validate
 
 RESULTS = Path(__file__).parent / "results" / "serving.md"
 BATCH_SIZES = [1, 10, 100, 1000]
@@ -65,6 +66,8 @@ def main() -> None:
             print("starting MLflow, training and deploying a model ...", file=sys.stderr)
             platform.start_mlflow(config)
             train(config, load_versioned(config.data))
+            if not validate(config).passed:
+                raise SystemExit("the bench model did not pass the gate; see `make validate`")
             deployed = deploy(config, build(config))
             rows = []
             for batch in BATCH_SIZES:
