@@ -71,7 +71,7 @@ base-image: ## the offline base image (mmdebstrap from Debian packages) for host
 images: ## build the three service images on BASE_IMAGE, as the stack does (classic builder)
 	for service in tracking serving monitoring; do \
 	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	    -t mlops-$${service/serving/serving-runtime}:latest services/$$service || exit 1; done
+	    -f services/$$service/Dockerfile -t mlops-$${service/serving/serving-runtime}:latest services || exit 1; done
 
 stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (needs the Pulumi CLI)
 	pulumi up --stack $(STACK) --policy-pack infra/policy

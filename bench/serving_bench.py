@@ -22,6 +22,8 @@ from pipelines.bento import build
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.data import load_versioned
 from pipelines.deploy import deploy
+from pipelines.local import LocalTarget
+from pipelines.registry import connect, resolve
 from pipelines.train import train
 from pipelines.validate import validate
 
@@ -65,10 +67,11 @@ def main() -> None:
         try:
             print("starting MLflow, training and deploying a model ...", file=sys.stderr)
             platform.start_mlflow(config)
-            train(config, load_versioned(config.data))
-            if not validate(config).passed:
+            trained = train(config, load_versioned(config.data))
+            candidate = resolve(connect(config), config.model_name, version=trained.model_version)
+            if not validate(config, candidate).passed:
                 raise SystemExit("the bench model did not pass the gate; see `make validate`")
-            deployed = deploy(config, build(config))
+            deployed = deploy(config, build(config, candidate), LocalTarget(config))
             rows = []
             for batch in BATCH_SIZES:
                 print(f"batch {batch}: {REQUESTS_PER_SIZE} requests ...", file=sys.stderr)

@@ -16,6 +16,8 @@ from typing import Literal, TypeVar
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env
 
+from services.contract import DEFAULT_IMAGE_TAG, DEFAULT_NAME_PREFIX
+
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
@@ -170,13 +172,13 @@ def load_stack_config() -> StackConfig:
     auth_enabled = read.boolean("authEnabled", False)
     serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)
     return StackConfig(
-        name_prefix=read.string("namePrefix", "mlops", _NAME_PREFIX),
+        name_prefix=read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX),
         bind_address=ALL_INTERFACES if read.boolean("exposePorts", False) else LOOPBACK,
         mlflow_port=ports["mlflowPort"],
         serving_port=ports["servingPort"],
         monitoring_ui_port=ports["monitoringUiPort"],
         base_image=read.string("baseImage", "python:3.11-slim-bookworm", _IMAGE_REF),
-        image_tag=read.string("imageTag", "latest", re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")),
+        image_tag=read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")),
         tracking_backend=backend,
         mlflow_workers=read.number("mlflowWorkers", 2, int, 1, 32),
         postgres_image=read.string("postgresImage", "postgres:16-bookworm", _IMAGE_REF),

@@ -14,6 +14,8 @@ import pulumi
 import pulumi_docker as docker
 from config import StackConfig
 
+from services.contract import image_ref
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 APP_USER = "10001:10001"
 STACK_LABEL = "mlops-platform.stack"
@@ -26,14 +28,16 @@ def child_of(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resource] =
 def service_image(
     resource_name: str, folder: str, config: StackConfig, opts: pulumi.ResourceOptions, *, repository: str = ""
 ) -> docker.Image:
-    """An image built from services/<folder>; containers use its id, so a rebuild replaces them."""
-    context = SERVICES_DIR / folder
+    """An image built by services/<folder>/Dockerfile; containers use its id, so a rebuild replaces them.
+
+    The build context is services/ itself, so every image can carry the shared `services/contract.py`.
+    """
     return docker.Image(
         resource_name,
-        image_name=f"{config.name_prefix}-{repository or folder}:{config.image_tag}",
+        image_name=image_ref(config.name_prefix, repository or folder, config.image_tag),
         build=docker.DockerBuildArgs(
-            context=str(context),
-            dockerfile=str(context / "Dockerfile"),
+            context=str(SERVICES_DIR),
+            dockerfile=str(SERVICES_DIR / folder / "Dockerfile"),
             args={"BASE_IMAGE": config.base_image},
             # The classic builder needs no buildx; host networking lets pip reach the index
             # from daemons whose bridge has no route out.

@@ -19,10 +19,11 @@ from containers import (
     volume,
 )
 
+from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT
+
 UI_PORT = 8000
 STATE_DIR = "/var/lib/monitoring"
 WORKSPACE_DIR = f"{STATE_DIR}/workspace"
-INFERENCE_LOG_DIR = "/var/lib/inference"
 MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
 # Healthy while the job's heartbeat is fresh (two intervals plus a start-up grace); the command loads
 # only the standard library, so probing every 30 s costs nothing.
@@ -58,7 +59,7 @@ class Monitoring(pulumi.ComponentResource):
             envs=[
                 f"MLFLOW_TRACKING_URI={args.tracking_url}",
                 f"MODEL_NAME={config.model_name}",
-                f"INFERENCE_LOG_DIR={INFERENCE_LOG_DIR}",
+                f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}",
                 f"MONITORING_WORKSPACE={WORKSPACE_DIR}",
                 f"MONITORING_REPORTS_DIR={STATE_DIR}/reports",
                 # Container-local, so a replaced container never inherits a fresh-looking beat.
@@ -66,7 +67,7 @@ class Monitoring(pulumi.ComponentResource):
                 f"MONITORING_INTERVAL_MINUTES={config.monitoring_interval_minutes:g}",
             ],
             # The job only reads what serving logs.
-            volumes=[mount(args.inference_log, INFERENCE_LOG_DIR, read_only=True), mount(state, STATE_DIR)],
+            volumes=[mount(args.inference_log, INFERENCE_LOG_MOUNT, read_only=True), mount(state, STATE_DIR)],
             command=["python", "-m", "services.monitoring", "--loop"],
             uploads=(
                 [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]

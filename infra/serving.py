@@ -9,8 +9,9 @@ import pulumi_docker as docker
 from config import StackConfig
 from containers import child_of, healthcheck, http_probe, mount, published, service_container, service_image, volume
 
+from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT, SERVING_RUNTIME_REPOSITORY
+
 SERVING_PORT = 3000
-INFERENCE_LOG_DIR = "/var/lib/inference"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Serving(pulumi.ComponentResource):
         config = args.config
         self.inference_log = volume(f"{name}-inference-log", "inference-log", config, child_of(self))
         self.runtime_image = service_image(
-            f"{name}-runtime-image", "serving", config, child_of(self), repository="serving-runtime"
+            f"{name}-runtime-image", "serving", config, child_of(self), repository=SERVING_RUNTIME_REPOSITORY
         )
         if config.serving_image:
             release = docker.RemoteImage(
@@ -53,8 +54,8 @@ class Serving(pulumi.ComponentResource):
             memory_mb=config.memory.serving,
             # Liveness, not readiness: without a model the server is healthy but answers /readyz 503.
             health=healthcheck(http_probe(SERVING_PORT, "/livez")),
-            envs=[f"MLFLOW_TRACKING_URI={args.tracking_url}", f"INFERENCE_LOG_DIR={INFERENCE_LOG_DIR}"],
-            volumes=[mount(self.inference_log, INFERENCE_LOG_DIR)],
+            envs=[f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}"],
+            volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
             ports=[published(SERVING_PORT, config.serving_port, config)],
             opts=child_of(self),
         )

@@ -1,8 +1,10 @@
-"""Build the bento for one registered model version: `services/serving` + that version's MLflow model.
+"""Build the bento for one registered model version: the serving code + that version's MLflow model.
 
 A bento is immutable and reused: its tag is `<model>:v<version>-<run id[:8]>-<service code hash>`, so
 the same version with the same service code is built once, a change to the code yields a new bento, and
 version 3 of one MLflow server never passes for version 3 of another (a local demo, then the stack).
+The bento carries the serving code as the package layout the repo has (`services.serving.service`,
+`services.contract`), copied into a build context of its own that holds nothing else.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,11 +21,18 @@ from pathlib import Path
 import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.registry import CHALLENGER, connect, require_alias, require_version
-from pipelines.train import recorded_config
+from pipelines.registry import ResolvedVersion
 
-SERVICE_DIR = REPO_ROOT / "services" / "serving"
-SERVICE_FILES = ["service.py", "request_schema.py", "inference_log.py"]
+SERVICE = "services.serving.service:Serving"
+# Everything the service imports from this repo; the bento carries exactly these files.
+SERVICE_FILES = [
+    "services/__init__.py",
+    "services/contract.py",
+    "services/serving/__init__.py",
+    "services/serving/service.py",
+    "services/serving/request_schema.py",
+    "services/serving/inference_log.py",
+]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
 
@@ -29,10 +40,13 @@ SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
 @dataclass(frozen=True)
 class BuiltBento:
     tag: str
-    model_version: str
+    model: ResolvedVersion
     path: Path
-    labels: dict[str, str]
     reused: bool
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version
 
 
 def use_store(config: PipelineConfig) -> Path:
@@ -48,63 +62,49 @@ def use_store(config: PipelineConfig) -> Path:
 def service_hash() -> str:
     digest = hashlib.sha256()
     for name in SERVICE_FILES:
-        digest.update((SERVICE_DIR / name).read_bytes())
+        digest.update((REPO_ROOT / name).read_bytes())
     return digest.hexdigest()[:10]
 
 
-def build(config: PipelineConfig, version: str | None = None) -> BuiltBento:
-    """The bento for `version` (default: `@challenger`), built from the registry unless it exists."""
+def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
+    """The bento serving `model`, built from the registry unless it exists."""
     use_store(config)
     import bentoml  # after use_store: BentoML fixes its home on first use
 
-    client = connect(config)
-    model_version = (
-        require_version(client, config.model_name, version) if version
-        else require_alias(client, config.model_name, CHALLENGER)
-    )
-    number = model_version.version
-    model_tag = f"{config.model_name}:v{number}-{model_version.run_id[:8]}"
+    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}"
     tag = f"{model_tag}-{service_hash()}"
     try:
-        existing = bentoml.get(tag)
-        return BuiltBento(tag, number, Path(existing.path), dict(existing.info.labels), reused=True)
+        return BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True)
     except bentoml.exceptions.NotFound:
         pass
-
-    run = client.get_run(model_version.run_id)
-    trained_with = recorded_config(model_version.run_id)
-    labels = {
-        "model_name": config.model_name,
-        "model_version": number,
-        "run_id": model_version.run_id,
-        "data_version": run.data.tags.get("data_version", "unknown"),
-        "git_sha": run.data.tags.get("git_sha", "unknown"),
-    }
-    model_uri = f"models:/{config.model_name}/{number}"
     try:
         bentoml.models.get(model_tag)
     except bentoml.exceptions.NotFound:
-        bentoml.mlflow.import_model(model_tag, model_uri, labels=labels)
-    requirements = Path(mlflow.pyfunc.get_model_dependencies(model_uri)).read_text().split()
-    bento = bentoml.build(
-        "service:Serving",
-        name=config.model_name,
-        version=tag.split(":", 1)[1],
-        labels=labels,
-        include=SERVICE_FILES,
-        build_ctx=str(SERVICE_DIR),
-        models=[model_tag],
-        python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in SERVICE_PACKAGES)}),
-                "lock_packages": False},
-        args={
-            "model_tag": model_tag,
-            "model_name": config.model_name,
-            "model_version": number,
-            # The schema the version was trained with, which a rollback may find different from today's.
-            "numeric_features": json.dumps(trained_with.data.numeric_features),
-            "categorical_features": json.dumps(trained_with.data.categorical_features),
-            "max_batch_rows": config.serving.max_batch_rows,
-            "workers": config.serving.workers,
-        },
-    )
-    return BuiltBento(str(bento.tag), number, Path(bento.path), labels, reused=False)
+        bentoml.mlflow.import_model(model_tag, model.uri, labels=model.labels)
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
+    with tempfile.TemporaryDirectory(prefix="bento-context-") as context:
+        for name in SERVICE_FILES:
+            (Path(context) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO_ROOT / name, Path(context) / name)
+        bento = bentoml.build(
+            SERVICE,
+            name=model.name,
+            version=tag.split(":", 1)[1],
+            labels=model.labels,
+            include=SERVICE_FILES,
+            build_ctx=context,
+            models=[model_tag],
+            python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in SERVICE_PACKAGES)}),
+                    "lock_packages": False},
+            args={
+                "model_tag": model_tag,
+                "model_name": model.name,
+                "model_version": model.version,
+                # The schema the version was trained with, which a rollback may find different from today's.
+                "numeric_features": json.dumps(model.data.numeric_features),
+                "categorical_features": json.dumps(model.data.categorical_features),
+                "max_batch_rows": config.serving.max_batch_rows,
+                "workers": config.serving.workers,
+            },
+        )
+    return BuiltBento(str(bento.tag), model, Path(bento.path), reused=False)

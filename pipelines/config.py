@@ -14,6 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.errors import CannotRun
+from services.contract import OnDrift
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
 CONFIG_ENV = "PIPELINE_CONFIG"
@@ -22,7 +25,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss"]
 
 
-class ConfigError(ValueError):
+class ConfigError(CannotRun, ValueError):
     """The pipeline config is missing, unreadable or has a bad key or value."""
 
 
@@ -157,7 +160,7 @@ class MonitoringConfig(_Section):
     max_sample_rows: int = Field(
         50_000, ge=1000, description="rows per side given to Evidently; larger windows are sampled"
     )
-    on_drift: Literal["retrain", "none"] = "retrain"
+    on_drift: OnDrift = "retrain"
     cooldown_minutes: float = Field(60.0, ge=0, description="one drift episode triggers one retrain request")
     interval_minutes: float = Field(5.0, gt=0, description="how often the stack's monitoring job runs")
 

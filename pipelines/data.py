@@ -17,13 +17,13 @@ from pandas.api import types as ptypes
 
 from pipelines.config import DataConfig
 from pipelines.demo_data import make_loans
+from pipelines.errors import CannotRun
+from services.contract import SNAPSHOT_ARTIFACT
 
-SNAPSHOT_ARTIFACT = "data/snapshot.parquet"
-HOLDOUT_ARTIFACT = "eval/holdout.parquet"
 DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
 
 
-class DataError(ValueError):
+class DataError(CannotRun, ValueError):
     """The dataset cannot be trained on; the message names the column or file at fault."""
 
 

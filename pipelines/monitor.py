@@ -11,20 +11,15 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines import platform
 from pipelines.config import PipelineConfig
-from services.monitoring.job import MonitorResult, run_once
 from services.monitoring.observability import job_logger, json_handler
 from services.monitoring.settings import MonitorSettings
 
-__all__ = [
-    "MonitorResult",
-    "monitor_settings",
-    "run_monitor",
-    "start_monitoring_ui",
-    "stop_monitoring_ui",
-]
+if TYPE_CHECKING:
+    from services.monitoring.job import MonitorResult
 
 UI_PROCESS = "monitoring-ui"
 
@@ -82,6 +77,8 @@ def run_monitor(
     progress: Callable[[str], None] | None = None,
 ) -> MonitorResult:
     """Judge the logged traffic once: verdict, one-line summary, HTML report, MLflow run, retrain request."""
+    from services.monitoring.job import run_once  # Evidently: loaded only by the commands that judge
+
     settings = monitor_settings(config, on_drift=on_drift, window_rows=window_rows, window_hours=window_hours)
     _log_to_file(config)
     return run_once(settings, progress=progress)

@@ -21,11 +21,12 @@ import httpx
 import psutil
 
 from pipelines.config import PipelineConfig
+from pipelines.errors import CannotRun
 
 PROBE_TIMEOUT_S = 3.0  # a probe of a crash-looping server can hang; never wait on it unbounded
 
 
-class PlatformError(RuntimeError):
+class PlatformError(CannotRun):
     """A background process could not be started, or never became healthy."""
 
 
@@ -205,3 +206,11 @@ def resident_memory_mib(pid: int) -> float:
         return sum(p.memory_info().rss for p in procs) / 2**20
     except psutil.Error:
         return 0.0
+
+
+def require_mlflow(config: PipelineConfig) -> None:
+    """Fail fast, naming the fix, when the configured MLflow server does not answer."""
+    uri = config.tracking.resolved_uri
+    if uri.startswith("http") and not url_ok(f"{uri.rstrip('/')}/health"):
+        raise PlatformError(
+            f"no MLflow server answers at {config.tracking.display_uri}; start one with `make platform`")

@@ -1,25 +1,38 @@
 """The MLflow model registry as the release's source of truth: versions, aliases, promotion, rollback.
 
 Aliases: `challenger` = newest trained candidate, `champion` = what serves, `previous` = what served before.
+A release resolves the version it acts on once (`resolve`) and hands that value to the gate, the bento
+build, the deploy and the traffic generator.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
-from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, PipelineConfig
+from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, DataConfig, PipelineConfig
+from pipelines.data import load_snapshot
+from pipelines.errors import CannotRun
+from services.contract import CONFIG_ARTIFACT, HOLDOUT_ARTIFACT
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
+# Model version tags: what it was made from (set by training), and the gate's verdict (deploy needs "passed").
+DATA_VERSION_TAG, GIT_SHA_TAG, RUN_ID_TAG = "data_version", "git_sha", "run_id"
+VALIDATION_TAG, PASSED, FAILED = "validation", "passed", "failed"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(CannotRun):
     """A model version or alias the step needs is not in the registry."""
 
 
@@ -78,6 +91,71 @@ def require_version(client: MlflowClient, name: str, version: str) -> ModelVersi
         if exc.error_code in _NOT_FOUND:
             raise RegistryError(f"model '{name}' has no version {version}") from None
         raise
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    """One registered model version and what it was made from, read from the registry once."""
+
+    name: str
+    version: str
+    run_id: str
+    data_version: str
+    git_sha: str
+    trained_with: PipelineConfig  # the config of its training run: its schema, which may differ from today's
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def data(self) -> DataConfig:
+        return self.trained_with.data
+
+    @functools.cached_property
+    def holdout(self) -> pd.DataFrame:
+        """Its frozen eval set, downloaded on first use (the gate, then the deploy's smoke rows)."""
+        return load_snapshot(self.run_id, HOLDOUT_ARTIFACT)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Its identity as bento and audit labels."""
+        return {"model_name": self.name, "model_version": self.version, "run_id": self.run_id,
+                "data_version": self.data_version, "git_sha": self.git_sha}
+
+
+def resolve(
+    client: MlflowClient, name: str, *, alias: str | None = None, version: str | None = None
+) -> ResolvedVersion:
+    """The version an alias points at, or a version by number; `RegistryError` when there is none."""
+    if (alias is None) == (version is None):
+        raise ValueError("resolve() takes an alias or a version number")
+    found = require_alias(client, name, alias) if alias else require_version(client, name, version or "")
+    return _resolved(found)
+
+
+def resolve_alias_if_set(client: MlflowClient, name: str, alias: str) -> ResolvedVersion | None:
+    found = by_alias(client, name, alias)
+    return None if found is None else _resolved(found)
+
+
+def _resolved(found: ModelVersion) -> ResolvedVersion:
+    return ResolvedVersion(
+        name=found.name, version=found.version, run_id=found.run_id,
+        data_version=found.tags.get(DATA_VERSION_TAG, "unknown"), git_sha=found.tags.get(GIT_SHA_TAG, "unknown"),
+        trained_with=recorded_config(found.run_id),
+    )
+
+
+def recorded_config(run_id: str) -> PipelineConfig:
+    """The validated pipeline config a training run was made with."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp)
+        try:
+            return PipelineConfig.model_validate_json(Path(path).read_text())
+        except ValidationError as exc:
+            raise RegistryError(f"run {run_id} was made with a config this code no longer reads: "
+                                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
 @dataclass(frozen=True)

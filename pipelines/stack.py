@@ -1,9 +1,10 @@
-"""Release to the Docker stack: one immutable serving image per model version, rolled out by Pulumi.
+"""The stack serving target: one immutable serving image per model version, rolled out by Pulumi.
 
 The image is the stack's serving runtime image plus one exported bento (`services/serving/release.Dockerfile`).
-Rolling it out sets the stack config `servingImage` / `modelVersion` and applies the stack. Applying is
-the one seam: `PulumiStack` uses the Pulumi Automation API (users, with the Pulumi CLI installed);
-the tests pass a harness that applies the same program's declarations to a real Docker daemon.
+Rolling it out sets the stack config `servingImage` / `modelVersion` and applies the stack, then checks
+the stack's serving URL like any target; a failed check re-applies what served before. Applying is the
+one seam: `PulumiStack` uses the Pulumi Automation API (users, with the Pulumi CLI installed); the tests
+pass a harness that applies the same program's declarations to a real Docker daemon.
 """
 
 from __future__ import annotations
@@ -13,16 +14,27 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.deploy import DeployError, Deployment, check_serving
+from pipelines.errors import CannotRun
+from pipelines.platform import PlatformError, url_ok, wait_until
+from services.contract import (
+    DEFAULT_IMAGE_TAG,
+    DEFAULT_NAME_PREFIX,
+    SERVING_RELEASE_REPOSITORY,
+    SERVING_RUNTIME_REPOSITORY,
+    image_ref,
+)
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
 
 
-class StackError(RuntimeError):
+class StackError(CannotRun):
     """The stack could not be read, built for or applied."""
 
 
@@ -62,13 +74,44 @@ class PulumiStack:
         return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
 
 
+class StackTarget:
+    """Serve a bento on the stack: build its release image, apply the stack with it, check it over HTTP."""
+
+    def __init__(self, config: PipelineConfig, stack: StackApplier, name: str = "stack") -> None:
+        self.config = config
+        self.stack = stack
+        self.name = name
+
+    def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+        try:
+            stack_config = self.stack.config()
+            image = build_release_image(self.config, bento, stack_config)
+        except StackError as exc:
+            raise DeployError(str(exc)) from None
+        # What serves now; the stack's defaults mean the runtime image's "no model deployed" state.
+        before = {"servingImage": stack_config.get("servingImage", ""),
+                  "modelVersion": stack_config.get("modelVersion", "none")}
+        try:
+            url = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})["serving_url"]
+            wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
+                       f"{image} at {url}")
+            check_serving(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})")
+        except (DeployError, PlatformError, StackError) as failure:
+            try:
+                self.stack.apply(before)
+            except StackError as exc:
+                raise DeployError(f"{failure}\nand re-applying what served before failed too: {exc}") from None
+            raise DeployError(str(failure)) from None
+        return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+
+
 def _prefix(stack_config: Mapping[str, str]) -> str:
-    return stack_config.get("namePrefix", "mlops")  # infra/config.py's default
+    return stack_config.get("namePrefix", DEFAULT_NAME_PREFIX)
 
 
 def runtime_image(stack_config: Mapping[str, str]) -> str:
-    """The serving runtime image the stack builds (infra/serving.py names it the same way)."""
-    return f"{_prefix(stack_config)}-serving-runtime:{stack_config.get('imageTag', 'latest')}"
+    """The serving runtime image the stack builds."""
+    return image_ref(_prefix(stack_config), SERVING_RUNTIME_REPOSITORY, stack_config.get("imageTag", DEFAULT_IMAGE_TAG))
 
 
 def build_release_image(config: PipelineConfig, bento: BuiltBento, stack_config: Mapping[str, str]) -> str:
@@ -76,7 +119,7 @@ def build_release_image(config: PipelineConfig, bento: BuiltBento, stack_config:
     use_store(config)
     import bentoml
 
-    tag = f"{_prefix(stack_config)}-serving:{bento.tag.split(':', 1)[1]}"
+    tag = image_ref(_prefix(stack_config), SERVING_RELEASE_REPOSITORY, bento.tag.split(":", 1)[1])
     with tempfile.TemporaryDirectory() as tmp:
         archive, context = Path(tmp) / "release.bento", Path(tmp) / "bento"
         bentoml.export_bento(bento.tag, str(archive))

@@ -1,4 +1,4 @@
-"""Sample traffic for the demo: rows of the champion's frozen eval set sent to `/predict`, part of them shifted.
+"""Sample traffic for the demo: rows of a version's frozen eval set sent to `/predict`, part of them shifted.
 
 The shift is the kind monitoring must catch: numeric features rescaled and moved, so the served
 population no longer looks like the training snapshot.
@@ -12,10 +12,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from pipelines.config import PipelineConfig
-from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, to_records
-from pipelines.registry import CHAMPION, connect, require_alias
-from pipelines.train import recorded_config
+from pipelines.data import to_records
+from pipelines.registry import ResolvedVersion
 
 
 @dataclass(frozen=True)
@@ -49,15 +47,14 @@ def send(url: str, frame: pd.DataFrame, batch_rows: int) -> tuple[int, int]:
 
 
 def sample_traffic(
-    config: PipelineConfig, url: str, rows: int = 800, drifted_share: float = 0.5, batch_rows: int = 20
+    serving: ResolvedVersion, url: str, rows: int = 800, drifted_share: float = 0.5, batch_rows: int = 20
 ) -> TrafficResult:
-    client = connect(config)
-    champion = require_alias(client, config.model_name, CHAMPION)
-    trained_with = recorded_config(champion.run_id).data  # the schema the serving version expects
-    features = load_snapshot(champion.run_id, HOLDOUT_ARTIFACT)[trained_with.features]
-    sample = features.sample(n=rows, replace=rows > len(features), random_state=config.data.seed)
+    """Send rows shaped like the serving version's schema (which may differ from today's config)."""
+    data = serving.data
+    features = serving.holdout[data.features]
+    sample = features.sample(n=rows, replace=rows > len(features), random_state=data.seed)
     drifted = int(rows * drifted_share)
     clean_part, drift_part = sample.iloc[: rows - drifted], sample.iloc[rows - drifted :]
-    traffic = pd.concat([clean_part, shift(drift_part, trained_with.numeric_features, config.data.seed)])
+    traffic = pd.concat([clean_part, shift(drift_part, data.numeric_features, data.seed)])
     requests, failed = send(url, traffic, batch_rows)
     return TrafficResult(requests=requests, rows=rows, drifted_rows=drifted, failed_requests=failed)

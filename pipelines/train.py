@@ -13,7 +13,6 @@ import mlflow
 import pandas as pd
 import skops.io
 from mlflow.models import infer_signature
-from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
@@ -24,19 +23,28 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipelines.config import DataConfig, ModelConfig, PipelineConfig
-from pipelines.data import HOLDOUT_ARTIFACT, VersionedData, load_snapshot, log_dataset
-from pipelines.registry import CHALLENGER, RegistryError, connect, git_sha, require_version
+from pipelines.data import VersionedData, load_snapshot, log_dataset
+from pipelines.errors import CannotRun
+from pipelines.registry import (
+    CHALLENGER,
+    DATA_VERSION_TAG,
+    GIT_SHA_TAG,
+    RUN_ID_TAG,
+    connect,
+    git_sha,
+    resolve,
+)
+from services.contract import CONFIG_ARTIFACT, HOLDOUT_ARTIFACT, TARGET_TAG
 
 ESTIMATORS = {
     "random_forest": RandomForestClassifier,
     "gradient_boosting": GradientBoostingClassifier,
     "logistic_regression": LogisticRegression,
 }
-CONFIG_ARTIFACT = "config/pipeline.json"
 MODEL_PACKAGES = ["mlflow-skinny", "scikit-learn", "numpy", "scipy", "pandas", "skops"]
 
 
-class TrainError(ValueError):
+class TrainError(CannotRun, ValueError):
     """The model config cannot build an estimator (for instance an unknown parameter)."""
 
 
@@ -117,7 +125,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         mlflow.set_tags(
-            {"git_sha": sha, "data_version": data.version, "data_source": data.source, "target": config.data.target}
+            {"git_sha": sha, "data_version": data.version, "data_source": data.source, TARGET_TAG: config.data.target}
         )
         mlflow.log_params(
             {"estimator": config.model.estimator, "seed": config.data.seed,
@@ -147,7 +155,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
             skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
         )
     version = str(info.registered_model_version)
-    for key, value in {"data_version": data.version, "git_sha": sha, "run_id": run.info.run_id}.items():
+    for key, value in {DATA_VERSION_TAG: data.version, GIT_SHA_TAG: sha, RUN_ID_TAG: run.info.run_id}.items():
         client.set_model_version_tag(config.model_name, version, key, value)
     client.set_registered_model_alias(config.model_name, CHALLENGER, version)
     return TrainResult(run_id=run.info.run_id, model_version=version, data_version=data.version, metrics=metrics)
@@ -166,28 +174,15 @@ class Reproduction:
         return self.recorded == self.reproduced
 
 
-def recorded_config(run_id: str) -> PipelineConfig:
-    """The validated pipeline config a training run was made with."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp)
-        try:
-            return PipelineConfig.model_validate_json(Path(path).read_text())
-        except ValidationError as exc:
-            raise RegistryError(f"run {run_id} was made with a config this code no longer reads: "
-                                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-
-
 def reproduce(config: PipelineConfig, version: str) -> Reproduction:
     """Retrain a registered version from its recorded snapshot and config; compare the metrics."""
     client = connect(config)
-    run = client.get_run(require_version(client, config.model_name, version).run_id)
-    recorded = recorded_config(run.info.run_id)
-    snapshot = load_snapshot(run.info.run_id)
-    _, _, metrics = fit(snapshot, recorded.data, recorded.model)
+    model = resolve(client, config.model_name, version=version)
+    _, _, metrics = fit(load_snapshot(model.run_id), model.data, model.trained_with.model)
     return Reproduction(
         model_version=version,
-        recorded={k: v for k, v in run.data.metrics.items() if k in metrics},
+        recorded={k: v for k, v in client.get_run(model.run_id).data.metrics.items() if k in metrics},
         reproduced=metrics,
-        recorded_git_sha=run.data.tags.get("git_sha", "unknown"),
+        recorded_git_sha=model.git_sha,
         current_git_sha=git_sha(),
     )

@@ -12,14 +12,13 @@ from dataclasses import asdict, dataclass, field
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
-from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot
-from pipelines.registry import CHALLENGER, CHAMPION, by_alias, connect, require_alias
-from pipelines.train import evaluate, recorded_config, split
+from pipelines.data import load_snapshot
+from pipelines.registry import CHAMPION, FAILED, PASSED, VALIDATION_TAG, ResolvedVersion, connect, resolve_alias_if_set
+from pipelines.train import evaluate, split
 
 LOWER_IS_BETTER = {"log_loss"}
 REPORT_ARTIFACT = "validation/report.json"
@@ -76,17 +75,16 @@ def regression_checks(candidate: dict[str, float], champion: dict[str, float], g
     return checks
 
 
-def unseen_by(champion_run_id: str, holdout: pd.DataFrame) -> tuple[pd.DataFrame, DataConfig]:
-    """The eval rows the champion did not train on (data changes move rows across the split), and its schema."""
-    trained_with = recorded_config(champion_run_id).data
-    columns = [*trained_with.features, trained_with.target]
+def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
+    """The eval rows the champion did not train on (data changes move rows across the split)."""
+    columns = [*champion.data.features, champion.data.target]
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
         raise KeyError(f"the eval set lacks the champion's column(s) {missing}")
-    champion_train, _ = split(load_snapshot(champion_run_id), trained_with)
+    champion_train, _ = split(load_snapshot(champion.run_id), champion.data)
     seen = set(pd.util.hash_pandas_object(champion_train[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(holdout[columns], index=False).isin(seen)
-    return holdout[fresh.to_numpy()], trained_with
+    return holdout[fresh.to_numpy()]
 
 
 def slice_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig, gates: GatesConfig) -> list[Check]:
@@ -130,36 +128,35 @@ def behaviour_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> 
     return checks
 
 
-def validate(config: PipelineConfig) -> ValidationReport:
-    """Gate `@challenger`; record the verdict on the model version and the report in its run."""
+def validate(config: PipelineConfig, candidate: ResolvedVersion) -> ValidationReport:
+    """Gate a candidate (normally `@challenger`); record the verdict on its version and the report in its run."""
     client = connect(config)
-    challenger = require_alias(client, config.model_name, CHALLENGER)
-    champion = by_alias(client, config.model_name, CHAMPION)
-    data = recorded_config(challenger.run_id).data  # the schema the candidate was trained with
-    holdout = load_snapshot(challenger.run_id, HOLDOUT_ARTIFACT)
-    model = _load(config, challenger.version)
-    report = ValidationReport(model_version=challenger.version,
+    champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
+    # The candidate is judged on its own schema and frozen eval set, whatever today's config says.
+    data, holdout = candidate.data, candidate.holdout
+    model = _load(candidate)
+    report = ValidationReport(model_version=candidate.version,
                               champion_version=champion.version if champion else None)
     report.checks += floor_checks(evaluate(model, holdout, data), config.gates)
     if champion is None:
         report.notes.append("no @champion yet: first release, gated by thresholds only")
-    elif champion.version != challenger.version:
+    elif champion.version != candidate.version:
         report.checks += _against_champion(config, model, champion, holdout, data, report.notes)
     report.checks += slice_checks(model, holdout, data, config.gates)
     report.checks += behaviour_checks(model, holdout, data)
-    _record(client, config, challenger.run_id, report)
+    _record(client, candidate, report)
     return report
 
 
 def _against_champion(
-    config: PipelineConfig, model: Pipeline, champion: ModelVersion, holdout: pd.DataFrame, data: DataConfig,
+    config: PipelineConfig, model: Pipeline, champion: ResolvedVersion, holdout: pd.DataFrame, data: DataConfig,
     notes: list[str],
 ) -> list[Check]:
     try:
-        rows, champion_data = unseen_by(champion.run_id, holdout)
+        rows = unseen_by(champion, holdout)
         if len(rows) < config.gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = evaluate(_load(config, champion.version), rows, champion_data)
+        champion_metrics = evaluate(_load(champion), rows, champion.data)
     except (KeyError, ValueError) as exc:
         notes.append(f"champion v{champion.version} cannot be compared ({exc}); gated by thresholds only")
         return []
@@ -168,14 +165,15 @@ def _against_champion(
     return regression_checks(evaluate(model, rows, data), champion_metrics, config.gates)
 
 
-def _load(config: PipelineConfig, version: str) -> Pipeline:
-    return mlflow.sklearn.load_model(f"models:/{config.model_name}/{version}")
+def _load(model: ResolvedVersion) -> Pipeline:
+    return mlflow.sklearn.load_model(model.uri)
 
 
-def _record(client: MlflowClient, config: PipelineConfig, run_id: str, report: ValidationReport) -> None:
-    client.set_model_version_tag(config.model_name, report.model_version, "validation",
-                                 "passed" if report.passed else "failed")
-    client.log_text(run_id, json.dumps({**asdict(report), "passed": report.passed}, indent=2), REPORT_ARTIFACT)
+def _record(client: MlflowClient, candidate: ResolvedVersion, report: ValidationReport) -> None:
+    client.set_model_version_tag(candidate.name, candidate.version, VALIDATION_TAG,
+                                 PASSED if report.passed else FAILED)
+    client.log_text(candidate.run_id, json.dumps({**asdict(report), "passed": report.passed}, indent=2),
+                    REPORT_ARTIFACT)
 
 
 def _round(value: float | None) -> float | None:

@@ -15,8 +15,9 @@ import signal
 import sys
 import threading
 
+from services.contract import ON_DRIFT_CHOICES
 from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event
-from services.monitoring.settings import ON_DRIFT_CHOICES, MonitorSettings, SettingsError
+from services.monitoring.settings import MonitorSettings, SettingsError
 
 HEALTHY_BEATS = 2  # missed intervals before the health check fails
 START_GRACE_S = 120.0  # the first run also downloads the training snapshot

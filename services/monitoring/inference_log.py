@@ -22,14 +22,15 @@ import json
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from services.contract import SMOKE_REQUEST_PREFIX, BadRecord, InferenceRecord
+
 FEEDBACK_DIR = "feedback"
 REQUEST_ID = "request_id"
-SMOKE_PREFIX = "smoke-"  # a deploy's smoke test (docs/contracts.md), not user traffic
 ROW = "row"
 PREDICTION = "prediction"
 MAX_PROBLEMS_KEPT = 5
@@ -44,16 +45,6 @@ class WindowSpec:
     newest_rows: int | None = None
 
 
-@dataclass(frozen=True)
-class LogRecord:
-    request_id: str
-    row: int
-    timestamp: datetime
-    model_version: str
-    features: dict[str, object]
-    prediction: object
-
-
 @dataclass
 class VersionTraffic:
     """One model version's rows in the window: how many, when, and a uniform sample of them."""
@@ -62,7 +53,7 @@ class VersionTraffic:
     rows: int
     first_at: datetime
     last_at: datetime
-    sample: list[LogRecord]
+    sample: list[InferenceRecord]
 
     def features(self) -> pd.DataFrame:
         return pd.DataFrame.from_records([record.features for record in self.sample])
@@ -154,45 +145,6 @@ class _Newest:
         return self._heap[0][0], max(stamp for stamp, _, _ in self._heap)
 
 
-class BadRecord(ValueError):
-    """A log line that is not a complete inference record."""
-
-
-def parse_record(line: str) -> tuple[str, LogRecord]:
-    """The model name and the record of one log line; `BadRecord` says what is wrong with it."""
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BadRecord(f"not JSON ({exc.msg})") from None
-    if not isinstance(raw, dict):
-        raise BadRecord("not a JSON object")
-    try:
-        features = raw["features"]
-        if not isinstance(features, dict):
-            raise BadRecord("'features' is not an object")
-        record = LogRecord(
-            request_id=str(raw["request_id"]),
-            row=int(raw.get("row", 0)),
-            timestamp=_parse_time(raw["timestamp"]),
-            model_version=str(raw["model_version"]),
-            features=features,
-            prediction=raw.get("prediction"),
-        )
-        return str(raw["model_name"]), record
-    except KeyError as exc:
-        raise BadRecord(f"missing field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise BadRecord(f"bad value ({exc})") from None
-
-
-def _parse_time(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp {value!r} is not a string")
-    stamp = datetime.fromisoformat(value)
-    # A naive timestamp is taken as UTC, so it still compares with the aware ones.
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
 def log_files(log_dir: Path) -> list[Path]:
     return sorted(path for path in log_dir.glob("*.jsonl") if path.is_file())
 
@@ -225,15 +177,15 @@ def read_window(
         for number, line in _lines(path, scan):
             scan.lines += 1
             try:
-                name, record = parse_record(line)
+                record = InferenceRecord.parse(line)
             except BadRecord as exc:
                 scan.skipped_lines += 1
                 _note(scan, f"{path.name}:{number}: skipped, {exc}")
                 continue
-            if name != model_name:
+            if record.model_name != model_name:
                 scan.other_model_rows += 1
                 continue
-            if record.request_id.startswith(SMOKE_PREFIX):
+            if record.request_id.startswith(SMOKE_REQUEST_PREFIX):
                 scan.smoke_rows += 1
                 continue
             version, stamp = record.model_version, record.timestamp
@@ -257,7 +209,7 @@ def read_window(
             first_at=first,
             last_at=last,
             # Lines are kept raw while reading (smaller than parsed dicts) and parsed once, here.
-            sample=[parse_record(line)[1] for _, line in items],
+            sample=[InferenceRecord.parse(line) for _, line in items],
         )
     return scan
 

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.contract import JsonLogFormatter
+
 LOGGER_NAME = "services.monitoring"
 
 
@@ -18,24 +20,12 @@ def job_logger() -> logging.Logger:
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """One structured line; fields land as top-level JSON keys (see JsonFormatter)."""
+    """One structured line; fields land as top-level JSON keys (services.contract.JsonLogFormatter)."""
     job_logger().log(level, event, extra={"fields": fields})
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        return json.dumps(line, default=str)
-
-
 def json_handler(handler: logging.Handler) -> logging.Handler:
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonLogFormatter())
     return handler
 
 

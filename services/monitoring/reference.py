@@ -1,7 +1,7 @@
 """The reference a model version is judged against: its own training snapshot, as recorded in MLflow.
 
-model version -> run id -> artifact `data/snapshot.parquet`, minus the target named by run tag `target`.
-Feature names and kinds come from the run's `config/pipeline.json` (the validated pipeline config), or,
+model version -> run id -> the snapshot artifact, minus the target named by the run's target tag
+(names in services/contract.py). Feature names and kinds come from the run's recorded pipeline config, or,
 when a run has none, from the snapshot's columns and dtypes. No copy of the data is kept anywhere else.
 """
 
@@ -16,9 +16,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-SNAPSHOT_ARTIFACT = "data/snapshot.parquet"
-CONFIG_ARTIFACT = "config/pipeline.json"
-TARGET_TAG = "target"
+from services.contract import CONFIG_ARTIFACT, SNAPSHOT_ARTIFACT, TARGET_TAG
 
 
 class ReferenceMissing(LookupError):

@@ -12,10 +12,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-OnDrift = Literal["retrain", "none"]
-ON_DRIFT_CHOICES: tuple[OnDrift, ...] = ("retrain", "none")
+from services.contract import INFERENCE_LOG_ENV, ON_DRIFT_CHOICES, OnDrift
+
 # The stack's health check reads this file's age; see README.md.
 DEFAULT_HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "monitoring.heartbeat"
 Number = TypeVar("Number", int, float)
@@ -77,7 +77,7 @@ class MonitorSettings:
         return cls(
             tracking_uri=_required(env, "MLFLOW_TRACKING_URI"),
             model_name=env.get("MODEL_NAME", "loan-default"),
-            inference_log_dir=Path(_required(env, "INFERENCE_LOG_DIR")),
+            inference_log_dir=Path(_required(env, INFERENCE_LOG_ENV)),
             workspace_dir=workspace,
             reports_dir=Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports")),
             heartbeat_file=Path(env.get("MONITORING_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE)),

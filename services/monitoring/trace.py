@@ -12,7 +12,8 @@ from datetime import datetime
 
 from mlflow.tracking import MlflowClient
 
-from services.monitoring.inference_log import BadRecord, log_files, parse_record
+from services.contract import BadRecord, InferenceRecord
+from services.monitoring.inference_log import log_files
 from services.monitoring.records import JUDGED_TAG, WINDOW_END_TAG, experiment_id, run_url
 from services.monitoring.settings import MonitorSettings
 
@@ -37,10 +38,10 @@ def find_logged_request(settings: MonitorSettings, request_id: str) -> tuple[str
                 if needle not in line:  # cheap filter before parsing
                     continue
                 try:
-                    name, record = parse_record(line)
+                    record = InferenceRecord.parse(line)
                 except BadRecord:
                     continue
-                if record.request_id == request_id and name == settings.model_name:
+                if record.request_id == request_id and record.model_name == settings.model_name:
                     return record.model_version, record.timestamp, path.name
     return None
 

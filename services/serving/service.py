@@ -20,9 +20,11 @@ from typing import Annotated, Any
 import bentoml
 import mlflow.sklearn
 import pandas as pd
-from inference_log import InferenceLog
 from pydantic import BaseModel, Field
-from request_schema import row_model
+
+from services.contract import INFERENCE_LOG_ENV, REQUEST_ID_HEADER, InferenceRecord, JsonLogFormatter
+from services.serving.inference_log import InferenceLog
+from services.serving.request_schema import row_model
 
 
 class ServingArgs(BaseModel):
@@ -40,16 +42,9 @@ NUMERIC: list[str] = json.loads(args.numeric_features)
 CATEGORICAL: list[str] = json.loads(args.categorical_features)
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": datetime.now(UTC).isoformat(), "level": record.levelname, "event": record.getMessage()}
-        entry.update(getattr(record, "fields", {}))
-        return json.dumps(entry, default=str)
-
-
 log = logging.getLogger("serving")
 _handler = logging.StreamHandler(sys.stderr)
-_handler.setFormatter(_JsonFormatter())
+_handler.setFormatter(JsonLogFormatter())
 log.addHandler(_handler)
 log.setLevel(logging.INFO)
 log.propagate = False
@@ -79,7 +74,7 @@ class Serving:
 
     def __init__(self) -> None:
         self.model = mlflow.sklearn.load_model(self.model_ref.path_of("mlflow_model"))
-        self.inference_log = InferenceLog(Path(os.environ.get("INFERENCE_LOG_DIR", "inference-log")))
+        self.inference_log = InferenceLog(Path(os.environ.get(INFERENCE_LOG_ENV, "inference-log")))
         log.info("model loaded", extra={"fields": {"model": args.model_name, "model_version": args.model_version}})
 
     @bentoml.api
@@ -89,7 +84,7 @@ class Serving:
         ctx: bentoml.Context,
     ) -> Prediction:
         started = time.perf_counter()
-        request_id = ctx.request.headers.get("x-request-id") or str(uuid.uuid4())
+        request_id = ctx.request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
         records = [row.model_dump(by_alias=True) for row in rows]
         frame = pd.DataFrame.from_records(records, columns=[*NUMERIC, *CATEGORICAL]).astype(
             {name: "float64" for name in NUMERIC}
@@ -105,7 +100,7 @@ class Serving:
         else:
             labels = self.model.predict(frame).tolist()
         self._log_rows(request_id, records, labels, probabilities)
-        ctx.response.headers["x-request-id"] = request_id
+        ctx.response.headers[REQUEST_ID_HEADER] = request_id
         log.info("predicted", extra={"fields": {
             "request_id": request_id, "model_version": args.model_version, "rows": len(records),
             "latency_ms": round((time.perf_counter() - started) * 1000, 2)}})
@@ -117,9 +112,9 @@ class Serving:
     ) -> None:
         now = datetime.now(UTC)
         entries = [
-            {"request_id": request_id, "row": i, "timestamp": now.isoformat(), "model_name": args.model_name,
-             "model_version": args.model_version, "features": features, "prediction": labels[i],
-             "probabilities": probabilities[i] if probabilities else None}
+            InferenceRecord(request_id=request_id, row=i, timestamp=now, model_name=args.model_name,
+                            model_version=args.model_version, features=features, prediction=labels[i],
+                            probabilities=probabilities[i] if probabilities else None).to_json()
             for i, features in enumerate(records)
         ]
         try:

@@ -133,8 +133,10 @@ def test_images_are_built_from_services_and_feed_the_containers(default_stack):
     images = {i.plain["imageName"]: i.plain["build"] for i in default_stack.of_type(IMAGE)}
     assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest"}
     for build in images.values():
-        context = Path(build["context"])
-        assert context.parent == REPO_ROOT / "services" and (context / "Dockerfile").is_file()
+        # One context for every image (services/, so each can carry services/contract.py), one Dockerfile per folder.
+        dockerfile = Path(build["dockerfile"])
+        assert Path(build["context"]) == REPO_ROOT / "services"
+        assert dockerfile.parent.parent == REPO_ROOT / "services" and dockerfile.is_file()
         assert build["args"] == {"BASE_IMAGE": "python:3.11-slim-bookworm"}
         assert build["builderVersion"] == "BuilderV1" and build["network"] == "host"
     # The mocks report an image's name as its digest: containers run exactly the image built here.

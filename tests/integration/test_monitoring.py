@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
-from pipelines.data import HOLDOUT_ARTIFACT, load_snapshot, load_versioned
+from pipelines.data import load_snapshot, load_versioned
 from pipelines.demo_data import make_loans
 from pipelines.monitor import (
     monitor_settings,
@@ -36,6 +36,7 @@ from pipelines.monitor import (
 )
 from pipelines.platform import free_port
 from pipelines.train import train
+from services.contract import HOLDOUT_ARTIFACT
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.deploy import AUDIT_EXPERIMENT, serving_process
+from pipelines.deploy import AUDIT_EXPERIMENT
+from pipelines.local import serving_process
 from pipelines.registry import aliases_of, connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]

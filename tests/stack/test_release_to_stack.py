@@ -21,8 +21,9 @@ import yaml
 from pipelines.bento import build
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import load_versioned
-from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, StackTarget, deploy, rollback
-from pipelines.registry import aliases_of, connect
+from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, deploy, rollback
+from pipelines.registry import CHALLENGER, aliases_of, connect, resolve
+from pipelines.stack import StackTarget
 from pipelines.train import train
 from pipelines.validate import validate
 from tests.infra.program import run_program
@@ -71,13 +72,14 @@ def target(config: PipelineConfig, platform: DockerStack) -> Iterator[StackTarge
 
 def train_and_gate(config: PipelineConfig) -> str:
     version = train(config, load_versioned(config.data)).model_version
-    assert validate(config).passed
+    assert validate(config, resolve(connect(config), config.model_name, alias=CHALLENGER)).passed
     return version
 
 
 def release(config: PipelineConfig, target: StackTarget) -> str:
     """`make train deploy TARGET=stack`, in process: returns the version now serving."""
-    return deploy(config, build(config, train_and_gate(config)), target).deployment.model_version
+    candidate = resolve(connect(config), config.model_name, version=train_and_gate(config))
+    return deploy(config, build(config, candidate), target).deployment.model_version
 
 
 def serving_version(platform: DockerStack) -> str:
@@ -110,7 +112,8 @@ def test_second_release_promotes(config, target, platform):
 def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform):
     train_and_gate(config)  # v3 is @challenger
     # An image that claims to hold v3 but serves v2: the health gate must catch it and put v2 back.
-    mislabeled = dataclasses.replace(build(config, "2"), model_version="3")
+    v2 = build(config, resolve(connect(config), config.model_name, version="2"))
+    mislabeled = dataclasses.replace(v2, model=dataclasses.replace(v2.model, version="3"))
     with pytest.raises(DeployError, match="expected model_version 3"):
         deploy(config, mislabeled, target)
     assert platform.declared.exports["model_version"] == "2"

@@ -2,13 +2,9 @@
 
 import json
 import multiprocessing
-import sys
 from datetime import UTC, datetime
 
-from pipelines.bento import SERVICE_DIR
-
-sys.path.insert(0, str(SERVICE_DIR))
-from inference_log import InferenceLog  # noqa: E402
+from services.serving.inference_log import InferenceLog
 
 
 def write_many(directory, worker: int, requests: int, rows: int) -> None:

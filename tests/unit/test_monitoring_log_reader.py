@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.monitoring.inference_log import (
-    BadRecord,
-    WindowSpec,
-    parse_record,
-    read_labels,
-    read_window,
-)
+from services.contract import BadRecord, InferenceRecord
+from services.monitoring.inference_log import WindowSpec, read_labels, read_window
 
 START = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 
@@ -37,7 +32,7 @@ def write(path: Path, records: list[dict], tail: str = "") -> None:
         handle.write("".join(json.dumps(r) + "\n" for r in records) + tail)
 
 
-def test_parse_record_names_what_is_wrong():
+def test_parsing_a_record_names_what_is_wrong():
     for line, reason in [
         ('{"request_id": "a", "timest', "not JSON"),
         ("[1, 2]", "not a JSON object"),
@@ -46,9 +41,9 @@ def test_parse_record_names_what_is_wrong():
         (json.dumps({**record(1), "features": [1, 2]}), "'features' is not an object"),
     ]:
         with pytest.raises(BadRecord, match=reason):
-            parse_record(line)
-    name, parsed = parse_record(json.dumps({**record(3), "timestamp": "2026-11-27T07:00:03"}))
-    assert name == "loans" and parsed.timestamp == START + timedelta(seconds=3)  # naive is read as UTC
+            InferenceRecord.parse(line)
+    parsed = InferenceRecord.parse(json.dumps({**record(3), "timestamp": "2026-11-27T07:00:03"}))
+    assert parsed.model_name == "loans" and parsed.timestamp == START + timedelta(seconds=3)  # naive is read as UTC
 
 
 def test_torn_and_corrupt_lines_are_skipped_and_counted(tmp_path):

@@ -1,14 +1,9 @@
 """The serving request row: every feature named in errors, no unknown keys, no wrong types."""
 
-import sys
-
 import pytest
 from pydantic import ValidationError
 
-from pipelines.bento import SERVICE_DIR
-
-sys.path.insert(0, str(SERVICE_DIR))  # the bento imports its modules top-level
-from request_schema import row_model  # noqa: E402
+from services.serving.request_schema import row_model
 
 Row = row_model(["petal width (cm)", "age"], ["region"])
 GOOD = {"petal width (cm)": 1.5, "age": 30, "region": "east"}

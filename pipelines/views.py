@@ -1,0 +1,88 @@
+"""How the CLI shows results: rich tables built from the library's result values, nothing computed here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:  # result types only; importing them at run time would load MLflow for `--help`
+    from pipelines.bento import BuiltBento
+    from pipelines.config import PipelineConfig
+    from pipelines.deploy import DeployResult
+    from pipelines.traffic import TrafficResult
+    from pipelines.train import Reproduction, TrainResult
+    from pipelines.validate import ValidationReport
+    from services.monitoring.job import MonitorResult
+
+
+def key_values(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def trained(config: PipelineConfig, result: TrainResult) -> Table:
+    return key_values("Trained", {
+        "model": f"{config.model_name} v{result.model_version} (@challenger)", "run id": result.run_id,
+        "data version": result.data_version,
+        **{f"holdout {k}": f"{v:.4f}" for k, v in result.metrics.items()},
+        "MLflow": f"{config.tracking.display_uri}/#/models/{config.model_name}/versions/{result.model_version}"})
+
+
+def gate(report: ValidationReport) -> Table:
+    title = f"Validation of v{report.model_version}" + (
+        f" vs champion v{report.champion_version}" if report.champion_version else "")
+    table = Table(title=title, title_justify="left")
+    for column in ("check", "candidate", "champion", "threshold", "result"):
+        table.add_column(column)
+    for check in report.checks:
+        table.add_row(escape(check.name), str(check.candidate), "" if check.champion is None else str(check.champion),
+                      check.threshold, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]")
+    return table
+
+
+def bento(built: BuiltBento) -> Table:
+    return key_values("Bento", {"tag": built.tag, "path": built.path, "reused": built.reused, **built.model.labels})
+
+
+def release(config: PipelineConfig, result: DeployResult, title: str) -> Table:
+    return key_values(title, {
+        "serving": result.deployment.url, "model": f"{config.model_name} v{result.deployment.model_version}",
+        "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
+        "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
+        "retrain request": "closed by this release" if result.retrain_request_closed else "none open",
+        "audit run": result.audit_url})
+
+
+def reproduction(config: PipelineConfig, result: Reproduction) -> Table:
+    table = Table(title=f"Reproduction of {config.model_name} v{result.model_version}", title_justify="left")
+    for column in ("metric", "recorded", "reproduced"):
+        table.add_column(column)
+    for metric, value in result.recorded.items():
+        table.add_row(metric, f"{value:.12f}", f"{result.reproduced.get(metric, float('nan')):.12f}")
+    return table
+
+
+def traffic(config: PipelineConfig, url: str, result: TrafficResult) -> Table:
+    return key_values("Traffic", {
+        "serving": url, "requests": result.requests, "rows": result.rows, "shifted rows": result.drifted_rows,
+        "failed requests": result.failed_requests, "inference log": config.platform.inference_log_dir})
+
+
+def monitoring(config: PipelineConfig, result: MonitorResult, ui_url: str | None) -> Table:
+    colour = {"OK": "green", "DRIFT": "red"}.get(str(result.verdict), "yellow")
+    return key_values(f"Monitoring of {config.model_name}", {
+        "verdict": f"[{colour}]{result.verdict}[/{colour}]",
+        "summary": result.summary,
+        "report": result.report_path or "none (nothing judged)",
+        "MLflow run": result.mlflow_run_url or result.mlflow_run_id or "none (nothing judged)",
+        "retrain requested": "yes" if result.retrain_requested else "no",
+        "Evidently workspace": result.workspace_dir,
+        "Evidently UI": ui_url or "not running: make monitoring-ui",
+        "job log (JSON)": config.platform.state_dir / "logs" / "monitoring.log",
+    })

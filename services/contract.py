@@ -1,0 +1,117 @@
+"""The names two parts of the platform must agree on, each defined here and nowhere else.
+
+Standard library only: the pipelines, the Pulumi program, the serving bento and the monitoring image all
+import this one module, so a change here reaches every reader at once. docs/contracts.md says who
+writes and who reads each name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+# A training run in MLflow: written by pipelines.train / pipelines.data, read by the gate, deploy,
+# traffic and the monitoring job (its reference).
+SNAPSHOT_ARTIFACT = "data/snapshot.parquet"  # the full table trained on, immutable
+HOLDOUT_ARTIFACT = "eval/holdout.parquet"  # the frozen eval set: features + target
+CONFIG_ARTIFACT = "config/pipeline.json"  # the validated pipeline config the run was made with
+TARGET_TAG = "target"  # run tag naming the target column of the snapshot
+
+# What monitoring's DRIFT verdict triggers: the pipeline config's `monitoring.on_drift` and the job's env.
+OnDrift = Literal["retrain", "none"]
+ON_DRIFT_CHOICES: tuple[OnDrift, ...] = get_args(OnDrift)
+
+# The inference log: serving writes it, the monitoring job reads it. A volume in the stack, mounted at
+# the same path in both containers.
+INFERENCE_LOG_ENV = "INFERENCE_LOG_DIR"
+INFERENCE_LOG_MOUNT = "/var/lib/inference"
+REQUEST_ID_HEADER = "x-request-id"
+SMOKE_REQUEST_PREFIX = "smoke-"  # request ids of a deploy's smoke test: not user traffic, monitoring skips them
+
+# Images: the stack builds `<prefix>-serving-runtime:<imageTag>`; a release adds one bento on top of it
+# as `<prefix>-serving:<bento version>` (pipelines.stack).
+DEFAULT_NAME_PREFIX = "mlops"
+DEFAULT_IMAGE_TAG = "latest"
+SERVING_RUNTIME_REPOSITORY = "serving-runtime"
+SERVING_RELEASE_REPOSITORY = "serving"
+
+
+def image_ref(prefix: str, repository: str, tag: str) -> str:
+    return f"{prefix}-{repository}:{tag}"
+
+
+class BadRecord(ValueError):
+    """A log line that is not a complete inference record."""
+
+
+@dataclass(frozen=True)
+class InferenceRecord:
+    """One predicted row, one JSON line of the inference log."""
+
+    request_id: str
+    row: int
+    timestamp: datetime
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    prediction: Any
+    probabilities: dict[str, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "row": self.row, "timestamp": self.timestamp.isoformat(),
+            "model_name": self.model_name, "model_version": self.model_version, "features": self.features,
+            "prediction": self.prediction, "probabilities": self.probabilities,
+        }
+
+    @classmethod
+    def parse(cls, line: str) -> InferenceRecord:
+        """The record of one log line; `BadRecord` says what is wrong with it."""
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadRecord(f"not JSON ({exc.msg})") from None
+        if not isinstance(raw, dict):
+            raise BadRecord("not a JSON object")
+        try:
+            if not isinstance(raw["features"], dict):
+                raise BadRecord("'features' is not an object")
+            return cls(
+                request_id=str(raw["request_id"]),
+                row=int(raw.get("row", 0)),
+                timestamp=_parse_time(raw["timestamp"]),
+                model_name=str(raw["model_name"]),
+                model_version=str(raw["model_version"]),
+                features=raw["features"],
+                prediction=raw.get("prediction"),
+                probabilities=raw.get("probabilities"),
+            )
+        except KeyError as exc:
+            raise BadRecord(f"missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise BadRecord(f"bad value ({exc})") from None
+
+
+def _parse_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp {value!r} is not a string")
+    stamp = datetime.fromisoformat(value)
+    # A naive timestamp is taken as UTC, so it still compares with the aware ones.
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """The services' log lines: one JSON object with `ts`, `level`, `logger`, `event` and the record's `fields`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return json.dumps(line, default=str)
