@@ -47,7 +47,7 @@ class Tracking(pulumi.ComponentResource):
         artifacts = volume(f"{name}-artifacts", "mlflow-artifacts", config, child_of(self))
         self.image = service_image(f"{name}-image", "tracking", config, child_of(self))
 
-        # The job runner is off: it is unused here and multiplies the server's memory (DESIGN.md).
+        # The job runner is off: it is unused here and costs ~2 GB RSS (0.56 GB without it).
         envs: list[pulumi.Input[str]] = ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"]
         uploads: list[docker.ContainerUploadArgs] = []
         waits_for: list[pulumi.Resource] = []

@@ -1,51 +1,31 @@
 """One monitoring run: read the window, judge each model version against its training snapshot, record it.
 
-Every judged window becomes an MLflow run in the monitoring experiment (metrics per column and overall,
-the HTML report, tags with model version and window) and a snapshot in the Evidently workspace. The tag
-`window_end` of the newest judged run is where the next default window starts, per model version, so the
-job itself keeps no state and can run anywhere. A window with too few rows is not judged and not recorded:
-its rows stay in the next window.
+Orchestration only: judge.py judges (a value, no side effects), records.py records (the HTML report, an MLflow
+run and an Evidently snapshot per judged window), summary.py words it. The job keeps no state: the next default
+window starts where the newest judged run's `window_end` tag says, per model version. A window with too few
+rows is not judged and not recorded: its rows stay in the next window.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from evidently.core.report import Snapshot
 from mlflow.tracking import MlflowClient
 
-from services.monitoring.drift import (
-    DriftFindings,
-    PreparedWindow,
-    Verdict,
-    decide_verdict,
-    labeled_rows,
-    prepare,
-    read_findings,
-    run_classification_report,
-    run_drift_report,
-)
-from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_labels, read_window
+from services.monitoring.drift import Verdict
+from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_window
+from services.monitoring.judge import Judgement, NotJudged, Progress, Shortfall, judge, too_few_rows
 from services.monitoring.observability import log_event, touch_heartbeat
-from services.monitoring.records import (
-    Judgement,
-    add_to_workspace,
-    experiment_id,
-    last_judged_window_ends,
-    record_in_mlflow,
-    run_url,
-    save_html,
-)
+from services.monitoring.records import experiment_id, last_judged_window_ends, record_judged, run_url
 from services.monitoring.reference import Reference, ReferenceMissing, load_reference
 from services.monitoring.retrain import request_retrain_if_due
 from services.monitoring.settings import MonitorSettings
+from services.monitoring.summary import nothing_to_judge_summary, overall_summary, version_summary
 
-Progress = Callable[[str], None]
 CACHED_REFERENCES = 4
 
 
@@ -110,24 +90,7 @@ def run_once(
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = experiment_id(client, settings.experiment)
     window = _window_spec(client, settings, experiment)
-    say(f"reading the inference log in {settings.inference_log_dir}")
-    scan = read_window(
-        settings.inference_log_dir,
-        settings.model_name,
-        window,
-        sample_rows=settings.max_sample_rows,
-        seed=settings.seed,
-    )
-    log_event(
-        "monitoring.scan",
-        log_dir=str(settings.inference_log_dir),
-        files=scan.files,
-        lines=scan.lines,
-        skipped_lines=scan.skipped_lines,
-        rows=scan.rows,
-        versions={v: t.rows for v, t in scan.versions.items()},
-        problems=scan.problems,
-    )
+    scan = _scan(settings, window, say)
     references = references or ReferenceCache()
     results = [
         _judge_version(client, settings, scan, traffic, references, say)
@@ -136,17 +99,8 @@ def run_once(
     if not results:
         return _nothing_to_judge(settings, scan, window)
     deciding = _deciding(results)
-    retrain_requested = False
-    if deciding.verdict is Verdict.DRIFT and settings.on_drift == "retrain" and deciding.mlflow_run_id:
-        retrain_requested = request_retrain_if_due(
-            client,
-            settings.model_name,
-            reason=deciding.summary,
-            monitoring_run_id=deciding.mlflow_run_id,
-            cooldown=timedelta(minutes=settings.cooldown_minutes),
-        )
-        client.set_tag(deciding.mlflow_run_id, "retrain_requested", str(retrain_requested).lower())
-    summary = _overall_summary(deciding, results, scan, settings, retrain_requested)
+    retrain_requested = _request_retrain(client, settings, deciding)
+    summary = overall_summary(deciding, results, scan, settings, retrain_requested)
     result = MonitorResult(
         verdict=deciding.verdict,
         summary=summary,
@@ -182,6 +136,28 @@ def _window_spec(client: MlflowClient, settings: MonitorSettings, experiment: st
     return WindowSpec(since=last_judged_window_ends(client, settings.model_name, experiment))
 
 
+def _scan(settings: MonitorSettings, window: WindowSpec, say: Progress) -> LogScan:
+    say(f"reading the inference log in {settings.inference_log_dir}")
+    scan = read_window(
+        settings.inference_log_dir,
+        settings.model_name,
+        window,
+        sample_rows=settings.max_sample_rows,
+        seed=settings.seed,
+    )
+    log_event(
+        "monitoring.scan",
+        log_dir=str(settings.inference_log_dir),
+        files=scan.files,
+        lines=scan.lines,
+        skipped_lines=scan.skipped_lines,
+        rows=scan.rows,
+        versions={v: t.rows for v, t in scan.versions.items()},
+        problems=scan.problems,
+    )
+    return scan
+
+
 def _judge_version(
     client: MlflowClient,
     settings: MonitorSettings,
@@ -190,120 +166,29 @@ def _judge_version(
     references: ReferenceCache,
     say: Progress,
 ) -> VersionResult:
-    name, version = settings.model_name, traffic.model_version
-    span = dict(rows=traffic.rows, window_start=traffic.first_at, window_end=traffic.last_at)
-    if traffic.rows < settings.min_rows:
-        return VersionResult(
-            version,
-            Verdict.NOT_ENOUGH_DATA,
-            f"{name} v{version}: {traffic.rows} rows in the window, {settings.min_rows} needed",
-            **span,
-        )
-    say(f"loading the training snapshot of {name} v{version} from MLflow")
-    try:
-        reference = references.get(client, settings, version)
-    except ReferenceMissing as exc:
-        return VersionResult(version, Verdict.NOT_ENOUGH_DATA, f"{name} v{version}: no reference, {exc}", **span)
-    window = prepare(traffic.features(), reference.frame, reference.schema)
-    if not window.schema.columns:
-        return VersionResult(
-            version,
-            Verdict.NOT_ENOUGH_DATA,
-            f"{name} v{version}: none of the model's features {reference.schema.columns} has values in the window",
-            **span,
-        )
-    say(f"judging {len(window.current):,} sampled of {traffic.rows:,} rows of v{version} with Evidently")
-    snapshot = run_drift_report(
-        window, drift_share_threshold=settings.drift_share_threshold, min_rows=settings.min_rows
+    """Judge, word, and (when judged) record one version's window."""
+    judgement: Judgement | None = too_few_rows(settings, traffic)  # first: then a thin window loads no reference
+    if judgement is None:
+        say(f"loading the training snapshot of {settings.model_name} v{traffic.model_version} from MLflow")
+        try:
+            reference = references.get(client, settings, traffic.model_version)
+        except ReferenceMissing as exc:
+            judgement = NotJudged(traffic, Shortfall.NO_REFERENCE, problem=str(exc))
+        else:
+            judgement = judge(settings, traffic, reference, progress=say)
+    summary = version_summary(settings, judgement)
+    result = VersionResult(
+        traffic.model_version, judgement.verdict, summary, traffic.rows, traffic.first_at, traffic.last_at
     )
-    findings = read_findings(snapshot.dict())
-    verdict = decide_verdict(
-        traffic.rows,
-        findings.drift_share,
-        min_rows=settings.min_rows,
-        drift_share_threshold=settings.drift_share_threshold,
+    if isinstance(judgement, NotJudged):
+        return result
+    recorded = record_judged(client, settings, judgement, summary, skipped_lines=scan.skipped_lines, progress=say)
+    return replace(
+        result,
+        report_path=recorded.report_path,
+        mlflow_run_id=recorded.run_id,
+        drifted_columns=judgement.findings.drifted,
     )
-    quality = _classification(settings, traffic)
-    summary = _version_summary(name, version, verdict, findings, window, settings)
-    stamp = traffic.last_at.strftime("%Y%m%dT%H%M%S")
-    report_path = save_html(snapshot, settings.reports_dir / f"{name}-v{version}-{stamp}.html")
-    quality_path = (
-        save_html(quality[0], settings.reports_dir / f"{name}-v{version}-{stamp}-classification.html")
-        if quality
-        else None
-    )
-    say(f"recording the report in MLflow ({settings.experiment}) and the Evidently workspace")
-    judgement = Judgement(
-        traffic=traffic,
-        reference=reference,
-        window=window,
-        verdict=verdict,
-        findings=findings,
-        summary=summary,
-        report_path=report_path,
-        quality_path=quality_path,
-        quality=quality[1] if quality else {},
-    )
-    run_id = record_in_mlflow(client, settings, judgement, skipped_lines=scan.skipped_lines)
-    window_name = f"v{version} {traffic.first_at:%Y-%m-%d %H:%M}-{traffic.last_at:%H:%M} UTC"
-    add_to_workspace(settings.workspace_dir, name, snapshot, window_name)
-    if quality:
-        add_to_workspace(settings.workspace_dir, name, quality[0], f"{window_name} classification quality")
-    log_event(
-        "monitoring.report",
-        model_name=name,
-        model_version=version,
-        window_start=traffic.first_at.isoformat(),
-        window_end=traffic.last_at.isoformat(),
-        rows=traffic.rows,
-        rows_sampled=len(traffic.sample),
-        verdict=str(verdict),
-        drift_share=findings.drift_share,
-        drifted_columns=findings.drifted,
-        report_run_id=run_id,
-        report_path=str(report_path),
-    )
-    return VersionResult(
-        version,
-        verdict,
-        summary,
-        **span,
-        report_path=report_path,
-        mlflow_run_id=run_id,
-        drifted_columns=findings.drifted,
-    )
-
-
-def _classification(settings: MonitorSettings, traffic: VersionTraffic) -> tuple[Snapshot, dict[str, float]] | None:
-    """Classification quality when enough sampled rows have ground-truth feedback."""
-    keys = traffic.keys()
-    wanted = set(zip(keys["request_id"], keys["row"], strict=True))
-    labeled = labeled_rows(keys, read_labels(settings.inference_log_dir, wanted))
-    if len(labeled) < settings.min_labeled_rows:
-        return None
-    return run_classification_report(labeled)
-
-
-def _version_summary(
-    name: str,
-    version: str,
-    verdict: Verdict,
-    findings: DriftFindings,
-    window: PreparedWindow,
-    settings: MonitorSettings,
-) -> str:
-    relation = ">=" if verdict is Verdict.DRIFT else "<"
-    text = (
-        f"{name} v{version}: {findings.drifted_count} of {len(findings.columns)} columns drifted "
-        f"(share {findings.drift_share:.2f} {relation} {settings.drift_share_threshold:.2f})"
-    )
-    if findings.drifted:
-        text += f": {', '.join(findings.drifted)}"
-    if window.absent_columns:
-        text += f"; no values for {', '.join(window.absent_columns)}"
-    if window.unknown_columns:
-        text += f"; ignored unknown columns {', '.join(window.unknown_columns)}"
-    return text
 
 
 def _version_order(version: str) -> tuple[int, str]:
@@ -316,39 +201,23 @@ def _deciding(results: list[VersionResult]) -> VersionResult:
     return min(results, key=lambda r: rank[r.verdict])  # min keeps the first (newest) among equals
 
 
-def _overall_summary(
-    deciding: VersionResult,
-    results: list[VersionResult],
-    scan: LogScan,
-    settings: MonitorSettings,
-    retrain_requested: bool,
-) -> str:
-    text = f"{deciding.verdict}: {deciding.summary}"
-    if deciding.window_start and deciding.verdict is not Verdict.NOT_ENOUGH_DATA:
-        text += f"; {deciding.rows:,} rows {deciding.window_start:%Y-%m-%d %H:%M:%S}–{deciding.window_end:%H:%M:%S} UTC"
-    if deciding.verdict is Verdict.DRIFT:
-        text += "; retrain requested" if retrain_requested else _no_request_reason(settings)
-    others = [f"v{r.model_version} {r.verdict}" for r in results if r is not deciding]
-    if others:
-        text += f"; also {', '.join(others)}"
-    if scan.skipped_lines:
-        text += f"; {scan.skipped_lines} unreadable log lines skipped"
-    return text
-
-
-def _no_request_reason(settings: MonitorSettings) -> str:
-    if settings.on_drift == "none":
-        return "; no action (on_drift=none)"
-    return f"; retrain already requested or done within the last {settings.cooldown_minutes:g} min (cooldown)"
+def _request_retrain(client: MlflowClient, settings: MonitorSettings, deciding: VersionResult) -> bool:
+    """On DRIFT with on_drift=retrain, a retrain request unless one is open or within the cooldown."""
+    if deciding.verdict is not Verdict.DRIFT or settings.on_drift != "retrain" or not deciding.mlflow_run_id:
+        return False
+    requested = request_retrain_if_due(
+        client,
+        settings.model_name,
+        reason=deciding.summary,
+        monitoring_run_id=deciding.mlflow_run_id,
+        cooldown=timedelta(minutes=settings.cooldown_minutes),
+    )
+    client.set_tag(deciding.mlflow_run_id, "retrain_requested", str(requested).lower())
+    return requested
 
 
 def _nothing_to_judge(settings: MonitorSettings, scan: LogScan, window: WindowSpec) -> MonitorResult:
-    since = "in the window" if settings.explicit_window or not window.since else "since the last report"
-    summary = f"{Verdict.NOT_ENOUGH_DATA}: {settings.model_name}: no logged rows {since}"
-    if scan.problems:
-        summary += f"; {scan.problems[0]}"
-    if scan.skipped_lines:
-        summary += f"; {scan.skipped_lines} unreadable log lines skipped"
+    summary = nothing_to_judge_summary(settings, scan, window)
     log_event(
         "monitoring.result", model_name=settings.model_name, verdict=str(Verdict.NOT_ENOUGH_DATA), summary=summary
     )

@@ -1,4 +1,5 @@
-"""Where a judged window is recorded: an MLflow run in the monitoring experiment and an Evidently snapshot.
+"""Where a judged window is recorded: HTML reports, an MLflow run in the monitoring experiment, an Evidently
+snapshot and a `monitoring.report` log event (`record_judged`; the judging itself is judge.py).
 
 The tag `window_end` of the newest judged run is where the next default window starts, per model version,
 so the job keeps no state of its own and runs the same on a laptop and in the stack.
@@ -11,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from evidently.core.report import Snapshot
 from evidently.sdk.models import PanelMetric
@@ -19,9 +21,8 @@ from evidently.ui.workspace import Project, Workspace
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
-from services.monitoring.inference_log import VersionTraffic
-from services.monitoring.reference import Reference
+from services.monitoring.judge import Judged, Progress
+from services.monitoring.observability import log_event
 from services.monitoring.settings import MonitorSettings
 
 JUDGED_TAG = "judged"
@@ -31,18 +32,65 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 
 
 @dataclass(frozen=True)
-class Judgement:
-    """Everything one judged window produced, as recorded."""
+class WindowRecord:
+    """A judged window as it is recorded: the judgement, its summary line and its saved HTML reports."""
 
-    traffic: VersionTraffic
-    reference: Reference
-    window: PreparedWindow
-    verdict: Verdict
-    findings: DriftFindings
+    judged: Judged
     summary: str
     report_path: Path
     quality_path: Path | None
-    quality: dict[str, float]
+
+    @property
+    def quality(self) -> dict[str, float]:
+        return self.judged.quality.metrics if self.judged.quality else {}
+
+
+class Recorded(NamedTuple):
+    run_id: str
+    report_path: Path
+
+
+def record_judged(
+    client: MlflowClient,
+    settings: MonitorSettings,
+    judged: Judged,
+    summary: str,
+    *,
+    skipped_lines: int,
+    progress: Progress | None = None,
+) -> Recorded:
+    """Save the HTML reports, record the MLflow run and the Evidently snapshots, log `monitoring.report`."""
+    name, version, traffic = settings.model_name, judged.model_version, judged.traffic
+    stamp = traffic.last_at.strftime("%Y%m%dT%H%M%S")
+    report_path = save_html(judged.drift, settings.reports_dir / f"{name}-v{version}-{stamp}.html")
+    quality_path = (
+        save_html(judged.quality.snapshot, settings.reports_dir / f"{name}-v{version}-{stamp}-classification.html")
+        if judged.quality
+        else None
+    )
+    if progress:
+        progress(f"recording the report in MLflow ({settings.experiment}) and the Evidently workspace")
+    record = WindowRecord(judged, summary, report_path, quality_path)
+    run_id = record_in_mlflow(client, settings, record, skipped_lines=skipped_lines)
+    window_name = f"v{version} {traffic.first_at:%Y-%m-%d %H:%M}-{traffic.last_at:%H:%M} UTC"
+    add_to_workspace(settings.workspace_dir, name, judged.drift, window_name)
+    if judged.quality:
+        add_to_workspace(settings.workspace_dir, name, judged.quality.snapshot, f"{window_name} classification quality")
+    log_event(
+        "monitoring.report",
+        model_name=name,
+        model_version=version,
+        window_start=traffic.first_at.isoformat(),
+        window_end=traffic.last_at.isoformat(),
+        rows=traffic.rows,
+        rows_sampled=len(traffic.sample),
+        verdict=str(judged.verdict),
+        drift_share=judged.findings.drift_share,
+        drifted_columns=judged.findings.drifted,
+        report_run_id=run_id,
+        report_path=str(report_path),
+    )
+    return Recorded(run_id, report_path)
 
 
 def experiment_id(client: MlflowClient, name: str) -> str | None:
@@ -86,10 +134,11 @@ def metric_key(text: str) -> str:
 
 
 def record_in_mlflow(
-    client: MlflowClient, settings: MonitorSettings, judgement: Judgement, *, skipped_lines: int
+    client: MlflowClient, settings: MonitorSettings, record: WindowRecord, *, skipped_lines: int
 ) -> str:
     """One run per judged window: overall and per-column metrics, the HTML report, tags naming version and window."""
-    traffic, findings, window = judgement.traffic, judgement.findings, judgement.window
+    judged = record.judged
+    traffic, findings, window = judged.traffic, judged.findings, judged.window
     experiment = experiment_id(client, settings.experiment) or client.create_experiment(settings.experiment)
     run = client.create_run(
         experiment,
@@ -97,17 +146,17 @@ def record_in_mlflow(
         tags={
             "model_name": settings.model_name,
             "model_version": traffic.model_version,
-            "verdict": str(judgement.verdict),
+            "verdict": str(judged.verdict),
             "window_start": traffic.first_at.isoformat(),
             WINDOW_END_TAG: traffic.last_at.isoformat(),
             "window_rows": str(traffic.rows),
             "window_kind": "explicit" if settings.explicit_window else "since_last_report",
             JUDGED_TAG: "true",
-            "reference_run_id": judgement.reference.run_id,
+            "reference_run_id": judged.reference.run_id,
             "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
             "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],
             "absent_columns": ",".join(window.absent_columns)[:MAX_TAG_CHARS],
-            "mlflow.note.content": judgement.summary[:MAX_TAG_CHARS],
+            "mlflow.note.content": record.summary[:MAX_TAG_CHARS],
         },
     )
     run_id = run.info.run_id
@@ -121,7 +170,7 @@ def record_in_mlflow(
             "skipped_log_lines": skipped_lines,
             **{f"drift_score/{metric_key(c.column)}": c.score for c in findings.columns},
             **{f"missing_share/{metric_key(col)}": share for col, share in findings.missing_share.items()},
-            **{f"classification/{metric_key(key)}": value for key, value in judgement.quality.items()},
+            **{f"classification/{metric_key(key)}": value for key, value in record.quality.items()},
         }
         metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
         params = [
@@ -132,10 +181,10 @@ def record_in_mlflow(
         client.log_batch(run_id, params=params)
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
-        client.log_text(run_id, json.dumps(_findings_json(judgement), indent=2), "report/findings.json")
-        client.log_artifact(run_id, str(judgement.report_path), "report")
-        if judgement.quality_path:
-            client.log_artifact(run_id, str(judgement.quality_path), "report")
+        client.log_text(run_id, json.dumps(_findings_json(record), indent=2), "report/findings.json")
+        client.log_artifact(run_id, str(record.report_path), "report")
+        if record.quality_path:
+            client.log_artifact(run_id, str(record.quality_path), "report")
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -143,15 +192,16 @@ def record_in_mlflow(
     return run_id
 
 
-def _findings_json(judgement: Judgement) -> dict[str, object]:
+def _findings_json(record: WindowRecord) -> dict[str, object]:
+    judged = record.judged
     return {
-        "verdict": str(judgement.verdict),
-        "summary": judgement.summary,
-        **asdict(judgement.findings),
-        "drifted": judgement.findings.drifted,
-        "unknown_columns": judgement.window.unknown_columns,
-        "absent_columns": judgement.window.absent_columns,
-        "classification": judgement.quality,
+        "verdict": str(judged.verdict),
+        "summary": record.summary,
+        **asdict(judged.findings),
+        "drifted": judged.findings.drifted,
+        "unknown_columns": judged.window.unknown_columns,
+        "absent_columns": judged.window.absent_columns,
+        "classification": record.quality,
     }
 
 

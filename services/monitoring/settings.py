@@ -1,8 +1,8 @@
 """What one monitoring job needs to know, read from the environment in the stack.
 
-This package is self-contained (evidently, pandas, pyarrow, the MLflow client, stdlib): the job's container
-does not ship the `pipelines` package. Locally `pipelines.monitor` builds the same settings from the
-pipeline config.
+This package needs evidently, pandas, pyarrow, the MLflow client, the standard library and
+`services.contract`: the job's container does not ship the `pipelines` package. Locally
+`pipelines.monitor` builds the same settings from the pipeline config.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Releases to the stack through the product's own path (`pipelines deploy --target stack`).
 
-Everything is real but the seam DESIGN.md names: where users' `PulumiStack` runs `pulumi up` through the
-Automation API, `HarnessStack` runs the same program under mocks with the new stack config and applies
-it to the Docker daemon with the harness. Training, the registry, bento export, the release image
-build, the health gate, alias moves and audit records are the product's code.
+Everything is real but the one seam (README, "How this is tested"): where users' `PulumiStack` runs
+`pulumi up` through the Automation API, `HarnessStack` runs the same program under mocks with the new
+stack config and applies it to the Docker daemon with the harness. Training, the registry, bento
+export, the release image build, the health gate, alias moves and audit records are the product's code.
 """
 
 from __future__ import annotations

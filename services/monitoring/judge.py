@@ -1,0 +1,151 @@
+"""Judge one model version's window against its reference: a value, not a side effect.
+
+`judge` runs Evidently (drift, and classification quality when enough sampled rows have feedback labels)
+and returns what it found. It writes nothing: no HTML, no MLflow run, no Evidently workspace, no log event.
+Recording a `Judged` window is `records.record_judged`; its wording is `summary.py`. A window that cannot be
+judged (too few rows, no reference, no feature with values) is a `NotJudged` value, NOT ENOUGH DATA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from functools import partial
+
+from evidently.core.report import Snapshot
+
+from services.monitoring.drift import (
+    DriftFindings,
+    PreparedWindow,
+    Verdict,
+    decide_verdict,
+    labeled_rows,
+    prepare,
+    read_findings,
+    run_classification_report,
+    run_drift_report,
+)
+from services.monitoring.inference_log import VersionTraffic, read_labels
+from services.monitoring.reference import Reference
+from services.monitoring.settings import MonitorSettings
+
+Progress = Callable[[str], None]
+LabelKey = tuple[str, int]  # (request id, row)
+LabelReader = Callable[[set[LabelKey]], dict[LabelKey, object]]  # wanted keys -> the labels found for them
+
+
+class Shortfall(StrEnum):
+    """Why a window was not judged."""
+
+    TOO_FEW_ROWS = "too few rows"
+    NO_REFERENCE = "no reference"
+    NO_JUDGED_COLUMNS = "no judged columns"
+
+
+class _Span:
+    traffic: VersionTraffic
+
+    @property
+    def model_version(self) -> str:
+        return self.traffic.model_version
+
+    @property
+    def rows(self) -> int:
+        return self.traffic.rows
+
+    @property
+    def window_start(self) -> datetime:
+        return self.traffic.first_at
+
+    @property
+    def window_end(self) -> datetime:
+        return self.traffic.last_at
+
+
+@dataclass(frozen=True)
+class NotJudged(_Span):
+    """NOT ENOUGH DATA: the window is neither judged nor recorded, so its rows stay for the next window."""
+
+    traffic: VersionTraffic
+    shortfall: Shortfall
+    problem: str = ""  # NO_REFERENCE: why the reference could not be loaded
+    reference: Reference | None = None  # NO_JUDGED_COLUMNS: the reference whose features had no values
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.NOT_ENOUGH_DATA
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Classification quality of the served predictions on the sampled rows with feedback labels."""
+
+    snapshot: Snapshot
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Judged(_Span):
+    """A judged window: the verdict and everything it rests on, ready to be worded and recorded."""
+
+    traffic: VersionTraffic
+    reference: Reference
+    window: PreparedWindow
+    findings: DriftFindings
+    verdict: Verdict
+    drift: Snapshot  # the Evidently drift and data-summary report
+    quality: Quality | None = None
+
+
+Judgement = Judged | NotJudged
+
+
+def too_few_rows(settings: MonitorSettings, traffic: VersionTraffic) -> NotJudged | None:
+    """The check that needs no reference, so a thin window costs no download."""
+    if traffic.rows < settings.min_rows:
+        return NotJudged(traffic, Shortfall.TOO_FEW_ROWS)
+    return None
+
+
+def judge(
+    settings: MonitorSettings,
+    traffic: VersionTraffic,
+    reference: Reference,
+    *,
+    labels: LabelReader | None = None,
+    progress: Progress | None = None,
+) -> Judgement:
+    """Judge the window against the reference; `labels` defaults to the feedback in the inference log."""
+    thin = too_few_rows(settings, traffic)
+    if thin:
+        return thin
+    window = prepare(traffic.features(), reference.frame, reference.schema)
+    if not window.schema.columns:
+        return NotJudged(traffic, Shortfall.NO_JUDGED_COLUMNS, reference=reference)
+    if progress:
+        sampled, version = len(window.current), traffic.model_version
+        progress(f"judging {sampled:,} sampled of {traffic.rows:,} rows of v{version} with Evidently")
+    drift = run_drift_report(window, drift_share_threshold=settings.drift_share_threshold, min_rows=settings.min_rows)
+    findings = read_findings(drift.dict())
+    verdict = decide_verdict(
+        traffic.rows,
+        findings.drift_share,
+        min_rows=settings.min_rows,
+        drift_share_threshold=settings.drift_share_threshold,
+    )
+    quality = classification(
+        traffic, labels or partial(read_labels, settings.inference_log_dir), min_labeled_rows=settings.min_labeled_rows
+    )
+    return Judged(traffic, reference, window, findings, verdict, drift, quality)
+
+
+def classification(traffic: VersionTraffic, labels: LabelReader, *, min_labeled_rows: int) -> Quality | None:
+    """Classification quality when enough sampled rows have ground-truth feedback."""
+    keys = traffic.keys()
+    wanted = set(zip(keys["request_id"], keys["row"], strict=True))
+    labeled = labeled_rows(keys, labels(wanted))
+    if len(labeled) < min_labeled_rows:
+        return None
+    return Quality(*run_classification_report(labeled))

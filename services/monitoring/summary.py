@@ -1,0 +1,111 @@
+"""The words of a monitoring run: a line per model version and one for the run, as pure string functions.
+
+Tests, docs and scripts match on these texts (the command line prints the run's summary as its last line),
+so change them deliberately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
+from services.monitoring.inference_log import LogScan, WindowSpec
+from services.monitoring.judge import Judgement, NotJudged, Shortfall
+from services.monitoring.settings import MonitorSettings
+
+
+class Outcome(Protocol):
+    """What the run's summary reads of a model version's result (`job.VersionResult`)."""
+
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def window_start(self) -> datetime | None: ...
+    @property
+    def window_end(self) -> datetime | None: ...
+
+
+def version_summary(settings: MonitorSettings, judgement: Judgement) -> str:
+    """One model version's line, judged or not."""
+    name, version = settings.model_name, judgement.model_version
+    if isinstance(judgement, NotJudged):
+        return not_judged_summary(name, judgement, settings)
+    return drift_summary(name, version, judgement.verdict, judgement.findings, judgement.window, settings)
+
+
+def not_judged_summary(name: str, not_judged: NotJudged, settings: MonitorSettings) -> str:
+    version = not_judged.model_version
+    if not_judged.shortfall is Shortfall.TOO_FEW_ROWS:
+        return f"{name} v{version}: {not_judged.rows} rows in the window, {settings.min_rows} needed"
+    if not_judged.shortfall is Shortfall.NO_REFERENCE:
+        return f"{name} v{version}: no reference, {not_judged.problem}"
+    features = not_judged.reference.schema.columns if not_judged.reference else []
+    return f"{name} v{version}: none of the model's features {features} has values in the window"
+
+
+def drift_summary(
+    name: str,
+    version: str,
+    verdict: Verdict,
+    findings: DriftFindings,
+    window: PreparedWindow,
+    settings: MonitorSettings,
+) -> str:
+    relation = ">=" if verdict is Verdict.DRIFT else "<"
+    text = (
+        f"{name} v{version}: {findings.drifted_count} of {len(findings.columns)} columns drifted "
+        f"(share {findings.drift_share:.2f} {relation} {settings.drift_share_threshold:.2f})"
+    )
+    if findings.drifted:
+        text += f": {', '.join(findings.drifted)}"
+    if window.absent_columns:
+        text += f"; no values for {', '.join(window.absent_columns)}"
+    if window.unknown_columns:
+        text += f"; ignored unknown columns {', '.join(window.unknown_columns)}"
+    return text
+
+
+def overall_summary(
+    deciding: Outcome,
+    results: Sequence[Outcome],
+    scan: LogScan,
+    settings: MonitorSettings,
+    retrain_requested: bool,
+) -> str:
+    """The run's line: the deciding version's verdict and summary, then the other versions and skipped lines."""
+    text = f"{deciding.verdict}: {deciding.summary}"
+    if deciding.window_start and deciding.verdict is not Verdict.NOT_ENOUGH_DATA:
+        text += f"; {deciding.rows:,} rows {deciding.window_start:%Y-%m-%d %H:%M:%S}–{deciding.window_end:%H:%M:%S} UTC"
+    if deciding.verdict is Verdict.DRIFT:
+        text += "; retrain requested" if retrain_requested else no_request_reason(settings)
+    others = [f"v{r.model_version} {r.verdict}" for r in results if r is not deciding]
+    if others:
+        text += f"; also {', '.join(others)}"
+    if scan.skipped_lines:
+        text += f"; {scan.skipped_lines} unreadable log lines skipped"
+    return text
+
+
+def no_request_reason(settings: MonitorSettings) -> str:
+    if settings.on_drift == "none":
+        return "; no action (on_drift=none)"
+    return f"; retrain already requested or done within the last {settings.cooldown_minutes:g} min (cooldown)"
+
+
+def nothing_to_judge_summary(settings: MonitorSettings, scan: LogScan, window: WindowSpec) -> str:
+    """The run's line when the window holds no logged rows of any version."""
+    since = "in the window" if settings.explicit_window or not window.since else "since the last report"
+    summary = f"{Verdict.NOT_ENOUGH_DATA}: {settings.model_name}: no logged rows {since}"
+    if scan.problems:
+        summary += f"; {scan.problems[0]}"
+    if scan.skipped_lines:
+        summary += f"; {scan.skipped_lines} unreadable log lines skipped"
+    return summary

@@ -1,0 +1,48 @@
+"""The shared contract: what serving writes to the inference log is exactly what monitoring reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import UTC, datetime
+
+from services.contract import SMOKE_REQUEST_PREFIX, InferenceRecord, JsonLogFormatter
+from services.monitoring.inference_log import WindowSpec, read_window
+from services.serving.inference_log import InferenceLog
+
+WHEN = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
+
+
+def served(request_id: str, row: int) -> InferenceRecord:
+    """A record as `services.serving.service` builds it for one predicted row."""
+    return InferenceRecord(
+        request_id=request_id, row=row, timestamp=WHEN, model_name="loans", model_version="3",
+        features={"age": 41.0, "region": "east", "income": None}, prediction=1,
+        probabilities={"0": 0.25, "1": 0.75},
+    )
+
+
+def test_the_written_line_has_exactly_the_record_fields(tmp_path):
+    path = InferenceLog(tmp_path).append([served("a", 0).to_json()], WHEN)
+    written = json.loads(path.read_text())
+    assert set(written) == {field.name for field in dataclasses.fields(InferenceRecord)}
+
+
+def test_the_monitoring_reader_gets_back_what_serving_wrote(tmp_path):
+    rows = [served("req-1", 0), served("req-1", 1), served(f"{SMOKE_REQUEST_PREFIX}deploy", 0)]
+    InferenceLog(tmp_path).append([record.to_json() for record in rows], WHEN)
+
+    scan = read_window(tmp_path, "loans", WindowSpec(), sample_rows=100)
+
+    assert scan.skipped_lines == 0 and scan.smoke_rows == 1
+    assert sorted(scan.versions["3"].sample, key=lambda r: r.row) == rows[:2]
+    assert scan.versions["3"].features().to_dict("records")[0] == rows[0].features
+
+
+def test_log_lines_of_every_service_share_one_shape():
+    record = logging.LogRecord("serving", logging.INFO, __file__, 1, "predicted", None, None)
+    record.fields = {"request_id": "a", "rows": 2}
+    line = json.loads(JsonLogFormatter().format(record))
+    assert list(line)[:4] == ["ts", "level", "logger", "event"]
+    assert line["level"] == "info" and line["event"] == "predicted" and line["rows"] == 2
