@@ -6,6 +6,7 @@ UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN = $(UV) run --frozen
 PIPELINES = $(RUN) pipelines
 VERSION ?=
+ARGS ?=# extra CLI flags for validate/deploy, e.g. ARGS=--allow-incomparable
 TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (release image on the Pulumi stack)
 STACK ?= dev
 BASE_IMAGE ?= mlops-platform-base:bookworm
@@ -34,14 +35,14 @@ data: ## check the dataset and print its version
 train: ## train, log to MLflow, register @challenger
 	$(PIPELINES) train
 
-validate: ## gate @challenger against thresholds and @champion
-	$(PIPELINES) validate
+validate: ## gate @challenger against thresholds and @champion (ARGS=--allow-incomparable waives an impossible comparison)
+	$(PIPELINES) validate $(ARGS)
 
 build: ## build the bento for @challenger from the registry
 	$(PIPELINES) build
 
 deploy: ## gate, build and serve @challenger (TARGET=local|stack), then promote it to @champion
-	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK)
+	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK) $(ARGS)
 
 rollback: ## serve @previous again (TARGET=local|stack) and swap the aliases back
 	$(PIPELINES) rollback --target $(TARGET) --stack $(STACK)

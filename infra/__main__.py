@@ -32,7 +32,7 @@ monitoring = Monitoring(
         network=network,
         tracking_url=Tracking.internal_url,
         inference_log=serving.inference_log,
-        tracking_credentials=tracking.client_credentials,
+        tracking_credentials=tracking.monitoring_credentials,
     ),
 )
 

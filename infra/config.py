@@ -62,6 +62,12 @@ class StackConfig:
     auth_enabled: bool
     admin_username: str
     admin_password: pulumi.Output[str] | None
+    # With authEnabled: the serving API's bearer token, the monitoring job's own MLflow password and the
+    # Evidently UI's secret. The smoke token (optional) lets a release's checks stay out of monitoring.
+    serving_token: pulumi.Output[str] | None
+    monitoring_password: pulumi.Output[str] | None
+    monitoring_ui_secret: pulumi.Output[str] | None
+    smoke_token: pulumi.Output[str] | None
     serving_image: str | None
     model_name: str
     model_version: str
@@ -124,12 +130,15 @@ class _Reader:
 
     def secret(self, key: str, needed_because: str) -> pulumi.Output[str]:
         """A secret is read only as a Pulumi secret, so it stays encrypted in state and masked in logs."""
-        try:
-            value = self.config.require_secret(key)
-        except pulumi.ConfigMissingError:
-            raise self.fail(
-                key, f"is required {needed_because}: pulumi config set --secret {key} <value>"
-            ) from None
+        value = self.optional_secret(key)
+        if value is None:
+            raise self.fail(key, f"is required {needed_because}: pulumi config set --secret {key} <value>")
+        return value
+
+    def optional_secret(self, key: str) -> pulumi.Output[str] | None:
+        value = self.config.get_secret(key)
+        if value is None:
+            return None
         full_key = self.config.full_key(key)
 
         def non_empty(text: str) -> str:
@@ -144,7 +153,8 @@ class _Reader:
 KNOWN_KEYS = frozenset({
     "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
-    "adminPassword", "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes",
+    "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
+    "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb",
 })
@@ -170,10 +180,15 @@ def load_stack_config() -> StackConfig:
         raise read.fail("mlflowPort", f"the published ports must differ (got {ports})")
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     auth_enabled = read.boolean("authEnabled", False)
+    expose_ports = read.boolean("exposePorts", False)
+    if expose_ports and not auth_enabled:
+        raise read.fail("exposePorts", "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
+                                       "would answer anyone on the network without a credential")
+    with_auth = "when authEnabled is true"
     serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)
     return StackConfig(
         name_prefix=read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX),
-        bind_address=ALL_INTERFACES if read.boolean("exposePorts", False) else LOOPBACK,
+        bind_address=ALL_INTERFACES if expose_ports else LOOPBACK,
         mlflow_port=ports["mlflowPort"],
         serving_port=ports["servingPort"],
         monitoring_ui_port=ports["monitoringUiPort"],
@@ -187,7 +202,11 @@ def load_stack_config() -> StackConfig:
         ),
         auth_enabled=auth_enabled,
         admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
-        admin_password=read.secret("adminPassword", "when authEnabled is true") if auth_enabled else None,
+        admin_password=read.secret("adminPassword", with_auth) if auth_enabled else None,
+        serving_token=read.secret("servingToken", with_auth) if auth_enabled else None,
+        monitoring_password=read.secret("monitoringPassword", with_auth) if auth_enabled else None,
+        monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth) if auth_enabled else None,
+        smoke_token=read.optional_secret("smokeToken"),
         serving_image=serving_image or None,
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
         model_version=read.string("modelVersion", "none" if not serving_image else "unknown",

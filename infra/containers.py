@@ -19,6 +19,9 @@ from services.contract import image_ref
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 APP_USER = "10001:10001"
 STACK_LABEL = "mlops-platform.stack"
+# "required" on a container whose every data endpoint needs a credential; the policy pack lets only
+# such containers publish on a public address.
+ACCESS_LABEL = "mlops-platform.access"
 
 
 def child_of(parent: pulumi.Resource, *, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
@@ -102,6 +105,7 @@ def service_container(
     command: Sequence[str] | None = None,
     uploads: Sequence[docker.ContainerUploadArgs] = (),
     user: str = APP_USER,
+    access_controlled: bool = False,
     opts: pulumi.ResourceOptions,
 ) -> docker.Container:
     """A long-running container on the platform network, reachable there by the alias `service`."""
@@ -121,7 +125,8 @@ def service_container(
         memory=memory_mb,
         log_driver="json-file",
         log_opts={"max-size": "10m", "max-file": "3"},
-        labels=[docker.ContainerLabelArgs(label=STACK_LABEL, value=config.name_prefix)],
+        labels=[docker.ContainerLabelArgs(label=STACK_LABEL, value=config.name_prefix),
+                docker.ContainerLabelArgs(label=ACCESS_LABEL, value="required" if access_controlled else "open")],
         must_run=True,
         wait=True,
         wait_timeout=config.health_timeout_seconds,

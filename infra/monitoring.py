@@ -25,6 +25,7 @@ UI_PORT = 8000
 STATE_DIR = "/var/lib/monitoring"
 WORKSPACE_DIR = f"{STATE_DIR}/workspace"
 MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
+UI_SECRET_FILE = "/home/app/secrets/evidently-ui"
 # Healthy while the job's heartbeat is fresh (two intervals plus a start-up grace); the command loads
 # only the standard library, so probing every 30 s costs nothing.
 HEARTBEAT_PROBE = ["CMD", "python", "-m", "services.monitoring", "--healthcheck"]
@@ -36,7 +37,7 @@ class MonitoringArgs:
     network: docker.Network
     tracking_url: str
     inference_log: docker.Volume
-    # ~/.mlflow/credentials content when MLflow runs with basic auth (a secret), else None.
+    # ~/.mlflow/credentials of the job's own MLflow user when MLflow runs with basic auth (a secret), else None.
     tracking_credentials: pulumi.Output[str] | None = None
 
 
@@ -56,6 +57,7 @@ class Monitoring(pulumi.ComponentResource):
             network=args.network,
             memory_mb=config.memory.monitoring,
             health=healthcheck(HEARTBEAT_PROBE, start_period="120s", interval="30s"),
+            access_controlled=args.tracking_credentials is not None,  # it publishes no port; it logs in to MLflow
             envs=[
                 f"MLFLOW_TRACKING_URI={args.tracking_url}",
                 f"MODEL_NAME={config.model_name}",
@@ -75,6 +77,7 @@ class Monitoring(pulumi.ComponentResource):
             ),
             opts=child_of(self),
         )
+        ui_secret = config.monitoring_ui_secret
         self.ui = service_container(
             f"{name}-ui", config,
             service="monitoring-ui",
@@ -85,7 +88,10 @@ class Monitoring(pulumi.ComponentResource):
             health=healthcheck(http_probe(UI_PORT, "/api/version")),
             volumes=[mount(state, STATE_DIR)],
             ports=[published(UI_PORT, config.monitoring_ui_port, config)],
-            command=["evidently", "ui", "--workspace", WORKSPACE_DIR, "--host", "0.0.0.0", "--port", str(UI_PORT)],
+            command=["python", "-m", "services.monitoring.ui", "--workspace", WORKSPACE_DIR, "--host", "0.0.0.0",
+                     "--port", str(UI_PORT), *(["--secret-file", UI_SECRET_FILE] if ui_secret else [])],
+            uploads=[secret_file(UI_SECRET_FILE, ui_secret)] if ui_secret else [],
+            access_controlled=ui_secret is not None,
             opts=child_of(self),
         )
         self.ui_url = pulumi.Output.from_input(f"http://127.0.0.1:{config.monitoring_ui_port}")

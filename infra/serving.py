@@ -7,11 +7,28 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 from config import StackConfig
-from containers import child_of, healthcheck, http_probe, mount, published, service_container, service_image, volume
+from containers import (
+    child_of,
+    healthcheck,
+    http_probe,
+    mount,
+    published,
+    secret_file,
+    service_container,
+    service_image,
+    volume,
+)
 
-from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT, SERVING_RUNTIME_REPOSITORY
+from services.contract import (
+    INFERENCE_LOG_ENV,
+    INFERENCE_LOG_MOUNT,
+    SERVING_RUNTIME_REPOSITORY,
+    SERVING_TOKEN_FILE_ENV,
+    SMOKE_TOKEN_FILE_ENV,
+)
 
 SERVING_PORT = 3000
+SECRETS_DIR = "/home/app/secrets"
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,14 @@ class Serving(pulumi.ComponentResource):
             self.image_name = self.runtime_image.image_name
             image_id = self.runtime_image.repo_digest
 
+        envs = [f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}"]
+        uploads = []
+        # Credentials arrive as files: /predict and /metrics need the token, the smoke token marks a release's checks.
+        for env, secret, file in ((SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
+                                  (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")):
+            if secret is not None:
+                envs.append(f"{env}={SECRETS_DIR}/{file}")
+                uploads.append(secret_file(f"{SECRETS_DIR}/{file}", secret))
         self.container = service_container(
             f"{name}-server", config,
             service="serving",
@@ -54,9 +79,11 @@ class Serving(pulumi.ComponentResource):
             memory_mb=config.memory.serving,
             # Liveness, not readiness: without a model the server is healthy but answers /readyz 503.
             health=healthcheck(http_probe(SERVING_PORT, "/livez")),
-            envs=[f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}"],
+            envs=envs,
             volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
             ports=[published(SERVING_PORT, config.serving_port, config)],
+            uploads=uploads,
+            access_controlled=config.serving_token is not None,
             opts=child_of(self),
         )
         self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.serving_port}")

@@ -22,6 +22,8 @@ from containers import (
 MLFLOW_PORT = 5000
 BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
 AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
+SERVICE_USERS_FILE = "/home/app/service_users.ini"
+MONITORING_USER = "monitoring"  # the monitoring job's own MLflow user (services/tracking/service_users.py)
 # The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
 ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
 POSTGRES_USER = POSTGRES_DB = "mlflow"
@@ -59,17 +61,18 @@ class Tracking(pulumi.ComponentResource):
             backend_uri = f"postgresql://{POSTGRES_USER}@postgres:5432/{POSTGRES_DB}"
             envs.append(f"PGPASSFILE={PGPASS_FILE}")
             uploads.append(secret_file(PGPASS_FILE, config.postgres_password.apply(_pgpass_line)))
+        # What the monitoring job needs to log in (~/.mlflow/credentials), when auth is on: its own user.
+        self.monitoring_credentials: pulumi.Output[str] | None = None
         if config.auth_enabled:
-            assert config.admin_password is not None  # load_stack_config requires it with auth
-            envs.append(f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}")
+            assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
+            envs += [f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}", f"SERVICE_USERS_FILE={SERVICE_USERS_FILE}"]
             uploads.append(secret_file(
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))
-        # What an MLflow client on the network needs to log in (~/.mlflow/credentials), when auth is on.
-        self.client_credentials: pulumi.Output[str] | None = (
-            config.admin_password.apply(lambda pw: _client_credentials(config.admin_username, pw))
-            if config.admin_password is not None else None
-        )
+            uploads.append(secret_file(SERVICE_USERS_FILE, config.monitoring_password.apply(
+                lambda pw: _ini(MONITORING_USER, {"password": pw, "registered_models": config.model_name}))))
+            self.monitoring_credentials = config.monitoring_password.apply(
+                lambda pw: _client_credentials(MONITORING_USER, pw))
 
         command = [
             "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
@@ -92,6 +95,7 @@ class Tracking(pulumi.ComponentResource):
             ports=[published(MLFLOW_PORT, config.mlflow_port, config)],
             command=command,
             uploads=uploads,
+            access_controlled=config.auth_enabled,
             opts=child_of(self, depends_on=waits_for),
         )
         self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.mlflow_port}")

@@ -4,7 +4,8 @@ A bento is immutable and reused: its tag is `<model>:v<version>-<run id[:8]>-<se
 the same version with the same service code is built once, a change to the code yields a new bento, and
 version 3 of one MLflow server never passes for version 3 of another (a local demo, then the stack).
 The bento carries the serving code as the package layout the repo has (`services.serving.service`,
-`services.contract`), copied into a build context of its own that holds nothing else.
+`services.contract`), copied into a build context of its own that holds nothing else. The model enters
+the bento only after the pinned trust check (`services/serving/model_trust.py`), which serving repeats.
 """
 
 from __future__ import annotations
@@ -17,24 +18,50 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.errors import CannotRun
 from pipelines.registry import ResolvedVersion
+from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
 
 SERVICE = "services.serving.service:Serving"
 # Everything the service imports from this repo; the bento carries exactly these files.
 SERVICE_FILES = [
     "services/__init__.py",
+    "services/access.py",
     "services/contract.py",
     "services/serving/__init__.py",
     "services/serving/service.py",
     "services/serving/request_schema.py",
     "services/serving/inference_log.py",
+    "services/serving/model_trust.py",
+    "services/serving/guard.py",
+    "services/serving/scoring.py",
 ]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
+
+
+class UntrustedModelError(CannotRun, ValueError):
+    """A model version whose artifact the pinned trusted types refuse (services/serving/model_trust.py)."""
+
+
+def load_model(model: ResolvedVersion) -> Any:
+    """The version's scikit-learn model, loaded with the pinned trusted types only (the gate's loader)."""
+    try:
+        return load_trusted_model(model.uri)
+    except UntrustedModel as exc:
+        raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
+
+
+def check_model(model: ResolvedVersion, model_dir: str | Path) -> None:
+    try:
+        check_model_dir(model_dir)
+    except UntrustedModel as exc:
+        raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -73,14 +100,19 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
 
     model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}"
     tag = f"{model_tag}-{service_hash()}"
+    # The model passes the pinned trust check before it enters the store, and again whenever it is reused.
+    try:
+        check_model(model, bentoml.models.get(model_tag).path_of("mlflow_model"))
+    except bentoml.exceptions.NotFound:
+        with tempfile.TemporaryDirectory(prefix="model-") as download:
+            # What is checked is what is imported: one download, no second fetch from the registry.
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=download)
+            check_model(model, local)
+            bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
     try:
         return BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True)
     except bentoml.exceptions.NotFound:
         pass
-    try:
-        bentoml.models.get(model_tag)
-    except bentoml.exceptions.NotFound:
-        bentoml.mlflow.import_model(model_tag, model.uri, labels=model.labels)
     requirements = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
     with tempfile.TemporaryDirectory(prefix="bento-context-") as context:
         for name in SERVICE_FILES:
@@ -104,6 +136,8 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
                 "numeric_features": json.dumps(model.data.numeric_features),
                 "categorical_features": json.dumps(model.data.categorical_features),
                 "max_batch_rows": config.serving.max_batch_rows,
+                "max_abs_value": config.serving.max_abs_value,
+                "max_body_bytes": config.serving.max_body_bytes,
                 "workers": config.serving.workers,
             },
         )

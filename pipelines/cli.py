@@ -1,8 +1,8 @@
 """`pipelines` — the one CLI behind every Makefile target.
 
-Exit codes: 0 done; 1 a gate, deploy or reproduction said no (nothing moved); 2 bad input (config, data,
-arguments) or a platform part that is not there. `monitor` exits with its verdict: 0 OK, 3 DRIFT,
-4 NOT ENOUGH DATA.
+Exit codes: 0 done; 1 a gate, deploy, rollback or reproduction said no (nothing moved); 2 bad input
+(config, data, arguments) or a platform part that is not there; 70 an unexpected error (a bug: the
+traceback is printed). `monitor` exits with its verdict: 0 OK, 3 DRIFT, 4 NOT ENOUGH DATA.
 
 Each command reads the config, calls the library, and prints a view (`pipelines.views`). Heavy libraries
 (MLflow, BentoML, Evidently, scikit-learn) load inside the commands that use them.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+UNEXPECTED_ERROR = 70  # EX_SOFTWARE in sysexits.h
+
 app = typer.Typer(help="Release a scikit-learn model: data -> train -> validate -> bento -> deploy.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -53,6 +56,9 @@ TargetOption = Annotated[
     TargetKind, typer.Option(help="local: bentoml serve on this machine; stack: a release image on the Pulumi stack")
 ]
 StackOption = Annotated[str, typer.Option(help="Pulumi stack to release to (with --target stack)")]
+AllowIncomparable = Annotated[bool, typer.Option(
+    "--allow-incomparable",
+    help="let the gate pass when the champion comparison cannot be made (recorded on the version and audited)")]
 
 
 def command(name: str) -> Callable:
@@ -78,7 +84,10 @@ def command(name: str) -> Callable:
                 if mlflow_errors and isinstance(exc, mlflow_errors.MlflowException):
                     console.print(f"[red]MLflow error:[/red] {exc.message.splitlines()[0]}")
                     raise typer.Exit(2) from None
-                raise
+                # A bug, not a verdict: never exit 1, which scripts read as "a gate or deploy said no".
+                traceback.print_exc()
+                console.print(f"[red]unexpected error[/red] ({type(exc).__name__}); the traceback is above")
+                raise typer.Exit(UNEXPECTED_ERROR) from None
 
         return app.command(name)(run)
 
@@ -117,12 +126,12 @@ def train_command(config_path: ConfigOption = None) -> None:
 
 
 @command("validate")
-def validate_command(config_path: ConfigOption = None) -> None:
+def validate_command(config_path: ConfigOption = None, allow_incomparable: AllowIncomparable = False) -> None:
     """Gate @challenger: thresholds, non-regression vs @champion, slices, behaviour. Exit 1 on failure."""
     from pipelines.registry import CHALLENGER
 
     config = steps.connected_config(config_path)
-    steps.gate_candidate(config, steps.resolve_version(config, alias=CHALLENGER))
+    steps.gate_candidate(config, steps.resolve_version(config, alias=CHALLENGER), allow_incomparable=allow_incomparable)
 
 
 @command("build")
@@ -139,11 +148,12 @@ def build_command(
 
 @command("deploy")
 def deploy_command(
-    config_path: ConfigOption = None, target: TargetOption = TargetKind.local, stack: StackOption = "dev"
+    config_path: ConfigOption = None, target: TargetOption = TargetKind.local, stack: StackOption = "dev",
+    allow_incomparable: AllowIncomparable = False,
 ) -> None:
     """Gate, build and serve @challenger (health-gated); then promote it to @champion."""
     config = steps.connected_config(config_path)
-    steps.release_candidate(config, _serving_target(config, target, stack))
+    steps.release_candidate(config, _serving_target(config, target, stack), allow_incomparable=allow_incomparable)
 
 
 @command("rollback")
@@ -158,6 +168,23 @@ def rollback_command(
     with console.status(f"Rolling back to @previous on {where.name} ..."):
         result = rollback(config, where)
     console.print(views.release(config, result, "Rolled back"))
+
+
+@command("set-aliases")
+def set_aliases_command(
+    champion: Annotated[str, typer.Option(help="version that serves")],
+    previous: Annotated[str | None, typer.Option(help="version that served before")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Set @champion (and @previous) by hand: what a release prints when its alias move did not finish."""
+    from pipelines.registry import AliasMove, connect, move_aliases, resolve
+
+    config = steps.connected_config(config_path)
+    client = connect(config)
+    for version in filter(None, (champion, previous)):
+        resolve(client, config.model_name, version=version)  # refuses a version that does not exist
+    move_aliases(client, config.model_name, AliasMove(champion=champion, previous=previous))
+    console.print(f"@champion=v{champion}" + (f", @previous=v{previous}" if previous else ""))
 
 
 @command("reproduce")

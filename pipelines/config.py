@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -106,8 +106,20 @@ def redact(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.password is None:
         return uri
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.hostname}"
-                                     + (f":{parts.port}" if parts.port else "")))
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{_host_port(parts.hostname, parts.port)}"))
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """The URI without `user:password@`, and the user and password it carried (None when it had none)."""
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri, None, None
+    bare = urlunsplit(parts._replace(netloc=_host_port(parts.hostname, parts.port)))
+    return bare, unquote(parts.username), unquote(parts.password) if parts.password is not None else None
+
+
+def _host_port(host: str | None, port: int | None) -> str:
+    return f"{host or ''}" + (f":{port}" if port else "")
 
 
 class PlatformConfig(_Section):
@@ -145,6 +157,14 @@ class PlatformConfig(_Section):
 class ServingConfig(_Section):
     max_batch_rows: int = Field(1000, ge=1, description="requests with more rows get a 4xx")
     workers: int = Field(1, ge=1)
+    max_abs_value: float = Field(
+        1e15, gt=0, allow_inf_nan=False,
+        description="a numeric feature beyond +/- this answers 400 naming it (models that cast to float32, "
+                    "as tree ensembles do, overflow near 3.4e38)",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="a larger request body answers 413; keep room for max_batch_rows rows"
+    )
 
 
 class MonitoringConfig(_Section):
@@ -163,6 +183,14 @@ class MonitoringConfig(_Section):
     on_drift: OnDrift = "retrain"
     cooldown_minutes: float = Field(60.0, ge=0, description="one drift episode triggers one retrain request")
     interval_minutes: float = Field(5.0, gt=0, description="how often the stack's monitoring job runs")
+    max_missing_share_increase: float = Field(
+        0.1, gt=0.0, le=1.0,
+        description="a feature whose share of missing values rises by more than this vs the reference counts as "
+                    "drifted (one with no value in the window always does)",
+    )
+    log_retention_days: int = Field(
+        30, ge=1, description="inference log files of days older than this are not read (never deleted)"
+    )
 
 
 class PipelineConfig(_Section):

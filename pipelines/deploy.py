@@ -14,14 +14,14 @@ import dataclasses
 import fcntl
 import getpass
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 import httpx
 import mlflow
-from mlflow.entities import RunInfo
+from mlflow.tracking import MlflowClient
 
 from pipelines.bento import BuiltBento, build
 from pipelines.config import PipelineConfig
@@ -31,17 +31,19 @@ from pipelines.platform import PROBE_TIMEOUT_S, PlatformError
 from pipelines.registry import (
     CHALLENGER,
     PASSED,
-    PREVIOUS,
+    VALIDATION_OVERRIDE_TAG,
     VALIDATION_TAG,
     AliasMove,
+    AliasMoveFailed,
     connect,
     git_sha,
-    promote,
+    move_aliases,
+    plan_promotion,
+    plan_rollback,
     require_alias,
     resolve,
-    swap_back,
 )
-from services.contract import REQUEST_ID_HEADER, SMOKE_REQUEST_PREFIX
+from services.contract import REQUEST_ID_HEADER, SMOKE_TOKEN_HEADER
 from services.monitoring.retrain import close_retrain_request
 
 AUDIT_EXPERIMENT = "deployments"
@@ -70,7 +72,7 @@ class DeployResult:
     aliases: AliasMove
     audit_run_id: str
     audit_url: str
-    retrain_request_closed: bool = False
+    retrain_request: str = ""  # what the release did to monitoring's retrain request, in a few words
 
 
 class ServingTarget(Protocol):
@@ -96,19 +98,26 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget) -> 
                 f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
         if challenger.tags.get(VALIDATION_TAG) != PASSED:
             raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
-        result = _release(config, bento, target, "deploy",
-                          lambda: promote(client, config.model_name, bento.model_version))
-    # A freshly trained release is what monitoring's retrain request asked for.
-    closed = close_retrain_request(client, config.model_name, closed_by_run_id=result.audit_run_id)
-    return dataclasses.replace(result, retrain_request_closed=closed)
+        override = challenger.tags.get(VALIDATION_OVERRIDE_TAG)
+        waiver = {"gate_override": override} if override else {}
+        move = plan_promotion(client, config.model_name, bento.model_version)
+        result = _release(config, bento, target, "deploy", move, waiver)
+    # Monitoring's retrain request is closed only by a model trained after it on new data; else it stays open.
+    closure = close_retrain_request(client, config.model_name, released_version=bento.model_version,
+                                    closed_by_run_id=result.audit_run_id)
+    return dataclasses.replace(result, retrain_request=closure.text)
 
 
 def rollback(config: PipelineConfig, target: ServingTarget) -> DeployResult:
     """Serve `@previous` again and swap the champion and previous aliases back."""
     client = connect(config)
     with release_lock(config):
-        bento = build(config, resolve(client, config.model_name, alias=PREVIOUS))
-        return _release(config, bento, target, "rollback", lambda: swap_back(client, config.model_name))
+        move = plan_rollback(client, config.model_name)
+        if move is None:
+            raise DeployError(f"nothing to roll back to: model '{config.model_name}' has no @previous yet "
+                              "(it is set by the second release)")
+        bento = build(config, resolve(client, config.model_name, version=move.champion))
+        return _release(config, bento, target, "rollback", move)
 
 
 @contextlib.contextmanager
@@ -124,11 +133,16 @@ def release_lock(config: PipelineConfig) -> Iterator[None]:
         yield
 
 
-def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str) -> None:
-    """The smoke request every target must pass: 200, one prediction per row, from the bento's model version."""
+def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str,
+                  headers: Mapping[str, str] | None = None) -> None:
+    """The smoke request every target must pass: 200, one prediction per row, from the bento's model version.
+
+    `headers` carry what the server needs to know it is a release check (the smoke token, which keeps the
+    rows out of monitoring) and, with access control on, the serving credential.
+    """
     try:
         response = httpx.post(f"{url}/predict", json={"rows": smoke}, timeout=max(PROBE_TIMEOUT_S, 30.0),
-                              headers={REQUEST_ID_HEADER: f"{SMOKE_REQUEST_PREFIX}{uuid.uuid4()}"})
+                              headers={REQUEST_ID_HEADER: f"release-check-{uuid.uuid4()}", **(headers or {})})
     except httpx.HTTPError as exc:
         raise DeployError(f"smoke request to {url}/predict failed: {exc}") from None
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
@@ -141,33 +155,64 @@ def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look:
         raise DeployError(f"smoke request got {len(body.get('predictions', []))} predictions for {len(smoke)} rows")
 
 
+def release_check_headers(smoke_token: str | None, serving_token: str | None) -> dict[str, str]:
+    """The headers of a release's own requests to a server: its smoke token and the serving credential."""
+    headers = {SMOKE_TOKEN_HEADER: smoke_token} if smoke_token else {}
+    return {**headers, "authorization": f"Bearer {serving_token}"} if serving_token else headers
+
+
 def _release(
-    config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str,
-    move_aliases: Callable[[], AliasMove],
+    config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str, move: AliasMove,
+    extra_audit: dict[str, str] | None = None,
 ) -> DeployResult:
+    """Roll out, then move the aliases; the audit run opens before the rollout and says how it ended."""
     model = bento.model
     smoke = to_records(model.holdout[model.data.features].head(SMOKE_ROWS))
-    audit = {"action": action, "target": target.name, "bento_tag": bento.tag, **model.labels}
+    audit = _Audit.open(config, {
+        "action": action, "target": target.name, "bento_tag": bento.tag, **model.labels, **(extra_audit or {}),
+        "planned_champion": move.champion, "planned_previous": move.previous or ""})
     try:
         deployment = target.roll_out(bento, smoke)
     except (DeployError, PlatformError) as exc:
-        _audit(config, {**audit, "outcome": "failed", "reason": str(exc).splitlines()[0][:500]})
+        audit.close("failed", reason=str(exc).splitlines()[0][:500])
         raise DeployError(str(exc)) from None
-    aliases = move_aliases()
-    run = _audit(config, {**audit, "outcome": "serving", "url": deployment.url,
-                          "champion": aliases.champion, "previous": aliases.previous or ""})
-    return DeployResult(deployment=deployment, aliases=aliases, audit_run_id=run.run_id,
-                        audit_url=f"{config.tracking.display_uri}/#/experiments/{run.experiment_id}/runs/{run.run_id}")
+    try:
+        move_aliases(connect(config), config.model_name, move)
+    except AliasMoveFailed as exc:
+        audit.close("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command)
+        raise exc from None
+    audit.close("serving", url=deployment.url, champion=move.champion, previous=move.previous or "")
+    return DeployResult(deployment=deployment, aliases=move, audit_run_id=audit.run_id, audit_url=audit.url)
 
 
-def _audit(config: PipelineConfig, record: dict[str, str]) -> RunInfo:
-    """One run per deploy attempt in the `deployments` experiment: who, when, what, and how it went."""
-    connect(config)
-    experiment = mlflow.set_experiment(AUDIT_EXPERIMENT)
-    tags = {"who": getpass.getuser(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
-            **{k: str(v) for k, v in record.items()}}
-    with mlflow.start_run(experiment_id=experiment.experiment_id,
-                          run_name=f"{record['action']} v{record['model_version']} {record['outcome']}") as run:
-        mlflow.set_tags(tags)
-        mlflow.log_dict(tags, "audit.json")
-    return run.info
+@dataclass(frozen=True)
+class _Audit:
+    """One run per release attempt in the `deployments` experiment: who, when, what, and how it went.
+
+    It is opened (outcome "in progress") before anything changes, so a release that dies halfway still
+    leaves a record of what it was doing.
+    """
+
+    client: MlflowClient
+    run_id: str
+    url: str
+    tags: dict[str, str]
+
+    @classmethod
+    def open(cls, config: PipelineConfig, record: dict[str, str]) -> _Audit:
+        client = connect(config)
+        experiment = mlflow.set_experiment(AUDIT_EXPERIMENT).experiment_id
+        tags = {"who": getpass.getuser(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
+                **{k: str(v) for k, v in record.items()}, "outcome": "in progress"}
+        run = client.create_run(experiment, tags=tags,
+                                run_name=f"{record['action']} v{record['model_version']}")
+        url = f"{config.tracking.display_uri}/#/experiments/{experiment}/runs/{run.info.run_id}"
+        return cls(client, run.info.run_id, url, tags)
+
+    def close(self, outcome: str, **details: str) -> None:
+        tags = {**self.tags, **details, "outcome": outcome}
+        for key, value in {**details, "outcome": outcome}.items():
+            self.client.set_tag(self.run_id, key, value)
+        self.client.set_tag(self.run_id, "mlflow.runName", f"{tags['action']} v{tags['model_version']} {outcome}")
+        self.client.log_dict(self.run_id, tags, "audit.json")
+        self.client.set_terminated(self.run_id, "FINISHED" if outcome == "serving" else "FAILED")

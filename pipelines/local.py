@@ -9,6 +9,8 @@ release know it.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sys
 import time
 from dataclasses import asdict
@@ -17,9 +19,9 @@ from pathlib import Path
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import PipelineConfig
-from pipelines.deploy import DeployError, Deployment, check_serving
+from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
 from pipelines.platform import PlatformError, Process, free_port, port_in_use, url_ok, wait_until
-from services.contract import INFERENCE_LOG_ENV
+from services.contract import INFERENCE_LOG_ENV, SMOKE_TOKEN_FILE_ENV
 
 
 def serving_process(config: PipelineConfig) -> Process:
@@ -57,9 +59,8 @@ class LocalTarget:
         candidate.stop()
         port = free_port(config.platform.host)
         try:
-            # Smoke traffic is not user traffic: keep it out of the inference log that monitoring reads.
-            url = _start(config, candidate, bento.tag, port, config.platform.state_dir / "smoke-inference")
-            check_serving(url, bento, smoke, f"server log: {candidate.log_file}")
+            url = _start(config, candidate, bento.tag, port)
+            check_serving(url, bento, smoke, f"server log: {candidate.log_file}", _check_headers(config))
         finally:
             candidate.stop()
 
@@ -74,8 +75,8 @@ class LocalTarget:
             if port_in_use(config.platform.host, config.platform.serving_port):
                 raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another "
                                   "program; stop it or set platform.serving_port")
-            url = _start(config, serving, bento.tag, config.platform.serving_port, config.platform.inference_log_dir)
-            check_serving(url, bento, smoke, f"server log: {serving.log_file}")
+            url = _start(config, serving, bento.tag, config.platform.serving_port)
+            check_serving(url, bento, smoke, f"server log: {serving.log_file}", _check_headers(config))
         except (DeployError, PlatformError) as failure:
             serving.stop()
             if old is not None:
@@ -89,23 +90,39 @@ class LocalTarget:
         """Serve the previous bento again; if even that fails, say so without hiding why the release failed."""
         config = self.config
         try:
-            _start(config, serving_process(config), old.bento_tag, config.platform.serving_port,
-                   config.platform.inference_log_dir)
+            _start(config, serving_process(config), old.bento_tag, config.platform.serving_port)
             _save(config, old)
         except Exception as exc:  # the release's own failure is the error to report; this one is added to it
             raise DeployError(f"{failure}\nand restoring {old.bento_tag} failed too: {exc}") from None
 
 
-def _start(config: PipelineConfig, process: Process, bento_tag: str, port: int, log_dir: Path) -> str:
+def _start(config: PipelineConfig, process: Process, bento_tag: str, port: int) -> str:
     home = use_store(config)
     process.start(
         [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", config.platform.host, "--port", str(port)],
-        env={"BENTOML_HOME": str(home), INFERENCE_LOG_ENV: str(log_dir), "BENTOML_DO_NOT_TRACK": "true"},
+        env={"BENTOML_HOME": str(home), INFERENCE_LOG_ENV: str(config.platform.inference_log_dir),
+             SMOKE_TOKEN_FILE_ENV: str(_smoke_token_file(config)), "BENTOML_DO_NOT_TRACK": "true"},
     )
     url = f"http://{config.platform.host}:{port}"
     wait_until(lambda: url_ok(f"{url}/readyz"), process, config.platform.startup_timeout_s,
                f"bento {bento_tag} on {url}")
     return url
+
+
+def _smoke_token_file(config: PipelineConfig) -> Path:
+    """This machine's smoke token (made once, readable by its owner only): the server logs a request that
+    carries it apart from user traffic, so a release's checks never reach monitoring."""
+    path = config.platform.state_dir / "run" / "smoke-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path
+
+
+def _check_headers(config: PipelineConfig) -> dict[str, str]:
+    return release_check_headers(_smoke_token_file(config).read_text(), serving_token=None)
 
 
 def _deployment_file(config: PipelineConfig) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import platform
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, split_credentials
 from services.monitoring.observability import job_logger, json_handler
 from services.monitoring.settings import MonitorSettings
 
@@ -38,7 +38,8 @@ def monitor_settings(
     """The job's settings from the pipeline config; arguments given here override the config's window and action."""
     monitoring, state = config.monitoring, monitoring_dir(config)
     return MonitorSettings(
-        tracking_uri=config.tracking.resolved_uri,
+        # Credentials travel in MLFLOW_TRACKING_USERNAME / _PASSWORD (set by `connect`), never in the URI.
+        tracking_uri=split_credentials(config.tracking.resolved_uri)[0],
         model_name=config.model_name,
         inference_log_dir=config.platform.inference_log_dir,
         workspace_dir=state / "workspace",
@@ -53,6 +54,9 @@ def monitor_settings(
         on_drift=on_drift or monitoring.on_drift,  # type: ignore[arg-type]  # MonitorSettings checks the value
         cooldown_minutes=monitoring.cooldown_minutes,
         interval_minutes=monitoring.interval_minutes,
+        max_missing_share_increase=monitoring.max_missing_share_increase,
+        log_retention_days=monitoring.log_retention_days,
+        log_index_file=state / "log-index.json",
         seed=config.data.seed,
     )
 
@@ -77,7 +81,10 @@ def run_monitor(
     progress: Callable[[str], None] | None = None,
 ) -> MonitorResult:
     """Judge the logged traffic once: verdict, one-line summary, HTML report, MLflow run, retrain request."""
+    from pipelines.registry import connect
     from services.monitoring.job import run_once  # Evidently: loaded only by the commands that judge
+
+    connect(config)
 
     settings = monitor_settings(config, on_drift=on_drift, window_rows=window_rows, window_hours=window_hours)
     _log_to_file(config)
@@ -96,7 +103,7 @@ def start_monitoring_ui(config: PipelineConfig) -> str:
     platform.serve_once(
         ui_process(config),
         [
-            sys.executable, "-m", "evidently.cli", "ui",
+            sys.executable, "-m", "services.monitoring.ui",
             "--workspace", str(workspace),
             "--host", settings.host,
             "--port", str(settings.monitoring_ui_port),

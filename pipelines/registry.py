@@ -11,6 +11,7 @@ import functools
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +22,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, DataConfig, PipelineConfig
+from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, DataConfig, PipelineConfig, split_credentials
 from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
-from services.contract import CONFIG_ARTIFACT, HOLDOUT_ARTIFACT
+from services.contract import CHAMPION_ALIAS, CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
 
-CHALLENGER, CHAMPION, PREVIOUS = "challenger", "champion", "previous"
+CHALLENGER, CHAMPION, PREVIOUS = "challenger", CHAMPION_ALIAS, "previous"
+TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 # Model version tags: what it was made from (set by training), and the gate's verdict (deploy needs "passed").
-DATA_VERSION_TAG, GIT_SHA_TAG, RUN_ID_TAG = "data_version", "git_sha", "run_id"
+GIT_SHA_TAG, RUN_ID_TAG = "git_sha", "run_id"
 VALIDATION_TAG, PASSED, FAILED = "validation", "passed", "failed"
+VALIDATION_OVERRIDE_TAG = "validation_override"  # why an operator waived a gate check, when one did
 
 
 class RegistryError(CannotRun):
@@ -37,9 +40,18 @@ class RegistryError(CannotRun):
 
 
 def connect(config: PipelineConfig) -> MlflowClient:
-    """Point MLflow at the configured tracking server and return a client."""
+    """Point MLflow at the configured tracking server and return a client.
+
+    A `user:password@` in the URI goes to MLFLOW_TRACKING_USERNAME / _PASSWORD instead: MLflow's own
+    error messages quote the tracking URI, and a password must never reach a message or a log.
+    """
     users_choice = os.environ.get(TRACKING_URI_ENV)
-    mlflow.set_tracking_uri(config.tracking.resolved_uri)
+    uri, username, password = split_credentials(config.tracking.resolved_uri)
+    if username is not None:
+        os.environ[TRACKING_USERNAME_ENV] = username
+    if password is not None:
+        os.environ[TRACKING_PASSWORD_ENV] = password
+    mlflow.set_tracking_uri(uri)
     # MLflow also writes the URI into MLFLOW_TRACKING_URI, where it would pose as the user's override
     # for every config read later in this process.
     if users_choice is None:
@@ -165,27 +177,55 @@ class AliasMove:
     champion: str
     previous: str | None
 
+    @property
+    def recovery_command(self) -> str:
+        """The command that finishes this move by hand (it is idempotent)."""
+        previous = f" --previous {self.previous}" if self.previous else ""
+        return f"uv run pipelines set-aliases --champion {self.champion}{previous}"
 
-def promote(client: MlflowClient, name: str, version: str) -> AliasMove:
-    """champion -> previous, `version` -> champion; `challenger` is dropped once it serves."""
+
+class AliasMoveFailed(CannotRun):
+    """The new version serves, but the registry did not take the alias move; the message says how to finish it."""
+
+
+def plan_promotion(client: MlflowClient, name: str, version: str) -> AliasMove:
+    """champion -> previous, `version` -> champion (a redeploy of the champion keeps `previous`)."""
     current = by_alias(client, name, CHAMPION)
     if current is not None and current.version != version:
-        client.set_registered_model_alias(name, PREVIOUS, current.version)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    challenger = by_alias(client, name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
-        client.delete_registered_model_alias(name, CHALLENGER)
+        return AliasMove(champion=version, previous=current.version)
     previous = by_alias(client, name, PREVIOUS)
     return AliasMove(champion=version, previous=previous.version if previous else None)
 
 
-def swap_back(client: MlflowClient, name: str) -> AliasMove:
-    """Rollback: `previous` serves again as champion, the demoted champion becomes `previous`."""
-    previous = require_alias(client, name, PREVIOUS)
+def plan_rollback(client: MlflowClient, name: str) -> AliasMove | None:
+    """`previous` serves again as champion, the demoted champion becomes `previous`; None without `previous`."""
+    previous = by_alias(client, name, PREVIOUS)
+    if previous is None:
+        return None
     champion = require_alias(client, name, CHAMPION)
-    client.set_registered_model_alias(name, CHAMPION, previous.version)
-    client.set_registered_model_alias(name, PREVIOUS, champion.version)
     return AliasMove(champion=previous.version, previous=champion.version)
+
+
+def move_aliases(client: MlflowClient, name: str, move: AliasMove, *, attempts: int = 3, pause_s: float = 1.0) -> None:
+    """Set the aliases to `move`; `challenger` is dropped once it serves. Idempotent, so a retry is safe.
+
+    The champion moves first: whatever fails after it, the alias still names what serves.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            client.set_registered_model_alias(name, CHAMPION, move.champion)
+            if move.previous is not None:
+                client.set_registered_model_alias(name, PREVIOUS, move.previous)
+            challenger = by_alias(client, name, CHALLENGER)
+            if challenger is not None and challenger.version == move.champion:
+                client.delete_registered_model_alias(name, CHALLENGER)
+            return
+        except (MlflowException, OSError) as exc:
+            if attempt == attempts:
+                raise AliasMoveFailed(
+                    f"v{move.champion} serves, but moving the aliases failed after {attempts} attempts ({exc}); "
+                    f"finish it with: {move.recovery_command}") from None
+            time.sleep(pause_s * attempt)
 
 
 def aliases_of(client: MlflowClient, name: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.deploy import DeployError, Deployment, check_serving
+from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
 from services.contract import (
@@ -39,9 +39,13 @@ class StackError(CannotRun):
 
 
 class StackApplier(Protocol):
-    """What a release needs of a stack: its config, and applying config changes."""
+    """What a release needs of a stack: its config, its secrets, and applying config changes."""
 
     def config(self) -> Mapping[str, str]: ...
+
+    def secret(self, key: str) -> str | None:
+        """A secret of the stack config (the serving and smoke tokens), None when unset."""
+        ...
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         """Set these stack config keys, bring the stack up to date, return the new outputs."""
@@ -63,6 +67,11 @@ class PulumiStack:
     def config(self) -> Mapping[str, str]:
         return {key.split(":", 1)[-1]: value.value for key, value in self._stack.get_all_config().items()
                 if not value.secret}
+
+    def secret(self, key: str) -> str | None:
+        values = self._stack.get_all_config()  # the Automation API hands secrets to the program decrypted
+        found = next((value for name, value in values.items() if name.split(":", 1)[-1] == key), None)
+        return found.value if found is not None and found.secret else None
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         try:
@@ -95,7 +104,8 @@ class StackTarget:
             url = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})["serving_url"]
             wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
                        f"{image} at {url}")
-            check_serving(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})")
+            check_serving(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})",
+                          release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken")))
         except (DeployError, PlatformError, StackError) as failure:
             try:
                 self.stack.apply(before)

@@ -61,15 +61,17 @@ def train_model(config: PipelineConfig, data: VersionedData) -> None:
     console.print(views.trained(config, result))
 
 
-def gate_candidate(config: PipelineConfig, candidate: ResolvedVersion) -> None:
+def gate_candidate(config: PipelineConfig, candidate: ResolvedVersion, *, allow_incomparable: bool = False) -> None:
     """Run the gate on the candidate; Refused (after its table) when it fails."""
     from pipelines.validate import validate
 
     with console.status(f"Validating v{candidate.version} against the gates ..."):
-        report = validate(config, candidate)
+        report = validate(config, candidate, allow_incomparable=allow_incomparable)
     console.print(views.gate(report))
     for note in report.notes:
         console.print(f"note: {note}")
+    if report.override:
+        console.print(f"[yellow]waived by the operator[/yellow]: {report.override} (recorded on the version)")
     if not report.passed:
         console.print(f"[red]gate failed[/red]: {len(report.failures)} check(s) failed; "
                       "nothing was built or deployed, aliases unchanged")
@@ -86,13 +88,13 @@ def build_bento(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     return bento
 
 
-def release_candidate(config: PipelineConfig, target: ServingTarget) -> None:
+def release_candidate(config: PipelineConfig, target: ServingTarget, *, allow_incomparable: bool = False) -> None:
     """Gate @challenger, build exactly the version that passed, roll it out, promote it."""
     from pipelines.deploy import deploy
     from pipelines.registry import CHALLENGER
 
     candidate = resolve_version(config, alias=CHALLENGER)
-    gate_candidate(config, candidate)
+    gate_candidate(config, candidate, allow_incomparable=allow_incomparable)
     bento = build_bento(config, candidate)
     with console.status(f"Rolling out {bento.tag} to {target.name} and checking it ..."):
         result = deploy(config, bento, target)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import skops.io
 from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -27,14 +26,14 @@ from pipelines.data import VersionedData, load_snapshot, log_dataset
 from pipelines.errors import CannotRun
 from pipelines.registry import (
     CHALLENGER,
-    DATA_VERSION_TAG,
     GIT_SHA_TAG,
     RUN_ID_TAG,
     connect,
     git_sha,
     resolve,
 )
-from services.contract import CONFIG_ARTIFACT, HOLDOUT_ARTIFACT, TARGET_TAG
+from services.contract import CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT, TARGET_TAG
+from services.serving.model_trust import TRUSTED_TYPES, types_outside_pin
 
 ESTIMATORS = {
     "random_forest": RandomForestClassifier,
@@ -107,6 +106,16 @@ def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> tuple[Pipe
     return pipeline, holdout, evaluate(pipeline, holdout, data)
 
 
+def check_trusted(model: Pipeline) -> None:
+    """Refuse to log a model that needs skops types outside the pinned trusted list: no loader would load it."""
+    if outside := types_outside_pin(model):
+        raise TrainError(
+            f"the fitted model needs type(s) outside the pinned trusted list: {', '.join(outside)}. "
+            "Gate, bento and serving load only TRUSTED_TYPES in services/serving/model_trust.py; if these "
+            "types are safe to load, add them there (and to the estimators its test fits)"
+        )
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
@@ -137,6 +146,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         log_dataset(data, config.data, workdir)
 
         model, holdout, metrics = fit(data.frame, config.data, config.model)
+        check_trusted(model)  # before anything is logged of a model no loader would load
         holdout.to_parquet(workdir / "holdout.parquet", index=False)
         mlflow.log_artifact(str(workdir / "holdout.parquet"), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
         mlflow.log_metrics(metrics)
@@ -151,8 +161,9 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
             # this process imported; serving needs exactly these.
             pip_requirements=[f"{package}=={metadata.version(package)}" for package in MODEL_PACKAGES],
             registered_model_name=config.model_name,
-            # skops refuses to load types it does not know; these are the ones this very model is made of.
-            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+            # The pin, not what this model happens to contain: every loader ignores the artifact's own list
+            # and loads with the pin (services/serving/model_trust.py); recorded so MLflow's loader agrees.
+            skops_trusted_types=sorted(TRUSTED_TYPES),
         )
     version = str(info.registered_model_version)
     for key, value in {DATA_VERSION_TAG: data.version, GIT_SHA_TAG: sha, RUN_ID_TAG: run.info.run_id}.items():

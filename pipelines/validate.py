@@ -6,18 +6,28 @@ invariance and the prediction schema. A failing gate moves nothing; the caller e
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 
-import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
 from pipelines.data import load_snapshot
-from pipelines.registry import CHAMPION, FAILED, PASSED, VALIDATION_TAG, ResolvedVersion, connect, resolve_alias_if_set
+from pipelines.registry import (
+    CHAMPION,
+    FAILED,
+    PASSED,
+    VALIDATION_OVERRIDE_TAG,
+    VALIDATION_TAG,
+    ResolvedVersion,
+    connect,
+    resolve_alias_if_set,
+)
 from pipelines.train import evaluate, split
 
 LOWER_IS_BETTER = {"log_loss"}
@@ -39,6 +49,7 @@ class ValidationReport:
     champion_version: str | None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    override: str | None = None  # why a check an operator waived was let pass; recorded on the version
 
     @property
     def passed(self) -> bool:
@@ -128,8 +139,20 @@ def behaviour_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> 
     return checks
 
 
-def validate(config: PipelineConfig, candidate: ResolvedVersion) -> ValidationReport:
-    """Gate a candidate (normally `@challenger`); record the verdict on its version and the report in its run."""
+def incomparable_check(champion_version: str, reason: str, *, allowed: bool) -> Check:
+    """The comparison with the champion could not be made: a failed check unless an operator waived it."""
+    return Check(f"comparable with champion v{champion_version}", f"no: {reason}", allowed,
+                 threshold="waived by --allow-incomparable" if allowed else "required (--allow-incomparable waives)")
+
+
+def validate(
+    config: PipelineConfig, candidate: ResolvedVersion, *, allow_incomparable: bool = False
+) -> ValidationReport:
+    """Gate a candidate (normally `@challenger`); record the verdict on its version and the report in its run.
+
+    A champion comparison that cannot be made fails the gate; `allow_incomparable` lets it pass, and the
+    waiver is recorded in the report, on the version and (by deploy) in the audit run.
+    """
     client = connect(config)
     champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
     # The candidate is judged on its own schema and frozen eval set, whatever today's config says.
@@ -141,7 +164,7 @@ def validate(config: PipelineConfig, candidate: ResolvedVersion) -> ValidationRe
     if champion is None:
         report.notes.append("no @champion yet: first release, gated by thresholds only")
     elif champion.version != candidate.version:
-        report.checks += _against_champion(config, model, champion, holdout, data, report.notes)
+        report.checks += _against_champion(config, model, champion, holdout, data, report, allow_incomparable)
     report.checks += slice_checks(model, holdout, data, config.gates)
     report.checks += behaviour_checks(model, holdout, data)
     _record(client, candidate, report)
@@ -150,7 +173,7 @@ def validate(config: PipelineConfig, candidate: ResolvedVersion) -> ValidationRe
 
 def _against_champion(
     config: PipelineConfig, model: Pipeline, champion: ResolvedVersion, holdout: pd.DataFrame, data: DataConfig,
-    notes: list[str],
+    report: ValidationReport, allow_incomparable: bool,
 ) -> list[Check]:
     try:
         rows = unseen_by(champion, holdout)
@@ -158,20 +181,31 @@ def _against_champion(
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
         champion_metrics = evaluate(_load(champion), rows, champion.data)
     except (KeyError, ValueError) as exc:
-        notes.append(f"champion v{champion.version} cannot be compared ({exc}); gated by thresholds only")
-        return []
+        reason = str(exc).strip("'\"")
+        if allow_incomparable:
+            report.override = f"champion v{champion.version} not compared: {reason}"
+        return [incomparable_check(champion.version, reason, allowed=allow_incomparable)]
     if len(rows) < len(holdout):
-        notes.append(f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on")
+        report.notes.append(
+            f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on")
     return regression_checks(evaluate(model, rows, data), champion_metrics, config.gates)
 
 
 def _load(model: ResolvedVersion) -> Pipeline:
-    return mlflow.sklearn.load_model(model.uri)
+    # The pinned trusted types only, never the artifact's own list: `UntrustedModelError` (exit 2) otherwise.
+    from pipelines.bento import load_model
+
+    return load_model(model)
 
 
 def _record(client: MlflowClient, candidate: ResolvedVersion, report: ValidationReport) -> None:
     client.set_model_version_tag(candidate.name, candidate.version, VALIDATION_TAG,
                                  PASSED if report.passed else FAILED)
+    if report.override:
+        client.set_model_version_tag(candidate.name, candidate.version, VALIDATION_OVERRIDE_TAG, report.override)
+    else:
+        with contextlib.suppress(MlflowException):  # an earlier gate's waiver does not carry over
+            client.delete_model_version_tag(candidate.name, candidate.version, VALIDATION_OVERRIDE_TAG)
     client.log_text(candidate.run_id, json.dumps({**asdict(report), "passed": report.passed}, indent=2),
                     REPORT_ARTIFACT)
 

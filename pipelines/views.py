@@ -55,7 +55,7 @@ def release(config: PipelineConfig, result: DeployResult, title: str) -> Table:
         "serving": result.deployment.url, "model": f"{config.model_name} v{result.deployment.model_version}",
         "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
         "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
-        "retrain request": "closed by this release" if result.retrain_request_closed else "none open",
+        "retrain request": result.retrain_request or "-",
         "audit run": result.audit_url})
 
 

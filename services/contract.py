@@ -20,6 +20,12 @@ HOLDOUT_ARTIFACT = "eval/holdout.parquet"  # the frozen eval set: features + tar
 CONFIG_ARTIFACT = "config/pipeline.json"  # the validated pipeline config the run was made with
 TARGET_TAG = "target"  # run tag naming the target column of the snapshot
 
+# The model registry: the alias of the version that serves (moved by a release; the monitoring job opens
+# retrain requests on its verdict only) and the model version tag naming the data it was trained on
+# (a retrain request is closed only by a release trained on other data).
+CHAMPION_ALIAS = "champion"
+DATA_VERSION_TAG = "data_version"  # sha256 of the full training table
+
 # What monitoring's DRIFT verdict triggers: the pipeline config's `monitoring.on_drift` and the job's env.
 OnDrift = Literal["retrain", "none"]
 ON_DRIFT_CHOICES: tuple[OnDrift, ...] = get_args(OnDrift)
@@ -29,7 +35,10 @@ ON_DRIFT_CHOICES: tuple[OnDrift, ...] = get_args(OnDrift)
 INFERENCE_LOG_ENV = "INFERENCE_LOG_DIR"
 INFERENCE_LOG_MOUNT = "/var/lib/inference"
 REQUEST_ID_HEADER = "x-request-id"
-SMOKE_REQUEST_PREFIX = "smoke-"  # request ids of a deploy's smoke test: not user traffic, monitoring skips them
+# A request whose SMOKE_TOKEN_HEADER carries the serving process's smoke token (a wrong one is a 403) has its
+# rows logged in the SMOKE_LOG_SUBDIR of the inference log, which monitoring does not read.
+SMOKE_TOKEN_HEADER = "x-smoke-token"
+SMOKE_LOG_SUBDIR = "smoke"
 
 # Images: the stack builds `<prefix>-serving-runtime:<imageTag>`; a release adds one bento on top of it
 # as `<prefix>-serving:<bento version>` (pipelines.stack).
@@ -115,3 +124,9 @@ class JsonLogFormatter(logging.Formatter):
             **getattr(record, "fields", {}),
         }
         return json.dumps(line, default=str)
+
+
+# Access control (services/access.py): each service reads its credential from the file these name.
+SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
+SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry
+SERVING_OPEN_PATHS = ("/livez", "/readyz")

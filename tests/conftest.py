@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["pytester", "tests.tiers"]
+
 # BentoML fixes its store on first use in a process; one store for the whole session (and the processes
 # it starts) keeps in-process builds and `bentoml serve` subprocesses looking at the same bentos.
 _OWN_STORE = None if "BENTOML_HOME" in os.environ else tempfile.mkdtemp(prefix="bentoml-tests-")

@@ -15,6 +15,7 @@ from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidatio
 CONTAINER = "docker:index/container:Container"
 PUBLIC_ADDRESSES = ("0.0.0.0", "::", "")
 ROOT_USERS = ("root", "0")
+ACCESS_LABEL = "mlops-platform.access"  # infra/containers.py
 # A name that says "secret" holds one, unless it only points to a file that does (FOO_FILE, FOO_PATH).
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
 _POINTER_NAME = re.compile(r"_(FILE|PATH|DIR)$", re.IGNORECASE)
@@ -30,6 +31,23 @@ def public_ports(props: Props, allow_public: bool = False) -> list[str]:
     return [
         f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0 (no ip set)'}; "
         "bind it to 127.0.0.1, or allow public ports in the policy config"
+        for port in props.get("ports") or []
+        if str(port.get("ip") or "") in PUBLIC_ADDRESSES
+    ]
+
+
+def public_without_credential(props: Props) -> list[str]:
+    """A port published on a public address belongs to a container that requires a credential.
+
+    The program labels such containers (`ACCESS_LABEL=required`) when `authEnabled` is true; without it,
+    `exposePorts` would let anyone on the network read and write models, data and reports.
+    """
+    labels = {str(item.get("label")): str(item.get("value")) for item in props.get("labels") or []}
+    if labels.get(ACCESS_LABEL) == "required":
+        return []
+    return [
+        f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0'} but the container requires no "
+        "credential: anyone on the network could read and change it; set authEnabled: true (with its secrets)"
         for port in props.get("ports") or []
         if str(port.get("ip") or "") in PUBLIC_ADDRESSES
     ]
@@ -99,6 +117,10 @@ POLICIES = [
         description="Containers publish ports on 127.0.0.1 unless the policy config allows public ports.",
         validate=_validate_public_ports,
         config_schema=PolicyConfigSchema(properties={"allowPublicPorts": {"type": "boolean", "default": False}}),
+    ),
+    _container_policy(
+        "public-ports-need-auth", "A port on a public address needs a container that requires a credential.",
+        public_without_credential,
     ),
     _container_policy("non-root-user", "Containers run as an explicit non-root user.", root_user),
     _container_policy(

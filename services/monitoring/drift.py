@@ -8,7 +8,7 @@ The numbers are read from the report's `dict()`, so what the verdict is based on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from evidently.core.report import Snapshot
 from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
 from evidently.tests import gte
 
+from services.monitoring.missing import MissingShift, missing_shares, missing_shifts
 from services.monitoring.reference import FeatureSchema
 
 TARGET = "target"
@@ -65,11 +66,19 @@ class DriftFindings:
     drifted_count: int
     columns: list[ColumnDrift]
     missing_share: dict[str, float]
+    missing: list[MissingShift] = field(default_factory=list)  # features gone missing: drifted too
 
     @property
     def drifted(self) -> list[str]:
-        """Drifted columns, the strongest first."""
-        return [c.column for c in sorted(self.columns, key=lambda c: c.margin, reverse=True) if c.drifted]
+        """Drifted columns: features gone missing first, then value drift, the strongest first."""
+        gone = [m.column for m in self.missing]
+        by_margin = sorted(self.columns, key=lambda c: c.margin, reverse=True)
+        return [*gone, *(c.column for c in by_margin if c.drifted and c.column not in gone)]
+
+    @property
+    def column_count(self) -> int:
+        """Feature columns judged: compared by Evidently, or gone missing."""
+        return len({c.column for c in self.columns} | {m.column for m in self.missing})
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,9 @@ class PreparedWindow:
     reference: pd.DataFrame
     schema: FeatureSchema
     unknown_columns: list[str]  # logged but not a feature of this model: ignored
-    absent_columns: list[str]  # a feature of the model with no value in the window: not judged
+    absent_columns: list[str]  # a feature with no value in the window or the reference: not given to Evidently
+    missing_current: dict[str, float] = field(default_factory=dict)  # every feature's missing share, window
+    missing_reference: dict[str, float] = field(default_factory=dict)  # ... and reference
 
 
 def prepare(current: pd.DataFrame, reference: pd.DataFrame, schema: FeatureSchema) -> PreparedWindow:
@@ -99,7 +110,20 @@ def prepare(current: pd.DataFrame, reference: pd.DataFrame, schema: FeatureSchem
         schema=judged,
         unknown_columns=unknown,
         absent_columns=absent,
+        missing_current=missing_shares(current),
+        missing_reference=missing_shares(reference),
     )
+
+
+def count_missing(findings: DriftFindings, window: PreparedWindow, *, max_increase: float) -> DriftFindings:
+    """Evidently's findings plus the features gone missing (missing.py), counted in the drift share."""
+    shifts = missing_shifts(window.missing_current, window.missing_reference, max_increase=max_increase)
+    counted = replace(findings, missing=shifts, missing_share={**window.missing_current, **findings.missing_share})
+    if not shifts:
+        return counted  # Evidently's own share stands
+    drifted = len(counted.drifted)
+    total = counted.column_count
+    return replace(counted, drifted_count=drifted, drift_share=drifted / total if total else 0.0)
 
 
 def _typed(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:

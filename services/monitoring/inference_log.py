@@ -13,27 +13,32 @@ these estimate an effect size whose sampling error shrinks like 1/sqrt(n). At n 
 of a normed Wasserstein distance is about 0.005, so a sample changes the verdict only for shifts within a
 few hundredths of the threshold, and no drift a user would act on goes unseen. docs/monitoring.md has
 the figures, and `make bench` measures them.
+
+Cost over time: a run reads only what it still needs. Files dated (by name) before the retention are ignored,
+and with a `LogIndex` (log_index.py) the bytes of a file whose rows were all judged already are skipped, so a
+run's cost follows the new traffic, not the age of the log.
 """
 
 from __future__ import annotations
 
-import heapq
-import json
 import random
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pandas as pd
 
-from services.contract import SMOKE_REQUEST_PREFIX, BadRecord, InferenceRecord
+from services.contract import BadRecord, InferenceRecord
+from services.monitoring.log_index import LogIndex
+from services.monitoring.sampling import Newest, Reservoir
 
-FEEDBACK_DIR = "feedback"
 REQUEST_ID = "request_id"
 ROW = "row"
 PREDICTION = "prediction"
 MAX_PROBLEMS_KEPT = 5
+DATED_NAME = re.compile(r"^(\d{8})-")  # serving names its files <YYYYMMDD>-<host>-<pid>.jsonl (UTC day)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,16 @@ class WindowSpec:
     since: Mapping[str, datetime] = field(default_factory=dict)  # per model version, exclusive
     not_before: datetime | None = None
     newest_rows: int | None = None
+
+    def holds(self, version: str, stamp: datetime) -> bool:
+        since = self.since.get(version)
+        return not ((since is not None and stamp <= since) or (self.not_before is not None and stamp < self.not_before))
+
+    def excludes(self, newest: Mapping[str, datetime]) -> bool:
+        """True when no row with these newest timestamps per version can be in the window."""
+        if self.newest_rows:
+            return False
+        return not any(self.holds(version, stamp) for version, stamp in newest.items())
 
 
 @dataclass
@@ -75,11 +90,13 @@ class LogScan:
 
     log_dir: Path
     versions: dict[str, VersionTraffic]
-    files: int = 0
+    files: int = 0  # files read, whole or from where an earlier run stopped
+    unchanged_files: int = 0  # files with nothing new to read (all their rows judged already)
+    expired_files: int = 0  # files older than the retention, ignored
+    bytes_read: int = 0
     lines: int = 0
     skipped_lines: int = 0
     other_model_rows: int = 0
-    smoke_rows: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -87,74 +104,8 @@ class LogScan:
         return sum(traffic.rows for traffic in self.versions.values())
 
 
-class _Reservoir:
-    """A uniform sample of at most `size` items from a stream of unknown length (Algorithm R)."""
-
-    def __init__(self, size: int, rng: random.Random) -> None:
-        self.size = size
-        self.rows = 0
-        self.items: list[tuple[datetime, str]] = []
-        self._rng = rng
-        self._first: datetime | None = None
-        self._last: datetime | None = None
-
-    @property
-    def span(self) -> tuple[datetime, datetime]:
-        assert self._first is not None and self._last is not None, "span of an empty window"
-        return self._first, self._last
-
-    def offer(self, item: tuple[datetime, str]) -> None:
-        stamp = item[0]
-        self._first = stamp if self._first is None else min(self._first, stamp)
-        self._last = stamp if self._last is None else max(self._last, stamp)
-        self.rows += 1
-        if len(self.items) < self.size:
-            self.items.append(item)
-            return
-        slot = self._rng.randrange(self.rows)
-        if slot < self.size:
-            self.items[slot] = item
-
-
-class _Newest:
-    """The newest `size` items of a stream (a min-heap on timestamp), later sampled down."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._offered = 0
-        self._heap: list[tuple[datetime, int, str]] = []
-
-    def offer(self, item: tuple[datetime, str]) -> None:
-        self._offered += 1
-        entry = (item[0], self._offered, item[1])  # the counter breaks timestamp ties without comparing lines
-        if len(self._heap) < self.size:
-            heapq.heappush(self._heap, entry)
-        elif entry > self._heap[0]:
-            heapq.heapreplace(self._heap, entry)
-
-    @property
-    def items(self) -> list[tuple[datetime, str]]:
-        return [(stamp, line) for stamp, _, line in self._heap]
-
-    @property
-    def rows(self) -> int:
-        return len(self._heap)
-
-    @property
-    def span(self) -> tuple[datetime, datetime]:
-        return self._heap[0][0], max(stamp for stamp, _, _ in self._heap)
-
-
 def log_files(log_dir: Path) -> list[Path]:
     return sorted(path for path in log_dir.glob("*.jsonl") if path.is_file())
-
-
-def _lines(path: Path, scan: LogScan) -> Iterator[tuple[int, str]]:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            yield from enumerate(handle, start=1)
-    except OSError as exc:  # rotated away or unreadable: note it and go on with the other files
-        _note(scan, f"{path.name}: cannot read ({exc.strerror or exc})")
 
 
 def _note(scan: LogScan, problem: str) -> None:
@@ -162,42 +113,112 @@ def _note(scan: LogScan, problem: str) -> None:
         scan.problems.append(problem)
 
 
-def read_window(
-    log_dir: Path, model_name: str, window: WindowSpec, *, sample_rows: int, seed: int = 0
-) -> LogScan:
-    """Scan every log file once; keep per model version a uniform sample of the rows in `window`."""
-    scan = LogScan(log_dir=log_dir, versions={})
-    if not log_dir.is_dir():
-        _note(scan, f"inference log directory {log_dir} does not exist (has serving logged anything yet?)")
-        return scan
-    rng = random.Random(seed)
-    keepers: dict[str, _Reservoir | _Newest] = {}
-    for path in log_files(log_dir):
-        scan.files += 1
-        for number, line in _lines(path, scan):
+def file_day(path: Path) -> date:
+    """The UTC day a log file was written: from its name (serving's files), else its modification time."""
+    match = DATED_NAME.match(path.name)
+    if match:
+        try:
+            return datetime.strptime(match.group(1), "%Y%m%d").date()
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
+
+
+def retention_start(now: datetime, days: int) -> datetime:
+    """Midnight (UTC) of the oldest day whose log files are still read: files of earlier days are ignored."""
+    return datetime.combine((now - timedelta(days=days)).date(), time(), tzinfo=UTC)
+
+
+Offer = Callable[[str, datetime, str], None]  # (model version, timestamp, raw line)
+
+
+def _read_file(
+    path: Path, model_name: str, window: WindowSpec, scan: LogScan, offer: Offer, index: LogIndex | None
+) -> None:
+    """Offer the window's rows of one file; with an index, skip the prefix whose rows were all judged already."""
+    stat = path.stat()
+    known = index.known(path, stat) if index is not None else None
+    offset, number, newest = 0, 0, {}
+    if known is not None and window.excludes(known.newest()):
+        offset, number, newest = known.offset, known.lines, known.newest()
+        if offset == stat.st_size:
+            scan.unchanged_files += 1
+            return
+    scan.files += 1
+    complete_at, complete_lines = offset, number
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            number += 1
             scan.lines += 1
+            scan.bytes_read += len(raw)
+            complete = raw.endswith(b"\n")  # a line without its newline is torn or still being written
+            line = raw.decode("utf-8", errors="replace")
             try:
                 record = InferenceRecord.parse(line)
             except BadRecord as exc:
                 scan.skipped_lines += 1
                 _note(scan, f"{path.name}:{number}: skipped, {exc}")
-                continue
-            if record.model_name != model_name:
+                record = None
+            if record is None:
+                pass
+            elif record.model_name != model_name:
                 scan.other_model_rows += 1
+            else:
+                version, stamp = record.model_version, record.timestamp
+                if complete:
+                    newest[version] = max(newest.get(version, stamp), stamp)
+                if window.holds(version, stamp):
+                    offer(version, stamp, line)
+            if complete:
+                complete_at, complete_lines = complete_at + len(raw), number
+    if index is not None:
+        index.remember(path, stat, offset=complete_at, lines=complete_lines, latest=newest)
+
+
+def read_window(
+    log_dir: Path,
+    model_name: str,
+    window: WindowSpec,
+    *,
+    sample_rows: int,
+    seed: int = 0,
+    index: LogIndex | None = None,
+    retention_days: int | None = None,
+    now: datetime | None = None,
+) -> LogScan:
+    """One pass over the log files still read; per model version a uniform sample of the rows in `window`.
+
+    `retention_days`: files of days before that are ignored. `index`: skip what earlier runs read and judged
+    (it is updated in place; the caller saves it).
+    """
+    scan = LogScan(log_dir=log_dir, versions={})
+    if not log_dir.is_dir():
+        _note(scan, f"inference log directory {log_dir} does not exist (has serving logged anything yet?)")
+        return scan
+    rng = random.Random(seed)
+    keepers: dict[str, Reservoir | Newest] = {}
+
+    def offer(version: str, stamp: datetime, line: str) -> None:
+        keeper = keepers.get(version)
+        if keeper is None:
+            newest = window.newest_rows
+            keeper = keepers[version] = Newest(newest) if newest else Reservoir(sample_rows, rng)
+        keeper.offer((stamp, line))
+
+    oldest = retention_start(now or datetime.now(UTC), retention_days).date() if retention_days else None
+    kept: set[str] = set()
+    for path in log_files(log_dir):
+        try:
+            if oldest is not None and file_day(path) < oldest:
+                scan.expired_files += 1
                 continue
-            if record.request_id.startswith(SMOKE_REQUEST_PREFIX):
-                scan.smoke_rows += 1
-                continue
-            version, stamp = record.model_version, record.timestamp
-            since = window.since.get(version)
-            if (since is not None and stamp <= since) or (window.not_before is not None and stamp < window.not_before):
-                continue
-            keeper = keepers.get(version)
-            if keeper is None:
-                keeper = keepers[version] = (
-                    _Newest(window.newest_rows) if window.newest_rows else _Reservoir(sample_rows, rng)
-                )
-            keeper.offer((stamp, line))
+            kept.add(path.name)
+            _read_file(path, model_name, window, scan, offer, index)
+        except OSError as exc:  # rotated away or unreadable: note it and go on with the other files
+            _note(scan, f"{path.name}: cannot read ({exc.strerror or exc})")
+    if index is not None:
+        index.keep_only(kept)
     for version, keeper in keepers.items():
         items = keeper.items
         if len(items) > sample_rows:
@@ -208,30 +229,6 @@ def read_window(
             rows=keeper.rows,
             first_at=first,
             last_at=last,
-            # Lines are kept raw while reading (smaller than parsed dicts) and parsed once, here.
             sample=[InferenceRecord.parse(line) for _, line in items],
         )
     return scan
-
-
-def read_labels(log_dir: Path, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], object]:
-    """Ground-truth labels (`feedback/*.jsonl`) for the wanted (request id, row) keys; bad lines are skipped."""
-    labels: dict[tuple[str, int], object] = {}
-    feedback_dir = log_dir / FEEDBACK_DIR
-    if not wanted or not feedback_dir.is_dir():
-        return labels
-    for path in sorted(feedback_dir.glob("*.jsonl")):
-        try:
-            with path.open(encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    try:
-                        raw = json.loads(line)
-                        key = (str(raw[REQUEST_ID]), int(raw.get(ROW, 0)))
-                        label = raw["label"]
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                        continue
-                    if key in wanted:
-                        labels[key] = label
-        except OSError:
-            continue
-    return labels

@@ -1,83 +1,35 @@
 """One monitoring run: read the window, judge each model version against its training snapshot, record it.
 
 Orchestration only: judge.py judges (a value, no side effects), records.py records (the HTML report, an MLflow
-run and an Evidently snapshot per judged window), summary.py words it. The job keeps no state: the next default
-window starts where the newest judged run's `window_end` tag says, per model version. A window with too few
-rows is not judged and not recorded: its rows stay in the next window.
+run and an Evidently snapshot per judged window), summary.py words it. The next default window starts where the
+newest judged run's `window_end` tag says, per model version. A window with too few rows is not judged and not
+recorded: its rows stay in the next window. The job's only state of its own is a cache, the log index
+(log_index.py): which bytes of each log file were read and judged already.
+
+A retrain request follows the champion's verdict only (retrain.py): DRIFT in leftover traffic of a retired
+version is reported, not acted on.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from services.monitoring.drift import Verdict
-from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_window
+from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_window, retention_start
 from services.monitoring.judge import Judgement, NotJudged, Progress, Shortfall, judge, too_few_rows
+from services.monitoring.log_index import LogIndex
 from services.monitoring.observability import log_event, touch_heartbeat
 from services.monitoring.records import experiment_id, last_judged_window_ends, record_judged, run_url
-from services.monitoring.reference import Reference, ReferenceMissing, load_reference
-from services.monitoring.retrain import request_retrain_if_due
+from services.monitoring.reference import ReferenceCache, ReferenceMissing
+from services.monitoring.results import MonitorResult, VersionResult
+from services.monitoring.retrain import champion_version, request_retrain_if_due
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.summary import nothing_to_judge_summary, overall_summary, version_summary
-
-CACHED_REFERENCES = 4
-
-
-@dataclass(frozen=True)
-class VersionResult:
-    model_version: str
-    verdict: Verdict
-    summary: str
-    rows: int
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    report_path: Path | None = None
-    mlflow_run_id: str | None = None
-    drifted_columns: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class MonitorResult:
-    """The outcome of one run; `verdict`, `summary` and the report come from the deciding model version."""
-
-    verdict: Verdict
-    summary: str
-    report_path: Path | None
-    mlflow_run_id: str | None
-    mlflow_run_url: str | None
-    retrain_requested: bool
-    versions: list[VersionResult]
-    workspace_dir: Path
-
-    @property
-    def exit_code(self) -> int:
-        return self.verdict.exit_code
-
-
-class ReferenceCache:
-    """Training snapshots are immutable per model version, so a looping job downloads each once."""
-
-    def __init__(self, size: int = CACHED_REFERENCES) -> None:
-        self._size = size
-        self._items: OrderedDict[str, Reference] = OrderedDict()
-
-    def get(self, client: MlflowClient, settings: MonitorSettings, version: str) -> Reference:
-        if version in self._items:
-            self._items.move_to_end(version)
-            return self._items[version]
-        reference = load_reference(
-            client, settings.model_name, version, max_rows=settings.max_sample_rows, seed=settings.seed
-        )
-        self._items[version] = reference
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return reference
 
 
 def run_once(
@@ -98,9 +50,12 @@ def run_once(
     ]
     if not results:
         return _nothing_to_judge(settings, scan, window)
-    deciding = _deciding(results)
-    retrain_requested = _request_retrain(client, settings, deciding)
-    summary = overall_summary(deciding, results, scan, settings, retrain_requested)
+    champion = _champion_if_needed(client, settings, results)
+    deciding = _deciding(results, champion.version if champion else None)
+    retrain_requested = _request_retrain(client, settings, deciding, champion)
+    summary = overall_summary(
+        deciding, results, scan, settings, retrain_requested, champion=champion.version if champion else None
+    )
     result = MonitorResult(
         verdict=deciding.verdict,
         summary=summary,
@@ -127,33 +82,47 @@ def run_once(
 
 
 def _window_spec(client: MlflowClient, settings: MonitorSettings, experiment: str | None) -> WindowSpec:
+    now = datetime.now(UTC)
     if settings.explicit_window:
         hours = settings.window_hours
-        return WindowSpec(
-            not_before=datetime.now(UTC) - timedelta(hours=hours) if hours else None,
-            newest_rows=settings.window_rows,
-        )
-    return WindowSpec(since=last_judged_window_ends(client, settings.model_name, experiment))
+        return WindowSpec(not_before=now - timedelta(hours=hours) if hours else None, newest_rows=settings.window_rows)
+    # Reports older than the retention cannot bound a row still read (a day's margin for late-written rows).
+    oldest = retention_start(now, settings.log_retention_days) - timedelta(days=1)
+    return WindowSpec(since=last_judged_window_ends(client, settings.model_name, experiment, started_after=oldest))
 
 
 def _scan(settings: MonitorSettings, window: WindowSpec, say: Progress) -> LogScan:
     say(f"reading the inference log in {settings.inference_log_dir}")
+    index_file = settings.log_index_file
+    index = LogIndex.load(index_file, settings.model_name) if index_file else None
     scan = read_window(
         settings.inference_log_dir,
         settings.model_name,
         window,
         sample_rows=settings.max_sample_rows,
         seed=settings.seed,
+        index=index,
+        retention_days=settings.log_retention_days,
     )
+    index_error = None
+    if index is not None and index_file is not None:
+        try:
+            index.save(index_file)
+        except OSError as exc:  # the next run reads more, nothing worse
+            index_error = f"{index_file}: {exc.strerror or exc}"
     log_event(
         "monitoring.scan",
         log_dir=str(settings.inference_log_dir),
         files=scan.files,
+        unchanged_files=scan.unchanged_files,
+        expired_files=scan.expired_files,
+        bytes_read=scan.bytes_read,
         lines=scan.lines,
         skipped_lines=scan.skipped_lines,
         rows=scan.rows,
         versions={v: t.rows for v, t in scan.versions.items()},
         problems=scan.problems,
+        index_error=index_error,
     )
     return scan
 
@@ -195,22 +164,35 @@ def _version_order(version: str) -> tuple[int, str]:
     return (int(version), version) if version.isdigit() else (-1, version)
 
 
-def _deciding(results: list[VersionResult]) -> VersionResult:
-    """The newest version with the most serious verdict: DRIFT, then OK, then NOT ENOUGH DATA."""
+def _champion_if_needed(
+    client: MlflowClient, settings: MonitorSettings, results: list[VersionResult]
+) -> ModelVersion | None:
+    """The serving version, looked up only when a DRIFT verdict could open a retrain request."""
+    if settings.on_drift != "retrain" or all(r.verdict is not Verdict.DRIFT for r in results):
+        return None
+    return champion_version(client, settings.model_name)
+
+
+def _deciding(results: list[VersionResult], champion: str | None = None) -> VersionResult:
+    """The most serious verdict (DRIFT, then OK, then NOT ENOUGH DATA): the champion's, else the newest version's."""
     rank = {Verdict.DRIFT: 0, Verdict.OK: 1, Verdict.NOT_ENOUGH_DATA: 2}
-    return min(results, key=lambda r: rank[r.verdict])  # min keeps the first (newest) among equals
+    # min keeps the first (newest) among equals
+    return min(results, key=lambda r: (rank[r.verdict], r.model_version != champion))
 
 
-def _request_retrain(client: MlflowClient, settings: MonitorSettings, deciding: VersionResult) -> bool:
-    """On DRIFT with on_drift=retrain, a retrain request unless one is open or within the cooldown."""
+def _request_retrain(
+    client: MlflowClient, settings: MonitorSettings, deciding: VersionResult, champion: ModelVersion | None
+) -> bool:
+    """On the champion's DRIFT with on_drift=retrain, a retrain request unless one is open or within the cooldown."""
     if deciding.verdict is not Verdict.DRIFT or settings.on_drift != "retrain" or not deciding.mlflow_run_id:
         return False
-    requested = request_retrain_if_due(
+    requested = champion is not None and champion.version == deciding.model_version and request_retrain_if_due(
         client,
         settings.model_name,
         reason=deciding.summary,
         monitoring_run_id=deciding.mlflow_run_id,
         cooldown=timedelta(minutes=settings.cooldown_minutes),
+        champion=champion,
     )
     client.set_tag(deciding.mlflow_run_id, "retrain_requested", str(requested).lower())
     return requested

@@ -20,6 +20,7 @@ from services.monitoring.drift import (
     DriftFindings,
     PreparedWindow,
     Verdict,
+    count_missing,
     decide_verdict,
     labeled_rows,
     prepare,
@@ -27,7 +28,8 @@ from services.monitoring.drift import (
     run_classification_report,
     run_drift_report,
 )
-from services.monitoring.inference_log import VersionTraffic, read_labels
+from services.monitoring.feedback import read_labels
+from services.monitoring.inference_log import VersionTraffic
 from services.monitoring.reference import Reference
 from services.monitoring.settings import MonitorSettings
 
@@ -128,7 +130,8 @@ def judge(
         sampled, version = len(window.current), traffic.model_version
         progress(f"judging {sampled:,} sampled of {traffic.rows:,} rows of v{version} with Evidently")
     drift = run_drift_report(window, drift_share_threshold=settings.drift_share_threshold, min_rows=settings.min_rows)
-    findings = read_findings(drift.dict())
+    # A feature gone missing is drift too (missing.py), though Evidently only compares the values there are.
+    findings = count_missing(read_findings(drift.dict()), window, max_increase=settings.max_missing_share_increase)
     verdict = decide_verdict(
         traffic.rows,
         findings.drift_share,

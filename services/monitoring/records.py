@@ -2,7 +2,9 @@
 snapshot and a `monitoring.report` log event (`record_judged`; the judging itself is judge.py).
 
 The tag `window_end` of the newest judged run is where the next default window starts, per model version,
-so the job keeps no state of its own and runs the same on a laptop and in the stack.
+so the job keeps no state of its own and runs the same on a laptop and in the stack. The run gets that tag
+and `judged` only when it finishes, after its artifacts are uploaded: a run that fails halfway leaves its
+window to be judged again by the next run.
 """
 
 from __future__ import annotations
@@ -15,20 +17,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 from evidently.core.report import Snapshot
-from evidently.sdk.models import PanelMetric
-from evidently.sdk.panels import counter_panel, line_plot_panel
-from evidently.ui.workspace import Project, Workspace
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from services.monitoring.judge import Judged, Progress
 from services.monitoring.observability import log_event
 from services.monitoring.settings import MonitorSettings
+from services.monitoring.workspace import add_to_workspace
 
 JUDGED_TAG = "judged"
 WINDOW_END_TAG = "window_end"
 MAX_TAG_CHARS = 4000  # well under MLflow's tag value limit
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+SEARCH_PAGE_ROWS = 1000  # runs per page when looking for the last judged windows
 
 
 @dataclass(frozen=True)
@@ -104,22 +105,36 @@ def run_url(tracking_uri: str, experiment: str | None, run_id: str | None) -> st
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
 
 
-def last_judged_window_ends(client: MlflowClient, model_name: str, experiment: str | None) -> dict[str, datetime]:
-    """Per model version, where the newest judged window ended: the default window starts after it."""
+def last_judged_window_ends(
+    client: MlflowClient, model_name: str, experiment: str | None, *, started_after: datetime | None = None
+) -> dict[str, datetime]:
+    """Per model version, where the newest judged window ended: the default window starts after it.
+
+    Pages through every judged run of the model (newest first), or every one started after `started_after`:
+    the job passes the start of the log's retention, before which no row is read anyway.
+    """
     if experiment is None:
         return {}
-    runs = client.search_runs(
-        [experiment],
-        filter_string=f"tags.model_name = '{model_name}' and tags.{JUDGED_TAG} = 'true'",
-        order_by=["attributes.start_time DESC"],
-        max_results=500,
-    )
+    query = f"tags.model_name = '{model_name}' and tags.{JUDGED_TAG} = 'true'"
+    if started_after is not None:
+        query += f" and attributes.start_time >= {int(started_after.timestamp() * 1000)}"
     ends: dict[str, datetime] = {}
-    for run in runs:
-        version, end = run.data.tags.get("model_version"), run.data.tags.get(WINDOW_END_TAG)
-        if version and end and version not in ends:
-            ends[version] = datetime.fromisoformat(end)
-    return ends
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=query,
+            order_by=["attributes.start_time DESC"],
+            max_results=SEARCH_PAGE_ROWS,
+            page_token=token,
+        )
+        for run in page:
+            version, end = run.data.tags.get("model_version"), run.data.tags.get(WINDOW_END_TAG)
+            if version and end and version not in ends:
+                ends[version] = datetime.fromisoformat(end)
+        token = page.token
+        if not token:
+            return ends
 
 
 def save_html(snapshot: Snapshot, path: Path) -> Path:
@@ -148,12 +163,11 @@ def record_in_mlflow(
             "model_version": traffic.model_version,
             "verdict": str(judged.verdict),
             "window_start": traffic.first_at.isoformat(),
-            WINDOW_END_TAG: traffic.last_at.isoformat(),
             "window_rows": str(traffic.rows),
             "window_kind": "explicit" if settings.explicit_window else "since_last_report",
-            JUDGED_TAG: "true",
             "reference_run_id": judged.reference.run_id,
             "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
+            "missing_columns": ",".join(m.column for m in findings.missing)[:MAX_TAG_CHARS],
             "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],
             "absent_columns": ",".join(window.absent_columns)[:MAX_TAG_CHARS],
             "mlflow.note.content": record.summary[:MAX_TAG_CHARS],
@@ -170,6 +184,7 @@ def record_in_mlflow(
             "skipped_log_lines": skipped_lines,
             **{f"drift_score/{metric_key(c.column)}": c.score for c in findings.columns},
             **{f"missing_share/{metric_key(col)}": share for col, share in findings.missing_share.items()},
+            **{f"missing_share_reference/{metric_key(c)}": share for c, share in window.missing_reference.items()},
             **{f"classification/{metric_key(key)}": value for key, value in record.quality.items()},
         }
         metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
@@ -185,6 +200,9 @@ def record_in_mlflow(
         client.log_artifact(run_id, str(record.report_path), "report")
         if record.quality_path:
             client.log_artifact(run_id, str(record.quality_path), "report")
+        # Last: only a complete record moves the next default window past this one.
+        window_tags = {WINDOW_END_TAG: traffic.last_at.isoformat(), JUDGED_TAG: "true"}
+        client.log_batch(run_id, tags=[RunTag(key, value) for key, value in window_tags.items()])
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -201,43 +219,6 @@ def _findings_json(record: WindowRecord) -> dict[str, object]:
         "drifted": judged.findings.drifted,
         "unknown_columns": judged.window.unknown_columns,
         "absent_columns": judged.window.absent_columns,
+        "missing_share_reference": judged.window.missing_reference,
         "classification": record.quality,
     }
-
-
-def add_to_workspace(workspace_dir: Path, project_name: str, snapshot: Snapshot, name: str) -> str:
-    """Add the report to the Evidently workspace the UI serves (one project per model); the snapshot id."""
-    workspace = Workspace.create(str(workspace_dir))
-    found = workspace.search_project(project_name)
-    if found:
-        project = found[0]
-    else:
-        project = workspace.create_project(
-            project_name, description=f"Logged traffic of {project_name} vs its training snapshot"
-        )
-        _add_drift_dashboard(project)
-    return str(workspace.add_run(project.id, snapshot, include_data=False, name=name).id)
-
-
-def _add_drift_dashboard(project: Project) -> None:
-    """Panels over all reports of the project: drift share and per-column scores through time."""
-    share = PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels={"value_type": "share"})
-    project.dashboard.add_panel(
-        counter_panel(title="Share of drifted columns, last report", values=[share], size="half", aggregation="last")
-    )
-    project.dashboard.add_panel(
-        counter_panel(
-            title="Rows judged, all reports",
-            values=[PanelMetric(legend="rows", metric="RowCount", metric_labels={})],
-            size="half",
-            aggregation="sum",
-        )
-    )
-    project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns", values=[share]))
-    project.dashboard.add_panel(
-        line_plot_panel(
-            title="Drift score per column",
-            description="distance (higher = more drift) or p-value (lower = more drift), see the report",
-            values=[PanelMetric(legend="{{column}}", metric="ValueDrift", metric_labels={})],
-        )
-    )

@@ -3,20 +3,33 @@
 model version -> run id -> the snapshot artifact, minus the target named by the run's target tag
 (names in services/contract.py). Feature names and kinds come from the run's recorded pipeline config, or,
 when a run has none, from the snapshot's columns and dtypes. No copy of the data is kept anywhere else.
+
+The snapshot is the full training table, which may not fit in the job's memory: it is read in batches of its
+feature columns and sampled as it goes (bottom-k on a seeded random key per row, a uniform sample without
+replacement), so memory is bounded by `max_rows` plus one batch whatever the table's size.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from services.contract import CONFIG_ARTIFACT, SNAPSHOT_ARTIFACT, TARGET_TAG
+from services.monitoring.settings import MonitorSettings
+
+BATCH_ROWS = 65_536
+READ_BUFFER_BYTES = 1 << 20
+CACHED_REFERENCES = 4
 
 
 class ReferenceMissing(LookupError):
@@ -58,22 +71,42 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
             raise ReferenceMissing(
                 f"training run {run_id} of {model_name} v{version} has no artifact {SNAPSHOT_ARTIFACT}"
             )
-        try:
-            frame = pd.read_parquet(snapshot)
-        except (OSError, ValueError) as exc:
-            raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} is unreadable: {exc}") from None
+        if target is None:
+            raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} has no '{TARGET_TAG}' tag")
         config_file = _download(client, run_id, CONFIG_ARTIFACT, workdir)
         schema = _schema_from_config(config_file) if config_file else None
-    if target is None:
-        raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} has no '{TARGET_TAG}' tag")
-    schema = schema or _schema_from_frame(frame.drop(columns=[target], errors="ignore"))
-    absent = [column for column in schema.columns if column not in frame.columns]
-    if absent:
-        raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} lacks feature columns {absent}")
-    features = frame[schema.columns]
-    if len(features) > max_rows:
-        features = features.sample(n=max_rows, random_state=seed)
+        try:
+            # No pre-buffering and a small read buffer: Arrow would otherwise load whole column chunks.
+            parquet = pq.ParquetFile(snapshot, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+            columns = parquet.schema_arrow.names
+            schema = schema or _schema_from_frame(parquet.schema_arrow.empty_table().to_pandas().drop(
+                columns=[target], errors="ignore"))
+            absent = [column for column in schema.columns if column not in columns]
+            if absent:
+                raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} lacks feature columns {absent}")
+            features = sample_parquet(parquet, schema.columns, max_rows=max_rows, seed=seed)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} is unreadable: {exc}") from None
     return Reference(model_version=version, run_id=run_id, target=target, schema=schema, frame=features)
+
+
+def sample_parquet(
+    parquet: pq.ParquetFile, columns: list[str], *, max_rows: int, seed: int = 0, batch_rows: int = BATCH_ROWS
+) -> pd.DataFrame:
+    """A uniform sample of at most `max_rows` rows of `columns`, in file order, read one batch at a time."""
+    rng = np.random.default_rng(seed)
+    kept: pa.Table | None = None
+    keys = np.empty(0)
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns, use_pandas_metadata=False):
+        table = pa.Table.from_batches([batch])
+        kept = table if kept is None else pa.concat_tables([kept, table]).combine_chunks()
+        keys = np.concatenate([keys, rng.random(batch.num_rows)])
+        if kept.num_rows > max_rows:  # the rows with the smallest keys (bottom-k: a uniform sample), in order
+            smallest = np.sort(np.argpartition(keys, max_rows)[:max_rows])
+            kept, keys = kept.take(pa.array(smallest)), keys[smallest]
+    if kept is None:
+        kept = parquet.schema_arrow.empty_table().select(columns)
+    return kept.replace_schema_metadata(None).to_pandas()
 
 
 def _download(client: MlflowClient, run_id: str, artifact: str, workdir: str) -> Path | None:
@@ -103,3 +136,23 @@ def _schema_from_frame(frame: pd.DataFrame) -> FeatureSchema:
     ]
     categorical = [str(name) for name in frame.columns if name not in numerical]
     return FeatureSchema(numerical=numerical, categorical=categorical)
+
+
+class ReferenceCache:
+    """Training snapshots are immutable per model version, so a looping job downloads each once."""
+
+    def __init__(self, size: int = CACHED_REFERENCES) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Reference] = OrderedDict()
+
+    def get(self, client: MlflowClient, settings: MonitorSettings, version: str) -> Reference:
+        if version in self._items:
+            self._items.move_to_end(version)
+            return self._items[version]
+        reference = load_reference(
+            client, settings.model_name, version, max_rows=settings.max_sample_rows, seed=settings.seed
+        )
+        self._items[version] = reference
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return reference

@@ -43,6 +43,9 @@ class MonitorSettings:
     cooldown_minutes: float = 60.0
     interval_minutes: float = 5.0
     min_labeled_rows: int = 50
+    max_missing_share_increase: float = 0.1
+    log_retention_days: int = 30
+    log_index_file: Path | None = None  # per-file read offsets kept between runs; None: read the log whole
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +64,12 @@ class MonitorSettings:
             problems.append(f"on_drift must be one of {', '.join(ON_DRIFT_CHOICES)} (got {self.on_drift!r})")
         if self.cooldown_minutes < 0 or self.interval_minutes <= 0:
             problems.append("cooldown_minutes must be >= 0 and interval_minutes > 0")
+        if not 0 < self.max_missing_share_increase <= 1:
+            problems.append(
+                f"max_missing_share_increase must be in (0, 1] (got {self.max_missing_share_increase})"
+            )
+        if self.log_retention_days < 1:
+            problems.append(f"log_retention_days must be >= 1 (got {self.log_retention_days})")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -74,12 +83,13 @@ class MonitorSettings:
         """The stack's way in: every field from `MONITORING_*` and friends, thresholds default to the config's."""
         env = os.environ if env is None else env
         workspace = Path(_required(env, "MONITORING_WORKSPACE"))
+        reports = Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports"))
         return cls(
             tracking_uri=_required(env, "MLFLOW_TRACKING_URI"),
             model_name=env.get("MODEL_NAME", "loan-default"),
             inference_log_dir=Path(_required(env, INFERENCE_LOG_ENV)),
             workspace_dir=workspace,
-            reports_dir=Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports")),
+            reports_dir=reports,
             heartbeat_file=Path(env.get("MONITORING_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE)),
             experiment=env.get("MONITORING_EXPERIMENT", cls.experiment),
             min_rows=_number(env, "MONITORING_MIN_ROWS", int, cls.min_rows),
@@ -91,8 +101,13 @@ class MonitorSettings:
             cooldown_minutes=_number(env, "MONITORING_COOLDOWN_MINUTES", float, cls.cooldown_minutes),
             interval_minutes=_number(env, "MONITORING_INTERVAL_MINUTES", float, cls.interval_minutes),
             min_labeled_rows=_number(env, "MONITORING_MIN_LABELED_ROWS", int, cls.min_labeled_rows),
+            max_missing_share_increase=_number(
+                env, "MONITORING_MAX_MISSING_SHARE_INCREASE", float, cls.max_missing_share_increase
+            ),
+            log_retention_days=_number(env, "MONITORING_LOG_RETENTION_DAYS", int, cls.log_retention_days),
+            # Next to the reports by default: a writable volume in the stack (the log itself is read only).
+            log_index_file=Path(env.get("MONITORING_LOG_INDEX_FILE", reports.parent / "monitoring-log-index.json")),
         )
-
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from services.contract import CHAMPION_ALIAS
 from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
 from services.monitoring.inference_log import LogScan, WindowSpec
 from services.monitoring.judge import Judgement, NotJudged, Shortfall
@@ -17,7 +18,7 @@ from services.monitoring.settings import MonitorSettings
 
 
 class Outcome(Protocol):
-    """What the run's summary reads of a model version's result (`job.VersionResult`)."""
+    """What the run's summary reads of a model version's result (`results.VersionResult`)."""
 
     @property
     def model_version(self) -> str: ...
@@ -61,13 +62,15 @@ def drift_summary(
 ) -> str:
     relation = ">=" if verdict is Verdict.DRIFT else "<"
     text = (
-        f"{name} v{version}: {findings.drifted_count} of {len(findings.columns)} columns drifted "
+        f"{name} v{version}: {findings.drifted_count} of {findings.column_count} columns drifted "
         f"(share {findings.drift_share:.2f} {relation} {settings.drift_share_threshold:.2f})"
     )
+    gone = {m.column: m.label for m in findings.missing}
     if findings.drifted:
-        text += f": {', '.join(findings.drifted)}"
-    if window.absent_columns:
-        text += f"; no values for {', '.join(window.absent_columns)}"
+        text += f": {', '.join(gone.get(column, column) for column in findings.drifted)}"
+    not_judged = [column for column in window.absent_columns if column not in gone]
+    if not_judged:
+        text += f"; no values for {', '.join(not_judged)}"
     if window.unknown_columns:
         text += f"; ignored unknown columns {', '.join(window.unknown_columns)}"
     return text
@@ -79,13 +82,18 @@ def overall_summary(
     scan: LogScan,
     settings: MonitorSettings,
     retrain_requested: bool,
+    *,
+    champion: str | None = None,
 ) -> str:
-    """The run's line: the deciding version's verdict and summary, then the other versions and skipped lines."""
+    """The run's line: the deciding version's verdict and summary, then the other versions and skipped lines.
+
+    `champion`: the version aliased champion, whose DRIFT alone opens a retrain request.
+    """
     text = f"{deciding.verdict}: {deciding.summary}"
     if deciding.window_start and deciding.verdict is not Verdict.NOT_ENOUGH_DATA:
         text += f"; {deciding.rows:,} rows {deciding.window_start:%Y-%m-%d %H:%M:%S}–{deciding.window_end:%H:%M:%S} UTC"
     if deciding.verdict is Verdict.DRIFT:
-        text += "; retrain requested" if retrain_requested else no_request_reason(settings)
+        text += "; retrain requested" if retrain_requested else no_request_reason(settings, deciding, champion)
     others = [f"v{r.model_version} {r.verdict}" for r in results if r is not deciding]
     if others:
         text += f"; also {', '.join(others)}"
@@ -94,9 +102,12 @@ def overall_summary(
     return text
 
 
-def no_request_reason(settings: MonitorSettings) -> str:
+def no_request_reason(settings: MonitorSettings, deciding: Outcome, champion: str | None) -> str:
     if settings.on_drift == "none":
         return "; no action (on_drift=none)"
+    if deciding.model_version != champion:
+        serving = f"v{champion} is" if champion else "no version is"
+        return f"; no retrain request: v{deciding.model_version} is not @{CHAMPION_ALIAS} ({serving})"
     return f"; retrain already requested or done within the last {settings.cooldown_minutes:g} min (cooldown)"
 
 

@@ -2,7 +2,8 @@
 
 The runtime image starts here when no bento sits at the bento path: the container is alive
 (`/livez` 200) but not ready (`/readyz` 503), and `/predict` says plainly that no model is
-deployed, instead of the container crash-looping. Standard library only.
+deployed, instead of the container crash-looping. With a serving token configured, everything but
+the health probes needs it, as in the model server. Standard library only.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from services.access import presented_credential, read_credential
+from services.contract import SERVING_OPEN_PATHS, SERVING_TOKEN_FILE_ENV
+
 NO_MODEL = "no model deployed yet: run `make train deploy` to release one"
 
 
 class NoModelHandler(BaseHTTPRequestHandler):
     server_version = "no-model"
+    token: str | None = None  # the serving token; None: no access control
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         if self.path == "/livez":
             self._send_json(HTTPStatus.OK, {"status": "alive", "model_deployed": False})
         elif self.path == "/readyz":
@@ -32,10 +39,19 @@ class NoModelHandler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}"})
 
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         if self.path == "/predict":
             self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": NO_MODEL})
         else:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}"})
+
+    def _authorized(self) -> bool:
+        headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in self.headers.items()]
+        if self.token is None or self.path in SERVING_OPEN_PATHS or presented_credential(headers) == self.token:
+            return True
+        self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "authentication required: `Authorization: Bearer <token>`"})
+        return False
 
     def _send_json(self, status: HTTPStatus, body: dict[str, object]) -> None:
         self._send(status, json.dumps(body).encode(), "application/json")
@@ -53,6 +69,7 @@ class NoModelHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("SERVING_PORT", "3000"))
+    NoModelHandler.token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
     server = ThreadingHTTPServer(("0.0.0.0", port), NoModelHandler)
     # As PID 1 Python gets no default SIGTERM handler: without this `docker stop` waits for SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -3,6 +3,12 @@
 Which model, its version and its feature schema are bento arguments fixed at build time
 (`pipelines.bento`), so a bento — and the image made from it — always serves exactly one version.
 BentoML itself answers `/livez`, `/readyz` and `/metrics`.
+
+What a client may send is bounded before the model sees it: the body (`guard.RequestGuard`: size, media
+type, JSON without repeated keys), every row (`request_schema`: strict types, bounded numbers and
+strings) and the request id; a model that still fails on accepted rows answers 422 naming them
+(`scoring`). The model loads with the pinned trusted types only (`model_trust`). A request carrying the
+deploy's smoke token is logged apart, in the inference log's `SMOKE_LOG_SUBDIR`.
 """
 
 from __future__ import annotations
@@ -14,17 +20,31 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-import mlflow.sklearn
 import pandas as pd
+from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
-from services.contract import INFERENCE_LOG_ENV, REQUEST_ID_HEADER, InferenceRecord, JsonLogFormatter
+from services.access import RequireCredential, read_credential
+from services.contract import (
+    INFERENCE_LOG_ENV,
+    REQUEST_ID_HEADER,
+    SERVING_OPEN_PATHS,
+    SERVING_TOKEN_FILE_ENV,
+    SMOKE_LOG_SUBDIR,
+    SMOKE_TOKEN_HEADER,
+    InferenceRecord,
+    JsonLogFormatter,
+)
+from services.serving.guard import Refusal, RequestGuard, SmokeToken, check_request_id
 from services.serving.inference_log import InferenceLog
-from services.serving.request_schema import row_model
+from services.serving.model_trust import load_trusted_model
+from services.serving.request_schema import DEFAULT_MAX_ABS, row_model
+from services.serving.scoring import RowsRefused, score
 
 
 class ServingArgs(BaseModel):
@@ -34,6 +54,8 @@ class ServingArgs(BaseModel):
     numeric_features: str  # JSON lists: bento arguments are strings on the command line
     categorical_features: str
     max_batch_rows: int = 1000
+    max_abs_value: float = DEFAULT_MAX_ABS
+    max_body_bytes: int = 4 * 1024 * 1024
     workers: int = 1
 
 
@@ -49,7 +71,7 @@ log.addHandler(_handler)
 log.setLevel(logging.INFO)
 log.propagate = False
 
-Row = row_model(NUMERIC, CATEGORICAL)
+Row = row_model(NUMERIC, CATEGORICAL, max_abs=args.max_abs_value)
 
 
 class Prediction(BaseModel):
@@ -73,9 +95,14 @@ class Serving:
     model_ref = bentoml.models.BentoModel(args.model_tag)
 
     def __init__(self) -> None:
-        self.model = mlflow.sklearn.load_model(self.model_ref.path_of("mlflow_model"))
-        self.inference_log = InferenceLog(Path(os.environ.get(INFERENCE_LOG_ENV, "inference-log")))
-        log.info("model loaded", extra={"fields": {"model": args.model_name, "model_version": args.model_version}})
+        # Only the pinned trusted types load, whatever the artifact declares; a refusal stops the worker.
+        self.model = load_trusted_model(self.model_ref.path_of("mlflow_model"))
+        log_dir = Path(os.environ.get(INFERENCE_LOG_ENV, "inference-log"))
+        self.inference_log = InferenceLog(log_dir)
+        self.smoke_token = SmokeToken.from_env()
+        self.smoke_log = InferenceLog(log_dir / SMOKE_LOG_SUBDIR) if self.smoke_token.configured else None
+        log.info("model loaded", extra={"fields": {"model": args.model_name, "model_version": args.model_version,
+                                                   "smoke_marking": self.smoke_token.configured}})
 
     @bentoml.api
     def predict(
@@ -84,22 +111,23 @@ class Serving:
         ctx: bentoml.Context,
     ) -> Prediction:
         started = time.perf_counter()
-        request_id = ctx.request.headers.get(REQUEST_ID_HEADER) or str(uuid.uuid4())
+        try:
+            request_id = check_request_id(ctx.request.headers.get(REQUEST_ID_HEADER)) or str(uuid.uuid4())
+            smoke = self.smoke_token.marks(ctx.request.headers.get(SMOKE_TOKEN_HEADER))
+        except Refusal as refusal:
+            raise BentoMLException(refusal.message, error_code=refusal.status) from None
         records = [row.model_dump(by_alias=True) for row in rows]
         frame = pd.DataFrame.from_records(records, columns=[*NUMERIC, *CATEGORICAL]).astype(
             {name: "float64" for name in NUMERIC}
         )
-        probabilities = None
-        if hasattr(self.model, "predict_proba"):
-            # One pass over the model: the label is the most probable class (as `predict` does for
-            # forests, boosting and logistic regression), which halves the latency of tree ensembles.
-            proba = self.model.predict_proba(frame)
-            labels = self.model.classes_[proba.argmax(axis=1)].tolist()
-            classes = [str(c) for c in self.model.classes_]
-            probabilities = [dict(zip(classes, map(float, p), strict=True)) for p in proba]
-        else:
-            labels = self.model.predict(frame).tolist()
-        self._log_rows(request_id, records, labels, probabilities)
+        try:
+            labels, probabilities = score(self.model, frame)
+        except RowsRefused as refused:
+            log.warning("rows refused by the model", extra={"fields": {
+                "request_id": request_id, "model_version": args.model_version, "rows": refused.rows,
+                "error": str(refused)}})
+            raise BentoMLException(str(refused), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
+        self._log_rows(self.smoke_log if smoke else self.inference_log, request_id, records, labels, probabilities)
         ctx.response.headers[REQUEST_ID_HEADER] = request_id
         log.info("predicted", extra={"fields": {
             "request_id": request_id, "model_version": args.model_version, "rows": len(records),
@@ -108,7 +136,8 @@ class Serving:
                           request_id=request_id)
 
     def _log_rows(
-        self, request_id: str, records: list[dict], labels: list, probabilities: list[dict] | None
+        self, inference_log: InferenceLog, request_id: str, records: list[dict], labels: list,
+        probabilities: list[dict] | None,
     ) -> None:
         now = datetime.now(UTC)
         entries = [
@@ -118,9 +147,17 @@ class Serving:
             for i, features in enumerate(records)
         ]
         try:
-            self.inference_log.append(entries, now)
+            inference_log.append(entries, now)
         except OSError as exc:
             # Serving stays up; the failure is counted and logged loudly for the alert to pick up.
             log_failures_total.labels(model_version=args.model_version).inc()
             log.error("inference log write failed", extra={"fields": {"request_id": request_id, "error": str(exc)}})
         predictions_total.labels(model_version=args.model_version).inc(len(entries))
+
+
+# Outside the typed API: the body's size, media type and JSON are checked before BentoML parses it.
+Serving.add_asgi_middleware(RequestGuard, max_body_bytes=args.max_body_bytes)
+# With a serving token (the stack's `servingToken`, as a file), everything but the health probes needs it.
+_token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
+if _token is not None:
+    Serving.add_asgi_middleware(RequireCredential, credential=_token, open_paths=SERVING_OPEN_PATHS, realm="serving")

@@ -63,6 +63,7 @@ class Declared:
 @dataclass
 class DeclaredStack:
     config: dict[str, str] = field(default_factory=dict)  # the stack config it was declared with
+    secrets: dict[str, str] = field(default_factory=dict)  # its secrets, as `pulumi config set --secret`
     resources: list[Declared] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
@@ -115,7 +116,7 @@ def run_program(
     stack: str = "dev",
 ) -> DeclaredStack:
     """Run infra/__main__.py with this stack config (keys without the project prefix); secrets as `--secret`."""
-    declared = DeclaredStack(config=dict(config or {}))
+    declared = DeclaredStack(config=dict(config or {}), secrets=dict(secrets or {}))
     monitor = _CapturingMonitor(declared)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     values = {**(config or {}), **(secrets or {})}

@@ -18,7 +18,11 @@ ALIASES = {"mlflow", "serving", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
-HARDENED_SECRETS = {"adminPassword": ADMIN_PASSWORD, "postgresPassword": POSTGRES_PASSWORD}
+SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "mon-pw-8d2e",
+                   "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f"}
+AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
+HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
+SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +103,7 @@ def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
     job, ui = default_stack.container("monitoring"), default_stack.container("monitoring-ui")
     workspace = env_of(job)["MONITORING_WORKSPACE"]
     command = ui.plain["command"]
-    assert command[:2] == ["evidently", "ui"]
+    assert command[:3] == ["python", "-m", "services.monitoring.ui"]  # evidently ui, behind access control
     assert command[command.index("--workspace") + 1] == workspace
     state = mounts_of(job)["/var/lib/monitoring"]["volumeName"]
     assert workspace.startswith("/var/lib/monitoring/")
@@ -192,10 +196,43 @@ def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened
         assert rpc.is_rpc_secret(container.inputs["uploads"]), f"{container.name} uploads are not secret"
 
 
+def test_the_monitoring_job_logs_in_as_its_own_user_not_the_admin(hardened_stack):
+    mlflow, job = hardened_stack.container("mlflow"), hardened_stack.container("monitoring")
+    users = {u["file"]: u["content"] for u in mlflow.plain["uploads"]}[env_of(mlflow)["SERVICE_USERS_FILE"]]
+    assert users.splitlines() == ["[monitoring]", "password = mon-pw-8d2e", "registered_models = loan-default"]
+    (credentials,) = [u["content"] for u in job.plain["uploads"]]
+    assert "mlflow_tracking_username = monitoring" in credentials and "mon-pw-8d2e" in credentials
+    assert "admin" not in credentials and ADMIN_PASSWORD.replace("%", "%%") not in credentials
+
+
+def test_with_auth_every_service_requires_a_credential_delivered_as_a_file(hardened_stack):
+    serving, ui = hardened_stack.container("serving"), hardened_stack.container("monitoring-ui")
+    files = {u["file"]: u["content"] for u in serving.plain["uploads"]}
+    assert files[env_of(serving)["SERVING_TOKEN_FILE"]] == "srv-tok-51c0"
+    assert files[env_of(serving)["SMOKE_TOKEN_FILE"]] == "smk-tok-3b9f"
+    command = ui.plain["command"]
+    assert command[:3] == ["python", "-m", "services.monitoring.ui"]
+    assert {u["file"]: u["content"] for u in ui.plain["uploads"]}[command[command.index("--secret-file") + 1]] == (
+        "ui-sec-77aa")
+    for container in hardened_stack.of_type(CONTAINER):
+        labels = {item["label"]: item["value"] for item in container.plain["labels"]}
+        if container.plain.get("ports"):
+            assert labels["mlops-platform.access"] == "required", container.name
+        if container.plain.get("uploads"):
+            assert rpc.is_rpc_secret(container.inputs["uploads"]), container.name
+
+
+def test_without_auth_nothing_claims_access_control(default_stack):
+    for container in default_stack.of_type(CONTAINER):
+        labels = {item["label"]: item["value"] for item in container.plain["labels"]}
+        assert labels["mlops-platform.access"] == "open", container.name
+    assert "--secret-file" not in default_stack.container("monitoring-ui").plain["command"]
+
+
 def test_passwords_appear_nowhere_but_in_secret_uploads(hardened_stack):
     for resource in hardened_stack.resources:
         visible = {key: value for key, value in resource.inputs.items() if not rpc.is_rpc_secret(value)}
-        for password in (ADMIN_PASSWORD, POSTGRES_PASSWORD, "adm%%n:pw-7f3a"):
+        for password in (*HARDENED_SECRETS.values(), "adm%%n:pw-7f3a"):
             assert password not in repr(visible), f"{password!r} in plain inputs of {resource.name}"
     assert not any(p in repr(hardened_stack.exports) for p in HARDENED_SECRETS.values())
     assert hardened_stack.secret_exports == set()
@@ -211,12 +248,13 @@ def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_st
     exposed = [policies.public_ports(c.plain) for c in hardened_stack.of_type(CONTAINER) if c.plain.get("ports")]
     assert exposed and all(exposed)
     assert all(policies.plaintext_secrets(c.plain) == [] for c in hardened_stack.of_type(CONTAINER))
+    assert all(policies.public_without_credential(c.plain) == [] for c in hardened_stack.of_type(CONTAINER))
 
 
 def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
     known_keys = load_module(REPO_ROOT / "infra" / "config.py").KNOWN_KEYS
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
-    assert set(declared) == known_keys - {"adminPassword", "postgresPassword"}
+    assert set(declared) == known_keys - SECRET_KEYS
     for key, spec in declared.items():
         # What the Pulumi CLI's project schema accepts (sdk/go/common/workspace/project.json).
         assert set(spec) <= {"type", "description", "default", "secret", "items"}, key
@@ -244,6 +282,8 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"trackingBackend": "mysql"}, {}, "mlops-platform:trackingBackend: must be one of sqlite, postgres"),
         ({"trackingBackend": "postgres"}, {}, "mlops-platform:postgresPassword: is required when trackingBackend"),
         ({"authEnabled": "true"}, {}, "mlops-platform:adminPassword: is required when authEnabled is true"),
+        ({"authEnabled": "true"}, {"adminPassword": "x"}, "mlops-platform:servingToken: is required when authEnabled"),
+        ({"exposePorts": "true"}, {}, "mlops-platform:exposePorts: true needs authEnabled: true"),
         ({"authEnabled": "yes"}, {}, "mlops-platform:authEnabled: must be true or false"),
         ({"restartPolicy": "sometimes"}, {}, "mlops-platform:restartPolicy"),
         ({"namePrefix": "My Stack"}, {}, "mlops-platform:namePrefix"),
@@ -259,4 +299,4 @@ def test_bad_config_fails_naming_the_key(config, secrets, message):
 
 def test_an_empty_secret_fails_naming_the_key():
     with pytest.raises(pulumi.RunError, match="mlops-platform:adminPassword: must be one non-empty line"):
-        run_program({"authEnabled": "true"}, {"adminPassword": "  "})
+        run_program({"authEnabled": "true"}, {**AUTH_SECRETS, "adminPassword": "  "})

@@ -36,13 +36,21 @@ from pipelines.monitor import (
 )
 from pipelines.platform import free_port
 from pipelines.train import train
-from services.contract import HOLDOUT_ARTIFACT
+from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.observability import heartbeat_age_s, job_logger
 from services.monitoring.records import add_to_workspace
 from services.monitoring.reference import FeatureSchema
-from services.monitoring.retrain import OPEN, REQUESTED_AT, STATUS, last_retrain_request
+from services.monitoring.retrain import (
+    CLOSED,
+    CLOSED_BY,
+    OPEN,
+    REQUESTED_AT,
+    STATUS,
+    close_retrain_request,
+    last_retrain_request,
+)
 from services.monitoring.settings import MonitorSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -59,13 +67,14 @@ class TrainedModel:
     version: str
     model_uri: str
     holdout: pd.DataFrame
+    data_version: str
 
 
-def _train_like_the_release(tracking_uri: str, name: str) -> TrainedModel:
+def _train_like_the_release(tracking_uri: str, name: str, source: str = "demo") -> TrainedModel:
     """The release's own training run (snapshot, holdout, config, tags), registered and aliased @champion."""
     config = PipelineConfig(
         model_name=name,
-        data=DataConfig(target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
+        data=DataConfig(source=source, target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
         model={"params": {"n_estimators": 20}},
         tracking={"uri": tracking_uri},
     )
@@ -77,6 +86,7 @@ def _train_like_the_release(tracking_uri: str, name: str) -> TrainedModel:
         version=result.model_version,
         model_uri=client.get_model_version(name, result.model_version).source,
         holdout=load_snapshot(result.run_id, HOLDOUT_ARTIFACT),
+        data_version=result.data_version,
     )
 
 
@@ -87,11 +97,20 @@ def trained(mlflow_server: str) -> TrainedModel:
 
 @pytest.fixture
 def model_name(trained: TrainedModel, mlflow_server: str) -> Iterator[str]:
-    """The trained model under a fresh name per test, so retrain tags and windows never leak between tests."""
+    """The trained model under a fresh name per test (v1, @champion, with its data version), so retrain tags
+    and windows never leak between tests."""
     name = f"monitoring-{uuid.uuid4().hex[:8]}"
     mlflow.set_tracking_uri(mlflow_server)
-    assert mlflow.register_model(trained.model_uri, name).version == "1"
+    assert _register_like_training(mlflow_server, name, trained) == "1"
+    MlflowClient(mlflow_server).set_registered_model_alias(name, CHAMPION_ALIAS, "1")
     yield name
+
+
+def _register_like_training(tracking_uri: str, name: str, trained: TrainedModel) -> str:
+    """Another version of the same trained model, tagged with its data version as training tags it."""
+    version = mlflow.register_model(trained.model_uri, name).version
+    MlflowClient(tracking_uri).set_model_version_tag(name, version, DATA_VERSION_TAG, trained.data_version)
+    return version
 
 
 def _settings(tracking_uri: str, name: str, tmp: Path, **overrides: object) -> MonitorSettings:
@@ -102,7 +121,7 @@ def _settings(tracking_uri: str, name: str, tmp: Path, **overrides: object) -> M
         workspace_dir=tmp / "monitoring" / "workspace",
         reports_dir=tmp / "monitoring" / "reports",
         heartbeat_file=tmp / "monitoring" / "heartbeat",
-        **overrides,  # type: ignore[arg-type]
+        **{"log_index_file": tmp / "monitoring" / "log-index.json", **overrides},  # type: ignore[arg-type]
     )
 
 
@@ -396,3 +415,109 @@ def test_monitor_command_prints_what_it_made_and_exits_with_the_verdict(
         assert text in done.output
     bad = CliRunner().invoke(app, ["monitor", "--config", str(config_file), "--on-drift", "page-me"])
     assert bad.exit_code == 2 and "'page-me' is not one of" in bad.output
+
+
+def test_a_feature_gone_missing_is_drift_in_the_summary_and_the_run(mlflow_server, trained, model_name, tmp_path):
+    """Item 5: an all-null feature, or one whose missing share jumped, counts as drifted and is recorded so."""
+    settings = _settings(mlflow_server, model_name, tmp_path, on_drift="none")
+    window = _holdout_draw(trained, 600, seed=11).astype(object)
+    window["income"] = None  # the client stopped sending it
+    window.iloc[:300, window.columns.get_loc("credit_score")] = None  # half of it lost upstream
+    window.iloc[:240, window.columns.get_loc("age")] = None
+    _log_traffic(settings.inference_log_dir, model_name, window)
+
+    result = run_once(settings)
+
+    assert result.verdict is Verdict.DRIFT, result.summary
+    assert "income (no values), credit_score (missing 50%, reference 0%), age (missing 40%, reference 0%)" in (
+        result.summary
+    )
+    run = MlflowClient(mlflow_server).get_run(result.mlflow_run_id)
+    assert run.data.tags["drifted_columns"].split(",")[:3] == ["income", "credit_score", "age"]
+    assert run.data.tags["missing_columns"] == "income,credit_score,age"
+    assert run.data.metrics["missing_share/income"] == 1.0 and run.data.metrics["missing_share_reference/income"] == 0
+    assert run.data.metrics["missing_share/credit_score"] == pytest.approx(0.5)
+    assert run.data.metrics["drift_share"] >= 3 / 8
+
+
+def test_a_failed_upload_leaves_the_window_to_the_next_run(mlflow_server, trained, model_name, tmp_path, monkeypatch):
+    """Item 5: `judged` / `window_end` are set when the report run finishes, so a failed run skips nothing."""
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    client = MlflowClient(mlflow_server)
+    _log_traffic(settings.inference_log_dir, model_name, _holdout_draw(trained, 400, seed=12))
+    real_upload = MlflowClient.log_artifact
+
+    def failing_upload(self, run_id, local_path, artifact_path=None):
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(MlflowClient, "log_artifact", failing_upload)
+    with pytest.raises(OSError, match="artifact store unreachable"):
+        run_once(settings)
+    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    [failed] = client.search_runs([experiment], filter_string=f"tags.model_name = '{model_name}'")
+    assert failed.info.status == "FAILED" and "judged" not in failed.data.tags and "window_end" not in failed.data.tags
+
+    monkeypatch.setattr(MlflowClient, "log_artifact", real_upload)
+    retried = run_once(settings)
+
+    assert retried.verdict is Verdict.OK and retried.versions[0].rows == 400  # the same window, judged now
+    tags = client.get_run(retried.mlflow_run_id).data.tags
+    assert tags["judged"] == "true" and tags["window_end"] == retried.versions[0].window_end.isoformat()
+
+
+def test_only_the_champions_drift_opens_a_retrain_request(mlflow_server, trained, model_name, tmp_path):
+    """Item 6: DRIFT in leftover traffic of a retired version is reported; the champion's opens the request."""
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    client = MlflowClient(mlflow_server)
+    assert _register_like_training(mlflow_server, model_name, trained) == "2"  # v2: tried, rolled back
+    _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 300, seed=13)), version="2")
+    _log_traffic(settings.inference_log_dir, model_name, _holdout_draw(trained, 600, seed=18), version="1")
+
+    retired = run_once(settings)
+
+    assert retired.verdict is Verdict.DRIFT and not retired.retrain_requested, retired.summary
+    assert retired.summary.startswith(f"DRIFT: {model_name} v2:"), retired.summary
+    assert "no retrain request: v2 is not @champion (v1 is)" in retired.summary and "also v1 OK" in retired.summary
+    assert last_retrain_request(client, model_name) is None
+    assert client.get_run(retired.mlflow_run_id).data.tags["retrain_requested"] == "false"
+
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 600, seed=15)), start=later)
+    champion = run_once(settings)
+
+    assert champion.verdict is Verdict.DRIFT and champion.retrain_requested, champion.summary
+    assert champion.summary.startswith(f"DRIFT: {model_name} v1:")
+    request = last_retrain_request(client, model_name)
+    assert request.is_open and (request.model_version, request.data_version) == ("1", trained.data_version)
+
+
+def test_a_retrain_request_is_closed_only_by_a_model_trained_after_it_on_new_data(
+    mlflow_server, trained, model_name, tmp_path
+):
+    """Item 6: a redeploy of an older model, or a retrain on the same data, leaves the request open."""
+    settings = _settings(mlflow_server, model_name, tmp_path)
+    client = MlflowClient(mlflow_server)
+    _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 400, seed=16)))
+    assert run_once(settings).retrain_requested
+
+    older = _register_like_training(mlflow_server, model_name, trained)  # trained before the drift was seen
+    kept = close_retrain_request(client, model_name, released_version=older, closed_by_run_id="audit-1")
+    assert not kept.closed and kept.text.startswith(f"left open: v{older} was trained before the request")
+
+    same_data = _train_like_the_release(mlflow_server, model_name)  # retrained now, on the data that drifted
+    kept = close_retrain_request(client, model_name, released_version=same_data.version, closed_by_run_id="audit-2")
+    assert not kept.closed, kept.text
+    assert kept.text.startswith(f"left open: v{same_data.version} was trained on the same data")
+    assert last_retrain_request(client, model_name).is_open
+
+    fresh = tmp_path / "loans-december.csv"
+    make_loans(3000, seed=99).to_csv(fresh, index=False)
+    new_data = _train_like_the_release(mlflow_server, model_name, source=str(fresh))
+    assert new_data.data_version != trained.data_version
+    done = close_retrain_request(client, model_name, released_version=new_data.version, closed_by_run_id="audit-3")
+
+    assert done.closed and done.text.startswith("closed by this release"), done.text
+    tags = client.get_registered_model(model_name).tags
+    assert tags[STATUS] == CLOSED and tags[CLOSED_BY] == "audit-3"
+    again = close_retrain_request(client, model_name, released_version=new_data.version, closed_by_run_id="audit-4")
+    assert (again.closed, again.text) == (False, "none open")

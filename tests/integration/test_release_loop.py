@@ -19,8 +19,9 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from pipelines import local
 from pipelines.cli import app
-from pipelines.deploy import AUDIT_EXPERIMENT
+from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
 from pipelines.local import serving_process
 from pipelines.registry import aliases_of, connect
 
@@ -96,6 +97,13 @@ def test_audit_record_of_the_deploy(release):
     assert latest["tags.model_version"] == "1" and latest["tags.action"] == "deploy"
     for tag in ("who", "when", "git_sha", "data_version", "run_id", "bento_tag"):
         assert latest[f"tags.{tag}"], tag
+
+
+def test_rollback_without_previous_is_refused(release):
+    output = release.run("rollback", expect=1)
+    assert "nothing to roll back to" in output and "no @previous" in output
+    assert release.aliases() == {"champion": "1"}
+    assert release.serving_version() == "1"
 
 
 @pytest.mark.parametrize(
@@ -213,3 +221,56 @@ def test_a_killed_worker_loses_no_acknowledged_record(release):
             pass
         time.sleep(1)
     assert release.serving_version() == "1"
+
+
+def test_a_server_failing_after_the_switch_gives_the_port_back(release, monkeypatch):
+    """The rehearsal passes, the new server on the serving port then fails its check: v1 serves again."""
+    release.run("train")
+    checks = []
+
+    def fails_on_the_serving_port(url, bento, smoke, where_to_look, headers=None):
+        checks.append(url)
+        if len(checks) == 2:  # rehearsal first, then the switched server
+            raise DeployError(f"smoke request to {url}/predict answered 500 (injected)")
+        return real_check(url, bento, smoke, where_to_look, headers)
+
+    real_check = local.check_serving
+    monkeypatch.setattr(local, "check_serving", fails_on_the_serving_port)
+    output = release.run("deploy", expect=1)
+    assert "injected" in output and len(checks) == 2 and checks[1] == release.url
+    assert release.serving_version() == "1"
+    assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "5"}
+    connect(release.config)
+    audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '5'")
+    assert audit.iloc[0]["tags.outcome"] == "failed"
+
+
+def test_a_gate_that_cannot_compare_with_the_champion_fails_closed(release, local_platform):
+    # A fork drops most features: far worse than the champion, above lowered floors, and the eval set no
+    # longer has the champion's columns, so the two cannot be compared.
+    weak = local_platform.variant(
+        "weak-fork", data={"numeric_features": ["age"], "categorical_features": ["region"]},
+        gates={"min_metrics": {"accuracy": 0.5}, "max_slice_drop": 1.0})
+    release.run("train", config=weak)
+    output = release.run("validate", config=weak, expect=1)
+    assert "gate failed: 1 check(s) failed" in output
+    run_id = connect(release.config).get_model_version(release.config.model_name, "6").run_id
+    (failed,) = [c for c in mlflow.artifacts.load_dict(f"runs:/{run_id}/validation/report.json")["checks"]
+                 if not c["passed"]]
+    assert failed["name"] == "comparable with champion v1" and "lacks the champion's column(s)" in failed["candidate"]
+    output = release.run("deploy", config=weak, expect=1)
+    assert "nothing was built or deployed" in output
+    assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "6"}
+
+
+def test_waiving_the_comparison_is_recorded_and_audited(release, local_platform):
+    weak = local_platform.config_path.with_name("weak-fork.yaml")
+    output = release.run("deploy", "--allow-incomparable", config=weak)
+    assert "waived by the operator" in output
+    assert release.aliases() == {"champion": "6", "previous": "1"}
+    tags = connect(release.config).get_model_version(release.config.model_name, "6").tags
+    assert tags["validation"] == "passed" and "not compared" in tags["validation_override"]
+    connect(release.config)
+    audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '6'")
+    assert audit.iloc[0]["tags.outcome"] == "serving"
+    assert "champion v1 not compared" in audit.iloc[0]["tags.gate_override"]

@@ -1,4 +1,5 @@
-"""MLflow with basic auth on Docker: the admin password arrives as a secret file, never in env or args."""
+"""Access control on Docker: with authEnabled every data endpoint needs a credential, and every secret
+arrives as a file, never in env, args, outputs or logs."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 
 ADMIN_PASSWORD = "stack-%-test-4b1d"  # a '%' on purpose: MLflow's config parser would choke on it raw
+SECRETS = {"adminPassword": ADMIN_PASSWORD, "servingToken": "serving-token-6a1f", "monitoringPassword": "mon-9e2c",
+           "monitoringUiSecret": "ui-secret-13d7", "smokeToken": "smoke-token-5b80"}
 
 
 @pytest.fixture(scope="module")
 def auth_platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
-    with running_stack(docker_client, base_image, {"authEnabled": "true"}, {"adminPassword": ADMIN_PASSWORD}) as stack:
+    with running_stack(docker_client, base_image, {"authEnabled": "true"}, SECRETS) as stack:
         yield stack
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {SECRETS[secret]}"}
 
 
 def test_mlflow_refuses_anonymous_requests_and_admits_the_admin(auth_platform):
@@ -36,10 +43,70 @@ def test_the_monitoring_job_logs_in_with_its_credentials_file(auth_platform):
     assert result.exit_code == 0, result.output.decode()[-2000:]
 
 
-def test_the_password_is_not_visible_in_docker_inspect(auth_platform):
-    for alias in ("mlflow", "monitoring"):
+def test_serving_needs_its_token_except_for_health_probes(auth_platform):
+    url = auth_platform.declared.exports["serving_url"]
+    assert httpx.post(f"{url}/predict", json={"rows": []}, timeout=10).status_code == 401
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+    assert httpx.post(f"{url}/predict", json={"rows": []}, headers={"authorization": "Bearer wrong"},
+                      timeout=10).status_code == 401
+    # With the token: the runtime image's own answer, "no model deployed yet".
+    answer = httpx.post(f"{url}/predict", json={"rows": []}, headers=bearer("servingToken"), timeout=10)
+    assert answer.status_code == 503 and "no model deployed" in answer.text
+    assert httpx.get(f"{url}/metrics", headers=bearer("servingToken"), timeout=10).status_code == 200
+    assert httpx.get(f"{url}/livez", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503  # open, and honest: no model yet
+
+
+def test_the_evidently_ui_and_its_write_api_need_the_secret(auth_platform):
+    url = auth_platform.declared.exports["monitoring_ui_url"]
+    assert httpx.get(f"{url}/api/version", timeout=10).status_code == 200  # the health probe stays open
+    assert httpx.get(f"{url}/api/projects", timeout=10).status_code == 401
+    viewer = ("viewer", SECRETS["monitoringUiSecret"])  # a browser logs in with Basic auth
+    assert httpx.get(f"{url}/api/projects", auth=viewer, timeout=10).status_code == 200
+    doomed = f"{url}/api/projects/00000000-0000-0000-0000-000000000001"
+    assert httpx.delete(doomed, timeout=10).status_code == 401
+    own = {"evidently-secret": SECRETS["monitoringUiSecret"]}
+    assert httpx.delete(doomed, headers=own, timeout=10).status_code not in (401, 403)
+
+
+def test_the_monitoring_job_has_its_own_user_with_only_what_it_needs(auth_platform):
+    mlflow_url = auth_platform.declared.exports["mlflow_url"]
+    admin = ("admin", ADMIN_PASSWORD)
+    api = f"{mlflow_url}/api/2.0/mlflow"
+    release = httpx.post(f"{api}/experiments/create", json={"name": "release"}, auth=admin, timeout=10)
+    assert release.status_code == 200, release.text
+    created = httpx.post(f"{api}/registered-models/create", json={"name": "loan-default"}, auth=admin, timeout=10)
+    assert created.status_code == 200, created.text
+    script = "\n".join([
+        "from mlflow.exceptions import MlflowException",
+        "from mlflow.tracking import MlflowClient",
+        "client = MlflowClient('http://mlflow:5000')",
+        "client.search_experiments()",  # READ everywhere
+        "client.set_registered_model_tag('loan-default', 'retrain_status', 'requested')",  # EDIT on its model
+        "client.create_run(client.create_experiment('monitoring-own'))",  # what it creates, it may write
+        "for forbidden in (lambda: client.create_run(client.get_experiment_by_name('release').experiment_id),",
+        "                  lambda: client.delete_registered_model('loan-default')):",
+        "    try:",
+        "        forbidden()",
+        "        raise SystemExit('the monitoring user was allowed more than it needs')",
+        "    except MlflowException as exc:",
+        "        assert exc.error_code == 'PERMISSION_DENIED', exc.error_code",
+        "print('ok')",
+    ])
+    result = auth_platform.container("monitoring").exec_run(["python", "-c", script])
+    assert result.exit_code == 0 and result.output.decode().strip().endswith("ok"), result.output.decode()[-2000:]
+
+
+def test_no_secret_is_visible_in_inspect_env_outputs_or_logs(auth_platform):
+    outputs = json.dumps(auth_platform.declared.exports, default=str)
+    for alias in ("mlflow", "serving", "monitoring", "monitoring-ui"):
         container = auth_platform.container(alias)
         container.reload()
-        assert ADMIN_PASSWORD not in json.dumps(container.attrs), alias
+        inspected = json.dumps(container.attrs)
+        logs = container.logs().decode(errors="replace")
+        for name, secret in SECRETS.items():
+            assert secret not in inspected, f"{name} in docker inspect of {alias}"
+            assert secret not in logs, f"{name} in the logs of {alias}"
+            assert secret not in outputs, f"{name} in the stack outputs"
     mode = auth_platform.container("mlflow").exec_run(["stat", "-c", "%a %u", "/home/app/basic_auth.ini"])
     assert mode.output.decode().split() == ["600", "10001"]

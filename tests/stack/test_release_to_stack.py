@@ -41,11 +41,15 @@ class HarnessStack:
     def config(self) -> Mapping[str, str]:
         return dict(self.platform.declared.config)
 
+    def secret(self, key: str) -> str | None:
+        return self.platform.declared.secrets.get(key)
+
     def outputs(self) -> Mapping[str, str]:
         return {key: str(value) for key, value in self.platform.declared.exports.items()}
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
-        self.platform.roll_out(run_program({**self.platform.declared.config, **changes}), "serving")
+        declared = self.platform.declared
+        self.platform.roll_out(run_program({**declared.config, **changes}, declared.secrets), "serving")
         return self.outputs()
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from services.contract import SMOKE_REQUEST_PREFIX, InferenceRecord, JsonLogFormatter
+from services.contract import SMOKE_LOG_SUBDIR, InferenceRecord, JsonLogFormatter
 from services.monitoring.inference_log import WindowSpec, read_window
 from services.serving.inference_log import InferenceLog
 
@@ -30,13 +30,14 @@ def test_the_written_line_has_exactly_the_record_fields(tmp_path):
 
 
 def test_the_monitoring_reader_gets_back_what_serving_wrote(tmp_path):
-    rows = [served("req-1", 0), served("req-1", 1), served(f"{SMOKE_REQUEST_PREFIX}deploy", 0)]
+    rows = [served("req-1", 0), served("req-1", 1)]
     InferenceLog(tmp_path).append([record.to_json() for record in rows], WHEN)
+    InferenceLog(tmp_path / SMOKE_LOG_SUBDIR).append([served("release-check", 0).to_json()], WHEN)
 
     scan = read_window(tmp_path, "loans", WindowSpec(), sample_rows=100)
 
-    assert scan.skipped_lines == 0 and scan.smoke_rows == 1
-    assert sorted(scan.versions["3"].sample, key=lambda r: r.row) == rows[:2]
+    assert scan.skipped_lines == 0 and scan.versions["3"].rows == 2
+    assert sorted(scan.versions["3"].sample, key=lambda r: r.row) == rows
     assert scan.versions["3"].features().to_dict("records")[0] == rows[0].features
 
 

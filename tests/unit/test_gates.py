@@ -1,7 +1,9 @@
 """The validation gate's decisions, on real fitted models."""
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
@@ -9,7 +11,13 @@ from pipelines.config import DataConfig, GatesConfig, ModelConfig
 from pipelines.data import check_schema
 from pipelines.demo_data import make_loans
 from pipelines.train import fit
-from pipelines.validate import behaviour_checks, floor_checks, regression_checks, slice_checks
+from pipelines.validate import (
+    behaviour_checks,
+    floor_checks,
+    incomparable_check,
+    regression_checks,
+    slice_checks,
+)
 
 DATA = DataConfig(target="defaulted", numeric_features=["income", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region"])
@@ -73,3 +81,32 @@ def test_nondeterministic_model_fails(trained):
     checks = by_name(behaviour_checks(coin, holdout, DATA))
     assert not checks["deterministic predictions"].passed
     assert not checks["row-order invariance"].passed
+
+
+class RunningMeanClassifier(ClassifierMixin, BaseEstimator):
+    """Deterministic but order-dependent, as a stateful streaming model would be: each row is judged
+    against the running mean of the rows before it in the batch."""
+
+    def fit(self, features, target):
+        self.classes_ = np.array(sorted(set(target)))
+        return self
+
+    def predict(self, features):
+        income = features["income"].to_numpy(dtype=float)
+        running = np.cumsum(income) / np.arange(1, len(income) + 1)
+        return self.classes_[(income > np.roll(running, 1)).astype(int) % len(self.classes_)]
+
+
+def test_order_dependent_model_fails_only_row_order(trained):
+    _, holdout = trained
+    model = RunningMeanClassifier().fit(holdout[DATA.features], holdout[DATA.target])
+    checks = by_name(behaviour_checks(model, holdout, DATA))
+    assert checks["deterministic predictions"].passed
+    assert not checks["row-order invariance"].passed
+
+
+def test_an_impossible_champion_comparison_fails_unless_waived():
+    refused = incomparable_check("3", "the eval set lacks the champion's column(s) ['income']", allowed=False)
+    waived = incomparable_check("3", "the eval set lacks the champion's column(s) ['income']", allowed=True)
+    assert not refused.passed and refused.name == "comparable with champion v3"
+    assert waived.passed and "waived" in waived.threshold

@@ -2,6 +2,8 @@
 
 import json
 import multiprocessing
+import os
+import stat
 from datetime import UTC, datetime
 
 from services.serving.inference_log import InferenceLog
@@ -34,3 +36,14 @@ def test_concurrent_workers_lose_and_tear_nothing(tmp_path):
     records = [json.loads(line) for path in files for line in path.read_text().splitlines()]
     assert len(records) == workers * requests * rows
     assert len({(r["request_id"], r["row"]) for r in records}) == len(records)
+
+
+def test_files_hold_request_data_so_they_are_not_world_readable(tmp_path):
+    previous = os.umask(0)  # the modes the writer asks for, unmasked
+    try:
+        log = InferenceLog(tmp_path / "inference")
+        path = log.append([{"request_id": "a", "row": 0}])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750

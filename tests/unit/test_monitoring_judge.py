@@ -127,8 +127,15 @@ def test_the_run_summary_names_the_deciding_version_the_action_and_the_rest(sett
         "DRIFT: loans v3: drifted; 1,234 rows 2026-11-27 07:00:00–07:05:00 UTC; retrain requested; "
         "also v2 NOT ENOUGH DATA; 2 unreadable log lines skipped"
     )
-    assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), settings, False).endswith(
+    assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), settings, False, champion="3").endswith(
         "; retrain already requested or done within the last 60 min (cooldown)"
+    )
+    # Only the champion's drift asks for a retrain: leftover traffic of a retired version is reported.
+    assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), settings, False, champion="4").endswith(
+        "; no retrain request: v3 is not @champion (v4 is)"
+    )
+    assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), settings, False).endswith(
+        "; no retrain request: v3 is not @champion (no version is)"
     )
     quiet = replace(settings, on_drift="none")
     assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), quiet, False).endswith(
@@ -163,11 +170,14 @@ def test_judge_returns_a_drift_verdict_and_writes_nothing(settings, tmp_path):
     assert isinstance(judged, Judged) and judged.verdict is Verdict.DRIFT
     assert {"income", "debt_ratio", "credit_score", "region"} <= set(judged.findings.drifted)
     assert judged.window.absent_columns == ["purpose"] and judged.window.unknown_columns == ["shoe_size"]
+    assert judged.findings.drifted[0] == "purpose"  # not logged at all: gone missing, the strongest drift
     assert (judged.rows, judged.window_start, judged.model_version) == (400, START, "3")
     assert judged.quality is not None and judged.quality.metrics["accuracy"] == pytest.approx(0.75)
     assert said == ["judging 400 sampled of 400 rows of v3 with Evidently"]
     assert not any(tmp_path.iterdir()), "judging writes no report, workspace or log"
-    assert version_summary(settings, judged).startswith("loans v3: 4 of 7 columns drifted (share 0.57 >= 0.30): ")
+    assert version_summary(settings, judged).startswith(
+        "loans v3: 5 of 8 columns drifted (share 0.62 >= 0.30): purpose (no values), "
+    )
 
 
 def test_judge_returns_not_enough_data_as_a_value(settings):
@@ -180,3 +190,30 @@ def test_judge_returns_not_enough_data_as_a_value(settings):
     assert isinstance(blank, NotJudged) and blank.shortfall is Shortfall.NO_JUDGED_COLUMNS
     assert blank.verdict is Verdict.NOT_ENOUGH_DATA and blank.rows == 300
     assert too_few_rows(settings, unrelated) is None
+
+
+def test_a_feature_gone_missing_counts_as_drift(settings):
+    """Item 5: a feature arriving all-null, or with a jump in its missing share, is drifted and named."""
+    current = make_loans(400, seed=4).drop(columns="defaulted").astype(object)
+    current["income"] = None  # the client stopped sending it: the imputer fills in a constant
+    current.loc[: int(0.4 * len(current)) - 1, "age"] = None  # 40% missing, the reference has none
+    current.loc[: int(0.5 * len(current)) - 1, "credit_score"] = None
+    current.loc[: int(0.05 * len(current)) - 1, "loan_amount"] = None  # within max_missing_share_increase
+
+    judged = judge(settings, traffic(current), reference(), labels=lambda wanted: {})
+
+    assert isinstance(judged, Judged) and judged.verdict is Verdict.DRIFT
+    assert judged.findings.drifted[:3] == ["income", "credit_score", "age"]
+    assert "loan_amount" not in judged.findings.drifted
+    assert judged.findings.drift_share == pytest.approx(len(judged.findings.drifted) / 8)
+    assert judged.findings.missing_share["income"] == 1.0 and judged.window.missing_reference["income"] == 0.0
+    summary = version_summary(settings, judged)
+    assert summary.startswith(
+        f"loans v3: {len(judged.findings.drifted)} of 8 columns drifted (share {judged.findings.drift_share:.2f} "
+        ">= 0.30): income (no values), credit_score (missing 50%, reference 0%), age (missing 40%, reference 0%)"
+    )
+    assert "no values for" not in summary
+
+    lenient = replace(settings, max_missing_share_increase=0.45)
+    relaxed = judge(lenient, traffic(current), reference(), labels=lambda wanted: {})
+    assert relaxed.findings.drifted[:2] == ["income", "credit_score"] and "age" not in relaxed.findings.drifted

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from services.contract import BadRecord, InferenceRecord
-from services.monitoring.inference_log import WindowSpec, read_labels, read_window
+from services.contract import SMOKE_LOG_SUBDIR, BadRecord, InferenceRecord
+from services.monitoring.feedback import read_labels
+from services.monitoring.inference_log import WindowSpec, read_window, retention_start
+from services.monitoring.log_index import LogIndex
 
 START = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 
@@ -124,8 +127,84 @@ def test_labels_are_read_for_wanted_keys_only(tmp_path):
     assert read_labels(tmp_path / "elsewhere", {("req-1", 0)}) == {}
 
 
-def test_deploy_smoke_requests_are_not_traffic(tmp_path):
-    smoke = [{**record(i), "request_id": f"smoke-{i}"} for i in range(5)]
-    write(tmp_path / "20261127-host-1.jsonl", [*smoke, *[record(i) for i in range(10, 30)]])
+def test_release_checks_are_not_traffic_and_no_client_can_hide_its_own(tmp_path):
+    # The server logs a release's checks (they carry its smoke token) under smoke/, which is never read;
+    # a request id a client chose, "smoke-…" or not, is traffic like any other.
+    write(tmp_path / SMOKE_LOG_SUBDIR / "20261127-host-1.jsonl", [record(i) for i in range(5)])
+    client_chosen = [{**record(i), "request_id": f"smoke-{i}"} for i in range(5, 10)]
+    write(tmp_path / "20261127-host-1.jsonl", [*client_chosen, *[record(i) for i in range(10, 30)]])
     scan = read_window(tmp_path, "loans", WindowSpec(), sample_rows=1000)
-    assert scan.versions["1"].rows == 20 and scan.smoke_rows == 5
+    assert scan.versions["1"].rows == 25
+
+
+def test_an_index_skips_the_rows_judged_already_and_rereads_the_rest(tmp_path):
+    """Item 5: the log is read incrementally; what a window holds does not change."""
+    log, index_file = tmp_path / "log", tmp_path / "state" / "log-index.json"
+    ones, twos = log / "20261127-host-1.jsonl", log / "20261127-host-2.jsonl"
+    write(ones, [record(i) for i in range(100)])
+    write(twos, [record(i, version="2") for i in range(50)])
+    index = LogIndex("loans")
+
+    first = read_window(log, "loans", WindowSpec(), sample_rows=1000, index=index)
+    index.save(index_file)
+
+    assert first.bytes_read == ones.stat().st_size + twos.stat().st_size
+    assert (first.versions["1"].rows, first.versions["2"].rows) == (100, 50)
+    # v1's window was judged up to its last row; v2's was not (too few rows, say): its rows must stay.
+    size_before = ones.stat().st_size
+    write(ones, [record(i) for i in range(100, 110)])
+    window = WindowSpec(since={"1": START + timedelta(seconds=99)})
+    index = LogIndex.load(index_file, "loans")
+
+    second = read_window(log, "loans", window, sample_rows=1000, index=index)
+
+    assert second.bytes_read == (ones.stat().st_size - size_before) + twos.stat().st_size
+    assert (second.versions["1"].rows, second.versions["2"].rows) == (10, 50)
+    assert second.versions["1"].first_at == START + timedelta(seconds=100)
+    unindexed = read_window(log, "loans", window, sample_rows=1000)
+    assert {v: t.rows for v, t in unindexed.versions.items()} == {v: t.rows for v, t in second.versions.items()}
+
+    judged = WindowSpec(since={"1": START + timedelta(seconds=109), "2": START + timedelta(seconds=49)})
+    third = read_window(log, "loans", judged, sample_rows=1000, index=index)
+    assert third.versions == {} and third.bytes_read == 0 and third.unchanged_files == 2 and third.files == 0
+    assert LogIndex.load(index_file, "other-model").entries == {}  # an index is one model's
+
+
+def test_a_replaced_file_is_read_whole_and_a_torn_line_is_read_again(tmp_path):
+    path = tmp_path / "20261127-host-1.jsonl"
+    write(path, [record(i) for i in range(20)], tail='{"request_id": "req-20", "ti')
+    index = LogIndex("loans")
+    read_window(tmp_path, "loans", WindowSpec(), sample_rows=100, index=index)
+    torn_at = path.stat().st_size - len('{"request_id": "req-20", "ti')
+    assert index.entries[path.name].offset == torn_at and index.entries[path.name].lines == 20
+
+    # The worker finishes the line: the next read picks it up from where the complete lines ended.
+    with path.open("a") as handle:
+        handle.write(json.dumps(record(20))[len('{"request_id": "req-20", "ti'):] + "\n")
+    done = WindowSpec(since={"1": START + timedelta(seconds=19)})
+    later = read_window(tmp_path, "loans", done, sample_rows=100, index=index)
+    assert later.versions["1"].rows == 1 and later.skipped_lines == 0
+    assert later.bytes_read == path.stat().st_size - torn_at
+
+    path.unlink()  # rotated: a new file under the same name starts over
+    write(path, [record(i) for i in range(100, 103)])
+    replaced = read_window(tmp_path, "loans", done, sample_rows=100, index=index)
+    assert replaced.versions["1"].rows == 3 and replaced.bytes_read == path.stat().st_size
+
+
+def test_files_of_days_past_the_retention_are_ignored(tmp_path):
+    write(tmp_path / "20261101-host-1.jsonl", [record(i, at=datetime(2026, 11, 1, tzinfo=UTC)) for i in range(30)])
+    write(tmp_path / "20261121-host-1.jsonl", [record(i) for i in range(10)])
+    write(tmp_path / "undated.jsonl", [record(i) for i in range(5)])  # no day in the name: its modification time
+    old = datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()
+    os.utime(tmp_path / "undated.jsonl", (old, old))
+    index = LogIndex("loans")
+    now = datetime(2026, 11, 28, 9, tzinfo=UTC)
+
+    scan = read_window(tmp_path, "loans", WindowSpec(), sample_rows=100, index=index, retention_days=7, now=now)
+
+    assert scan.expired_files == 2 and scan.files == 1 and scan.versions["1"].rows == 10
+    assert set(index.entries) == {"20261121-host-1.jsonl"}
+    assert retention_start(now, 7) == datetime(2026, 11, 21, tzinfo=UTC)
+    everything = read_window(tmp_path, "loans", WindowSpec(), sample_rows=100, now=now)
+    assert everything.versions["1"].rows == 45 and everything.expired_files == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,8 @@ def test_defaults_match_the_pipeline_config():
 
     settings, config = MonitorSettings.from_env(REQUIRED), MonitoringConfig()
     for name in ("experiment", "min_rows", "drift_share_threshold", "window_rows", "window_hours",
-                 "max_sample_rows", "on_drift", "cooldown_minutes", "interval_minutes"):
+                 "max_sample_rows", "on_drift", "cooldown_minutes", "interval_minutes", "max_missing_share_increase",
+                 "log_retention_days"):
         assert getattr(settings, name) == getattr(config, name), name
     assert not settings.explicit_window
 
@@ -32,6 +34,30 @@ def test_thresholds_from_env():
     assert settings.interval_minutes == 0.5 and settings.explicit_window
 
 
+def test_missing_share_retention_and_log_index_from_env():
+    defaults = MonitorSettings.from_env({**REQUIRED, "MONITORING_REPORTS_DIR": "/state/reports"})
+    assert defaults.log_index_file == Path("/state/monitoring-log-index.json")  # writable state, not the log
+    settings = MonitorSettings.from_env({**REQUIRED, "MONITORING_MAX_MISSING_SHARE_INCREASE": "0.25",
+                                         "MONITORING_LOG_RETENTION_DAYS": "7",
+                                         "MONITORING_LOG_INDEX_FILE": "/state/index.json"})
+    assert (settings.max_missing_share_increase, settings.log_retention_days) == (0.25, 7)
+    assert settings.log_index_file == Path("/state/index.json")
+
+
+def test_the_pipeline_config_maps_onto_the_settings(tmp_path):
+    from pipelines.config import DataConfig, MonitoringConfig, PipelineConfig, PlatformConfig
+    from pipelines.monitor import monitor_settings
+
+    config = PipelineConfig(
+        model_name="loans", data=DataConfig(target="y", numeric_features=["x"]),
+        platform=PlatformConfig(state_dir=tmp_path),
+        monitoring=MonitoringConfig(max_missing_share_increase=0.2, log_retention_days=3),
+    )
+    settings = monitor_settings(config)
+    assert (settings.max_missing_share_increase, settings.log_retention_days) == (0.2, 3)
+    assert settings.log_index_file == tmp_path / "monitoring" / "log-index.json"
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -39,6 +65,9 @@ def test_thresholds_from_env():
         ({**REQUIRED, "MONITORING_MIN_ROWS": "many"}, "MONITORING_MIN_ROWS must be an integer"),
         ({**REQUIRED, "MONITORING_DRIFT_SHARE_THRESHOLD": "1.5"}, "drift_share_threshold must be in"),
         ({**REQUIRED, "MONITORING_ON_DRIFT": "page-me"}, "on_drift must be one of retrain, none"),
+        ({**REQUIRED, "MONITORING_MAX_MISSING_SHARE_INCREASE": "0"}, "max_missing_share_increase must be in"),
+        ({**REQUIRED, "MONITORING_LOG_RETENTION_DAYS": "0"}, "log_retention_days must be >= 1"),
+        ({**REQUIRED, "MONITORING_LOG_RETENTION_DAYS": "a week"}, "MONITORING_LOG_RETENTION_DAYS must be an integer"),
     ],
 )
 def test_bad_settings_are_named(env, message):

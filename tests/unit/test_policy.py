@@ -104,3 +104,13 @@ def test_secret_looking_values_in_plain_text_are_violations(envs, command, named
 )
 def test_pointers_to_secret_files_and_empty_values_pass(env):
     assert validate("no-plaintext-secrets", with_(envs=[env])) == []
+
+
+def test_a_public_port_needs_a_container_that_requires_a_credential():
+    public = [{"internal": 3000, "external": 3000, "ip": "0.0.0.0", "protocol": "tcp"}]
+    open_labels = [{"label": "mlops-platform.access", "value": "open"}]
+    guarded = [{"label": "mlops-platform.access", "value": "required"}]
+    (violation,) = validate("public-ports-need-auth", with_(ports=public, labels=open_labels))
+    assert "requires no credential" in violation and "authEnabled: true" in violation
+    assert validate("public-ports-need-auth", with_(ports=public, labels=guarded)) == []
+    assert validate("public-ports-need-auth", with_(labels=open_labels)) == []  # loopback is fine without auth

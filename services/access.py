@@ -1,0 +1,78 @@
+"""Access control for the platform's HTTP services: one ASGI middleware, standard library only.
+
+With a credential configured (read from a file, never from env or the command line), every request
+needs it except the health probes a container engine calls unauthenticated. Accepted forms:
+`Authorization: Bearer <credential>` (API clients, the deploy step) and HTTP Basic with the credential
+as password (a person in a browser; any user name). Without a credential the app is served as is,
+which the stack allows only on loopback (infra/config.py refuses `exposePorts` without `authEnabled`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def read_credential(path: str | Path | None) -> str | None:
+    """The credential in `path` (one line), None when no path is given; an empty file is an error."""
+    if not path:
+        return None
+    credential = Path(path).read_text().strip()
+    if not credential:
+        raise ValueError(f"credential file {path} is empty")
+    return credential
+
+
+def presented_credential(headers: Iterable[tuple[bytes, bytes]], own_header: bytes | None = None) -> str | None:
+    """The credential a request carries: Authorization as Bearer or as Basic's password, or `own_header`."""
+    for name, value in headers:
+        if own_header is not None and name.lower() == own_header:
+            return value.decode("latin-1").strip()
+        if name.lower() != b"authorization":
+            continue
+        scheme, _, token = value.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip()
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+    return None
+
+
+class RequireCredential:
+    """Answer 401 to any HTTP request without the credential, except on `open_paths`."""
+
+    def __init__(
+        self, app: ASGIApp, credential: str, open_paths: Iterable[str], realm: str, own_header: str | None = None
+    ) -> None:
+        self.app = app
+        self.credential = credential.encode()
+        self.open_paths = frozenset(open_paths)
+        self.realm = realm
+        self.own_header = own_header.lower().encode() if own_header else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "authentication required: send `Authorization: Bearer <token>`"}).encode()
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", f'Basic realm="{self.realm}", charset="UTF-8"'.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _authorized(self, scope: Scope) -> bool:
+        presented = presented_credential(scope.get("headers") or [], self.own_header)
+        return presented is not None and hmac.compare_digest(presented.encode(), self.credential)

@@ -1,0 +1,40 @@
+"""What one monitoring run returns: a result per model version, and the run's (from the deciding version)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from services.monitoring.drift import Verdict
+
+
+@dataclass(frozen=True)
+class VersionResult:
+    model_version: str
+    verdict: Verdict
+    summary: str
+    rows: int
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    report_path: Path | None = None
+    mlflow_run_id: str | None = None
+    drifted_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """The outcome of one run; `verdict`, `summary` and the report come from the deciding model version."""
+
+    verdict: Verdict
+    summary: str
+    report_path: Path | None
+    mlflow_run_id: str | None
+    mlflow_run_url: str | None
+    retrain_requested: bool
+    versions: list[VersionResult]
+    workspace_dir: Path
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code

@@ -1,0 +1,125 @@
+"""The pinned skops trusted types: exactly what the supported estimators need, and nothing an artifact asks for
+beyond them loads (not skops, declared extra types, or extra types inside the skops file)."""
+
+from __future__ import annotations
+
+import operator
+from pathlib import Path
+
+import mlflow.sklearn
+import numpy as np
+import pytest
+import skops.io
+import yaml
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from pipelines.config import DataConfig, ModelConfig
+from pipelines.demo_data import make_loans
+from pipelines.train import ESTIMATORS, TrainError, build_pipeline, check_trusted
+from services.serving.model_trust import (
+    TRUSTED_TYPES,
+    UntrustedModel,
+    check_model_dir,
+    load_trusted_model,
+    types_outside_pin,
+)
+
+DATA = DataConfig(target="defaulted", numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
+                  categorical_features=["employment", "region", "purpose"])
+QUICK = {"random_forest": {"n_estimators": 5}, "gradient_boosting": {"n_estimators": 5}, "logistic_regression": {}}
+FRAME = make_loans(600)
+TARGETS = {  # the shapes of target a fork's table may have
+    "int-binary": FRAME["defaulted"],
+    "str-binary": FRAME["defaulted"].map({0: "repaid", 1: "defaulted"}),
+    "multiclass": (FRAME["credit_score"] // 150).astype(int),
+}
+
+
+def fitted(estimator: str, target: str = "int-binary", nulls: bool = False) -> Pipeline:
+    features = FRAME[DATA.features]
+    if nulls:
+        features = features.mask(np.random.default_rng(1).random(features.shape) < 0.05)
+    return build_pipeline(DATA, ModelConfig(estimator=estimator, params=QUICK[estimator])).fit(
+        features, TARGETS[target])
+
+
+def save(model, path: Path, trusted: list[str] | None = None, **kwargs) -> Path:
+    mlflow.sklearn.save_model(model, str(path), pip_requirements=["scikit-learn"],
+                              skops_trusted_types=sorted(TRUSTED_TYPES) if trusted is None else trusted, **kwargs)
+    return path
+
+
+def edit_flavor(path: Path, **changes) -> None:
+    meta = yaml.safe_load((path / "MLmodel").read_text())
+    meta["flavors"]["sklearn"].update(changes)
+    (path / "MLmodel").write_text(yaml.safe_dump(meta))
+
+
+def with_function_transformer() -> Pipeline:
+    """A pipeline whose skops file holds a callable outside the pin (`operator.neg`: harmless, but not pinned)."""
+    x = np.random.default_rng(0).random((40, 2))
+    return Pipeline([("f", FunctionTransformer(operator.neg)), ("m", LogisticRegression())]).fit(x, x[:, 0] > 0.5)
+
+
+def test_every_supported_estimator_needs_exactly_the_pin():
+    needed: set[str] = set()
+    for estimator in ESTIMATORS:
+        for target in TARGETS:
+            model = fitted(estimator, target, nulls=target == "int-binary")
+            types = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+            assert types <= TRUSTED_TYPES, f"{estimator}/{target} needs {sorted(types - TRUSTED_TYPES)}"
+            needed |= types
+    # Nothing pinned that no supported model needs: the pin cannot silently grow either.
+    assert needed == TRUSTED_TYPES
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+def test_a_logged_supported_model_loads_and_predicts(tmp_path, estimator):
+    model = fitted(estimator)
+    loaded = load_trusted_model(save(model, tmp_path / "model"))
+    rows = FRAME[DATA.features].head(20)
+    assert (loaded.predict(rows) == model.predict(rows)).all()
+
+
+@pytest.mark.parametrize("serialization", ["pickle", "cloudpickle"])
+def test_a_model_not_serialized_with_skops_is_refused(tmp_path, serialization):
+    path = tmp_path / "model"
+    mlflow.sklearn.save_model(fitted("logistic_regression"), str(path), pip_requirements=["scikit-learn"],
+                              serialization_format=serialization)
+    with pytest.raises(UntrustedModel, match=f"serialized as '{serialization}'"):
+        load_trusted_model(path)
+
+
+def test_a_model_whose_mlmodel_declares_an_extra_trusted_type_is_refused(tmp_path):
+    path = save(fitted("random_forest"), tmp_path / "model")
+    edit_flavor(path, skops_trusted_types=[*sorted(TRUSTED_TYPES), "builtins.exec"])
+    with pytest.raises(UntrustedModel, match=r"declares trusted type\(s\) outside the pin: builtins\.exec"):
+        load_trusted_model(path)
+
+
+def test_a_model_whose_skops_file_holds_an_extra_type_is_refused_even_if_its_mlmodel_hides_it(tmp_path):
+    path = save(with_function_transformer(), tmp_path / "model", trusted=[*sorted(TRUSTED_TYPES), "_operator.neg"])
+    with pytest.raises(UntrustedModel, match="_operator.neg"):  # as logged: the MLmodel declares it
+        load_trusted_model(path)
+    edit_flavor(path, skops_trusted_types=sorted(TRUSTED_TYPES))  # as crafted: the MLmodel hides it
+    with pytest.raises(UntrustedModel, match=r"skops file contains type\(s\) outside the pin: _operator\.neg"):
+        load_trusted_model(path)
+
+
+def test_a_model_declaring_code_paths_or_a_file_outside_its_directory_is_refused(tmp_path):
+    path = save(fitted("logistic_regression"), tmp_path / "model")
+    edit_flavor(path, code="code")
+    with pytest.raises(UntrustedModel, match="code paths"):
+        check_model_dir(path)
+    edit_flavor(path, code=None, pickled_model="../elsewhere.skops")
+    with pytest.raises(UntrustedModel, match="not a file inside the model directory"):
+        check_model_dir(path)
+
+
+def test_training_refuses_a_model_that_needs_a_type_outside_the_pin():
+    assert types_outside_pin(with_function_transformer()) == ["_operator.neg"]
+    with pytest.raises(TrainError, match=r"_operator\.neg.*services/serving/model_trust\.py"):
+        check_trusted(with_function_transformer())
+    check_trusted(fitted("gradient_boosting"))  # a supported model passes

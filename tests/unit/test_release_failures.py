@@ -1,0 +1,100 @@
+"""What a release leaves behind when a step fails: the stack reverts, aliases finish or say how, exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from typer.testing import CliRunner
+
+from pipelines import cli, stack
+from pipelines.bento import BuiltBento
+from pipelines.config import DataConfig, PipelineConfig
+from pipelines.deploy import DeployError
+from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, AliasMove, AliasMoveFailed, move_aliases
+from pipelines.stack import StackError, StackTarget
+
+CONFIG = PipelineConfig(model_name="m", data=DataConfig(target="y", numeric_features=["x"]))
+
+
+class FailingStack:
+    """A stack whose first apply fails the way `PulumiStack.apply` does: with a StackError."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, str]] = []
+
+    def config(self) -> Mapping[str, str]:
+        return {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+
+    def secret(self, key: str) -> str | None:
+        return None
+
+    def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
+        self.applied.append(dict(changes))
+        if len(self.applied) == 1:
+            raise StackError("pulumi up of stack 'dev' failed: container mlops-serving is unhealthy")
+        return {"serving_url": "http://127.0.0.1:3000"}
+
+
+def test_a_failed_stack_apply_reapplies_what_served_before(monkeypatch):
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-new")
+    applier = FailingStack()
+    bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
+    with pytest.raises(DeployError, match="unhealthy"):
+        StackTarget(CONFIG, applier).roll_out(bento, smoke=[])
+    assert applier.applied == [{"servingImage": "mlops-serving:v2-new", "modelVersion": "2"},
+                               {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}]
+
+
+class FlakyRegistry:
+    """Alias calls of MlflowClient; the first `failures` calls raise as an unreachable server would."""
+
+    def __init__(self, failures: int, aliases: dict[str, str]) -> None:
+        self.failures, self.aliases = failures, dict(aliases)
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise MlflowException("API request failed: connection refused")
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._maybe_fail()
+        self.aliases[alias] = version
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self._maybe_fail()
+        self.aliases.pop(alias)
+
+    def get_model_version_by_alias(self, name: str, alias: str):
+        if alias not in self.aliases:
+            raise MlflowException("no such alias", error_code=INVALID_PARAMETER_VALUE)
+        return type("Version", (), {"version": self.aliases[alias]})()
+
+
+def test_alias_moves_are_retried_and_idempotent():
+    registry = FlakyRegistry(failures=2, aliases={CHAMPION: "1", CHALLENGER: "2"})
+    move = AliasMove(champion="2", previous="1")
+    move_aliases(registry, "m", move, pause_s=0)
+    assert registry.aliases == {CHAMPION: "2", PREVIOUS: "1"}
+    move_aliases(registry, "m", move, pause_s=0)  # again: same end state
+    assert registry.aliases == {CHAMPION: "2", PREVIOUS: "1"}
+
+
+def test_an_alias_move_that_keeps_failing_prints_the_recovery_command():
+    registry = FlakyRegistry(failures=99, aliases={CHAMPION: "1", CHALLENGER: "2"})
+    with pytest.raises(AliasMoveFailed, match="pipelines set-aliases --champion 2 --previous 1"):
+        move_aliases(registry, "m", AliasMove(champion="2", previous="1"), attempts=2, pause_s=0)
+
+
+def test_an_unexpected_error_does_not_exit_like_a_refusal(monkeypatch, tmp_path):
+    def broken(config):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli.steps, "check_data", broken)
+    result = CliRunner().invoke(cli.app, ["data", "--config", "pipelines/pipeline.yaml"])
+    assert result.exit_code == cli.UNEXPECTED_ERROR != 1
+    assert "unexpected error" in result.output
