@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import httpx
 import typer
 
@@ -69,6 +70,8 @@ def command(name: str) -> Callable:
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return function(*args, **kwargs)
+            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+                raise  # the command's own exit code, or a usage error click reports itself
             except Refused as exc:
                 if str(exc):  # a gate says why in its own table before refusing
                     console.print(f"[red]{exc.step} failed, nothing moved:[/red] {exc}")
