@@ -22,6 +22,7 @@ TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 LOOPBACK, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
+MLFLOW_MIN_PASSWORD = 12  # MLflow's basic-auth app refuses shorter passwords
 # Docker object names and image references: conservative subsets that every daemon accepts.
 _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
@@ -128,25 +129,28 @@ class _Reader:
         # None of the services starts in less than 64 MiB; 64 GiB is a typo guard, not a hardware claim.
         return self.number(key, default, int, 64, 65536)
 
-    def secret(self, key: str, needed_because: str) -> pulumi.Output[str]:
+    def secret(self, key: str, needed_because: str, min_length: int = 1) -> pulumi.Output[str]:
         """A secret is read only as a Pulumi secret, so it stays encrypted in state and masked in logs."""
-        value = self.optional_secret(key)
+        value = self.optional_secret(key, min_length)
         if value is None:
             raise self.fail(key, f"is required {needed_because}: pulumi config set --secret {key} <value>")
         return value
 
-    def optional_secret(self, key: str) -> pulumi.Output[str] | None:
+    def optional_secret(self, key: str, min_length: int = 1) -> pulumi.Output[str] | None:
         value = self.config.get_secret(key)
         if value is None:
             return None
         full_key = self.config.full_key(key)
 
-        def non_empty(text: str) -> str:
+        def one_line(text: str) -> str:
             if not text.strip() or "\n" in text:
                 raise StackConfigError(f"stack config {full_key}: must be one non-empty line")
+            if len(text) < min_length:
+                raise StackConfigError(f"stack config {full_key}: must be at least {min_length} characters "
+                                       "(MLflow refuses shorter passwords)")
             return text
 
-        return value.apply(non_empty)
+        return value.apply(one_line)
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
@@ -202,9 +206,10 @@ def load_stack_config() -> StackConfig:
         ),
         auth_enabled=auth_enabled,
         admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
-        admin_password=read.secret("adminPassword", with_auth) if auth_enabled else None,
+        admin_password=read.secret("adminPassword", with_auth, MLFLOW_MIN_PASSWORD) if auth_enabled else None,
         serving_token=read.secret("servingToken", with_auth) if auth_enabled else None,
-        monitoring_password=read.secret("monitoringPassword", with_auth) if auth_enabled else None,
+        monitoring_password=(
+            read.secret("monitoringPassword", with_auth, MLFLOW_MIN_PASSWORD) if auth_enabled else None),
         monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth) if auth_enabled else None,
         smoke_token=read.optional_secret("smokeToken"),
         serving_image=serving_image or None,

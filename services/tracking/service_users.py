@@ -47,7 +47,12 @@ def main() -> int:
         return 1
     store = SqlAlchemyStore()
     store.init_db(read_auth_config().database_uri)
-    print(f"service users provisioned: {', '.join(provision(store, users)) or 'none'}", file=sys.stderr)
+    try:
+        done = provision(store, users)
+    except MlflowException as exc:  # e.g. a password MLflow refuses: one clear line, no traceback
+        print(f"service users: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"service users provisioned: {', '.join(done) or 'none'}", file=sys.stderr)
     return 0
 
 

@@ -18,7 +18,7 @@ ALIASES = {"mlflow", "serving", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
-SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "mon-pw-8d2e",
+SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "monitoring-pw-8d2e",
                    "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
@@ -199,9 +199,9 @@ def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened
 def test_the_monitoring_job_logs_in_as_its_own_user_not_the_admin(hardened_stack):
     mlflow, job = hardened_stack.container("mlflow"), hardened_stack.container("monitoring")
     users = {u["file"]: u["content"] for u in mlflow.plain["uploads"]}[env_of(mlflow)["SERVICE_USERS_FILE"]]
-    assert users.splitlines() == ["[monitoring]", "password = mon-pw-8d2e", "registered_models = loan-default"]
+    assert users.splitlines() == ["[monitoring]", "password = monitoring-pw-8d2e", "registered_models = loan-default"]
     (credentials,) = [u["content"] for u in job.plain["uploads"]]
-    assert "mlflow_tracking_username = monitoring" in credentials and "mon-pw-8d2e" in credentials
+    assert "mlflow_tracking_username = monitoring" in credentials and "monitoring-pw-8d2e" in credentials
     assert "admin" not in credentials and ADMIN_PASSWORD.replace("%", "%%") not in credentials
 
 
@@ -282,7 +282,8 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"trackingBackend": "mysql"}, {}, "mlops-platform:trackingBackend: must be one of sqlite, postgres"),
         ({"trackingBackend": "postgres"}, {}, "mlops-platform:postgresPassword: is required when trackingBackend"),
         ({"authEnabled": "true"}, {}, "mlops-platform:adminPassword: is required when authEnabled is true"),
-        ({"authEnabled": "true"}, {"adminPassword": "x"}, "mlops-platform:servingToken: is required when authEnabled"),
+        ({"authEnabled": "true"}, {"adminPassword": "x" * 12},
+         "mlops-platform:servingToken: is required when authEnabled"),
         ({"exposePorts": "true"}, {}, "mlops-platform:exposePorts: true needs authEnabled: true"),
         ({"authEnabled": "yes"}, {}, "mlops-platform:authEnabled: must be true or false"),
         ({"restartPolicy": "sometimes"}, {}, "mlops-platform:restartPolicy"),
@@ -295,6 +296,11 @@ def test_bad_config_fails_naming_the_key(config, secrets, message):
     with pytest.raises(pulumi.RunError) as raised:
         run_program(config, secrets)
     assert message in str(raised.value)
+
+
+def test_a_password_mlflow_would_refuse_fails_naming_the_key():
+    with pytest.raises(pulumi.RunError, match="mlops-platform:monitoringPassword: must be at least 12 characters"):
+        run_program({"authEnabled": "true"}, {**AUTH_SECRETS, "monitoringPassword": "short"})
 
 
 def test_an_empty_secret_fails_naming_the_key():

@@ -14,8 +14,9 @@ from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 
 ADMIN_PASSWORD = "stack-%-test-4b1d"  # a '%' on purpose: MLflow's config parser would choke on it raw
-SECRETS = {"adminPassword": ADMIN_PASSWORD, "servingToken": "serving-token-6a1f", "monitoringPassword": "mon-9e2c",
-           "monitoringUiSecret": "ui-secret-13d7", "smokeToken": "smoke-token-5b80"}
+SECRETS = {"adminPassword": ADMIN_PASSWORD, "servingToken": "serving-token-6a1f",
+           "monitoringPassword": "monitoring-pw-9e2c", "monitoringUiSecret": "ui-secret-13d7",
+           "smokeToken": "smoke-token-5b80"}
 
 
 @pytest.fixture(scope="module")
