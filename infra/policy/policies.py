@@ -24,6 +24,11 @@ _URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I
 Props = Mapping[str, Any]
 
 
+def _publicly_published(props: Props) -> list[Mapping[str, Any]]:
+    """The container's ports published on every interface (no ip set is Docker's "every interface")."""
+    return [port for port in props.get("ports") or [] if str(port.get("ip") or "") in PUBLIC_ADDRESSES]
+
+
 def public_ports(props: Props, allow_public: bool = False) -> list[str]:
     """Published ports bind to an explicit non-public address; Docker's default is every interface."""
     if allow_public:
@@ -31,8 +36,7 @@ def public_ports(props: Props, allow_public: bool = False) -> list[str]:
     return [
         f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0 (no ip set)'}; "
         "bind it to 127.0.0.1, or allow public ports in the policy config"
-        for port in props.get("ports") or []
-        if str(port.get("ip") or "") in PUBLIC_ADDRESSES
+        for port in _publicly_published(props)
     ]
 
 
@@ -48,8 +52,7 @@ def public_without_credential(props: Props) -> list[str]:
     return [
         f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0'} but the container requires no "
         "credential: anyone on the network could read and change it; set authEnabled: true (with its secrets)"
-        for port in props.get("ports") or []
-        if str(port.get("ip") or "") in PUBLIC_ADDRESSES
+        for port in _publicly_published(props)
     ]
 
 
