@@ -1,9 +1,10 @@
-"""The local serving target: `bentoml serve` on this machine, the embedded default.
+"""The local serving target: `bentoml serve` on this machine behind the local front, the embedded default.
 
-A rollout first starts the new bento on a spare port, waits for `/readyz` and passes the smoke check;
-only then does it replace the server on the serving port. If the new server fails there, the previous
-bento is started again. What serves is recorded beside the pid file, so `make status` and a later
-release know it.
+Blue/green: a release starts the new bento in the idle slot on a spare port, waits for `/readyz` and
+passes the smoke check there; only then does the front (`pipelines.front`, on the serving port) route to
+it, and after one more check through the front the old server is stopped gracefully. The serving URL
+never stops answering, and any failure before the last step leaves the old server serving. What serves
+is recorded beside the pid files, so `make status` and a later release know it.
 """
 
 from __future__ import annotations
@@ -12,36 +13,61 @@ import json
 import os
 import secrets
 import sys
-import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import PipelineConfig
 from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
-from pipelines.platform import PlatformError, Process, free_port, port_in_use, url_ok, wait_until
+from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV, Route, read_route, write_route
+from pipelines.platform import PlatformError, Process, free_port, serve_once, url_ok, wait_until
 from services.contract import INFERENCE_LOG_ENV, SMOKE_TOKEN_FILE_ENV
 
+SLOTS = ("blue", "green")
 
-def serving_process(config: PipelineConfig) -> Process:
-    return Process("serving", config.platform.state_dir)
+
+@dataclass(frozen=True)
+class LiveRelease:
+    """The release the front routes to, and the slot whose process serves it."""
+
+    slot: str
+    deployment: Deployment
+
+
+def front_process(config: PipelineConfig) -> Process:
+    return Process("front", config.platform.state_dir)
+
+
+def slot_process(config: PipelineConfig, slot: str) -> Process:
+    return Process(f"serving-{slot}", config.platform.state_dir)
+
+
+def live_release(config: PipelineConfig) -> LiveRelease | None:
+    """What serves now, if its server process is alive."""
+    try:
+        state = json.loads(_release_file(config).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    live = LiveRelease(state["slot"], Deployment(**state["deployment"]))
+    return live if slot_process(config, live.slot).pid() is not None else None
 
 
 def current_deployment(config: PipelineConfig) -> Deployment | None:
-    state = _deployment_file(config)
-    if serving_process(config).pid() is None or not state.exists():
-        return None
-    return Deployment(**json.loads(state.read_text()))
+    live = live_release(config)
+    return live.deployment if live else None
 
 
 def stop_serving(config: PipelineConfig) -> bool:
-    _deployment_file(config).unlink(missing_ok=True)
-    return serving_process(config).stop()
+    """Stop the front and both slots; True if something was running."""
+    _release_file(config).unlink(missing_ok=True)
+    write_route(_route_file(config), None)
+    stopped = [slot_process(config, slot).stop() for slot in SLOTS] + [front_process(config).stop()]
+    return any(stopped)
 
 
 class LocalTarget:
-    """Rehearse the bento on a spare port, then switch the serving port over to it."""
+    """Start the bento in the idle slot, check it, point the front at it, then stop the old slot."""
 
     name = "local"
 
@@ -49,51 +75,49 @@ class LocalTarget:
         self.config = config
 
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
-        self._rehearse(bento, smoke)
-        return self._switch(bento, smoke)
-
-    def _rehearse(self, bento: BuiltBento, smoke: list[dict]) -> None:
-        """Start the new bento on a spare port, check it, stop it. The serving port is not touched."""
         config = self.config
-        candidate = Process("serving-candidate", config.platform.state_dir)
-        candidate.stop()
-        port = free_port(config.platform.host)
+        front_url = start_front(config)
+        live = live_release(config)
+        slot = SLOTS[1] if live and live.slot == SLOTS[0] else SLOTS[0]
+        process = slot_process(config, slot)
+        process.stop()  # what a failed release may have left in the idle slot
+        headers = _check_headers(config)
         try:
-            url = _start(config, candidate, bento.tag, port)
-            check_serving(url, bento, smoke, f"server log: {candidate.log_file}", _check_headers(config))
-        finally:
-            candidate.stop()
-
-    def _switch(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
-        """Replace the server on the serving port; restore the old one if the new one fails there."""
-        config = self.config
-        serving = serving_process(config)
-        old = current_deployment(config)
-        serving.stop()
-        try:
-            _wait_port_free(config.platform.host, config.platform.serving_port)
-            if port_in_use(config.platform.host, config.platform.serving_port):
-                raise DeployError(f"port {config.platform.host}:{config.platform.serving_port} is taken by another "
-                                  "program; stop it or set platform.serving_port")
-            url = _start(config, serving, bento.tag, config.platform.serving_port)
-            check_serving(url, bento, smoke, f"server log: {serving.log_file}", _check_headers(config))
-        except (DeployError, PlatformError) as failure:
-            serving.stop()
-            if old is not None:
-                self._restore(old, failure)
+            backend = _start(config, process, bento.tag, free_port(config.platform.host))
+            check_serving(backend, bento, smoke, f"server log: {process.log_file}", headers)
+        except (DeployError, PlatformError):
+            process.stop()
             raise
-        deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
-        _save(config, deployment)
+        route_file = _route_file(config)
+        before = read_route(route_file)
+        write_route(route_file, Route(backend, bento.model_version, bento.tag))
+        try:
+            check_serving(front_url, bento, smoke, f"front log: {front_process(config).log_file}", headers)
+        except (DeployError, PlatformError):
+            write_route(route_file, before)
+            process.stop()
+            raise
+        if live is not None:
+            slot_process(config, live.slot).stop()  # SIGTERM: it finishes the requests it is answering
+        deployment = Deployment(bento.tag, bento.model_version, front_url, datetime.now(UTC).isoformat())
+        _release_file(config).write_text(json.dumps({"slot": slot, "deployment": asdict(deployment)}, indent=2))
         return deployment
 
-    def _restore(self, old: Deployment, failure: Exception) -> None:
-        """Serve the previous bento again; if even that fails, say so without hiding why the release failed."""
-        config = self.config
-        try:
-            _start(config, serving_process(config), old.bento_tag, config.platform.serving_port)
-            _save(config, old)
-        except Exception as exc:  # the release's own failure is the error to report; this one is added to it
-            raise DeployError(f"{failure}\nand restoring {old.bento_tag} failed too: {exc}") from None
+
+def start_front(config: PipelineConfig) -> str:
+    """Start the local front on the serving port unless it already runs; return the serving URL. Idempotent."""
+    platform = config.platform
+    serve_once(
+        front_process(config),
+        [sys.executable, "-m", "uvicorn", "--factory", "pipelines.front:create_app", "--host", platform.host,
+         "--port", str(platform.serving_port), "--no-access-log", "--timeout-graceful-shutdown", "30"],
+        host=platform.host, port=platform.serving_port, port_setting="platform.serving_port",
+        probe=f"{platform.serving_url}{HEALTH_PATH}", timeout_s=platform.startup_timeout_s,
+        what=f"serving front on {platform.serving_url}",
+        # Its own body limit is one byte above the server's, so the server's own 413 (with its message) wins.
+        env={ROUTE_FILE_ENV: str(_route_file(config)), MAX_BODY_ENV: str(config.serving.max_body_bytes + 1)},
+    )
+    return platform.serving_url
 
 
 def _start(config: PipelineConfig, process: Process, bento_tag: str, port: int) -> str:
@@ -125,15 +149,9 @@ def _check_headers(config: PipelineConfig) -> dict[str, str]:
     return release_check_headers(_smoke_token_file(config).read_text(), serving_token=None)
 
 
-def _deployment_file(config: PipelineConfig) -> Path:
+def _release_file(config: PipelineConfig) -> Path:
     return config.platform.state_dir / "run" / "serving.json"
 
 
-def _save(config: PipelineConfig, deployment: Deployment) -> None:
-    _deployment_file(config).write_text(json.dumps(asdict(deployment), indent=2))
-
-
-def _wait_port_free(host: str, port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while port_in_use(host, port) and time.monotonic() < deadline:
-        time.sleep(0.2)
+def _route_file(config: PipelineConfig) -> Path:
+    return config.platform.state_dir / "run" / "front-route.json"

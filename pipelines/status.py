@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines import platform
 from pipelines.config import PipelineConfig
-from pipelines.local import current_deployment, serving_process
+from pipelines.local import front_process, live_release, slot_process
 
 
 def local_status(config: PipelineConfig) -> dict[str, str]:
@@ -25,14 +25,15 @@ def _mlflow(config: PipelineConfig) -> str:
 
 
 def _serving(config: PipelineConfig) -> dict[str, str]:
-    deployment = current_deployment(config)
-    pid = serving_process(config).pid()
-    if deployment is None or pid is None:
-        return {"serving": "down"}
+    live, front_pid = live_release(config), front_process(config).pid()
+    if live is None or front_pid is None:
+        return {"serving": "down" if front_pid is None else f"{config.platform.serving_url} front up, no model"}
+    deployment, pid = live.deployment, slot_process(config, live.slot).pid() or 0
     ready = platform.url_ok(f"{deployment.url}/readyz")
+    memory = platform.resident_memory_mib(pid) + platform.resident_memory_mib(front_pid)
     return {
-        "serving": (f"{deployment.url} {'ready' if ready else 'NOT READY'} (pid {pid}, "
-                    f"{platform.resident_memory_mib(pid):.0f} MiB)"),
+        "serving": (f"{deployment.url} {'ready' if ready else 'NOT READY'} (front pid {front_pid}, "
+                    f"{live.slot} server pid {pid}, {memory:.0f} MiB)"),
         "serving model": f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}",
     }
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest_plugins = ["pytester", "tests.tiers"]
+pytest_plugins = ["pytester", "tests.tiers", "tests.load"]
 
 # BentoML fixes its store on first use in a process; one store for the whole session (and the processes
 # it starts) keeps in-process builds and `bentoml serve` subprocesses looking at the same bentos.

@@ -13,6 +13,7 @@ import yaml
 
 from pipelines import platform
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
+from pipelines.local import stop_serving
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def write_test_config(state: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def stop_all(config: PipelineConfig) -> None:
-    for name in ("serving", "serving-candidate", "monitoring-ui", "mlflow"):
+    stop_serving(config)
+    for name in ("monitoring-ui", "mlflow"):
         platform.Process(name, config.platform.state_dir).stop()
 
 

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from pipelines import local
 from pipelines.cli import app
 from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
-from pipelines.local import serving_process
+from pipelines.local import live_release, slot_process
 from pipelines.registry import aliases_of, connect
+from tests.load import SteadyLoad
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -146,9 +147,15 @@ def test_inference_log_keeps_every_row_of_concurrent_requests(release):
     assert {"timestamp", "model_version", "features", "prediction"} <= records[-1].keys()
 
 
-def test_second_release_promotes(release):
+def test_second_release_promotes_without_dropping_a_request(release):
     release.run("train")
-    output = release.run("deploy")
+    with SteadyLoad(release.url) as load:
+        load.wait_for_answers()
+        output = release.run("deploy")
+        load.wait_for_answers(load.sent + 20)
+    print(load.report("local deploy v1 -> v2", "1", "2"))
+    assert load.failures == [], load.failures[:5]
+    assert set(load.versions) == {"1", "2"}
     assert "vs champion v1" in output
     assert release.aliases() == {"champion": "2", "previous": "1"}
     assert release.serving_version() == "2"
@@ -179,8 +186,14 @@ def test_failed_deploy_leaves_the_old_server_serving(release, local_platform):
     assert failed.iloc[0]["tags.model_version"] == "4"
 
 
-def test_rollback_serves_previous_and_swaps_aliases(release):
-    output = release.run("rollback")
+def test_rollback_serves_previous_and_swaps_aliases_without_dropping_a_request(release):
+    with SteadyLoad(release.url) as load:
+        load.wait_for_answers()
+        output = release.run("rollback")
+        load.wait_for_answers(load.sent + 20)
+    print(load.report("local rollback v2 -> v1", "2", "1"))
+    assert load.failures == [], load.failures[:5]
+    assert set(load.versions) == {"1", "2"}
     assert "Rolled back" in output
     assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "4"}
     assert release.serving_version() == "1"
@@ -194,7 +207,7 @@ def test_reproduce_gives_identical_metrics(release):
 
 def test_a_killed_worker_loses_no_acknowledged_record(release):
     """Kill the serving worker mid-traffic: every request answered 200 is in the log, every line whole."""
-    server = psutil.Process(serving_process(release.config).pid())
+    server = psutil.Process(slot_process(release.config, live_release(release.config).slot).pid())
     workers = [p for p in server.children(recursive=True) if "python" in p.name().lower()]
     assert workers, "bentoml serve has no worker process"
     acknowledged: list[str] = []

@@ -1,0 +1,172 @@
+"""The local front: the one serving URL of the embedded platform, in front of the bento server that is live.
+
+A release starts the new `bentoml serve` beside the old one, checks it, then points the front at it by
+rewriting the route file (`<state_dir>/run/front-route.json`, written atomically); the front reads the
+file again whenever it changes, so the next request goes to the new server. The old server is then
+stopped gracefully and finishes what it was answering. A request that finds its server gone (connection
+refused, or a kept-alive connection closed under it) is sent again to whatever the route names now,
+so a switch loses no request. Only the standard library, httpx and uvicorn (both already installed
+for BentoML): the embedded default needs nothing but Python. The stack uses HAProxy instead
+(`services/front/`).
+
+Run as `python -m uvicorn --factory pipelines.front:create_app`, with FRONT_ROUTE_FILE set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROUTE_FILE_ENV = "FRONT_ROUTE_FILE"
+MAX_BODY_ENV = "FRONT_MAX_BODY_BYTES"
+HEALTH_PATH = "/-/front"  # the front's own liveness; every other path goes to the model server
+RETRY_WINDOW_S = 15.0  # how long a request may wait for a live server during a switch or a restart
+# Hop-by-hop headers (RFC 9110 7.6.1) and the ones the front sets itself are not relayed.
+_NOT_RELAYED = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
+                b"proxy-connection", b"host", b"content-length"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where the front sends requests: the live bento server."""
+
+    url: str
+    model_version: str
+    bento_tag: str
+
+
+def write_route(path: Path, route: Route | None) -> None:
+    """Point the front at `route` (None: nothing serves). Atomic: the front never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(route.__dict__ if route else None))
+    os.replace(staging, path)
+
+
+def read_route(path: Path) -> Route | None:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return Route(**data) if data else None
+
+
+class _RouteFile:
+    """The route file, read again only when it changed (one stat per request)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._route: Route | None = None
+
+    def current(self) -> Route | None:
+        try:
+            stat = self.path.stat()
+            seen = (stat.st_mtime_ns, stat.st_ino)
+        except FileNotFoundError:
+            seen = None
+        if seen != self._seen:
+            self._seen, self._route = seen, read_route(self.path)
+        return self._route
+
+
+class Front:
+    """The ASGI app: relays each request to the live server, again if that server went away meanwhile."""
+
+    def __init__(self, route_file: Path, max_body_bytes: int) -> None:
+        self.routes = _RouteFile(route_file)
+        self.max_body_bytes = max_body_bytes
+        self.client: httpx.AsyncClient | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"] == HEALTH_PATH:
+            route = self.routes.current()
+            await _answer(send, 200, {"front": "up", "model_version": route.model_version if route else None})
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await _answer(send, 413, {"error": f"request body larger than {self.max_body_bytes} bytes"})
+            return
+        await self._relay(scope, body, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                # No read timeout of its own: the server behind answers or fails by its own limits.
+                self.client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0),
+                                                limits=httpx.Limits(max_connections=256))
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.client is not None:
+                    await self.client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, receive: Any) -> bytes | None:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _relay(self, scope: dict[str, Any], body: bytes, send: Any) -> None:
+        assert self.client is not None, "lifespan startup creates the client"
+        path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+        target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+        headers = [(name, value) for name, value in scope["headers"] if name.lower() not in _NOT_RELAYED]
+        if not any(name.lower() == b"accept-encoding" for name, _ in headers):
+            headers.append((b"accept-encoding", b"identity"))  # else httpx would ask for gzip on the client's behalf
+        deadline = time.monotonic() + RETRY_WINDOW_S
+        while True:
+            route = self.routes.current()
+            if route is None:
+                await _answer(send, 503, {"error": "no model is being served yet: run `make deploy`"})
+                return
+            request = self.client.build_request(scope["method"], route.url + target, headers=headers, content=body)
+            try:
+                response = await self.client.send(request, stream=True)
+                break
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                # The server never answered this request: it is stopping or gone. Try the route again.
+                if time.monotonic() > deadline:
+                    await _answer(send, 502, {"error": f"the model server at {route.url} does not answer: {exc}"})
+                    return
+                await asyncio.sleep(0.05)
+        try:
+            content = b"".join([chunk async for chunk in response.aiter_raw()])  # as sent: encoding kept
+        except httpx.HTTPError as exc:  # it answered, then broke off: not safe to send again
+            await _answer(send, 502, {"error": f"the model server at {route.url} broke off its answer: {exc}"})
+            return
+        relayed = [(name, value) for name, value in response.headers.raw if name.lower() not in _NOT_RELAYED]
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": [*relayed, (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _answer(send: Any, status: int, body: dict[str, str | None]) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app() -> Front:
+    return Front(Path(os.environ[ROUTE_FILE_ENV]), int(os.environ[MAX_BODY_ENV]))
