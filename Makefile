@@ -14,7 +14,7 @@ BASE_IMAGE ?= mlops-platform-base:bookworm
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench \
-        base-image images stack-up requirements
+        base-image images stack-up requirements lint-workflows promote
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ rollback: ## serve @previous again (TARGET=local|stack) and swap the aliases bac
 reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
 	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=<model version>"; exit 2; }
 	$(PIPELINES) reproduce $(VERSION)
+
+promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI) and gate it there
+	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
+	$(PIPELINES) promote $(VERSION) $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)")
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic
@@ -100,6 +104,11 @@ bench: setup ## benchmarks as ratios to a baseline in the same run; tables in be
 	$(RUN) python bench/serving_bench.py
 	$(RUN) python bench/monitoring_bench.py
 
-lint: setup ## ruff and hadolint
+lint: setup lint-workflows ## ruff, hadolint and the workflow linters
 	$(RUN) ruff check .
 	$(RUN) hadolint services/*/Dockerfile services/serving/release.Dockerfile
+
+lint-workflows: setup ## .github/workflows: actionlint, zizmor (offline) and GitHub's workflow schema
+	$(RUN) actionlint
+	$(RUN) zizmor --offline --quiet .github
+	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
