@@ -14,7 +14,7 @@ BASE_IMAGE ?= mlops-platform-base:bookworm
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench \
-        base-image images stack-up requirements lint-workflows promote
+        base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -78,6 +78,14 @@ images: ## build the three service images on BASE_IMAGE, as the stack does (clas
 	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	    -f services/$$service/Dockerfile -t mlops-$${service/serving/serving-runtime}:latest services || exit 1; done
 
+k8s-images: ## the three images as [IMAGE_REGISTRY/]mlops-<image>:IMAGE_TAG, pushed when IMAGE_REGISTRY is set (kubernetes target)
+	@test -n "$(IMAGE_TAG)" || { echo "usage: make k8s-images IMAGE_TAG=<version> [IMAGE_REGISTRY=<registry/path>]"; exit 2; }
+	for service in tracking serving monitoring; do \
+	  image=$(if $(IMAGE_REGISTRY),$(IMAGE_REGISTRY)/)mlops-$${service/serving/serving-runtime}:$(IMAGE_TAG); \
+	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -f services/$$service/Dockerfile -t $$image services || exit 1; \
+	  $(if $(IMAGE_REGISTRY),docker push $$image || exit 1;) echo "built $$image"; done
+
 stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (needs the Pulumi CLI)
 	pulumi up --stack $(STACK) --policy-pack infra/policy
 
@@ -95,6 +103,9 @@ test-infra: setup
 
 test-integration: setup
 	$(RUN) pytest tests/integration
+
+test-kubernetes: setup ## the kubernetes target offline: mocks, schemas 1.30-1.33, Checkov, own checks, pods on Docker
+	$(RUN) pytest tests/infra/test_kubernetes_program.py tests/kubernetes
 
 test-stack: setup
 	.ci/setup-docker.sh

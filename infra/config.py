@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 import pulumi
-from pulumi.runtime.config import CONFIG, get_config_env
+from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
 
 from services.contract import DEFAULT_IMAGE_TAG, DEFAULT_NAME_PREFIX
 
@@ -23,6 +24,8 @@ TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 LOOPBACK, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
 MLFLOW_MIN_PASSWORD = 12  # MLflow's basic-auth app refuses shorter passwords
+Target = Literal["docker", "kubernetes"]
+TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
 # Docker object names and image references: conservative subsets that every daemon accepts.
 _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
@@ -45,6 +48,27 @@ class MemoryLimits:
     serving: int
     monitoring: int
     monitoring_ui: int
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """What only the kubernetes target reads (infra/kubernetes); docs/kubernetes.md explains each key."""
+
+    namespace: str
+    image_registry: str  # "" names images as built locally (a cluster that loads them, e.g. `kind load`)
+    serving_replicas: int
+    serving_max_replicas: int
+    shared_storage_class: str  # "" is the cluster's default; it must offer ReadWriteMany
+    client_namespace: str  # "" lets only pods of the platform's own namespace reach its services
+    monitoring_schedule: str  # the CronJob's schedule, from monitoringIntervalMinutes
+    # With trackingBackend postgres: postgresql://user:password@host:port/db, as a secret, and its port.
+    postgres_uri: pulumi.Output[str] | None
+    postgres_port: int | None
+    # "" keeps artifacts on MLflow's volume; s3://bucket/prefix stores them in S3-compatible storage.
+    artifact_destination: str
+    s3_endpoint_url: str
+    s3_access_key_id: pulumi.Output[str] | None
+    s3_secret_access_key: pulumi.Output[str] | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class StackConfig:
     restart_policy: str
     health_timeout_seconds: int
     memory: MemoryLimits
+    target: Target = "docker"
+    kubernetes: KubernetesConfig | None = None  # set when target is kubernetes
 
 
 class _Reader:
@@ -153,8 +179,14 @@ class _Reader:
         return value.apply(one_line)
 
 
+# Keys only the kubernetes target reads.
+KUBERNETES_KEYS = frozenset({
+    "kubernetesNamespace", "imageRegistry", "servingReplicas", "servingMaxReplicas", "sharedStorageClass",
+    "clientNamespace", "postgresUri", "artifactDestination", "s3EndpointUrl", "s3AccessKeyId", "s3SecretAccessKey",
+})
 # Every key this program reads; anything else in the project's namespace is a typo.
-KNOWN_KEYS = frozenset({
+KNOWN_KEYS = KUBERNETES_KEYS | frozenset({
+    "target",
     "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
@@ -174,6 +206,90 @@ def _reject_unknown_keys(project: str) -> None:
         )
 
 
+# Tags that registries move on purpose; a pod restarted later could run other code under them.
+MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "edge", "nightly"})
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_REGISTRY_OR_EMPTY = re.compile(r"^$|^[a-z0-9][a-z0-9._:/-]*[a-z0-9]$")
+_S3_URI_OR_EMPTY = re.compile(r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
+_HTTP_URL_OR_EMPTY = re.compile(r"^$|^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+
+
+def mutable_image_problem(reference: str) -> str | None:
+    """Why this image reference could name other code tomorrow, or None when it is pinned."""
+    if "@sha256:" in reference:
+        return None
+    name = reference.rsplit("/", 1)[-1]
+    if ":" not in name:
+        return "has no tag (it means :latest)"
+    tag = name.rsplit(":", 1)[1]
+    return f"has the moving tag :{tag}" if tag in MUTABLE_TAGS else None
+
+
+def _cron_schedule(read: _Reader, minutes: float) -> str:
+    """A CronJob schedule that runs every `minutes`: cron steps restart each hour and day, so only
+    whole minutes dividing 60 and whole hours dividing 24 keep a steady interval."""
+    if minutes == int(minutes) and 60 % int(minutes) == 0:
+        return "0 * * * *" if minutes == 60 else f"*/{int(minutes)} * * * *"
+    hours = minutes / 60
+    if hours == int(hours) and 24 % int(hours) == 0:
+        return "0 0 * * *" if hours == 24 else f"0 */{int(hours)} * * *"
+    raise read.fail("monitoringIntervalMinutes",
+                    f"on the kubernetes target it is a CronJob schedule: whole minutes dividing 60 or whole hours "
+                    f"dividing 24, e.g. 5, 15, 60, 360 (got {minutes:g})")
+
+
+def _postgres_uri(read: _Reader) -> tuple[pulumi.Output[str], int]:
+    """The URI as a secret, and its port (not secret: the NetworkPolicy opens it).
+
+    Checked here, before any resource is declared, so a bad one stops `pulumi up` with one line.
+    """
+    why = "when trackingBackend is postgres on the kubernetes target"
+    full_key = read.config.full_key("postgresUri")
+    uri = (read.config.get("postgresUri") or "").strip()
+    if not uri:
+        raise read.fail("postgresUri", f"is required {why}: pulumi config set --secret postgresUri <value>")
+    if not is_config_secret(full_key):
+        raise read.fail("postgresUri", "holds a password: set it with pulumi config set --secret postgresUri <value>")
+    parts = urlsplit(uri)
+    missing = [what for what, value in (("user", parts.username), ("password", parts.password),
+                                        ("host", parts.hostname), ("database", parts.path.strip("/"))) if not value]
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        missing.append("a numeric port")
+    if parts.scheme not in ("postgresql", "postgres") or missing:
+        raise read.fail("postgresUri", "must be postgresql://user:password@host[:port]/database"
+                                       + (f" (missing {', '.join(missing)})" if missing else ""))
+    return pulumi.Output.secret(uri), port
+
+
+def _kubernetes_config(read: _Reader, name_prefix: str, backend: TrackingBackend, interval: float) -> KubernetesConfig:
+    stack = pulumi.get_stack()
+    namespace = read.string("kubernetesNamespace", f"{name_prefix}-{stack}".lower())
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise read.fail("kubernetesNamespace", f"{namespace!r} is not a DNS label (a-z, 0-9, '-', at most 63); "
+                                               "set one that is")
+    replicas = read.number("servingReplicas", 2, int, 2, 100)  # two, so a rollout or a node loss keeps serving
+    artifacts = read.string("artifactDestination", "", _S3_URI_OR_EMPTY)
+    in_s3 = "when artifactDestination is set"
+    postgres_uri, postgres_port = _postgres_uri(read) if backend == "postgres" else (None, None)
+    return KubernetesConfig(
+        namespace=namespace,
+        image_registry=read.string("imageRegistry", "", _REGISTRY_OR_EMPTY),
+        serving_replicas=replicas,
+        serving_max_replicas=read.number("servingMaxReplicas", max(6, replicas), int, replicas, 1000),
+        shared_storage_class=read.string("sharedStorageClass", "", re.compile(r"^$|^[a-z0-9][a-z0-9.-]*$")),
+        client_namespace=read.string("clientNamespace", "", re.compile(rf"^$|{_DNS_LABEL.pattern}")),
+        monitoring_schedule=_cron_schedule(read, interval),
+        postgres_uri=postgres_uri,
+        postgres_port=postgres_port,
+        artifact_destination=artifacts,
+        s3_endpoint_url=read.string("s3EndpointUrl", "", _HTTP_URL_OR_EMPTY),
+        s3_access_key_id=read.secret("s3AccessKeyId", in_s3) if artifacts else None,
+        s3_secret_access_key=read.secret("s3SecretAccessKey", in_s3) if artifacts else None,
+    )
+
+
 def load_stack_config() -> StackConfig:
     """Read and validate the whole stack config of the current Pulumi project and stack."""
     _reject_unknown_keys(pulumi.get_project())
@@ -183,6 +299,7 @@ def load_stack_config() -> StackConfig:
     if len(set(ports.values())) < len(ports):
         raise read.fail("mlflowPort", f"the published ports must differ (got {ports})")
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
+    target = read.choice("target", "docker", TARGETS)
     auth_enabled = read.boolean("authEnabled", False)
     expose_ports = read.boolean("exposePorts", False)
     if expose_ports and not auth_enabled:
@@ -202,7 +319,8 @@ def load_stack_config() -> StackConfig:
         mlflow_workers=read.number("mlflowWorkers", 2, int, 1, 32),
         postgres_image=read.string("postgresImage", "postgres:16-bookworm", _IMAGE_REF),
         postgres_password=(
-            read.secret("postgresPassword", "when trackingBackend is postgres") if backend == "postgres" else None
+            read.secret("postgresPassword", "when trackingBackend is postgres")
+            if backend == "postgres" and target == "docker" else None
         ),
         auth_enabled=auth_enabled,
         admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
@@ -226,5 +344,19 @@ def load_stack_config() -> StackConfig:
             monitoring=read.memory_mb("monitoringMemoryMb", 1536),
             monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
         ),
+        target=target,
+        kubernetes=_kubernetes_target(read) if target == "kubernetes" else None,
     )
+
+
+def _kubernetes_target(read: _Reader) -> KubernetesConfig:
+    """The kubernetes-only keys, and the shared keys' stricter rules there (pods must name pinned images)."""
+    for key, reference in (("imageTag", f"image:{read.string('imageTag', DEFAULT_IMAGE_TAG)}"),
+                           ("servingImage", read.string("servingImage", ""))):
+        if reference and (problem := mutable_image_problem(reference)):
+            raise read.fail(key, f"{problem}; on the kubernetes target set a version or a digest, so every pod "
+                                 "of a Deployment runs the same code")
+    return _kubernetes_config(read, read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX),
+                              read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS),
+                              read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60))
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-REAL_TIERS = ("tests/integration/", "tests/stack/")
+REAL_TIERS = ("tests/integration/", "tests/stack/", "tests/kubernetes/test_pods_on_docker.py")
 
 
 class SkippedRealTiers:

@@ -31,7 +31,7 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "monitoring")
+PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "monitoring", "kubernetes")
 
 
 def plain(value: Any) -> Any:
@@ -135,7 +135,7 @@ def run_program(
     try:
         _sync_await(run_pulumi_func(program))
     finally:
-        for module in PROGRAM_MODULES:
+        for module in [name for name in sys.modules if name.split(".")[0] in PROGRAM_MODULES]:
             sys.modules.pop(module, None)
     for name, value in exported.items():
         output = pulumi.Output.from_input(value)

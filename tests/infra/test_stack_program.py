@@ -22,7 +22,7 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "monito
                    "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
-SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS}
+SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey"}
 
 
 @pytest.fixture(scope="module")

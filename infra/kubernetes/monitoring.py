@@ -1,0 +1,143 @@
+"""Evidently monitoring on kubernetes: the drift job as a CronJob, the Evidently UI as a Deployment.
+
+The job reads the inference log from serving's shared claim (read-only) and keeps its workspace,
+reports and read offsets on a second shared claim that the UI serves. Shared volumes rather than object
+storage, because the inference log contract is a directory of append-only files (services/contract.py)
+that serving writes and the job reads as files; object storage would need a shipper and another reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from config import StackConfig
+from containers import child_of
+from monitoring import MLFLOW_CREDENTIALS_FILE, STATE_DIR, UI_PORT, UI_SECRET_FILE, WORKSPACE_DIR
+
+from kubernetes.workloads import (
+    claim_volume,
+    cluster_url,
+    container,
+    image,
+    kube,
+    metadata,
+    mount,
+    pod_spec,
+    pod_template,
+    probes,
+    resources,
+    secret,
+    secret_volume,
+    selector_labels,
+    service,
+    volume_claim,
+)
+from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT
+
+JOB, UI = "monitoring", "monitoring-ui"
+# `python -m services.monitoring` exits 3 on DRIFT, 4 on NOT ENOUGH DATA and 2 on bad settings: a verdict,
+# which a retry would only repeat, so the Job fails at once; other failures (MLflow away) are retried.
+VERDICT_EXIT_CODES = [2, 3, 4]
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    config: StackConfig
+    namespace: k8s.core.v1.Namespace
+    tracking_url: str
+    inference_log: k8s.core.v1.PersistentVolumeClaim
+    # ~/.mlflow/credentials of the job's own MLflow user when MLflow runs with basic auth (a secret), else None.
+    tracking_credentials: pulumi.Output[str] | None = None
+
+
+class Monitoring(pulumi.ComponentResource):
+    """The CronJob `monitoring` and the UI, reachable in the namespace as http://monitoring-ui:8000."""
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops-platform:kubernetes:Monitoring", name, None, opts)
+        config, settings = args.config, kube(args.config)
+        in_namespace = child_of(self, depends_on=[args.namespace])
+        state = volume_claim(f"{name}-state", config, "monitoring-state", JOB, size_gi=10, shared=True,
+                             opts=in_namespace)
+        state_volume = claim_volume("state", state.metadata["name"])
+        monitoring_image = image(config, "monitoring")
+
+        volumes = [claim_volume("inference-log", args.inference_log.metadata["name"], read_only=True), state_volume]
+        mounts = [mount("inference-log", INFERENCE_LOG_MOUNT, read_only=True), mount("state", STATE_DIR)]
+        if args.tracking_credentials is not None:
+            credentials = secret(f"{name}-mlflow-credentials", config, f"{JOB}-mlflow-credentials", JOB,
+                                 {"credentials": args.tracking_credentials}, in_namespace)
+            volumes.append(secret_volume("mlflow-credentials", credentials.metadata["name"]))
+            mounts.append(mount("mlflow-credentials", MLFLOW_CREDENTIALS_FILE.rsplit("/", 1)[0], read_only=True))
+        job = container(
+            JOB, monitoring_image,
+            resources_=resources(config.memory.monitoring, "250m", "1"),
+            command=["python", "-m", "services.monitoring"],
+            env={
+                "MLFLOW_TRACKING_URI": args.tracking_url,
+                "MODEL_NAME": config.model_name,
+                INFERENCE_LOG_ENV: INFERENCE_LOG_MOUNT,
+                "MONITORING_WORKSPACE": WORKSPACE_DIR,
+                "MONITORING_REPORTS_DIR": f"{STATE_DIR}/reports",
+                "MONITORING_INTERVAL_MINUTES": f"{config.monitoring_interval_minutes:g}",
+            },
+            mounts=mounts,
+        )
+        self.job = k8s.batch.v1.CronJob(
+            f"{name}-job",
+            metadata=metadata(config, JOB, JOB),
+            spec={
+                "schedule": settings.monitoring_schedule,
+                # Two runs at once would judge the same rows twice and race on the read offsets.
+                "concurrencyPolicy": "Forbid",
+                "startingDeadlineSeconds": 300,
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": {"labels": selector_labels(config, JOB)},
+                    "spec": {
+                        "backoffLimit": 2,
+                        "activeDeadlineSeconds": 3600,
+                        "ttlSecondsAfterFinished": 86400,
+                        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+                            "containerName": JOB, "operator": "In", "values": VERDICT_EXIT_CODES}}]},
+                        "template": pod_template(config, JOB, pod_spec([job], volumes, restartPolicy="Never")),
+                    },
+                },
+            },
+            opts=in_namespace,
+        )
+
+        ui_secret = config.monitoring_ui_secret
+        ui_volumes, ui_mounts = [state_volume], [mount("state", STATE_DIR)]
+        if ui_secret is not None:
+            stored = secret(f"{name}-ui-secret", config, f"{UI}-secret", UI,
+                            {UI_SECRET_FILE.rsplit("/", 1)[1]: ui_secret}, in_namespace)
+            ui_volumes.append(secret_volume("ui-secret", stored.metadata["name"]))
+            ui_mounts.append(mount("ui-secret", UI_SECRET_FILE.rsplit("/", 1)[0], read_only=True))
+        ui = container(
+            UI, monitoring_image,
+            resources_=resources(config.memory.monitoring_ui, "100m", "1"),
+            port=UI_PORT,
+            command=["python", "-m", "services.monitoring.ui", "--workspace", WORKSPACE_DIR, "--host", "0.0.0.0",
+                     "--port", str(UI_PORT), *(["--secret-file", UI_SECRET_FILE] if ui_secret else [])],
+            mounts=ui_mounts,
+            # Evidently has no /health; /api/version answers 200 once the UI serves, and stays open with a secret.
+            health=probes("/api/version", startup_s=180),
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-ui",
+            metadata=metadata(config, UI, UI),
+            spec={
+                "replicas": 1,  # the workspace is files on one claim; one reader keeps it simple
+                "selector": {"matchLabels": selector_labels(config, UI)},
+                "strategy": {"type": "Recreate"},
+                "template": pod_template(config, UI, pod_spec([ui], ui_volumes)),
+            },
+            opts=in_namespace,
+        )
+        service(f"{name}-ui-service", config, UI, UI, UI_PORT, in_namespace)
+        self.ui_url = pulumi.Output.from_input(cluster_url(config, UI, UI_PORT))
+        self.register_outputs({"ui_url": self.ui_url})

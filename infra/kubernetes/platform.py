@@ -1,0 +1,40 @@
+"""The platform on a Kubernetes cluster: one namespace per stack holding MLflow, serving and monitoring.
+
+Called by infra/__main__.py when the stack config says `target: kubernetes`; returns the stack outputs
+under the same names as the docker target.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+from config import StackConfig
+
+from kubernetes.monitoring import Monitoring, MonitoringArgs
+from kubernetes.network import NetworkPolicies, NetworkPoliciesArgs
+from kubernetes.serving import Serving, ServingArgs
+from kubernetes.tracking import Tracking, TrackingArgs
+from kubernetes.workloads import kube, labels
+
+
+def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
+    namespace = k8s.core.v1.Namespace("namespace", metadata={"name": kube(config).namespace, "labels": {
+        **labels(config, "platform"),
+        # The API server refuses any pod that breaks the "restricted" Pod Security Standard.
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }})
+    tracking = Tracking("tracking", TrackingArgs(config=config, namespace=namespace))
+    serving = Serving("serving", ServingArgs(config=config, namespace=namespace))
+    monitoring = Monitoring("monitoring", MonitoringArgs(
+        config=config, namespace=namespace, tracking_url=Tracking.internal_url,
+        inference_log=serving.inference_log, tracking_credentials=tracking.monitoring_credentials))
+    NetworkPolicies("network", NetworkPoliciesArgs(config=config, namespace=namespace))
+    return {
+        "mlflow_url": tracking.url,
+        "serving_url": serving.url,
+        "monitoring_ui_url": monitoring.ui_url,
+        "serving_image": serving.image_name,
+        "model_version": serving.model_version,
+        "kubernetes_namespace": kube(config).namespace,
+    }

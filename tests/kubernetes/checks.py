@@ -1,0 +1,131 @@
+"""What a schema cannot see in the kubernetes manifests: references between them and to the services.
+
+Each check returns the problems it finds as lines naming the manifest; an empty list means it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from tests.kubernetes.manifests import Manifest, of_kind, pod_specs
+
+# The serving API's probe paths (docs/contracts.md): open without a token, /readyz only with a model loaded.
+SERVING_PROBES = {"startupProbe": "/livez", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+MOVING_TAGS = {"latest", "stable", "main", "master", "dev", "edge", "nightly"}
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def _templates(found: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
+    """(`Kind/name`, pod template) of every workload."""
+    for manifest in found:
+        where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        if manifest["kind"] == "Deployment":
+            yield where, manifest["spec"]["template"]
+        elif manifest["kind"] == "CronJob":
+            yield where, manifest["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def _selected(found: list[Manifest], selector: dict[str, str]) -> list[tuple[str, Manifest]]:
+    return [(where, template) for where, template in _templates(found)
+            if _selects(selector, template["metadata"]["labels"])]
+
+
+def selectors_match_pods(found: list[Manifest]) -> list[str]:
+    problems = []
+    for manifest in of_kind(found, "Deployment"):
+        spec = manifest["spec"]
+        if not _selects(spec["selector"]["matchLabels"], spec["template"]["metadata"]["labels"]):
+            problems.append(f"Deployment/{manifest['metadata']['name']}: selector does not match its pod labels")
+    selectors = [(f"Service/{m['metadata']['name']}", m["spec"]["selector"]) for m in of_kind(found, "Service")]
+    selectors += [(f"{m['kind']}/{m['metadata']['name']}", m["spec"]["selector"]["matchLabels"])
+                  for m in of_kind(found, "PodDisruptionBudget")]
+    selectors += [(f"NetworkPolicy/{m['metadata']['name']}", m["spec"]["podSelector"].get("matchLabels", {}))
+                  for m in of_kind(found, "NetworkPolicy")]
+    problems += [f"{where}: selects no pod" for where, selector in selectors if not _selected(found, selector)]
+    return problems
+
+
+def named_ports_exist(found: list[Manifest]) -> list[str]:
+    problems = []
+    for service in of_kind(found, "Service"):
+        for port in service["spec"]["ports"]:
+            for where, template in _selected(found, service["spec"]["selector"]):
+                names = {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])}
+                if isinstance(port["targetPort"], str) and port["targetPort"] not in names:
+                    problems.append(f"Service/{service['metadata']['name']}: {where} has no port {port['targetPort']}")
+    for where, template in _templates(found):
+        for container in template["spec"]["containers"]:
+            names = {p.get("name") for p in container.get("ports", [])}
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                port = container.get(probe, {}).get("httpGet", {}).get("port")
+                if isinstance(port, str) and port not in names:
+                    problems.append(f"{where}: {probe} names port {port}, which {container['name']} lacks")
+    return problems
+
+
+def serving_probes_match_the_api(found: list[Manifest]) -> list[str]:
+    (serving,) = [m for m in of_kind(found, "Deployment") if m["metadata"]["name"] == "serving"]
+    container = serving["spec"]["template"]["spec"]["containers"][0]
+    asked = {probe: container.get(probe, {}).get("httpGet", {}).get("path") for probe in SERVING_PROBES}
+    return [f"Deployment/serving: {probe} asks {asked[probe]}, the serving API answers it on {path}"
+            for probe, path in SERVING_PROBES.items() if asked[probe] != path]
+
+
+def scalers_point_at_deployments(found: list[Manifest]) -> list[str]:
+    deployments = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "Deployment")}
+    problems = []
+    for hpa in of_kind(found, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        if target["kind"] != "Deployment" or (hpa["metadata"]["namespace"], target["name"]) not in deployments:
+            problems.append(f"HorizontalPodAutoscaler/{hpa['metadata']['name']}: no Deployment {target['name']}")
+    for pdb in of_kind(found, "PodDisruptionBudget"):
+        owners = [where for where, _ in _selected(found, pdb["spec"]["selector"]["matchLabels"])]
+        if len(owners) != 1 or not owners[0].startswith("Deployment/"):
+            problems.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: selects {owners or 'nothing'}, "
+                            "not one Deployment's pods")
+    return problems
+
+
+def image_tags_are_immutable(found: list[Manifest]) -> list[str]:
+    problems = []
+    for where, spec in pod_specs(found).items():
+        for container in spec["containers"]:
+            image = container["image"]
+            name = image.rsplit("/", 1)[-1]
+            tag = name.split("@")[0].rsplit(":", 1)[1] if ":" in name.split("@")[0] else None
+            if not _DIGEST.search(image) and (tag is None or tag in MOVING_TAGS):
+                problems.append(f"{where}: image {image} is not pinned (no digest, tag {tag or 'missing'})")
+    return problems
+
+
+def secret_references_exist(found: list[Manifest]) -> list[str]:
+    secrets = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "Secret")}
+    claims = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "PersistentVolumeClaim")}
+    problems = []
+    for manifest in found:
+        if manifest["kind"] not in ("Deployment", "CronJob"):
+            continue
+        namespace, where = manifest["metadata"]["namespace"], f"{manifest['kind']}/{manifest['metadata']['name']}"
+        spec = pod_specs([manifest])[where]
+        for volume in spec.get("volumes", []):
+            if "secret" in volume and (namespace, volume["secret"]["secretName"]) not in secrets:
+                problems.append(f"{where}: Secret {volume['secret']['secretName']} is not declared")
+            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+            if claim and (namespace, claim) not in claims:
+                problems.append(f"{where}: PersistentVolumeClaim {claim} is not declared")
+        for container in spec["containers"]:
+            for variable in container.get("env", []) + container.get("envFrom", []):
+                if "valueFrom" in variable or "secretRef" in variable:
+                    problems.append(f"{where}: {container['name']} reads a secret from the environment, not a file")
+    return problems
+
+
+CHECKS: list[Callable[[list[Manifest]], list[str]]] = [
+    selectors_match_pods, named_ports_exist, serving_probes_match_the_api, scalers_point_at_deployments,
+    image_tags_are_immutable, secret_references_exist,
+]

@@ -1,0 +1,72 @@
+"""The Kubernetes manifests the Pulumi program declares for the kubernetes target, captured under mocks.
+
+Each manifest is a resource's inputs as pulumi-kubernetes sends them to the API server (apiVersion,
+kind, metadata, spec...), with secrets unwrapped and whole numbers as ints (Pulumi's wire format
+carries every number as a float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tests.infra.program import DeclaredStack, run_program
+
+Manifest = dict[str, Any]
+# What the docs claim: every minor version here is validated (tests/kubernetes/test_schemas.py).
+KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33")
+ADMIN_PASSWORD = "admin-pw-5f1c7e"
+# The two shapes of the target: the small default (one claim, SQLite) and everything on (external
+# stores, auth, a release image, a client namespace).
+SMALL = {"target": "kubernetes", "imageTag": "0.1.0"}
+FULL = {
+    **SMALL, "trackingBackend": "postgres", "artifactDestination": "s3://mlops-artifacts/prod",
+    "s3EndpointUrl": "http://minio.storage:9000", "authEnabled": "true", "clientNamespace": "ingress-nginx",
+    "imageRegistry": "registry.example.com/ml", "servingImage": "registry.example.com/ml/mlops-serving:v3-abc123",
+    "modelVersion": "3", "servingReplicas": "3", "sharedStorageClass": "nfs-client",
+}
+FULL_SECRETS = {
+    "postgresUri": "postgresql://mlflow:pg%40pass@db.example.com:6432/mlflow?sslmode=require",
+    "s3AccessKeyId": "AKIAEXAMPLE", "s3SecretAccessKey": "s3-secret-9b2d",
+    "adminPassword": ADMIN_PASSWORD, "servingToken": "srv-tok-51c0", "monitoringPassword": "monitoring-pw-8d2e",
+    "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f",
+}
+
+
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_ints(item) for item in value]
+    return value
+
+
+def manifests(declared: DeclaredStack) -> list[Manifest]:
+    return [_ints(resource.plain) for resource in declared.resources if resource.type.startswith("kubernetes:")]
+
+
+def declare(config: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> DeclaredStack:
+    return run_program(config, secrets)
+
+
+def of_kind(found: list[Manifest], kind: str) -> list[Manifest]:
+    return [manifest for manifest in found if manifest["kind"] == kind]
+
+
+def named(found: list[Manifest], kind: str, name: str) -> Manifest:
+    (manifest,) = [m for m in of_kind(found, kind) if m["metadata"]["name"] == name]
+    return manifest
+
+
+def pod_specs(found: list[Manifest]) -> dict[str, Manifest]:
+    """Every pod template's spec, by `<Kind>/<name>`."""
+    specs = {}
+    for manifest in found:
+        if manifest["kind"] == "Deployment":
+            specs[f"Deployment/{manifest['metadata']['name']}"] = manifest["spec"]["template"]["spec"]
+        elif manifest["kind"] == "CronJob":
+            specs[f"CronJob/{manifest['metadata']['name']}"] = (
+                manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return specs

@@ -1,0 +1,52 @@
+"""The references between the declared manifests hold, and each check catches the mistake it is for."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.kubernetes import checks
+from tests.kubernetes.manifests import Manifest, named
+
+
+def test_the_declared_manifests_pass_every_check(small: list[Manifest], full: list[Manifest]):
+    for found in (small, full):
+        assert [problem for check in checks.CHECKS for problem in check(found)] == []
+
+
+def _broken(found: list[Manifest], kind: str, name: str, change) -> list[Manifest]:
+    copied = copy.deepcopy(found)
+    change(named(copied, kind, name))
+    return copied
+
+
+def _pod(deployment: Manifest) -> Manifest:
+    return deployment["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(("check", "kind", "name", "change", "problem"), [
+    (checks.selectors_match_pods, "Service", "serving",
+     lambda m: m["spec"]["selector"].update({"app.kubernetes.io/name": "servng"}), "Service/serving: selects no pod"),
+    (checks.named_ports_exist, "Service", "mlflow",
+     lambda m: m["spec"]["ports"][0].update(targetPort="web"), "has no port web"),
+    (checks.named_ports_exist, "Deployment", "monitoring-ui",
+     lambda m: _pod(m)["containers"][0]["readinessProbe"]["httpGet"].update(port="ui"), "names port ui"),
+    (checks.serving_probes_match_the_api, "Deployment", "serving",
+     lambda m: _pod(m)["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz"), "asks /healthz"),
+    (checks.scalers_point_at_deployments, "HorizontalPodAutoscaler", "serving",
+     lambda m: m["spec"]["scaleTargetRef"].update(name="server"), "no Deployment server"),
+    (checks.scalers_point_at_deployments, "PodDisruptionBudget", "serving",
+     lambda m: m["spec"]["selector"]["matchLabels"].pop("app.kubernetes.io/name"), "not one Deployment's pods"),
+    (checks.image_tags_are_immutable, "Deployment", "mlflow",
+     lambda m: _pod(m)["containers"][0].update(image="registry.example.com/ml/mlops-tracking:latest"), "tag latest"),
+    (checks.secret_references_exist, "Deployment", "mlflow",
+     lambda m: _pod(m)["volumes"][-1]["secret"].update(secretName="mlflow-auth-old"), "mlflow-auth-old is not"),
+    (checks.secret_references_exist, "Deployment", "serving",
+     lambda m: _pod(m)["containers"][0]["env"].append(
+         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "serving-tokens", "key": "serving-token"}}}),
+     "from the environment"),
+])
+def test_each_check_names_what_is_wrong(full, check, kind, name, change, problem):
+    found = check(_broken(full, kind, name, change))
+    assert len(found) == 1 and problem in found[0], found
