@@ -50,7 +50,7 @@ S3_DIR = "/etc/mlflow/s3"
 # libpq reads the whole connection (password included) from this file's [mlflow] section, so neither
 # the command line nor the environment carries it (a ~/.pgpass would be ignored: kubelet makes secret
 # files group-readable).
-DATABASE_URI = "postgresql:///?service=mlflow"
+DATABASE_URI = "postgresql+psycopg2:///?service=mlflow"  # the driver the tracking image ships
 SQLITE_AUTH_DB = f"sqlite:///{BACKEND_DIR}/basic_auth.db"  # the docker target's users database, on the volume
 
 

@@ -73,7 +73,7 @@ def test_small_mlflow_is_one_replica_on_one_claim_and_full_one_is_two_on_externa
     container = full["template"]["spec"]["containers"][0]
     args = container["args"]
     assert args[args.index("--artifacts-destination") + 1] == "s3://mlops-artifacts/prod"
-    assert args[args.index("--backend-store-uri") + 1] == "postgresql:///?service=mlflow"
+    assert args[args.index("--backend-store-uri") + 1] == "postgresql+psycopg2:///?service=mlflow"
     assert "--app-name" in args
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.storage:9000"
@@ -81,6 +81,21 @@ def test_small_mlflow_is_one_replica_on_one_claim_and_full_one_is_two_on_externa
     service_file = named(found, "Secret", "mlflow-database")["stringData"]["pg_service.conf"]
     assert "password=pg@pass" in service_file and "port=6432" in service_file and "sslmode=require" in service_file
     assert "mlflow-database" not in str(env) and "pg@pass" not in str(full)
+
+
+def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path, monkeypatch):
+    """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    closed_port = 1  # nothing listens: the refusal names the address libpq read from the file
+    found = manifests(run_program({**SMALL, "trackingBackend": "postgres"},
+                                  {"postgresUri": f"postgresql://mlflow:pw@127.0.0.1:{closed_port}/mlflow"}))
+    service_file = tmp_path / "pg_service.conf"
+    service_file.write_text(named(found, "Secret", "mlflow-database")["stringData"]["pg_service.conf"])
+    monkeypatch.setenv("PGSERVICEFILE", str(service_file))
+    args = named(found, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+    engine = sqlalchemy.create_engine(args[args.index("--backend-store-uri") + 1])
+    with pytest.raises(sqlalchemy.exc.OperationalError, match=f'"127.0.0.1", port {closed_port} failed'):
+        engine.connect()
 
 
 def test_serving_rolls_out_without_losing_capacity_and_scales(full_stack):
