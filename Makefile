@@ -14,7 +14,7 @@ BASE_IMAGE ?= mlops-platform-base:bookworm
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench \
-        base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote
+        base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote backup restore
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -70,11 +70,19 @@ status: ## what runs where: MLflow, serving, aliases, memory
 down: ## stop the local serving and MLflow processes (state is kept)
 	$(PIPELINES) down
 
+KEEP ?= 7# backups of one source to keep
+backup: ## archive the tracking state (TARGET=local|stack): database dump + artifacts + manifest; keeps KEEP
+	$(PIPELINES) backup --target $(TARGET) --stack $(STACK) --keep $(KEEP) $(ARGS)
+
+restore: ## restore BACKUP=<archive> into an empty platform (TARGET=local|stack; ARGS=--force replaces one)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<archive .tar.gz> [TARGET=stack] [ARGS=--force]"; exit 2; }
+	$(PIPELINES) restore "$(BACKUP)" --target $(TARGET) --stack $(STACK) $(ARGS)
+
 base-image: ## the offline base image (mmdebstrap from Debian packages) for hosts without Docker Hub
 	services/base-image.sh
 
-images: ## build the three service images on BASE_IMAGE, as the stack does (classic builder)
-	for service in tracking serving monitoring; do \
+images: ## build the service images on BASE_IMAGE, as the stack does (classic builder)
+	for service in tracking serving monitoring postgres; do \
 	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	    -f services/$$service/Dockerfile -t mlops-$${service/serving/serving-runtime}:latest services || exit 1; done
 

@@ -82,7 +82,7 @@ class StackConfig:
     image_tag: str
     tracking_backend: TrackingBackend
     mlflow_workers: int
-    postgres_image: str
+    postgres_image: str | None  # None: the image built from services/postgres
     postgres_password: pulumi.Output[str] | None
     auth_enabled: bool
     admin_username: str
@@ -317,7 +317,7 @@ def load_stack_config() -> StackConfig:
         image_tag=read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")),
         tracking_backend=backend,
         mlflow_workers=read.number("mlflowWorkers", 2, int, 1, 32),
-        postgres_image=read.string("postgresImage", "postgres:16-bookworm", _IMAGE_REF),
+        postgres_image=read.string("postgresImage", "", _IMAGE_REF_OR_EMPTY) or None,
         postgres_password=(
             read.secret("postgresPassword", "when trackingBackend is postgres")
             if backend == "postgres" and target == "docker" else None

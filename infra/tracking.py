@@ -27,7 +27,7 @@ MONITORING_USER = "monitoring"  # the monitoring job's own MLflow user (services
 # The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
 ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
 POSTGRES_USER = POSTGRES_DB = "mlflow"
-POSTGRES_UID = "999:999"  # the `postgres` user of the official image
+POSTGRES_DATA_DIR = "/var/lib/postgresql/data"
 POSTGRES_PASSWORD_FILE = "/run/postgres-password"
 
 
@@ -58,7 +58,8 @@ class Tracking(pulumi.ComponentResource):
             assert config.postgres_password is not None  # load_stack_config requires it for postgres
             self.postgres = self._postgres(name, config, args.network, config.postgres_password)
             waits_for.append(self.postgres)
-            backend_uri = f"postgresql://{POSTGRES_USER}@postgres:5432/{POSTGRES_DB}"
+            # A named driver: for a bare postgresql:// SQLAlchemy 2.1 picks psycopg 3; the image has psycopg2.
+            backend_uri = f"postgresql+psycopg2://{POSTGRES_USER}@postgres:5432/{POSTGRES_DB}"
             envs.append(f"PGPASSFILE={PGPASS_FILE}")
             uploads.append(secret_file(PGPASS_FILE, config.postgres_password.apply(_pgpass_line)))
         # What the monitoring job needs to log in (~/.mlflow/credentials), when auth is on: its own user.
@@ -105,22 +106,25 @@ class Tracking(pulumi.ComponentResource):
         self, name: str, config: StackConfig, network: docker.Network, password: pulumi.Output[str]
     ) -> docker.Container:
         data = volume(f"{name}-postgres-data", "postgres-data", config, child_of(self))
-        image = docker.RemoteImage(f"{name}-postgres-image", name=config.postgres_image, keep_locally=True,
-                                   opts=child_of(self))
+        # Built from services/postgres (Debian's PostgreSQL) unless the stack names another image.
+        if config.postgres_image is None:
+            image: pulumi.Output[str] = service_image(
+                f"{name}-postgres-image", "postgres", config, child_of(self)).repo_digest
+        else:
+            image = docker.RemoteImage(f"{name}-postgres-image", name=config.postgres_image, keep_locally=True,
+                                       opts=child_of(self)).image_id
         return service_container(
             f"{name}-postgres", config,
             service="postgres",
-            image=image.image_id,
+            image=image,
             network=network,
             memory_mb=config.memory.postgres,
             health=healthcheck(["CMD", "pg_isready", "--host", "127.0.0.1", "--username", POSTGRES_USER,
                                 "--dbname", POSTGRES_DB, "--timeout", "4"], start_period="30s"),
             envs=[f"POSTGRES_USER={POSTGRES_USER}", f"POSTGRES_DB={POSTGRES_DB}",
                   f"POSTGRES_PASSWORD_FILE={POSTGRES_PASSWORD_FILE}"],
-            volumes=[mount(data, "/var/lib/postgresql/data")],
-            uploads=[secret_file(POSTGRES_PASSWORD_FILE, password, owner=POSTGRES_UID)],
-            # The official image runs unprivileged when started as its postgres user.
-            user=POSTGRES_UID,
+            volumes=[mount(data, POSTGRES_DATA_DIR)],
+            uploads=[secret_file(POSTGRES_PASSWORD_FILE, password)],
             opts=child_of(self),
         )
 

@@ -308,5 +308,55 @@ def monitoring_ui_command(config_path: ConfigOption = None) -> None:
         "log": process.log_file, "stop": "make down"}))
 
 
+BackupTargetOption = Annotated[
+    TargetKind, typer.Option("--target", help="local: the local platform's state; stack: the stack's containers")]
+BackupDirOption = Annotated[
+    Path | None, typer.Option("--dir", help="where archives go (default: <state dir>/backups)")]
+
+
+@command("backup")
+def backup_command(
+    config_path: ConfigOption = None, target: BackupTargetOption = TargetKind.local, stack: StackOption = "dev",
+    directory: BackupDirOption = None,
+    keep: Annotated[int, typer.Option(min=1, help="archives of this source to keep; older ones are deleted")] = 7,
+) -> None:
+    """Archive the tracking state (database dump + artifact store + manifest) while the platform runs."""
+    from pipelines.backup import create_backup
+    from pipelines.backup_stores import tracking_store
+
+    config = load_config(config_path)
+    store = tracking_store(config, target.value, stack)
+    with console.status(f"Backing up {store.description} ..."):
+        result = create_backup(store, directory or config.platform.state_dir / "backups", keep)
+    console.print(views.key_values("Backup", {
+        "archive": result.archive, "size": f"{result.archive_bytes / 2**20:.1f} MiB "
+        f"({result.manifest.total_bytes / 2**20:.1f} MiB in {len(result.manifest.files)} files)",
+        "backend": result.manifest.backend, "MLflow": result.manifest.mlflow_version,
+        "schema": result.manifest.schema_revision, "took": f"{result.seconds:.1f} s",
+        "deleted (retention)": ", ".join(path.name for path in result.pruned) or "-"}))
+
+
+@command("restore")
+def restore_command(
+    archive: Annotated[Path, typer.Argument(help="a .tar.gz written by `pipelines backup`")],
+    config_path: ConfigOption = None, target: BackupTargetOption = TargetKind.local, stack: StackOption = "dev",
+    force: Annotated[bool, typer.Option(help="replace a platform that holds data (it is backed up first)")] = False,
+) -> None:
+    """Restore a backup into an empty platform (checked whole before anything is touched)."""
+    from pipelines.backup import restore_backup
+    from pipelines.backup_stores import tracking_store
+
+    config = load_config(config_path)
+    store = tracking_store(config, target.value, stack)
+    with console.status(f"Restoring {archive.name} into {store.description} ..."):
+        result = restore_backup(store, archive, force=force, safety_directory=config.platform.state_dir / "backups")
+    console.print(views.key_values("Restored", {
+        "archive": result.archive, "into": store.description, "made by": result.manifest.source,
+        "at": result.manifest.created_at, "MLflow": result.manifest.mlflow_version,
+        "files": len(result.manifest.files), "took": f"{result.seconds:.1f} s",
+        "previous state": result.safety_backup or "-",
+        "next": "make platform" if target is TargetKind.local else "the stack's MLflow is serving again"}))
+
+
 if __name__ == "__main__":
     app()

@@ -178,13 +178,19 @@ def start_mlflow(config: PipelineConfig) -> str:
     platform = config.platform
     store = platform.state_dir / "mlflow"
     (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    backend_uri = f"sqlite:///{store / 'mlflow.db'}"
+    process = mlflow_process(config)
+    # `mlflow db upgrade` before the server starts (never under a running one): a schema this MLflow cannot
+    # read stops here, untouched.
+    if process.pid() is None and not port_in_use(platform.host, platform.mlflow_port):
+        prepare_backend_store(backend_uri)
     serve_once(
-        mlflow_process(config),
+        process,
         [
             sys.executable, "-m", "mlflow", "server",
             "--host", platform.host,
             "--port", str(platform.mlflow_port),
-            "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+            "--backend-store-uri", backend_uri,
             "--serve-artifacts",
             "--artifacts-destination", str(store / "artifacts"),
             "--workers", "1",
@@ -196,6 +202,16 @@ def start_mlflow(config: PipelineConfig) -> str:
         env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     return platform.mlflow_url
+
+
+def prepare_backend_store(uri: str) -> str:
+    """Create, upgrade or keep the MLflow schema of the store at `uri` (services/tracking/schema.py)."""
+    from services.tracking.schema import SchemaError, prepare
+
+    try:
+        return prepare(uri)
+    except SchemaError as exc:
+        raise PlatformError(f"MLflow backend store {uri}: {exc}") from None
 
 
 def resident_memory_mib(pid: int) -> float:

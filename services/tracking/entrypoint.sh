@@ -1,11 +1,22 @@
 #!/bin/sh
-# Start `mlflow server` with the given arguments (after provisioning service users, when given). The basic-auth app needs a static Flask secret key
+# Start `mlflow server` with the given arguments: first bring the backend store to this MLflow's schema
+# (`mlflow db upgrade`; a schema it cannot read stops the start, untouched), then provision service
+# users when given. The basic-auth app needs a static Flask secret key
 # for CSRF protection; unless one is provided, each container start gets a fresh random key (one
 # container serves MLflow, so nothing has to share it; sessions simply end on restart).
 set -eu
 if [ -z "${MLFLOW_FLASK_SERVER_SECRET_KEY:-}" ]; then
   MLFLOW_FLASK_SERVER_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')
   export MLFLOW_FLASK_SERVER_SECRET_KEY
+fi
+# The store named by --backend-store-uri is migrated once here, before any server worker opens it.
+previous="" backend_uri=""
+for arg in "$@"; do
+  [ "$previous" = "--backend-store-uri" ] && backend_uri=$arg
+  previous=$arg
+done
+if [ -n "$backend_uri" ]; then
+  python /opt/tracking/schema.py "$backend_uri"
 fi
 # With basic auth, the platform's service users (the monitoring job's) exist before anyone logs in.
 if [ -n "${SERVICE_USERS_FILE:-}" ]; then

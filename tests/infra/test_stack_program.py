@@ -120,6 +120,18 @@ def test_state_lives_on_named_volumes(default_stack, hardened_stack):
     assert mounts_of(postgres)["/var/lib/postgresql/data"]["volumeName"] == "mlops-postgres-data"
 
 
+def test_postgres_is_built_from_services_unless_the_stack_names_an_image(hardened_stack):
+    postgres = hardened_stack.container("postgres")
+    (built,) = [i.plain for i in hardened_stack.of_type(IMAGE) if i.plain["build"]["dockerfile"].endswith(
+        "services/postgres/Dockerfile")]
+    assert postgres.plain["image"] == built["imageName"] == "mlops-postgres:latest"
+    assert postgres.plain["user"] == "10001:10001"
+    assert postgres.plain["healthcheck"]["tests"][1] == "pg_isready"
+    named = run_program({**HARDENED, "postgresImage": "registry.example/pg:15"}, HARDENED_SECRETS)
+    assert named.container("postgres").plain["image"] == "registry.example/pg:15"
+    assert [i.plain["name"] for i in named.of_type(REMOTE_IMAGE)] == ["registry.example/pg:15"]
+
+
 @pytest.mark.parametrize("stack_fixture", ["default_stack", "hardened_stack"])
 def test_every_container_is_hardened_and_waited_for(stack_fixture, request):
     for container in request.getfixturevalue(stack_fixture).of_type(CONTAINER):
@@ -182,7 +194,7 @@ def test_a_release_image_replaces_the_runtime_image(default_stack):
 def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened_stack):
     mlflow, postgres = hardened_stack.container("mlflow"), hardened_stack.container("postgres")
     command = mlflow.plain["command"]
-    assert command[command.index("--backend-store-uri") + 1] == "postgresql://mlflow@postgres:5432/mlflow"
+    assert command[command.index("--backend-store-uri") + 1] == "postgresql+psycopg2://mlflow@postgres:5432/mlflow"
     assert command[command.index("--app-name") + 1] == "basic-auth"
     uploads = {u["file"]: u for u in mlflow.plain["uploads"]}
     assert env_of(mlflow)["MLFLOW_AUTH_CONFIG_PATH"] in uploads and env_of(mlflow)["PGPASSFILE"] in uploads

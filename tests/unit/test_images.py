@@ -16,6 +16,8 @@ SERVICES = REPO_ROOT / "services"
 DOCKERFILES = sorted([*SERVICES.glob("*/Dockerfile"), *SERVICES.glob("*/*.Dockerfile")])
 REQUIREMENTS = sorted(SERVICES.glob("*/requirements.txt"))
 IMAGE_FOLDERS = sorted(path.parent for path in SERVICES.glob("*/Dockerfile"))
+# Images that install Python packages do so from their requirements.txt; postgres has only Debian packages.
+PYTHON_IMAGE_FOLDERS = [folder for folder in IMAGE_FOLDERS if folder.name != "postgres"]
 APP_USER = "10001:10001"  # infra/containers.py runs every service container as this user
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
 
@@ -43,8 +45,8 @@ def pins(path: Path) -> dict[str, str]:
 
 
 def test_there_is_an_image_per_service():
-    assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring"}
-    assert [path.parent for path in REQUIREMENTS] == IMAGE_FOLDERS
+    assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring", "postgres"}
+    assert [path.parent for path in REQUIREMENTS] == PYTHON_IMAGE_FOLDERS
 
 
 @pytest.mark.parametrize("requirements", REQUIREMENTS, ids=lambda path: path.parent.name)
@@ -80,7 +82,8 @@ def test_service_image_follows_the_stack_contract(folder):
     assert re.search(r"^HEALTHCHECK .*--timeout=\d+s", text, re.M), "the health probe needs a timeout"
     # Dependencies are installed before any code is copied, so code edits keep the slow layer cached.
     code_copies = re.findall(rf"^COPY (?!{folder.name}/requirements).*$", text, re.M)
-    assert text.index("pip install") < min(text.index(line) for line in code_copies)
+    installs = "pip install" if folder in PYTHON_IMAGE_FOLDERS else "apt-get install"
+    assert text.index(installs) < min(text.index(line) for line in code_copies)
     # Every image builds from services/ (see infra/containers.py); its .dockerignore keeps the context small.
     ignore = (SERVICES / ".dockerignore").read_text().splitlines()
     assert ignore, "services/.dockerignore is empty"

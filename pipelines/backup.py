@@ -1,0 +1,233 @@
+"""Backups of the tracking state (registry, runs, metrics, audit records, artifacts) that restore.
+
+One backup is one archive, `<source>-<UTC time>.tar.gz`, beside a `sha256sum` file of it:
+
+    <name>/manifest.json     format, source, backend, MLflow version, schema revision, size + sha256 per file
+    <name>/database/...      the database: a SQLite online-backup copy, or a `pg_dump --format=custom`
+    <name>/artifacts/...     the artifact store
+
+The database is dumped first and the artifact store copied after it: MLflow writes artifacts before the
+rows that point at them and never rewrites them, so every artifact the dumped database refers to is in
+the copy (later ones may be too, unreferenced). Where the data comes from and goes to is a
+`TrackingStore` (pipelines.backup_stores: the local platform, or the stack's containers).
+A restore checks the archive, every file against the manifest and the schema against the target's MLflow
+before it touches anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pipelines.errors import CannotRun, Refused
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+ARCHIVE_SUFFIX = ".tar.gz"
+CHECKSUM_SUFFIX = ".sha256"
+DEFAULT_KEEP = 7
+Backend = Literal["sqlite", "postgres"]
+
+
+class BackupError(CannotRun):
+    """A backup could not be written or read: a corrupt archive, an unreachable store. Nothing was restored."""
+
+
+class RestoreRefused(Refused):
+    """The target already holds tracking data and --force was not given; nothing moved."""
+
+    step = "restore"
+
+
+class TrackingStore(Protocol):
+    """Where the tracking state lives: its database and artifact store."""
+
+    label: str  # names the archives, so retention keeps N per source
+    description: str
+    backend: Backend
+
+    def mlflow_version(self) -> str: ...
+
+    def dump(self, into: Path) -> str:
+        """Write `into/database/` (database first), then `into/artifacts/`; return the schema revision."""
+        ...
+
+    def contents(self) -> str | None:
+        """What the store holds ("3 runs, 1 registered model"), None when it holds nothing."""
+        ...
+
+    def can_read(self, revision: str) -> bool:
+        """True when the target's MLflow knows this schema revision (so it can run or upgrade it)."""
+        ...
+
+    def check_loadable(self) -> None:
+        """Raise BackupError when a restore cannot replace the state now (a local server still running)."""
+        ...
+
+    def load(self, backup: Path) -> None:
+        """Replace the database and artifact store with those of a verified, extracted backup."""
+        ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str
+    backend: Backend
+    mlflow_version: str
+    schema_revision: str
+    created_at: str
+    files: dict[str, dict[str, int | str]] = field(default_factory=dict)  # path -> {"size", "sha256"}
+    format: int = FORMAT
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(int(entry["size"]) for entry in self.files.values())
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    archive: Path
+    manifest: Manifest
+    archive_bytes: int
+    seconds: float
+    pruned: list[Path]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    archive: Path
+    manifest: Manifest
+    seconds: float
+    safety_backup: Path | None  # what the target held before a forced restore
+
+
+def create_backup(store: TrackingStore, directory: Path, keep: int | None = DEFAULT_KEEP) -> BackupResult:
+    """Write one archive of the store into `directory`; then keep only the newest `keep` of its source."""
+    started = time.monotonic()
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    name = f"{store.label}-{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
+    archive = directory / f"{name}{ARCHIVE_SUFFIX}"
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".partial-") as work:
+        root = Path(work) / name
+        revision = store.dump(root)
+        manifest = Manifest(source=store.description, backend=store.backend, mlflow_version=store.mlflow_version(),
+                            schema_revision=revision, created_at=now.isoformat(), files=_inventory(root))
+        (root / MANIFEST).write_text(json.dumps(manifest.__dict__, indent=2))
+        partial = Path(work) / archive.name
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            tar.add(root, arcname=name)
+        # Renamed into place only when complete: an archive with the final name is never half-written.
+        os.replace(partial, archive)
+    archive.with_name(archive.name + CHECKSUM_SUFFIX).write_text(f"{_sha256(archive)}  {archive.name}\n")
+    pruned = prune(directory, store.label, keep) if keep else []
+    return BackupResult(archive, manifest, archive.stat().st_size, time.monotonic() - started, pruned)
+
+
+def restore_backup(store: TrackingStore, archive: Path, *, force: bool = False,
+                   safety_directory: Path | None = None) -> RestoreResult:
+    """Restore an archive into the store. Every check runs before anything is touched; a non-empty store
+    is refused unless `force`, and then its state is first backed up into `safety_directory`."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mlflow-restore-") as work:
+        root, manifest = _open_verified(archive, Path(work))
+        if manifest.backend != store.backend:
+            raise BackupError(f"{archive.name} holds a {manifest.backend} database; {store.description} "
+                              f"uses {store.backend}")
+        if not store.can_read(manifest.schema_revision):
+            raise BackupError(f"{archive.name} has schema revision {manifest.schema_revision} (MLflow "
+                              f"{manifest.mlflow_version}), which the target's MLflow does not know; upgrade the "
+                              "target's MLflow first. Nothing was restored")
+        store.check_loadable()
+        safety = None
+        held = store.contents()
+        if held:
+            if not force:
+                raise RestoreRefused(f"{store.description} is not empty ({held}); restore into an empty "
+                                     "platform, or pass --force to replace it (its state is backed up first)")
+            safety = create_backup(store, safety_directory or archive.parent, keep=None).archive
+        store.load(root)
+    return RestoreResult(archive, manifest, time.monotonic() - started, safety)
+
+
+def prune(directory: Path, label: str, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` archives of one source (names sort by time); return the deleted."""
+    archives = sorted(directory.glob(f"{label}-*{ARCHIVE_SUFFIX}"))
+    doomed = archives[:-keep] if keep > 0 else archives
+    for archive in doomed:
+        archive.unlink()
+        archive.with_name(archive.name + CHECKSUM_SUFFIX).unlink(missing_ok=True)
+    return doomed
+
+
+def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
+    """Extract the archive into `work` and check it whole: the checksum file, then every file's size and
+    sha256 against the manifest. Any mismatch is a BackupError naming what is wrong."""
+    if not archive.is_file():
+        raise BackupError(f"no backup archive at {archive}")
+    nothing = "; nothing was restored"
+    checksum_file = archive.with_name(archive.name + CHECKSUM_SUFFIX)
+    if checksum_file.exists():
+        expected = (checksum_file.read_text().split() or [""])[0]
+        if expected != _sha256(archive):
+            raise BackupError(f"{archive.name} does not match its checksum file {checksum_file.name}: the archive "
+                              f"is corrupt or was changed{nothing}")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(work, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise BackupError(f"{archive.name} is corrupt or truncated ({exc}){nothing}") from None
+    roots = [path for path in work.iterdir() if path.is_dir()]
+    if len(roots) != 1 or not (roots[0] / MANIFEST).is_file():
+        raise BackupError(f"{archive.name} is not a backup made by `pipelines backup` (no {MANIFEST}){nothing}")
+    root = roots[0]
+    try:
+        raw = json.loads((root / MANIFEST).read_text())
+        manifest = Manifest(**raw)
+    except (ValueError, TypeError) as exc:
+        raise BackupError(f"{archive.name}: unreadable {MANIFEST} ({exc}){nothing}") from None
+    if manifest.format != FORMAT:
+        raise BackupError(f"{archive.name} has backup format {manifest.format}; this version reads {FORMAT}")
+    found = _inventory(root)
+    for path, entry in manifest.files.items():
+        if path not in found:
+            raise BackupError(f"{archive.name}: {path} is missing from the archive{nothing}")
+        if found[path] != entry:
+            raise BackupError(f"{archive.name}: {path} fails its checksum (the archive is corrupt){nothing}")
+    if extra := sorted(set(found) - set(manifest.files)):
+        raise BackupError(f"{archive.name}: {extra[0]} is not in the manifest (the archive was changed){nothing}")
+    return root, manifest
+
+
+def _inventory(root: Path) -> dict[str, dict[str, int | str]]:
+    """Size and sha256 of every file under `root` but the manifest itself."""
+    return {
+        path.relative_to(root).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(root.rglob("*")) if path.is_file() and path != root / MANIFEST
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy_tree(source: Path, destination: Path) -> None:
+    """Copy a directory tree (the artifact store); a missing source copies as an empty directory."""
+    if source.is_dir():
+        shutil.copytree(source, destination, dirs_exist_ok=True)
+    else:
+        destination.mkdir(parents=True, exist_ok=True)
