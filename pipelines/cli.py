@@ -210,6 +210,34 @@ def reproduce_command(
     console.print("[green]identical metrics[/green]")
 
 
+@command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="model version in the source registry")],
+    source: Annotated[str, typer.Option(
+        "--from", envvar="PROMOTE_FROM_URI", show_envvar=True, help="tracking URI of the source registry")],
+    target: Annotated[str | None, typer.Option(
+        "--to", envvar="PROMOTE_TO_URI", show_envvar=True,
+        help="tracking URI of the target registry (default: the configured one, MLFLOW_TRACKING_URI)")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Copy one exact model version into another registry with lineage, then gate it there; exit 1 if it fails."""
+    from pipelines.promote import promote
+
+    config = load_config(config_path)
+    with console.status(f"Promoting v{version} ...") as status:
+        result = promote(config, version, source_uri=source, target_uri=target or config.tracking.resolved_uri,
+                         progress=lambda message: status.update(f"Promoting: {message} ..."))
+    if result.report is not None:
+        console.print(views.gate(result.report))
+    if not result.passed:
+        console.print("[red]gate failed in the target[/red]: the copy was deleted again; the target registry is "
+                      "as it was")
+        raise Refused
+    console.print(views.key_values(f"Promoted {config.model_name} v{version}", {
+        "into": f"{result.target_registry} as v{result.target_version} (@challenger)", **result.lineage,
+        "next": "make deploy against the target (its release: gate again, build, roll out)"}))
+
+
 @command("status")
 def status_command(config_path: ConfigOption = None) -> None:
     """What runs where: MLflow, serving, aliases, memory."""
