@@ -50,11 +50,11 @@ def test_a_new_fork_releases_nothing(tmp_path, event, workflow, payload):
     assert run.records == []
 
 
-def test_promote_takes_the_model_version(tmp_path):
+def test_promote_takes_the_model_version_then_releases_it(tmp_path):
     run = run_act("workflow_dispatch", "promote.yml", tmp_path, payload={"inputs": {"version": "7"}},
                   variables=BOTH_ON)
     assert run.returncode == 0, run.tail()
-    assert [args for _, args in run.make_calls()] == [["promote", "VERSION=7"]]
+    assert run.make_calls() == [("", ["promote", "VERSION=7"]), ("", ["deploy", "TARGET=stack", "STACK=prod"])]
 
 
 def test_a_drift_alert_starts_a_retrain_of_staging(tmp_path):
