@@ -6,10 +6,14 @@ version 3 of one MLflow server never passes for version 3 of another (a local de
 The bento carries the serving code as the package layout the repo has (`services.serving.service`,
 `services.contract`), copied into a build context of its own that holds nothing else. The model enters
 the bento only after the pinned trust check (`services/serving/model_trust.py`), which serving repeats.
+
+A version whose gate chose onnxruntime also carries the ONNX file that gate checked (its digest is on
+the version) inside the model directory, and the bento serves it (`runtime` argument and label).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,8 +28,10 @@ import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.errors import CannotRun
-from pipelines.registry import ResolvedVersion
+from pipelines.onnx_export import ONNX_ARTIFACT
+from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
 from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
+from services.serving.onnx_model import ONNX_FILE, ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, OnnxModel
 
 SERVICE = "services.serving.service:Serving"
 # Everything the service imports from this repo; the bento carries exactly these files.
@@ -40,9 +46,11 @@ SERVICE_FILES = [
     "services/serving/model_trust.py",
     "services/serving/guard.py",
     "services/serving/scoring.py",
+    "services/serving/onnx_model.py",
 ]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
+RUNTIME_PACKAGES = {ONNX_RUNTIME: ["onnxruntime"], SKLEARN_RUNTIME: []}
 
 
 class UntrustedModelError(CannotRun, ValueError):
@@ -55,6 +63,26 @@ def load_model(model: ResolvedVersion) -> Any:
         return load_trusted_model(model.uri)
     except UntrustedModel as exc:
         raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
+
+
+def download_onnx(model: ResolvedVersion) -> bytes:
+    """The ONNX file training logged for the version."""
+    with tempfile.TemporaryDirectory(prefix="onnx-") as tmp:
+        return Path(mlflow.artifacts.download_artifacts(
+            run_id=model.run_id, artifact_path=ONNX_ARTIFACT, dst_path=tmp)).read_bytes()
+
+
+def gated_onnx(model: ResolvedVersion) -> bytes:
+    """The version's ONNX file, refused unless it is the very file its gate checked."""
+    onnx = download_onnx(model)
+    if hashlib.sha256(onnx).hexdigest() != model.onnx_sha256:
+        raise UntrustedModelError(f"model {model.name} v{model.version}: its ONNX file is not the one the gate "
+                                  "checked (sha256 differs); run `make validate` again")
+    return onnx
+
+
+def load_onnx(model: ResolvedVersion) -> OnnxModel:
+    return OnnxModel(gated_onnx(model))
 
 
 def check_model(model: ResolvedVersion, model_dir: str | Path) -> None:
@@ -93,21 +121,37 @@ def service_hash() -> str:
     return digest.hexdigest()[:10]
 
 
+def as_gated(config: PipelineConfig, model: ResolvedVersion) -> ResolvedVersion:
+    """The version with the runtime its latest gate recorded (read now: the gate may have run since it was
+    resolved); scikit-learn for a version no gate has passed."""
+    tags = require_version(connect(config), model.name, model.version).tags
+    return dataclasses.replace(model, runtime=tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME),
+                               onnx_sha256=tags.get(ONNX_SHA256_TAG))
+
+
 def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
-    """The bento serving `model`, built from the registry unless it exists."""
+    """The bento serving `model` with the runtime its gate chose, built from the registry unless it exists."""
     use_store(config)
     import bentoml  # after use_store: BentoML fixes its home on first use
 
-    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}"
+    model = as_gated(config, model)
+    onnx = model.runtime == ONNX_RUNTIME
+    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + (f"-onnx-{model.onnx_sha256[:8]}" if onnx else "")
     tag = f"{model_tag}-{service_hash()}"
     # The model passes the pinned trust check before it enters the store, and again whenever it is reused.
     try:
-        check_model(model, bentoml.models.get(model_tag).path_of("mlflow_model"))
+        stored = Path(bentoml.models.get(model_tag).path_of("mlflow_model"))
+        check_model(model, stored)
+        if onnx and hashlib.sha256((stored / ONNX_FILE).read_bytes()).hexdigest() != model.onnx_sha256:
+            raise UntrustedModelError(f"the stored model {model_tag} holds an ONNX file the gate did not check; "
+                                      f"delete it (bentoml models delete {model_tag}) and build again")
     except bentoml.exceptions.NotFound:
         with tempfile.TemporaryDirectory(prefix="model-") as download:
             # What is checked is what is imported: one download, no second fetch from the registry.
             local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=download)
             check_model(model, local)
+            if onnx:
+                (Path(local) / ONNX_FILE).write_bytes(gated_onnx(model))
             bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
     try:
         return BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True)
@@ -126,7 +170,8 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
             include=SERVICE_FILES,
             build_ctx=context,
             models=[model_tag],
-            python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in SERVICE_PACKAGES)}),
+            python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in
+                                                         [*SERVICE_PACKAGES, *RUNTIME_PACKAGES[model.runtime]])}),
                     "lock_packages": False},
             args={
                 "model_tag": model_tag,
@@ -139,6 +184,8 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
                 "max_abs_value": config.serving.max_abs_value,
                 "max_body_bytes": config.serving.max_body_bytes,
                 "workers": config.serving.workers,
+                "runtime": model.runtime,
+                "onnx_sha256": model.onnx_sha256 or "",
             },
         )
     return BuiltBento(str(bento.tag), model, Path(bento.path), reused=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
 CONFIG_ENV = "PIPELINE_CONFIG"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 
 Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss"]
 
@@ -81,6 +82,11 @@ class GatesConfig(_Section):
         description="largest allowed drop vs the @champion on the same frozen eval set",
     )
     min_slice_rows: int = Field(30, ge=1, description="slices smaller than this are reported, not gated")
+    onnx_max_probability_gap: float = Field(
+        1e-4, gt=0.0, le=1.0,
+        description="largest allowed gap between a class probability of the ONNX model and of the scikit-learn "
+                    "model it was converted from, on any eval row (labels must be identical)",
+    )
     max_slice_drop: float = Field(
         0.15, ge=0.0, le=1.0, description="largest allowed gap between a slice's accuracy and the overall one"
     )
@@ -156,7 +162,10 @@ class PlatformConfig(_Section):
 
 class ServingConfig(_Section):
     max_batch_rows: int = Field(1000, ge=1, description="requests with more rows get a 4xx")
-    workers: int = Field(1, ge=1)
+    workers: Annotated[int, Field(ge=1)] | Literal["cpu_count"] = Field(
+        "cpu_count", description="serving worker processes; cpu_count = what the machine (or its cgroup) offers",
+    )
+
     max_abs_value: float = Field(
         1e15, gt=0, allow_inf_nan=False,
         description="a numeric feature beyond +/- this answers 400 naming it (models that cast to float32, "

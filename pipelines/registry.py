@@ -22,17 +22,28 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-from pipelines.config import REPO_ROOT, TRACKING_URI_ENV, DataConfig, PipelineConfig, split_credentials
+from pipelines.config import (
+    REPO_ROOT,
+    TRACKING_PASSWORD_ENV,
+    TRACKING_URI_ENV,
+    TRACKING_USERNAME_ENV,
+    DataConfig,
+    PipelineConfig,
+    split_credentials,
+)
 from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
 from services.contract import CHAMPION_ALIAS, CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
+from services.serving.onnx_model import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", CHAMPION_ALIAS, "previous"
-TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 # Model version tags: what it was made from (set by training), and the gate's verdict (deploy needs "passed").
 GIT_SHA_TAG, RUN_ID_TAG = "git_sha", "run_id"
 VALIDATION_TAG, PASSED, FAILED = "validation", "passed", "failed"
 VALIDATION_OVERRIDE_TAG = "validation_override"  # why an operator waived a gate check, when one did
+# Set by the gate with its verdict, beside SERVING_RUNTIME_TAG: the digest of the ONNX file it checked, so
+# the build serves exactly that file.
+ONNX_SHA256_TAG = "onnx_sha256"
 
 
 class RegistryError(CannotRun):
@@ -115,6 +126,8 @@ class ResolvedVersion:
     data_version: str
     git_sha: str
     trained_with: PipelineConfig  # the config of its training run: its schema, which may differ from today's
+    runtime: str = SKLEARN_RUNTIME  # what serves it, as its last gate decided (scikit-learn before any gate)
+    onnx_sha256: str | None = None  # the ONNX file that gate checked, when the runtime is onnxruntime
 
     @property
     def uri(self) -> str:
@@ -133,7 +146,7 @@ class ResolvedVersion:
     def labels(self) -> dict[str, str]:
         """Its identity as bento and audit labels."""
         return {"model_name": self.name, "model_version": self.version, "run_id": self.run_id,
-                "data_version": self.data_version, "git_sha": self.git_sha}
+                "data_version": self.data_version, "git_sha": self.git_sha, "runtime": self.runtime}
 
 
 def resolve(
@@ -156,6 +169,7 @@ def _resolved(found: ModelVersion) -> ResolvedVersion:
         name=found.name, version=found.version, run_id=found.run_id,
         data_version=found.tags.get(DATA_VERSION_TAG, "unknown"), git_sha=found.tags.get(GIT_SHA_TAG, "unknown"),
         trained_with=recorded_config(found.run_id),
+        runtime=found.tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME), onnx_sha256=found.tags.get(ONNX_SHA256_TAG),
     )
 
 

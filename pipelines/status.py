@@ -1,10 +1,20 @@
-"""What runs where on this machine: MLflow, serving, the aliases, resident memory (`make status`)."""
+"""What runs where on this machine: MLflow, serving, the aliases, resident memory (`make status`).
+
+It asks MLflow's REST API directly: importing the MLflow client would take longer than everything else
+`make status` does.
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+import httpx
+
 from pipelines import platform
-from pipelines.config import PipelineConfig
+from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig, split_credentials
 from pipelines.local import front_process, live_release, slot_process
+from services.serving.onnx_model import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 
 
 def local_status(config: PipelineConfig) -> dict[str, str]:
@@ -35,16 +45,49 @@ def _serving(config: PipelineConfig) -> dict[str, str]:
         "serving": (f"{deployment.url} {'ready' if ready else 'NOT READY'} (front pid {front_pid}, "
                     f"{live.slot} server pid {pid}, {memory:.0f} MiB)"),
         "serving model": f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}",
+        "serving runtime": _runtime(config, deployment.model_version),
     }
 
 
 def _aliases(config: PipelineConfig) -> str:
-    from mlflow.exceptions import MlflowException
-
-    from pipelines.registry import aliases_of, connect
-
     try:
-        aliases = aliases_of(connect(config), config.model_name)
-    except MlflowException as exc:
-        return f"unknown ({exc.message.splitlines()[0]})"
+        found = _get(config, "registered-models/get", name=config.model_name)
+    except _NotFound:
+        return "no model yet"
+    except (httpx.HTTPError, _Failed) as exc:
+        return f"unknown ({exc})"
+    aliases = {a["alias"]: a["version"] for a in found.get("registered_model", {}).get("aliases", [])}
     return ", ".join(f"@{a}=v{v}" for a, v in sorted(aliases.items())) or "no model yet"
+
+
+def _runtime(config: PipelineConfig, version: str) -> str:
+    """The runtime the gate chose for the serving version (scikit-learn for a version gated before ONNX)."""
+    try:
+        found = _get(config, "model-versions/get", name=config.model_name, version=version)
+    except (httpx.HTTPError, _NotFound, _Failed) as exc:
+        return f"unknown ({exc})"
+    tags = {t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])}
+    return tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME)
+
+
+class _NotFound(LookupError):
+    pass
+
+
+class _Failed(RuntimeError):
+    pass
+
+
+def _get(config: PipelineConfig, endpoint: str, **params: str) -> dict[str, Any]:
+    uri, username, password = split_credentials(config.tracking.resolved_uri)
+    if not uri.startswith(("http://", "https://")):
+        raise _Failed(f"not an HTTP tracking server: {config.tracking.display_uri}")
+    username = username or os.environ.get(TRACKING_USERNAME_ENV)
+    password = password or os.environ.get(TRACKING_PASSWORD_ENV)
+    response = httpx.get(f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}", params=params,
+                         auth=(username, password or "") if username else None, timeout=platform.PROBE_TIMEOUT_S)
+    if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
+        raise _NotFound(endpoint)
+    if response.status_code != 200:
+        raise _Failed(f"MLflow answered {response.status_code} to {endpoint}")
+    return response.json()

@@ -76,7 +76,7 @@ def gate_candidate(config: PipelineConfig, candidate: ResolvedVersion, *, allow_
         console.print(f"[red]gate failed[/red]: {len(report.failures)} check(s) failed; "
                       "nothing was built or deployed, aliases unchanged")
         raise Refused
-    console.print(f"[green]gate passed[/green]: v{report.model_version} may be released")
+    console.print(f"[green]gate passed[/green]: v{report.model_version} may be released, served by {report.runtime}")
 
 
 def build_bento(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -24,6 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from pipelines.config import DataConfig, ModelConfig, PipelineConfig
 from pipelines.data import VersionedData, load_snapshot, log_dataset
 from pipelines.errors import CannotRun
+from pipelines.onnx_export import CONVERTED, ONNX_ARTIFACT, ONNX_RUN_TAG, NotConvertible, to_onnx
 from pipelines.registry import (
     CHALLENGER,
     GIT_SHA_TAG,
@@ -34,12 +36,16 @@ from pipelines.registry import (
 )
 from services.contract import CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT, TARGET_TAG
 from services.serving.model_trust import TRUSTED_TYPES, types_outside_pin
+from services.serving.onnx_model import MISSING_CATEGORY
 
 ESTIMATORS = {
     "random_forest": RandomForestClassifier,
     "gradient_boosting": GradientBoostingClassifier,
     "logistic_regression": LogisticRegression,
 }
+# Scaling changes nothing a tree decides, and in ONNX it runs in float32, which would move values across
+# split thresholds: only the linear model gets it.
+SCALED_ESTIMATORS = {"logistic_regression"}
 MODEL_PACKAGES = ["mlflow-skinny", "scikit-learn", "numpy", "scipy", "pandas", "skops"]
 
 
@@ -48,12 +54,16 @@ class TrainError(CannotRun, ValueError):
 
 
 def build_pipeline(data: DataConfig, model: ModelConfig) -> Pipeline:
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if model.estimator in SCALED_ESTIMATORS:
+        numeric_steps.append(("scale", StandardScaler()))
     preprocess = ColumnTransformer(
         [
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-             data.numeric_features),
+            ("numeric", Pipeline(numeric_steps), data.numeric_features),
             ("categorical", Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                # pandas writes a missing category as NaN (CSV) or None (parquet, JSON null): both mean MISSING.
+                ("impute_nan", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("impute_none", SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY)),
                 ("encode", OneHotEncoder(handle_unknown="ignore")),
             ]), data.categorical_features),
         ]
@@ -116,6 +126,18 @@ def check_trusted(model: Pipeline) -> None:
         )
 
 
+def log_onnx(model: Pipeline, data: DataConfig, workdir: Path) -> str:
+    """Log the pipeline converted to ONNX in the active run; say whether it converted, and why not."""
+    try:
+        converted = to_onnx(model, data)
+    except NotConvertible as exc:
+        return f"not converted: {exc}"
+    path = workdir / Path(ONNX_ARTIFACT).name
+    path.write_bytes(converted)
+    mlflow.log_artifact(str(path), artifact_path=str(Path(ONNX_ARTIFACT).parent))
+    return CONVERTED
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
@@ -165,6 +187,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
             # and loads with the pin (services/serving/model_trust.py); recorded so MLflow's loader agrees.
             skops_trusted_types=sorted(TRUSTED_TYPES),
         )
+        mlflow.set_tag(ONNX_RUN_TAG, log_onnx(model, config.data, workdir))
     version = str(info.registered_model_version)
     for key, value in {DATA_VERSION_TAG: data.version, GIT_SHA_TAG: sha, RUN_ID_TAG: run.info.run_id}.items():
         client.set_model_version_tag(config.model_name, version, key, value)

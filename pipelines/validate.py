@@ -7,6 +7,7 @@ invariance and the prediction schema. A failing gate moves nothing; the caller e
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -18,9 +19,11 @@ from sklearn.pipeline import Pipeline
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
 from pipelines.data import load_snapshot
+from pipelines.onnx_export import CONVERTED, ONNX_RUN_TAG
 from pipelines.registry import (
     CHAMPION,
     FAILED,
+    ONNX_SHA256_TAG,
     PASSED,
     VALIDATION_OVERRIDE_TAG,
     VALIDATION_TAG,
@@ -29,8 +32,10 @@ from pipelines.registry import (
     resolve_alias_if_set,
 )
 from pipelines.train import evaluate, split
+from services.serving.onnx_model import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, OnnxModel
 
 LOWER_IS_BETTER = {"log_loss"}
+Classifier = Pipeline | OnnxModel  # what the gate scores: the version as it would serve
 REPORT_ARTIFACT = "validation/report.json"
 
 
@@ -50,6 +55,8 @@ class ValidationReport:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     override: str | None = None  # why a check an operator waived was let pass; recorded on the version
+    runtime: str = SKLEARN_RUNTIME  # what serves the version if it passes; every metric is of that runtime
+    onnx_sha256: str | None = None  # the ONNX file that was checked, when the runtime is onnxruntime
 
     @property
     def passed(self) -> bool:
@@ -98,7 +105,7 @@ def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
     return holdout[fresh.to_numpy()]
 
 
-def slice_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig, gates: GatesConfig) -> list[Check]:
+def slice_checks(model: Classifier, frame: pd.DataFrame, data: DataConfig, gates: GatesConfig) -> list[Check]:
     """Accuracy per value of each categorical feature must stay near the overall accuracy."""
     predicted = pd.Series(model.predict(frame[data.features]), index=frame.index)
     correct = predicted == frame[data.target]
@@ -115,7 +122,7 @@ def slice_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig, gates: 
     return checks
 
 
-def behaviour_checks(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> list[Check]:
+def behaviour_checks(model: Classifier, frame: pd.DataFrame, data: DataConfig) -> list[Check]:
     """Determinism, invariance to row order, and the shape and domain of what the model returns."""
     features = frame[data.features]
     first, second = model.predict(features), model.predict(features)
@@ -157,9 +164,9 @@ def validate(
     champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
     # The candidate is judged on its own schema and frozen eval set, whatever today's config says.
     data, holdout = candidate.data, candidate.holdout
-    model = _load(candidate)
     report = ValidationReport(model_version=candidate.version,
                               champion_version=champion.version if champion else None)
+    model = _served_model(client, candidate, holdout, config.gates, report)
     report.checks += floor_checks(evaluate(model, holdout, data), config.gates)
     if champion is None:
         report.notes.append("no @champion yet: first release, gated by thresholds only")
@@ -172,14 +179,14 @@ def validate(
 
 
 def _against_champion(
-    config: PipelineConfig, model: Pipeline, champion: ResolvedVersion, holdout: pd.DataFrame, data: DataConfig,
+    config: PipelineConfig, model: Classifier, champion: ResolvedVersion, holdout: pd.DataFrame, data: DataConfig,
     report: ValidationReport, allow_incomparable: bool,
 ) -> list[Check]:
     try:
         rows = unseen_by(champion, holdout)
         if len(rows) < config.gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = evaluate(_load(champion), rows, champion.data)
+        champion_metrics = evaluate(_load(champion), rows, champion.data)  # as it serves
     except (KeyError, ValueError) as exc:
         reason = str(exc).strip("'\"")
         if allow_incomparable:
@@ -191,14 +198,54 @@ def _against_champion(
     return regression_checks(evaluate(model, rows, data), champion_metrics, config.gates)
 
 
-def _load(model: ResolvedVersion) -> Pipeline:
-    # The pinned trusted types only, never the artifact's own list: `UntrustedModelError` (exit 2) otherwise.
-    from pipelines.bento import load_model
+def parity_checks(sklearn_model: Pipeline, onnx_model: OnnxModel, frame: pd.DataFrame, data: DataConfig,
+                  tolerance: float) -> list[Check]:
+    """The ONNX model against the scikit-learn model it was converted from, on every row of the eval set."""
+    features = frame[data.features]
+    differing = int((onnx_model.predict(features) != sklearn_model.predict(features)).sum())
+    gap = float(np.abs(onnx_model.predict_proba(features) - sklearn_model.predict_proba(features)).max())
+    return [
+        Check("ONNX labels = scikit-learn's", f"{differing} of {len(features)} differ", differing == 0,
+              threshold="identical on every eval row"),
+        Check("ONNX probabilities vs scikit-learn's", f"max gap {gap:.1e}", gap <= tolerance,
+              threshold=f"<= {tolerance:.0e}"),
+    ]
 
-    return load_model(model)
+
+def _served_model(client: MlflowClient, candidate: ResolvedVersion, holdout: pd.DataFrame, gates: GatesConfig,
+                  report: ValidationReport) -> Classifier:
+    """The model that will serve the candidate: its ONNX model when one was logged (after the parity checks,
+    which fail the gate when it disagrees), else the scikit-learn model."""
+    from pipelines.bento import download_onnx, load_model
+
+    sklearn_model = load_model(candidate)
+    onnx_state = client.get_run(candidate.run_id).data.tags.get(ONNX_RUN_TAG, "not converted: trained before ONNX")
+    if onnx_state != CONVERTED:
+        report.notes.append(f"served by scikit-learn: the pipeline was {onnx_state}")
+        return sklearn_model
+    onnx_bytes = download_onnx(candidate)
+    onnx_model = OnnxModel(onnx_bytes)
+    report.checks += parity_checks(sklearn_model, onnx_model, holdout, candidate.data,
+                                   gates.onnx_max_probability_gap)
+    report.runtime, report.onnx_sha256 = ONNX_RUNTIME, hashlib.sha256(onnx_bytes).hexdigest()
+    return onnx_model
+
+
+def _load(model: ResolvedVersion) -> Classifier:
+    """The version as it serves: the ONNX file its gate checked, or its scikit-learn model."""
+    from pipelines.bento import load_model, load_onnx
+
+    return load_onnx(model) if model.runtime == ONNX_RUNTIME else load_model(model)
 
 
 def _record(client: MlflowClient, candidate: ResolvedVersion, report: ValidationReport) -> None:
+    # The runtime first: a version reads "passed" only once what serves it is recorded.
+    client.set_model_version_tag(candidate.name, candidate.version, SERVING_RUNTIME_TAG, report.runtime)
+    if report.onnx_sha256:
+        client.set_model_version_tag(candidate.name, candidate.version, ONNX_SHA256_TAG, report.onnx_sha256)
+    else:
+        with contextlib.suppress(MlflowException):  # no ONNX file serves it now
+            client.delete_model_version_tag(candidate.name, candidate.version, ONNX_SHA256_TAG)
     client.set_model_version_tag(candidate.name, candidate.version, VALIDATION_TAG,
                                  PASSED if report.passed else FAILED)
     if report.override:

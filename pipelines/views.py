@@ -35,7 +35,7 @@ def trained(config: PipelineConfig, result: TrainResult) -> Table:
 
 
 def gate(report: ValidationReport) -> Table:
-    title = f"Validation of v{report.model_version}" + (
+    title = f"Validation of v{report.model_version} as served by {report.runtime}" + (
         f" vs champion v{report.champion_version}" if report.champion_version else "")
     table = Table(title=title, title_justify="left")
     for column in ("check", "candidate", "champion", "threshold", "result"):

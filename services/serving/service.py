@@ -7,12 +7,14 @@ BentoML itself answers `/livez`, `/readyz` and `/metrics`.
 What a client may send is bounded before the model sees it: the body (`guard.RequestGuard`: size, media
 type, JSON without repeated keys), every row (`request_schema`: strict types, bounded numbers and
 strings) and the request id; a model that still fails on accepted rows answers 422 naming them
-(`scoring`). The model loads with the pinned trusted types only (`model_trust`). A request carrying the
-deploy's smoke token is logged apart, in the inference log's `SMOKE_LOG_SUBDIR`.
+(`scoring`). The model is the ONNX file the gate checked, run by onnxruntime (`onnx_model`), or, for a
+version that has none, the scikit-learn model loaded with the pinned trusted types only (`model_trust`).
+A request carrying the deploy's smoke token is logged apart, in the inference log's `SMOKE_LOG_SUBDIR`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,7 +24,7 @@ import uuid
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import bentoml
 import pandas as pd
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from services.access import RequireCredential, read_credential
 from services.contract import (
+    DRAIN_FILE_ENV,
     INFERENCE_LOG_ENV,
     REQUEST_ID_HEADER,
     SERVING_OPEN_PATHS,
@@ -43,6 +46,7 @@ from services.contract import (
 from services.serving.guard import Refusal, RequestGuard, SmokeToken, check_request_id
 from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
+from services.serving.onnx_model import ONNX_FILE, ONNX_RUNTIME, SKLEARN_RUNTIME, OnnxModel
 from services.serving.request_schema import DEFAULT_MAX_ABS, row_model
 from services.serving.scoring import RowsRefused, score
 
@@ -56,7 +60,9 @@ class ServingArgs(BaseModel):
     max_batch_rows: int = 1000
     max_abs_value: float = DEFAULT_MAX_ABS
     max_body_bytes: int = 4 * 1024 * 1024
-    workers: int = 1
+    workers: int | Literal["cpu_count"] = 1
+    runtime: str = SKLEARN_RUNTIME
+    onnx_sha256: str = ""  # the ONNX file the gate checked (runtime onnxruntime)
 
 
 args = bentoml.use_arguments(ServingArgs)
@@ -95,14 +101,19 @@ class Serving:
     model_ref = bentoml.models.BentoModel(args.model_tag)
 
     def __init__(self) -> None:
-        # Only the pinned trusted types load, whatever the artifact declares; a refusal stops the worker.
-        self.model = load_trusted_model(self.model_ref.path_of("mlflow_model"))
+        self.model = _load_model(Path(self.model_ref.path_of("mlflow_model")))
         log_dir = Path(os.environ.get(INFERENCE_LOG_ENV, "inference-log"))
         self.inference_log = InferenceLog(log_dir)
         self.smoke_token = SmokeToken.from_env()
         self.smoke_log = InferenceLog(log_dir / SMOKE_LOG_SUBDIR) if self.smoke_token.configured else None
         log.info("model loaded", extra={"fields": {"model": args.model_name, "model_version": args.model_version,
+                                                   "runtime": args.runtime,
                                                    "smoke_marking": self.smoke_token.configured}})
+
+    def __is_ready__(self) -> bool:
+        # BentoML's /readyz asks this: a draining container stops being ready while it still answers.
+        drain_file = os.environ.get(DRAIN_FILE_ENV)
+        return not (drain_file and Path(drain_file).exists())
 
     @bentoml.api
     def predict(
@@ -153,6 +164,19 @@ class Serving:
             log_failures_total.labels(model_version=args.model_version).inc()
             log.error("inference log write failed", extra={"fields": {"request_id": request_id, "error": str(exc)}})
         predictions_total.labels(model_version=args.model_version).inc(len(entries))
+
+
+def _load_model(model_dir: Path) -> Any:
+    """The model as the gate checked it; anything else stops the worker (the server never becomes ready)."""
+    if args.runtime == SKLEARN_RUNTIME:
+        # Only the pinned trusted types load, whatever the artifact declares.
+        return load_trusted_model(model_dir)
+    if args.runtime != ONNX_RUNTIME:
+        raise ValueError(f"unknown runtime {args.runtime!r}; expected {ONNX_RUNTIME!r} or {SKLEARN_RUNTIME!r}")
+    onnx = (model_dir / ONNX_FILE).read_bytes()
+    if hashlib.sha256(onnx).hexdigest() != args.onnx_sha256:
+        raise ValueError(f"{model_dir / ONNX_FILE} is not the ONNX file the gate checked (sha256 differs)")
+    return OnnxModel(onnx)
 
 
 # Outside the typed API: the body's size, media type and JSON are checked before BentoML parses it.

@@ -1,0 +1,69 @@
+"""The compiled inference path: a whole fitted pipeline converted to ONNX, run by onnxruntime.
+
+`OnnxModel` answers like the scikit-learn pipeline it was converted from (`classes_`, `predict_proba`,
+`predict` on a DataFrame of the training schema), so the gate and the service score both runtimes with
+the same code. Numbers enter as float32 (as the trees of scikit-learn compare them); a missing category
+(None or NaN, which ONNX string tensors cannot hold) enters as `MISSING_CATEGORY`, the value the
+pipeline's own imputers give it, so both runtimes see the same category.
+
+Standard library, numpy and pandas at import; onnxruntime loads with the first model (the bento carries
+this file, and the sklearn runtime never needs onnxruntime).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Which runtime serves a version: a bento argument and label, a model version tag (set by the gate).
+ONNX_RUNTIME, SKLEARN_RUNTIME = "onnxruntime", "scikit-learn"
+SERVING_RUNTIME_TAG = "serving_runtime"
+MISSING_CATEGORY = "missing"  # what the pipeline's categorical imputers fill in (pipelines/train.py)
+ONNX_FILE = "model.onnx"  # the converted pipeline, inside the MLflow model directory of the bento
+# ONNX metadata keys (JSON): the class labels in probability column order; the column behind each input.
+CLASSES_METADATA, FEATURES_METADATA = "classes", "features"
+STRING_TENSOR = "tensor(string)"
+
+
+class OnnxModel:
+    """An ONNX classifier with one input per feature column, outputs `label` and `probabilities`."""
+
+    def __init__(self, model: str | Path | bytes) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # One request is one row or a few hundred: a thread pool per session only contends with the other
+        # workers and requests for the same cores.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        source = model if isinstance(model, bytes) else str(model)
+        self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        self.classes_ = np.asarray(json.loads(metadata[CLASSES_METADATA]))
+        columns = json.loads(metadata[FEATURES_METADATA])
+        self._inputs = [(i.name, column, i.type == STRING_TENSOR)
+                        for i, column in zip(self._session.get_inputs(), columns, strict=True)]
+        self._probabilities = self._session.get_outputs()[1].name
+
+    def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """One [rows, 1] tensor per input column."""
+        feed = {}
+        for name, column_name, is_string in self._inputs:
+            column = frame[column_name]
+            if is_string:
+                values = column.astype(object).where(column.notna(), MISSING_CATEGORY).astype(str)
+                feed[name] = values.to_numpy(dtype=object).reshape(-1, 1)
+            else:
+                feed[name] = column.to_numpy(dtype=np.float32).reshape(-1, 1)
+        return feed
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        (probabilities,) = self._session.run([self._probabilities], self.feed(frame))
+        return np.asarray(probabilities)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """The most probable class per row (what `services.serving.scoring` answers)."""
+        return self.classes_[self.predict_proba(frame).argmax(axis=1)]
