@@ -176,6 +176,17 @@ class ServingConfig(_Section):
     )
 
 
+class AlertConfig(_Section):
+    """The drift alert's webhook (services/monitoring/alert.py). The URL and token are secrets: files, not values."""
+
+    webhook_url_file: Path = Field(description="file holding the webhook URL (Slack, any JSON receiver, or GitHub)")
+    kind: Literal["slack", "github"] = Field(
+        "slack", description="slack: Slack-compatible text plus the fields; github: a repository_dispatch")
+    token_file: Path | None = Field(None, description="file holding the bearer token (needed by kind github)")
+    timeout_seconds: float = Field(10.0, gt=0)
+    attempts: int = Field(4, ge=1, description="tries, with a doubling pause between them")
+
+
 class MonitoringConfig(_Section):
     experiment: str = "monitoring"
     min_rows: int = Field(200, ge=1, description="fewer logged rows in the window -> NOT ENOUGH DATA")
@@ -200,6 +211,7 @@ class MonitoringConfig(_Section):
     log_retention_days: int = Field(
         30, ge=1, description="inference log files of days older than this are not read (never deleted)"
     )
+    alert: AlertConfig | None = Field(None, description="a webhook told once per drift episode (a retrain request)")
 
 
 class PipelineConfig(_Section):

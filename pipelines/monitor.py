@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import platform
-from pipelines.config import PipelineConfig, split_credentials
+from pipelines.config import AlertConfig, ConfigError, PipelineConfig, split_credentials
+from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 from services.monitoring.observability import job_logger, json_handler
 from services.monitoring.settings import MonitorSettings
 
@@ -58,7 +59,18 @@ def monitor_settings(
         log_retention_days=monitoring.log_retention_days,
         log_index_file=state / "log-index.json",
         seed=config.data.seed,
+        alert=_alert(monitoring.alert),
     )
+
+
+def _alert(alert: AlertConfig | None) -> AlertSettings | None:
+    if alert is None:
+        return None
+    try:
+        return load_alert(alert.webhook_url_file, kind=alert.kind, token_file=alert.token_file,
+                          timeout_s=alert.timeout_seconds, attempts=alert.attempts)
+    except AlertConfigError as exc:
+        raise ConfigError(f"pipeline config monitoring.alert: {exc}") from None
 
 
 def _log_to_file(config: PipelineConfig) -> Path:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from services.monitoring.alert import AlertSettings, DriftAlert, send_alert
 from services.monitoring.drift import Verdict
 from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_window, retention_start
 from services.monitoring.judge import Judgement, NotJudged, Progress, Shortfall, judge, too_few_rows
@@ -53,6 +54,12 @@ def run_once(
     champion = _champion_if_needed(client, settings, results)
     deciding = _deciding(results, champion.version if champion else None)
     retrain_requested = _request_retrain(client, settings, deciding, champion)
+    # The experiment may have been created by this very run.
+    report_url = run_url(
+        settings.tracking_uri, experiment or experiment_id(client, settings.experiment), deciding.mlflow_run_id
+    )
+    if retrain_requested and settings.alert is not None:  # a new drift episode: its one alert
+        _alert(client, settings.alert, settings.model_name, deciding, report_url)
     summary = overall_summary(
         deciding, results, scan, settings, retrain_requested, champion=champion.version if champion else None
     )
@@ -61,10 +68,7 @@ def run_once(
         summary=summary,
         report_path=deciding.report_path,
         mlflow_run_id=deciding.mlflow_run_id,
-        # The experiment may have been created by this very run.
-        mlflow_run_url=run_url(
-            settings.tracking_uri, experiment or experiment_id(client, settings.experiment), deciding.mlflow_run_id
-        ),
+        mlflow_run_url=report_url,
         retrain_requested=retrain_requested,
         versions=results,
         workspace_dir=settings.workspace_dir,
@@ -196,6 +200,17 @@ def _request_retrain(
     )
     client.set_tag(deciding.mlflow_run_id, "retrain_requested", str(requested).lower())
     return requested
+
+
+def _alert(
+    client: MlflowClient, alert: AlertSettings, model_name: str, deciding: VersionResult, report_url: str | None
+) -> None:
+    """Send the drift alert; how it went is logged (alert.py) and tagged on the report run, never fatal."""
+    delivery = send_alert(alert, DriftAlert(
+        verdict=str(deciding.verdict), model_name=model_name, model_version=deciding.model_version,
+        drifted_columns=list(deciding.drifted_columns), report_url=report_url, summary=deciding.summary))
+    if deciding.mlflow_run_id:
+        client.set_tag(deciding.mlflow_run_id, "alert", "delivered" if delivery.delivered else delivery.outcome)
 
 
 def _nothing_to_judge(settings: MonitorSettings, scan: LogScan, window: WindowSpec) -> MonitorResult:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.contract import INFERENCE_LOG_ENV, ON_DRIFT_CHOICES, OnDrift
+from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 
 # The stack's health check reads this file's age; see README.md.
 DEFAULT_HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "monitoring.heartbeat"
@@ -47,6 +48,7 @@ class MonitorSettings:
     log_retention_days: int = 30
     log_index_file: Path | None = None  # per-file read offsets kept between runs; None: read the log whole
     seed: int = 0
+    alert: AlertSettings | None = None  # the drift alert's webhook (alert.py); None: no alert
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,6 +72,8 @@ class MonitorSettings:
             )
         if self.log_retention_days < 1:
             problems.append(f"log_retention_days must be >= 1 (got {self.log_retention_days})")
+        if self.alert is not None:
+            problems += self.alert.problems()
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -107,7 +111,26 @@ class MonitorSettings:
             log_retention_days=_number(env, "MONITORING_LOG_RETENTION_DAYS", int, cls.log_retention_days),
             # Next to the reports by default: a writable volume in the stack (the log itself is read only).
             log_index_file=Path(env.get("MONITORING_LOG_INDEX_FILE", reports.parent / "monitoring-log-index.json")),
+            alert=_alert_from_env(env),
         )
+
+
+def _alert_from_env(env: Mapping[str, str]) -> AlertSettings | None:
+    """The webhook comes as files (secrets never sit in a container's env): MONITORING_ALERT_WEBHOOK_URL_FILE
+    and, for kind github, MONITORING_ALERT_TOKEN_FILE."""
+    url_file = env.get("MONITORING_ALERT_WEBHOOK_URL_FILE", "").strip()
+    if not url_file:
+        return None
+    token_file = env.get("MONITORING_ALERT_TOKEN_FILE", "").strip()
+    try:
+        return load_alert(
+            Path(url_file), kind=env.get("MONITORING_ALERT_KIND", "slack").strip(),
+            token_file=Path(token_file) if token_file else None,
+            timeout_s=_number(env, "MONITORING_ALERT_TIMEOUT_SECONDS", float, 10.0),
+            attempts=_number(env, "MONITORING_ALERT_ATTEMPTS", int, 4),
+        )
+    except AlertConfigError as exc:
+        raise SettingsError(f"MONITORING_ALERT_*: {exc}") from None
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
