@@ -79,7 +79,7 @@ def load_alert(
 
 def _secret(path: Path, what: str) -> str:
     try:
-        value = path.read_text().strip()
+        value = path.expanduser().read_text().strip()
     except OSError as exc:
         raise AlertConfigError(f"the alert {what} file {path} cannot be read: {exc.strerror or exc}") from None
     if not value or "\n" in value:
