@@ -53,7 +53,7 @@ reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
 
 promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI) and gate it there
 	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
-	$(PIPELINES) promote $(VERSION) $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)")
+	$(PIPELINES) promote $(VERSION) $${FROM:+--from "$$FROM"} $${TO:+--to "$$TO"}  # the shell expands them: make echoes no password
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic
