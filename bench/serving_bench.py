@@ -1,100 +1,309 @@
-"""Serving throughput by batch size, as ratios to single-row requests measured in the same run.
+"""Serving against its peers, and the release's own steps, in one run (`make bench`).
 
-Stands up its own local platform (MLflow + a deployed bento) in a temp state dir on free ports, sends
-a bounded number of requests per batch size from a few client threads, and writes
-`bench/results/serving.md`. Run with `make bench`.
+Stands up a local platform in a temp state dir on free ports, times each release step (train, gate,
+build, deploy) and a served bento's cold start (process start to `/readyz`), then loads four servers of
+the same model version with the same payloads (1 and 100 rows) at 8 and 32 concurrent clients:
+- the platform's `/predict` (the deployed bento: guard, schema, inference log, metrics);
+- a bare ASGI app with the scikit-learn pipeline (`bench/bare_app.py`);
+- the same app with the gated ONNX model on onnxruntime (the practical limit);
+- `mlflow models serve` with the same worker count.
+Goals are ratios within the run (so they hold across machines), plus zero errors and a complete
+inference log (every answered row logged). Writes `bench/results/serving.md` and `bench/results/release.md`
+(seconds and ratios to the previous run's `release.json`, so a regression shows).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import yaml
 
 from pipelines import platform
-from pipelines.bento import build
-from pipelines.config import DEFAULT_CONFIG_PATH, load_config
-from pipelines.data import load_versioned
+from pipelines.bento import BuiltBento, build, gated_onnx
+from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, PipelineConfig, load_config
+from pipelines.data import load_versioned, to_records
 from pipelines.deploy import deploy
-from pipelines.local import LocalTarget
+from pipelines.local import LocalTarget, stop_serving
 from pipelines.registry import connect, resolve
 from pipelines.train import train
 from pipelines.validate import validate
+from services.contract import INFERENCE_LOG_ENV
+from services.serving.onnx_model import ONNX_RUNTIME
 
-RESULTS = Path(__file__).parent / "results" / "serving.md"
-BATCH_SIZES = [1, 10, 100, 1000]
-REQUESTS_PER_SIZE = 120
-CLIENT_THREADS = 4
-ROW = {"age": 41, "income": 52000.0, "loan_amount": 12000.0, "credit_score": 690, "debt_ratio": 0.31,
-       "employment": "salaried", "region": "east", "purpose": "car"}
+RESULTS = Path(__file__).parent / "results"
+PAYLOAD_ROWS = [1, 100]
+CONCURRENCY = [8, 32]
+SECONDS_PER_CELL = 6.0
+WARMUP_REQUESTS = 20
+PEER_STARTUP_S = 600.0  # mlflow models serve loads slowly on a busy machine; only readiness is waited for
+# Goals (issue 12), all at the same payload and concurrency, in this run.
+MIN_VS_MLFLOW, MIN_VS_BARE_ONNX, MAX_P99_VS_BARE_ONNX, GOAL_CONCURRENCY = 10.0, 0.5, 3.0, 8
+# The bench's own background processes, stopped at the end whatever happened (with the platform's).
+PROCESSES = ["cold-start", "bare-sklearn", "bare-onnx", "mlflow-serve", "mlflow"]
+PLATFORM, BARE_SKLEARN, BARE_ONNX, MLFLOW_SERVE = (
+    "platform /predict", "bare ASGI + scikit-learn", "bare ASGI + onnxruntime", "mlflow models serve")
 
 
-def measure(url: str, batch: int) -> tuple[float, float]:
-    """(rows per second, median latency in ms) for `REQUESTS_PER_SIZE` requests of `batch` rows."""
-    body = {"rows": [ROW] * batch}
-    latencies: list[float] = []
+@dataclass
+class Cell:
+    server: str
+    rows: int
+    clients: int
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    answered: int = 0  # requests answered 200, warm-up included (every row of them must be logged)
+    seconds: float = 0.0
 
-    def one(_: int) -> None:
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.quantiles(self.latencies, n=100)[98] * 1000 if len(self.latencies) > 1 else float("nan")
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    url: str  # the predict endpoint
+    body: Callable[[list[dict]], dict]
+
+
+async def _load(server: Server, rows: list[dict], clients: int, seconds: float) -> Cell:
+    """`clients` connections each sending one request after another for `seconds`."""
+    cell = Cell(server.name, len(rows), clients)
+    body = json.dumps(server.body(rows)).encode()
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async def send() -> float | None:
+            started = time.perf_counter()
+            try:
+                response = await client.post(server.url, content=body, headers=headers)
+            except httpx.HTTPError:
+                return None
+            if response.status_code != 200:
+                return None
+            cell.answered += 1
+            return time.perf_counter() - started
+
+        for _ in range(WARMUP_REQUESTS):
+            if await send() is None:
+                cell.errors += 1
+        deadline = time.perf_counter() + seconds
+
+        async def client_loop() -> None:
+            while time.perf_counter() < deadline:
+                latency = await send()
+                if latency is None:
+                    cell.errors += 1
+                else:
+                    cell.latencies.append(latency)
+
         started = time.perf_counter()
-        response = client.post(f"{url}/predict", json=body)
-        response.raise_for_status()
-        latencies.append(time.perf_counter() - started)
+        await asyncio.gather(*(client_loop() for _ in range(clients)))
+        cell.seconds = time.perf_counter() - started
+    return cell
 
-    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        one(0)  # warm-up
-        latencies.clear()
-        started = time.perf_counter()
-        list(pool.map(one, range(REQUESTS_PER_SIZE)))
-        elapsed = time.perf_counter() - started
-    return REQUESTS_PER_SIZE * batch / elapsed, statistics.median(latencies) * 1000
+
+def _bench_config(state: Path) -> PipelineConfig:
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    mlflow_port = platform.free_port()
+    raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=platform.free_port())
+    raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
+    path = state / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    print(f"{step} ...", file=sys.stderr)
+    started = time.perf_counter()
+    yield
+    timings[step] = time.perf_counter() - started
+
+
+def _serve(config: PipelineConfig, name: str, command: list[str], ready_url: str, env: dict[str, str]) -> float:
+    """Start a background server; seconds from process start to its ready URL answering 200."""
+    process = platform.Process(name, config.platform.state_dir)
+    started = time.perf_counter()
+    process.start(command, env=env)
+    platform.wait_until(lambda: platform.url_ok(ready_url), process, PEER_STARTUP_S, name)
+    return time.perf_counter() - started
+
+
+def _logged_rows(log_dir: Path) -> int:
+    return sum(len(path.read_bytes().splitlines()) for path in log_dir.glob("*.jsonl"))
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as state:
-        raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-        mlflow_port = platform.free_port()
-        raw["platform"].update(state_dir=state, mlflow_port=mlflow_port, serving_port=platform.free_port())
-        raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
-        path = Path(state) / "pipeline.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        config = load_config(path)
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        state = Path(tmp)
+        config = _bench_config(state)
+        host = config.platform.host
         try:
-            print("starting MLflow, training and deploying a model ...", file=sys.stderr)
             platform.start_mlflow(config)
-            trained = train(config, load_versioned(config.data))
+            with _timed(timings, "train"):
+                trained = train(config, load_versioned(config.data))
             candidate = resolve(connect(config), config.model_name, version=trained.model_version)
-            if not validate(config, candidate).passed:
-                raise SystemExit("the bench model did not pass the gate; see `make validate`")
-            deployed = deploy(config, build(config, candidate), LocalTarget(config))
-            rows = []
-            for batch in BATCH_SIZES:
-                print(f"batch {batch}: {REQUESTS_PER_SIZE} requests ...", file=sys.stderr)
-                rows.append((batch, *measure(deployed.deployment.url, batch)))
+            with _timed(timings, "gate"):
+                report = validate(config, candidate)
+            if not report.passed or report.runtime != ONNX_RUNTIME:
+                raise SystemExit(f"the bench model must pass the gate on onnxruntime (passed={report.passed}, "
+                                 f"runtime={report.runtime}); see `make validate`")
+            with _timed(timings, "build"):
+                bento = build(config, candidate)
+            with _timed(timings, "deploy"):
+                deployed = deploy(config, bento, LocalTarget(config))
+            bentoml_env = {"BENTOML_HOME": str(state / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
+                           INFERENCE_LOG_ENV: str(state / "cold-start-log")}
+            port = platform.free_port(host)
+            timings["serving cold start"] = _serve(
+                config, "cold-start", [sys.executable, "-m", "bentoml", "serve", bento.tag, "--host", host,
+                                       "--port", str(port)], f"http://{host}:{port}/readyz", bentoml_env)
+            platform.Process("cold-start", state).stop()
+            servers = [Server(PLATFORM, f"{deployed.deployment.url}/predict", _rows_body), *_start_peers(config, bento)]
+            sample = to_records(bento.model.holdout[bento.model.data.features].head(max(PAYLOAD_ROWS)))
+            log_dir = config.platform.inference_log_dir
+            logged_before = _logged_rows(log_dir)
+            cells = []
+            for rows in PAYLOAD_ROWS:
+                for clients in CONCURRENCY:
+                    for server in servers:
+                        print(f"{server.name}: {rows} row(s), {clients} clients ...", file=sys.stderr)
+                        cells.append(asyncio.run(_load(server, sample[:rows], clients, SECONDS_PER_CELL)))
+            answered = sum(c.answered * c.rows for c in cells if c.server == PLATFORM)
+            logged = _logged_rows(log_dir) - logged_before
         finally:
-            for name in ("serving", "serving-candidate", "mlflow"):
-                platform.Process(name, config.platform.state_dir).stop()
-    baseline = rows[0][1]
+            stop_serving(config)
+            for name in PROCESSES:
+                platform.Process(name, state).stop()
+    workers = os.cpu_count() if config.serving.workers == "cpu_count" else config.serving.workers
+    _write_serving(cells, workers, answered, logged, config)
+    _write_release(timings)
+
+
+def _rows_body(rows: list[dict]) -> dict:
+    return {"rows": rows}
+
+
+def _start_peers(config: PipelineConfig, bento: BuiltBento) -> list[Server]:
+    """The three peers on free ports, each with the same worker count as the platform."""
+    import mlflow.artifacts
+
+    state, host = config.platform.state_dir, config.platform.host
+    workers = str(os.cpu_count() if config.serving.workers == "cpu_count" else config.serving.workers)
+    model_dir = mlflow.artifacts.download_artifacts(artifact_uri=bento.model.uri, dst_path=str(state / "model"))
+    onnx_file = state / "model.onnx"
+    onnx_file.write_bytes(gated_onnx(bento.model))
+    features = json.dumps(bento.model.data.numeric_features)
+    servers = []
+    for process, name, model in (("bare-sklearn", BARE_SKLEARN, model_dir), ("bare-onnx", BARE_ONNX, str(onnx_file))):
+        port = platform.free_port(host)
+        _serve(config, process, [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", host, "--port",
+                                 str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"],
+               f"http://{host}:{port}/readyz",
+               {"BARE_MODEL": model, "BARE_FEATURES": features, "PYTHONPATH": str(REPO_ROOT)})
+        servers.append(Server(name, f"http://{host}:{port}/predict", _rows_body))
+    port = platform.free_port(host)
+    _serve(config, "mlflow-serve", [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_dir,
+                                    "--env-manager", "local", "-w", workers, "-h", host, "-p", str(port)],
+           f"http://{host}:{port}/ping", {})
+    servers.append(Server(MLFLOW_SERVE, f"http://{host}:{port}/invocations", lambda rows: {"dataframe_records": rows}))
+    return servers
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "**NOT MET**"
+
+
+def _write_serving(cells: list[Cell], workers: int, answered: int, logged: int, config: PipelineConfig) -> None:
+    by = {(c.server, c.rows, c.clients): c for c in cells}
     lines = [
-        "# Serving throughput by batch size",
+        "# Serving against its peers",
         "",
-        f"{REQUESTS_PER_SIZE} requests per size from {CLIENT_THREADS} client threads to one local `bentoml serve`"
-        f" worker ({config.model.estimator}); every row is also written to the inference log.",
-        "Ratios are to single-row requests in the same run, so they compare across machines.",
+        f"Same model version ({config.model.estimator}, {config.model.params}), same payloads, one run, "
+        f"{os.cpu_count()} cores shared by servers and the load client; every server has {workers} worker(s). "
+        f"Each cell: {SECONDS_PER_CELL:.0f} s of closed-loop requests after {WARMUP_REQUESTS} warm-up requests.",
         "",
-        "| rows per request | rows/s | median latency (ms) | throughput vs 1 row |",
-        "|---:|---:|---:|---:|",
-        *[f"| {batch} | {rate:,.0f} | {latency:.1f} | {rate / baseline:.1f}x |" for batch, rate, latency in rows],
+        "| server | rows/request | clients | requests/s | rows/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {c.server} | {c.rows} | {c.clients} | {c.throughput:,.1f} | {c.throughput * c.rows:,.0f} | "
+          f"{c.p50_ms:.1f} | {c.p99_ms:.1f} | {c.errors} |" for c in cells],
+        "",
+        "## Goals (ratios in this run)",
+        "",
+        "| goal | rows/request | clients | measured | goal | result |",
+        "|---|---:|---:|---:|---:|---|",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    for rows in PAYLOAD_ROWS:
+        ours, mlflow_serve = by[(PLATFORM, rows, GOAL_CONCURRENCY)], by[(MLFLOW_SERVE, rows, GOAL_CONCURRENCY)]
+        bare = by[(BARE_ONNX, rows, GOAL_CONCURRENCY)]
+        vs_mlflow = ours.throughput / mlflow_serve.throughput if mlflow_serve.throughput else float("inf")
+        vs_bare = ours.throughput / bare.throughput
+        lines += [
+            f"| throughput vs mlflow models serve | {rows} | {GOAL_CONCURRENCY} | {vs_mlflow:.1f}x | "
+            f">= {MIN_VS_MLFLOW:.0f}x | {_goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
+            f"| throughput vs bare onnxruntime app | {rows} | {GOAL_CONCURRENCY} | {vs_bare:.2f}x | "
+            f">= {MIN_VS_BARE_ONNX}x | {_goal(vs_bare >= MIN_VS_BARE_ONNX)} |",
+        ]
+        for clients in CONCURRENCY:
+            p99 = by[(PLATFORM, rows, clients)].p99_ms / by[(BARE_ONNX, rows, clients)].p99_ms
+            lines.append(f"| p99 vs bare onnxruntime app | {rows} | {clients} | {p99:.2f}x | "
+                         f"<= {MAX_P99_VS_BARE_ONNX:.0f}x | {_goal(p99 <= MAX_P99_VS_BARE_ONNX)} |")
+    errors = sum(c.errors for c in cells if c.server == PLATFORM)
+    lines += [
+        f"| platform errors | all | all | {errors} | 0 | {_goal(errors == 0)} |",
+        f"| inference log complete | all | all | {logged:,} of {answered:,} answered rows logged | all | "
+        f"{_goal(logged == answered)} |",
+    ]
+    _publish(RESULTS / "serving.md", lines)
+
+
+def _write_release(timings: dict[str, float]) -> None:
+    record = RESULTS / "release.json"
+    previous = json.loads(record.read_text()) if record.exists() else {}
+    lines = [
+        "# Release steps and serving cold start",
+        "",
+        "Seconds for each step of one release of the demo model (fresh state dir: first bento of the version), "
+        "and a served bento's cold start (process start to `/readyz`). The ratio is to the previous `make bench` "
+        "on this checkout (`release.json`), so a regression shows; > 1.0 is slower.",
+        "",
+        "| step | seconds | previous run (s) | ratio to previous |",
+        "|---|---:|---:|---:|",
+    ]
+    for step, seconds in timings.items():
+        before = previous.get(step)
+        ratio = f"{seconds / before:.2f}" if before else "first run"
+        lines.append(f"| {step} | {seconds:.1f} | {f'{before:.1f}' if before else '-'} | {ratio} |")
+    record.write_text(json.dumps({step: round(seconds, 2) for step, seconds in timings.items()}, indent=2) + "\n")
+    _publish(RESULTS / "release.md", lines)
+
+
+def _publish(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {path}\n")
 
 
 if __name__ == "__main__":

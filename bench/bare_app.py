@@ -1,0 +1,41 @@
+"""The bench's peer: a bare ASGI app with the same model and nothing else (no guard, schema, log or metrics).
+
+`uvicorn bench.bare_app:app --workers N` with `BARE_MODEL` set to an MLflow model directory (scikit-learn,
+loaded with the pinned trusted types) or to a `.onnx` file (onnxruntime), and `BARE_FEATURES` to the JSON
+list of numeric features. Body and answer are the platform's: `{"rows": [...]}` in, labels and
+probabilities out, scored by the same `services.serving.scoring.score`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from services.serving.model_trust import load_trusted_model
+from services.serving.onnx_model import OnnxModel
+from services.serving.scoring import score
+
+MODEL_PATH = Path(os.environ["BARE_MODEL"])
+NUMERIC: list[str] = json.loads(os.environ["BARE_FEATURES"])
+MODEL = OnnxModel(MODEL_PATH) if MODEL_PATH.suffix == ".onnx" else load_trusted_model(MODEL_PATH)
+
+
+async def predict(request: Request) -> JSONResponse:
+    rows = (await request.json())["rows"]
+    frame = pd.DataFrame.from_records(rows).astype({name: "float64" for name in NUMERIC})
+    labels, probabilities = score(MODEL, frame)
+    return JSONResponse({"predictions": labels, "probabilities": probabilities})
+
+
+async def ready(_: Request) -> JSONResponse:
+    return JSONResponse({"ready": True})
+
+
+app = Starlette(routes=[Route("/predict", predict, methods=["POST"]), Route("/readyz", ready)])
