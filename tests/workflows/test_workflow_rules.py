@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 
+from services.monitoring.alert import DISPATCH_EVENT
 from tests.workflows.act import REPO_ROOT, WORKFLOWS, pinned_actions
 
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -62,3 +63,7 @@ def test_releases_are_queued_per_stack_never_cancelled(name):
 
 def test_deploy_is_reusable_only():
     assert set(load(WORKFLOWS / "deploy.yml")["on"]) == {"workflow_call"}
+
+
+def test_retrain_listens_for_the_drift_alerts_dispatch():
+    assert load(WORKFLOWS / "retrain.yml")["on"]["repository_dispatch"]["types"] == [DISPATCH_EVENT]
