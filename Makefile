@@ -82,7 +82,7 @@ base-image: ## the offline base image (mmdebstrap from Debian packages) for host
 	services/base-image.sh
 
 images: ## build the service images on BASE_IMAGE, as the stack does (classic builder)
-	for service in tracking serving monitoring postgres; do \
+	for service in tracking serving monitoring front postgres; do \
 	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
 	    -f services/$$service/Dockerfile -t mlops-$${service/serving/serving-runtime}:latest services || exit 1; done
 

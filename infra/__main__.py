@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 from config import StackConfig, load_stack_config
 from containers import STACK_LABEL
+from front import Front, FrontArgs
 from kubernetes.platform import kubernetes_platform
 from monitoring import Monitoring, MonitoringArgs
 from serving import Serving, ServingArgs
@@ -15,7 +16,7 @@ from tracking import Tracking, TrackingArgs
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
-    # Containers find each other by alias on this network (mlflow, postgres, serving, monitoring, monitoring-ui).
+    # Containers find each other by alias on this network (mlflow, postgres, serving, front, monitoring, monitoring-ui).
     network = docker.Network(
         "network",
         name=f"{config.name_prefix}-net",
@@ -26,6 +27,7 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
     # Serving and monitoring need MLflow only while running (the job retries every interval), so they
     # start without waiting for it.
     serving = Serving("serving", ServingArgs(config=config, network=network, tracking_url=Tracking.internal_url))
+    front = Front("front", FrontArgs(config=config, network=network))
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
@@ -38,7 +40,7 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
     )
     return {
         "mlflow_url": tracking.url,
-        "serving_url": serving.url,
+        "serving_url": front.url,
         "monitoring_ui_url": monitoring.ui_url,
         "serving_image": serving.image_name,
         "model_version": serving.model_version,

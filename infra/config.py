@@ -48,6 +48,7 @@ class MemoryLimits:
     serving: int
     monitoring: int
     monitoring_ui: int
+    front: int
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | frozenset({
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
-    "monitoringMemoryMb", "monitoringUiMemoryMb",
+    "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
 })
 
 
@@ -343,6 +344,7 @@ def load_stack_config() -> StackConfig:
             serving=read.memory_mb("servingMemoryMb", 1024),
             monitoring=read.memory_mb("monitoringMemoryMb", 1536),
             monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
+            front=read.memory_mb("frontMemoryMb", 256),
         ),
         target=target,
         kubernetes=_kubernetes_target(read) if target == "kubernetes" else None,

@@ -106,12 +106,19 @@ def service_container(
     uploads: Sequence[docker.ContainerUploadArgs] = (),
     user: str = APP_USER,
     access_controlled: bool = False,
+    name_suffix: pulumi.Input[str] = "",
+    stop_grace_seconds: int | None = None,
     opts: pulumi.ResourceOptions,
 ) -> docker.Container:
-    """A long-running container on the platform network, reachable there by the alias `service`."""
+    """A long-running container on the platform network, reachable there by the alias `service`.
+
+    A `name_suffix` that changes with what the container runs lets a replacement start beside the old
+    container (Pulumi creates the new one before deleting the old unless told otherwise; Docker refuses
+    two containers of one name). `stop_grace_seconds` stops the old one gracefully before removing it.
+    """
     return docker.Container(
         resource_name,
-        name=f"{config.name_prefix}-{service}",
+        name=pulumi.Output.concat(config.name_prefix, "-", service, name_suffix),
         image=image,
         command=list(command) if command is not None else None,
         envs=list(envs),
@@ -128,6 +135,7 @@ def service_container(
         labels=[docker.ContainerLabelArgs(label=STACK_LABEL, value=config.name_prefix),
                 docker.ContainerLabelArgs(label=ACCESS_LABEL, value="required" if access_controlled else "open")],
         must_run=True,
+        destroy_grace_seconds=stop_grace_seconds,
         wait=True,
         wait_timeout=config.health_timeout_seconds,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["uploads"])),

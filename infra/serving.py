@@ -1,7 +1,14 @@
-"""BentoML serving: the runtime image (no model) or a release image, writing the inference log to a volume."""
+"""BentoML serving: the runtime image (no model) or a release image, writing the inference log to a volume.
+
+Each release is its own container (its name carries the model version and the image), so `pulumi up`
+replaces it create-before-delete: the new container starts beside the old one and must be ready before
+the old one is stopped, which drains first (services/serving/entrypoint.sh). The front routes between
+them (infra/front.py); docs/zero-downtime.md walks through a release.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -12,7 +19,6 @@ from containers import (
     healthcheck,
     http_probe,
     mount,
-    published,
     secret_file,
     service_container,
     service_image,
@@ -29,6 +35,8 @@ from services.contract import (
 
 SERVING_PORT = 3000
 SECRETS_DIR = "/home/app/secrets"
+# Drain (SERVING_DRAIN_SECONDS in the image) plus the server's own graceful stop, with room to spare.
+STOP_GRACE_SECONDS = 45
 
 
 @dataclass(frozen=True)
@@ -74,18 +82,24 @@ class Serving(pulumi.ComponentResource):
         self.container = service_container(
             f"{name}-server", config,
             service="serving",
+            name_suffix=image_id.apply(lambda image: f"-v{config.model_version}-{_short_hash(image)}"),
             image=image_id,
             network=args.network,
             memory_mb=config.memory.serving,
-            # Liveness, not readiness: without a model the server is healthy but answers /readyz 503.
-            health=healthcheck(http_probe(SERVING_PORT, "/livez")),
+            # A release is healthy once ready to predict, so `pulumi up` moves on only then. Without a model
+            # the runtime server is healthy but never ready: liveness is its health.
+            health=healthcheck(http_probe(SERVING_PORT, "/readyz" if config.serving_image else "/livez"),
+                               interval="5s"),
             envs=envs,
             volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
-            ports=[published(SERVING_PORT, config.serving_port, config)],
             uploads=uploads,
             access_controlled=config.serving_token is not None,
+            stop_grace_seconds=STOP_GRACE_SECONDS,
             opts=child_of(self),
         )
-        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.serving_port}")
         self.model_version = config.model_version
-        self.register_outputs({"url": self.url, "image": self.image_name, "model_version": self.model_version})
+        self.register_outputs({"image": self.image_name, "model_version": self.model_version})
+
+
+def _short_hash(image: str) -> str:
+    return hashlib.sha256(image.encode()).hexdigest()[:10]

@@ -130,3 +130,6 @@ class JsonLogFormatter(logging.Formatter):
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry
 SERVING_OPEN_PATHS = ("/livez", "/readyz")
+# A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so
+# the front stops sending it requests, and the server keeps answering for a while before it exits.
+DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"

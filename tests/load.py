@@ -8,10 +8,11 @@ so a CI log says how many requests each scenario sent, how many failed and which
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -99,6 +100,18 @@ class SteadyLoad:
                 f"{self.overlap_seconds(old, new):.2f} s")
         _REPORTS.append(line)
         return line
+
+
+@contextlib.contextmanager
+def under_load(url: str, scenario: str, old: str, new: str) -> Iterator[SteadyLoad]:
+    """Steady clients on `url` for the whole block (started before it, running on after it); then the
+    figures go to the summary and not one request may have failed."""
+    with SteadyLoad(url) as load:
+        load.wait_for_answers()
+        yield load
+        load.wait_for_answers(load.sent + 20)
+    print(load.report(scenario, old, new))
+    assert load.failures == [], load.failures[:5]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

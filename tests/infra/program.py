@@ -31,7 +31,7 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "monitoring", "kubernetes")
+PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "front", "monitoring", "kubernetes")
 
 
 def plain(value: Any) -> Any:

@@ -14,7 +14,7 @@ from pulumi.runtime import rpc
 
 from tests.infra.program import CONTAINER, IMAGE, NETWORK, PROJECT, REMOTE_IMAGE, REPO_ROOT, VOLUME, run_program
 
-ALIASES = {"mlflow", "serving", "monitoring", "monitoring-ui"}
+ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
@@ -147,7 +147,8 @@ def test_every_container_is_hardened_and_waited_for(stack_fixture, request):
 
 def test_images_are_built_from_services_and_feed_the_containers(default_stack):
     images = {i.plain["imageName"]: i.plain["build"] for i in default_stack.of_type(IMAGE)}
-    assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest"}
+    assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest",
+                           "mlops-front:latest"}
     for build in images.values():
         # One context for every image (services/, so each can carry services/contract.py), one Dockerfile per folder.
         dockerfile = Path(build["dockerfile"])
@@ -164,7 +165,7 @@ def test_images_are_built_from_services_and_feed_the_containers(default_stack):
 def test_resources_are_children_of_their_components(default_stack):
     parents = {(r.type, r.name): r.parent_type for r in default_stack.resources}
     assert parents[(NETWORK, "network")] == "pulumi:pulumi:Stack"
-    for component in ("Tracking", "Serving", "Monitoring"):
+    for component in ("Tracking", "Serving", "Front", "Monitoring"):
         assert parents[(f"mlops-platform:index:{component}", component.lower())] == "pulumi:pulumi:Stack"
     for resource in default_stack.resources:
         if resource.type in (CONTAINER, IMAGE, VOLUME):
@@ -189,6 +190,25 @@ def test_a_release_image_replaces_the_runtime_image(default_stack):
     assert stack.container("serving").plain["image"] == "mlops-serving:v7"
     assert stack.exports["serving_image"] == "mlops-serving:v7" and stack.exports["model_version"] == "7"
     assert stack.exports["serving_url"] == "http://127.0.0.1:3100"
+
+
+def test_the_front_owns_the_serving_port_and_each_release_is_its_own_container(default_stack):
+    """Zero-downtime releases under `pulumi up` (docs/zero-downtime.md): the front publishes the port; a
+    release changes the serving container's name, so Pulumi's default replacement creates the new one
+    beside the old one; the new one is healthy only once ready; the old one is stopped gracefully."""
+    front, runtime = default_stack.container("front"), default_stack.container("serving")
+    assert [p["external"] for p in front.plain["ports"]] == [3000] and not runtime.plain.get("ports")
+    assert front.plain["healthcheck"]["tests"][-1].endswith("urlopen('http://127.0.0.1:3000/-/front', timeout=4)")
+    assert "/livez" in runtime.plain["healthcheck"]["tests"][-1]  # no model: never ready, still healthy
+    v7 = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7"}).container("serving")
+    v7_again = run_program({"servingImage": "mlops-serving:v7-b", "modelVersion": "7"}).container("serving")
+    v8 = run_program({"servingImage": "mlops-serving:v8-a", "modelVersion": "8"}).container("serving")
+    names = [c.plain["name"] for c in (runtime, v7, v7_again, v8)]
+    assert len(set(names)) == 4
+    assert names[1].startswith("mlops-serving-v7-") and names[3].startswith("mlops-serving-v8-")
+    assert all(c.name == "serving-server" for c in (v7, v8))  # one resource, replaced: not two resources
+    assert "/readyz" in v7.plain["healthcheck"]["tests"][-1]
+    assert v7.plain["wait"] is True and v7.plain["destroyGraceSeconds"] >= 30
 
 
 def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened_stack):

@@ -24,7 +24,7 @@ from pipelines.cli import app
 from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
 from pipelines.local import live_release, slot_process
 from pipelines.registry import aliases_of, connect
-from tests.load import SteadyLoad
+from tests.load import under_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -149,12 +149,8 @@ def test_inference_log_keeps_every_row_of_concurrent_requests(release):
 
 def test_second_release_promotes_without_dropping_a_request(release):
     release.run("train")
-    with SteadyLoad(release.url) as load:
-        load.wait_for_answers()
+    with under_load(release.url, "local deploy v1 -> v2", "1", "2") as load:
         output = release.run("deploy")
-        load.wait_for_answers(load.sent + 20)
-    print(load.report("local deploy v1 -> v2", "1", "2"))
-    assert load.failures == [], load.failures[:5]
     assert set(load.versions) == {"1", "2"}
     assert "vs champion v1" in output
     assert release.aliases() == {"champion": "2", "previous": "1"}
@@ -187,12 +183,8 @@ def test_failed_deploy_leaves_the_old_server_serving(release, local_platform):
 
 
 def test_rollback_serves_previous_and_swaps_aliases_without_dropping_a_request(release):
-    with SteadyLoad(release.url) as load:
-        load.wait_for_answers()
+    with under_load(release.url, "local rollback v2 -> v1", "2", "1") as load:
         output = release.run("rollback")
-        load.wait_for_answers(load.sent + 20)
-    print(load.report("local rollback v2 -> v1", "2", "1"))
-    assert load.failures == [], load.failures[:5]
     assert set(load.versions) == {"1", "2"}
     assert "Rolled back" in output
     assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "4"}

@@ -40,6 +40,7 @@ APPLIED_INPUTS: dict[str, dict[str, set[str] | None]] = {
     CONTAINER: {
         "name": None, "image": None, "command": None, "envs": None, "user": None, "restart": None,
         "maxRetryCount": None, "memory": None, "logDriver": None, "logOpts": None, "mustRun": None, "wait": None,
+        "destroyGraceSeconds": None,
         "waitTimeout": None, "labels": _LABELS,
         "ports": {"internal", "external", "ip", "protocol"},
         "volumes": {"volumeName", "containerPath", "readOnly"},
@@ -231,14 +232,41 @@ class DockerStack:
         return self.start(declared)
 
     def roll_out(self, changed: DeclaredStack, alias: str) -> Container:
-        """Apply a new program run whose only change is the container `alias` (say, a release image):
-        pull its images, then replace that container, as `pulumi up` would."""
+        """Apply a new program run whose only change is the container `alias` (say, a release image), in
+        the order `pulumi up` replaces a resource by default, create-before-delete:
+
+        1. pull the new images (RemoteImage);
+        2. create the replacement beside the old container and, with `wait`, wait until it is healthy;
+        3. only then delete the old one: with `destroyGraceSeconds`, `docker stop` with that timeout
+           first (the provider's delete), so it drains, then remove it.
+
+        A replacement that never gets healthy fails the update and the old container keeps running, as
+        under the engine; the engine deletes the failed replacement at the next `up`, the harness at once.
+        """
         for image in changed.of_type(REMOTE_IMAGE):
             self._pull(image.plain)
         declared = changed.container(alias)
-        self._kill(declared.name)
+        old_declared = self.declared.container(alias)
+        if old_declared.plain == declared.plain:  # no diff: the engine leaves the container alone
+            self.declared = changed
+            return self.containers[declared.name]
+        if old_declared.plain["name"] == declared.plain["name"]:
+            raise StackError(f"{declared.name}: the replacement keeps the container name {declared.plain['name']}; "
+                             "create-before-delete would fail on it, so the program must change the name")
+        old = self.containers[declared.name]
+        try:
+            new = self.start(declared)
+        except (StackError, docker.errors.APIError):
+            self.containers[declared.name] = old
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.containers.get(declared.plain["name"]).remove(force=True)
+            raise
+        grace = old_declared.plain.get("destroyGraceSeconds")
+        if grace:
+            old.stop(timeout=int(grace))
+        old.remove(force=True)
         self.declared = changed
-        return self.start(declared)
+        return new
 
     def _kill(self, name: str) -> None:
         old = self.containers.pop(name)

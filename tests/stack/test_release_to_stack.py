@@ -23,11 +23,13 @@ from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import load_versioned
 from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, deploy, rollback
 from pipelines.registry import CHALLENGER, aliases_of, connect, resolve
-from pipelines.stack import StackTarget
+from pipelines.stack import StackError, StackTarget, runtime_image
 from pipelines.train import train
 from pipelines.validate import validate
 from tests.infra.program import run_program
+from tests.load import ROW, under_load
 from tests.stack.harness import DockerStack
+from tests.stack.harness import StackError as HarnessError
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -49,7 +51,10 @@ class HarnessStack:
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         declared = self.platform.declared
-        self.platform.roll_out(run_program({**declared.config, **changes}, declared.secrets), "serving")
+        try:
+            self.platform.roll_out(run_program({**declared.config, **changes}, declared.secrets), "serving")
+        except HarnessError as exc:  # as PulumiStack reports a failed `pulumi up`
+            raise StackError(f"applying the stack failed: {exc}") from None
         return self.outputs()
 
 
@@ -86,10 +91,12 @@ def release(config: PipelineConfig, target: StackTarget) -> str:
     return deploy(config, build(config, candidate), target).deployment.model_version
 
 
+def url(platform: DockerStack) -> str:
+    return platform.declared.exports["serving_url"]
+
+
 def serving_version(platform: DockerStack) -> str:
-    row = {"age": 41, "income": 52000.0, "loan_amount": 12000.0, "credit_score": 690, "debt_ratio": 0.31,
-           "employment": "salaried", "region": "east", "purpose": "car"}
-    response = httpx.post(f"{platform.declared.exports['serving_url']}/predict", json={"rows": [row]}, timeout=30)
+    response = httpx.post(f"{url(platform)}/predict", json={"rows": [ROW]}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["model_version"]
 
@@ -107,8 +114,10 @@ def test_first_release_builds_an_image_and_serves_it(config, target, platform):
     assert any(json.loads(line)["model_version"] == "1" for line in logged.output.decode().splitlines())
 
 
-def test_second_release_promotes(config, target, platform):
-    assert release(config, target) == "2"
+def test_second_release_promotes_without_dropping_a_request(config, target, platform):
+    with under_load(url(platform), "stack deploy v1 -> v2", "1", "2") as load:
+        assert release(config, target) == "2"
+    assert set(load.versions) == {"1", "2"}
     assert serving_version(platform) == "2"
     assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1"}
 
@@ -118,18 +127,35 @@ def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform)
     # An image that claims to hold v3 but serves v2: the health gate must catch it and put v2 back.
     v2 = build(config, resolve(connect(config), config.model_name, version="2"))
     mislabeled = dataclasses.replace(v2, model=dataclasses.replace(v2.model, version="3"))
-    with pytest.raises(DeployError, match="expected model_version 3"):
+    with under_load(url(platform), "stack deploy failing its smoke check (v2 stays)", "2", "2") as load, \
+            pytest.raises(DeployError, match="expected model_version 3"):
         deploy(config, mislabeled, target)
+    assert set(load.versions) == {"2"}
     assert platform.declared.exports["model_version"] == "2"
     assert serving_version(platform) == "2"
     assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1", "challenger": "3"}
 
 
+def test_a_release_that_never_gets_ready_never_takes_traffic(config, target, platform, monkeypatch):
+    train_and_gate(config)  # v4 is @challenger
+    # Its image never answers /readyz (the runtime image has no model): the replacement never gets healthy,
+    # the front never routes to it, and the update fails with the old container untouched.
+    monkeypatch.setattr("pipelines.stack.build_release_image", lambda _config, _bento, stack: runtime_image(stack))
+    with under_load(url(platform), "stack deploy never ready (v2 stays)", "2", "2") as load, \
+            pytest.raises(DeployError, match="not healthy"):
+        release(config, target)
+    assert set(load.versions) == {"2"}
+    assert platform.declared.exports["model_version"] == "2"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1", "challenger": "4"}
+
+
 def test_rollback_serves_the_previous_image_again(config, target, platform):
-    result = rollback(config, target)
+    with under_load(url(platform), "stack rollback v2 -> v1", "2", "1") as load:
+        result = rollback(config, target)
+    assert set(load.versions) == {"1", "2"}
     assert result.deployment.model_version == "1" and serving_version(platform) == "1"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "1", "previous": "2", "challenger": "3"}
+    assert aliases_of(connect(config), config.model_name) == {"champion": "1", "previous": "2", "challenger": "4"}
     connect(config)
     audits = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT])
     assert set(audits["tags.target"]) == {"stack:test"}
-    assert sorted(audits["tags.outcome"]) == ["failed", "serving", "serving", "serving"]
+    assert sorted(audits["tags.outcome"]) == ["failed", "failed", "serving", "serving", "serving"]
