@@ -136,7 +136,8 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
 
     model = as_gated(config, model)
     onnx = model.runtime == ONNX_RUNTIME
-    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + (f"-onnx-{model.onnx_sha256[:8]}" if onnx else "")
+    # The run's ONNX artifact is immutable, so "-onnx" names it; its digest is checked below all the same.
+    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if onnx else "")
     tag = f"{model_tag}-{service_hash()}"
     # The model passes the pinned trust check before it enters the store, and again whenever it is reused.
     try:

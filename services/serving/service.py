@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import bentoml
+import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
@@ -128,9 +129,7 @@ class Serving:
         except Refusal as refusal:
             raise BentoMLException(refusal.message, error_code=refusal.status) from None
         records = [row.model_dump(by_alias=True) for row in rows]
-        frame = pd.DataFrame.from_records(records, columns=[*NUMERIC, *CATEGORICAL]).astype(
-            {name: "float64" for name in NUMERIC}
-        )
+        frame = _frame(records)
         try:
             labels, probabilities = score(self.model, frame)
         except RowsRefused as refused:
@@ -164,6 +163,14 @@ class Serving:
             log_failures_total.labels(model_version=args.model_version).inc()
             log.error("inference log write failed", extra={"fields": {"request_id": request_id, "error": str(exc)}})
         predictions_total.labels(model_version=args.model_version).inc(len(entries))
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    """The rows as the model's DataFrame: numbers float64 (null is NaN), categories as sent (null is None).
+    Built column by column from arrays: `DataFrame.from_records` costs more than an ONNX model's answer."""
+    columns = {name: np.array([record[name] for record in records], dtype=np.float64) for name in NUMERIC}
+    columns.update({name: np.array([record[name] for record in records], dtype=object) for name in CATEGORICAL})
+    return pd.DataFrame(columns, columns=[*NUMERIC, *CATEGORICAL], copy=False)
 
 
 def _load_model(model_dir: Path) -> Any:

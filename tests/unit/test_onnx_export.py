@@ -69,6 +69,7 @@ def test_the_service_scores_the_onnx_model_with_its_own_code(converted):
     labels, probabilities = score(onnx_model, frame)
     assert labels == model.predict(frame).tolist()
     assert [sorted(p) for p in probabilities] == [sorted(str(c) for c in model.classes_)] * len(frame)
+    assert all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
 
 
 def test_string_labels_and_several_classes_convert():
