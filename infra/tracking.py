@@ -80,6 +80,9 @@ class Tracking(pulumi.ComponentResource):
             "--backend-store-uri", backend_uri,
             "--artifacts-destination", ARTIFACTS_DIR, "--serve-artifacts",
             "--allowed-hosts", ALLOWED_HOSTS,
+            # uvicorn kills a worker that misses its 5 s liveness ping; one still importing MLflow on a busy
+            # host does, and is killed again and again. A minute stays well inside the health check's window.
+            "--uvicorn-opts", "--timeout-worker-healthcheck 60",
         ]
         if config.auth_enabled:
             command += ["--app-name", "basic-auth"]
