@@ -46,23 +46,23 @@ class Registry:
         return self.config.tracking.uri or ""
 
 
+MODEL = "promote-test"  # its own registered model: the session's server holds other tests' models too
+
+
 @pytest.fixture(scope="module")
-def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
-    """Two MLflow servers, each with its own state dir and port; v1 trained in staging."""
-    started: list[PipelineConfig] = []
-    made: dict[str, Registry] = {}
+def registries(local_platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
+    """Staging: an MLflow server of its own (own state dir and port), v1 trained there. Prod: the session's."""
+    staging_path, raw = write_test_config(tmp_path_factory.mktemp("staging"))
+    staging_path.write_text(yaml.safe_dump({**raw, "model_name": MODEL}))
+    prod_path = tmp_path_factory.mktemp("prod") / "pipeline.yaml"
+    prod_path.write_text(yaml.safe_dump({**local_platform.raw, "model_name": MODEL}))
+    staging = Registry(load_config(staging_path), staging_path)
+    platform.start_mlflow(staging.config)
     try:
-        for name in ("staging", "prod"):
-            path, _ = write_test_config(tmp_path_factory.mktemp(name))
-            config = load_config(path)
-            started.append(config)
-            platform.start_mlflow(config)
-            made[name] = Registry(config, path)
-        run("train", config=made["staging"].path)
-        yield made["staging"], made["prod"]
+        run("train", config=staging.path)
+        yield staging, Registry(load_config(prod_path), prod_path)
     finally:
-        for config in started:
-            stop_all(config)
+        stop_all(staging.config)
 
 
 def run(*args: str, config: Path, expect: int = 0) -> str:
