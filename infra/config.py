@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
 
-from services.contract import DEFAULT_IMAGE_TAG, DEFAULT_NAME_PREFIX
+from services.contract import DEFAULT_IMAGE_TAG, DEFAULT_NAME_PREFIX, DRIFT_ALERT_KINDS
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -94,6 +94,10 @@ class StackConfig:
     monitoring_password: pulumi.Output[str] | None
     monitoring_ui_secret: pulumi.Output[str] | None
     smoke_token: pulumi.Output[str] | None
+    # The drift alert (optional): the webhook URL and, for kind github, the token, both secrets.
+    drift_alert_kind: str
+    drift_alert_url: pulumi.Output[str] | None
+    drift_alert_token: pulumi.Output[str] | None
     serving_image: str | None
     model_name: str
     model_version: str
@@ -191,6 +195,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | frozenset({
     "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
+    "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
     "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
@@ -308,6 +313,7 @@ def load_stack_config() -> StackConfig:
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
     serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)
+    alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
     return StackConfig(
         name_prefix=read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX),
         bind_address=ALL_INTERFACES if expose_ports else LOOPBACK,
@@ -331,6 +337,11 @@ def load_stack_config() -> StackConfig:
             read.secret("monitoringPassword", with_auth, MLFLOW_MIN_PASSWORD) if auth_enabled else None),
         monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth) if auth_enabled else None,
         smoke_token=read.optional_secret("smokeToken"),
+        drift_alert_kind=alert_kind,
+        drift_alert_url=read.optional_secret("driftAlertWebhookUrl"),
+        drift_alert_token=(
+            read.secret("driftAlertToken", "when driftAlertKind is github (repository_dispatch needs a token)")
+            if alert_kind == "github" else None),
         serving_image=serving_image or None,
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
         model_version=read.string("modelVersion", "none" if not serving_image else "unknown",

@@ -18,6 +18,7 @@ from services.contract import image_ref
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 APP_USER = "10001:10001"
+SECRETS_DIR = "/home/app/secrets"  # where secret files land in a container (the app user's home)
 STACK_LABEL = "mlops-platform.stack"
 # "required" on a container whose every data endpoint needs a credential; the policy pack lets only
 # such containers publish on a public address.
@@ -88,6 +89,18 @@ def secret_file(path: str, content: pulumi.Output[str], *, owner: str = APP_USER
     """A secret reaches a container only as a file readable by its user, never as env or command line."""
     user, group = owner.split(":")
     return docker.ContainerUploadArgs(file=path, content=content, owner=user, group=group, permissions="0600")
+
+
+def secret_files(
+    secrets: Sequence[tuple[str, pulumi.Output[str] | None, str]],
+) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
+    """For each (env var, secret, file name) whose secret is set: `ENV=<path>` and the upload of that file."""
+    envs, uploads = [], []
+    for env, secret, file in secrets:
+        if secret is not None:
+            envs.append(f"{env}={SECRETS_DIR}/{file}")
+            uploads.append(secret_file(f"{SECRETS_DIR}/{file}", secret))
+    return envs, uploads
 
 
 def service_container(

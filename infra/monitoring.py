@@ -8,24 +8,32 @@ import pulumi
 import pulumi_docker as docker
 from config import StackConfig
 from containers import (
+    SECRETS_DIR,
     child_of,
     healthcheck,
     http_probe,
     mount,
     published,
     secret_file,
+    secret_files,
     service_container,
     service_image,
     volume,
 )
 
-from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT
+from services.contract import (
+    ALERT_KIND_ENV,
+    ALERT_TOKEN_FILE_ENV,
+    ALERT_WEBHOOK_URL_FILE_ENV,
+    INFERENCE_LOG_ENV,
+    INFERENCE_LOG_MOUNT,
+)
 
 UI_PORT = 8000
 STATE_DIR = "/var/lib/monitoring"
 WORKSPACE_DIR = f"{STATE_DIR}/workspace"
 MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
-UI_SECRET_FILE = "/home/app/secrets/evidently-ui"
+UI_SECRET_FILE = f"{SECRETS_DIR}/evidently-ui"
 # Healthy while the job's heartbeat is fresh (two intervals plus a start-up grace); the command loads
 # only the standard library, so probing every 30 s costs nothing.
 HEARTBEAT_PROBE = ["CMD", "python", "-m", "services.monitoring", "--healthcheck"]
@@ -50,6 +58,12 @@ class Monitoring(pulumi.ComponentResource):
         state = volume(f"{name}-state", "monitoring-state", config, child_of(self))
         self.image = service_image(f"{name}-image", "monitoring", config, child_of(self))
 
+        # The drift alert's webhook URL and token reach the job as files, like every secret.
+        alert_envs, alert_uploads = secret_files([
+            (ALERT_WEBHOOK_URL_FILE_ENV, config.drift_alert_url, "alert-webhook-url"),
+            (ALERT_TOKEN_FILE_ENV, config.drift_alert_token, "alert-token")])
+        if alert_envs:
+            alert_envs.append(f"{ALERT_KIND_ENV}={config.drift_alert_kind}")
         self.job = service_container(
             f"{name}-job", config,
             service="monitoring",
@@ -67,6 +81,7 @@ class Monitoring(pulumi.ComponentResource):
                 # Container-local, so a replaced container never inherits a fresh-looking beat.
                 "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
                 f"MONITORING_INTERVAL_MINUTES={config.monitoring_interval_minutes:g}",
+                *alert_envs,
             ],
             # The job only reads what serving logs.
             volumes=[mount(args.inference_log, INFERENCE_LOG_MOUNT, read_only=True), mount(state, STATE_DIR)],
@@ -74,7 +89,7 @@ class Monitoring(pulumi.ComponentResource):
             uploads=(
                 [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]
                 if args.tracking_credentials is not None else []
-            ),
+            ) + alert_uploads,
             opts=child_of(self),
         )
         ui_secret = config.monitoring_ui_secret

@@ -19,7 +19,7 @@ from containers import (
     healthcheck,
     http_probe,
     mount,
-    secret_file,
+    secret_files,
     service_container,
     service_image,
     volume,
@@ -34,7 +34,6 @@ from services.contract import (
 )
 
 SERVING_PORT = 3000
-SECRETS_DIR = "/home/app/secrets"
 # Drain (SERVING_DRAIN_SECONDS in the image) plus the server's own graceful stop, with room to spare.
 STOP_GRACE_SECONDS = 45
 
@@ -71,14 +70,10 @@ class Serving(pulumi.ComponentResource):
             self.image_name = self.runtime_image.image_name
             image_id = self.runtime_image.repo_digest
 
-        envs = [f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}"]
-        uploads = []
         # Credentials arrive as files: /predict and /metrics need the token, the smoke token marks a release's checks.
-        for env, secret, file in ((SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
-                                  (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")):
-            if secret is not None:
-                envs.append(f"{env}={SECRETS_DIR}/{file}")
-                uploads.append(secret_file(f"{SECRETS_DIR}/{file}", secret))
+        secret_envs, uploads = secret_files([(SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
+                                             (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")])
+        envs = [f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}", *secret_envs]
         self.container = service_container(
             f"{name}-server", config,
             service="serving",

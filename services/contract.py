@@ -126,6 +126,12 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# The drift alert's webhook (services/monitoring/alert.py): its shapes, and the env naming its secret files.
+DRIFT_ALERT_KINDS = ("slack", "github")
+ALERT_WEBHOOK_URL_FILE_ENV = "MONITORING_ALERT_WEBHOOK_URL_FILE"
+ALERT_TOKEN_FILE_ENV = "MONITORING_ALERT_TOKEN_FILE"
+ALERT_KIND_ENV = "MONITORING_ALERT_KIND"
+
 # Access control (services/access.py): each service reads its credential from the file these name.
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 from config import StackConfig
-from containers import child_of
-from serving import SECRETS_DIR, SERVING_PORT
+from containers import SECRETS_DIR, child_of
+from serving import SERVING_PORT
 
 from kubernetes.workloads import (
     claim_volume,

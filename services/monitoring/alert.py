@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from services.contract import DRIFT_ALERT_KINDS
 from services.monitoring.observability import log_event
 
 AlertKind = Literal["slack", "github"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("slack", "github")
+ALERT_KINDS: tuple[AlertKind, ...] = DRIFT_ALERT_KINDS
 DISPATCH_EVENT = "drift-detected"  # the repository_dispatch type retrain.yml listens for
 RETRY_STATUSES = {408, 425, 429}  # and every 5xx
 

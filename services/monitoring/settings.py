@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from services.contract import INFERENCE_LOG_ENV, ON_DRIFT_CHOICES, OnDrift
+from services.contract import (
+    ALERT_KIND_ENV,
+    ALERT_TOKEN_FILE_ENV,
+    ALERT_WEBHOOK_URL_FILE_ENV,
+    INFERENCE_LOG_ENV,
+    ON_DRIFT_CHOICES,
+    OnDrift,
+)
 from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 
 # The stack's health check reads this file's age; see README.md.
@@ -118,13 +125,13 @@ class MonitorSettings:
 def _alert_from_env(env: Mapping[str, str]) -> AlertSettings | None:
     """The webhook comes as files (secrets never sit in a container's env): MONITORING_ALERT_WEBHOOK_URL_FILE
     and, for kind github, MONITORING_ALERT_TOKEN_FILE."""
-    url_file = env.get("MONITORING_ALERT_WEBHOOK_URL_FILE", "").strip()
+    url_file = env.get(ALERT_WEBHOOK_URL_FILE_ENV, "").strip()
     if not url_file:
         return None
-    token_file = env.get("MONITORING_ALERT_TOKEN_FILE", "").strip()
+    token_file = env.get(ALERT_TOKEN_FILE_ENV, "").strip()
     try:
         return load_alert(
-            Path(url_file), kind=env.get("MONITORING_ALERT_KIND", "slack").strip(),
+            Path(url_file), kind=env.get(ALERT_KIND_ENV, "slack").strip(),
             token_file=Path(token_file) if token_file else None,
             timeout_s=_number(env, "MONITORING_ALERT_TIMEOUT_SECONDS", float, 10.0),
             attempts=_number(env, "MONITORING_ALERT_ATTEMPTS", int, 4),

@@ -22,7 +22,8 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "monito
                    "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
-SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey"}
+SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
+               "driftAlertWebhookUrl", "driftAlertToken"}
 
 
 @pytest.fixture(scope="module")
@@ -322,12 +323,27 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"namePrefix": "My Stack"}, {}, "mlops-platform:namePrefix"),
         ({"mlflowPrt": "5001"}, {}, "unknown stack config key(s) mlops-platform:mlflowPrt"),
         ({"servingMemoryMb": "8"}, {}, "mlops-platform:servingMemoryMb: must be between 64"),
+        ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
+        ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
+         "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),
     ],
 )
 def test_bad_config_fails_naming_the_key(config, secrets, message):
     with pytest.raises(pulumi.RunError) as raised:
         run_program(config, secrets)
     assert message in str(raised.value)
+
+
+def test_the_drift_alert_webhook_reaches_the_job_as_files_only():
+    url, token = "https://api.github.com/repos/acme/models/dispatches", "ghp-tok-2c4e"
+    stack = run_program({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": url, "driftAlertToken": token})
+    job = stack.container("monitoring")
+    files = {u["file"]: u["content"] for u in job.plain["uploads"]}
+    env = env_of(job)
+    assert files[env["MONITORING_ALERT_WEBHOOK_URL_FILE"]] == url and files[env["MONITORING_ALERT_TOKEN_FILE"]] == token
+    assert env["MONITORING_ALERT_KIND"] == "github"
+    assert url not in repr(job.plain["envs"]) + repr(stack.exports) and token not in repr(job.plain["envs"])
+    assert "MONITORING_ALERT_WEBHOOK_URL_FILE" not in env_of(run_program().container("monitoring"))
 
 
 def test_a_password_mlflow_would_refuse_fails_naming_the_key():
