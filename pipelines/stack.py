@@ -9,6 +9,7 @@ pass a harness that applies the same program's declarations to a real Docker dae
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tarfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipelines.bento import BuiltBento, use_store
+from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
 from pipelines.errors import CannotRun
@@ -95,18 +97,27 @@ class StackTarget:
         try:
             stack_config = self.stack.config()
             image = build_release_image(self.config, bento, stack_config)
-        except StackError as exc:
+            kubernetes = stack_config.get("target") == "kubernetes"
+            if kubernetes:  # the cluster pulls the image from its registry
+                image = push_release_image(image, stack_config.get("imageRegistry", ""))
+        except (StackError, ReleaseError) as exc:
             raise DeployError(str(exc)) from None
         # What serves now; the stack's defaults mean the runtime image's "no model deployed" state.
         before = {"servingImage": stack_config.get("servingImage", ""),
                   "modelVersion": stack_config.get("modelVersion", "none")}
         try:
-            url = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})["serving_url"]
-            wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
-                       f"{image} at {url}")
-            check_serving(url, bento, smoke, f"container logs: docker logs of the stack's serving container ({image})",
-                          release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken")))
-        except (DeployError, PlatformError, StackError) as failure:
+            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})
+            # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
+            reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
+                     else contextlib.nullcontext(outputs["serving_url"]))
+            with reach as url:
+                wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
+                           f"{image} at {url}")
+                check_serving(url, bento, smoke, f"the stack's serving logs ({image})",
+                              release_check_headers(self.stack.secret("smokeToken"),
+                                                    self.stack.secret("servingToken")))
+            url = outputs["serving_url"]
+        except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             try:
                 self.stack.apply(before)
             except StackError as exc:

@@ -1,10 +1,10 @@
-"""What a release to the kubernetes target needs beyond `pulumi up` (for pipelines/stack.py's StackTarget).
+"""What a release to a kubernetes-target stack needs beyond `pulumi up` (used by `pipelines.stack.StackTarget`).
 
 The rollout wait itself is `pulumi up`: pulumi-kubernetes waits until the serving Deployment's new pods
 are ready (readiness = /readyz with the model loaded) and fails the update otherwise. What remains:
 the release image must be in the cluster's registry before the apply, and the smoke requests need a
-way to the in-cluster Service from the machine that runs the release. Standard library only, so the
-release code can import it without the Pulumi program's dependencies.
+way to the in-cluster Service from the machine that runs the release. Neither can run without a cluster
+and a registry, so neither runs in this repo's tests (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+from pipelines.errors import CannotRun
 
-class ReleaseError(RuntimeError):
+
+class ReleaseError(CannotRun):
     """A docker or kubectl step failed; the message says which and why."""
 
 
