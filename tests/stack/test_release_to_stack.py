@@ -137,9 +137,8 @@ def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform)
 
 
 def test_a_release_that_never_gets_ready_never_takes_traffic(config, target, platform, monkeypatch):
-    train_and_gate(config)  # v4 is @challenger
-    # Its image never answers /readyz (the runtime image has no model): the replacement never gets healthy,
-    # the front never routes to it, and the update fails with the old container untouched.
+    # v4 is trained and gated, but its image never answers /readyz (the runtime image has no model): the
+    # replacement never gets healthy, the front never routes to it, the update fails, the old container stays.
     monkeypatch.setattr("pipelines.stack.build_release_image", lambda _config, _bento, stack: runtime_image(stack))
     with under_load(url(platform), "stack deploy never ready (v2 stays)", "2", "2") as load, \
             pytest.raises(DeployError, match="not healthy"):
