@@ -38,8 +38,7 @@ from pipelines.local import LocalTarget, stop_serving
 from pipelines.registry import connect, resolve
 from pipelines.train import train
 from pipelines.validate import validate
-from services.contract import INFERENCE_LOG_ENV
-from services.serving.onnx_model import ONNX_RUNTIME
+from services.contract import INFERENCE_LOG_ENV, ONNX_RUNTIME
 
 RESULTS = Path(__file__).parent / "results"
 PAYLOAD_ROWS = [1, 100]

@@ -30,8 +30,9 @@ from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.onnx_export import ONNX_ARTIFACT
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
+from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
-from services.serving.onnx_model import ONNX_FILE, ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, OnnxModel
+from services.serving.onnx_model import ONNX_FILE, OnnxModel
 
 SERVICE = "services.serving.service:Serving"
 # Everything the service imports from this repo; the bento carries exactly these files.

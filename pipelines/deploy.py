@@ -43,6 +43,7 @@ from pipelines.registry import (
     require_alias,
     resolve,
 )
+from pipelines.serving_state import Deployment
 from services.contract import REQUEST_ID_HEADER, SMOKE_TOKEN_HEADER
 from services.monitoring.retrain import close_retrain_request
 
@@ -54,16 +55,6 @@ class DeployError(Refused):
     """The new server did not become healthy; nothing moved."""
 
     step = "deploy"
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """What serves where after a rollout."""
-
-    bento_tag: str
-    model_version: str
-    url: str
-    started_at: str
 
 
 @dataclass(frozen=True)

@@ -9,59 +9,35 @@ is recorded beside the pid files, so `make status` and a later release know it.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import PipelineConfig
-from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
+from pipelines.deploy import DeployError, check_serving, release_check_headers
 from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV, Route, read_route, write_route
 from pipelines.platform import PlatformError, Process, free_port, serve_once, url_ok, wait_until
+from pipelines.serving_state import (
+    SLOTS,
+    Deployment,
+    LiveRelease,
+    front_process,
+    live_release,
+    release_file,
+    route_file,
+    save_live_release,
+    slot_process,
+)
 from services.contract import INFERENCE_LOG_ENV, SMOKE_TOKEN_FILE_ENV
-
-SLOTS = ("blue", "green")
-
-
-@dataclass(frozen=True)
-class LiveRelease:
-    """The release the front routes to, and the slot whose process serves it."""
-
-    slot: str
-    deployment: Deployment
-
-
-def front_process(config: PipelineConfig) -> Process:
-    return Process("front", config.platform.state_dir)
-
-
-def slot_process(config: PipelineConfig, slot: str) -> Process:
-    return Process(f"serving-{slot}", config.platform.state_dir)
-
-
-def live_release(config: PipelineConfig) -> LiveRelease | None:
-    """What serves now, if its server process is alive."""
-    try:
-        state = json.loads(_release_file(config).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    live = LiveRelease(state["slot"], Deployment(**state["deployment"]))
-    return live if slot_process(config, live.slot).pid() is not None else None
-
-
-def current_deployment(config: PipelineConfig) -> Deployment | None:
-    live = live_release(config)
-    return live.deployment if live else None
 
 
 def stop_serving(config: PipelineConfig) -> bool:
     """Stop the front and both slots; True if something was running."""
-    _release_file(config).unlink(missing_ok=True)
-    write_route(_route_file(config), None)
+    release_file(config).unlink(missing_ok=True)
+    write_route(route_file(config), None)
     stopped = [slot_process(config, slot).stop() for slot in SLOTS] + [front_process(config).stop()]
     return any(stopped)
 
@@ -88,19 +64,19 @@ class LocalTarget:
         except (DeployError, PlatformError):
             process.stop()
             raise
-        route_file = _route_file(config)
-        before = read_route(route_file)
-        write_route(route_file, Route(backend, bento.model_version, bento.tag))
+        routes = route_file(config)
+        before = read_route(routes)
+        write_route(routes, Route(backend, bento.model_version, bento.tag))
         try:
             check_serving(front_url, bento, smoke, f"front log: {front_process(config).log_file}", headers)
         except (DeployError, PlatformError):
-            write_route(route_file, before)
+            write_route(routes, before)
             process.stop()
             raise
         if live is not None:
             slot_process(config, live.slot).stop()  # SIGTERM: it finishes the requests it is answering
         deployment = Deployment(bento.tag, bento.model_version, front_url, datetime.now(UTC).isoformat())
-        _release_file(config).write_text(json.dumps({"slot": slot, "deployment": asdict(deployment)}, indent=2))
+        save_live_release(config, LiveRelease(slot, deployment))
         return deployment
 
 
@@ -115,7 +91,7 @@ def start_front(config: PipelineConfig) -> str:
         probe=f"{platform.serving_url}{HEALTH_PATH}", timeout_s=platform.startup_timeout_s,
         what=f"serving front on {platform.serving_url}",
         # Its own body limit is one byte above the server's, so the server's own 413 (with its message) wins.
-        env={ROUTE_FILE_ENV: str(_route_file(config)), MAX_BODY_ENV: str(config.serving.max_body_bytes + 1)},
+        env={ROUTE_FILE_ENV: str(route_file(config)), MAX_BODY_ENV: str(config.serving.max_body_bytes + 1)},
     )
     return platform.serving_url
 
@@ -147,11 +123,3 @@ def _smoke_token_file(config: PipelineConfig) -> Path:
 
 def _check_headers(config: PipelineConfig) -> dict[str, str]:
     return release_check_headers(_smoke_token_file(config).read_text(), serving_token=None)
-
-
-def _release_file(config: PipelineConfig) -> Path:
-    return config.platform.state_dir / "run" / "serving.json"
-
-
-def _route_file(config: PipelineConfig) -> Path:
-    return config.platform.state_dir / "run" / "front-route.json"

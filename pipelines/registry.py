@@ -33,8 +33,14 @@ from pipelines.config import (
 )
 from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
-from services.contract import CHAMPION_ALIAS, CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
-from services.serving.onnx_model import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from services.contract import (
+    CHAMPION_ALIAS,
+    CONFIG_ARTIFACT,
+    DATA_VERSION_TAG,
+    HOLDOUT_ARTIFACT,
+    SERVING_RUNTIME_TAG,
+    SKLEARN_RUNTIME,
+)
 
 CHALLENGER, CHAMPION, PREVIOUS = "challenger", CHAMPION_ALIAS, "previous"
 # Model version tags: what it was made from (set by training), and the gate's verdict (deploy needs "passed").

@@ -22,9 +22,10 @@ from typing import Protocol
 from pipelines.bento import BuiltBento, use_store
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.deploy import DeployError, Deployment, check_serving, release_check_headers
+from pipelines.deploy import DeployError, check_serving, release_check_headers
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
+from pipelines.serving_state import Deployment
 from services.contract import (
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,

@@ -13,8 +13,8 @@ import httpx
 
 from pipelines import platform
 from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig, split_credentials
-from pipelines.local import front_process, live_release, slot_process
-from services.serving.onnx_model import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from pipelines.serving_state import front_process, live_release, slot_process
+from services.contract import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 
 
 def local_status(config: PipelineConfig) -> dict[str, str]:

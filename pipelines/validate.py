@@ -32,7 +32,8 @@ from pipelines.registry import (
     resolve_alias_if_set,
 )
 from pipelines.train import evaluate, split
-from services.serving.onnx_model import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, OnnxModel
+from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from services.serving.onnx_model import OnnxModel
 
 LOWER_IS_BETTER = {"log_loss"}
 Classifier = Pipeline | OnnxModel  # what the gate scores: the version as it would serve

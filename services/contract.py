@@ -132,6 +132,11 @@ ALERT_WEBHOOK_URL_FILE_ENV = "MONITORING_ALERT_WEBHOOK_URL_FILE"
 ALERT_TOKEN_FILE_ENV = "MONITORING_ALERT_TOKEN_FILE"
 ALERT_KIND_ENV = "MONITORING_ALERT_KIND"
 
+# Which runtime serves a model version (services/serving/onnx_model.py): a version tag the gate sets and
+# the bento, `make status` and the audit read.
+ONNX_RUNTIME, SKLEARN_RUNTIME = "onnxruntime", "scikit-learn"
+SERVING_RUNTIME_TAG = "serving_runtime"
+
 # Access control (services/access.py): each service reads its credential from the file these name.
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry

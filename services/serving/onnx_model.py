@@ -18,9 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Which runtime serves a version: a bento argument and label, a model version tag (set by the gate).
-ONNX_RUNTIME, SKLEARN_RUNTIME = "onnxruntime", "scikit-learn"
-SERVING_RUNTIME_TAG = "serving_runtime"
 MISSING_CATEGORY = "missing"  # what the pipeline's categorical imputers fill in (pipelines/train.py)
 ONNX_FILE = "model.onnx"  # the converted pipeline, inside the MLflow model directory of the bento
 # ONNX metadata keys (JSON): the class labels in probability column order; the column behind each input.

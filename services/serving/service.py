@@ -36,9 +36,11 @@ from services.access import RequireCredential, read_credential
 from services.contract import (
     DRAIN_FILE_ENV,
     INFERENCE_LOG_ENV,
+    ONNX_RUNTIME,
     REQUEST_ID_HEADER,
     SERVING_OPEN_PATHS,
     SERVING_TOKEN_FILE_ENV,
+    SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
     SMOKE_TOKEN_HEADER,
     InferenceRecord,
@@ -47,7 +49,7 @@ from services.contract import (
 from services.serving.guard import Refusal, RequestGuard, SmokeToken, check_request_id
 from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
-from services.serving.onnx_model import ONNX_FILE, ONNX_RUNTIME, SKLEARN_RUNTIME, OnnxModel
+from services.serving.onnx_model import ONNX_FILE, OnnxModel
 from services.serving.request_schema import DEFAULT_MAX_ABS, row_model
 from services.serving.scoring import RowsRefused, score
 

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from pipelines import local
 from pipelines.cli import app
 from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
-from pipelines.local import live_release, slot_process
 from pipelines.registry import aliases_of, connect
+from pipelines.serving_state import live_release, slot_process
 from tests.load import under_load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
