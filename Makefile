@@ -7,6 +7,7 @@ RUN = $(UV) run --frozen
 PIPELINES = $(RUN) pipelines
 VERSION ?=
 ARGS ?=# extra CLI flags for validate/deploy, e.g. ARGS=--allow-incomparable
+CANARY ?=# deploy TARGET=stack CANARY=10: the candidate serves 10% of requests, judged before it takes over
 TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (release image on the Pulumi stack)
 STACK ?= dev
 BASE_IMAGE ?= mlops-platform-base:bookworm
@@ -41,8 +42,8 @@ validate: ## gate @challenger against thresholds and @champion (ARGS=--allow-inc
 build: ## build the bento for @challenger from the registry
 	$(PIPELINES) build
 
-deploy: ## gate, build and serve @challenger (TARGET=local|stack), then promote it to @champion
-	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK) $(ARGS)
+deploy: ## gate, build and serve @challenger (TARGET=local|stack; CANARY=<percent> on the stack), then promote it
+	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK) $(if $(CANARY),--canary $(CANARY)) $(ARGS)
 
 rollback: ## serve @previous again (TARGET=local|stack) and swap the aliases back
 	$(PIPELINES) rollback --target $(TARGET) --stack $(STACK)

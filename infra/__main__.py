@@ -44,6 +44,7 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "monitoring_ui_url": monitoring.ui_url,
         "serving_image": serving.image_name,
         "model_version": serving.model_version,
+        "canary_version": serving.canary_version,
     }
 
 

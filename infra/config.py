@@ -99,6 +99,10 @@ class StackConfig:
     drift_alert_url: pulumi.Output[str] | None
     drift_alert_token: pulumi.Output[str] | None
     serving_image: str | None
+    # A canary release beside the champion (set by `pipelines deploy --canary`): its image, version and share.
+    canary_image: str | None
+    canary_version: str
+    canary_percent: int
     model_name: str
     model_version: str
     monitoring_interval_minutes: float
@@ -196,7 +200,8 @@ KNOWN_KEYS = KUBERNETES_KEYS | frozenset({
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
-    "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes",
+    "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes", "canaryImage", "canaryVersion",
+    "canaryPercent",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
 })
@@ -314,6 +319,9 @@ def load_stack_config() -> StackConfig:
     with_auth = "when authEnabled is true"
     serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
+    canary_image = read.string("canaryImage", "", _IMAGE_REF_OR_EMPTY)
+    if canary_image and not serving_image:
+        raise read.fail("canaryImage", "a canary needs a champion beside it: set servingImage too")
     return StackConfig(
         name_prefix=read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX),
         bind_address=ALL_INTERFACES if expose_ports else LOOPBACK,
@@ -343,6 +351,9 @@ def load_stack_config() -> StackConfig:
             read.secret("driftAlertToken", "when driftAlertKind is github (repository_dispatch needs a token)")
             if alert_kind == "github" else None),
         serving_image=serving_image or None,
+        canary_image=canary_image or None,
+        canary_version=read.string("canaryVersion", "none", re.compile(r"^[A-Za-z0-9_.-]+$")),
+        canary_percent=read.number("canaryPercent", 10, int, 1, 50),
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
         model_version=read.string("modelVersion", "none" if not serving_image else "unknown",
                                   re.compile(r"^[A-Za-z0-9_.-]+$")),
@@ -364,6 +375,8 @@ def load_stack_config() -> StackConfig:
 
 def _kubernetes_target(read: _Reader) -> KubernetesConfig:
     """The kubernetes-only keys, and the shared keys' stricter rules there (pods must name pinned images)."""
+    if read.string("canaryImage", ""):
+        raise read.fail("canaryImage", "canary releases run on the docker target only (its front weighs the canary)")
     for key, reference in (("imageTag", f"image:{read.string('imageTag', DEFAULT_IMAGE_TAG)}"),
                            ("servingImage", read.string("servingImage", ""))):
         if reference and (problem := mutable_image_problem(reference)):

@@ -60,6 +60,10 @@ StackOption = Annotated[str, typer.Option(help="Pulumi stack to release to (with
 AllowIncomparable = Annotated[bool, typer.Option(
     "--allow-incomparable",
     help="let the gate pass when the champion comparison cannot be made (recorded on the version and audited)")]
+CanaryOption = Annotated[int | None, typer.Option(
+    "--canary", min=1, max=50, metavar="PERCENT",
+    help="stack only: serve the candidate to PERCENT of requests beside the champion first; promote it only if "
+         "the canary analysis passes (pipeline config `canary`)")]
 
 
 def command(name: str) -> Callable:
@@ -152,11 +156,12 @@ def build_command(
 @command("deploy")
 def deploy_command(
     config_path: ConfigOption = None, target: TargetOption = TargetKind.local, stack: StackOption = "dev",
-    allow_incomparable: AllowIncomparable = False,
+    allow_incomparable: AllowIncomparable = False, canary: CanaryOption = None,
 ) -> None:
     """Gate, build and serve @challenger (health-gated); then promote it to @champion."""
     config = steps.connected_config(config_path)
-    steps.release_candidate(config, _serving_target(config, target, stack), allow_incomparable=allow_incomparable)
+    steps.release_candidate(config, _serving_target(config, target, stack), allow_incomparable=allow_incomparable,
+                            canary_percent=canary)
 
 
 @command("rollback")

@@ -214,6 +214,17 @@ class MonitoringConfig(_Section):
     alert: AlertConfig | None = Field(None, description="a webhook told once per drift episode (a retrain request)")
 
 
+class CanaryConfig(_Section):
+    """A canary release on the stack (`make deploy TARGET=stack CANARY=<percent>`, pipelines/canary.py)."""
+
+    min_requests: int = Field(200, ge=1, description="requests the candidate must answer before it is judged")
+    max_duration_s: float = Field(600.0, gt=0, description="judge after this long at the latest")
+    max_error_rate_increase: float = Field(0.01, ge=0, le=1, description="candidate 5xx share minus the champion's")
+    max_p99_ratio: float = Field(2.0, gt=0, description="candidate p99 latency over the champion's")
+    max_prediction_distance: float = Field(
+        0.3, gt=0, le=1, description="largest Kolmogorov-Smirnov statistic between their class probabilities")
+
+
 class PipelineConfig(_Section):
     model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="registered model name; also the bento name")
     data: DataConfig
@@ -223,6 +234,7 @@ class PipelineConfig(_Section):
     platform: PlatformConfig = PlatformConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    canary: CanaryConfig = CanaryConfig()
 
     @model_validator(mode="after")
     def _track_the_local_platform_by_default(self) -> PipelineConfig:

@@ -17,13 +17,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipelines.bento import BuiltBento, build
+from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
 from pipelines.data import to_records
 from pipelines.errors import Refused
@@ -64,6 +65,11 @@ class DeployResult:
     audit_run_id: str
     audit_url: str
     retrain_request: str = ""  # what the release did to monitoring's retrain request, in a few words
+    canary: Verdict | None = None  # the canary analysis, when the release went through one
+
+
+class CanaryAborted(DeployError):
+    """The canary analysis said no: the candidate was removed, the champion keeps all traffic."""
 
 
 class ServingTarget(Protocol):
@@ -78,8 +84,28 @@ class ServingTarget(Protocol):
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment: ...
 
 
-def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget) -> DeployResult:
-    """Serve a validated `@challenger` bento, then promote it: champion -> previous, challenger -> champion."""
+@runtime_checkable
+class CanaryTarget(ServingTarget, Protocol):
+    """A target that can serve a candidate beside the champion and judge it (`pipelines.canary`).
+
+    `roll_out_canary` returns the deployment after promoting it, or None (candidate removed, champion
+    serving as before), with the analysis either way.
+    """
+
+    def roll_out_canary(self, bento: BuiltBento, smoke: list[dict], percent: int) -> tuple[Deployment | None, Verdict]:
+        ...
+
+
+def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget,
+           canary_percent: int | None = None) -> DeployResult:
+    """Serve a validated `@challenger` bento, then promote it: champion -> previous, challenger -> champion.
+
+    With `canary_percent`, the bento first serves that share of requests beside the champion and is
+    promoted only if the canary analysis says so (the target must be a `CanaryTarget`).
+    """
+    if canary_percent is not None and not isinstance(target, CanaryTarget):
+        raise DeployError(f"a canary release needs the stack target (TARGET=stack); {target.name} has no front "
+                          "that splits traffic")
     client = connect(config)
     with release_lock(config):
         # Read again under the lock: the alias or the gate's verdict may have changed since the bento was built.
@@ -92,7 +118,7 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget) -> 
         override = challenger.tags.get(VALIDATION_OVERRIDE_TAG)
         waiver = {"gate_override": override} if override else {}
         move = plan_promotion(client, config.model_name, bento.model_version)
-        result = _release(config, bento, target, "deploy", move, waiver)
+        result = _release(config, bento, target, "deploy", move, waiver, canary_percent)
     # Monitoring's retrain request is closed only by a model trained after it on new data; else it stays open.
     closure = close_retrain_request(client, config.model_name, released_version=bento.model_version,
                                     closed_by_run_id=result.audit_run_id)
@@ -154,26 +180,39 @@ def release_check_headers(smoke_token: str | None, serving_token: str | None) ->
 
 def _release(
     config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str, move: AliasMove,
-    extra_audit: dict[str, str] | None = None,
+    extra_audit: dict[str, str] | None = None, canary_percent: int | None = None,
 ) -> DeployResult:
     """Roll out, then move the aliases; the audit run opens before the rollout and says how it ended."""
     model = bento.model
     smoke = to_records(model.holdout[model.data.features].head(SMOKE_ROWS))
+    canary = {"canary_percent": str(canary_percent)} if canary_percent is not None else {}
     audit = _Audit.open(config, {
         "action": action, "target": target.name, "bento_tag": bento.tag, **model.labels, **(extra_audit or {}),
-        "planned_champion": move.champion, "planned_previous": move.previous or ""})
+        **canary, "planned_champion": move.champion, "planned_previous": move.previous or ""})
+    verdict = None
     try:
-        deployment = target.roll_out(bento, smoke)
+        if canary_percent is None:
+            deployment: Deployment | None = target.roll_out(bento, smoke)
+        else:
+            assert isinstance(target, CanaryTarget)  # deploy() checked
+            deployment, verdict = target.roll_out_canary(bento, smoke, canary_percent)
     except (DeployError, PlatformError) as exc:
         audit.close("failed", reason=str(exc).splitlines()[0][:500])
         raise DeployError(str(exc)) from None
+    analysis = verdict.figures.as_tags() if verdict is not None else {}
+    if deployment is None:
+        assert verdict is not None
+        reasons = "; ".join(verdict.failures)
+        audit.close("canary aborted", reason=reasons[:500], **analysis)
+        raise CanaryAborted(f"canary aborted, v{move.previous or 'none'} keeps serving: {reasons}")
     try:
         move_aliases(connect(config), config.model_name, move)
     except AliasMoveFailed as exc:
-        audit.close("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command)
+        audit.close("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command, **analysis)
         raise exc from None
-    audit.close("serving", url=deployment.url, champion=move.champion, previous=move.previous or "")
-    return DeployResult(deployment=deployment, aliases=move, audit_run_id=audit.run_id, audit_url=audit.url)
+    audit.close("serving", url=deployment.url, champion=move.champion, previous=move.previous or "", **analysis)
+    return DeployResult(deployment=deployment, aliases=move, audit_run_id=audit.run_id, audit_url=audit.url,
+                        canary=verdict)
 
 
 @dataclass(frozen=True)

@@ -118,9 +118,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S, headers: Mapping[str, str] | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=timeout_s).status_code == 200
+        return httpx.get(url, timeout=timeout_s, headers=headers).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -17,9 +17,10 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from pipelines.bento import BuiltBento, use_store
+from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Verdict, watch
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.deploy import DeployError, check_serving, release_check_headers
@@ -27,6 +28,8 @@ from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
 from pipelines.serving_state import Deployment
 from services.contract import (
+    CANARY_ROUTE_HEADER,
+    CANARY_ROUTE_VALUE,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
     SERVING_RELEASE_REPOSITORY,
@@ -95,6 +98,10 @@ class StackTarget:
         self.name = name
 
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
+        return self._serve(bento, smoke)
+
+    def _serve(self, bento: BuiltBento, smoke: list[dict], also: Mapping[str, str] | None = None) -> Deployment:
+        """Make the bento the champion's container (with `also` applied in the same update); check it."""
         try:
             stack_config = self.stack.config()
             image = build_release_image(self.config, bento, stack_config)
@@ -105,26 +112,68 @@ class StackTarget:
             raise DeployError(str(exc)) from None
         # What serves now; the stack's defaults mean the runtime image's "no model deployed" state.
         before = {"servingImage": stack_config.get("servingImage", ""),
-                  "modelVersion": stack_config.get("modelVersion", "none")}
+                  "modelVersion": stack_config.get("modelVersion", "none"), **(also or {})}
         try:
-            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version})
+            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version, **(also or {})})
             # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
                      else contextlib.nullcontext(outputs["serving_url"]))
             with reach as url:
                 wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
                            f"{image} at {url}")
-                check_serving(url, bento, smoke, f"the stack's serving logs ({image})",
-                              release_check_headers(self.stack.secret("smokeToken"),
-                                                    self.stack.secret("servingToken")))
+                check_serving(url, bento, smoke, f"the stack's serving logs ({image})", self._check_headers())
             url = outputs["serving_url"]
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
-            try:
-                self.stack.apply(before)
-            except StackError as exc:
-                raise DeployError(f"{failure}\nand re-applying what served before failed too: {exc}") from None
-            raise DeployError(str(failure)) from None
+            self._restore(before, failure)
         return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+
+    def roll_out_canary(self, bento: BuiltBento, smoke: list[dict], percent: int) -> tuple[Deployment | None, Verdict]:
+        """Serve the bento as a canary beside the champion, judge it on live traffic, then promote it (the
+        champion drains) or remove it. Any failure removes the canary; the champion serves throughout."""
+        try:
+            stack_config = self.stack.config()
+            if stack_config.get("target") == "kubernetes":
+                raise StackError("canary releases run on the docker target only (its front weighs the canary)")
+            image = build_release_image(self.config, bento, stack_config)
+        except StackError as exc:
+            raise DeployError(str(exc)) from None
+        champion = stack_config.get("modelVersion", "none")
+        without_canary = {"canaryImage": "", "canaryVersion": "none"}
+        since = datetime.now(UTC)
+        try:
+            url = self.stack.apply({"canaryImage": image, "canaryVersion": bento.model_version,
+                                    "canaryPercent": str(percent)})["serving_url"]
+            to_canary = {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}
+            wait_until(lambda: url_ok(f"{url}/readyz", headers=to_canary), None,
+                       self.config.platform.startup_timeout_s, f"canary {image} behind {url}")
+            check_serving(url, bento, smoke, f"the canary container's logs ({image})",
+                          {**self._check_headers(), **to_canary})
+            window = DockerWindow(_prefix(stack_config), {CHAMPION: champion, CANDIDATE: bento.model_version}, since)
+            verdict = watch(window, self.config.canary)
+        except (DeployError, PlatformError, StackError, CanaryError) as failure:
+            self._restore(without_canary, failure)
+        if not verdict.promote:
+            self._apply_or_explain(without_canary)
+            return None, verdict
+        # Promotion is one more release: the candidate's image becomes the champion's container (started
+        # beside the old one, which drains), and the canary container goes.
+        return self._serve(bento, smoke, also=without_canary), verdict
+
+    def _check_headers(self) -> dict[str, str]:
+        return release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken"))
+
+    def _restore(self, before: Mapping[str, str], failure: Exception) -> NoReturn:
+        try:
+            self.stack.apply(before)
+        except StackError as exc:
+            raise DeployError(f"{failure}\nand re-applying what served before failed too: {exc}") from None
+        raise DeployError(str(failure)) from None
+
+    def _apply_or_explain(self, changes: Mapping[str, str]) -> None:
+        try:
+            self.stack.apply(changes)
+        except StackError as exc:
+            raise DeployError(f"removing the canary failed: {exc}") from None
 
 
 def _prefix(stack_config: Mapping[str, str]) -> str:

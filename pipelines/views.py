@@ -9,6 +9,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:  # result types only; importing them at run time would load MLflow for `--help`
     from pipelines.bento import BuiltBento
+    from pipelines.canary import Verdict
     from pipelines.config import PipelineConfig
     from pipelines.deploy import DeployResult
     from pipelines.traffic import TrafficResult
@@ -56,7 +57,16 @@ def release(config: PipelineConfig, result: DeployResult, title: str) -> Table:
         "bento": result.deployment.bento_tag, "champion": f"v{result.aliases.champion}",
         "previous": f"v{result.aliases.previous}" if result.aliases.previous else "-",
         "retrain request": result.retrain_request or "-",
+        **({"canary analysis": canary_summary(result.canary)} if result.canary else {}),
         "audit run": result.audit_url})
+
+
+def canary_summary(verdict: Verdict) -> str:
+    found = verdict.figures
+    return (f"{found.requests['candidate']} vs {found.requests['champion']} requests in {found.seconds:.0f} s; "
+            f"5xx {found.error_rates['candidate']:.2%} vs {found.error_rates['champion']:.2%}; "
+            f"p99 {found.p99_ms['candidate']:.0f} vs {found.p99_ms['champion']:.0f} ms; "
+            f"prediction distance {found.prediction_distance:.2f}")
 
 
 def reproduction(config: PipelineConfig, result: Reproduction) -> Table:

@@ -144,3 +144,13 @@ SERVING_OPEN_PATHS = ("/livez", "/readyz")
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so
 # the front stops sending it requests, and the server keeps answering for a while before it exits.
 DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"
+# A canary serving container's weight in the front, in percent of a release container's weight
+# (services/serving/weight_agent.py answers it to HAProxy's agent check).
+CANARY_WEIGHT_ENV = "SERVING_CANARY_WEIGHT_PERCENT"
+# The request header that sends a request to the canary alone (a release's checks of the candidate).
+CANARY_ROUTE_HEADER, CANARY_ROUTE_VALUE = "x-mlops-route", "canary"
+
+
+def canary_weight_percent(share_percent: int) -> int:
+    """The canary's weight, in percent of the one release container's, that gives it `share_percent` of requests."""
+    return round(100 * share_percent / (100 - share_percent))

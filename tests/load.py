@@ -9,10 +9,11 @@ so a CI log says how many requests each scenario sent, how many failed and which
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -27,6 +28,7 @@ _REPORTS: list[str] = []
 class SteadyLoad:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    rows: Sequence[dict] = (ROW,)  # sent one per request, in turn
     workers: int = 4
     sent: int = 0
     failures: list[str] = field(default_factory=list)
@@ -53,14 +55,15 @@ class SteadyLoad:
         self.seconds = time.monotonic() - self.started
 
     def _worker(self) -> None:
+        rows = itertools.cycle(self.rows)
         with httpx.Client(timeout=60, headers=dict(self.headers)) as client:
             while not self._stop.is_set():
-                self._record(*self._one(client))
+                self._record(*self._one(client, next(rows)))
 
-    def _one(self, client: httpx.Client) -> tuple[str | None, str | None]:
+    def _one(self, client: httpx.Client, row: dict) -> tuple[str | None, str | None]:
         """(model version, None) for a good answer, (None, what went wrong) otherwise."""
         try:
-            response = client.post(f"{self.url}/predict", json={"rows": [ROW]})
+            response = client.post(f"{self.url}/predict", json={"rows": [row]})
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
         if response.status_code != 200:
@@ -103,10 +106,10 @@ class SteadyLoad:
 
 
 @contextlib.contextmanager
-def under_load(url: str, scenario: str, old: str, new: str) -> Iterator[SteadyLoad]:
+def under_load(url: str, scenario: str, old: str, new: str, rows: Sequence[dict] = (ROW,)) -> Iterator[SteadyLoad]:
     """Steady clients on `url` for the whole block (started before it, running on after it); then the
     figures go to the summary and not one request may have failed."""
-    with SteadyLoad(url) as load:
+    with SteadyLoad(url, rows=rows) as load:
         load.wait_for_answers()
         yield load
         load.wait_for_answers(load.sent + 20)

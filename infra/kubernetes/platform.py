@@ -36,5 +36,6 @@ def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "monitoring_ui_url": monitoring.ui_url,
         "serving_image": serving.image_name,
         "model_version": serving.model_version,
+        "canary_version": "none",  # canary releases need the docker target's front (docs/zero-downtime.md)
         "kubernetes_namespace": kube(config).namespace,
     }

@@ -9,6 +9,9 @@ if [ ! -f "$BENTO_DIR/bento.yaml" ]; then
   exec python /opt/serving/no_model_server.py
 fi
 rm -f "$SERVING_DRAIN_FILE"
+if [ -n "${SERVING_CANARY_WEIGHT_PERCENT:-}" ]; then  # a canary: tell the front its share
+  (cd /opt/serving && exec python -m services.serving.weight_agent) &
+fi
 bentoml serve "$BENTO_DIR" --host 0.0.0.0 --port "$SERVING_PORT" &
 server=$!
 drain() {

@@ -11,7 +11,7 @@ import pytest
 from tests.infra.program import run_program
 from tests.kubernetes.manifests import FULL, FULL_SECRETS, SMALL, manifests, named, of_kind, pod_specs
 
-OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version"}
+OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version"}
 
 
 @pytest.fixture(scope="module")

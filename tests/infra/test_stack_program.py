@@ -181,6 +181,7 @@ def test_exports_name_the_urls_image_and_model_version(default_stack):
         "monitoring_ui_url": "http://127.0.0.1:8000",
         "serving_image": "mlops-serving-runtime:latest",
         "model_version": "none",
+        "canary_version": "none",
     }
 
 
@@ -210,6 +211,20 @@ def test_the_front_owns_the_serving_port_and_each_release_is_its_own_container(d
     assert all(c.name == "serving-server" for c in (v7, v8))  # one resource, replaced: not two resources
     assert "/readyz" in v7.plain["healthcheck"]["tests"][-1]
     assert v7.plain["wait"] is True and v7.plain["destroyGraceSeconds"] >= 30
+
+
+def test_a_canary_serves_beside_the_champion_with_its_share_as_weight():
+    stack = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
+                         "canaryImage": "mlops-serving:v8-a", "canaryVersion": "8", "canaryPercent": "10"})
+    champion, canary = stack.container("serving"), stack.container("serving-canary")
+    assert canary.name == "serving-canary" and canary.plain["name"].startswith("mlops-serving-canary-v8-")
+    assert champion.plain["image"] == "mlops-serving:v7-a" and canary.plain["image"] == "mlops-serving:v8-a"
+    # 10 % of requests: weight 11 beside the champion's 100 (11 / 111).
+    assert env_of(canary)["SERVING_CANARY_WEIGHT_PERCENT"] == "11"
+    assert "SERVING_CANARY_WEIGHT_PERCENT" not in env_of(champion)
+    assert {u["file"] for u in canary.plain["uploads"]} == {u["file"] for u in champion.plain["uploads"]}
+    assert canary.plain["volumes"] == champion.plain["volumes"]  # it logs where monitoring reads
+    assert stack.exports["canary_version"] == "8" and stack.exports["model_version"] == "7"
 
 
 def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened_stack):
@@ -323,6 +338,9 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"namePrefix": "My Stack"}, {}, "mlops-platform:namePrefix"),
         ({"mlflowPrt": "5001"}, {}, "unknown stack config key(s) mlops-platform:mlflowPrt"),
         ({"servingMemoryMb": "8"}, {}, "mlops-platform:servingMemoryMb: must be between 64"),
+        ({"canaryImage": "mlops-serving:v8"}, {}, "mlops-platform:canaryImage: a canary needs a champion"),
+        ({"servingImage": "s:v1", "canaryImage": "s:v2", "canaryPercent": "80"}, {},
+         "mlops-platform:canaryPercent: must be between 1 and 50"),
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),

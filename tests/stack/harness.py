@@ -231,42 +231,50 @@ class DockerStack:
         (declared,) = [c for c in self.declared.of_type(CONTAINER) if c.name == name]
         return self.start(declared)
 
-    def roll_out(self, changed: DeclaredStack, alias: str) -> Container:
-        """Apply a new program run whose only change is the container `alias` (say, a release image), in
-        the order `pulumi up` replaces a resource by default, create-before-delete:
+    def apply(self, changed: DeclaredStack) -> None:
+        """Apply a new program run whose changes are containers (a release image, a canary), in the order
+        `pulumi up` takes with its default create-before-delete replacement:
 
         1. pull the new images (RemoteImage);
-        2. create the replacement beside the old container and, with `wait`, wait until it is healthy;
-        3. only then delete the old one: with `destroyGraceSeconds`, `docker stop` with that timeout
-           first (the provider's delete), so it drains, then remove it.
+        2. create each new or changed container (a changed one beside the old one) and, with `wait`, wait
+           until it is healthy;
+        3. only then delete the replaced and the removed ones: with `destroyGraceSeconds`, `docker stop`
+           with that timeout first (the provider's delete), so they drain, then remove them.
 
-        A replacement that never gets healthy fails the update and the old container keeps running, as
-        under the engine; the engine deletes the failed replacement at the next `up`, the harness at once.
+        A container that never gets healthy fails the update and what it was to replace keeps running, as
+        under the engine; the engine deletes the failed one at the next `up`, the harness at once.
         """
         for image in changed.of_type(REMOTE_IMAGE):
             self._pull(image.plain)
-        declared = changed.container(alias)
-        old_declared = self.declared.container(alias)
-        if old_declared.plain == declared.plain:  # no diff: the engine leaves the container alone
-            self.declared = changed
-            return self.containers[declared.name]
-        if old_declared.plain["name"] == declared.plain["name"]:
-            raise StackError(f"{declared.name}: the replacement keeps the container name {declared.plain['name']}; "
-                             "create-before-delete would fail on it, so the program must change the name")
-        old = self.containers[declared.name]
-        try:
-            new = self.start(declared)
-        except (StackError, docker.errors.APIError):
-            self.containers[declared.name] = old
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.containers.get(declared.plain["name"]).remove(force=True)
-            raise
-        grace = old_declared.plain.get("destroyGraceSeconds")
-        if grace:
-            old.stop(timeout=int(grace))
-        old.remove(force=True)
+        before = {c.name: c for c in self.declared.of_type(CONTAINER)}
+        after = {c.name: c for c in changed.of_type(CONTAINER)}
+        retired = [(self.containers[name], old) for name, old in before.items() if name not in after]
+        for name, declared in after.items():
+            old = before.get(name)
+            if old is not None and old.plain == declared.plain:
+                continue  # no diff: the engine leaves the container alone
+            if old is not None and old.plain["name"] == declared.plain["name"]:
+                raise StackError(f"{name}: the replacement keeps the container name {declared.plain['name']}; "
+                                 "create-before-delete would fail on it, so the program must change the name")
+            running = self.containers.get(name)
+            try:
+                self.start(declared)
+            except (StackError, docker.errors.APIError):
+                if running is not None:
+                    self.containers[name] = running
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.client.containers.get(declared.plain["name"]).remove(force=True)
+                raise
+            if old is not None:
+                retired.append((running, old))
+        for container, declared in retired:
+            grace = declared.plain.get("destroyGraceSeconds")
+            if grace:
+                container.stop(timeout=int(grace))
+            container.remove(force=True)
+            if self.containers.get(declared.name) is container:
+                del self.containers[declared.name]
         self.declared = changed
-        return new
 
     def _kill(self, name: str) -> None:
         old = self.containers.pop(name)

@@ -4,6 +4,8 @@ Everything is real but the one seam (README, "How this is tested"): where users'
 `pulumi up` through the Automation API, `HarnessStack` runs the same program under mocks with the new
 stack config and applies it to the Docker daemon with the harness. Training, the registry, bento
 export, the release image build, the health gate, alias moves and audit records are the product's code.
+The stack keeps its registry in Postgres (`trackingBackend: postgres`), as a production stack does; the
+SQLite stack is covered by test_platform_stack.py and test_auth_stack.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import docker
 import httpx
 import mlflow
 import pytest
@@ -20,14 +23,16 @@ import yaml
 
 from pipelines.bento import build
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
-from pipelines.data import load_versioned
-from pipelines.deploy import AUDIT_EXPERIMENT, DeployError, deploy, rollback
-from pipelines.registry import CHALLENGER, aliases_of, connect, resolve
+from pipelines.data import data_version, load_versioned, to_records
+from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
+from pipelines.registry import CHALLENGER, CHAMPION, PASSED, VALIDATION_TAG, aliases_of, connect, resolve
 from pipelines.stack import StackError, StackTarget, runtime_image
 from pipelines.train import train
 from pipelines.validate import validate
+from pipelines.views import canary_summary
 from tests.infra.program import run_program
 from tests.load import ROW, under_load
+from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 from tests.stack.harness import StackError as HarnessError
 
@@ -52,10 +57,17 @@ class HarnessStack:
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         declared = self.platform.declared
         try:
-            self.platform.roll_out(run_program({**declared.config, **changes}, declared.secrets), "serving")
+            self.platform.apply(run_program({**declared.config, **changes}, declared.secrets))
         except HarnessError as exc:  # as PulumiStack reports a failed `pulumi up`
             raise StackError(f"applying the stack failed: {exc}") from None
         return self.outputs()
+
+
+@pytest.fixture(scope="module")
+def platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
+    with running_stack(docker_client, base_image, {"trackingBackend": "postgres"},
+                       {"postgresPassword": "release-test-pg-4b7e"}) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +77,7 @@ def config(platform: DockerStack, tmp_path_factory: pytest.TempPathFactory) -> P
     raw["platform"]["state_dir"] = str(tmp_path_factory.mktemp("release-state"))
     raw["tracking"]["uri"] = platform.declared.exports["mlflow_url"]
     raw["model"]["params"]["n_estimators"] = 40
+    raw["canary"] = {"min_requests": 100, "max_duration_s": 240}
     path = Path(raw["platform"]["state_dir"]) / "pipeline.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)
@@ -158,3 +171,43 @@ def test_rollback_serves_the_previous_image_again(config, target, platform):
     audits = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT])
     assert set(audits["tags.target"]) == {"stack:test"}
     assert sorted(audits["tags.outcome"]) == ["failed", "failed", "serving", "serving", "serving"]
+
+
+def eval_rows(config: PipelineConfig) -> list[dict]:
+    """Varied valid rows (the champion's eval set), so the two versions' predictions can be compared."""
+    champion = resolve(connect(config), config.model_name, alias=CHAMPION)
+    return to_records(champion.holdout[champion.data.features].head(300))
+
+
+def test_a_sound_canary_is_promoted_without_dropping_a_request(config, target, platform):
+    candidate = resolve(connect(config), config.model_name, version=train_and_gate(config))  # v5, like v1
+    with under_load(url(platform), "stack canary v1 -> v5 (promoted)", "1", "5", eval_rows(config)) as load:
+        result = deploy(config, build(config, candidate), target, canary_percent=25)
+    print(f"canary analysis: {canary_summary(result.canary)}")
+    assert result.canary.promote and result.canary.figures.requests["candidate"] >= config.canary.min_requests
+    assert set(load.versions) == {"1", "5"}
+    assert serving_version(platform) == "5" and platform.declared.exports["canary_version"] == "none"
+    assert aliases_of(connect(config), config.model_name) == {"champion": "5", "previous": "1"}
+
+
+def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platform):
+    # Trained on shuffled labels: no gate would pass it, so the test marks it passed by hand; the canary
+    # analysis is what must stop it (its probabilities bunch around the base rate; the champion's spread).
+    data = load_versioned(config.data)
+    labels = data.frame[config.data.target].sample(frac=1.0, random_state=3).to_numpy()
+    shuffled = data.frame.assign(**{config.data.target: labels})
+    version = train(config, dataclasses.replace(data, frame=shuffled, version=data_version(shuffled))).model_version
+    connect(config).set_model_version_tag(config.model_name, version, VALIDATION_TAG, PASSED)
+    far_off = build(config, resolve(connect(config), config.model_name, version=version))
+    with under_load(url(platform), "stack canary v5 -> v6 (aborted)", "5", "6", eval_rows(config)) as load, \
+            pytest.raises(CanaryAborted, match="predictions differ from the champion's"):
+        deploy(config, far_off, target, canary_percent=25)
+    assert load.versions["6"] > 0 and serving_version(platform) == "5"  # it served its share, then went
+    assert platform.declared.exports["canary_version"] == "none"
+    prefix = platform.declared.config["namePrefix"]
+    assert not platform.client.containers.list(filters={"name": f"{prefix}-serving-canary"})
+    assert aliases_of(connect(config), config.model_name) == {"champion": "5", "previous": "1", "challenger": "6"}
+    connect(config)
+    audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '6'")
+    assert audit.iloc[0]["tags.outcome"] == "canary aborted"
+    assert float(audit.iloc[0]["tags.canary_prediction_distance"]) > config.canary.max_prediction_distance

@@ -1,0 +1,184 @@
+"""Canary analysis: a candidate served beside the champion on the stack, judged on live traffic.
+
+While the front sends the candidate its share of requests (stack config `canaryPercent`), the analysis
+watches both over a window: until the candidate answered `canary.min_requests` requests, or
+`canary.max_duration_s` passed. It then compares them:
+- 5xx rate, and p99 of the server's response time, from the front's access log (one JSON line per
+  request: backend, server, status, response ms; `docker logs` of the front container);
+- the distance between their prediction distributions: the largest Kolmogorov-Smirnov statistic over
+  the class probabilities, from the inference log (each record carries its model version).
+The candidate is promoted only if each figure is within its limit; too few requests in the window is
+a reason to abort too. `judge` is pure, so the rules are unit-tested; `DockerWindow` reads the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from pipelines.config import CanaryConfig
+from pipelines.errors import CannotRun
+from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+# The front's server names (services/front/haproxy.cfg): `release<n>` in front of the champion's
+# container, `canary<n>` in front of the candidate's; only the `ready` backend carries user traffic.
+_ROLE_OF_SERVER = {"release": CHAMPION, "canary": CANDIDATE}
+
+
+class CanaryError(CannotRun):
+    """The stack's logs could not be read for the analysis."""
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the window showed of each version."""
+
+    seconds: float
+    requests: dict[str, int]
+    error_rates: dict[str, float]
+    p99_ms: dict[str, float]
+    prediction_distance: float
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "canary_seconds": f"{self.seconds:.1f}",
+            **{f"canary_{role}_requests": str(n) for role, n in self.requests.items()},
+            **{f"canary_{role}_5xx_rate": f"{rate:.4f}" for role, rate in self.error_rates.items()},
+            **{f"canary_{role}_p99_ms": f"{ms:.1f}" for role, ms in self.p99_ms.items()},
+            "canary_prediction_distance": f"{self.prediction_distance:.3f}",
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    figures: Figures
+    failures: tuple[str, ...]  # why not to promote; empty: promote
+
+    @property
+    def promote(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Raw observations of one window: per role, (status, response ms) per request, and class probabilities."""
+
+    responses: dict[str, list[tuple[int, float]]]
+    probabilities: dict[str, list[dict[str, float]]]
+
+
+def figures(observed: Observed, seconds: float) -> Figures:
+    requests = {role: len(observed.responses.get(role, [])) for role in (CHAMPION, CANDIDATE)}
+    error_rates, p99 = {}, {}
+    for role in (CHAMPION, CANDIDATE):
+        answers = observed.responses.get(role, [])
+        error_rates[role] = sum(status >= 500 for status, _ in answers) / len(answers) if answers else 0.0
+        times = [ms for _, ms in answers if ms >= 0]
+        p99[role] = float(np.percentile(times, 99)) if times else 0.0
+    return Figures(seconds, requests, error_rates, p99, prediction_distance(
+        observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, [])))
+
+
+def prediction_distance(champion: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
+    """The largest two-sample Kolmogorov-Smirnov statistic over the classes' probabilities (0: same, 1: disjoint)."""
+    if not champion or not candidate:
+        return 0.0
+    from scipy.stats import ks_2samp
+
+    classes = set(champion[0]) | set(candidate[0])
+    return max(float(ks_2samp([p.get(c, 0.0) for p in champion], [p.get(c, 0.0) for p in candidate]).statistic)
+               for c in classes)
+
+
+def judge(found: Figures, limits: CanaryConfig) -> Verdict:
+    failures = []
+    if found.requests[CANDIDATE] < limits.min_requests:
+        failures.append(f"only {found.requests[CANDIDATE]} requests reached the candidate in {found.seconds:.0f} s "
+                        f"(canary.min_requests {limits.min_requests})")
+    increase = found.error_rates[CANDIDATE] - found.error_rates[CHAMPION]
+    if increase > limits.max_error_rate_increase:
+        failures.append(f"5xx rate {found.error_rates[CANDIDATE]:.2%} vs the champion's "
+                        f"{found.error_rates[CHAMPION]:.2%} (canary.max_error_rate_increase "
+                        f"{limits.max_error_rate_increase:.2%})")
+    ratio = found.p99_ms[CANDIDATE] / max(found.p99_ms[CHAMPION], 1.0)
+    if ratio > limits.max_p99_ratio:
+        failures.append(f"p99 {found.p99_ms[CANDIDATE]:.0f} ms is {ratio:.1f}x the champion's "
+                        f"(canary.max_p99_ratio {limits.max_p99_ratio})")
+    if found.prediction_distance > limits.max_prediction_distance:
+        failures.append(f"predictions differ from the champion's: distance {found.prediction_distance:.2f} "
+                        f"(canary.max_prediction_distance {limits.max_prediction_distance})")
+    return Verdict(found, tuple(failures))
+
+
+def watch(observe: Callable[[], Observed], limits: CanaryConfig, progress: Callable[[str], None] = print,
+          poll_s: float = 2.0) -> Verdict:
+    """Observe until the candidate answered enough requests or the window closed, then judge."""
+    started = time.monotonic()
+    while True:
+        seconds = time.monotonic() - started
+        found = figures(observe(), seconds)
+        if found.requests[CANDIDATE] >= limits.min_requests or seconds >= limits.max_duration_s:
+            return judge(found, limits)
+        progress(f"canary: {found.requests[CANDIDATE]} of {limits.min_requests} requests answered by the candidate "
+                 f"after {seconds:.0f} s")
+        time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class DockerWindow:
+    """The stack's logs since the canary started: the front's access log and the inference log on its volume."""
+
+    name_prefix: str
+    versions: dict[str, str]  # role -> model version
+    since: datetime
+
+    def __call__(self) -> Observed:
+        return Observed(self._responses(), self._probabilities())
+
+    def _responses(self) -> dict[str, list[tuple[int, float]]]:
+        logs = _docker(["logs", "--since", self.since.isoformat(), f"{self.name_prefix}-front"])
+        found: dict[str, list[tuple[int, float]]] = {CHAMPION: [], CANDIDATE: []}
+        for line in logs.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # HAProxy's own start-up and health messages
+            role = _ROLE_OF_SERVER.get(str(entry.get("server", "")).rstrip("0123456789"))
+            if entry.get("backend") == "ready" and role is not None:
+                found[role].append((int(entry["status"]), float(entry["response_ms"])))
+        return found
+
+    def _probabilities(self) -> dict[str, list[dict[str, float]]]:
+        # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.
+        script = (f"find {INFERENCE_LOG_MOUNT} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
+                  "-exec cat {} +")
+        lines = _docker(["exec", f"{self.name_prefix}-monitoring", "sh", "-c", script]).splitlines()
+        role_of = {version: role for role, version in self.versions.items()}
+        found: dict[str, list[dict[str, float]]] = {CHAMPION: [], CANDIDATE: []}
+        for record in _records(lines):
+            role = role_of.get(record.model_version)
+            if role is not None and record.timestamp >= self.since and record.probabilities:
+                found[role].append(record.probabilities)
+        return found
+
+
+def _records(lines: Iterable[str]) -> Iterable[InferenceRecord]:
+    for line in lines:
+        try:
+            yield InferenceRecord.parse(line)
+        except BadRecord:
+            continue  # a line being written right now
+
+
+def _docker(arguments: list[str]) -> str:
+    done = subprocess.run(["docker", *arguments], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise CanaryError(f"docker {' '.join(arguments[:2])} failed: {done.stderr.strip()[-300:]}")
+    return done.stdout + done.stderr  # HAProxy logs to stdout; `docker logs` keeps the streams apart

@@ -1,0 +1,60 @@
+"""The canary analysis' rules (pipelines/canary.py): figures from raw observations, and the verdict."""
+
+from __future__ import annotations
+
+import random
+
+from pipelines.canary import CANDIDATE, CHAMPION, Observed, figures, judge, prediction_distance
+from pipelines.config import CanaryConfig
+
+LIMITS = CanaryConfig(min_requests=50, max_duration_s=60, max_error_rate_increase=0.01, max_p99_ratio=2.0,
+                      max_prediction_distance=0.3)
+
+
+def probabilities(rng: random.Random, n: int, *, flipped: bool = False) -> list[dict[str, float]]:
+    rows = []
+    for _ in range(n):
+        p = rng.betavariate(2, 5)
+        p = 1 - p if flipped else p
+        rows.append({"0": 1 - p, "1": p})
+    return rows
+
+
+def observed(*, candidate_errors: int = 0, candidate_ms: float = 20.0, candidate_requests: int = 100,
+             flipped: bool = False) -> Observed:
+    rng = random.Random(7)
+    champion = [(200, rng.uniform(10, 30)) for _ in range(400)]
+    candidate = [(500 if i < candidate_errors else 200, rng.uniform(candidate_ms / 2, candidate_ms * 1.5))
+                 for i in range(candidate_requests)]
+    candidate_probabilities = probabilities(rng, candidate_requests, flipped=flipped)
+    return Observed({CHAMPION: champion, CANDIDATE: candidate},
+                    {CHAMPION: probabilities(rng, 400), CANDIDATE: candidate_probabilities})
+
+
+def test_a_candidate_like_the_champion_is_promoted():
+    verdict = judge(figures(observed(), 30.0), LIMITS)
+    assert verdict.promote, verdict.failures
+    assert verdict.figures.requests == {CHAMPION: 400, CANDIDATE: 100}
+    assert verdict.figures.prediction_distance < 0.2
+
+
+def test_each_limit_aborts_and_says_why():
+    assert "5xx rate 5.00%" in judge(figures(observed(candidate_errors=5), 30.0), LIMITS).failures[0]
+    assert "p99" in judge(figures(observed(candidate_ms=200.0), 30.0), LIMITS).failures[0]
+    (far_off,) = judge(figures(observed(flipped=True), 30.0), LIMITS).failures
+    assert "predictions differ from the champion's" in far_off
+    too_few = judge(figures(observed(candidate_requests=10), 60.0), LIMITS).failures
+    assert "only 10 requests reached the candidate in 60 s" in too_few[0]
+
+
+def test_the_distance_is_zero_for_the_same_distribution_and_one_for_disjoint_ones():
+    same = [{"0": 0.8, "1": 0.2}] * 50
+    assert prediction_distance(same, same) == 0.0
+    assert prediction_distance(same, [{"0": 0.1, "1": 0.9}] * 50) == 1.0
+    assert prediction_distance([], same) == 0.0  # nothing to compare yet
+
+
+def test_the_audit_tags_carry_every_figure():
+    tags = figures(observed(), 12.5).as_tags()
+    assert tags["canary_seconds"] == "12.5" and tags["canary_candidate_requests"] == "100"
+    assert {"canary_champion_5xx_rate", "canary_candidate_p99_ms", "canary_prediction_distance"} <= tags.keys()
