@@ -7,12 +7,13 @@ default, or `kubernetes`), each component lives in its own module, the kubernete
 import pulumi
 import pulumi_docker as docker
 from config import StackConfig, load_stack_config
-from containers import STACK_LABEL
 from front import Front, FrontArgs
 from kubernetes.platform import kubernetes_platform
 from monitoring import Monitoring, MonitoringArgs
 from serving import Serving, ServingArgs
 from tracking import Tracking, TrackingArgs
+
+from services.contract import STACK_LABEL
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:

@@ -14,12 +14,11 @@ import pulumi
 import pulumi_docker as docker
 from config import StackConfig
 
-from services.contract import image_ref
+from services.contract import STACK_LABEL, image_ref
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 APP_USER = "10001:10001"
 SECRETS_DIR = "/home/app/secrets"  # where secret files land in a container (the app user's home)
-STACK_LABEL = "mlops-platform.stack"
 # "required" on a container whose every data endpoint needs a credential; the policy pack lets only
 # such containers publish on a public address.
 ACCESS_LABEL = "mlops-platform.access"

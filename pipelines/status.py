@@ -6,7 +6,10 @@ It asks MLflow's REST API directly: importing the MLflow client would take longe
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import subprocess
 from typing import Any
 
 import httpx
@@ -14,17 +17,47 @@ import httpx
 from pipelines import platform
 from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig, split_credentials
 from pipelines.serving_state import front_process, live_release, slot_process
-from services.contract import SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from services.contract import CANARY_WEIGHT_ENV, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, STACK_LABEL, canary_share
 
 
 def local_status(config: PipelineConfig) -> dict[str, str]:
     """One line per part, each saying whether it is up and where."""
     rows = {"MLflow": _mlflow(config)}
     rows.update(_serving(config))
+    rows.update(stack_serving())
     mlflow_up = rows["MLflow"] != "down"
     if mlflow_up or not config.tracking.resolved_uri.startswith("http://127.0.0.1"):
         rows["aliases"] = _aliases(config)
     return rows
+
+
+def stack_serving() -> dict[str, str]:
+    """Per Docker stack on this host: the versions its serving containers hold, and a canary's share.
+
+    Read from the containers themselves (their names carry the version; a canary's weight is in its env),
+    so it shows a canary while `make deploy CANARY=...` is judging it. Nothing when Docker is absent.
+    """
+    try:
+        row = '{{.Names}}\t{{.Label "' + STACK_LABEL + '"}}'
+        listed = subprocess.run(["docker", "ps", "--filter", f"label={STACK_LABEL}", "--format", row],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found: dict[str, list[tuple[bool, str]]] = {}
+    for line in listed.stdout.splitlines() if listed.returncode == 0 else []:
+        name, _, prefix = line.partition("\t")
+        if match := re.fullmatch(rf"{re.escape(prefix)}-serving(-canary)?-v([A-Za-z0-9_.]+)-[0-9a-f]+", name):
+            version = "no model" if match[2] == "none" else f"v{match[2]}"
+            found.setdefault(f"stack {prefix}", []).append(
+                (True, f"canary {version} ({_canary_share(name)} of requests)") if match[1] else (False, version))
+    return {stack: ", ".join(text for _, text in sorted(servers)) for stack, servers in found.items()}  # champion first
+
+
+def _canary_share(container: str) -> str:
+    done = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}", container],
+                          capture_output=True, text=True, timeout=5)
+    env = dict(item.split("=", 1) for item in json.loads(done.stdout or "[]") if "=" in item)
+    return f"{canary_share(int(env.get(CANARY_WEIGHT_ENV, '0'))):.0%}"
 
 
 def _mlflow(config: PipelineConfig) -> str:

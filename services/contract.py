@@ -141,6 +141,8 @@ SERVING_RUNTIME_TAG = "serving_runtime"
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry
 SERVING_OPEN_PATHS = ("/livez", "/readyz")
+# The label on every Docker object of a stack; its value is the stack's name prefix.
+STACK_LABEL = "mlops-platform.stack"
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so
 # the front stops sending it requests, and the server keeps answering for a while before it exits.
 DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"
@@ -154,3 +156,8 @@ CANARY_ROUTE_HEADER, CANARY_ROUTE_VALUE = "x-mlops-route", "canary"
 def canary_weight_percent(share_percent: int) -> int:
     """The canary's weight, in percent of the one release container's, that gives it `share_percent` of requests."""
     return round(100 * share_percent / (100 - share_percent))
+
+
+def canary_share(weight_percent: int) -> float:
+    """The share of requests a canary of this weight gets beside one release container (inverse of the above)."""
+    return weight_percent / (100 + weight_percent)

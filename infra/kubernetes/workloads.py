@@ -13,9 +13,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 from config import KubernetesConfig, StackConfig
-from containers import STACK_LABEL
 
-from services.contract import image_ref
+from services.contract import STACK_LABEL, image_ref
 
 APP_UID = 10001  # the `app` user of every services/*/Dockerfile
 HTTP_PORT_NAME = "http"

@@ -10,9 +10,11 @@ SQLite stack is covered by test_platform_stack.py and test_auth_stack.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import docker
@@ -27,6 +29,7 @@ from pipelines.data import data_version, load_versioned, to_records
 from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
 from pipelines.registry import CHALLENGER, CHAMPION, PASSED, VALIDATION_TAG, aliases_of, connect, resolve
 from pipelines.stack import StackError, StackTarget, runtime_image
+from pipelines.status import stack_serving
 from pipelines.train import train
 from pipelines.validate import validate
 from pipelines.views import canary_summary
@@ -173,6 +176,26 @@ def test_rollback_serves_the_previous_image_again(config, target, platform):
     assert sorted(audits["tags.outcome"]) == ["failed", "failed", "serving", "serving", "serving"]
 
 
+@contextlib.contextmanager
+def watching(look: Callable[[], str | None]) -> Iterator[set[str]]:
+    """Everything `look` answers, once a second, while the block runs."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            seen.add(str(look()))
+            done.wait(1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        poller.join()
+
+
 def eval_rows(config: PipelineConfig) -> list[dict]:
     """Varied valid rows (the champion's eval set), so the two versions' predictions can be compared."""
     champion = resolve(connect(config), config.model_name, alias=CHAMPION)
@@ -199,12 +222,14 @@ def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platf
     version = train(config, dataclasses.replace(data, frame=shuffled, version=data_version(shuffled))).model_version
     connect(config).set_model_version_tag(config.model_name, version, VALIDATION_TAG, PASSED)
     far_off = build(config, resolve(connect(config), config.model_name, version=version))
+    prefix = platform.declared.config["namePrefix"]
     with under_load(url(platform), "stack canary v5 -> v6 (aborted)", "5", "6", eval_rows(config)) as load, \
+            watching(lambda: stack_serving().get(f"stack {prefix}")) as status, \
             pytest.raises(CanaryAborted, match="predictions differ from the champion's"):
         deploy(config, far_off, target, canary_percent=25)
+    assert "v5, canary v6 (25% of requests)" in status  # what `make status` showed meanwhile
     assert load.versions["6"] > 0 and serving_version(platform) == "5"  # it served its share, then went
     assert platform.declared.exports["canary_version"] == "none"
-    prefix = platform.declared.config["namePrefix"]
     assert not platform.client.containers.list(filters={"name": f"{prefix}-serving-canary"})
     assert aliases_of(connect(config), config.model_name) == {"champion": "5", "previous": "1", "challenger": "6"}
     connect(config)
