@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import aiohttp
 import yaml
 
 from pipelines import platform
@@ -85,19 +85,21 @@ class Server:
 
 
 async def _load(server: Server, rows: list[dict], clients: int, seconds: float) -> Cell:
-    """`clients` connections each sending one request after another for `seconds`."""
+    """`clients` connections each sending one request after another for `seconds`. The client is aiohttp:
+    it shares the cores with the servers, and it costs a fraction of httpx's CPU per request."""
     cell = Cell(server.name, len(rows), clients)
     body = json.dumps(server.body(rows)).encode()
     headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
         async def send() -> float | None:
             started = time.perf_counter()
             try:
-                response = await client.post(server.url, content=body, headers=headers)
-            except httpx.HTTPError:
+                async with client.post(server.url, data=body, headers=headers) as response:
+                    await response.read()
+            except (aiohttp.ClientError, TimeoutError):
                 return None
-            if response.status_code != 200:
+            if response.status != 200:
                 return None
             cell.answered += 1
             return time.perf_counter() - started

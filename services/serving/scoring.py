@@ -8,10 +8,17 @@ probabilities come out NaN or infinite (not JSON) count as failed too.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# A batch of rows: a DataFrame (the scikit-learn runtime, the gate) or one numpy array per column (the
+# ONNX runtime in the service, which never imports pandas).
+Batch: TypeAlias = "Mapping[str, np.ndarray] | pd.DataFrame"
 
 MAX_NAMED_ROWS = 10
 # What numeric code raises on values it cannot handle (sklearn's finiteness checks raise ValueError).
@@ -32,16 +39,26 @@ class _NotFinite(ValueError):
     pass
 
 
-def score(model: Any, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
+def score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Labels and (when the model has them) class probabilities per row; `RowsRefused` names failing rows."""
     try:
-        return _score(model, frame)
+        return _score(model, batch)
     except MODEL_ERRORS as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-    raise RowsRefused(_failing_rows(model, frame), len(frame), reason)
+    raise RowsRefused(_failing_rows(model, batch), _row_count(batch), reason)
 
 
-def _score(model: Any, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
+def _row_count(batch: Batch) -> int:
+    return len(next(iter(batch.values()))) if isinstance(batch, Mapping) else len(batch)
+
+
+def _rows(batch: Batch, start: int, stop: int) -> Batch:
+    if isinstance(batch, Mapping):
+        return {column: values[start:stop] for column, values in batch.items()}
+    return batch.iloc[start:stop]
+
+
+def _score(model: Any, frame: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
     # Floating-point warnings (an overflowing cast) are not reported: what matters is checked below, or
     # raised by the model's own input checks.
     with np.errstate(all="ignore"):
@@ -57,7 +74,7 @@ def _score(model: Any, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, f
     return labels, [dict(zip(classes, map(float, p), strict=True)) for p in proba]
 
 
-def _fails(model: Any, frame: pd.DataFrame) -> bool:
+def _fails(model: Any, frame: Batch) -> bool:
     try:
         _score(model, frame)
     except MODEL_ERRORS:
@@ -65,7 +82,7 @@ def _fails(model: Any, frame: pd.DataFrame) -> bool:
     return False
 
 
-def _failing_rows(model: Any, frame: pd.DataFrame) -> list[int]:
+def _failing_rows(model: Any, frame: Batch) -> list[int]:
     """Up to `MAX_NAMED_ROWS` rows that fail on their own, found by halving the failing ranges."""
     found: list[int] = []
 
@@ -77,8 +94,8 @@ def _failing_rows(model: Any, frame: pd.DataFrame) -> list[int]:
         for start, stop in ((lo, mid), (mid, hi)):
             if len(found) >= MAX_NAMED_ROWS:
                 return
-            if _fails(model, frame.iloc[start:stop]):
+            if _fails(model, _rows(frame, start, stop)):
                 search(start, stop)
 
-    search(0, len(frame))
+    search(0, _row_count(frame))
     return found
