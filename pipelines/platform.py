@@ -96,14 +96,14 @@ class Process:
 
 
 def _alive(pid: int) -> bool:
-    # Reap it if it is our own child, so a zombie does not count as alive.
+    # Reap it if it is our own child. A zombie is not alive either: it exited, and the process that started
+    # it (a bench, a test session, an earlier `deploy` in the same process) has not reaped it yet.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    return True
 
 
 def _start_time(pid: int) -> str:
