@@ -46,6 +46,7 @@ RESULTS = Path(__file__).parent / "results"
 PAYLOAD_ROWS = [1, 100]
 CONCURRENCY = [8, 32]
 SECONDS_PER_CELL = 6.0
+ROUNDS = 2
 WARMUP_REQUESTS = 20
 PEER_STARTUP_S = 600.0  # mlflow models serve loads slowly on a busy machine; only readiness is waited for
 # Goals (issue 12), all at the same payload and concurrency, in this run.
@@ -128,6 +129,23 @@ async def _load(server: Server, rows: list[dict], clients: int, seconds: float) 
     return cell
 
 
+def _best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> list[Cell]:
+    """Each server's better of `ROUNDS` cells, the order reversed between rounds: the machine is shared, and
+    a burst of other work in one cell would otherwise decide a ratio. Errors and answered requests count
+    over every round."""
+    best: dict[str, Cell] = {}
+    for round_number in range(ROUNDS):
+        for server in servers if round_number % 2 == 0 else servers[::-1]:
+            print(f"{server.name}: {len(rows)} row(s), {clients} clients, round {round_number + 1}", file=sys.stderr)
+            cell = asyncio.run(_load(server, rows, clients, SECONDS_PER_CELL))
+            kept = best.setdefault(server.name, cell)
+            if cell is not kept:
+                errors, answered = kept.errors + cell.errors, kept.answered + cell.answered
+                kept = best[server.name] = cell if cell.throughput > kept.throughput else kept
+                kept.errors, kept.answered = errors, answered
+    return [best[server.name] for server in servers]
+
+
 def _bench_config(state: Path) -> PipelineConfig:
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     mlflow_port = platform.free_port()
@@ -194,13 +212,12 @@ def main() -> None:
             sample = to_records(bento.model.holdout[bento.model.data.features].head(max(PAYLOAD_ROWS)))
             log_dir = config.platform.inference_log_dir
             logged_before = _logged_rows(log_dir)
-            cells = []
+            cells, answered = [], 0
             for rows in PAYLOAD_ROWS:
                 for clients in CONCURRENCY:
-                    for server in servers:
-                        print(f"{server.name}: {rows} row(s), {clients} clients ...", file=sys.stderr)
-                        cells.append(asyncio.run(_load(server, sample[:rows], clients, SECONDS_PER_CELL)))
-            answered = sum(c.answered * c.rows for c in cells if c.server == PLATFORM)
+                    for cell in _best_of_rounds(servers, sample[:rows], clients):
+                        cells.append(cell)
+                        answered += cell.answered * rows if cell.server == PLATFORM else 0
             logged = _logged_rows(log_dir) - logged_before
         finally:
             stop_serving(config)
@@ -252,7 +269,8 @@ def _write_serving(cells: list[Cell], workers: int, answered: int, logged: int, 
         "",
         f"Same model version ({config.model.estimator}, {config.model.params}), same payloads, one run, "
         f"{os.cpu_count()} cores shared by servers and the load client; every server has {workers} worker(s). "
-        f"Each cell: {SECONDS_PER_CELL:.0f} s of closed-loop requests after {WARMUP_REQUESTS} warm-up requests.",
+        f"Each cell: the better of {ROUNDS} rounds of {SECONDS_PER_CELL:.0f} s of closed-loop requests, each after "
+        f"{WARMUP_REQUESTS} warm-up requests; errors count over every round.",
         "",
         "| server | rows/request | clients | requests/s | rows/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

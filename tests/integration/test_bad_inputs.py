@@ -42,6 +42,7 @@ from pipelines.validate import validate
 from services.contract import (
     INFERENCE_LOG_ENV,
     SERVING_TOKEN_FILE_ENV,
+    SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
     SMOKE_TOKEN_FILE_ENV,
     SMOKE_TOKEN_HEADER,
@@ -71,6 +72,8 @@ class Served:
     crafted_url: str
     guarded: Process  # the honest bento again, with a serving token (access control on)
     guarded_url: str
+    on_sklearn: Process  # the honest bento again, on the scikit-learn runtime (a version with no ONNX)
+    on_sklearn_url: str
     refused_ids: list[str] = field(default_factory=list)
 
     def predict(self, rows: list[dict], **kwargs: Any) -> httpx.Response:
@@ -81,11 +84,13 @@ class Served:
                 for line in path.read_text().splitlines()]
 
 
-def serve(config: PipelineConfig, tag: str, name: str, env: dict[str, str]) -> tuple[Process, str]:
+def serve(config: PipelineConfig, tag: str, name: str, env: dict[str, str],
+          bento_args: tuple[str, ...] = ()) -> tuple[Process, str]:
     process = Process(name, config.platform.state_dir)
     process.stop()
     port = free_port(config.platform.host)
-    process.start([sys.executable, "-m", "bentoml", "serve", tag, "--host", config.platform.host, "--port", str(port)],
+    process.start([sys.executable, "-m", "bentoml", "serve", tag, "--host", config.platform.host, "--port", str(port),
+                   *(arg for pair in bento_args for arg in ("--arg", pair))],
                   env={"BENTOML_HOME": str(use_store(config)), "BENTOML_DO_NOT_TRACK": "true", **env})
     return process, f"http://{config.platform.host}:{port}"
 
@@ -138,13 +143,18 @@ def served(local_platform, tmp_path_factory) -> Iterator[Served]:
     guarded, guarded_url = serve(config, built.tag, "serving-guarded",
                                  {INFERENCE_LOG_ENV: str(state / "guarded-inference"),
                                   SERVING_TOKEN_FILE_ENV: str(state / "serving-token")})
+    # What serves a version whose pipeline did not convert (a fork's estimator): the same bento code with
+    # the runtime argument a build gives such a version; it loads the skops model and scores DataFrames.
+    on_sklearn, on_sklearn_url = serve(config, built.tag, "serving-on-sklearn",
+                                       {INFERENCE_LOG_ENV: str(state / "sklearn-inference")},
+                                       bento_args=(f"runtime={SKLEARN_RUNTIME}",))
     try:
         wait_until(lambda: url_ok(f"{url}/readyz"), process, config.platform.startup_timeout_s, "bad-inputs bento")
-        yield Served(config, config_path, url, log_dir, crafted_version, crafted, crafted_url, guarded, guarded_url)
+        yield Served(config, config_path, url, log_dir, crafted_version, crafted, crafted_url, guarded, guarded_url,
+                     on_sklearn, on_sklearn_url)
     finally:
-        process.stop()
-        crafted.stop()
-        guarded.stop()
+        for server in (process, crafted, guarded, on_sklearn):
+            server.stop()
 
 
 def body(value: Any) -> bytes:
@@ -318,6 +328,21 @@ def test_smoke_rows_go_to_their_own_directory(served):
     main = {r["request_id"] for r in served.logged()}
     assert smoke_id in smoke and smoke_id not in main
     assert user_id in main and user_id not in smoke
+
+
+def test_the_scikit_learn_runtime_answers_as_the_onnx_runtime_does(served):
+    url = served.on_sklearn_url
+    wait_until(lambda: url_ok(f"{url}/readyz"), served.on_sklearn, served.config.platform.startup_timeout_s,
+               "bento on scikit-learn")
+    rows = [ROW, {**ROW, "employment": None, "income": None}, {**ROW, "region": "north", "age": 70}]
+    on_onnx = served.predict(rows).json()
+    on_sklearn = httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30)
+    assert on_sklearn.status_code == 200, on_sklearn.text
+    assert on_sklearn.json()["predictions"] == on_onnx["predictions"]
+    for ours, theirs in zip(on_sklearn.json()["probabilities"], on_onnx["probabilities"], strict=True):
+        assert ours.keys() == theirs.keys() and all(abs(ours[c] - theirs[c]) < 1e-4 for c in ours)
+    refused = httpx.post(f"{url}/predict", json={"rows": [{**ROW, "age": "old"}]}, timeout=30)
+    assert refused.status_code == 400 and "age" in refused.text
 
 
 def test_with_a_serving_token_everything_but_the_probes_needs_it(served):
