@@ -2,8 +2,9 @@
 
 `uvicorn bench.bare_app:app --workers N` with `BARE_MODEL` set to an MLflow model directory (scikit-learn,
 loaded with the pinned trusted types) or to a `.onnx` file (onnxruntime), and `BARE_FEATURES` to the JSON
-list of numeric features. Body and answer are the platform's: `{"rows": [...]}` in, labels and
-probabilities out, scored by the same `services.serving.scoring.score`.
+lists of numeric and categorical features. Body and answer are the platform's: `{"rows": [...]}` in,
+labels and probabilities out, the rows made into columns and scored by the same `services.serving.scoring`
+code, so the onnxruntime app is the practical limit of what the service does.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from starlette.routing import Route
 
 from services.serving.model_trust import load_trusted_model
 from services.serving.onnx_model import OnnxModel
-from services.serving.scoring import score
+from services.serving.scoring import columns, score
 
 MODEL_PATH = Path(os.environ["BARE_MODEL"])
-NUMERIC: list[str] = json.loads(os.environ["BARE_FEATURES"])
-MODEL = OnnxModel(MODEL_PATH) if MODEL_PATH.suffix == ".onnx" else load_trusted_model(MODEL_PATH)
+NUMERIC, CATEGORICAL = json.loads(os.environ["BARE_FEATURES"])
+ON_ONNX = MODEL_PATH.suffix == ".onnx"
+MODEL = OnnxModel(MODEL_PATH) if ON_ONNX else load_trusted_model(MODEL_PATH)
 
 
 async def predict(request: Request) -> JSONResponse:
-    rows = (await request.json())["rows"]
-    frame = pd.DataFrame.from_records(rows).astype({name: "float64" for name in NUMERIC})
-    labels, probabilities = score(MODEL, frame)
+    arrays = columns((await request.json())["rows"], NUMERIC, CATEGORICAL)
+    labels, probabilities = score(MODEL, arrays if ON_ONNX else pd.DataFrame(arrays))
     return JSONResponse({"predictions": labels, "probabilities": probabilities})
 
 

@@ -24,14 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yarl
 
 ROUTE_FILE_ENV = "FRONT_ROUTE_FILE"
 MAX_BODY_ENV = "FRONT_MAX_BODY_BYTES"
 HEALTH_PATH = "/-/front"  # the front's own liveness; every other path goes to the model server
 RETRY_WINDOW_S = 15.0  # how long a request may wait for a live server during a switch or a restart
 # Hop-by-hop headers (RFC 9110 7.6.1) and the ones the front sets itself are not relayed.
+# `expect` too: uvicorn already answered the client's 100-continue, and the body is here.
 _NOT_RELAYED = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer",
-                b"proxy-connection", b"host", b"content-length"}
+                b"proxy-connection", b"host", b"content-length", b"expect"}
+# What aiohttp would add on its own; the front sends the client's headers only (a body without a
+# Content-Type must reach the server without one, not as application/octet-stream).
+_NOT_ADDED = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+# The server never got the request: sending it again (to the current route) cannot do anything twice.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError)
 
 
 @dataclass(frozen=True)
@@ -106,12 +113,13 @@ class Front:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # No read timeout of its own: the server behind answers or fails by its own limits. The
-                # answer is relayed as sent (no decompression), and only the client's own headers go on.
+                # No read timeout of its own: the server behind answers or fails by its own limits (and
+                # a request waiting for a free connection just waits). Relayed as they are: the answer
+                # (no decompression, no redirect followed, no cookie kept) and the client's headers.
                 self.client = aiohttp.ClientSession(
-                    timeout=aiohttp.ClientTimeout(total=None, connect=5.0),
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
                     connector=aiohttp.TCPConnector(limit=256), auto_decompress=False,
-                    skip_auto_headers=("Accept-Encoding", "User-Agent"))
+                    skip_auto_headers=_NOT_ADDED, cookie_jar=aiohttp.DummyCookieJar())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.client is not None:
@@ -135,7 +143,8 @@ class Front:
         assert self.client is not None, "lifespan startup creates the client"
         path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
         target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
-        headers = [(name.decode("latin-1"), value.decode("latin-1"))
+        # aiohttp writes header values as UTF-8: valid UTF-8 from the client goes on byte for byte.
+        headers = [(name.decode("latin-1"), value.decode("utf-8", "replace"))
                    for name, value in scope["headers"] if name.lower() not in _NOT_RELAYED]
         deadline = time.monotonic() + RETRY_WINDOW_S
         while True:
@@ -144,14 +153,19 @@ class Front:
                 await _answer(send, 503, {"error": "no model is being served yet: run `make deploy`"})
                 return
             try:
-                response = await self.client.request(scope["method"], route.url + target, headers=headers, data=body)
+                response = await self.client.request(
+                    scope["method"], yarl.URL(route.url + target, encoded=True),  # the path exactly as sent
+                    headers=headers, data=body, allow_redirects=False)
                 break
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            except _NOT_SENT as exc:
                 # The server never answered this request: it is stopping or gone. Try the route again.
                 if time.monotonic() > deadline:
                     await _answer(send, 502, {"error": f"the model server at {route.url} does not answer: {exc}"})
                     return
                 await asyncio.sleep(0.05)
+            except aiohttp.ClientError as exc:  # e.g. a reset mid-request: it may have been acted on
+                await _answer(send, 502, {"error": f"the model server at {route.url} failed this request: {exc}"})
+                return
         try:
             async with response:
                 content = await response.read()

@@ -1,7 +1,7 @@
 """The compiled inference path: a whole fitted pipeline converted to ONNX, run by onnxruntime.
 
 `OnnxModel` answers like the scikit-learn pipeline it was converted from (`classes_`, `predict_proba`,
-`predict` on a DataFrame of the training schema), so the gate and the service score both runtimes with
+`predict` on the columns of the training schema), so the gate and the service score both runtimes with
 the same code. Numbers enter as float32 (as the trees of scikit-learn compare them); a missing category
 (None or NaN, which ONNX string tensors cannot hold) enters as `MISSING_CATEGORY`, the value the
 pipeline's own imputers give it, so both runtimes see the same category.

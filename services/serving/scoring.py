@@ -39,6 +39,14 @@ class _NotFinite(ValueError):
     pass
 
 
+def columns(records: list[dict], numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
+    """Rows as one array per column: numbers float64 (null is NaN), categories as sent (null is None). An
+    ONNX model reads these as they are; `pandas.DataFrame(columns(...))` is what a scikit-learn pipeline reads."""
+    arrays = {name: np.array([record[name] for record in records], dtype=np.float64) for name in numeric}
+    arrays.update({name: np.array([record[name] for record in records], dtype=object) for name in categorical})
+    return arrays
+
+
 def score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Labels and (when the model has them) class probabilities per row; `RowsRefused` names failing rows."""
     try:
