@@ -66,15 +66,15 @@ def _rows(batch: Batch, start: int, stop: int) -> Batch:
     return batch.iloc[start:stop]
 
 
-def _score(model: Any, frame: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
+def _score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
     # Floating-point warnings (an overflowing cast) are not reported: what matters is checked below, or
     # raised by the model's own input checks.
     with np.errstate(all="ignore"):
         if not hasattr(model, "predict_proba"):
-            return model.predict(frame).tolist(), None
+            return model.predict(batch).tolist(), None
         # One pass over the model: the label is the most probable class (as `predict` does for forests,
         # boosting and logistic regression), which halves the latency of tree ensembles.
-        proba = np.asarray(model.predict_proba(frame), dtype=float)
+        proba = np.asarray(model.predict_proba(batch), dtype=float)
     if not np.isfinite(proba).all():
         raise _NotFinite("the model returned probabilities that are not finite numbers")
     labels = model.classes_[proba.argmax(axis=1)].tolist()
@@ -82,15 +82,15 @@ def _score(model: Any, frame: Batch) -> tuple[list[Any], list[dict[str, float]] 
     return labels, [dict(zip(classes, map(float, p), strict=True)) for p in proba]
 
 
-def _fails(model: Any, frame: Batch) -> bool:
+def _fails(model: Any, batch: Batch) -> bool:
     try:
-        _score(model, frame)
+        _score(model, batch)
     except MODEL_ERRORS:
         return True
     return False
 
 
-def _failing_rows(model: Any, frame: Batch) -> list[int]:
+def _failing_rows(model: Any, batch: Batch) -> list[int]:
     """Up to `MAX_NAMED_ROWS` rows that fail on their own, found by halving the failing ranges."""
     found: list[int] = []
 
@@ -102,8 +102,8 @@ def _failing_rows(model: Any, frame: Batch) -> list[int]:
         for start, stop in ((lo, mid), (mid, hi)):
             if len(found) >= MAX_NAMED_ROWS:
                 return
-            if _fails(model, _rows(frame, start, stop)):
+            if _fails(model, _rows(batch, start, stop)):
                 search(start, stop)
 
-    search(0, _row_count(frame))
+    search(0, _row_count(batch))
     return found
