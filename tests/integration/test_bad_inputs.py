@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -343,6 +344,35 @@ def test_the_scikit_learn_runtime_answers_as_the_onnx_runtime_does(served):
         assert ours.keys() == theirs.keys() and all(abs(ours[c] - theirs[c]) < 1e-4 for c in ours)
     refused = httpx.post(f"{url}/predict", json={"rows": [{**ROW, "age": "old"}]}, timeout=30)
     assert refused.status_code == 400 and "age" in refused.text
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "scikit-learn"])
+def test_interleaved_requests_keep_their_own_ids_rows_and_log_lines(served, runtime):
+    # The API is async: requests interleave inside a worker, and none may take another's rows or id.
+    on_sklearn = runtime == "scikit-learn"
+    url, log_dir = (served.on_sklearn_url, served.log_dir.parent / "sklearn-inference") if on_sklearn else (
+        served.url, served.log_dir)
+    if on_sklearn:
+        wait_until(lambda: url_ok(f"{url}/readyz"), served.on_sklearn, served.config.platform.startup_timeout_s,
+                   "bento on scikit-learn")
+    sent = {f"interleaved-{runtime}-{i}-{uuid.uuid4().hex[:8]}": [{**ROW, "age": 20 + i}] * (1 + i % 3)
+            for i in range(24)}
+
+    def post(request_id: str) -> httpx.Response:
+        return httpx.post(f"{url}/predict", json={"rows": sent[request_id]}, headers={"x-request-id": request_id},
+                          timeout=60)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = dict(zip(sent, pool.map(post, sent), strict=True))
+    for request_id, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-request-id"] == request_id and answer.json()["request_id"] == request_id
+        assert len(answer.json()["predictions"]) == len(sent[request_id])
+    logged: dict[str, list[float]] = {}
+    for record in served.logged(log_dir):
+        if record["request_id"] in sent:
+            logged.setdefault(record["request_id"], []).append(record["features"]["age"])
+    assert logged == {request_id: [row["age"] for row in rows] for request_id, rows in sent.items()}
 
 
 def test_with_a_serving_token_everything_but_the_probes_needs_it(served):

@@ -47,3 +47,26 @@ def test_files_hold_request_data_so_they_are_not_world_readable(tmp_path):
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
+
+
+def test_a_new_day_goes_to_a_new_file(tmp_path):
+    log = InferenceLog(tmp_path)
+    first = log.append([{"request_id": "a", "row": 0}], datetime(2026, 11, 27, 23, 59, tzinfo=UTC))
+    second = log.append([{"request_id": "b", "row": 0}], datetime(2026, 11, 28, 0, 0, tzinfo=UTC))
+    assert first != second
+    assert [json.loads(line)["request_id"] for line in first.read_text().splitlines()] == ["a"]
+    assert [json.loads(line)["request_id"] for line in second.read_text().splitlines()] == ["b"]
+
+
+def test_a_file_removed_or_replaced_under_the_writer_loses_no_later_line(tmp_path):
+    log = InferenceLog(tmp_path)
+    when = datetime(2026, 11, 27, tzinfo=UTC)
+    path = log.append([{"request_id": "a", "row": 0}], when)
+    path.unlink()  # e.g. an operator's cleanup
+    log.append([{"request_id": "b", "row": 0}], when)
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["b"]
+    path.rename(tmp_path / "archived.jsonl")  # e.g. a rotation: a new file takes the name
+    path.write_text("")
+    log.append([{"request_id": "c", "row": 0}], when)
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["c"]
+    assert [json.loads(line)["request_id"] for line in (tmp_path / "archived.jsonl").read_text().splitlines()] == ["b"]
