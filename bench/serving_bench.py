@@ -5,7 +5,7 @@ build, deploy), a second release as a user runs it (`make train`, then `make dep
 build, blue/green switch) and a served bento's cold start (process start to `/readyz`), then loads five servers of
 the same model version with the same payloads (1 and 100 rows) at 8 and 32 concurrent clients:
 - the platform's `/predict` (the local front, then the deployed bento: guard, schema, inference log, metrics);
-- the same bento server without the front (not a goal: it shows what the front costs);
+- the same bento server without the front (no throughput or latency goal: it shows what the front costs);
 - a bare ASGI app with the scikit-learn pipeline (`bench/bare_app.py`);
 - the same app with the gated ONNX model on onnxruntime (the practical limit);
 - `mlflow models serve` with the same worker count.

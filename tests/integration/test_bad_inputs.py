@@ -42,6 +42,7 @@ from pipelines.train import MODEL_PACKAGES, build_pipeline, split, train
 from pipelines.validate import validate
 from services.contract import (
     INFERENCE_LOG_ENV,
+    ONNX_RUNTIME,
     SERVING_TOKEN_FILE_ENV,
     SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
@@ -346,10 +347,10 @@ def test_the_scikit_learn_runtime_answers_as_the_onnx_runtime_does(served):
     assert refused.status_code == 400 and "age" in refused.text
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "scikit-learn"])
+@pytest.mark.parametrize("runtime", [ONNX_RUNTIME, SKLEARN_RUNTIME])
 def test_interleaved_requests_keep_their_own_ids_rows_and_log_lines(served, runtime):
     # The API is async: requests interleave inside a worker, and none may take another's rows or id.
-    on_sklearn = runtime == "scikit-learn"
+    on_sklearn = runtime == SKLEARN_RUNTIME
     url, log_dir = (served.on_sklearn_url, served.log_dir.parent / "sklearn-inference") if on_sklearn else (
         served.url, served.log_dir)
     if on_sklearn:
