@@ -51,7 +51,7 @@ from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
 from services.serving.onnx_model import ONNX_FILE, OnnxModel
 from services.serving.request_schema import DEFAULT_MAX_ABS, row_model
-from services.serving.scoring import Batch, RowsRefused, columns, score
+from services.serving.scoring import RowsRefused, columns, score
 
 
 class ServingArgs(BaseModel):
@@ -122,7 +122,7 @@ class Serving:
         return not (drain_file and Path(drain_file).exists())
 
     # An async API: the request is scored on the event loop, without BentoML's hop to its one API thread and
-    # back, which cost more than the ONNX model itself (`_score_batch` moves only the slow runtime off the loop).
+    # back, which cost more than the ONNX model itself (`_score_records` moves only the slow runtime off the loop).
     @bentoml.api
     async def predict(
         self,
@@ -137,7 +137,7 @@ class Serving:
             raise BentoMLException(refusal.message, error_code=refusal.status) from None
         records = [row.model_dump(by_alias=True) for row in rows]
         try:
-            labels, probabilities = await _score_batch(self.model, _batch(records))
+            labels, probabilities = await _score_records(self.model, records)
         except RowsRefused as refused:
             log.warning("rows refused by the model", extra={"fields": {
                 "request_id": request_id, "model_version": args.model_version, "rows": refused.rows,
@@ -176,21 +176,17 @@ class Serving:
 _SCIKIT_LEARN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scikit-learn")
 
 
-async def _score_batch(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
-    if args.runtime == SKLEARN_RUNTIME:
-        return await asyncio.get_running_loop().run_in_executor(_SCIKIT_LEARN_THREAD, score, model, batch)
-    return score(model, batch)  # onnxruntime: about 0.1 ms, less than a thread hop costs
-
-
-def _batch(records: list[dict]) -> Batch:
-    """The rows as the model reads them. The ONNX model takes one array per column, so the service never
-    imports pandas (2.4 s of each serving process's start); a scikit-learn pipeline reads a DataFrame."""
+async def _score_records(model: Any, records: list[dict]) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Score the rows as the runtime reads them. The ONNX model takes one array per column, on the event loop
+    (about 0.1 ms, less than a thread hop), and the service never imports pandas (2.4 s of each serving
+    process's start); a scikit-learn pipeline reads a DataFrame, in its own thread."""
     arrays = columns(records, NUMERIC, CATEGORICAL)
     if args.runtime == ONNX_RUNTIME:
-        return arrays
+        return score(model, arrays)
     import pandas as pd  # loaded at start by `_load_model` for this runtime
 
-    return pd.DataFrame(arrays, columns=[*NUMERIC, *CATEGORICAL], copy=False)
+    batch = pd.DataFrame(arrays, columns=[*NUMERIC, *CATEGORICAL], copy=False)
+    return await asyncio.get_running_loop().run_in_executor(_SCIKIT_LEARN_THREAD, score, model, batch)
 
 
 def _load_model(model_dir: Path) -> Any:
