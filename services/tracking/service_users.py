@@ -40,10 +40,19 @@ def provision(store: SqlAlchemyStore, users: configparser.ConfigParser) -> list[
     return done
 
 
+def read_users(path: str | os.PathLike[str]) -> configparser.ConfigParser:
+    """The users file, read as MLflow reads the job's credentials file: with '%%' standing for '%'."""
+    users = configparser.ConfigParser()
+    if not users.read(path):
+        raise OSError(f"cannot read {path}")
+    return users
+
+
 def main() -> int:
-    users = configparser.ConfigParser(interpolation=None)
-    if not users.read(os.environ["SERVICE_USERS_FILE"]):
-        print(f"service users: cannot read {os.environ['SERVICE_USERS_FILE']}", file=sys.stderr)
+    try:
+        users = read_users(os.environ["SERVICE_USERS_FILE"])
+    except OSError as exc:
+        print(f"service users: {exc}", file=sys.stderr)
         return 1
     store = SqlAlchemyStore()
     store.init_db(read_auth_config().database_uri)
