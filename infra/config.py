@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
@@ -220,6 +220,7 @@ def _reject_unknown_keys(project: str) -> None:
 # Tags that registries move on purpose; a pod restarted later could run other code under them.
 MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "edge", "nightly"})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _REGISTRY_OR_EMPTY = re.compile(r"^$|^[a-z0-9][a-z0-9._:/-]*[a-z0-9]$")
 _S3_URI_OR_EMPTY = re.compile(r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
 _HTTP_URL_OR_EMPTY = re.compile(r"^$|^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
@@ -261,6 +262,9 @@ def _postgres_uri(read: _Reader) -> tuple[pulumi.Output[str], int]:
         raise read.fail("postgresUri", f"is required {why}: pulumi config set --secret postgresUri <value>")
     if not is_config_secret(full_key):
         raise read.fail("postgresUri", "holds a password: set it with pulumi config set --secret postgresUri <value>")
+    if _CONTROL_CHARACTER.search(unquote(uri)):  # urlsplit drops a raw newline silently; libpq reads one as a line
+        raise read.fail("postgresUri", "holds a control character (a newline, say), raw or %-encoded: "
+                                       "set the URI without it")
     parts = urlsplit(uri)
     missing = [what for what, value in (("user", parts.username), ("password", parts.password),
                                         ("host", parts.hostname), ("database", parts.path.strip("/"))) if not value]

@@ -160,6 +160,9 @@ def test_secrets_reach_pods_as_files_only(full_stack):
     ({**SMALL, "trackingBackend": "postgres"}, {}, "postgresUri: is required"),
     ({**SMALL, "trackingBackend": "postgres"}, {"postgresUri": "postgresql://db.example.com/mlflow"},
      "missing user, password"),
+    *(({**SMALL, "trackingBackend": "postgres"}, {"postgresUri": uri}, "postgresUri: holds a control character")
+      for uri in ("postgresql://u:pw%0Ahost=evil@db/mlflow", "postgresql://u:pw@db/mlflow?sslmode=require%0Ahost=x",
+                  "postgresql://u:pw\nhost=evil@db/mlflow", "postgresql://u:pw@db/ml%00flow")),
     ({**SMALL, "artifactDestination": "s3://bucket/x"}, {}, "s3AccessKeyId: is required"),
 ])
 def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, message):
