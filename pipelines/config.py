@@ -42,6 +42,9 @@ class DataConfig(_Section):
     target: str
     numeric_features: list[str] = []
     categorical_features: list[str] = []
+    max_file_bytes: int = Field(
+        2 * 1024**3, gt=0, description="a larger data file is refused before it is read (it loads whole into memory)"
+    )
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 42
 

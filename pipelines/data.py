@@ -45,6 +45,10 @@ def read_table(config: DataConfig) -> tuple[pd.DataFrame, str]:
         return make_loans(), "demo:make_loans(rows=6000, seed=7)"
     if not path.exists():
         raise DataError(f"data.source: file not found: {path}")
+    size = path.stat().st_size
+    if size > config.max_file_bytes:
+        raise DataError(f"data.max_file_bytes: {path} is {size:,} bytes, over the limit of {config.max_file_bytes:,}; "
+                        "raise the limit if this machine has the memory for it")
     readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet}
     reader = readers.get(path.suffix.lower())
     if reader is None:

@@ -126,3 +126,15 @@ def test_a_class_too_rare_to_split_is_a_clear_error(table):
     rare.loc[0, "defaulted"] = 7  # one row of a third class
     with pytest.raises(TrainError, match="cannot split 'defaulted'"):
         fit(rare, DEMO, ModelConfig(params={"n_estimators": 5}))
+
+
+def test_a_file_over_the_stated_size_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "loans.csv"
+    make_loans(rows=200).to_csv(path, index=False)
+    config = DEMO.model_copy(update={"source": str(path), "max_file_bytes": path.stat().st_size - 1})
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("read a file over the limit"))
+    with pytest.raises(DataError, match=r"data.max_file_bytes: .*loans.csv is \d[\d,]* bytes, over the limit"):
+        load_versioned(config)
+    monkeypatch.undo()
+    at_the_limit = load_versioned(config.model_copy(update={"max_file_bytes": path.stat().st_size}))
+    assert len(at_the_limit.frame) == 200
