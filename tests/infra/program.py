@@ -8,6 +8,7 @@ Container inputs name images the stack harness can build and run as they are.
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import sys
 from collections.abc import Mapping
@@ -109,6 +110,16 @@ class _CapturingMonitor(MockMonitor):
         return response
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's SDK calls asyncio.get_event_loop(); an earlier asyncio.run() (any test's) left none to get."""
+    try:
+        if not asyncio.get_event_loop().is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     config: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
@@ -117,6 +128,7 @@ def run_program(
 ) -> DeclaredStack:
     """Run infra/__main__.py with this stack config (keys without the project prefix); secrets as `--secret`."""
     declared = DeclaredStack(config=dict(config or {}), secrets=dict(secrets or {}))
+    _ensure_event_loop()
     monitor = _CapturingMonitor(declared)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     values = {**(config or {}), **(secrets or {})}

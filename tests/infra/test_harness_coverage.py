@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from tests.infra.program import CONTAINER, IMAGE, DeclaredStack, run_program
@@ -29,3 +30,9 @@ def test_an_input_the_harness_ignores_is_reported_by_name():
         f"{container.name}.tmpfs",
         f"{image.name}.build.builderVersion (only the classic builder is applied)",
     }
+
+
+def test_the_program_runs_after_a_test_that_left_no_event_loop():
+    """Any selection passes (`pytest tests/unit tests/infra`): asyncio.run() in an earlier test leaves no loop."""
+    asyncio.run(asyncio.sleep(0))
+    assert run_program().container("mlflow")
