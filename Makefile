@@ -123,6 +123,7 @@ stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (
 requirements: ## recompile services/*/requirements.txt against uv.lock
 	services/compile-requirements.sh
 
+$(call takes,test,BASE_IMAGE)  # the stack tier builds on it (and tests/kubernetes)
 test: setup ## every tier: unit, Pulumi mocks, integration (real processes), Docker stack
 	$(RUN) pytest tests
 
@@ -135,6 +136,7 @@ test-infra: setup
 test-integration: setup
 	$(RUN) pytest tests/integration
 
+$(call takes,test-kubernetes,BASE_IMAGE)
 test-kubernetes: setup ## the kubernetes target offline: mocks, schemas 1.30-1.33, Checkov, own checks, pods on Docker
 	$(RUN) pytest tests/infra/test_kubernetes_program.py tests/kubernetes
 

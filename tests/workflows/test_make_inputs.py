@@ -88,6 +88,14 @@ def test_an_input_reaches_the_command_literally_and_runs_nothing(tmp_path, stub_
         assert argvs and all(holds(argv, name, value) for argv in argvs), (value, argvs, done.stderr[-2000:])
 
 
+@pytest.mark.parametrize("target", ["test", "test-kubernetes"])
+def test_the_test_tiers_that_build_images_get_the_base_image(tmp_path, stub_path, target):
+    stub_path.joinpath("uv").write_text(RECORDER.replace("sys.argv[2:]", '[os.environ.get("BASE_IMAGE")]'))
+    record = tmp_path / "record.jsonl"
+    run_make(target, {"BASE_IMAGE": "$(shell id)"}, stub_path, record)
+    assert calls(record)[-1] == ["uv", "$(shell id)"]
+
+
 def test_a_version_that_looks_like_an_option_stays_the_version(tmp_path, stub_path):
     record = tmp_path / "record.jsonl"
     run_make("promote", {"VERSION": "--to=http://elsewhere", "FROM": "http://staging"}, stub_path, record)
