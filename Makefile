@@ -11,6 +11,15 @@ CANARY ?=# deploy TARGET=stack CANARY=10: the candidate serves 10% of requests, 
 TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (release image on the Pulumi stack)
 STACK ?= dev
 BASE_IMAGE ?= mlops-platform-base:bookworm
+KEEP ?= 7# backups of one source to keep
+# What a person or a workflow passes (`make NAME=value`, or NAME in the environment). Make never expands
+# these values (a `$(shell ...)` in one stays text) and never pastes them into a recipe: a target gets
+# the ones it takes as environment variables, read by its recipe as "$$NAME", so each value is one
+# argument to the CLI, which validates it. ARGS alone is split into words (never globbed or parsed).
+INPUTS := VERSION FROM TO STACK TARGET CANARY ARGS KEEP BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
+$(foreach name,$(INPUTS),$(eval override $(name) := $$(value $(name))))
+# $(call takes,<target>,<inputs>): that target's recipe gets those inputs in its environment.
+takes = $(foreach name,$(2),$(eval $(1): export $(name) := $$($(name))))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
@@ -39,25 +48,30 @@ data: ## check the dataset and print its version
 train: ## train, log to MLflow, register @challenger
 	$(PIPELINES) train
 
+$(call takes,validate,ARGS)
 validate: ## gate @challenger against thresholds and @champion (ARGS=--allow-incomparable waives an impossible comparison)
-	$(PIPELINES) validate $(ARGS)
+	set -f; $(PIPELINES) validate $$ARGS
 
 build: ## build the bento for @challenger from the registry
 	$(PIPELINES) build
 
+$(call takes,deploy,TARGET STACK CANARY ARGS)
 deploy: ## gate, build and serve @challenger (TARGET=local|stack; CANARY=<percent> on the stack), then promote it
-	$(PIPELINES) deploy --target $(TARGET) --stack $(STACK) $(if $(CANARY),--canary $(CANARY)) $(ARGS)
+	set -f; $(PIPELINES) deploy --target="$$TARGET" --stack="$$STACK" $${CANARY:+--canary="$$CANARY"} $$ARGS
 
+$(call takes,rollback,TARGET STACK)
 rollback: ## serve @previous again (TARGET=local|stack) and swap the aliases back
-	$(PIPELINES) rollback --target $(TARGET) --stack $(STACK)
+	$(PIPELINES) rollback --target="$$TARGET" --stack="$$STACK"
 
+$(call takes,reproduce,VERSION)
 reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
-	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=<model version>"; exit 2; }
-	$(PIPELINES) reproduce $(VERSION)
+	@test -n "$$VERSION" || { echo "usage: make reproduce VERSION=<model version>"; exit 2; }
+	$(PIPELINES) reproduce -- "$$VERSION"
 
+$(call takes,promote,VERSION FROM TO)
 promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI) and gate it there
-	@test -n "$(VERSION)" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
-	$(PIPELINES) promote $(VERSION) $${FROM:+--from "$$FROM"} $${TO:+--to "$$TO"}  # the shell expands them: make echoes no password
+	@test -n "$$VERSION" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
+	$(PIPELINES) promote $${FROM:+--from="$$FROM"} $${TO:+--to="$$TO"} -- "$$VERSION"  # make echoes no password
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic
@@ -74,36 +88,42 @@ status: ## what runs where: MLflow, serving, aliases, memory
 down: ## stop the local serving and MLflow processes (state is kept)
 	$(PIPELINES) down
 
-KEEP ?= 7# backups of one source to keep
+$(call takes,backup,TARGET STACK KEEP ARGS)
 backup: ## archive the tracking state (TARGET=local|stack): database dump + artifacts + manifest; keeps KEEP
-	$(PIPELINES) backup --target $(TARGET) --stack $(STACK) --keep $(KEEP) $(ARGS)
+	set -f; $(PIPELINES) backup --target="$$TARGET" --stack="$$STACK" --keep="$$KEEP" $$ARGS
 
+$(call takes,restore,BACKUP TARGET STACK ARGS)
 restore: ## restore BACKUP=<archive> into an empty platform (TARGET=local|stack; ARGS=--force replaces one)
-	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<archive .tar.gz> [TARGET=stack] [ARGS=--force]"; exit 2; }
-	$(PIPELINES) restore "$(BACKUP)" --target $(TARGET) --stack $(STACK) $(ARGS)
+	@test -n "$$BACKUP" || { echo "usage: make restore BACKUP=<archive .tar.gz> [TARGET=stack] [ARGS=--force]"; exit 2; }
+	set -f; $(PIPELINES) restore --target="$$TARGET" --stack="$$STACK" $$ARGS -- "$$BACKUP"
 
+$(call takes,base-image,BASE_IMAGE)
 base-image: ## the offline base image (mmdebstrap from Debian packages) for hosts without Docker Hub
 	services/base-image.sh
 
+$(call takes,images,BASE_IMAGE)
 images: ## build the service images on BASE_IMAGE, as the stack does (classic builder)
 	for service in tracking serving monitoring front postgres; do \
-	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE="$$BASE_IMAGE" \
 	    -f services/$$service/Dockerfile -t mlops-$${service/serving/serving-runtime}:latest services || exit 1; done
 
+$(call takes,k8s-images,IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE)
 k8s-images: ## the three images as [IMAGE_REGISTRY/]mlops-<image>:IMAGE_TAG, pushed when IMAGE_REGISTRY is set (kubernetes target)
-	@test -n "$(IMAGE_TAG)" || { echo "usage: make k8s-images IMAGE_TAG=<version> [IMAGE_REGISTRY=<registry/path>]"; exit 2; }
+	@test -n "$$IMAGE_TAG" || { echo "usage: make k8s-images IMAGE_TAG=<version> [IMAGE_REGISTRY=<registry/path>]"; exit 2; }
 	for service in tracking serving monitoring; do \
-	  image=$(if $(IMAGE_REGISTRY),$(IMAGE_REGISTRY)/)mlops-$${service/serving/serving-runtime}:$(IMAGE_TAG); \
-	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) \
-	    -f services/$$service/Dockerfile -t $$image services || exit 1; \
-	  $(if $(IMAGE_REGISTRY),docker push $$image || exit 1;) echo "built $$image"; done
+	  image="$${IMAGE_REGISTRY:+$$IMAGE_REGISTRY/}mlops-$${service/serving/serving-runtime}:$$IMAGE_TAG"; \
+	  DOCKER_BUILDKIT=0 docker build --network host --build-arg BASE_IMAGE="$$BASE_IMAGE" \
+	    -f services/$$service/Dockerfile -t "$$image" services || exit 1; \
+	  if [[ -n "$$IMAGE_REGISTRY" ]]; then docker push "$$image" || exit 1; fi; echo "built $$image"; done
 
+$(call takes,stack-up,STACK)
 stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (needs the Pulumi CLI)
-	pulumi up --stack $(STACK) --policy-pack infra/policy
+	pulumi up --stack="$$STACK" --policy-pack infra/policy
 
 requirements: ## recompile services/*/requirements.txt against uv.lock
 	services/compile-requirements.sh
 
+$(call takes,test,BASE_IMAGE)  # the stack tier builds on it (and tests/kubernetes)
 test: setup ## every tier: unit, Pulumi mocks, integration (real processes), Docker stack
 	$(RUN) pytest tests
 
@@ -116,9 +136,11 @@ test-infra: setup
 test-integration: setup
 	$(RUN) pytest tests/integration
 
+$(call takes,test-kubernetes,BASE_IMAGE)
 test-kubernetes: setup ## the kubernetes target offline: mocks, schemas 1.30-1.33, Checkov, own checks, pods on Docker
 	$(RUN) pytest tests/infra/test_kubernetes_program.py tests/kubernetes
 
+$(call takes,test-stack,BASE_IMAGE)
 test-stack: setup
 	.ci/setup-docker.sh
 	$(RUN) pytest tests/stack

@@ -57,6 +57,7 @@ def run_act(
     *,
     payload: Mapping | None = None,
     variables: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     matrix: Mapping[str, str] | None = None,
     stub_make: bool = True,
@@ -71,6 +72,8 @@ def run_act(
         command += ["--local-repository", f"{repository}@{commit}={STUBS / STUB_FOR[repository]}"]
     for name, value in (variables or {}).items():
         command += ["--var", f"{name}={value}"]
+    for name, value in (secrets or {}).items():
+        command += ["--secret", f"{name}={value}"]
     for name, value in (matrix or {}).items():
         command += ["--matrix", f"{name}:{value}"]
     path = os.environ["PATH"]
