@@ -32,8 +32,9 @@ class ConfigError(CannotRun, ValueError):
 
 
 class _Section(BaseModel):
-    # A typo in a key must fail loudly, not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A typo in a key must fail loudly, not silently fall back to a default; and a default passes the same
+    # validators as a written value (pydantic skips them on defaults unless told).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class DataConfig(_Section):
@@ -141,7 +142,7 @@ def _host_port(host: str | None, port: int | None) -> str:
 class PlatformConfig(_Section):
     """The embedded default: processes on this machine, state in one git-ignored directory."""
 
-    state_dir: Path = Path(".platform")
+    state_dir: Path = Field(Path(".platform"), description="relative paths (and the default) are from the repo root")
     # Before `host`: its validator reads this one.
     allow_unauthenticated_network: bool = Field(
         False, description="let platform.host be a non-loopback address although nothing on it asks for a credential")
