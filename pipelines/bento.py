@@ -14,15 +14,17 @@ the version) inside the model directory, and the bento serves it (`runtime` argu
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 
@@ -52,6 +54,8 @@ SERVICE_FILES = [
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
 RUNTIME_PACKAGES = {ONNX_RUNTIME: ["onnxruntime"], SKLEARN_RUNTIME: []}
+
+T = TypeVar("T")
 
 
 class UntrustedModelError(CannotRun, ValueError):
@@ -130,35 +134,62 @@ def as_gated(config: PipelineConfig, model: ResolvedVersion) -> ResolvedVersion:
                                onnx_sha256=tags.get(ONNX_SHA256_TAG))
 
 
+def stored_once(home: Path, find: Callable[[], T], add: Callable[[], T], missing: type[Exception]) -> T:
+    """`find()` the item in the BentoML store at `home`, else `add()` it: one process at a time per store.
+
+    BentoML refuses to add an item that exists and shows other processes an item it is still writing, so two
+    builds of one version (a build beside a deploy, say) take turns, and the second reuses what the first stored.
+    """
+    with (home / "build.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits: adding an item takes seconds
+        try:
+            return find()
+        except missing:
+            return add()
+
+
 def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     """The bento serving `model` with the runtime its gate chose, built from the registry unless it exists."""
-    use_store(config)
+    home = use_store(config)
     import bentoml  # after use_store: BentoML fixes its home on first use
 
     model = as_gated(config, model)
-    onnx = model.runtime == ONNX_RUNTIME
     # The run's ONNX artifact is immutable, so "-onnx" names it; its digest is checked below all the same.
-    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if onnx else "")
+    model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if model.runtime == ONNX_RUNTIME else "")
     tag = f"{model_tag}-{service_hash()}"
     # The model passes the pinned trust check before it enters the store, and again whenever it is reused.
-    try:
-        stored = Path(bentoml.models.get(model_tag).path_of("mlflow_model"))
-        check_model(model, stored)
-        if onnx and hashlib.sha256((stored / ONNX_FILE).read_bytes()).hexdigest() != model.onnx_sha256:
-            raise UntrustedModelError(f"the stored model {model_tag} holds an ONNX file the gate did not check; "
-                                      f"delete it (bentoml models delete {model_tag}) and build again")
-    except bentoml.exceptions.NotFound:
-        with tempfile.TemporaryDirectory(prefix="model-") as download:
-            # What is checked is what is imported: one download, no second fetch from the registry.
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=download)
-            check_model(model, local)
-            if onnx:
-                (Path(local) / ONNX_FILE).write_bytes(gated_onnx(model))
-            bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
-    try:
-        return BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True)
-    except bentoml.exceptions.NotFound:
-        pass
+    stored_once(home, lambda: _check_stored(model, model_tag), lambda: _import(model, model_tag),
+                bentoml.exceptions.NotFound)
+    return stored_once(home, lambda: BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True),
+                       lambda: _build_bento(config, model, model_tag, tag), bentoml.exceptions.NotFound)
+
+
+def _check_stored(model: ResolvedVersion, model_tag: str) -> None:
+    import bentoml
+
+    stored = Path(bentoml.models.get(model_tag).path_of("mlflow_model"))
+    check_model(model, stored)
+    onnx_file = stored / ONNX_FILE
+    if model.runtime == ONNX_RUNTIME and hashlib.sha256(onnx_file.read_bytes()).hexdigest() != model.onnx_sha256:
+        raise UntrustedModelError(f"the stored model {model_tag} holds an ONNX file the gate did not check; "
+                                  f"delete it (bentoml models delete {model_tag}) and build again")
+
+
+def _import(model: ResolvedVersion, model_tag: str) -> None:
+    import bentoml
+
+    with tempfile.TemporaryDirectory(prefix="model-") as download:
+        # What is checked is what is imported: one download, no second fetch from the registry.
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=download)
+        check_model(model, local)
+        if model.runtime == ONNX_RUNTIME:
+            (Path(local) / ONNX_FILE).write_bytes(gated_onnx(model))
+        bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
+
+
+def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str, tag: str) -> BuiltBento:
+    import bentoml
+
     requirements = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
     with tempfile.TemporaryDirectory(prefix="bento-context-") as context:
         for name in SERVICE_FILES:

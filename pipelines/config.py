@@ -6,13 +6,14 @@ A wrong key or value fails with `ConfigError` naming the key, before anything ru
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipelines.errors import CannotRun
 from services.contract import OnDrift
@@ -31,8 +32,9 @@ class ConfigError(CannotRun, ValueError):
 
 
 class _Section(BaseModel):
-    # A typo in a key must fail loudly, not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A typo in a key must fail loudly, not silently fall back to a default; and a default passes the same
+    # validators as a written value (pydantic skips them on defaults unless told).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class DataConfig(_Section):
@@ -127,6 +129,15 @@ def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
     return bare, unquote(parts.username), unquote(parts.password) if parts.password is not None else None
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: where it points is not this config's to know
+
+
 def _host_port(host: str | None, port: int | None) -> str:
     return f"{host or ''}" + (f":{port}" if port else "")
 
@@ -134,7 +145,10 @@ def _host_port(host: str | None, port: int | None) -> str:
 class PlatformConfig(_Section):
     """The embedded default: processes on this machine, state in one git-ignored directory."""
 
-    state_dir: Path = Path(".platform")
+    state_dir: Path = Field(Path(".platform"), description="relative paths (and the default) are from the repo root")
+    # Before `host`: its validator reads this one.
+    allow_unauthenticated_network: bool = Field(
+        False, description="let platform.host be a non-loopback address although nothing on it asks for a credential")
     host: str = "127.0.0.1"
     mlflow_port: int = Field(5000, ge=1, le=65535)
     serving_port: int = Field(3000, ge=1, le=65535)
@@ -145,6 +159,17 @@ class PlatformConfig(_Section):
     @classmethod
     def _anchor_state_dir(cls, value: Path) -> Path:
         return value if value.is_absolute() else REPO_ROOT / value
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_opted_in(cls, value: str, info: ValidationInfo) -> str:
+        if is_loopback(value) or info.data.get("allow_unauthenticated_network"):
+            return value
+        raise ValueError(
+            "the local platform's MLflow, serving and Evidently UI have no authentication, so a non-loopback host "
+            "lets anyone who reaches it read and change the registry and the served model; keep 127.0.0.1 (and "
+            "use an SSH tunnel), serve others from the stack with authEnabled: true (Pulumi.<stack>.yaml), or set "
+            "platform.allow_unauthenticated_network: true to accept that risk on a network you trust")
 
     @property
     def mlflow_url(self) -> str:

@@ -13,10 +13,12 @@ import contextlib
 import dataclasses
 import fcntl
 import getpass
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -137,17 +139,30 @@ def rollback(config: PipelineConfig, target: ServingTarget) -> DeployResult:
         return _release(config, bento, target, "rollback", move)
 
 
+_held_locks = threading.local()  # the release locks this thread holds
+
+
 @contextlib.contextmanager
 def release_lock(config: PipelineConfig) -> Iterator[None]:
-    """One deploy or rollback at a time per state dir: two would race for the port and the aliases."""
+    """One deploy or rollback at a time per state dir, from its gate to its alias move: two would race in the
+    bento store, for the port and for the aliases. A second is refused at once rather than queued behind a
+    release it knows nothing of. The thread holding the lock may take it again (a release, then its deploy)."""
     path = config.platform.state_dir / "run" / "release.lock"
+    held: set[Path] = vars(_held_locks).setdefault("paths", set())
+    if path in held:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DeployError(f"another deploy or rollback is running (lock {path}); try again when it ends") from None
-        yield
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
 
 
 def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str,

@@ -91,15 +91,16 @@ def build_bento(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
 def release_candidate(config: PipelineConfig, target: ServingTarget, *, allow_incomparable: bool = False,
                       canary_percent: int | None = None) -> None:
     """Gate @challenger, build exactly the version that passed, roll it out, promote it."""
-    from pipelines.deploy import deploy
+    from pipelines.deploy import deploy, release_lock
     from pipelines.registry import CHALLENGER
 
-    candidate = resolve_version(config, alias=CHALLENGER)
-    gate_candidate(config, candidate, allow_incomparable=allow_incomparable)
-    bento = build_bento(config, candidate)
-    how = f"as a canary ({canary_percent}% of requests) " if canary_percent else ""
-    with console.status(f"Rolling out {bento.tag} {how}to {target.name} and checking it ..."):
-        result = deploy(config, bento, target, canary_percent)
+    with release_lock(config):  # from the gate on: a second release would gate, build and serve the same version
+        candidate = resolve_version(config, alias=CHALLENGER)
+        gate_candidate(config, candidate, allow_incomparable=allow_incomparable)
+        bento = build_bento(config, candidate)
+        how = f"as a canary ({canary_percent}% of requests) " if canary_percent else ""
+        with console.status(f"Rolling out {bento.tag} {how}to {target.name} and checking it ..."):
+            result = deploy(config, bento, target, canary_percent)
     console.print(views.release(config, result, "Deployed"))
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, ConfigError, _Section, load_config
 
 
 def write(tmp_path: Path, raw: dict) -> Path:
@@ -93,3 +93,43 @@ def test_passwords_in_the_tracking_uri_are_never_shown_or_recorded(tmp_path, raw
     assert config.tracking.resolved_uri.endswith("s3cret@mlflow.example:5443")  # MLflow still gets it
     assert config.tracking.display_uri == "https://admin:***@mlflow.example:5443"
     assert "s3cret" not in str(config.public_dump())
+
+
+MINIMAL = {"model_name": "churn", "data": {"target": "churned", "numeric_features": ["tenure"]}}
+
+
+def _sections(cls: type = _Section) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_sections(direct))]
+
+
+@pytest.mark.parametrize("section", [cls for cls in _sections() if not any(
+    field.is_required() for field in cls.model_fields.values())], ids=lambda cls: cls.__name__)
+def test_every_default_is_validated_like_a_written_value(section):
+    defaults = section()
+    assert section.model_validate(defaults.model_dump()) == defaults
+
+
+def test_a_config_without_a_platform_section_keeps_its_state_in_the_repo(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.platform.state_dir == REPO_ROOT / ".platform"
+    written = load_config(write(tmp_path, {**MINIMAL, "platform": {"state_dir": "elsewhere"}}))
+    assert written.platform.state_dir == REPO_ROOT / "elsewhere"  # the same anchor for a written path
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "mlflow.example.com"])
+def test_a_host_beyond_loopback_is_refused_naming_the_keys(tmp_path, host):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, {**MINIMAL, "platform": {"host": host}}))
+    message = str(error.value)
+    assert "platform.host" in message and host in message
+    assert "platform.allow_unauthenticated_network" in message and "authEnabled" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_loopback_hosts_are_accepted(tmp_path, host):
+    assert load_config(write(tmp_path, {**MINIMAL, "platform": {"host": host}})).platform.host == host
+
+
+def test_a_network_host_is_accepted_only_when_the_config_opts_in(tmp_path):
+    opted_in = {"host": "0.0.0.0", "allow_unauthenticated_network": True}
+    assert load_config(write(tmp_path, {**MINIMAL, "platform": opted_in})).platform.host == "0.0.0.0"
