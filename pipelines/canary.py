@@ -14,9 +14,10 @@ a reason to abort too. `judge` is pure, so the rules are unit-tested; `DockerWin
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,6 +46,7 @@ class Figures:
     error_rates: dict[str, float]
     p99_ms: dict[str, float]
     prediction_distance: float
+    skipped_lines: int = 0
 
     def as_tags(self) -> dict[str, str]:
         return {
@@ -53,6 +55,7 @@ class Figures:
             **{f"canary_{role}_5xx_rate": f"{rate:.4f}" for role, rate in self.error_rates.items()},
             **{f"canary_{role}_p99_ms": f"{ms:.1f}" for role, ms in self.p99_ms.items()},
             "canary_prediction_distance": f"{self.prediction_distance:.3f}",
+            "canary_skipped_log_lines": str(self.skipped_lines),
         }
 
 
@@ -72,6 +75,7 @@ class Observed:
 
     responses: dict[str, list[tuple[int, float]]]
     probabilities: dict[str, list[dict[str, float]]]
+    skipped_lines: int = 0  # access-log entries and inference records that could not be read
 
 
 def figures(observed: Observed, seconds: float) -> Figures:
@@ -82,8 +86,8 @@ def figures(observed: Observed, seconds: float) -> Figures:
         error_rates[role] = sum(status >= 500 for status, _ in answers) / len(answers) if answers else 0.0
         times = [ms for _, ms in answers if ms >= 0]
         p99[role] = float(np.percentile(times, 99)) if times else 0.0
-    return Figures(seconds, requests, error_rates, p99, prediction_distance(
-        observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, [])))
+    distance = prediction_distance(observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, []))
+    return Figures(seconds, requests, error_rates, p99, distance, observed.skipped_lines)
 
 
 def prediction_distance(champion: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
@@ -140,41 +144,58 @@ class DockerWindow:
     since: datetime
 
     def __call__(self) -> Observed:
-        return Observed(self._responses(), self._probabilities())
+        responses, bad_entries = self._responses()
+        probabilities, bad_records = self._probabilities()
+        return Observed(responses, probabilities, bad_entries + bad_records)
 
-    def _responses(self) -> dict[str, list[tuple[int, float]]]:
+    def _responses(self) -> tuple[dict[str, list[tuple[int, float]]], int]:
         logs = _docker(["logs", "--since", self.since.isoformat(), f"{self.name_prefix}-front"])
         found: dict[str, list[tuple[int, float]]] = {CHAMPION: [], CANDIDATE: []}
+        skipped = 0
         for line in logs.splitlines():
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 continue  # HAProxy's own start-up and health messages
+            if not isinstance(entry, dict):
+                continue
             role = _ROLE_OF_SERVER.get(str(entry.get("server", "")).rstrip("0123456789"))
-            if entry.get("backend") == "ready" and role is not None:
-                found[role].append((int(entry["status"]), float(entry["response_ms"])))
-        return found
+            if entry.get("backend") != "ready" or role is None:
+                continue
+            answer = _answer(entry)
+            if answer is None:
+                skipped += 1
+            else:
+                found[role].append(answer)
+        return found, skipped
 
-    def _probabilities(self) -> dict[str, list[dict[str, float]]]:
+    def _probabilities(self) -> tuple[dict[str, list[dict[str, float]]], int]:
         # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.
         script = (f"find {INFERENCE_LOG_MOUNT} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
                   "-exec cat {} +")
         lines = _docker(["exec", f"{self.name_prefix}-monitoring", "sh", "-c", script]).splitlines()
         role_of = {version: role for role, version in self.versions.items()}
         found: dict[str, list[dict[str, float]]] = {CHAMPION: [], CANDIDATE: []}
-        for record in _records(lines):
+        skipped = 0
+        for line in lines:
+            try:
+                record = InferenceRecord.parse(line)
+            except BadRecord:
+                skipped += 1  # a line being written right now, or a malformed one
+                continue
             role = role_of.get(record.model_version)
             if role is not None and record.timestamp >= self.since and record.probabilities:
                 found[role].append(record.probabilities)
-        return found
+        return found, skipped
 
 
-def _records(lines: Iterable[str]) -> Iterable[InferenceRecord]:
-    for line in lines:
-        try:
-            yield InferenceRecord.parse(line)
-        except BadRecord:
-            continue  # a line being written right now
+def _answer(entry: dict[str, object]) -> tuple[int, float] | None:
+    """(status, response ms) of one access-log entry, or None when it does not hold them."""
+    status, ms = entry.get("status"), entry.get("response_ms")
+    if isinstance(status, bool) or not isinstance(status, int) or isinstance(ms, bool) \
+            or not isinstance(ms, int | float) or not math.isfinite(ms):
+        return None
+    return status, float(ms)
 
 
 def _docker(arguments: list[str]) -> str:

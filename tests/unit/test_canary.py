@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from pipelines.canary import CANDIDATE, CHAMPION, Observed, figures, judge, prediction_distance
@@ -58,3 +59,39 @@ def test_the_audit_tags_carry_every_figure():
     tags = figures(observed(), 12.5).as_tags()
     assert tags["canary_seconds"] == "12.5" and tags["canary_candidate_requests"] == "100"
     assert {"canary_champion_5xx_rate", "canary_candidate_p99_ms", "canary_prediction_distance"} <= tags.keys()
+
+
+def test_bad_log_lines_are_skipped_and_counted_never_a_failed_analysis(monkeypatch):
+    """One odd line in the front's or the inference log must not stop the analysis (the canary would keep
+    serving, the audit would stay "in progress"): it is skipped and counted."""
+    from datetime import UTC, datetime
+
+    from pipelines import canary
+
+    since = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    good = {"request_id": "r", "row": 0, "timestamp": "2026-12-01T12:00:05+00:00", "model_name": "loans",
+            "model_version": "6", "features": {"age": 40}, "prediction": 1, "probabilities": {"0": 0.3, "1": 0.7}}
+    inference = [
+        json.dumps(good),
+        json.dumps(good).replace('"row": 0', '"row": Infinity'),  # seen: OverflowError out of the analysis
+        json.dumps({**good, "probabilities": [0.3, 0.7]}),
+        json.dumps({**good, "model_version": "5"}),
+    ]
+    front = [
+        json.dumps({"backend": "ready", "server": "canary1", "status": 200, "response_ms": 12}),
+        json.dumps({"backend": "ready", "server": "release1", "status": 200, "response_ms": 9}),
+        "[NOTICE] haproxy started",  # HAProxy's own lines: not requests, not counted
+        "42",
+        json.dumps({"backend": "ready", "server": "canary1", "status": "teapot", "response_ms": 12}),
+        json.dumps({"backend": "ready", "server": "release1", "response_ms": 9}),
+        json.dumps({"backend": "ready", "server": "canary1", "status": 200, "response_ms": "Infinity"}),
+    ]
+    outputs = {"logs": "\n".join(front), "exec": "\n".join(inference)}
+    monkeypatch.setattr(canary, "_docker", lambda arguments: outputs[arguments[0]])
+
+    seen = canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since)()
+
+    assert {role: len(answers) for role, answers in seen.responses.items()} == {CHAMPION: 1, CANDIDATE: 1}
+    assert [len(seen.probabilities[role]) for role in (CHAMPION, CANDIDATE)] == [1, 1]
+    assert seen.skipped_lines == 5  # 2 inference records, 3 access-log entries
+    assert figures(seen, 10.0).as_tags()["canary_skipped_log_lines"] == "5"
