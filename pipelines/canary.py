@@ -3,8 +3,11 @@
 While the front sends the candidate its share of requests (stack config `canaryPercent`), the analysis
 watches both over a window: until the candidate answered `canary.min_requests` requests, or
 `canary.max_duration_s` passed. It then compares them:
-- 5xx rate, and p99 of the server's response time, from the front's access log (one JSON line per
-  request: backend, server, status, response ms; `docker logs` of the front container);
+- failed answers, and p99 of the server's response time, from the front's access log (one JSON line per
+  request: backend, server, status, response ms; `docker logs` of the front container). Failed means a 5xx,
+  or a 4xx beyond the share of 4xx the champion answers: both get the same mix of requests, so the
+  champion's refusals are the rows that are bad, and the candidate's extra ones are rows the champion
+  accepted (a candidate that refuses every row logs no prediction, so only this catches it);
 - the distance between their prediction distributions: the largest Kolmogorov-Smirnov statistic over
   the class probabilities, from the inference log (each record carries its model version).
 The candidate is promoted only if each figure is within its limit; too few requests in the window is
@@ -43,7 +46,8 @@ class Figures:
 
     seconds: float
     requests: dict[str, int]
-    error_rates: dict[str, float]
+    error_rates: dict[str, float]  # 5xx share of the answers
+    refusal_rates: dict[str, float]  # 4xx share
     p99_ms: dict[str, float]
     prediction_distance: float
     skipped_lines: int = 0
@@ -53,6 +57,7 @@ class Figures:
             "canary_seconds": f"{self.seconds:.1f}",
             **{f"canary_{role}_requests": str(n) for role, n in self.requests.items()},
             **{f"canary_{role}_5xx_rate": f"{rate:.4f}" for role, rate in self.error_rates.items()},
+            **{f"canary_{role}_4xx_rate": f"{rate:.4f}" for role, rate in self.refusal_rates.items()},
             **{f"canary_{role}_p99_ms": f"{ms:.1f}" for role, ms in self.p99_ms.items()},
             "canary_prediction_distance": f"{self.prediction_distance:.3f}",
             "canary_skipped_log_lines": str(self.skipped_lines),
@@ -80,14 +85,21 @@ class Observed:
 
 def figures(observed: Observed, seconds: float) -> Figures:
     requests = {role: len(observed.responses.get(role, [])) for role in (CHAMPION, CANDIDATE)}
-    error_rates, p99 = {}, {}
+    error_rates, refusal_rates, p99 = {}, {}, {}
     for role in (CHAMPION, CANDIDATE):
         answers = observed.responses.get(role, [])
-        error_rates[role] = sum(status >= 500 for status, _ in answers) / len(answers) if answers else 0.0
+        error_rates[role] = _share(answers, 500)
+        refusal_rates[role] = _share(answers, 400)
         times = [ms for _, ms in answers if ms >= 0]
         p99[role] = float(np.percentile(times, 99)) if times else 0.0
     distance = prediction_distance(observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, []))
-    return Figures(seconds, requests, error_rates, p99, distance, observed.skipped_lines)
+    return Figures(seconds, requests, error_rates, refusal_rates, p99, distance, observed.skipped_lines)
+
+
+def _share(answers: list[tuple[int, float]], status_class: int) -> float:
+    """The share of answers with a status in [status_class, status_class + 100)."""
+    hits = sum(status_class <= status < status_class + 100 for status, _ in answers)
+    return hits / len(answers) if answers else 0.0
 
 
 def prediction_distance(champion: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
@@ -106,11 +118,14 @@ def judge(found: Figures, limits: CanaryConfig) -> Verdict:
     if found.requests[CANDIDATE] < limits.min_requests:
         failures.append(f"only {found.requests[CANDIDATE]} requests reached the candidate in {found.seconds:.0f} s "
                         f"(canary.min_requests {limits.min_requests})")
-    increase = found.error_rates[CANDIDATE] - found.error_rates[CHAMPION]
+    errors, refusals = found.error_rates, found.refusal_rates
+    # Fewer refusals than the champion's earn no credit against 5xx.
+    increase = errors[CANDIDATE] - errors[CHAMPION] + max(0.0, refusals[CANDIDATE] - refusals[CHAMPION])
     if increase > limits.max_error_rate_increase:
-        failures.append(f"5xx rate {found.error_rates[CANDIDATE]:.2%} vs the champion's "
-                        f"{found.error_rates[CHAMPION]:.2%} (canary.max_error_rate_increase "
-                        f"{limits.max_error_rate_increase:.2%})")
+        failures.append(f"5xx rate {errors[CANDIDATE]:.2%} vs the champion's {errors[CHAMPION]:.2%}, "
+                        f"4xx rate {refusals[CANDIDATE]:.2%} vs the champion's {refusals[CHAMPION]:.2%}: "
+                        f"{increase:.2%} more requests failed or refused than the champion's share "
+                        f"(canary.max_error_rate_increase {limits.max_error_rate_increase:.2%})")
     ratio = found.p99_ms[CANDIDATE] / max(found.p99_ms[CHAMPION], 1.0)
     if ratio > limits.max_p99_ratio:
         failures.append(f"p99 {found.p99_ms[CANDIDATE]:.0f} ms is {ratio:.1f}x the champion's "
