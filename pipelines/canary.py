@@ -3,8 +3,11 @@
 While the front sends the candidate its share of requests (stack config `canaryPercent`), the analysis
 watches both over a window: until the candidate answered `canary.min_requests` requests, or
 `canary.max_duration_s` passed. It then compares them:
-- 5xx rate, and p99 of the server's response time, from the front's access log (one JSON line per
-  request: backend, server, status, response ms; `docker logs` of the front container);
+- failed answers, and p99 of the server's response time, from the front's access log (one JSON line per
+  request: backend, server, status, response ms; `docker logs` of the front container). Failed means a 5xx,
+  or a 4xx beyond the share of 4xx the champion answers: both get the same mix of requests, so the
+  champion's refusals are the rows that are bad, and the candidate's extra ones are rows the champion
+  accepted (a candidate that refuses every row logs no prediction, so only this catches it);
 - the distance between their prediction distributions: the largest Kolmogorov-Smirnov statistic over
   the class probabilities, from the inference log (each record carries its model version).
 The candidate is promoted only if each figure is within its limit; too few requests in the window is
@@ -14,9 +17,10 @@ a reason to abort too. `judge` is pure, so the rules are unit-tested; `DockerWin
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,17 +46,21 @@ class Figures:
 
     seconds: float
     requests: dict[str, int]
-    error_rates: dict[str, float]
+    error_rates: dict[str, float]  # 5xx share of the answers
+    refusal_rates: dict[str, float]  # 4xx share
     p99_ms: dict[str, float]
     prediction_distance: float
+    skipped_lines: int = 0
 
     def as_tags(self) -> dict[str, str]:
         return {
             "canary_seconds": f"{self.seconds:.1f}",
             **{f"canary_{role}_requests": str(n) for role, n in self.requests.items()},
             **{f"canary_{role}_5xx_rate": f"{rate:.4f}" for role, rate in self.error_rates.items()},
+            **{f"canary_{role}_4xx_rate": f"{rate:.4f}" for role, rate in self.refusal_rates.items()},
             **{f"canary_{role}_p99_ms": f"{ms:.1f}" for role, ms in self.p99_ms.items()},
             "canary_prediction_distance": f"{self.prediction_distance:.3f}",
+            "canary_skipped_log_lines": str(self.skipped_lines),
         }
 
 
@@ -72,18 +80,26 @@ class Observed:
 
     responses: dict[str, list[tuple[int, float]]]
     probabilities: dict[str, list[dict[str, float]]]
+    skipped_lines: int = 0  # access-log entries and inference records that could not be read
 
 
 def figures(observed: Observed, seconds: float) -> Figures:
     requests = {role: len(observed.responses.get(role, [])) for role in (CHAMPION, CANDIDATE)}
-    error_rates, p99 = {}, {}
+    error_rates, refusal_rates, p99 = {}, {}, {}
     for role in (CHAMPION, CANDIDATE):
         answers = observed.responses.get(role, [])
-        error_rates[role] = sum(status >= 500 for status, _ in answers) / len(answers) if answers else 0.0
+        error_rates[role] = _share(answers, 500)
+        refusal_rates[role] = _share(answers, 400)
         times = [ms for _, ms in answers if ms >= 0]
         p99[role] = float(np.percentile(times, 99)) if times else 0.0
-    return Figures(seconds, requests, error_rates, p99, prediction_distance(
-        observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, [])))
+    distance = prediction_distance(observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, []))
+    return Figures(seconds, requests, error_rates, refusal_rates, p99, distance, observed.skipped_lines)
+
+
+def _share(answers: list[tuple[int, float]], status_class: int) -> float:
+    """The share of answers with a status in [status_class, status_class + 100)."""
+    hits = sum(status_class <= status < status_class + 100 for status, _ in answers)
+    return hits / len(answers) if answers else 0.0
 
 
 def prediction_distance(champion: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
@@ -102,11 +118,14 @@ def judge(found: Figures, limits: CanaryConfig) -> Verdict:
     if found.requests[CANDIDATE] < limits.min_requests:
         failures.append(f"only {found.requests[CANDIDATE]} requests reached the candidate in {found.seconds:.0f} s "
                         f"(canary.min_requests {limits.min_requests})")
-    increase = found.error_rates[CANDIDATE] - found.error_rates[CHAMPION]
+    errors, refusals = found.error_rates, found.refusal_rates
+    # Fewer refusals than the champion's earn no credit against 5xx.
+    increase = errors[CANDIDATE] - errors[CHAMPION] + max(0.0, refusals[CANDIDATE] - refusals[CHAMPION])
     if increase > limits.max_error_rate_increase:
-        failures.append(f"5xx rate {found.error_rates[CANDIDATE]:.2%} vs the champion's "
-                        f"{found.error_rates[CHAMPION]:.2%} (canary.max_error_rate_increase "
-                        f"{limits.max_error_rate_increase:.2%})")
+        failures.append(f"5xx rate {errors[CANDIDATE]:.2%} vs the champion's {errors[CHAMPION]:.2%}, "
+                        f"4xx rate {refusals[CANDIDATE]:.2%} vs the champion's {refusals[CHAMPION]:.2%}: "
+                        f"{increase:.2%} more requests failed or refused than the champion's share "
+                        f"(canary.max_error_rate_increase {limits.max_error_rate_increase:.2%})")
     ratio = found.p99_ms[CANDIDATE] / max(found.p99_ms[CHAMPION], 1.0)
     if ratio > limits.max_p99_ratio:
         failures.append(f"p99 {found.p99_ms[CANDIDATE]:.0f} ms is {ratio:.1f}x the champion's "
@@ -140,41 +159,58 @@ class DockerWindow:
     since: datetime
 
     def __call__(self) -> Observed:
-        return Observed(self._responses(), self._probabilities())
+        responses, bad_entries = self._responses()
+        probabilities, bad_records = self._probabilities()
+        return Observed(responses, probabilities, bad_entries + bad_records)
 
-    def _responses(self) -> dict[str, list[tuple[int, float]]]:
+    def _responses(self) -> tuple[dict[str, list[tuple[int, float]]], int]:
         logs = _docker(["logs", "--since", self.since.isoformat(), f"{self.name_prefix}-front"])
         found: dict[str, list[tuple[int, float]]] = {CHAMPION: [], CANDIDATE: []}
+        skipped = 0
         for line in logs.splitlines():
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 continue  # HAProxy's own start-up and health messages
+            if not isinstance(entry, dict):
+                continue
             role = _ROLE_OF_SERVER.get(str(entry.get("server", "")).rstrip("0123456789"))
-            if entry.get("backend") == "ready" and role is not None:
-                found[role].append((int(entry["status"]), float(entry["response_ms"])))
-        return found
+            if entry.get("backend") != "ready" or role is None:
+                continue
+            answer = _answer(entry)
+            if answer is None:
+                skipped += 1
+            else:
+                found[role].append(answer)
+        return found, skipped
 
-    def _probabilities(self) -> dict[str, list[dict[str, float]]]:
+    def _probabilities(self) -> tuple[dict[str, list[dict[str, float]]], int]:
         # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.
         script = (f"find {INFERENCE_LOG_MOUNT} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
                   "-exec cat {} +")
         lines = _docker(["exec", f"{self.name_prefix}-monitoring", "sh", "-c", script]).splitlines()
         role_of = {version: role for role, version in self.versions.items()}
         found: dict[str, list[dict[str, float]]] = {CHAMPION: [], CANDIDATE: []}
-        for record in _records(lines):
+        skipped = 0
+        for line in lines:
+            try:
+                record = InferenceRecord.parse(line)
+            except BadRecord:
+                skipped += 1  # a line being written right now, or a malformed one
+                continue
             role = role_of.get(record.model_version)
             if role is not None and record.timestamp >= self.since and record.probabilities:
                 found[role].append(record.probabilities)
-        return found
+        return found, skipped
 
 
-def _records(lines: Iterable[str]) -> Iterable[InferenceRecord]:
-    for line in lines:
-        try:
-            yield InferenceRecord.parse(line)
-        except BadRecord:
-            continue  # a line being written right now
+def _answer(entry: dict[str, object]) -> tuple[int, float] | None:
+    """(status, response ms) of one access-log entry, or None when it does not hold them."""
+    status, ms = entry.get("status"), entry.get("response_ms")
+    if isinstance(status, bool) or not isinstance(status, int) or isinstance(ms, bool) \
+            or not isinstance(ms, int | float) or not math.isfinite(ms):
+        return None
+    return status, float(ms)
 
 
 def _docker(arguments: list[str]) -> str:

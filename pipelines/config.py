@@ -247,7 +247,8 @@ class CanaryConfig(_Section):
 
     min_requests: int = Field(200, ge=1, description="requests the candidate must answer before it is judged")
     max_duration_s: float = Field(600.0, gt=0, description="judge after this long at the latest")
-    max_error_rate_increase: float = Field(0.01, ge=0, le=1, description="candidate 5xx share minus the champion's")
+    max_error_rate_increase: float = Field(
+        0.01, ge=0, le=1, description="candidate 5xx share minus the champion's, plus its 4xx beyond the champion's")
     max_p99_ratio: float = Field(2.0, gt=0, description="candidate p99 latency over the champion's")
     max_prediction_distance: float = Field(
         0.3, gt=0, le=1, description="largest Kolmogorov-Smirnov statistic between their class probabilities")

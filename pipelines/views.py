@@ -65,6 +65,7 @@ def canary_summary(verdict: Verdict) -> str:
     found = verdict.figures
     return (f"{found.requests['candidate']} vs {found.requests['champion']} requests in {found.seconds:.0f} s; "
             f"5xx {found.error_rates['candidate']:.2%} vs {found.error_rates['champion']:.2%}; "
+            f"4xx {found.refusal_rates['candidate']:.2%} vs {found.refusal_rates['champion']:.2%}; "
             f"p99 {found.p99_ms['candidate']:.0f} vs {found.p99_ms['champion']:.0f} ms; "
             f"prediction distance {found.prediction_distance:.2f}")
 

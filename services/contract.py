@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -78,38 +79,98 @@ class InferenceRecord:
 
     @classmethod
     def parse(cls, line: str) -> InferenceRecord:
-        """The record of one log line; `BadRecord` says what is wrong with it."""
+        """The record of one log line; `BadRecord` (and nothing else) says what is wrong with it.
+
+        Readers sample, judge and compare the fields, so each is checked for the type serving writes: one
+        odd line (Infinity, a list, a year past 9999 in UTC) is a skipped line, never a failed run.
+        """
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BadRecord(f"not JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # an int past Python's digit limit; nesting past the stack
+            raise BadRecord(f"not JSON we can read ({str(exc).split(':')[0]})") from None
         if not isinstance(raw, dict):
             raise BadRecord("not a JSON object")
-        try:
-            if not isinstance(raw["features"], dict):
-                raise BadRecord("'features' is not an object")
-            return cls(
-                request_id=str(raw["request_id"]),
-                row=int(raw.get("row", 0)),
-                timestamp=_parse_time(raw["timestamp"]),
-                model_name=str(raw["model_name"]),
-                model_version=str(raw["model_version"]),
-                features=raw["features"],
-                prediction=raw.get("prediction"),
-                probabilities=raw.get("probabilities"),
-            )
-        except KeyError as exc:
-            raise BadRecord(f"missing field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise BadRecord(f"bad value ({exc})") from None
+        missing = [key for key in _REQUIRED_FIELDS if key not in raw]
+        if missing:
+            raise BadRecord(f"missing field {missing[0]!r}")
+        return cls(
+            request_id=_checked(raw, "request_id", _text),
+            row=_checked(raw, "row", _row, default=0),
+            timestamp=_checked(raw, "timestamp", _utc_time),
+            model_name=_checked(raw, "model_name", _text),
+            model_version=_checked(raw, "model_version", _version),
+            features=_checked(raw, "features", _scalars),
+            prediction=_checked(raw, "prediction", _scalar, default=None),
+            probabilities=_checked(raw, "probabilities", _probabilities, default=None),
+        )
 
 
-def _parse_time(value: object) -> datetime:
+_REQUIRED_FIELDS = ("request_id", "timestamp", "model_name", "model_version", "features")
+
+
+def _checked(raw: dict[str, Any], key: str, read: Any, default: Any = ...) -> Any:
+    value = raw.get(key)
+    if value is None and default is not ...:
+        return default
+    try:
+        return read(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadRecord(f"bad value in {key!r} ({exc})") from None
+
+
+def _finite(value: object) -> bool:
+    """A JSON number Python reads as an int or float that is a finite float (not Infinity, NaN or 1e999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _text(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"timestamp {value!r} is not a string")
-    stamp = datetime.fromisoformat(value)
-    # A naive timestamp is taken as UTC, so it still compares with the aware ones.
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        raise TypeError(f"{type(value).__name__} is not a string")
+    value.encode()  # a lone surrogate (JSON's "\ud800") cannot be written anywhere: UnicodeEncodeError
+    return value
+
+
+def _row(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a row number")
+    return value
+
+
+def _version(value: object) -> str:
+    return str(_row(value)) if isinstance(value, int) else _text(value)
+
+
+def _utc_time(value: object) -> datetime:
+    stamp = datetime.fromisoformat(_text(value))
+    # A naive timestamp is taken as UTC; all in UTC, so any two compare (and none overflows later).
+    return stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    if value is None or isinstance(value, bool) or _finite(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return _text(value)
+    raise TypeError(f"{str(value)[:40]} is not a finite number, a string, true/false or null")
+
+
+def _scalars(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{type(value).__name__} is not an object")
+    return {_text(key): _scalar(item) for key, item in value.items()}
+
+
+def _probabilities(value: object) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(_finite(p) for p in value.values()):
+        raise TypeError("not an object of finite numbers")
+    return {_text(key): p for key, p in value.items()}
 
 
 class JsonLogFormatter(logging.Formatter):

@@ -16,7 +16,7 @@ import sys
 import threading
 
 from services.contract import ON_DRIFT_CHOICES
-from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event
+from services.monitoring.observability import heartbeat_age_s, job_logger, json_handler, log_event, read_heartbeat
 from services.monitoring.settings import MonitorSettings, SettingsError
 
 HEALTHY_BEATS = 2  # missed intervals before the health check fails
@@ -27,7 +27,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.monitoring", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--loop", action="store_true", help="run every MONITORING_INTERVAL_MINUTES until stopped")
-    mode.add_argument("--healthcheck", action="store_true", help="exit 0 if the loop's heartbeat is fresh")
+    mode.add_argument("--healthcheck", action="store_true",
+                      help="exit 0 if the loop's heartbeat is fresh and its last run succeeded")
     mode.add_argument("--trace", metavar="REQUEST_ID", help="print where one prediction was logged and judged")
     parser.add_argument("--on-drift", choices=ON_DRIFT_CHOICES, help="override MONITORING_ON_DRIFT")
     parser.add_argument("--window-rows", type=int, help="judge the newest N rows instead of 'since the last report'")
@@ -97,6 +98,10 @@ def _healthcheck(settings: MonitorSettings) -> int:
         return 1
     if age > limit:
         print(f"heartbeat {settings.heartbeat_file} is {age:.0f}s old (limit {limit:.0f}s)", file=sys.stderr)
+        return 1
+    error = read_heartbeat(settings.heartbeat_file).get("last_error")
+    if error:  # fresh, but the job is failing: unhealthy until a run succeeds
+        print(f"the last monitoring run failed: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -231,16 +231,24 @@ def _nothing_to_judge(settings: MonitorSettings, scan: LogScan, window: WindowSp
 
 
 def run_forever(settings: MonitorSettings, stop: threading.Event) -> None:
-    """The stack's job: a run every interval until `stop` is set; a failed run is logged, never fatal."""
+    """The stack's job: a run every interval until `stop` is set; a failed run is logged, never fatal.
+
+    The heartbeat carries the last finished run's error (`last_error`) until a run succeeds, also while the
+    next run is going: the health check fails on it, so a job whose every run fails does not look healthy.
+    """
     references = ReferenceCache()
     log_event("monitoring.start", model_name=settings.model_name, interval_minutes=settings.interval_minutes)
+    last_error: str | None = None
     while not stop.is_set():
-        touch_heartbeat(settings.heartbeat_file, state="running")
+        touch_heartbeat(settings.heartbeat_file, state="running", last_error=last_error)
         try:
             result = run_once(settings, references=references)
-            touch_heartbeat(settings.heartbeat_file, state="idle", verdict=str(result.verdict), summary=result.summary)
         except Exception as exc:  # the next interval may well succeed (MLflow back, log rotated): keep going
-            log_event("monitoring.error", level=40, error=f"{type(exc).__name__}: {exc}")
-            touch_heartbeat(settings.heartbeat_file, state="error", error=f"{type(exc).__name__}: {exc}")
+            last_error = f"{type(exc).__name__}: {exc}"
+            log_event("monitoring.error", level=40, error=last_error)
+            touch_heartbeat(settings.heartbeat_file, state="error", last_error=last_error)
+        else:
+            last_error = None
+            touch_heartbeat(settings.heartbeat_file, state="idle", verdict=str(result.verdict), summary=result.summary)
         stop.wait(settings.interval_minutes * 60)
     log_event("monitoring.stop", model_name=settings.model_name)

@@ -37,6 +37,15 @@ def touch_heartbeat(path: Path, **state: Any) -> None:
     partial.replace(path)
 
 
+def read_heartbeat(path: Path) -> dict[str, Any]:
+    """What the last beat said ({} when there is none or it cannot be read)."""
+    try:
+        beat = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return beat if isinstance(beat, dict) else {}
+
+
 def heartbeat_age_s(path: Path) -> float | None:
     try:
         return time.time() - path.stat().st_mtime

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
+
+import pytest
 
 from pipelines.canary import CANDIDATE, CHAMPION, Observed, figures, judge, prediction_distance
 from pipelines.config import CanaryConfig
@@ -58,3 +61,87 @@ def test_the_audit_tags_carry_every_figure():
     tags = figures(observed(), 12.5).as_tags()
     assert tags["canary_seconds"] == "12.5" and tags["canary_candidate_requests"] == "100"
     assert {"canary_champion_5xx_rate", "canary_candidate_p99_ms", "canary_prediction_distance"} <= tags.keys()
+
+
+def test_bad_log_lines_are_skipped_and_counted_never_a_failed_analysis(monkeypatch):
+    """One odd line in the front's or the inference log must not stop the analysis (the canary would keep
+    serving, the audit would stay "in progress"): it is skipped and counted."""
+    from datetime import UTC, datetime
+
+    from pipelines import canary
+
+    since = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    good = {"request_id": "r", "row": 0, "timestamp": "2026-12-01T12:00:05+00:00", "model_name": "loans",
+            "model_version": "6", "features": {"age": 40}, "prediction": 1, "probabilities": {"0": 0.3, "1": 0.7}}
+    inference = [
+        json.dumps(good),
+        json.dumps(good).replace('"row": 0', '"row": Infinity'),  # seen: OverflowError out of the analysis
+        json.dumps({**good, "probabilities": [0.3, 0.7]}),
+        json.dumps({**good, "model_version": "5"}),
+    ]
+    front = [
+        json.dumps({"backend": "ready", "server": "canary1", "status": 200, "response_ms": 12}),
+        json.dumps({"backend": "ready", "server": "release1", "status": 200, "response_ms": 9}),
+        "[NOTICE] haproxy started",  # HAProxy's own lines: not requests, not counted
+        "42",
+        json.dumps({"backend": "ready", "server": "canary1", "status": "teapot", "response_ms": 12}),
+        json.dumps({"backend": "ready", "server": "release1", "response_ms": 9}),
+        json.dumps({"backend": "ready", "server": "canary1", "status": 200, "response_ms": "Infinity"}),
+    ]
+    outputs = {"logs": "\n".join(front), "exec": "\n".join(inference)}
+    monkeypatch.setattr(canary, "_docker", lambda arguments: outputs[arguments[0]])
+
+    seen = canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since)()
+
+    assert {role: len(answers) for role, answers in seen.responses.items()} == {CHAMPION: 1, CANDIDATE: 1}
+    assert [len(seen.probabilities[role]) for role in (CHAMPION, CANDIDATE)] == [1, 1]
+    assert seen.skipped_lines == 5  # 2 inference records, 3 access-log entries
+    assert figures(seen, 10.0).as_tags()["canary_skipped_log_lines"] == "5"
+
+
+def answers(n: int, refused: int, failed: int = 0, seed: int = 3) -> list[tuple[int, float]]:
+    """n answers, `refused` of them a 422, `failed` a 500, in a shuffled order."""
+    rng = random.Random(seed)
+    statuses = [422] * refused + [500] * failed + [200] * (n - refused - failed)
+    rng.shuffle(statuses)
+    return [(status, rng.uniform(10, 30)) for status in statuses]
+
+
+def judged(champion: list[tuple[int, float]], candidate: list[tuple[int, float]]):
+    rng = random.Random(11)
+    seen = Observed({CHAMPION: champion, CANDIDATE: candidate},
+                    {CHAMPION: probabilities(rng, 400), CANDIDATE: probabilities(rng, 100)})
+    return judge(figures(seen, 30.0), LIMITS)
+
+
+def test_a_candidate_that_refuses_every_row_the_champion_accepts_is_not_promoted():
+    # Seen: a candidate answering 422 to every row was promoted (only 5xx counted; no row, no distance).
+    rng = random.Random(5)
+    seen = Observed({CHAMPION: answers(400, 0), CANDIDATE: answers(100, 100)},
+                    {CHAMPION: probabilities(rng, 400), CANDIDATE: []})
+    verdict = judge(figures(seen, 30.0), LIMITS)
+    assert not verdict.promote
+    assert any("4xx rate 100.00% vs the champion's 0.00%" in failure for failure in verdict.failures)
+    assert figures(seen, 30.0).as_tags()["canary_candidate_4xx_rate"] == "1.0000"
+
+
+@pytest.mark.parametrize(
+    ("champion_refused", "candidate_refused", "candidate_failed", "promote"),
+    [
+        (0, 0, 0, True),
+        (40, 10, 0, True),  # both refuse the same share of bad rows (10%): the candidate refuses no good one
+        (40, 5, 0, True),  # it refuses fewer than the champion does
+        (0, 2, 0, False),  # 2% of rows the champion accepts
+        (40, 20, 0, False),  # 20% vs 10%: it refuses rows the champion accepts
+        (0, 0, 2, False),  # 5xx as before
+        (0, 1, 1, False),  # neither alone is over 1%, together they are: 2% of answers are not answers
+    ],
+)
+def test_refusals_count_beyond_the_share_the_champion_refuses(
+    champion_refused, candidate_refused, candidate_failed, promote
+):
+    champion = answers(400, champion_refused)
+    for seed in range(5):  # any order of the same answers judges the same
+        candidate = answers(100, candidate_refused, candidate_failed, seed=seed)
+        assert judged(champion, candidate).promote is promote
+        assert judged(list(reversed(champion)), candidate).promote is promote

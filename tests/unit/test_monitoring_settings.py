@@ -94,3 +94,35 @@ def test_bad_environment_exits_2_with_one_line(monkeypatch, capsys):
     monkeypatch.delenv("MONITORING_WORKSPACE")
     assert main([]) == 2
     assert capsys.readouterr().err.strip() == "monitoring: environment variable MONITORING_WORKSPACE is required"
+
+
+def test_a_failing_run_fails_the_healthcheck_until_a_run_succeeds(tmp_path, monkeypatch, capsys):
+    """The loop goes on after a failed run, but the container must not look healthy while every run fails."""
+    import threading
+
+    from services.monitoring import job
+
+    beat = tmp_path / "heartbeat"
+    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), "MONITORING_INTERVAL_MINUTES": "1"}.items():
+        monkeypatch.setenv(key, value)
+    settings = MonitorSettings.from_env()
+    outcomes = iter([OverflowError("cannot convert float infinity to integer"), None])
+    health_during_runs: list[int] = []
+
+    def run_once(_settings, **_kwargs):
+        health_during_runs.append(main(["--healthcheck"]))  # while the run is going, the last outcome counts
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        stop.set()
+        return type("Result", (), {"verdict": "OK", "summary": "fine"})()
+
+    stop = threading.Event()
+    monkeypatch.setattr(job, "run_once", run_once)
+    monkeypatch.setattr(stop, "wait", lambda _seconds: health_during_runs.append(main(["--healthcheck"])))
+    job.run_forever(settings, stop)
+
+    # Before the first run: healthy. After the failed one, and during the next run: unhealthy. After it: healthy.
+    assert health_during_runs == [0, 1, 1, 0]
+    assert "the last monitoring run failed: OverflowError: cannot convert float infinity" in capsys.readouterr().err
+    assert main(["--healthcheck"]) == 0
