@@ -17,13 +17,18 @@ from urllib.parse import unquote, urlsplit
 import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
 
-from services.contract import DEFAULT_IMAGE_TAG, DEFAULT_NAME_PREFIX, DRIFT_ALERT_KINDS
+from services.contract import (
+    DEFAULT_IMAGE_TAG,
+    DEFAULT_NAME_PREFIX,
+    DRIFT_ALERT_KINDS,
+    MIN_PASSWORD_CHARS,
+    MIN_TOKEN_CHARS,
+)
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 LOOPBACK, ALL_INTERFACES = "127.0.0.1", "0.0.0.0"
-MLFLOW_MIN_PASSWORD = 12  # MLflow's basic-auth app refuses shorter passwords
 Target = Literal["docker", "kubernetes"]
 TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
 # Docker object names and image references: conservative subsets that every daemon accepts.
@@ -182,7 +187,7 @@ class _Reader:
                 raise StackConfigError(f"stack config {full_key}: must be one non-empty line")
             if len(text) < min_length:
                 raise StackConfigError(f"stack config {full_key}: must be at least {min_length} characters "
-                                       "(MLflow refuses shorter passwords)")
+                                       "(e.g. `openssl rand -hex 24`)")
             return text
 
         return value.apply(one_line)
@@ -338,17 +343,17 @@ def load_stack_config() -> StackConfig:
         mlflow_workers=read.number("mlflowWorkers", 2, int, 1, 32),
         postgres_image=read.string("postgresImage", "", _IMAGE_REF_OR_EMPTY) or None,
         postgres_password=(
-            read.secret("postgresPassword", "when trackingBackend is postgres")
+            read.secret("postgresPassword", "when trackingBackend is postgres", MIN_PASSWORD_CHARS)
             if backend == "postgres" and target == "docker" else None
         ),
         auth_enabled=auth_enabled,
         admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
-        admin_password=read.secret("adminPassword", with_auth, MLFLOW_MIN_PASSWORD) if auth_enabled else None,
-        serving_token=read.secret("servingToken", with_auth) if auth_enabled else None,
+        admin_password=read.secret("adminPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None,
+        serving_token=read.secret("servingToken", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
         monitoring_password=(
-            read.secret("monitoringPassword", with_auth, MLFLOW_MIN_PASSWORD) if auth_enabled else None),
-        monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth) if auth_enabled else None,
-        smoke_token=read.optional_secret("smokeToken"),
+            read.secret("monitoringPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None),
+        monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
+        smoke_token=read.optional_secret("smokeToken", MIN_TOKEN_CHARS),
         drift_alert_kind=alert_kind,
         drift_alert_url=read.optional_secret("driftAlertWebhookUrl"),
         drift_alert_token=(

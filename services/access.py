@@ -5,6 +5,9 @@ needs it except the health probes a container engine calls unauthenticated. Acce
 `Authorization: Bearer <credential>` (API clients, the deploy step) and HTTP Basic with the credential
 as password (a person in a browser; any user name). Without a credential the app is served as is,
 which the stack allows only on loopback (infra/config.py refuses `exposePorts` without `authEnabled`).
+None of the services speaks WebSocket: such a connection is closed before it is accepted, whatever it
+carries; only the server's own lifespan scope passes (a server start is no client's request).
+Credentials are compared in constant time (`credential_matches`) and are at least `MIN_TOKEN_CHARS` long.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from services.contract import MIN_TOKEN_CHARS
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -24,13 +29,36 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def read_credential(path: str | Path | None) -> str | None:
-    """The credential in `path` (one line), None when no path is given; an empty file is an error."""
+    """The credential in `path` (one line), None when no path is given; an empty or short one is an error."""
     if not path:
         return None
     credential = Path(path).read_text().strip()
     if not credential:
         raise ValueError(f"credential file {path} is empty")
+    return long_enough(credential, f"credential file {path}")
+
+
+def long_enough(credential: str, source: str) -> str:
+    """The credential, unless it is shorter than `MIN_TOKEN_CHARS` (a ValueError naming `source`)."""
+    if len(credential) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{source} holds {len(credential)} characters; a token needs at least {MIN_TOKEN_CHARS} "
+                         "(e.g. `openssl rand -hex 24`)")
     return credential
+
+
+def credential_matches(presented: str | None, credential: bytes) -> bool:
+    """Whether `presented` is the credential, in time that does not depend on where they differ."""
+    return presented is not None and hmac.compare_digest(presented.encode("utf-8", "replace"), credential)
+
+
+async def refuse_non_http(scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+    """Pass the server's lifespan scope to `app`, close a WebSocket unaccepted (403); any other scope is an error."""
+    if scope["type"] == "lifespan":
+        await app(scope, receive, send)
+    elif scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": "WebSocket is not served here"})
+    else:  # the ASGI spec asks an application to raise on a scope type it does not know
+        raise ValueError(f"unsupported ASGI scope type {scope['type']!r}")
 
 
 def presented_credential(headers: Iterable[tuple[bytes, bytes]], own_header: bytes | None = None) -> str | None:
@@ -64,7 +92,10 @@ class RequireCredential:
         self.own_header = own_header.lower().encode() if own_header else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths or self._authorized(scope):
+        if scope["type"] != "http":
+            await refuse_non_http(scope, receive, send, self.app)
+            return
+        if scope["path"] in self.open_paths or self._authorized(scope):
             await self.app(scope, receive, send)
             return
         body = json.dumps({"error": "authentication required: send `Authorization: Bearer <token>`"}).encode()
@@ -74,5 +105,4 @@ class RequireCredential:
         await send({"type": "http.response.body", "body": body})
 
     def _authorized(self, scope: Scope) -> bool:
-        presented = presented_credential(scope.get("headers") or [], self.own_header)
-        return presented is not None and hmac.compare_digest(presented.encode(), self.credential)
+        return credential_matches(presented_credential(scope.get("headers") or [], self.own_header), self.credential)

@@ -202,6 +202,9 @@ SERVING_RUNTIME_TAG = "serving_runtime"
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry
 SERVING_OPEN_PATHS = ("/livez", "/readyz")
+# The shortest token a service accepts (serving, smoke, Evidently UI), and the shortest password the stack takes
+# (MLflow's basic-auth app refuses shorter ones): the stack config and the services reading the files check them.
+MIN_TOKEN_CHARS, MIN_PASSWORD_CHARS = 16, 12
 # The label on every Docker object of a stack; its value is the stack's name prefix.
 STACK_LABEL = "mlops-platform.stack"
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so

@@ -7,11 +7,12 @@
   characters, else a 400; it travels into logs, the inference log and the response header.
 - `SmokeToken`: deploy smoke requests prove themselves with the token in the file named by
   `SMOKE_TOKEN_FILE`; a request carrying the smoke header with any other value is a 403.
+- `serving_middlewares`: the order they run in. The credential check comes first, so an anonymous request
+  is a 401 before its body is read or its media type judged.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,7 +20,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from services.contract import SMOKE_TOKEN_FILE_ENV
+from services.access import RequireCredential, credential_matches, long_enough, refuse_non_http
+from services.contract import SERVING_OPEN_PATHS, SMOKE_TOKEN_FILE_ENV
 
 MAX_REQUEST_ID_CHARS = 128
 JSON_MEDIA_TYPE = "application/json"
@@ -61,9 +63,10 @@ class SmokeToken:
         if not name:
             return cls(None)
         try:
-            return cls(Path(name).read_text().strip())
+            token = Path(name).read_text().strip()
         except FileNotFoundError:
             return cls(None)
+        return cls(long_enough(token, f"smoke token file {name}") if token else None)
 
     @property
     def configured(self) -> bool:
@@ -73,7 +76,7 @@ class SmokeToken:
         """True for the right token, False when none is presented; a `Refusal` (403) for any other value."""
         if presented is None:
             return False
-        if self._token is None or not hmac.compare_digest(presented.encode("utf-8", "replace"), self._token):
+        if self._token is None or not credential_matches(presented, self._token):
             raise Refusal(HTTPStatus.FORBIDDEN, "wrong smoke token")
         return True
 
@@ -111,7 +114,10 @@ class RequestGuard:
         self.json_paths = json_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http":  # a WebSocket's messages would pass unbounded
+            await refuse_non_http(scope, receive, send, self.app)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers", [])}
@@ -162,6 +168,14 @@ class RequestGuard:
     def _too_large(self) -> Refusal:
         return Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                        f"the request body is larger than {self.max_body_bytes} bytes (serving.max_body_bytes)")
+
+
+def serving_middlewares(max_body_bytes: int, token: str | None) -> list[tuple[type, dict[str, Any]]]:
+    """The service's ASGI middlewares, outermost first (as BentoML and Starlette apply them)."""
+    guard: tuple[type, dict[str, Any]] = (RequestGuard, {"max_body_bytes": max_body_bytes})
+    if token is None:
+        return [guard]
+    return [(RequireCredential, {"credential": token, "open_paths": SERVING_OPEN_PATHS, "realm": "serving"}), guard]
 
 
 async def _answer(send: Send, refusal: Refusal) -> None:

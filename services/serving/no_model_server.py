@@ -15,7 +15,7 @@ import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from services.access import presented_credential, read_credential
+from services.access import credential_matches, presented_credential, read_credential
 from services.contract import SERVING_OPEN_PATHS, SERVING_TOKEN_FILE_ENV
 
 NO_MODEL = "no model deployed yet: run `make train deploy` to release one"
@@ -23,7 +23,7 @@ NO_MODEL = "no model deployed yet: run `make train deploy` to release one"
 
 class NoModelHandler(BaseHTTPRequestHandler):
     server_version = "no-model"
-    token: str | None = None  # the serving token; None: no access control
+    token: bytes | None = None  # the serving token; None: no access control
 
     def do_GET(self) -> None:
         if not self._authorized():
@@ -48,7 +48,8 @@ class NoModelHandler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in self.headers.items()]
-        if self.token is None or self.path in SERVING_OPEN_PATHS or presented_credential(headers) == self.token:
+        if self.token is None or self.path in SERVING_OPEN_PATHS or credential_matches(presented_credential(headers),
+                                                                                         self.token):
             return True
         self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "authentication required: `Authorization: Bearer <token>`"})
         return False
@@ -69,7 +70,8 @@ class NoModelHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("SERVING_PORT", "3000"))
-    NoModelHandler.token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
+    token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
+    NoModelHandler.token = token.encode() if token is not None else None
     server = ThreadingHTTPServer(("0.0.0.0", port), NoModelHandler)
     # As PID 1 Python gets no default SIGTERM handler: without this `docker stop` waits for SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

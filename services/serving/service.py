@@ -32,13 +32,12 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
-from services.access import RequireCredential, read_credential
+from services.access import read_credential
 from services.contract import (
     DRAIN_FILE_ENV,
     INFERENCE_LOG_ENV,
     ONNX_RUNTIME,
     REQUEST_ID_HEADER,
-    SERVING_OPEN_PATHS,
     SERVING_TOKEN_FILE_ENV,
     SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
@@ -46,7 +45,7 @@ from services.contract import (
     InferenceRecord,
     JsonLogFormatter,
 )
-from services.serving.guard import Refusal, RequestGuard, SmokeToken, check_request_id
+from services.serving.guard import Refusal, SmokeToken, check_request_id, serving_middlewares
 from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
 from services.serving.onnx_model import ONNX_FILE, OnnxModel
@@ -204,9 +203,8 @@ def _load_model(model_dir: Path) -> Any:
     return OnnxModel(onnx)
 
 
-# Outside the typed API: the body's size, media type and JSON are checked before BentoML parses it.
-Serving.add_asgi_middleware(RequestGuard, max_body_bytes=args.max_body_bytes)
-# With a serving token (the stack's `servingToken`, as a file), everything but the health probes needs it.
+# Outside the typed API: with a serving token (the stack's `servingToken`, as a file) everything but the health
+# probes needs it, checked first; then the body's size, media type and JSON, before BentoML parses it.
 _token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
-if _token is not None:
-    Serving.add_asgi_middleware(RequireCredential, credential=_token, open_paths=SERVING_OPEN_PATHS, realm="serving")
+for _middleware, _options in serving_middlewares(args.max_body_bytes, _token):
+    Serving.add_asgi_middleware(_middleware, **_options)

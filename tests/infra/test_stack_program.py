@@ -18,8 +18,8 @@ ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
-SERVICE_SECRETS = {"servingToken": "srv-tok-51c0", "monitoringPassword": "monitoring-pw-8d2e",
-                   "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f"}
+SERVICE_SECRETS = {"servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": "monitoring-pw-8d2e",
+                   "monitoringUiSecret": "ui-sec-77aa-4c1f03d", "smokeToken": "smk-tok-3b9f-6e8d21"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
@@ -256,12 +256,12 @@ def test_the_monitoring_job_logs_in_as_its_own_user_not_the_admin(hardened_stack
 def test_with_auth_every_service_requires_a_credential_delivered_as_a_file(hardened_stack):
     serving, ui = hardened_stack.container("serving"), hardened_stack.container("monitoring-ui")
     files = {u["file"]: u["content"] for u in serving.plain["uploads"]}
-    assert files[env_of(serving)["SERVING_TOKEN_FILE"]] == "srv-tok-51c0"
-    assert files[env_of(serving)["SMOKE_TOKEN_FILE"]] == "smk-tok-3b9f"
+    assert files[env_of(serving)["SERVING_TOKEN_FILE"]] == "srv-tok-51c0-9a2e7b"
+    assert files[env_of(serving)["SMOKE_TOKEN_FILE"]] == "smk-tok-3b9f-6e8d21"
     command = ui.plain["command"]
     assert command[:3] == ["python", "-m", "services.monitoring.ui"]
     assert {u["file"]: u["content"] for u in ui.plain["uploads"]}[command[command.index("--secret-file") + 1]] == (
-        "ui-sec-77aa")
+        "ui-sec-77aa-4c1f03d")
     for container in hardened_stack.of_type(CONTAINER):
         labels = {item["label"]: item["value"] for item in container.plain["labels"]}
         if container.plain.get("ports"):

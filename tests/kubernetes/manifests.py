@@ -28,8 +28,8 @@ FULL = {
 FULL_SECRETS = {
     "postgresUri": "postgresql://mlflow:pg%40pass@db.example.com:6432/mlflow?sslmode=require",
     "s3AccessKeyId": "AKIAEXAMPLE", "s3SecretAccessKey": "s3-secret-9b2d",
-    "adminPassword": ADMIN_PASSWORD, "servingToken": "srv-tok-51c0", "monitoringPassword": "monitoring-pw-8d2e",
-    "monitoringUiSecret": "ui-sec-77aa", "smokeToken": "smk-tok-3b9f",
+    "adminPassword": ADMIN_PASSWORD, "servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": "monitoring-pw-8d2e",
+    "monitoringUiSecret": "ui-sec-77aa-4c1f03d", "smokeToken": "smk-tok-3b9f-6e8d21",
 }
 
 

@@ -15,7 +15,7 @@ from tests.stack.harness import DockerStack
 
 ADMIN_PASSWORD = "stack-%-test-4b1d"  # a '%' on purpose: MLflow's config parser would choke on it raw
 SECRETS = {"adminPassword": ADMIN_PASSWORD, "servingToken": "serving-token-6a1f",
-           "monitoringPassword": "monitoring-pw-9e2c", "monitoringUiSecret": "ui-secret-13d7",
+           "monitoringPassword": "monitoring-pw-9e2c", "monitoringUiSecret": "ui-secret-13d7-a5c9",
            "smokeToken": "smoke-token-5b80"}
 
 

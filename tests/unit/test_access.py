@@ -9,7 +9,7 @@ import pytest
 
 from services.access import RequireCredential, read_credential
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-7c1d9e2a"
 
 
 async def ok_app(scope, receive, send):

@@ -136,10 +136,10 @@ def test_without_a_configured_token_nothing_is_smoke_and_any_token_is_a_403(tmp_
 
 
 def test_the_right_token_marks_smoke_and_a_wrong_one_is_a_403(tmp_path):
-    (tmp_path / "token").write_text("s3cret-token\n")
+    (tmp_path / "token").write_text("s3cret-smoke-token\n")
     token = SmokeToken.from_env({SMOKE_TOKEN_FILE_ENV: str(tmp_path / "token")})
-    assert token.configured and token.marks("s3cret-token") is True and token.marks(None) is False
-    for wrong in ["s3cret", "s3cret-token ", "", "s3cret-tokenX"]:
+    assert token.configured and token.marks("s3cret-smoke-token") is True and token.marks(None) is False
+    for wrong in ["s3cret", "s3cret-smoke-token ", "", "s3cret-smoke-tokenX"]:
         with pytest.raises(Refusal) as refused:
             token.marks(wrong)
         assert refused.value.status == HTTPStatus.FORBIDDEN
