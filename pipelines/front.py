@@ -1,7 +1,7 @@
 """The local front: the one serving URL of the embedded platform, in front of the bento server that is live.
 
 A release starts the new `bentoml serve` beside the old one, checks it, then points the front at it by
-rewriting the route file (`<state_dir>/run/front-route.json`, written atomically); the front reads the
+rewriting the route file (`<state_dir>/run/front-route.json`, `pipelines.routes`); the front reads the
 file again whenever it changes, so the next request goes to the new server. The old server is then
 stopped gracefully and finishes what it was answering. A request that finds its server gone (connection
 refused, or a kept-alive connection closed under it) is sent again to whatever the route names now,
@@ -19,12 +19,13 @@ import asyncio
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yarl
+
+from pipelines.routes import Route, read_route
 
 ROUTE_FILE_ENV = "FRONT_ROUTE_FILE"
 MAX_BODY_ENV = "FRONT_MAX_BODY_BYTES"
@@ -39,31 +40,6 @@ _NOT_RELAYED = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", 
 _NOT_ADDED = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 # The server never got the request: sending it again (to the current route) cannot do anything twice.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError)
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where the front sends requests: the live bento server."""
-
-    url: str
-    model_version: str
-    bento_tag: str
-
-
-def write_route(path: Path, route: Route | None) -> None:
-    """Point the front at `route` (None: nothing serves). Atomic: the front never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(route.__dict__ if route else None))
-    os.replace(staging, path)
-
-
-def read_route(path: Path) -> Route | None:
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return Route(**data) if data else None
 
 
 class _RouteFile:

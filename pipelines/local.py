@@ -18,8 +18,9 @@ from pathlib import Path
 from pipelines.bento import BuiltBento, use_store
 from pipelines.config import PipelineConfig
 from pipelines.deploy import DeployError, check_serving, release_check_headers
-from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV, Route, read_route, write_route
+from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV
 from pipelines.platform import PlatformError, Process, free_port, serve_once, url_ok, wait_until
+from pipelines.routes import Route, read_route, write_route
 from pipelines.serving_state import (
     SLOTS,
     Deployment,
@@ -66,7 +67,7 @@ class LocalTarget:
             raise
         routes = route_file(config)
         before = read_route(routes)
-        write_route(routes, Route(backend, bento.model_version, bento.tag))
+        write_route(routes, Route(backend, bento.model_version, bento.tag, slot))  # from here on, it serves
         try:
             check_serving(front_url, bento, smoke, f"front log: {front_process(config).log_file}", headers)
         except (DeployError, PlatformError):

@@ -1,121 +1,28 @@
-"""The embedded platform: background processes with pid and log files under the state dir.
+"""The embedded platform: its background servers (`pipelines.processes`), started once and probed.
 
 `make platform` starts a real `mlflow server` (SQLite + served artifacts); deploy starts `bentoml serve`;
-the monitoring UI is one more process. Each runs in its own session so stopping it stops its workers.
+the monitoring UI is one more process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psutil
 
 from pipelines.config import PipelineConfig
 from pipelines.errors import CannotRun
+from pipelines.processes import Process, command_of
 
 PROBE_TIMEOUT_S = 3.0  # a probe of a crash-looping server can hang; never wait on it unbounded
 
 
 class PlatformError(CannotRun):
     """A background process could not be started, or never became healthy."""
-
-
-@dataclass(frozen=True)
-class Process:
-    """A named background process whose pid and log live under `<state_dir>/run` and `<state_dir>/logs`."""
-
-    name: str
-    state_dir: Path
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "run" / f"{self.name}.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "logs" / f"{self.name}.log"
-
-    def pid(self) -> int | None:
-        """The pid if our process is alive; a stale pid file (dead process, or a reused pid) is removed."""
-        try:
-            pid_text, started = self.pid_file.read_text().split()
-            pid = int(pid_text)
-        except (FileNotFoundError, ValueError):
-            return None
-        if _alive(pid) and _start_time(pid) == started:
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
-
-    def start(self, command: list[str], env: Mapping[str, str] | None = None) -> int:
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(command)}\n".encode())
-            log.flush()
-            child = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        # The start time tells our process from a later one that got the same pid (after a reboot, say).
-        self.pid_file.write_text(f"{child.pid} {_start_time(child.pid)}")
-        return child.pid
-
-    def stop(self, timeout_s: float = 20.0) -> bool:
-        """Stop the process group (the server and its workers); True if something was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        _signal_group(pid, signal.SIGKILL)  # whatever of the group is left: workers outliving their server
-        self.pid_file.unlink(missing_ok=True)
-        return True
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
-
-
-def _alive(pid: int) -> bool:
-    # Reap it if it is our own child. A zombie is not alive either: it exited, and the process that started
-    # it (a bench, a test session, an earlier `deploy` in the same process) has not reaped it yet.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _start_time(pid: int) -> str:
-    try:
-        return f"{psutil.Process(pid).create_time():.2f}"
-    except psutil.Error:
-        return "gone"
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
 
 
 def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S, headers: Mapping[str, str] | None = None) -> bool:
@@ -147,6 +54,16 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _listener_hint(port: int) -> str:
+    """` (pid N: its command)` for the process listening on `port`, where this user may see it."""
+    try:
+        pids = sorted(conn.pid for conn in psutil.net_connections("tcp") if conn.pid and conn.laddr
+                      and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN)
+        return f" (pid {pids[0]}: {command_of(psutil.Process(pids[0]))})" if pids else ""
+    except psutil.Error:
+        return ""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now (the OS picks it)."""
     with socket.socket() as sock:
@@ -159,12 +76,13 @@ def serve_once(
     timeout_s: float, what: str, env: Mapping[str, str] | None = None,
 ) -> None:
     """Start a background server unless ours already answers at `probe`; wait until it does. Idempotent."""
-    if process.pid() is not None and url_ok(probe):
-        return
+    if process.pid() is not None:
+        if url_ok(probe):
+            return  # ours, serving (perhaps a worker adopted after its server died)
+        process.stop()  # ours but not answering (hung, or left half-started): start it afresh
     if port_in_use(host, port):
-        raise PlatformError(
-            f"port {host}:{port} is taken by another program; stop it or set {port_setting} in the pipeline config"
-        )
+        raise PlatformError(f"port {host}:{port} is taken by another program{_listener_hint(port)}; "
+                            f"stop it or set {port_setting} in the pipeline config")
     process.start(command, env)
     wait_until(lambda: url_ok(probe), process, timeout_s, what)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV, Route, write_route
+from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV
 from pipelines.platform import free_port, url_ok
+from pipelines.routes import Route, write_route
 
 pytestmark = pytest.mark.integration
 
