@@ -1,6 +1,7 @@
 """Backups of the tracking state (registry, runs, metrics, audit records, artifacts) that restore.
 
-One backup is one archive, `<source>-<UTC time>.tar.gz`, beside a `sha256sum` file of it:
+One backup is one archive, `<source>-<UTC time>.tar.gz`, beside a `sha256sum` file of it, both 0600 from
+the moment they exist (they hold basic auth's users and the training data):
 
     <name>/manifest.json     format, source, backend, MLflow version, schema revision, size + sha256 per file
     <name>/database/...      the database: a SQLite online-backup copy, or a `pg_dump --format=custom`
@@ -10,8 +11,9 @@ The database is dumped first and the artifact store copied after it: MLflow writ
 rows that point at them and never rewrites them, so every artifact the dumped database refers to is in
 the copy (later ones may be too, unreferenced). Where the data comes from and goes to is a
 `TrackingStore` (pipelines.backup_stores: the local platform, or the stack's containers).
-A restore checks the archive, every file against the manifest and the schema against the target's MLflow
-before it touches anything.
+A restore checks the archive (its checksum file must be there), every file against the manifest and the
+schema against the target's MLflow before it touches anything; the store then writes the restored state
+beside the live one and swaps it in, so a restore that fails leaves the live state as it was.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -27,7 +30,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 from pipelines.errors import CannotRun, Refused
 
@@ -36,6 +39,9 @@ MANIFEST = "manifest.json"
 ARCHIVE_SUFFIX = ".tar.gz"
 CHECKSUM_SUFFIX = ".sha256"
 DEFAULT_KEEP = 7
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+# An archive's name is `<label>-<stamp>.tar.gz`; the stamp is UTC to the millisecond, so names sort by time.
+STAMP_PATTERN = r"\d{8}T\d{9}Z"
 Backend = Literal["sqlite", "postgres"]
 
 
@@ -114,9 +120,9 @@ class RestoreResult:
 def create_backup(store: TrackingStore, directory: Path, keep: int | None = DEFAULT_KEEP) -> BackupResult:
     """Write one archive of the store into `directory`; then keep only the newest `keep` of its source."""
     started = time.monotonic()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     now = datetime.now(UTC)
-    name = f"{store.label}-{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z"
+    name = f"{store.label}-{_stamp(now)}"
     archive = directory / f"{name}{ARCHIVE_SUFFIX}"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".partial-") as work:
         root = Path(work) / name
@@ -125,11 +131,14 @@ def create_backup(store: TrackingStore, directory: Path, keep: int | None = DEFA
                             schema_revision=revision, created_at=now.isoformat(), files=_inventory(root))
         (root / MANIFEST).write_text(json.dumps(manifest.__dict__, indent=2))
         partial = Path(work) / archive.name
-        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+        with _private_file(partial) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
             tar.add(root, arcname=name)
         # Renamed into place only when complete: an archive with the final name is never half-written.
         os.replace(partial, archive)
-    archive.with_name(archive.name + CHECKSUM_SUFFIX).write_text(f"{_sha256(archive)}  {archive.name}\n")
+        checksum = Path(work) / f"{archive.name}{CHECKSUM_SUFFIX}"
+        with _private_file(checksum) as handle:
+            handle.write(f"{_sha256(archive)}  {archive.name}\n".encode())
+        os.replace(checksum, checksum_file(archive))
     pruned = prune(directory, store.label, keep) if keep else []
     return BackupResult(archive, manifest, archive.stat().st_size, time.monotonic() - started, pruned)
 
@@ -161,13 +170,28 @@ def restore_backup(store: TrackingStore, archive: Path, *, force: bool = False,
 
 
 def prune(directory: Path, label: str, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` archives of one source (names sort by time); return the deleted."""
-    archives = sorted(directory.glob(f"{label}-*{ARCHIVE_SUFFIX}"))
+    """Delete all but the newest `keep` archives of one source (names sort by time); return the deleted.
+    Only `<label>-<stamp>.tar.gz` is this source's: `stack-mlops-prod-<stamp>` belongs to another stack."""
+    own = re.compile(rf"{re.escape(label)}-{STAMP_PATTERN}{re.escape(ARCHIVE_SUFFIX)}")
+    archives = sorted(path for path in directory.iterdir() if own.fullmatch(path.name) and path.is_file())
     doomed = archives[:-keep] if keep > 0 else archives
     for archive in doomed:
         archive.unlink()
-        archive.with_name(archive.name + CHECKSUM_SUFFIX).unlink(missing_ok=True)
+        checksum_file(archive).unlink(missing_ok=True)
     return doomed
+
+
+def checksum_file(archive: Path) -> Path:
+    return archive.with_name(archive.name + CHECKSUM_SUFFIX)
+
+
+def _stamp(moment: datetime) -> str:
+    return f"{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z"  # matches STAMP_PATTERN
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read, 0600 from its creation (not chmod-ed after: no window)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb")
 
 
 def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
@@ -176,12 +200,14 @@ def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
     if not archive.is_file():
         raise BackupError(f"no backup archive at {archive}")
     nothing = "; nothing was restored"
-    checksum_file = archive.with_name(archive.name + CHECKSUM_SUFFIX)
-    if checksum_file.exists():
-        expected = (checksum_file.read_text().split() or [""])[0]
-        if expected != _sha256(archive):
-            raise BackupError(f"{archive.name} does not match its checksum file {checksum_file.name}: the archive "
-                              f"is corrupt or was changed{nothing}")
+    checksum = checksum_file(archive)
+    if not checksum.is_file():
+        raise BackupError(f"the checksum file {checksum.name} is missing beside {archive.name} (`pipelines backup` "
+                          f"writes both; copy it with the archive){nothing}")
+    expected = (checksum.read_text().split() or [""])[0]
+    if expected != _sha256(archive):
+        raise BackupError(f"{archive.name} does not match its checksum file {checksum.name}: the archive "
+                          f"is corrupt or was changed{nothing}")
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(work, filter="data")

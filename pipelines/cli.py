@@ -378,10 +378,12 @@ def restore_command(
     """Restore a backup into an empty platform (checked whole before anything is touched)."""
     from pipelines.backup import restore_backup
     from pipelines.backup_stores import tracking_store
+    from pipelines.deploy import release_lock
 
     config = load_config(config_path)
     store = tracking_store(config, target.value, stack)
-    with console.status(f"Restoring {archive.name} into {store.description} ..."):
+    # The release lock: a deploy or rollback would move aliases in, or read, a registry being replaced.
+    with release_lock(config), console.status(f"Restoring {archive.name} into {store.description} ..."):
         result = restore_backup(store, archive, force=force, safety_directory=config.platform.state_dir / "backups")
     console.print(views.key_values("Restored", {
         "archive": result.archive, "into": store.description, "made by": result.manifest.source,

@@ -2,6 +2,7 @@
 
 - the monitoring job -> MLflow (5000), and DNS to find it;
 - MLflow -> its external stores (the Postgres port, the S3 endpoint's port), and DNS to find them;
+- the schema migration Job -> the Postgres port, and DNS;
 - pods of `clientNamespace` (an ingress controller, a CI runner) -> MLflow, serving and the Evidently UI.
 Serving and the UI reach nothing. Kubelet probes and `kubectl port-forward` do not pass these policies.
 """
@@ -19,9 +20,11 @@ from monitoring import UI_PORT
 from serving import SERVING_PORT
 from tracking import MLFLOW_PORT
 
+from kubernetes.migration import COMPONENT as MIGRATION
 from kubernetes.monitoring import JOB, UI
 from kubernetes.serving import COMPONENT as SERVING
 from kubernetes.tracking import COMPONENT as MLFLOW
+from kubernetes.tracking import external_stores
 from kubernetes.workloads import Manifest, kube, metadata, selector_labels
 
 COMPONENT = "network"
@@ -51,6 +54,10 @@ class NetworkPolicies(pulumi.ComponentResource):
         self._policy(f"{name}-mlflow", MLFLOW, selector_labels(config, MLFLOW),
                      ingress=[{"from": [job, *clients], "ports": [_tcp(MLFLOW_PORT)]}],
                      egress=[DNS, {"ports": store_ports}] if store_ports else None)
+        if external_stores(config):  # the schema migration Job's pods (kubernetes.migration)
+            assert settings.postgres_port is not None  # set with the postgres backend
+            self._policy(f"{name}-{MIGRATION}", MIGRATION, selector_labels(config, MIGRATION), ingress=[],
+                         egress=[DNS, {"ports": [_tcp(settings.postgres_port)]}])
         self._policy(f"{name}-monitoring", JOB, selector_labels(config, JOB), ingress=None, egress=[
             DNS, {"to": [{"podSelector": {"matchLabels": selector_labels(config, MLFLOW)}}],
                   "ports": [_tcp(MLFLOW_PORT)]}])

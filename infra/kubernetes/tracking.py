@@ -24,6 +24,7 @@ from tracking import (
     _ini,
 )
 
+from kubernetes.migration import MIGRATED_BY_JOB, migration_job
 from kubernetes.workloads import (
     claim_volume,
     cluster_url,
@@ -69,7 +70,7 @@ class Tracking(pulumi.ComponentResource):
         super().__init__("mlops-platform:kubernetes:Tracking", name, None, opts)
         config, settings = args.config, kube(args.config)
         in_namespace = child_of(self, depends_on=[args.namespace])
-        external = config.tracking_backend == "postgres" and bool(settings.artifact_destination)
+        external = external_stores(config)
 
         env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {}  # volume -> (mount dir, files)
@@ -115,6 +116,14 @@ class Tracking(pulumi.ComponentResource):
             volumes.append(secret_volume(volume, stored.metadata["name"]))
             mounts.append(mount(volume, directory, read_only=True))
 
+        rollout_after: list[pulumi.Resource] = [args.namespace]
+        if external:  # replicas rolled one by one: the schema is migrated once, by a Job, before they are
+            rollout_after.append(migration_job(
+                name, config, backend_uri=backend_uri, env={"PGSERVICEFILE": env["PGSERVICEFILE"]},
+                volumes=[v for v in volumes if v["name"] == "database"],
+                mounts=[m for m in mounts if m["name"] == "database"], opts=in_namespace))
+            env |= MIGRATED_BY_JOB
+
         args_ = [
             "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
             "--backend-store-uri", backend_uri,
@@ -145,7 +154,7 @@ class Tracking(pulumi.ComponentResource):
                 if external else {"type": "Recreate"},
                 "template": pod_template(config, COMPONENT, pod_spec([server], volumes)),
             },
-            opts=in_namespace,
+            opts=child_of(self, depends_on=rollout_after),
         )
         if external:
             k8s.policy.v1.PodDisruptionBudget(
@@ -158,6 +167,11 @@ class Tracking(pulumi.ComponentResource):
         self.service = service(f"{name}-service", config, COMPONENT, COMPONENT, MLFLOW_PORT, in_namespace)
         self.url = pulumi.Output.from_input(cluster_url(config, COMPONENT, MLFLOW_PORT))
         self.register_outputs({"url": self.url})
+
+
+def external_stores(config: StackConfig) -> bool:
+    """Postgres and an S3-compatible artifact store: nothing lives in the pod, so replicas roll one by one."""
+    return config.tracking_backend == "postgres" and bool(kube(config).artifact_destination)
 
 
 def allowed_hosts(namespace: str) -> list[str]:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Start `mlflow server` with the given arguments: first bring the backend store to this MLflow's schema
-# (`mlflow db upgrade`; a schema it cannot read stops the start, untouched), then provision service
-# users when given. The basic-auth app needs a static Flask secret key
+# (backed up into $SCHEMA_BACKUP_DIR, then `mlflow db upgrade`; a schema it cannot read, or a backup that
+# fails, stops the start, untouched), then provision service users when given. With SCHEMA_MIGRATION=job
+# (Kubernetes, where a Job migrates once before the rollout) the server only checks the schema is current. The basic-auth app needs a static Flask secret key
 # for CSRF protection; unless one is provided, each container start gets a fresh random key (one
 # container serves MLflow, so nothing has to share it; sessions simply end on restart).
 set -eu
@@ -15,7 +16,9 @@ for arg in "$@"; do
   [ "$previous" = "--backend-store-uri" ] && backend_uri=$arg
   previous=$arg
 done
-if [ -n "$backend_uri" ]; then
+if [ -n "$backend_uri" ] && [ "${SCHEMA_MIGRATION:-}" = "job" ]; then
+  python /opt/tracking/schema.py --check "$backend_uri"
+elif [ -n "$backend_uri" ]; then
   python /opt/tracking/schema.py "$backend_uri"
 fi
 # With basic auth, the platform's service users (the monitoring job's) exist before anyone logs in.

@@ -1,26 +1,38 @@
 """Bring an MLflow backend store to this MLflow's schema before the server starts.
 
-    python schema.py <backend store URI>
+    python schema.py <backend store URI> [--backup-dir DIR] [--check]
 
 Run by the tracking image's entrypoint and by `make platform` before `mlflow server`: an empty database
-gets the schema, an older one is migrated with `mlflow db upgrade`, a current one is left alone
-(idempotent), and one whose schema revision this MLflow does not know (a newer MLflow made it) is
-refused with one line before anything touches it. Exit codes: 0 ready, 1 refused or failed.
+gets the schema, an older one is backed up and then migrated with `mlflow db upgrade`, a current one is
+left alone (idempotent), and one whose schema revision this MLflow does not know (a newer MLflow made it)
+is refused with one line before anything touches it. The backup before a migration is a copy of the
+SQLite file or a `pg_dump`, 0600, named by both revisions (`mlflow-<from>-to-<to>-<UTC time>.sqlite`), in
+`--backup-dir` (default: `schema-backups/` beside a SQLite file); if it cannot be written, nothing is
+migrated. `--check` migrates nothing: it only says whether the store is at this MLflow's head (the
+Kubernetes pods, whose migration runs once in a Job before them). Exit codes: 0 ready, 1 refused or failed.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from datetime import UTC, datetime
 from importlib.metadata import version
 from importlib.resources import files
+from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, inspect, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 ALEMBIC_TABLE = "alembic_version"
+BACKUP_DIR_NAME = "schema-backups"  # beside a SQLite file, when no --backup-dir is given
 
 
 class SchemaError(RuntimeError):
@@ -59,8 +71,9 @@ def current_revision(uri: str) -> str | None:
         engine.dispose()
 
 
-def prepare(uri: str) -> str:
-    """Create, upgrade or keep the store's schema; return what was done. Raises SchemaError."""
+def prepare(uri: str, backup_dir: Path | None = None) -> str:
+    """Create, upgrade or keep the store's schema; return what was done. Raises SchemaError.
+    An existing schema is backed up into `backup_dir` before it is upgraded."""
     mlflow_version, head = version("mlflow"), head_revision()
     current = current_revision(uri)
     if current == head:
@@ -70,21 +83,99 @@ def prepare(uri: str) -> str:
             f"the backend store has schema revision {current}, which MLflow {mlflow_version} does not know "
             "(a newer MLflow made it); refusing to start, nothing was changed. Run the MLflow version that "
             "made it, or restore a backup made with this one")
+    backup = None if current is None else back_up(uri, current, head, backup_dir)
     done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SchemaError(f"`mlflow db upgrade` failed:\n{(done.stdout + done.stderr)[-2000:]}")
-    return f"schema created at {head}" if current is None else f"schema upgraded from {current} to {head}"
+        kept = f"; the store as it was is in {backup}" if backup else ""
+        raise SchemaError(f"`mlflow db upgrade` failed{kept}:\n{(done.stdout + done.stderr)[-2000:]}")
+    if backup is None:
+        return f"schema created at {head}"
+    return f"schema upgraded from {current} to {head} (the store as it was: {backup})"
+
+
+def check(uri: str) -> str:
+    """Say the store is at this MLflow's head, or raise SchemaError (nothing is migrated here)."""
+    head, current = head_revision(), current_revision(uri)
+    if current != head:
+        raise SchemaError(f"the backend store is at schema revision {current or '(none)'}, MLflow "
+                          f"{version('mlflow')} needs {head}; the migration (its Job) has not run, not starting")
+    return f"schema {head} is current for MLflow {version('mlflow')}"
+
+
+def back_up(uri: str, current: str, head: str, directory: Path | None) -> Path:
+    """Copy the store before its schema changes: a SQLite file copy or a pg_dump, 0600, named by both revisions.
+    Raises SchemaError (so nothing is migrated) when it cannot."""
+    url = _url(uri)
+    backend = url.get_backend_name()
+    if directory is None:
+        if backend != "sqlite" or not url.database or url.database == ":memory:":
+            raise SchemaError(f"no backup directory for the {backend} store (pass --backup-dir, or set "
+                              "SCHEMA_BACKUP_DIR); not upgrading, nothing was changed")
+        directory = Path(url.database).parent / BACKUP_DIR_NAME
+    now = datetime.now(UTC)
+    stem = f"mlflow-{current}-to-{head}-{now:%Y%m%dT%H%M%S}Z"
+    target = directory / f"{stem}.{'sqlite' if backend == 'sqlite' else 'pgdump'}"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if backend == "sqlite":
+            _copy_sqlite(Path(url.database), target)
+        elif backend == "postgresql":
+            _pg_dump(url, target)
+        else:
+            raise SchemaError(f"cannot back up a {backend} store")
+    except (OSError, sqlite3.Error, SchemaError) as exc:
+        raise SchemaError(f"backing up the store before upgrading its schema from {current} to {head} failed "
+                          f"({exc}); not upgrading, nothing was changed") from None
+    return target
+
+
+def _url(uri: str) -> URL:
+    try:
+        return make_url(uri)
+    except ArgumentError as exc:
+        raise SchemaError(f"not a backend store URI: {exc}") from None
+
+
+def _copy_sqlite(database: Path, target: Path) -> None:
+    """SQLite's online backup API into a file that is 0600 from its creation."""
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as live, \
+                closing(sqlite3.connect(target)) as copy:
+            live.backup(copy)
+    except sqlite3.Error:
+        target.unlink()  # ours (created above), and incomplete
+        raise
+
+
+def _pg_dump(url: URL, target: Path) -> None:
+    """`pg_dump --format=custom`; a password in the URI goes through the environment, never the command line."""
+    env = {**os.environ, **({"PGPASSWORD": url.password} if url.password else {})}
+    dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    try:
+        done = subprocess.run(["pg_dump", "--format=custom", "--no-owner", "--file", str(target), dsn],
+                              capture_output=True, text=True, env=env, umask=0o077)
+    except FileNotFoundError:
+        raise SchemaError("pg_dump is not installed here") from None
+    if done.returncode != 0:
+        target.unlink(missing_ok=True)  # what pg_dump left of it, incomplete
+        raise SchemaError(f"pg_dump failed: {done.stderr.strip()[-500:]}")
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: schema.py <backend store URI>", file=sys.stderr)
-        return 1
+    parser = argparse.ArgumentParser(prog="schema.py", description="Bring an MLflow backend store to this "
+                                     "MLflow's schema, backed up first.")
+    parser.add_argument("uri", help="the backend store URI (as `mlflow server --backend-store-uri`)")
+    parser.add_argument("--backup-dir", type=Path, default=os.environ.get("SCHEMA_BACKUP_DIR") or None,
+                        help="where the store is copied before its schema changes")
+    parser.add_argument("--check", action="store_true", help="migrate nothing; fail unless the schema is current")
+    args = parser.parse_args(argv)
     try:
-        print(f"backend store: {prepare(argv[0])}", flush=True)
+        done = check(args.uri) if args.check else prepare(args.uri, args.backup_dir)
     except SchemaError as exc:
         print(f"backend store: {exc}", file=sys.stderr, flush=True)
         return 1
+    print(f"backend store: {done}", flush=True)
     return 0
 
 

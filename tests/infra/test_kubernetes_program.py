@@ -83,6 +83,38 @@ def test_small_mlflow_is_one_replica_on_one_claim_and_full_one_is_two_on_externa
     assert "mlflow-database" not in str(env) and "pg@pass" not in str(full)
 
 
+def test_rolled_mlflow_replicas_wait_for_a_migration_job_and_do_not_migrate_themselves(full_stack):
+    """Two replicas rolled one by one: the schema is backed up and migrated once, by a Job, before the rollout."""
+    found = manifests(full_stack)
+    job = named(found, "Job", "mlflow-migrate")["spec"]
+    (migrate,) = job["template"]["spec"]["containers"]
+    assert migrate["command"][:3] == ["python", "/opt/tracking/schema.py", "postgresql+psycopg2:///?service=mlflow"]
+    backup_dir = migrate["command"][migrate["command"].index("--backup-dir") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in migrate["volumeMounts"]}
+    (backups,) = [v for v in job["template"]["spec"]["volumes"] if v["name"] == mounts[backup_dir]]
+    assert backups["persistentVolumeClaim"]["claimName"] == "mlflow-schema-backups"
+    assert {"name": "PGSERVICEFILE", "value": "/etc/mlflow/database/pg_service.conf"} in migrate["env"]
+    assert job["backoffLimit"] == 0 and job["template"]["spec"]["restartPolicy"] == "Never"
+    # Its own labels: the MLflow Service and disruption budget do not pick the Job's pod.
+    assert job["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "mlflow-migrate"
+
+    (deployment,) = [r for r in full_stack.of_type("kubernetes:apps/v1:Deployment") if r.name.endswith("-server")
+                     and r.plain["metadata"]["name"] == "mlflow"]
+    (job_resource,) = full_stack.of_type("kubernetes:batch/v1:Job")
+    assert job_resource.name in deployment.depends_on
+    server = named(found, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "SCHEMA_MIGRATION", "value": "job"} in server["env"]  # the entrypoint only checks the schema
+    assert "db" not in server.get("command", []) and "upgrade" not in server["args"]
+
+
+def test_one_mlflow_replaced_with_recreate_migrates_itself_without_a_job(small_stack):
+    """One pod on a ReadWriteOnce claim, the old one stopped first: no old server runs under the migration."""
+    found = manifests(small_stack)
+    assert not of_kind(found, "Job")
+    server = named(found, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert "SCHEMA_MIGRATION" not in {item["name"] for item in server.get("env", [])}
+
+
 def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path, monkeypatch):
     """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
@@ -133,9 +165,11 @@ def test_network_policies_deny_by_default_and_open_only_the_platform_paths(small
                                      "egress": []}
     assert small["mlflow"]["policyTypes"] == ["Ingress"]  # MLflow on its claim reaches nothing
     full = {m["metadata"]["name"]: m["spec"] for m in of_kind(manifests(full_stack), "NetworkPolicy")}
-    assert set(full) == {"default-deny", "mlflow", "monitoring", "serving", "monitoring-ui"}
+    assert set(full) == {"default-deny", "mlflow", "mlflow-migrate", "monitoring", "serving", "monitoring-ui"}
     store_ports = {port["port"] for rule in full["mlflow"]["egress"] for port in rule["ports"]}
     assert store_ports == {53, 6432, 9000}
+    assert {port["port"] for rule in full["mlflow-migrate"]["egress"] for port in rule["ports"]} == {53, 6432}
+    assert full["mlflow-migrate"]["ingress"] == []
     assert full["serving"]["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -29,8 +31,9 @@ from pipelines.backup_stores import LocalStore
 from pipelines.cli import app
 from pipelines.config import REPO_ROOT, PipelineConfig, load_config
 from pipelines.data import data_version, load_snapshot
-from pipelines.deploy import AUDIT_EXPERIMENT
+from pipelines.deploy import AUDIT_EXPERIMENT, release_lock
 from services.contract import DATA_VERSION_TAG
+from tests.archives import rewrite, root_of
 from tests.integration.conftest import stop_all, write_test_config
 from tests.load import SteadyLoad
 
@@ -80,6 +83,13 @@ def _own_tags(tags: dict[str, str]) -> dict[str, str]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def state_digest(config: PipelineConfig) -> dict[str, str]:
+    """sha256 of every file of a local platform's MLflow state (database and artifacts)."""
+    root = config.platform.state_dir / "mlflow"
+    return {str(path.relative_to(root)): sha256(path) for path in sorted(root.rglob("*"))
+            if path.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +194,51 @@ def test_a_non_empty_platform_is_refused_unless_forced(backup_in_flight, restore
     assert code == 1 and "is not empty" in output, output
     code, output = cli("restore", str(backup.archive), "--config", str(path), "--force")
     assert code == 0 and "previous state" in output, output
+
+
+def test_a_restore_that_fails_midway_leaves_the_live_platform_serving_as_it_was(backup_in_flight, restored,
+                                                                                 tmp_path):
+    """An archive that passes every check but whose database dump is no database: the restore fails while it
+    writes beside the live state, so the live database and artifacts are those of before, and serve."""
+    backup, _ = backup_in_flight
+    config, path = restored
+    platform.start_mlflow(config)  # idempotent: an earlier test may have stopped it
+    client = MlflowClient(config.tracking.uri)
+    before = Snapshot.of(client, config.model_name, config.tracking.experiment)
+    broken = tmp_path / backup.archive.name
+    shutil.copy(backup.archive, broken)
+    rewrite(broken, {f"{root_of(broken)}/database/mlflow.sqlite": b"not a database" * 4096}, manifest_too=True)
+    stop_all(config)
+    live = state_digest(config)
+    code, output = cli("restore", str(broken), "--config", str(path), "--force")
+    assert code != 0 and "the live state was not touched" in output, output
+    assert state_digest(config) == live
+    platform.start_mlflow(config)
+    assert Snapshot.of(client, config.model_name, config.tracking.experiment) == before
+
+
+def test_a_restore_is_refused_while_a_deploy_holds_the_release_lock(backup_in_flight, restored):
+    backup, _ = backup_in_flight
+    config, path = restored
+    stop_all(config)
+    live = state_digest(config)
+    holding, done = threading.Event(), threading.Event()
+
+    def deploy_in_progress() -> None:  # another thread, as another process would: the lock is per thread
+        with release_lock(config):
+            holding.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=deploy_in_progress)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        code, output = cli("restore", str(backup.archive), "--config", str(path), "--force")
+    finally:
+        done.set()
+        holder.join()
+    assert code == 1 and "another deploy or rollback is running" in output, output
+    assert state_digest(config) == live
 
 
 def test_a_schema_this_mlflow_cannot_read_is_refused_untouched(restored):

@@ -24,6 +24,8 @@ def _templates(found: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
             yield where, manifest["spec"]["template"]
         elif manifest["kind"] == "CronJob":
             yield where, manifest["spec"]["jobTemplate"]["spec"]["template"]
+        elif manifest["kind"] == "Job":
+            yield where, manifest["spec"]["template"]
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -108,7 +110,7 @@ def secret_references_exist(found: list[Manifest]) -> list[str]:
     claims = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "PersistentVolumeClaim")}
     problems = []
     for manifest in found:
-        if manifest["kind"] not in ("Deployment", "CronJob"):
+        if manifest["kind"] not in ("Deployment", "CronJob", "Job"):
             continue
         namespace, where = manifest["metadata"]["namespace"], f"{manifest['kind']}/{manifest['metadata']['name']}"
         spec = pod_specs([manifest])[where]

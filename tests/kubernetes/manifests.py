@@ -69,4 +69,6 @@ def pod_specs(found: list[Manifest]) -> dict[str, Manifest]:
         elif manifest["kind"] == "CronJob":
             specs[f"CronJob/{manifest['metadata']['name']}"] = (
                 manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        elif manifest["kind"] == "Job":
+            specs[f"Job/{manifest['metadata']['name']}"] = manifest["spec"]["template"]["spec"]
     return specs

@@ -1,5 +1,6 @@
 """The stack with `trackingBackend: postgres` on Docker: the Postgres image built from services/postgres,
-state that survives replacing both containers, a password that stays a file, and a backup that restores.
+state that survives replacing both containers, a password that stays a file, a backup that restores, and a
+restore that fails without touching the live database.
 
 One module-scoped stack serves every test here; the tests run in file order and build on each other's state.
 """
@@ -14,8 +15,9 @@ import docker
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.backup import RestoreRefused, create_backup, restore_backup
-from pipelines.backup_stores import StackStore
+from pipelines.backup import BackupError, RestoreRefused, create_backup, restore_backup
+from pipelines.backup_stack import StackStore
+from tests.archives import rewrite, root_of
 from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 
@@ -125,3 +127,18 @@ def test_a_backup_restores_the_registry_runs_and_artifacts(pg_platform, client, 
     assert client.get_experiment_by_name("pg-later") is None
     assert client.get_run(kept_run).data.metrics == {"accuracy": 0.8}
     assert Path(client.download_artifacts(kept_run, "notes/report.txt")).read_text() == "accuracy 0.8"
+
+
+def test_a_restore_that_fails_midway_leaves_the_live_database_serving(pg_platform, client, store, tmp_path):
+    """A dump that passes every check but that pg_restore cannot read: it fails while it is restored into a
+    database beside the live one, so the live database is never dropped and MLflow serves it as before."""
+    backup = create_backup(store, tmp_path)
+    rewrite(backup.archive, {f"{root_of(backup.archive)}/database/mlflow.pgdump": b"not a dump" * 1000},
+            manifest_too=True)
+    before = registry_state(client)
+    with pytest.raises(BackupError, match="pg_restore.*the live state was not touched"):
+        restore_backup(store, backup.archive, force=True, safety_directory=tmp_path / "safety")
+    assert registry_state(client) == before
+    databases = pg_platform.container("postgres").exec_run(
+        ["psql", "-At", "-U", "mlflow", "-d", "postgres", "-c", "SELECT datname FROM pg_database"])
+    assert "mlflow_restoring" not in databases.output.decode().split()  # the half-restored one is gone

@@ -2,50 +2,39 @@
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import sqlite3
-import tarfile
+import stat
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipelines.backup import CHECKSUM_SUFFIX, BackupError, create_backup, prune, restore_backup
+from pipelines.backup import CHECKSUM_SUFFIX, BackupError, checksum_file, create_backup, prune, restore_backup
 from pipelines.backup_stores import LocalStore
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
+from services.tracking.schema import head_revision
+from tests.archives import match_checksum, members, rewrite, root_of
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalStore:
-    """A local platform's state: a SQLite database with MLflow's schema marker and one artifact."""
+    """A local platform's state: a SQLite database with this MLflow's schema marker and one artifact."""
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["platform"]["state_dir"] = str(tmp_path / "state")
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     local = LocalStore(load_config(tmp_path / "pipeline.yaml"))
     local.root.mkdir(parents=True)
     with closing(sqlite3.connect(local.database)) as db:
-        db.executescript("CREATE TABLE alembic_version (version_num TEXT); INSERT INTO alembic_version VALUES ('abc');"
-                         "CREATE TABLE runs (id TEXT); INSERT INTO runs VALUES ('r1');")
+        db.executescript("CREATE TABLE alembic_version (version_num TEXT); "
+                         f"INSERT INTO alembic_version VALUES ('{head_revision()}');"
+                         "CREATE TABLE runs (id TEXT); INSERT INTO runs VALUES ('r1');"
+                         "CREATE TABLE registered_models (name TEXT); CREATE TABLE experiments (experiment_id TEXT);")
     (local.artifacts / "1" / "r1").mkdir(parents=True)
     (local.artifacts / "1" / "r1" / "model.pkl").write_bytes(b"model bytes" * 100)
     return local
-
-
-def members(archive: Path) -> dict[str, bytes]:
-    with tarfile.open(archive) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-
-
-def rewrite(archive: Path, changes: dict[str, bytes]) -> None:
-    """The archive again with some members' bytes replaced (the manifest left as it was)."""
-    files = members(archive)
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, data in {**files, **changes}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def test_a_backup_is_one_archive_with_a_manifest_and_a_checksum_file(store, tmp_path):
@@ -56,7 +45,8 @@ def test_a_backup_is_one_archive_with_a_manifest_and_a_checksum_file(store, tmp_
     files = members(result.archive)
     (manifest_name,) = [name for name in files if name.endswith("/manifest.json")]
     manifest = json.loads(files[manifest_name])
-    assert manifest["backend"] == "sqlite" and manifest["schema_revision"] == "abc" and manifest["mlflow_version"]
+    assert manifest["backend"] == "sqlite" and manifest["mlflow_version"]
+    assert manifest["schema_revision"] == head_revision()
     assert set(manifest["files"]) == {"database/mlflow.sqlite", "artifacts/1/r1/model.pkl"}
     assert manifest["files"]["artifacts/1/r1/model.pkl"]["size"] == 1100
     with closing(sqlite3.connect(":memory:")) as db:  # the database copy is a complete SQLite file
@@ -73,19 +63,18 @@ def test_a_backup_is_one_archive_with_a_manifest_and_a_checksum_file(store, tmp_
 ])
 def test_a_damaged_archive_is_refused_before_anything_is_restored(store, tmp_path, damage, message):
     archive = create_backup(store, tmp_path / "backups").archive
-    root = next(iter(members(archive))).split("/")[0]
+    root = root_of(archive)
     if damage == "flipped byte":
         data = bytearray(archive.read_bytes())
         data[len(data) // 2] ^= 0xFF
         archive.write_bytes(bytes(data))
+    elif damage == "changed member":
+        rewrite(archive, {f"{root}/artifacts/1/r1/model.pkl": b"tampered" * 100})
+    elif damage == "extra member":
+        rewrite(archive, {f"{root}/artifacts/1/r1/extra.txt": b"!"})
     else:
-        archive.with_name(archive.name + CHECKSUM_SUFFIX).unlink()  # shipped without it: the manifest still checks
-        if damage == "changed member":
-            rewrite(archive, {f"{root}/artifacts/1/r1/model.pkl": b"tampered" * 100})
-        elif damage == "extra member":
-            rewrite(archive, {f"{root}/artifacts/1/r1/extra.txt": b"!"})
-        else:
-            archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+        archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+        match_checksum(archive)
     target = LocalStore(load_config_copy(store, tmp_path / "target"))
     with pytest.raises(BackupError, match=message):
         restore_backup(target, archive)
@@ -110,3 +99,52 @@ def test_retention_keeps_the_newest_archives_of_each_source(tmp_path):
     left = sorted(path.name for path in tmp_path.iterdir())
     assert "local-20260101T000000000Z.tar.gz.sha256" not in left
     assert len([name for name in left if name.startswith("stack-mlops-")]) == 6  # other sources untouched
+
+
+def test_retention_matches_only_its_own_label_and_stamp(tmp_path):
+    """`stack-mlops` is not `stack-mlops-prod`, and a file that only looks like an archive is no archive."""
+    names = [f"{label}-2026010{day}T000000000Z.tar.gz" for label in ("stack-mlops", "stack-mlops-prod")
+             for day in (1, 2, 3)]
+    strays = ["stack-mlops-notes.tar.gz", "stack-mlops-20260101T000000000Z.tar.gz.partial",
+              "stack-mlops-20260101T000000000Z-copy.tar.gz", "stack-mlops-20260101T0000Z.tar.gz"]
+    for name in names + strays:
+        (tmp_path / name).write_bytes(b"x")
+    deleted = prune(tmp_path, "stack-mlops", keep=1)
+    assert sorted(path.name for path in deleted) == names[:2]
+    left = {path.name for path in tmp_path.iterdir()}
+    assert left == {names[2], *names[3:], *strays}
+
+
+@pytest.fixture
+def open_umask():
+    """A umask that would leave new files world-readable (0666): the modes below must not depend on it."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def test_the_archive_and_its_checksum_file_are_private(store, tmp_path, open_umask):
+    result = create_backup(store, tmp_path / "backups")
+    for path in (result.archive, checksum_file(result.archive)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert stat.S_IMODE((tmp_path / "backups").stat().st_mode) == 0o700
+
+
+def test_an_archive_without_its_checksum_file_is_refused_naming_it(store, tmp_path):
+    archive = create_backup(store, tmp_path / "backups").archive
+    checksum_file(archive).unlink()
+    target = LocalStore(load_config_copy(store, tmp_path / "target"))
+    with pytest.raises(BackupError, match=f"checksum file {archive.name}{CHECKSUM_SUFFIX} is missing"):
+        restore_backup(target, archive)
+    assert not target.root.exists()
+
+
+def test_a_restore_that_fails_midway_leaves_the_live_state_as_it_was(store, tmp_path):
+    """A dump that passes every check but is no database fails while it is written beside the live state."""
+    archive = create_backup(store, tmp_path / "backups").archive
+    root = root_of(archive)
+    rewrite(archive, {f"{root}/database/mlflow.sqlite": b"not a database" * 100}, manifest_too=True)
+    live = {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()}
+    with pytest.raises(BackupError, match="the live state was not touched"):
+        restore_backup(store, archive, force=True, safety_directory=tmp_path / "safety")
+    assert {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()} == live

@@ -1,0 +1,69 @@
+"""The stack restore's file swap (pipelines/restore_files.py), on plain directories standing in for the volumes."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from pipelines.restore_files import RESTORING, prepare, swap
+
+
+def database(path: Path, value: str, *, wal: bool = False) -> None:
+    with closing(sqlite3.connect(path)) as db, db:
+        if wal:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+        db.execute("DELETE FROM t")
+        db.execute("INSERT INTO t VALUES (?)", (value,))
+
+
+def value_of(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT v FROM t").fetchone()[0]
+
+
+@pytest.fixture
+def volumes(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(restored files, live artifact volume, live backend volume): each with its own contents."""
+    incoming, artifacts, backend = tmp_path / "restore", tmp_path / "artifacts", tmp_path / "backend"
+    (incoming / "artifacts" / "1").mkdir(parents=True)
+    (incoming / "artifacts" / "1" / "model.pkl").write_text("restored model")
+    (incoming / "extra").mkdir()
+    database(incoming / "extra" / "basic_auth.db", "restored users")
+    database(incoming / "store.sqlite", "restored runs")
+    (artifacts / "2").mkdir(parents=True)
+    (artifacts / "2" / "model.pkl").write_text("live model")
+    backend.mkdir()
+    database(backend / "basic_auth.db", "live users")
+    database(backend / "mlflow.db", "live runs", wal=True)
+    return incoming, artifacts, backend
+
+
+def live_state(artifacts: Path, backend: Path) -> dict[str, str]:
+    files = {str(p.relative_to(artifacts)): p.read_text() for p in sorted(artifacts.rglob("*")) if p.is_file()}
+    return files | {name: value_of(backend / name) for name in ("basic_auth.db", "mlflow.db")}
+
+
+def test_prepare_writes_beside_the_live_files_and_swap_puts_them_in_place(volumes):
+    incoming, artifacts, backend = volumes
+    before = live_state(artifacts, backend)
+    prepare(incoming, artifacts, backend, "mlflow.db")
+    assert live_state(artifacts, backend) == {**before, f"{RESTORING}/1/model.pkl": "restored model"}
+    swap(artifacts, backend)
+    assert live_state(artifacts, backend) == {"1/model.pkl": "restored model", "basic_auth.db": "restored users",
+                                              "mlflow.db": "restored runs"}
+    assert sorted(p.name for p in backend.iterdir()) == ["basic_auth.db", "mlflow.db"]  # no WAL, no leftovers
+    assert sorted(p.name for p in artifacts.iterdir()) == ["1"]
+
+
+def test_a_restored_file_that_is_no_database_fails_prepare_and_leaves_nothing_behind(volumes):
+    incoming, artifacts, backend = volumes
+    (incoming / "store.sqlite").write_bytes(b"not a database" * 100)
+    before = live_state(artifacts, backend)
+    with pytest.raises(SystemExit, match="DatabaseError"):
+        prepare(incoming, artifacts, backend, "mlflow.db")
+    assert live_state(artifacts, backend) == before
+    assert not list(backend.glob(f"*{RESTORING}")) and not (artifacts / RESTORING).exists()
