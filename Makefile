@@ -69,7 +69,7 @@ reproduce: ## retrain VERSION=<n> from its recorded snapshot and compare metrics
 	$(PIPELINES) reproduce -- "$$VERSION"
 
 $(call takes,promote,VERSION FROM TO)
-promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI) and gate it there
+promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI; logins: PROMOTE_FROM_USERNAME/_PASSWORD, PROMOTE_TO_*) and gate it there
 	@test -n "$$VERSION" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
 	$(PIPELINES) promote $${FROM:+--from="$$FROM"} $${TO:+--to="$$TO"} -- "$$VERSION"  # make echoes no password
 

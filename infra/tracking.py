@@ -19,6 +19,8 @@ from containers import (
     volume,
 )
 
+from services.contract import MLFLOW_AUTH_SERVER_ENV
+
 MLFLOW_PORT = 5000
 BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
 AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
@@ -66,7 +68,8 @@ class Tracking(pulumi.ComponentResource):
         self.monitoring_credentials: pulumi.Output[str] | None = None
         if config.auth_enabled:
             assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
-            envs += [f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}", f"SERVICE_USERS_FILE={SERVICE_USERS_FILE}"]
+            envs += [f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}", f"SERVICE_USERS_FILE={SERVICE_USERS_FILE}",
+                     *(f"{name}={value}" for name, value in MLFLOW_AUTH_SERVER_ENV.items())]
             uploads.append(secret_file(
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))

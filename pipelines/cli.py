@@ -219,10 +219,14 @@ def reproduce_command(
 def promote_command(
     version: Annotated[str, typer.Argument(help="model version in the source registry")],
     source: Annotated[str, typer.Option(
-        "--from", envvar="PROMOTE_FROM_URI", show_envvar=True, help="tracking URI of the source registry")],
+        "--from", envvar="PROMOTE_FROM_URI", show_envvar=True,
+        help="tracking URI of the source registry; its login: PROMOTE_FROM_USERNAME / PROMOTE_FROM_PASSWORD "
+             "(or _TOKEN), or user:password@ in the URI")],
     target: Annotated[str | None, typer.Option(
         "--to", envvar="PROMOTE_TO_URI", show_envvar=True,
-        help="tracking URI of the target registry (default: the configured one, MLFLOW_TRACKING_URI)")] = None,
+        help="tracking URI of the target registry (default: the configured one, MLFLOW_TRACKING_URI); its login: "
+             "PROMOTE_TO_USERNAME / PROMOTE_TO_PASSWORD (or _TOKEN), or user:password@ in the URI, else the "
+             "MLFLOW_TRACKING_* login when it is the configured registry. Neither registry sees the other's.")] = None,
     config_path: ConfigOption = None,
 ) -> None:
     """Copy one exact model version into another registry with lineage, then gate it there; exit 1 if it fails."""

@@ -212,19 +212,21 @@ def _release(
             assert isinstance(target, CanaryTarget)  # deploy() checked
             deployment, verdict = target.roll_out_canary(bento, smoke, canary_percent)
     except (DeployError, PlatformError) as exc:
-        audit.close("failed", reason=str(exc).splitlines()[0][:500])
-        raise DeployError(str(exc)) from None
+        unrecorded = audit.close_or_say("failed", reason=str(exc).splitlines()[0][:500])
+        raise DeployError(f"{exc}{unrecorded}") from None
     analysis = verdict.figures.as_tags() if verdict is not None else {}
     if deployment is None:
         assert verdict is not None
         reasons = "; ".join(verdict.failures)
-        audit.close("canary aborted", reason=reasons[:500], **analysis)
-        raise CanaryAborted(f"canary aborted, v{move.previous or 'none'} keeps serving: {reasons}")
+        unrecorded = audit.close_or_say("canary aborted", reason=reasons[:500], **analysis)
+        raise CanaryAborted(f"canary aborted, v{move.previous or 'none'} keeps serving: {reasons}{unrecorded}")
     try:
         move_aliases(connect(config), config.model_name, move)
     except AliasMoveFailed as exc:
-        audit.close("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command, **analysis)
-        raise exc from None
+        # Its message carries the recovery command: an audit that cannot be written (MLflow down) must not hide it.
+        unrecorded = audit.close_or_say("serving, aliases not moved", url=deployment.url,
+                                        recovery=move.recovery_command, **analysis)
+        raise AliasMoveFailed(f"{exc}{unrecorded}") from None
     audit.close("serving", url=deployment.url, champion=move.champion, previous=move.previous or "", **analysis)
     return DeployResult(deployment=deployment, aliases=move, audit_run_id=audit.run_id, audit_url=audit.url,
                         canary=verdict)
@@ -253,6 +255,20 @@ class _Audit:
                                 run_name=f"{record['action']} v{record['model_version']}")
         url = f"{config.tracking.display_uri}/#/experiments/{experiment}/runs/{run.info.run_id}"
         return cls(client, run.info.run_id, url, tags)
+
+    def close_or_say(self, outcome: str, **details: str) -> str:
+        """Close the record of a release that failed; "" if that worked, else a note for the release's error.
+
+        The release's own error says what serves and how to recover; a failure to write its record (most
+        often: MLflow is down) is added to it, never raised in its place.
+        """
+        try:
+            self.close(outcome, **details)
+        except Exception as exc:  # whatever it is: the release's error must still reach the user
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            return (f" (the audit run {self.run_id} could not be closed either, it still says "
+                    f"'in progress': {first_line})")
+        return ""
 
     def close(self, outcome: str, **details: str) -> None:
         tags = {**self.tags, **details, "outcome": outcome}

@@ -4,8 +4,8 @@ The copy is bit-identical: the model's files (its MLmodel with the signature, th
 requirements) and the training run's artifacts (data snapshot, frozen eval set, recorded config) are
 downloaded from the source and uploaded unchanged to a new run and logged model in the target, with the
 run's tags, params, metrics and dataset inputs (the data snapshot's reference: name, digest, source).
-Lineage tags on the new version and run name the source registry (without its password), the source
-version, its run id and a digest of the model's files.
+Lineage tags on the new version and run name the source registry (without its credentials), the source
+version, its run id and a digest of the model's files. Each registry sees only its own credentials.
 
 The target's own gate (`pipelines.validate`, against the target's `@champion`) then judges the copy. If it
 passes, the copy becomes the target's `@challenger`, ready for `make deploy`; if it fails, or anything
@@ -27,14 +27,13 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import TRACKING_URI_ENV, PipelineConfig, redact, split_credentials
+from pipelines.config import TRACKING_URI_ENV, PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.platform import require_mlflow
+from pipelines.promote_credentials import Registry, only, registry
 from pipelines.registry import (
     CHALLENGER,
     RUN_ID_TAG,
-    TRACKING_PASSWORD_ENV,
-    TRACKING_USERNAME_ENV,
     VALIDATION_OVERRIDE_TAG,
     VALIDATION_TAG,
     RegistryError,
@@ -63,7 +62,7 @@ class Exported:
     name: str
     version: str
     run_id: str
-    registry: str  # the source URI without a password
+    registry: str  # the source URI without credentials
     model_dir: Path
     run_dir: Path
     digest: str
@@ -83,7 +82,7 @@ class Promotion:
 
     source_version: str
     lineage: dict[str, str]
-    target_registry: str  # its URI without a password
+    target_registry: str  # its URI without credentials
     report: ValidationReport | None = None
     target_version: str | None = None
     target_run_id: str | None = None
@@ -97,38 +96,41 @@ class Promotion:
 def promote(
     config: PipelineConfig, version: str, *, source_uri: str, target_uri: str, progress: Progress | None = None
 ) -> Promotion:
-    """Copy `version` of the configured model from `source_uri` into `target_uri` and run the target's gate."""
+    """Copy `version` of the configured model from `source_uri` into `target_uri` and run the target's gate.
+
+    Each registry is reached with its own credentials only (`pipelines.promote_credentials`).
+    """
     say = progress or (lambda _message: None)
-    if split_credentials(source_uri)[0].rstrip("/") == split_credentials(target_uri)[0].rstrip("/"):
-        raise PromotionError(f"--from and --to name the same registry ({redact(source_uri)})")
+    configured = config.tracking.resolved_uri
+    source, target = registry("from", source_uri, configured), registry("to", target_uri, configured)
+    if source.uri.rstrip("/") == target.uri.rstrip("/"):
+        raise PromotionError(f"--from and --to name the same registry ({source.uri})")
     with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
-        with connected(config, source_uri) as (source_config, client):
+        with connected(config, source) as (source_config, client):
             say(f"reading {config.model_name} v{version} from {source_config.tracking.display_uri}")
             exported = export_version(client, source_config, version, Path(tmp))
-        with connected(config, target_uri) as (target_config, client):
+        with connected(config, target) as (target_config, client):
             return import_and_gate(client, target_config, exported, say)
 
 
 @contextlib.contextmanager
-def connected(config: PipelineConfig, uri: str) -> Iterator[tuple[PipelineConfig, MlflowClient]]:
-    """The config and a client for one registry; the tracking env is as before afterwards.
+def connected(config: PipelineConfig, side: Registry) -> Iterator[tuple[PipelineConfig, MlflowClient]]:
+    """The config and a client for one registry, with its credentials only; the tracking env is as before afterwards.
 
-    The URI goes through MLFLOW_TRACKING_URI, which every reader of the config (the gate included) takes
-    first; credentials in it reach only this registry, never the other one.
+    The URI goes through MLFLOW_TRACKING_URI, which every reader of the config (the gate included) takes first.
     """
-    names = (TRACKING_URI_ENV, TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV)
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ[TRACKING_URI_ENV] = uri
+    saved = os.environ.get(TRACKING_URI_ENV)
+    os.environ[TRACKING_URI_ENV] = side.uri
     try:
-        scoped = config.model_copy(update={"tracking": config.tracking.model_copy(update={"uri": uri})})
-        require_mlflow(scoped)
-        yield scoped, connect(scoped)
+        with only(side):
+            scoped = config.model_copy(update={"tracking": config.tracking.model_copy(update={"uri": side.uri})})
+            require_mlflow(scoped)
+            yield scoped, connect(scoped)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = saved
 
 
 def export_version(client: MlflowClient, config: PipelineConfig, version: str, workdir: Path) -> Exported:

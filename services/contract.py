@@ -205,6 +205,11 @@ SERVING_OPEN_PATHS = ("/livez", "/readyz")
 # The shortest token a service accepts (serving, smoke, Evidently UI), and the shortest password the stack takes
 # (MLflow's basic-auth app refuses shorter ones): the stack config and the services reading the files check them.
 MIN_TOKEN_CHARS, MIN_PASSWORD_CHARS = 16, 12
+# What an MLflow server with basic auth on gets in its env, on every target: a route the auth app's permission
+# map does not cover answers 403 to a non-admin (and a native FastAPI route without a validator, to anyone)
+# instead of being served. MLflow 3.17 defaults to it; set here so an image, an env or another MLflow version
+# that defaults otherwise cannot open them (tests/integration/test_mlflow_auth.py).
+MLFLOW_AUTH_SERVER_ENV = {"MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"}
 # The label on every Docker object of a stack; its value is the stack's name prefix.
 STACK_LABEL = "mlops-platform.stack"
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so

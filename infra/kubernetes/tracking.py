@@ -43,6 +43,7 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
+from services.contract import MLFLOW_AUTH_SERVER_ENV
 
 COMPONENT = "mlflow"
 AUTH_DIR = "/etc/mlflow/auth"
@@ -102,7 +103,7 @@ class Tracking(pulumi.ComponentResource):
             # With postgres the users live in the same database, so every replica sees the same ones.
             auth_db = DATABASE_URI if config.tracking_backend == "postgres" else SQLITE_AUTH_DB
             env |= {"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/basic_auth.ini",
-                    "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini"}
+                    "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini", **MLFLOW_AUTH_SERVER_ENV}
             secret_files["auth"] = (AUTH_DIR, {
                 "basic_auth.ini": config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw)
                                                               .replace(SQLITE_AUTH_DB, auth_db)),

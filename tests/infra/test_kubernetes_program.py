@@ -115,6 +115,11 @@ def test_one_mlflow_replaced_with_recreate_migrates_itself_without_a_job(small_s
     assert "SCHEMA_MIGRATION" not in {item["name"] for item in server.get("env", [])}
 
 
+def test_mlflow_with_auth_refuses_the_routes_its_permission_map_does_not_cover(full_stack):
+    container = named(manifests(full_stack), "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    assert {item["name"]: item["value"] for item in container["env"]}["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"
+
+
 def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path, monkeypatch):
     """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
     sqlalchemy = pytest.importorskip("sqlalchemy")

@@ -244,6 +244,11 @@ def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened
         assert rpc.is_rpc_secret(container.inputs["uploads"]), f"{container.name} uploads are not secret"
 
 
+def test_mlflow_with_auth_refuses_the_routes_its_permission_map_does_not_cover(hardened_stack):
+    """Fail-closed, set explicitly: MLflow's default may change, or an env say otherwise (test_mlflow_auth.py)."""
+    assert env_of(hardened_stack.container("mlflow"))["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"
+
+
 def test_the_monitoring_job_logs_in_as_its_own_user_not_the_admin(hardened_stack):
     mlflow, job = hardened_stack.container("mlflow"), hardened_stack.container("monitoring")
     users = {u["file"]: u["content"] for u in mlflow.plain["uploads"]}[env_of(mlflow)["SERVICE_USERS_FILE"]]

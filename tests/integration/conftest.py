@@ -14,6 +14,8 @@ import yaml
 from pipelines import platform
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.local import stop_serving
+from services.contract import MLFLOW_AUTH_SERVER_ENV
+from tests.integration.auth_servers import AuthMLflow, start_auth_mlflow
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,23 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPl
 def mlflow_server(local_platform: LocalPlatform) -> str:
     """URL of the session's MLflow server."""
     return local_platform.config.tracking.uri
+
+
+@dataclass(frozen=True)
+class AuthServers:
+    staging: AuthMLflow
+    prod: AuthMLflow
+
+
+@pytest.fixture(scope="session")
+def auth_mlflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServers]:
+    """Two MLflow servers with basic auth on and the stack's env for it, each with its own admin (unknown to the
+    other)."""
+    started: list[AuthMLflow] = []
+    try:
+        for name in ("staging", "prod"):
+            started.append(start_auth_mlflow(name, tmp_path_factory.mktemp(f"auth-{name}"), MLFLOW_AUTH_SERVER_ENV))
+        yield AuthServers(*started)
+    finally:
+        for server in started:
+            server.stop()

@@ -1,7 +1,8 @@
 """`pipelines promote` between two real MLflow servers (two state dirs, two ports): staging and prod.
 
 A version trained in staging is copied into prod bit for bit, with its lineage, gated by prod's gate;
-a failing gate and an unknown version leave prod as it was.
+a failing gate and an unknown version leave prod as it was. Between two servers with basic auth on, each
+sees only its own login (a recording proxy in front of each).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from pipelines.promote import (
     connected,
     tree_digest,
 )
+from pipelines.promote_credentials import Registry as Side
 from pipelines.registry import VALIDATION_TAG, aliases_of, resolve
 from services.contract import SNAPSHOT_ARTIFACT
-from tests.integration.conftest import stop_all, write_test_config
+from tests.integration.auth_servers import AuthMLflow, RecordingProxy
+from tests.integration.conftest import AuthServers, stop_all, write_test_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -40,10 +43,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 class Registry:
     config: PipelineConfig
     path: Path
+    login: tuple[str, str] | None = None
 
     @property
     def uri(self) -> str:
         return self.config.tracking.uri or ""
+
+    @property
+    def side(self) -> Side:
+        """How the tests themselves reach it: with its own login, if it has one."""
+        if self.login is None:
+            return Side("to", self.uri)
+        return Side("to", self.uri, {"MLFLOW_TRACKING_USERNAME": self.login[0],
+                                     "MLFLOW_TRACKING_PASSWORD": self.login[1]})
 
 
 MODEL = "promote-test"  # its own registered model: the session's server holds other tests' models too
@@ -75,14 +87,14 @@ def run(*args: str, config: Path, expect: int = 0) -> str:
 
 def registry_state(registry: Registry) -> dict:
     """Versions (with their tags) and aliases of the model in one registry."""
-    with connected(registry.config, registry.uri) as (config, client):
+    with connected(registry.config, registry.side) as (config, client):
         versions = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{config.model_name}'")}
         return {"versions": versions, "aliases": aliases_of(client, config.model_name)}
 
 
 def downloaded(registry: Registry, version: str, into: Path) -> tuple[Path, Path, object]:
     """A version's model files, its run's snapshot, and the model itself, from one registry."""
-    with connected(registry.config, registry.uri) as (config, client):
+    with connected(registry.config, registry.side) as (config, client):
         model = resolve(client, config.model_name, version=version)
         files = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(into / "model")))
         snapshot = Path(mlflow.artifacts.download_artifacts(
@@ -146,3 +158,60 @@ def test_the_same_registry_twice_is_refused(registries):
     staging, _ = registries
     output = run("promote", "1", "--from", staging.uri, "--to", staging.uri + "/", config=staging.path, expect=2)
     assert "the same registry" in output
+
+
+AUTH_MODEL = "promote-auth-test"
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """An auth-enabled MLflow behind a recording proxy, and the config of a registry at the proxy."""
+
+    server: AuthMLflow
+    proxy: RecordingProxy
+    registry: Registry
+
+    @property
+    def login(self) -> str:
+        return ":".join(self.server.admin)
+
+
+@pytest.fixture(scope="module")
+def guarded_registries(
+    auth_mlflow_servers: AuthServers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Guarded, Guarded]]:
+    """Staging and prod with basic auth on, each behind its proxy; v1 trained in staging with staging's login."""
+    servers = (auth_mlflow_servers.staging, auth_mlflow_servers.prod)
+    with RecordingProxy(servers[0].url).running() as staging_proxy, \
+            RecordingProxy(servers[1].url).running() as prod_proxy:
+        guarded = []
+        for server, proxy in zip(servers, (staging_proxy, prod_proxy), strict=True):
+            path, raw = write_test_config(tmp_path_factory.mktemp(f"guarded-{server.name}"))
+            path.write_text(yaml.safe_dump({**raw, "model_name": AUTH_MODEL, "tracking": {"uri": proxy.url}}))
+            guarded.append(Guarded(server, proxy, Registry(load_config(path), path, server.admin)))
+        staging, prod = guarded
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MLFLOW_TRACKING_USERNAME", staging.server.admin[0])
+            env.setenv("MLFLOW_TRACKING_PASSWORD", staging.server.admin[1])
+            run("train", config=staging.registry.path)
+        staging_proxy.seen.clear()
+        yield staging, prod
+
+
+def test_each_registry_sees_only_its_own_login(guarded_registries, monkeypatch):
+    staging, prod = guarded_registries
+    # promote.yml's env: prod's login for the configured registry (prod), staging's as PROMOTE_FROM_*.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", prod.registry.uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", prod.server.admin[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", prod.server.admin[1])
+    monkeypatch.setenv("PROMOTE_FROM_USERNAME", staging.server.admin[0])
+    monkeypatch.setenv("PROMOTE_FROM_PASSWORD", staging.server.admin[1])
+
+    output = run("promote", "1", "--from", staging.registry.uri, config=prod.registry.path)
+
+    assert "v1 (@challenger)" in output
+    assert staging.proxy.seen and prod.proxy.seen
+    assert staging.proxy.logins() == {staging.login}, "staging saw another login than its own"
+    assert prod.proxy.logins() == {prod.login}, "prod saw another login than its own"
+    assert [r for r in staging.proxy.seen + prod.proxy.seen if r.status == 401] == []
+    assert registry_state(prod.registry)["aliases"] == {"challenger": "1"}

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from typer.testing import CliRunner
 
-from pipelines import cli, stack
+from pipelines import cli, deploy, stack
 from pipelines.bento import BuiltBento
 from pipelines.config import DataConfig, PipelineConfig
 from pipelines.deploy import DeployError
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, AliasMove, AliasMoveFailed, move_aliases
+from pipelines.serving_state import Deployment
 from pipelines.stack import StackError, StackTarget
 
 CONFIG = PipelineConfig(model_name="m", data=DataConfig(target="y", numeric_features=["x"]))
@@ -98,3 +103,39 @@ def test_an_unexpected_error_does_not_exit_like_a_refusal(monkeypatch, tmp_path)
     result = CliRunner().invoke(cli.app, ["data", "--config", "pipelines/pipeline.yaml"])
     assert result.exit_code == cli.UNEXPECTED_ERROR != 1
     assert "unexpected error" in result.output
+
+
+class DownTracking:
+    """The audit's MLflow client once MLflow went away: every write fails the way it does then."""
+
+    def __getattr__(self, name: str):
+        def fail(*args, **kwargs):
+            raise MlflowException(f"API request to http://mlflow:5000 ({name}) failed: Connection refused")
+        return fail
+
+
+def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(monkeypatch):
+    """The rollout served v2; then MLflow went away: the alias move and the audit's close both fail."""
+    bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    bento = dataclasses.replace(bento, model=SimpleNamespace(  # type: ignore[arg-type]
+        version="2", holdout=pd.DataFrame({"x": [1.0, 2.0]}), data=SimpleNamespace(features=["x"]),
+        labels={"model_version": "2"}))
+    served = Deployment(bento.tag, "2", "http://127.0.0.1:3000", "now")
+    target = SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
+    audit = deploy._Audit(DownTracking(), "audit-7", "http://mlflow:5000/#/runs/audit-7",  # type: ignore[arg-type]
+                          {"action": "deploy", "model_version": "2"})
+    monkeypatch.setattr(deploy._Audit, "open", classmethod(lambda cls, config, record: audit))
+    monkeypatch.setattr(deploy, "connect", lambda config: FlakyRegistry(failures=99, aliases={CHAMPION: "1"}))
+    monkeypatch.setattr(deploy, "move_aliases", functools.partial(move_aliases, attempts=2, pause_s=0))
+    move = AliasMove(champion="2", previous="1")
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: CONFIG)
+    monkeypatch.setattr(cli.steps, "release_candidate",
+                        lambda config, where, **options: deploy._release(config, bento, target, "deploy", move))
+
+    result = CliRunner().invoke(cli.app, ["deploy"])
+
+    assert result.exit_code == 2 and not isinstance(result.exception, MlflowException)
+    output = " ".join(result.output.split())  # as one line: the console wraps at its width
+    assert "finish it with: uv run pipelines set-aliases --champion 2 --previous 1" in output
+    assert "the audit run audit-7 could not be closed either" in output and "Connection refused" in output
+    assert "Traceback" not in output
