@@ -6,16 +6,15 @@ A wrong key or value fails with `ConfigError` naming the key, before anything ru
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipelines.errors import CannotRun
+from pipelines.uris import is_loopback, redact
 from services.contract import OnDrift
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,35 +110,6 @@ class TrackingConfig(_Section):
     def display_uri(self) -> str:
         """The URI without any password in it, for output and records."""
         return redact(self.resolved_uri)
-
-
-def redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{_host_port(parts.hostname, parts.port)}"))
-
-
-def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
-    """The URI without `user:password@`, and the user and password it carried (None when it had none)."""
-    parts = urlsplit(uri)
-    if parts.username is None:
-        return uri, None, None
-    bare = urlunsplit(parts._replace(netloc=_host_port(parts.hostname, parts.port)))
-    return bare, unquote(parts.username), unquote(parts.password) if parts.password is not None else None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: where it points is not this config's to know
-
-
-def _host_port(host: str | None, port: int | None) -> str:
-    return f"{host or ''}" + (f":{port}" if port else "")
 
 
 class PlatformConfig(_Section):

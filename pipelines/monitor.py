@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines import platform
-from pipelines.config import AlertConfig, ConfigError, PipelineConfig, split_credentials
+from pipelines.config import AlertConfig, ConfigError, PipelineConfig
+from pipelines.uris import split_credentials
 from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 from services.monitoring.observability import job_logger, json_handler
 from services.monitoring.settings import MonitorSettings

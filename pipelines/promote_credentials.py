@@ -20,8 +20,9 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, split_credentials
+from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV
 from pipelines.errors import CannotRun
+from pipelines.uris import split_credentials
 
 TRACKING_TOKEN_ENV = "MLFLOW_TRACKING_TOKEN"
 # Every env var MLflow's client (3.17) turns into credentials for whichever server it talks to.

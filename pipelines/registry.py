@@ -29,10 +29,10 @@ from pipelines.config import (
     TRACKING_USERNAME_ENV,
     DataConfig,
     PipelineConfig,
-    split_credentials,
 )
 from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
+from pipelines.uris import split_credentials
 from services.contract import (
     CHAMPION_ALIAS,
     CONFIG_ARTIFACT,

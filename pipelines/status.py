@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 
 from pipelines import platform
-from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig, split_credentials
+from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig
 from pipelines.serving_state import front_process, live_release, slot_process
+from pipelines.uris import split_credentials
 from services.contract import CANARY_WEIGHT_ENV, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, STACK_LABEL, canary_share
 
 

@@ -7,8 +7,9 @@ import os
 import mlflow
 import pytest
 
-from pipelines.config import DataConfig, PipelineConfig, redact, split_credentials
+from pipelines.config import DataConfig, PipelineConfig
 from pipelines.registry import connect
+from pipelines.uris import redact, split_credentials
 
 PASSWORD = "pa%3Ass-7c1d"  # percent-encoded ':' in the URI
 
