@@ -35,6 +35,7 @@ from kubernetes.workloads import (
     pod_spec,
     pod_template,
     probes,
+    public_host,
     resources,
     secret,
     secret_volume,
@@ -119,7 +120,7 @@ class Tracking(pulumi.ComponentResource):
             "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
             "--backend-store-uri", backend_uri,
             "--artifacts-destination", artifacts, "--serve-artifacts",
-            "--allowed-hosts", ",".join(allowed_hosts(settings.namespace)),
+            "--allowed-hosts", ",".join(allowed_hosts(settings.namespace, public_host(config, COMPONENT))),
         ]
         if config.auth_enabled:
             args_ += ["--app-name", "basic-auth"]
@@ -160,10 +161,11 @@ class Tracking(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
-def allowed_hosts(namespace: str) -> list[str]:
-    """The Service's DNS names (MLflow 3 answers 403 to any other Host), plus localhost for port-forward."""
+def allowed_hosts(namespace: str, public: str | None) -> list[str]:
+    """The Service's DNS names (MLflow 3 answers 403 to any other Host), plus localhost for port-forward
+    and, behind the Ingress, its public name (the Ingress passes the client's Host on)."""
     names = [COMPONENT, f"{COMPONENT}.{namespace}", f"{COMPONENT}.{namespace}.svc",
-             f"{COMPONENT}.{namespace}.svc.cluster.local"]
+             f"{COMPONENT}.{namespace}.svc.cluster.local", *([public] if public else [])]
     return [*names, *(f"{name}:{MLFLOW_PORT}" for name in names), "localhost:*", "127.0.0.1:*"]
 
 

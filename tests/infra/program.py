@@ -9,11 +9,13 @@ Container inputs name images the stack harness can build and run as they are.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import runpy
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from unittest import mock
 
@@ -32,7 +34,8 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-PROGRAM_MODULES = ("config", "containers", "tracking", "serving", "front", "monitoring", "kubernetes")
+PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "containers", "tracking", "serving",
+                   "front", "monitoring", "kubernetes")
 
 
 def plain(value: Any) -> Any:
@@ -120,6 +123,20 @@ def _ensure_event_loop() -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
+def _forget_program_modules() -> None:
+    for module in [name for name in sys.modules if name.split(".")[0] in PROGRAM_MODULES]:
+        sys.modules.pop(module, None)
+
+
+def program_module(name: str) -> ModuleType:
+    """One module of the program, imported flat as under `pulumi up` (infra/ on sys.path), then forgotten."""
+    with mock.patch.object(sys, "path", [str(INFRA_DIR), *sys.path]):
+        try:
+            return importlib.import_module(name)
+        finally:
+            _forget_program_modules()
+
+
 def run_program(
     config: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
@@ -147,8 +164,7 @@ def run_program(
     try:
         _sync_await(run_pulumi_func(program))
     finally:
-        for module in [name for name in sys.modules if name.split(".")[0] in PROGRAM_MODULES]:
-            sys.modules.pop(module, None)
+        _forget_program_modules()
     for name, value in exported.items():
         output = pulumi.Output.from_input(value)
         declared.exports[name] = _sync_await(output.future())

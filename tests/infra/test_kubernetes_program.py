@@ -7,21 +7,33 @@ pods on Docker; this file checks the program's choices and its config errors.
 from __future__ import annotations
 
 import pytest
+from pulumi.runtime import rpc
 
+from tests.infra.certificates import self_signed
 from tests.infra.program import run_program
-from tests.kubernetes.manifests import FULL, FULL_SECRETS, SMALL, manifests, named, of_kind, pod_specs
+from tests.kubernetes.manifests import (
+    AUTH_SECRETS,
+    FULL,
+    FULL_SECRETS,
+    SMALL,
+    declare,
+    manifests,
+    named,
+    of_kind,
+    pod_specs,
+)
 
 OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version"}
 
 
 @pytest.fixture(scope="module")
 def small_stack():
-    return run_program(SMALL)
+    return declare(SMALL)
 
 
 @pytest.fixture(scope="module")
 def full_stack():
-    return run_program(FULL, FULL_SECRETS)
+    return declare(FULL, FULL_SECRETS)
 
 
 def test_docker_stays_the_default_target_and_declares_no_kubernetes_resource():
@@ -87,7 +99,7 @@ def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path
     """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
     closed_port = 1  # nothing listens: the refusal names the address libpq read from the file
-    found = manifests(run_program({**SMALL, "trackingBackend": "postgres"},
+    found = manifests(declare({**SMALL, "trackingBackend": "postgres"},
                                   {"postgresUri": f"postgresql://mlflow:pw@127.0.0.1:{closed_port}/mlflow"}))
     service_file = tmp_path / "pg_service.conf"
     service_file.write_text(named(found, "Secret", "mlflow-database")["stringData"]["pg_service.conf"])
@@ -147,11 +159,36 @@ def test_secrets_reach_pods_as_files_only(full_stack):
         assert value not in text
     assert {m["metadata"]["name"] for m in of_kind(found, "Secret")} == {
         "mlflow-database", "mlflow-s3", "mlflow-auth", "serving-tokens", "monitoring-mlflow-credentials",
-        "monitoring-ui-secret"}
+        "monitoring-ui-secret", "edge-tls"}
+
+
+def test_tls_at_the_edge_is_an_ingress_with_a_secret_tls_secret(full_stack):
+    found = manifests(full_stack)
+    (ingress,) = of_kind(found, "Ingress")
+    hosts = {"mlflow": 5000, "serving": 3000, "monitoring-ui": 8000}
+    assert ingress["spec"]["tls"] == [{"hosts": [f"{name}.ml.example.com" for name in hosts],
+                                       "secretName": "edge-tls"}]
+    routed = {rule["host"]: rule["http"]["paths"][0]["backend"]["service"] for rule in ingress["spec"]["rules"]}
+    assert routed == {f"{name}.ml.example.com": {"name": name, "port": {"name": "http"}} for name in hosts}
+    tls = named(found, "Secret", "edge-tls")
+    assert tls["type"] == "kubernetes.io/tls"
+    assert tls["stringData"] == {"tls.crt": FULL_SECRETS["tlsCertificate"], "tls.key": FULL_SECRETS["tlsPrivateKey"]}
+    (declared,) = [r for r in full_stack.resources if r.type == "kubernetes:core/v1:Secret" and r.name == "edge-tls"]
+    assert rpc.is_rpc_secret(declared.inputs["stringData"])
+    # The Ingress keeps the Host header; MLflow answers 403 to a Host it does not list.
+    args = named(found, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "mlflow.ml.example.com" in args[args.index("--allowed-hosts") + 1].split(",")
+    assert not of_kind(manifests(declare(SMALL)), "Ingress")
 
 
 @pytest.mark.parametrize(("config", "secrets", "message"), [
     ({"target": "swarm"}, {}, "target: must be one of docker, kubernetes"),
+    ({**SMALL, "authEnabled": "false"}, {}, "authEnabled: must be true on the kubernetes target"),
+    ({**SMALL, "ingressDomain": "ml.example.com", "clientNamespace": "ingress-nginx"}, {}, "ingressDomain: needs TLS"),
+    ({**SMALL, "clientNamespace": "ingress-nginx"}, self_signed("x.example.com").as_secrets(),
+     "ingressDomain: is required with tlsCertificate"),
+    ({**SMALL, "ingressDomain": "ml.example.com"}, self_signed("x.example.com").as_secrets(),
+     "ingressDomain: needs clientNamespace"),
     ({"target": "kubernetes"}, {}, "imageTag: has the moving tag :latest"),
     ({**SMALL, "servingImage": "registry.example.com/mlops-serving"}, {}, "servingImage: has no tag"),
     ({**SMALL, "monitoringIntervalMinutes": "7"}, {}, "CronJob schedule"),
@@ -167,12 +204,12 @@ def test_secrets_reach_pods_as_files_only(full_stack):
 ])
 def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, message):
     with pytest.raises(Exception, match="stack config") as failure:
-        run_program(config, secrets)
+        run_program(config, {**AUTH_SECRETS, **secrets})
     assert message in str(failure.value)
 
 
 def test_schedules_follow_the_interval():
     for minutes, schedule in (("1", "*/1 * * * *"), ("60", "0 * * * *"), ("360", "0 */6 * * *"),
                               ("1440", "0 0 * * *")):
-        found = manifests(run_program({**SMALL, "monitoringIntervalMinutes": minutes}))
+        found = manifests(declare({**SMALL, "monitoringIntervalMinutes": minutes}))
         assert named(found, "CronJob", "monitoring")["spec"]["schedule"] == schedule

@@ -12,7 +12,18 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from tests.infra.program import CONTAINER, IMAGE, NETWORK, PROJECT, REMOTE_IMAGE, REPO_ROOT, VOLUME, run_program
+from tests.infra.certificates import self_signed
+from tests.infra.program import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    PROJECT,
+    REMOTE_IMAGE,
+    REPO_ROOT,
+    VOLUME,
+    program_module,
+    run_program,
+)
 
 ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
@@ -22,8 +33,9 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": 
                    "monitoringUiSecret": "ui-sec-77aa-4c1f03d", "smokeToken": "smk-tok-3b9f-6e8d21"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
+LOOPBACK_TLS = self_signed("127.0.0.1")  # a throwaway certificate, made at run time
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
-               "driftAlertWebhookUrl", "driftAlertToken"}
+               "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey"}
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +312,7 @@ def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_st
 
 
 def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
-    known_keys = load_module(REPO_ROOT / "infra" / "config.py").KNOWN_KEYS
+    known_keys = program_module("config").KNOWN_KEYS
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
     assert set(declared) == known_keys - SECRET_KEYS
     for key, spec in declared.items():
@@ -344,6 +356,13 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),
+        ({}, {"tlsCertificate": LOOPBACK_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
+        ({"tlsCertificate": LOOPBACK_TLS.certificate}, {"tlsPrivateKey": LOOPBACK_TLS.private_key},
+         "mlops-platform:tlsCertificate: must be a secret"),
+        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": LOOPBACK_TLS.private_key},
+         "mlops-platform:tlsCertificate: must hold a PEM certificate"),
+        ({}, {**LOOPBACK_TLS.as_secrets(), "tlsPrivateKey": LOOPBACK_TLS.certificate},
+         "mlops-platform:tlsPrivateKey: must hold a PEM private key"),
     ],
 )
 def test_bad_config_fails_naming_the_key(config, secrets, message):
@@ -362,6 +381,26 @@ def test_the_drift_alert_webhook_reaches_the_job_as_files_only():
     assert env["MONITORING_ALERT_KIND"] == "github"
     assert url not in repr(job.plain["envs"]) + repr(stack.exports) and token not in repr(job.plain["envs"])
     assert "MONITORING_ALERT_WEBHOOK_URL_FILE" not in env_of(run_program().container("monitoring"))
+
+
+def test_with_tls_the_front_terminates_it_with_the_certificate_as_a_secret_file():
+    certificate = LOOPBACK_TLS
+    stack = run_program({}, certificate.as_secrets())
+    front = stack.container("front")
+    (upload,) = front.plain["uploads"]
+    assert env_of(front)["FRONT_TLS_CERT_FILE"] == upload["file"]
+    assert upload["content"] == f"{certificate.certificate.strip()}\n{certificate.private_key.strip()}\n"
+    assert (upload["permissions"], upload["owner"], upload["group"]) == ("0600", "10001", "10001")
+    assert front.plain["user"] == "10001:10001"  # HAProxy runs as the file's owner, the only one who reads it
+    assert rpc.is_rpc_secret(front.inputs["uploads"])
+    assert certificate.private_key.strip() not in repr(front.plain["envs"]) + repr(stack.exports)
+    assert "https://127.0.0.1:3000/-/front" in front.plain["healthcheck"]["tests"][-1]
+    assert stack.exports["serving_url"] == "https://127.0.0.1:3000"
+    # services/front/haproxy.cfg binds with TLS on that file when the variable is set, in clear otherwise.
+    config = (REPO_ROOT / "services" / "front" / "haproxy.cfg").read_text()
+    assert ('.if defined(FRONT_TLS_CERT_FILE)\n    bind :3000 ssl crt "${FRONT_TLS_CERT_FILE}"\n'
+            '.else\n    bind :3000\n.endif\n') in config
+    assert "FRONT_TLS_CERT_FILE" not in env_of(run_program().container("front"))
 
 
 def test_a_password_mlflow_would_refuse_fails_naming_the_key():

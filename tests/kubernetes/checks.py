@@ -125,7 +125,28 @@ def secret_references_exist(found: list[Manifest]) -> list[str]:
     return problems
 
 
+def ingress_routes_and_certificates_exist(found: list[Manifest]) -> list[str]:
+    """Each Ingress backend is a declared Service port; each host is covered by a declared TLS Secret."""
+    services = {(m["metadata"]["namespace"], m["metadata"]["name"]): {p.get("name") for p in m["spec"]["ports"]}
+                for m in of_kind(found, "Service")}
+    tls_secrets = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "Secret")
+                   if m.get("type") == "kubernetes.io/tls"}
+    problems = []
+    for ingress in of_kind(found, "Ingress"):
+        namespace, where = ingress["metadata"]["namespace"], f"Ingress/{ingress['metadata']['name']}"
+        covered = {host for tls in ingress["spec"].get("tls", []) for host in tls.get("hosts", [])
+                   if (namespace, tls.get("secretName")) in tls_secrets}
+        for rule in ingress["spec"].get("rules", []):
+            if rule.get("host") not in covered:
+                problems.append(f"{where}: host {rule.get('host')} has no TLS Secret")
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                if backend["port"].get("name") not in services.get((namespace, backend["name"]), set()):
+                    problems.append(f"{where}: no Service {backend['name']} with port {backend['port']}")
+    return problems
+
+
 CHECKS: list[Callable[[list[Manifest]], list[str]]] = [
     selectors_match_pods, named_ports_exist, serving_probes_match_the_api, scalers_point_at_deployments,
-    image_tags_are_immutable, secret_references_exist,
+    image_tags_are_immutable, secret_references_exist, ingress_routes_and_certificates_exist,
 ]
