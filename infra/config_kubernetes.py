@@ -4,6 +4,7 @@ explains each key. infra/config.py calls `read_kubernetes_config` when the stack
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -11,6 +12,8 @@ from urllib.parse import unquote, urlsplit
 import pulumi
 from config_reader import ConfigReader
 from pulumi.runtime.config import is_config_secret
+
+from services.contract import MIN_TOKEN_CHARS
 
 
 @dataclass(frozen=True)
@@ -33,13 +36,18 @@ class KubernetesConfig:
     # With TLS at the edge: the Ingress serves mlflow.<domain>, serving.<domain> and monitoring.<domain>.
     ingress_domain: str
     ingress_class: str  # "" is the cluster's default IngressClass
+    # Where the drift alert's webhook lives (the job's NetworkPolicy lets it reach only that), when one is set.
+    alert_egress_cidr: str
+    alert_egress_port: int
+    # The Flask secret every MLflow replica signs the UI's session and CSRF tokens with (one for all of them).
+    mlflow_secret_key: pulumi.Output[str]
 
 
 # Keys only the kubernetes target reads.
 KUBERNETES_KEYS = frozenset({
     "kubernetesNamespace", "imageRegistry", "servingReplicas", "servingMaxReplicas", "sharedStorageClass",
     "clientNamespace", "postgresUri", "artifactDestination", "s3EndpointUrl", "s3AccessKeyId", "s3SecretAccessKey",
-    "ingressDomain", "ingressClass",
+    "ingressDomain", "ingressClass", "driftAlertEgressCidr", "driftAlertEgressPort", "mlflowSecretKey",
 })
 # Tags that registries move on purpose; a pod restarted later could run other code under them.
 MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "edge", "nightly"})
@@ -177,4 +185,18 @@ def read_kubernetes_config(read: ConfigReader, shared: SharedSettings) -> Kubern
         s3_secret_access_key=read.secret("s3SecretAccessKey", in_s3) if artifacts else None,
         ingress_domain=ingress_domain,
         ingress_class=ingress_class,
+        alert_egress_cidr=_cidr(read, "driftAlertEgressCidr", "0.0.0.0/0"),
+        alert_egress_port=read.port("driftAlertEgressPort", 443),
+        mlflow_secret_key=read.secret("mlflowSecretKey", "on the kubernetes target: every MLflow replica signs the "
+                                      "UI's CSRF tokens with this one key (e.g. `openssl rand -hex 32`)",
+                                      MIN_TOKEN_CHARS),
     )
+
+
+def _cidr(read: ConfigReader, key: str, default: str) -> str:
+    value = read.string(key, default)
+    try:
+        return str(ipaddress.ip_network(value))
+    except ValueError:
+        raise read.fail(key, f"{value!r} is not a network in CIDR notation with no host bits set "
+                             "(e.g. 140.82.112.0/20, or 0.0.0.0/0 for anywhere)") from None

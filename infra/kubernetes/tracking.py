@@ -43,11 +43,13 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
+from services.contract import FLASK_SECRET_KEY_FILE_ENV
 
 COMPONENT = "mlflow"
 AUTH_DIR = "/etc/mlflow/auth"
 DATABASE_DIR = "/etc/mlflow/database"
 S3_DIR = "/etc/mlflow/s3"
+FLASK_DIR = "/etc/mlflow/flask"
 # libpq reads the whole connection (password included) from this file's [mlflow] section, so neither
 # the command line nor the environment carries it (a ~/.pgpass would be ignored: kubelet makes secret
 # files group-readable).
@@ -72,8 +74,11 @@ class Tracking(pulumi.ComponentResource):
         in_namespace = child_of(self, depends_on=[args.namespace])
         external = config.tracking_backend == "postgres" and bool(settings.artifact_destination)
 
-        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {}  # volume -> (mount dir, files)
+        # One Flask secret for every replica: each would make its own, and the UI's CSRF token from one
+        # pod fails on the next.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", FLASK_SECRET_KEY_FILE_ENV: f"{FLASK_DIR}/secret-key"}
+        secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {  # volume -> (mount dir, files)
+            "flask": (FLASK_DIR, {"secret-key": settings.mlflow_secret_key})}
         volumes, mounts = [], []
         backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
         artifacts = settings.artifact_destination or ARTIFACTS_DIR

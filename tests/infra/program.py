@@ -137,6 +137,21 @@ def program_module(name: str) -> ModuleType:
             _forget_program_modules()
 
 
+def _settle_leftovers() -> None:
+    """A run that failed leaves applies pending and its error in the SDK's ambient settings, which the next
+    set_mocks does not reset: the next run would fail with this run's error (seen: a too-short secret
+    reported again by the next test's run). Run what is left to its end, then forget it."""
+    loop = asyncio.get_event_loop()
+    for _ in range(100):  # a finished task may start others; a bound, not a hang
+        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not leftovers:
+            break
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+    ambient = pulumi.runtime.settings.SETTINGS
+    ambient.rpc_manager.clear()
+    ambient.outputs.clear()
+
+
 def run_program(
     config: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
@@ -163,6 +178,9 @@ def run_program(
     # each run imports them afresh, and they leave no top-level `config`, `serving`... behind.
     try:
         _sync_await(run_pulumi_func(program))
+    except BaseException:
+        _settle_leftovers()
+        raise
     finally:
         _forget_program_modules()
     for name, value in exported.items():

@@ -159,7 +159,7 @@ def test_secrets_reach_pods_as_files_only(full_stack):
         assert value not in text
     assert {m["metadata"]["name"] for m in of_kind(found, "Secret")} == {
         "mlflow-database", "mlflow-s3", "mlflow-auth", "serving-tokens", "monitoring-mlflow-credentials",
-        "monitoring-ui-secret", "edge-tls"}
+        "monitoring-ui-secret", "edge-tls", "monitoring-alert", "mlflow-flask"}
 
 
 def test_tls_at_the_edge_is_an_ingress_with_a_secret_tls_secret(full_stack):
@@ -181,8 +181,64 @@ def test_tls_at_the_edge_is_an_ingress_with_a_secret_tls_secret(full_stack):
     assert not of_kind(manifests(declare(SMALL)), "Ingress")
 
 
+def _env(container: dict) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def _mounted_file(pod: dict, container: dict, path: str, found: list) -> str:
+    """The content of the Secret file a pod sees at `path`."""
+    directory, file = path.rsplit("/", 1)
+    (volume,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (secret,) = [v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == volume]
+    return named(found, "Secret", secret)["stringData"][file]
+
+
+def test_the_drift_alert_is_wired_as_on_docker_and_its_webhook_is_the_jobs_only_way_out(full_stack, small_stack):
+    found = manifests(full_stack)
+    pod = named(found, "CronJob", "monitoring")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    job = pod["containers"][0]
+    env = _env(job)
+    alert_env = {key: value for key, value in env.items() if key.startswith("MONITORING_ALERT_")}
+    # The same variables and paths as the docker target's job (one definition, infra/monitoring.py).
+    docker_job = run_program({"driftAlertKind": "github"}, {key: FULL_SECRETS[key] for key in (
+        "driftAlertWebhookUrl", "driftAlertToken")}).container("monitoring")
+    assert alert_env == {key: value for key, value in (e.split("=", 1) for e in docker_job.plain["envs"])
+                         if key.startswith("MONITORING_ALERT_")}
+    assert alert_env["MONITORING_ALERT_KIND"] == "github"
+    assert _mounted_file(pod, job, env["MONITORING_ALERT_WEBHOOK_URL_FILE"], found) == FULL_SECRETS[
+        "driftAlertWebhookUrl"]
+    assert _mounted_file(pod, job, env["MONITORING_ALERT_TOKEN_FILE"], found) == FULL_SECRETS["driftAlertToken"]
+    egress = named(found, "NetworkPolicy", "monitoring")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "140.82.112.0/20"}}], "ports": [{"protocol": "TCP", "port": 443}]} in egress
+    small = manifests(small_stack)
+    assert len(named(small, "NetworkPolicy", "monitoring")["spec"]["egress"]) == 2  # DNS and MLflow, nothing else
+    small_job = named(small, "CronJob", "monitoring")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert not [key for key in _env(small_job["containers"][0]) if key.startswith("MONITORING_ALERT_")]
+
+
+def test_every_mlflow_replica_signs_with_the_one_flask_secret_from_a_secret(full_stack):
+    found = manifests(full_stack)
+    deployment = named(found, "Deployment", "mlflow")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    env = _env(server)
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env  # a file, never a value in the manifest
+    assert _mounted_file(pod, server, env["MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"], found) == FULL_SECRETS[
+        "mlflowSecretKey"]
+
+
+def test_the_flask_secret_is_required_naming_the_key():
+    without = {key: value for key, value in AUTH_SECRETS.items() if key != "mlflowSecretKey"}
+    with pytest.raises(Exception, match="stack config mlops-platform:mlflowSecretKey: is required on the kubernetes"):
+        run_program(SMALL, without)
+
+
 @pytest.mark.parametrize(("config", "secrets", "message"), [
     ({"target": "swarm"}, {}, "target: must be one of docker, kubernetes"),
+    ({**SMALL, "driftAlertEgressCidr": "140.82.112.1/20"}, {}, "driftAlertEgressCidr: '140.82.112.1/20' is not"),
+    ({**SMALL, "driftAlertEgressPort": "https"}, {}, "driftAlertEgressPort: must be a whole number"),
+    ({**SMALL}, {"mlflowSecretKey": "short"}, "mlflowSecretKey: must be at least 16 characters"),
     ({**SMALL, "authEnabled": "false"}, {}, "authEnabled: must be true on the kubernetes target"),
     ({**SMALL, "ingressDomain": "ml.example.com", "clientNamespace": "ingress-nginx"}, {}, "ingressDomain: needs TLS"),
     ({**SMALL, "clientNamespace": "ingress-nginx"}, self_signed("x.example.com").as_secrets(),

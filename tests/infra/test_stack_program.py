@@ -35,7 +35,7 @@ AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
 LOOPBACK_TLS = self_signed("127.0.0.1")  # a throwaway certificate, made at run time
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
-               "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey"}
+               "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey", "mlflowSecretKey"}
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.infra.program import IMAGE, DeclaredStack, run_program
-from tests.kubernetes.manifests import ADMIN_PASSWORD, SMALL, declare, manifests
+from tests.kubernetes.manifests import ADMIN_PASSWORD, AUTH_SECRETS, SMALL, declare, manifests
 from tests.kubernetes.pods import PodsOnDocker, RunningPod
 from tests.stack.harness import DockerStack
 
@@ -53,6 +53,12 @@ def test_mlflow_starts_and_its_probes_answer(pods: PodsOnDocker, mlflow: Running
     api = f"http://127.0.0.1:{mlflow.ports['http']}/api/2.0/mlflow/experiments/search?max_results=1"
     assert httpx.get(api).status_code == 401
     assert httpx.get(api, auth=("admin", ADMIN_PASSWORD)).status_code == 200
+
+
+def test_mlflow_runs_with_the_flask_secret_every_replica_shares(mlflow: RunningPod):
+    """The entrypoint exports the key from the mounted Secret file, so every replica signs CSRF tokens alike."""
+    environ = mlflow.container.exec_run(["cat", "/proc/1/environ"]).output.split(b"\0")
+    assert f"MLFLOW_FLASK_SERVER_SECRET_KEY={AUTH_SECRETS['mlflowSecretKey']}".encode() in environ
 
 
 def test_serving_starts_live_and_reports_not_ready_without_a_model(pods: PodsOnDocker):
