@@ -120,14 +120,30 @@ def _reject_unknown_keys(project: str) -> None:
         )
 
 
-def load_stack_config() -> StackConfig:
-    """Read and validate the whole stack config of the current Pulumi project and stack."""
-    _reject_unknown_keys(pulumi.get_project())
-    read = ConfigReader(pulumi.Config())
+def _published_ports(read: ConfigReader) -> dict[str, int]:
     ports = {key: read.port(key, default) for key, default in
              (("mlflowPort", 5000), ("servingPort", 3000), ("monitoringUiPort", 8000))}
     if len(set(ports.values())) < len(ports):
         raise read.fail("mlflowPort", f"the published ports must differ (got {ports})")
+    return ports
+
+
+def _memory_limits(read: ConfigReader) -> MemoryLimits:
+    return MemoryLimits(
+        mlflow=read.memory_mb("mlflowMemoryMb", 1536),
+        postgres=read.memory_mb("postgresMemoryMb", 512),
+        serving=read.memory_mb("servingMemoryMb", 1024),
+        monitoring=read.memory_mb("monitoringMemoryMb", 1536),
+        monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
+        front=read.memory_mb("frontMemoryMb", 256),
+    )
+
+
+def load_stack_config() -> StackConfig:
+    """Read and validate the whole stack config of the current Pulumi project and stack."""
+    _reject_unknown_keys(pulumi.get_project())
+    read = ConfigReader(pulumi.Config())
+    ports = _published_ports(read)
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
     auth_enabled = read.boolean("authEnabled", False)
@@ -187,14 +203,7 @@ def load_stack_config() -> StackConfig:
         monitoring_interval_minutes=interval,
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),
-        memory=MemoryLimits(
-            mlflow=read.memory_mb("mlflowMemoryMb", 1536),
-            postgres=read.memory_mb("postgresMemoryMb", 512),
-            serving=read.memory_mb("servingMemoryMb", 1024),
-            monitoring=read.memory_mb("monitoringMemoryMb", 1536),
-            monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
-            front=read.memory_mb("frontMemoryMb", 256),
-        ),
+        memory=_memory_limits(read),
         tls=tls,
         target=target,
         kubernetes=kubernetes,

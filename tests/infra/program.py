@@ -137,6 +137,12 @@ def program_module(name: str) -> ModuleType:
             _forget_program_modules()
 
 
+# Set by a failed run: its failed futures become garbage once the test lets go of the error, and a
+# collection that runs their finalizers in the middle of a later compile() trips CPython 3.11.7 ("AST
+# constructor recursion depth mismatch", seen at session end). tests/infra/conftest.py collects then.
+failed_run_garbage = False
+
+
 def _settle_leftovers() -> None:
     """A run that failed leaves applies pending and its error in the SDK's ambient settings, which the next
     set_mocks does not reset: the next run would fail with this run's error (seen: a too-short secret
@@ -150,6 +156,8 @@ def _settle_leftovers() -> None:
     ambient = pulumi.runtime.settings.SETTINGS
     ambient.rpc_manager.clear()
     ambient.outputs.clear()
+    global failed_run_garbage
+    failed_run_garbage = True
 
 
 def run_program(
