@@ -70,8 +70,16 @@ def published(internal: int, external: int, config: StackConfig) -> docker.Conta
     return docker.ContainerPortArgs(internal=internal, external=external, ip=config.bind_address, protocol="tcp")
 
 
-def http_probe(port: int, path: str) -> list[str]:
-    """Exec-form probe with the image's own Python (no curl in the images); fails on non-2xx or after 4 s."""
+def http_probe(port: int, path: str, *, tls: bool = False) -> list[str]:
+    """Exec-form probe with the image's own Python (no curl in the images); fails on non-2xx or after 4 s.
+
+    Over `tls` it does not verify the certificate: it asks the container's own loopback, whose name the
+    certificate does not carry, and only whether the server answers.
+    """
+    if tls:
+        url = f"https://127.0.0.1:{port}{path}"
+        return ["CMD", "python", "-c", "import ssl, urllib.request; urllib.request.urlopen("
+                f"'{url}', timeout=4, context=ssl._create_unverified_context())"]
     url = f"http://127.0.0.1:{port}{path}"
     return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"]
 

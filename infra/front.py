@@ -2,7 +2,8 @@
 
 Releases go through it without dropping a request (docs/zero-downtime.md): it finds the serving
 containers by their network alias, sends requests only to those whose `/readyz` answers, and sends a
-request again when its server refused or closed the connection unanswered.
+request again when its server refused or closed the connection unanswered. With `tlsCertificate` set it
+terminates TLS on that port (services/front/haproxy.cfg), from the certificate and key uploaded as one file.
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 from config import StackConfig
-from containers import child_of, healthcheck, http_probe, published, service_container, service_image
+from containers import (
+    SECRETS_DIR,
+    child_of,
+    healthcheck,
+    http_probe,
+    published,
+    secret_file,
+    service_container,
+    service_image,
+)
 
 FRONT_PORT = 3000
 HEALTH_PATH = "/-/front"  # HAProxy's monitor-uri (services/front/haproxy.cfg)
+# haproxy.cfg binds with `ssl crt` on this file when the variable is set; only HAProxy's user reads it.
+TLS_CERT_FILE_ENV, TLS_CERT_FILE = "FRONT_TLS_CERT_FILE", f"{SECRETS_DIR}/front-tls.pem"
 
 
 @dataclass(frozen=True)
@@ -31,17 +43,22 @@ class Front(pulumi.ComponentResource):
         super().__init__("mlops-platform:index:Front", name, None, opts)
         config = args.config
         image = service_image(f"{name}-image", "front", config, child_of(self))
+        tls = config.tls
         self.container = service_container(
             f"{name}-proxy", config,
             service="front",
             image=image.repo_digest,
             network=args.network,
             memory_mb=config.memory.front,
-            health=healthcheck(http_probe(FRONT_PORT, HEALTH_PATH), start_period="10s", interval="5s"),
+            health=healthcheck(http_probe(FRONT_PORT, HEALTH_PATH, tls=tls is not None), start_period="10s",
+                               interval="5s"),
             ports=[published(FRONT_PORT, config.serving_port, config)],
+            envs=[f"{TLS_CERT_FILE_ENV}={TLS_CERT_FILE}"] if tls else [],
+            uploads=[secret_file(TLS_CERT_FILE, tls.pem_bundle())] if tls else [],
             # Every path it relays needs the serving token when access control is on; its own is a liveness 200.
             access_controlled=config.serving_token is not None,
             opts=child_of(self),
         )
-        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{config.serving_port}")
+        scheme = "https" if tls else "http"
+        self.url = pulumi.Output.from_input(f"{scheme}://127.0.0.1:{config.serving_port}")
         self.register_outputs({"url": self.url})

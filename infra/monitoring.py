@@ -15,7 +15,6 @@ from containers import (
     mount,
     published,
     secret_file,
-    secret_files,
     service_container,
     service_image,
     volume,
@@ -40,6 +39,26 @@ HEARTBEAT_PROBE = ["CMD", "python", "-m", "services.monitoring", "--healthcheck"
 
 
 @dataclass(frozen=True)
+class DriftAlertFiles:
+    """How the job gets its drift alert, on either target: env (file paths, the kind) and the secret files."""
+
+    env: dict[str, str]
+    files: dict[str, pulumi.Output[str]]  # file name in SECRETS_DIR -> its secret content
+
+
+def drift_alert_files(config: StackConfig) -> DriftAlertFiles:
+    """The webhook URL and the token reach the job as files, like every secret; none of it without a URL."""
+    env, files = {}, {}
+    for variable, secret, file in ((ALERT_WEBHOOK_URL_FILE_ENV, config.drift_alert_url, "alert-webhook-url"),
+                                   (ALERT_TOKEN_FILE_ENV, config.drift_alert_token, "alert-token")):
+        if secret is not None:
+            env[variable], files[file] = f"{SECRETS_DIR}/{file}", secret
+    if files:
+        env[ALERT_KIND_ENV] = config.drift_alert_kind
+    return DriftAlertFiles(env, files)
+
+
+@dataclass(frozen=True)
 class MonitoringArgs:
     config: StackConfig
     network: docker.Network
@@ -58,12 +77,7 @@ class Monitoring(pulumi.ComponentResource):
         state = volume(f"{name}-state", "monitoring-state", config, child_of(self))
         self.image = service_image(f"{name}-image", "monitoring", config, child_of(self))
 
-        # The drift alert's webhook URL and token reach the job as files, like every secret.
-        alert_envs, alert_uploads = secret_files([
-            (ALERT_WEBHOOK_URL_FILE_ENV, config.drift_alert_url, "alert-webhook-url"),
-            (ALERT_TOKEN_FILE_ENV, config.drift_alert_token, "alert-token")])
-        if alert_envs:
-            alert_envs.append(f"{ALERT_KIND_ENV}={config.drift_alert_kind}")
+        alert = drift_alert_files(config)
         self.job = service_container(
             f"{name}-job", config,
             service="monitoring",
@@ -81,7 +95,7 @@ class Monitoring(pulumi.ComponentResource):
                 # Container-local, so a replaced container never inherits a fresh-looking beat.
                 "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
                 f"MONITORING_INTERVAL_MINUTES={config.monitoring_interval_minutes:g}",
-                *alert_envs,
+                *(f"{variable}={value}" for variable, value in alert.env.items()),
             ],
             # The job only reads what serving logs.
             volumes=[mount(args.inference_log, INFERENCE_LOG_MOUNT, read_only=True), mount(state, STATE_DIR)],
@@ -89,7 +103,7 @@ class Monitoring(pulumi.ComponentResource):
             uploads=(
                 [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]
                 if args.tracking_credentials is not None else []
-            ) + alert_uploads,
+            ) + [secret_file(f"{SECRETS_DIR}/{file}", content) for file, content in alert.files.items()],
             opts=child_of(self),
         )
         ui_secret = config.monitoring_ui_secret

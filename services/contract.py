@@ -193,6 +193,10 @@ ALERT_WEBHOOK_URL_FILE_ENV = "MONITORING_ALERT_WEBHOOK_URL_FILE"
 ALERT_TOKEN_FILE_ENV = "MONITORING_ALERT_TOKEN_FILE"
 ALERT_KIND_ENV = "MONITORING_ALERT_KIND"
 
+# The file holding MLflow's Flask secret (services/tracking/entrypoint.sh exports it as
+# MLFLOW_FLASK_SERVER_SECRET_KEY); every replica given the same file signs CSRF tokens the others accept.
+FLASK_SECRET_KEY_FILE_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"
+
 # Which runtime serves a model version (services/serving/onnx_model.py): a version tag the gate sets and
 # the bento, `make status` and the audit read.
 ONNX_RUNTIME, SKLEARN_RUNTIME = "onnxruntime", "scikit-learn"

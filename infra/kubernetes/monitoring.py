@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 from config import StackConfig
-from containers import child_of
-from monitoring import MLFLOW_CREDENTIALS_FILE, STATE_DIR, UI_PORT, UI_SECRET_FILE, WORKSPACE_DIR
+from containers import SECRETS_DIR, child_of
+from monitoring import MLFLOW_CREDENTIALS_FILE, STATE_DIR, UI_PORT, UI_SECRET_FILE, WORKSPACE_DIR, drift_alert_files
 
 from kubernetes.workloads import (
     claim_volume,
@@ -71,6 +71,11 @@ class Monitoring(pulumi.ComponentResource):
                                  {"credentials": args.tracking_credentials}, in_namespace)
             volumes.append(secret_volume("mlflow-credentials", credentials.metadata["name"]))
             mounts.append(mount("mlflow-credentials", MLFLOW_CREDENTIALS_FILE.rsplit("/", 1)[0], read_only=True))
+        alert = drift_alert_files(config)  # the docker target's wiring; network.py opens the way to the webhook
+        if alert.files:
+            alert_files = secret(f"{name}-alert", config, f"{JOB}-alert", JOB, alert.files, in_namespace)
+            volumes.append(secret_volume("alert", alert_files.metadata["name"]))
+            mounts.append(mount("alert", SECRETS_DIR, read_only=True))
         job = container(
             JOB, monitoring_image,
             resources_=resources(config.memory.monitoring, "250m", "1"),
@@ -82,6 +87,7 @@ class Monitoring(pulumi.ComponentResource):
                 "MONITORING_WORKSPACE": WORKSPACE_DIR,
                 "MONITORING_REPORTS_DIR": f"{STATE_DIR}/reports",
                 "MONITORING_INTERVAL_MINUTES": f"{config.monitoring_interval_minutes:g}",
+                **alert.env,
             },
             mounts=mounts,
         )

@@ -1,6 +1,7 @@
 """NetworkPolicies: nothing in the namespace talks to anything, except what the platform needs.
 
-- the monitoring job -> MLflow (5000), and DNS to find it;
+- the monitoring job -> MLflow (5000), and DNS to find it; with a drift alert, -> the webhook's
+  network and port (driftAlertEgressCidr, driftAlertEgressPort);
 - MLflow -> its external stores (the Postgres port, the S3 endpoint's port), and DNS to find them;
 - the schema migration Job -> the Postgres port, and DNS;
 - pods of `clientNamespace` (an ingress controller, a CI runner) -> MLflow, serving and the Evidently UI.
@@ -58,9 +59,11 @@ class NetworkPolicies(pulumi.ComponentResource):
             assert settings.postgres_port is not None  # set with the postgres backend
             self._policy(f"{name}-{MIGRATION}", MIGRATION, selector_labels(config, MIGRATION), ingress=[],
                          egress=[DNS, {"ports": [_tcp(settings.postgres_port)]}])
+        webhook = ([{"to": [{"ipBlock": {"cidr": settings.alert_egress_cidr}}],
+                     "ports": [_tcp(settings.alert_egress_port)]}] if config.drift_alert_url is not None else [])
         self._policy(f"{name}-monitoring", JOB, selector_labels(config, JOB), ingress=None, egress=[
             DNS, {"to": [{"podSelector": {"matchLabels": selector_labels(config, MLFLOW)}}],
-                  "ports": [_tcp(MLFLOW_PORT)]}])
+                  "ports": [_tcp(MLFLOW_PORT)]}, *webhook])
         if clients:
             for component, port in ((SERVING, SERVING_PORT), (UI, UI_PORT)):
                 self._policy(f"{name}-{component}", component, selector_labels(config, component),

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import StackConfig
 
+from kubernetes.edge import Edge, EdgeArgs
 from kubernetes.monitoring import Monitoring, MonitoringArgs
 from kubernetes.network import NetworkPolicies, NetworkPoliciesArgs
 from kubernetes.serving import Serving, ServingArgs
@@ -30,6 +31,8 @@ def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         config=config, namespace=namespace, tracking_url=Tracking.internal_url,
         inference_log=serving.inference_log, tracking_credentials=tracking.monitoring_credentials))
     NetworkPolicies("network", NetworkPoliciesArgs(config=config, namespace=namespace))
+    if kube(config).ingress_domain:
+        Edge("edge", EdgeArgs(config=config, namespace=namespace))
     return {
         "mlflow_url": tracking.url,
         "serving_url": serving.url,

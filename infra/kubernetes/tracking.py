@@ -36,6 +36,7 @@ from kubernetes.workloads import (
     pod_spec,
     pod_template,
     probes,
+    public_host,
     resources,
     secret,
     secret_volume,
@@ -43,12 +44,13 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
-from services.contract import MLFLOW_AUTH_SERVER_ENV
+from services.contract import FLASK_SECRET_KEY_FILE_ENV, MLFLOW_AUTH_SERVER_ENV
 
 COMPONENT = "mlflow"
 AUTH_DIR = "/etc/mlflow/auth"
 DATABASE_DIR = "/etc/mlflow/database"
 S3_DIR = "/etc/mlflow/s3"
+FLASK_DIR = "/etc/mlflow/flask"
 # libpq reads the whole connection (password included) from this file's [mlflow] section, so neither
 # the command line nor the environment carries it (a ~/.pgpass would be ignored: kubelet makes secret
 # files group-readable).
@@ -73,8 +75,11 @@ class Tracking(pulumi.ComponentResource):
         in_namespace = child_of(self, depends_on=[args.namespace])
         external = external_stores(config)
 
-        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {}  # volume -> (mount dir, files)
+        # One Flask secret for every replica: each would make its own, and the UI's CSRF token from one
+        # pod fails on the next.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", FLASK_SECRET_KEY_FILE_ENV: f"{FLASK_DIR}/secret-key"}
+        secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {  # volume -> (mount dir, files)
+            "flask": (FLASK_DIR, {"secret-key": settings.mlflow_secret_key})}
         volumes, mounts = [], []
         backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
         artifacts = settings.artifact_destination or ARTIFACTS_DIR
@@ -129,7 +134,7 @@ class Tracking(pulumi.ComponentResource):
             "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
             "--backend-store-uri", backend_uri,
             "--artifacts-destination", artifacts, "--serve-artifacts",
-            "--allowed-hosts", ",".join(allowed_hosts(settings.namespace)),
+            "--allowed-hosts", ",".join(allowed_hosts(settings.namespace, public_host(config, COMPONENT))),
         ]
         if config.auth_enabled:
             args_ += ["--app-name", "basic-auth"]
@@ -175,10 +180,11 @@ def external_stores(config: StackConfig) -> bool:
     return config.tracking_backend == "postgres" and bool(kube(config).artifact_destination)
 
 
-def allowed_hosts(namespace: str) -> list[str]:
-    """The Service's DNS names (MLflow 3 answers 403 to any other Host), plus localhost for port-forward."""
+def allowed_hosts(namespace: str, public: str | None) -> list[str]:
+    """The Service's DNS names (MLflow 3 answers 403 to any other Host), plus localhost for port-forward
+    and, behind the Ingress, its public name (the Ingress passes the client's Host on)."""
     names = [COMPONENT, f"{COMPONENT}.{namespace}", f"{COMPONENT}.{namespace}.svc",
-             f"{COMPONENT}.{namespace}.svc.cluster.local"]
+             f"{COMPONENT}.{namespace}.svc.cluster.local", *([public] if public else [])]
     return [*names, *(f"{name}:{MLFLOW_PORT}" for name in names), "localhost:*", "127.0.0.1:*"]
 
 

@@ -177,5 +177,11 @@ def service(
     )
 
 
+def public_host(config: StackConfig, service_name: str) -> str | None:
+    """The name a Service has at the edge (infra/kubernetes/edge.py), or None without an Ingress."""
+    domain = kube(config).ingress_domain
+    return f"{service_name}.{domain}" if domain else None
+
+
 def cluster_url(config: StackConfig, service_name: str, port: int) -> str:
     return f"http://{service_name}.{kube(config).namespace}.svc.cluster.local:{port}"

@@ -7,21 +7,33 @@ pods on Docker; this file checks the program's choices and its config errors.
 from __future__ import annotations
 
 import pytest
+from pulumi.runtime import rpc
 
+from tests.infra.certificates import self_signed
 from tests.infra.program import run_program
-from tests.kubernetes.manifests import FULL, FULL_SECRETS, SMALL, manifests, named, of_kind, pod_specs
+from tests.kubernetes.manifests import (
+    AUTH_SECRETS,
+    FULL,
+    FULL_SECRETS,
+    SMALL,
+    declare,
+    manifests,
+    named,
+    of_kind,
+    pod_specs,
+)
 
 OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version"}
 
 
 @pytest.fixture(scope="module")
 def small_stack():
-    return run_program(SMALL)
+    return declare(SMALL)
 
 
 @pytest.fixture(scope="module")
 def full_stack():
-    return run_program(FULL, FULL_SECRETS)
+    return declare(FULL, FULL_SECRETS)
 
 
 def test_docker_stays_the_default_target_and_declares_no_kubernetes_resource():
@@ -124,7 +136,7 @@ def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path
     """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
     closed_port = 1  # nothing listens: the refusal names the address libpq read from the file
-    found = manifests(run_program({**SMALL, "trackingBackend": "postgres"},
+    found = manifests(declare({**SMALL, "trackingBackend": "postgres"},
                                   {"postgresUri": f"postgresql://mlflow:pw@127.0.0.1:{closed_port}/mlflow"}))
     service_file = tmp_path / "pg_service.conf"
     service_file.write_text(named(found, "Secret", "mlflow-database")["stringData"]["pg_service.conf"])
@@ -186,11 +198,92 @@ def test_secrets_reach_pods_as_files_only(full_stack):
         assert value not in text
     assert {m["metadata"]["name"] for m in of_kind(found, "Secret")} == {
         "mlflow-database", "mlflow-s3", "mlflow-auth", "serving-tokens", "monitoring-mlflow-credentials",
-        "monitoring-ui-secret"}
+        "monitoring-ui-secret", "edge-tls", "monitoring-alert", "mlflow-flask"}
+
+
+def test_tls_at_the_edge_is_an_ingress_with_a_secret_tls_secret(full_stack):
+    found = manifests(full_stack)
+    (ingress,) = of_kind(found, "Ingress")
+    hosts = {"mlflow": 5000, "serving": 3000, "monitoring-ui": 8000}
+    assert ingress["spec"]["tls"] == [{"hosts": [f"{name}.ml.example.com" for name in hosts],
+                                       "secretName": "edge-tls"}]
+    routed = {rule["host"]: rule["http"]["paths"][0]["backend"]["service"] for rule in ingress["spec"]["rules"]}
+    assert routed == {f"{name}.ml.example.com": {"name": name, "port": {"name": "http"}} for name in hosts}
+    tls = named(found, "Secret", "edge-tls")
+    assert tls["type"] == "kubernetes.io/tls"
+    assert tls["stringData"] == {"tls.crt": FULL_SECRETS["tlsCertificate"], "tls.key": FULL_SECRETS["tlsPrivateKey"]}
+    (declared,) = [r for r in full_stack.resources if r.type == "kubernetes:core/v1:Secret" and r.name == "edge-tls"]
+    assert rpc.is_rpc_secret(declared.inputs["stringData"])
+    # The Ingress keeps the Host header; MLflow answers 403 to a Host it does not list.
+    args = named(found, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "mlflow.ml.example.com" in args[args.index("--allowed-hosts") + 1].split(",")
+    assert not of_kind(manifests(declare(SMALL)), "Ingress")
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", [])}
+
+
+def _mounted_file(pod: dict, container: dict, path: str, found: list) -> str:
+    """The content of the Secret file a pod sees at `path`."""
+    directory, file = path.rsplit("/", 1)
+    (volume,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (secret,) = [v["secret"]["secretName"] for v in pod["volumes"] if v["name"] == volume]
+    return named(found, "Secret", secret)["stringData"][file]
+
+
+def test_the_drift_alert_is_wired_as_on_docker_and_its_webhook_is_the_jobs_only_way_out(full_stack, small_stack):
+    found = manifests(full_stack)
+    pod = named(found, "CronJob", "monitoring")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    job = pod["containers"][0]
+    env = _env(job)
+    alert_env = {key: value for key, value in env.items() if key.startswith("MONITORING_ALERT_")}
+    # The same variables and paths as the docker target's job (one definition, infra/monitoring.py).
+    docker_job = run_program({"driftAlertKind": "github"}, {key: FULL_SECRETS[key] for key in (
+        "driftAlertWebhookUrl", "driftAlertToken")}).container("monitoring")
+    assert alert_env == {key: value for key, value in (e.split("=", 1) for e in docker_job.plain["envs"])
+                         if key.startswith("MONITORING_ALERT_")}
+    assert alert_env["MONITORING_ALERT_KIND"] == "github"
+    assert _mounted_file(pod, job, env["MONITORING_ALERT_WEBHOOK_URL_FILE"], found) == FULL_SECRETS[
+        "driftAlertWebhookUrl"]
+    assert _mounted_file(pod, job, env["MONITORING_ALERT_TOKEN_FILE"], found) == FULL_SECRETS["driftAlertToken"]
+    egress = named(found, "NetworkPolicy", "monitoring")["spec"]["egress"]
+    assert {"to": [{"ipBlock": {"cidr": "140.82.112.0/20"}}], "ports": [{"protocol": "TCP", "port": 443}]} in egress
+    small = manifests(small_stack)
+    assert len(named(small, "NetworkPolicy", "monitoring")["spec"]["egress"]) == 2  # DNS and MLflow, nothing else
+    small_job = named(small, "CronJob", "monitoring")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert not [key for key in _env(small_job["containers"][0]) if key.startswith("MONITORING_ALERT_")]
+
+
+def test_every_mlflow_replica_signs_with_the_one_flask_secret_from_a_secret(full_stack):
+    found = manifests(full_stack)
+    deployment = named(found, "Deployment", "mlflow")
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    env = _env(server)
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env  # a file, never a value in the manifest
+    assert _mounted_file(pod, server, env["MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"], found) == FULL_SECRETS[
+        "mlflowSecretKey"]
+
+
+def test_the_flask_secret_is_required_naming_the_key():
+    without = {key: value for key, value in AUTH_SECRETS.items() if key != "mlflowSecretKey"}
+    with pytest.raises(Exception, match="stack config mlops-platform:mlflowSecretKey: is required on the kubernetes"):
+        run_program(SMALL, without)
 
 
 @pytest.mark.parametrize(("config", "secrets", "message"), [
     ({"target": "swarm"}, {}, "target: must be one of docker, kubernetes"),
+    ({**SMALL, "driftAlertEgressCidr": "140.82.112.1/20"}, {}, "driftAlertEgressCidr: '140.82.112.1/20' is not"),
+    ({**SMALL, "driftAlertEgressPort": "https"}, {}, "driftAlertEgressPort: must be a whole number"),
+    ({**SMALL}, {"mlflowSecretKey": "short"}, "mlflowSecretKey: must be at least 16 characters"),
+    ({**SMALL, "authEnabled": "false"}, {}, "authEnabled: must be true on the kubernetes target"),
+    ({**SMALL, "ingressDomain": "ml.example.com", "clientNamespace": "ingress-nginx"}, {}, "ingressDomain: needs TLS"),
+    ({**SMALL, "clientNamespace": "ingress-nginx"}, self_signed("x.example.com").as_secrets(),
+     "ingressDomain: is required with tlsCertificate"),
+    ({**SMALL, "ingressDomain": "ml.example.com"}, self_signed("x.example.com").as_secrets(),
+     "ingressDomain: needs clientNamespace"),
     ({"target": "kubernetes"}, {}, "imageTag: has the moving tag :latest"),
     ({**SMALL, "servingImage": "registry.example.com/mlops-serving"}, {}, "servingImage: has no tag"),
     ({**SMALL, "monitoringIntervalMinutes": "7"}, {}, "CronJob schedule"),
@@ -206,12 +299,12 @@ def test_secrets_reach_pods_as_files_only(full_stack):
 ])
 def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, message):
     with pytest.raises(Exception, match="stack config") as failure:
-        run_program(config, secrets)
+        run_program(config, {**AUTH_SECRETS, **secrets})
     assert message in str(failure.value)
 
 
 def test_schedules_follow_the_interval():
     for minutes, schedule in (("1", "*/1 * * * *"), ("60", "0 * * * *"), ("360", "0 */6 * * *"),
                               ("1440", "0 0 * * *")):
-        found = manifests(run_program({**SMALL, "monitoringIntervalMinutes": minutes}))
+        found = manifests(declare({**SMALL, "monitoringIntervalMinutes": minutes}))
         assert named(found, "CronJob", "monitoring")["spec"]["schedule"] == schedule

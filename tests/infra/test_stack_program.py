@@ -12,7 +12,18 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from tests.infra.program import CONTAINER, IMAGE, NETWORK, PROJECT, REMOTE_IMAGE, REPO_ROOT, VOLUME, run_program
+from tests.infra.certificates import self_signed
+from tests.infra.program import (
+    CONTAINER,
+    IMAGE,
+    NETWORK,
+    PROJECT,
+    REMOTE_IMAGE,
+    REPO_ROOT,
+    VOLUME,
+    program_module,
+    run_program,
+)
 
 ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
@@ -22,8 +33,9 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": 
                    "monitoringUiSecret": "ui-sec-77aa-4c1f03d", "smokeToken": "smk-tok-3b9f-6e8d21"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
+LOOPBACK_TLS = self_signed("127.0.0.1")  # a throwaway certificate, made at run time
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
-               "driftAlertWebhookUrl", "driftAlertToken"}
+               "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey", "mlflowSecretKey"}
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +317,7 @@ def test_the_declared_containers_pass_the_policy_pack(default_stack, hardened_st
 
 
 def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
-    known_keys = load_module(REPO_ROOT / "infra" / "config.py").KNOWN_KEYS
+    known_keys = program_module("config").KNOWN_KEYS
     declared = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
     assert set(declared) == known_keys - SECRET_KEYS
     for key, spec in declared.items():
@@ -349,6 +361,13 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),
+        ({}, {"tlsCertificate": LOOPBACK_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
+        ({"tlsCertificate": LOOPBACK_TLS.certificate}, {"tlsPrivateKey": LOOPBACK_TLS.private_key},
+         "mlops-platform:tlsCertificate: must be a secret"),
+        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": LOOPBACK_TLS.private_key},
+         "mlops-platform:tlsCertificate: must hold a PEM certificate"),
+        ({}, {**LOOPBACK_TLS.as_secrets(), "tlsPrivateKey": LOOPBACK_TLS.certificate},
+         "mlops-platform:tlsPrivateKey: must hold a PEM private key"),
     ],
 )
 def test_bad_config_fails_naming_the_key(config, secrets, message):

@@ -127,7 +127,60 @@ def secret_references_exist(found: list[Manifest]) -> list[str]:
     return problems
 
 
+_FILE_VARIABLE = re.compile(r"(_FILE|_PATH)$")
+
+
+def file_variables_name_mounted_secret_files(found: list[Manifest]) -> list[str]:
+    """Each `*_FILE`/`*_PATH` variable naming a file in a mounted Secret's directory names a file that
+    Secret holds (a path the program wired without mounting its file fails here, not in the pod)."""
+    secrets = {(m["metadata"]["namespace"], m["metadata"]["name"]): set(m.get("stringData", {}))
+               for m in of_kind(found, "Secret")}
+    problems = []
+    for manifest in found:
+        if manifest["kind"] not in ("Deployment", "CronJob"):
+            continue
+        namespace, where = manifest["metadata"]["namespace"], f"{manifest['kind']}/{manifest['metadata']['name']}"
+        spec = pod_specs([manifest])[where]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"]:
+            directories = {m["mountPath"]: volumes[m["name"]] for m in container.get("volumeMounts", [])}
+            for variable in container.get("env", []):
+                if not _FILE_VARIABLE.search(variable["name"]) or "/" not in variable.get("value", ""):
+                    continue
+                directory, file = variable["value"].rsplit("/", 1)
+                volume = directories.get(directory)
+                if volume is None and directory.startswith(("/home/app/secrets", "/etc/mlflow")):
+                    problems.append(f"{where}: {variable['name']} names {variable['value']}, in no mounted volume")
+                elif volume is not None and "secret" in volume and file not in secrets.get(
+                        (namespace, volume["secret"]["secretName"]), set()):
+                    problems.append(f"{where}: {variable['name']} names {variable['value']}, which Secret "
+                                    f"{volume['secret']['secretName']} does not hold")
+    return problems
+
+
+def ingress_routes_and_certificates_exist(found: list[Manifest]) -> list[str]:
+    """Each Ingress backend is a declared Service port; each host is covered by a declared TLS Secret."""
+    services = {(m["metadata"]["namespace"], m["metadata"]["name"]): {p.get("name") for p in m["spec"]["ports"]}
+                for m in of_kind(found, "Service")}
+    tls_secrets = {(m["metadata"]["namespace"], m["metadata"]["name"]) for m in of_kind(found, "Secret")
+                   if m.get("type") == "kubernetes.io/tls"}
+    problems = []
+    for ingress in of_kind(found, "Ingress"):
+        namespace, where = ingress["metadata"]["namespace"], f"Ingress/{ingress['metadata']['name']}"
+        covered = {host for tls in ingress["spec"].get("tls", []) for host in tls.get("hosts", [])
+                   if (namespace, tls.get("secretName")) in tls_secrets}
+        for rule in ingress["spec"].get("rules", []):
+            if rule.get("host") not in covered:
+                problems.append(f"{where}: host {rule.get('host')} has no TLS Secret")
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                if backend["port"].get("name") not in services.get((namespace, backend["name"]), set()):
+                    problems.append(f"{where}: no Service {backend['name']} with port {backend['port']}")
+    return problems
+
+
 CHECKS: list[Callable[[list[Manifest]], list[str]]] = [
     selectors_match_pods, named_ports_exist, serving_probes_match_the_api, scalers_point_at_deployments,
-    image_tags_are_immutable, secret_references_exist,
+    image_tags_are_immutable, secret_references_exist, ingress_routes_and_certificates_exist,
+    file_variables_name_mounted_secret_files,
 ]

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def small():
-    """The manifests of the default kubernetes stack (one claim, SQLite, no auth)."""
+    """The manifests of the default kubernetes stack (one claim, SQLite; auth, which the target requires)."""
     from tests.kubernetes.manifests import SMALL, declare, manifests
 
     return manifests(declare(SMALL))

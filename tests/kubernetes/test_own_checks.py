@@ -46,6 +46,19 @@ def _pod(deployment: Manifest) -> Manifest:
      lambda m: _pod(m)["containers"][0]["env"].append(
          {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "serving-tokens", "key": "serving-token"}}}),
      "from the environment"),
+    (checks.file_variables_name_mounted_secret_files, "Deployment", "mlflow",
+     lambda m: _pod(m)["containers"][0]["env"].append(
+         {"name": "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE", "value": "/etc/mlflow/flask/secret"}),
+     "which Secret mlflow-flask does not hold"),
+    (checks.file_variables_name_mounted_secret_files, "CronJob", "monitoring",
+     lambda m: m["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"].append(
+         {"name": "MONITORING_ALERT_TOKEN_FILE", "value": "/home/app/secrets/alert/token"}),
+     "/home/app/secrets/alert/token, in no mounted volume"),
+    (checks.ingress_routes_and_certificates_exist, "Ingress", "edge",
+     lambda m: m["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"].update(name="tracking"),
+     "no Service tracking"),
+    (checks.ingress_routes_and_certificates_exist, "Ingress", "edge",
+     lambda m: m["spec"]["tls"][0]["hosts"].pop(), "host monitoring-ui.ml.example.com has no TLS Secret"),
 ])
 def test_each_check_names_what_is_wrong(full, check, kind, name, change, problem):
     found = check(_broken(full, kind, name, change))

@@ -2,7 +2,7 @@
 as the non-root user on a read-only root filesystem with its secret files, and its probes answer.
 
 The images are the ones the stack builds (services/*/Dockerfile on BASE_IMAGE), under the names the
-manifests use. With auth on, so every secret file a pod reads is mounted the kubelet's way.
+manifests use. Auth is on (the target requires it), so every secret file a pod reads is mounted the kubelet's way.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import httpx
 import pytest
 
 from tests.infra.program import IMAGE, DeclaredStack, run_program
-from tests.kubernetes.manifests import ADMIN_PASSWORD, FULL_SECRETS, SMALL, manifests
+from tests.kubernetes.manifests import ADMIN_PASSWORD, AUTH_SECRETS, SMALL, declare, manifests
 from tests.kubernetes.pods import PodsOnDocker, RunningPod
 from tests.stack.harness import DockerStack
 
 pytestmark = pytest.mark.timeout(900)
-AUTH_SECRETS = {key: FULL_SECRETS[key] for key in
-                ("adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken")}
 VERDICTS = {0: "OK", 3: "DRIFT", 4: "NOT ENOUGH DATA"}
 
 
@@ -31,8 +29,7 @@ def pods(docker_client: docker.DockerClient, base_image: str) -> Iterator[PodsOn
     # The docker target's image builds, under the names the kubernetes manifests use (same prefix and tag).
     builds = DockerStack(docker_client, DeclaredStack(resources=run_program(
         {"namePrefix": prefix, "baseImage": base_image, "imageTag": tag}).of_type(IMAGE)))
-    declared = manifests(run_program({**SMALL, "namePrefix": prefix, "imageTag": tag, "authEnabled": "true"},
-                                     AUTH_SECRETS))
+    declared = manifests(declare({**SMALL, "namePrefix": prefix, "imageTag": tag}))
     running = PodsOnDocker(docker_client, declared, prefix)
     try:
         builds.up()
@@ -56,6 +53,12 @@ def test_mlflow_starts_and_its_probes_answer(pods: PodsOnDocker, mlflow: Running
     api = f"http://127.0.0.1:{mlflow.ports['http']}/api/2.0/mlflow/experiments/search?max_results=1"
     assert httpx.get(api).status_code == 401
     assert httpx.get(api, auth=("admin", ADMIN_PASSWORD)).status_code == 200
+
+
+def test_mlflow_runs_with_the_flask_secret_every_replica_shares(mlflow: RunningPod):
+    """The entrypoint exports the key from the mounted Secret file, so every replica signs CSRF tokens alike."""
+    environ = mlflow.container.exec_run(["cat", "/proc/1/environ"]).output.split(b"\0")
+    assert f"MLFLOW_FLASK_SERVER_SECRET_KEY={AUTH_SECRETS['mlflowSecretKey']}".encode() in environ
 
 
 def test_serving_starts_live_and_reports_not_ready_without_a_model(pods: PodsOnDocker):

@@ -7,16 +7,17 @@ Skipped only when no Docker daemon answers. Reads BASE_IMAGE (default: the offli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from secrets import token_hex
 
 import docker
 import pytest
 
-from tests.infra.program import run_program
+from tests.infra.program import CONTAINER, IMAGE, NETWORK, VOLUME, DeclaredStack, run_program
 from tests.stack.harness import DockerStack
 
 DEFAULT_BASE_IMAGE = "mlops-platform-base:bookworm"
@@ -60,12 +61,25 @@ def base_image(docker_client: docker.DockerClient) -> str:
     return tag
 
 
+def only_services(declared: DeclaredStack, aliases: Collection[str]) -> DeclaredStack:
+    """The declared containers reachable as `aliases`, with the images, network and volumes they use."""
+    containers = [c for c in declared.of_type(CONTAINER)
+                  if {a for n in c.plain["networksAdvanced"] for a in n["aliases"]} & set(aliases)]
+    images = {c.plain["image"] for c in containers}
+    volumes = {v["volumeName"] for c in containers for v in c.plain.get("volumes") or []}
+    kept = [r for r in declared.resources if r in containers or r.type == NETWORK
+            or (r.type == IMAGE and r.plain["imageName"] in images)
+            or (r.type == VOLUME and r.plain["name"] in volumes)]
+    return dataclasses.replace(declared, resources=kept)
+
+
 @contextlib.contextmanager
 def running_stack(
     client: docker.DockerClient, base_image: str, config: dict[str, str] | None = None,
-    secrets: dict[str, str] | None = None,
+    secrets: dict[str, str] | None = None, *, services: Collection[str] = (),
 ) -> Iterator[DockerStack]:
-    """The declared stack under a unique name prefix on free loopback ports, removed afterwards."""
+    """The declared stack under a unique name prefix on free loopback ports, removed afterwards; with
+    `services`, only the containers of those aliases (and what they use)."""
     mlflow_port, serving_port, ui_port = free_ports(3)
     declared = run_program({
         "namePrefix": f"mlopst-{token_hex(3)}",
@@ -76,7 +90,7 @@ def running_stack(
         "monitoringIntervalMinutes": "1",
         **(config or {}),
     }, secrets)
-    stack = DockerStack(client, declared)
+    stack = DockerStack(client, only_services(declared, services) if services else declared)
     try:
         stack.up()
         yield stack

@@ -1,0 +1,30 @@
+"""TLS at the edge on the docker target, under mocks: the front gets the certificate as a secret file and
+binds TLS on it (tests/stack/test_edge_tls_stack.py runs it; the kubernetes Ingress is in
+test_kubernetes_program.py, the config errors in test_stack_program.py)."""
+
+from __future__ import annotations
+
+from pulumi.runtime import rpc
+
+from tests.infra.program import REPO_ROOT, run_program
+from tests.infra.test_stack_program import LOOPBACK_TLS, env_of
+
+
+def test_with_tls_the_front_terminates_it_with_the_certificate_as_a_secret_file():
+    certificate = LOOPBACK_TLS
+    stack = run_program({}, certificate.as_secrets())
+    front = stack.container("front")
+    (upload,) = front.plain["uploads"]
+    assert env_of(front)["FRONT_TLS_CERT_FILE"] == upload["file"]
+    assert upload["content"] == f"{certificate.certificate.strip()}\n{certificate.private_key.strip()}\n"
+    assert (upload["permissions"], upload["owner"], upload["group"]) == ("0600", "10001", "10001")
+    assert front.plain["user"] == "10001:10001"  # HAProxy runs as the file's owner, the only one who reads it
+    assert rpc.is_rpc_secret(front.inputs["uploads"])
+    assert certificate.private_key.strip() not in repr(front.plain["envs"]) + repr(stack.exports)
+    assert "https://127.0.0.1:3000/-/front" in front.plain["healthcheck"]["tests"][-1]
+    assert stack.exports["serving_url"] == "https://127.0.0.1:3000"
+    # services/front/haproxy.cfg binds with TLS on that file when the variable is set, in clear otherwise.
+    config = (REPO_ROOT / "services" / "front" / "haproxy.cfg").read_text()
+    assert ('.if defined(FRONT_TLS_CERT_FILE)\n    bind :3000 ssl crt "${FRONT_TLS_CERT_FILE}"\n'
+            '.else\n    bind :3000\n.endif\n') in config
+    assert "FRONT_TLS_CERT_FILE" not in env_of(run_program().container("front"))
