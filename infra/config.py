@@ -36,6 +36,7 @@ _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 _IMAGE_REF_OR_EMPTY = re.compile(rf"^$|{_IMAGE_REF.pattern}")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
 
 T = TypeVar("T")
 
@@ -108,6 +109,10 @@ class StackConfig:
     canary_image: str | None
     canary_version: str
     canary_percent: int
+    # A release's candidate beside the champion, reached only through the front's routing header: it is
+    # smoke-checked there before it is promoted (set by `pipelines deploy --target stack` while it checks).
+    candidate_image: str | None
+    candidate_version: str
     model_name: str
     model_version: str
     monitoring_interval_minutes: float
@@ -206,7 +211,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | frozenset({
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
     "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes", "canaryImage", "canaryVersion",
-    "canaryPercent",
+    "canaryPercent", "candidateImage", "candidateVersion",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
 })
@@ -361,11 +366,13 @@ def load_stack_config() -> StackConfig:
             if alert_kind == "github" else None),
         serving_image=serving_image or None,
         canary_image=canary_image or None,
-        canary_version=read.string("canaryVersion", "none", re.compile(r"^[A-Za-z0-9_.-]+$")),
+        canary_version=read.string("canaryVersion", "none", _VERSION),
         canary_percent=read.number("canaryPercent", 10, int, 1, 50),
+        candidate_image=read.string("candidateImage", "", _IMAGE_REF_OR_EMPTY) or None,
+        candidate_version=read.string("candidateVersion", "none", _VERSION),
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
         model_version=read.string("modelVersion", "none" if not serving_image else "unknown",
-                                  re.compile(r"^[A-Za-z0-9_.-]+$")),
+                                  _VERSION),
         monitoring_interval_minutes=read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60),
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),
@@ -386,6 +393,9 @@ def _kubernetes_target(read: _Reader) -> KubernetesConfig:
     """The kubernetes-only keys, and the shared keys' stricter rules there (pods must name pinned images)."""
     if read.string("canaryImage", ""):
         raise read.fail("canaryImage", "canary releases run on the docker target only (its front weighs the canary)")
+    if read.string("candidateImage", ""):
+        raise read.fail("candidateImage", "a candidate beside the champion runs on the docker target only (its "
+                                          "front routes the release's checks to it); kubernetes gates by readiness")
     for key, reference in (("imageTag", f"image:{read.string('imageTag', DEFAULT_IMAGE_TAG)}"),
                            ("servingImage", read.string("servingImage", ""))):
         if reference and (problem := mutable_image_problem(reference)):

@@ -11,7 +11,8 @@ import pytest
 from tests.infra.program import run_program
 from tests.kubernetes.manifests import FULL, FULL_SECRETS, SMALL, manifests, named, of_kind, pod_specs
 
-OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version"}
+OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version",
+           "candidate_version"}
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +165,7 @@ def test_secrets_reach_pods_as_files_only(full_stack):
       for uri in ("postgresql://u:pw%0Ahost=evil@db/mlflow", "postgresql://u:pw@db/mlflow?sslmode=require%0Ahost=x",
                   "postgresql://u:pw\nhost=evil@db/mlflow", "postgresql://u:pw@db/ml%00flow")),
     ({**SMALL, "artifactDestination": "s3://bucket/x"}, {}, "s3AccessKeyId: is required"),
+    ({**SMALL, "candidateImage": "r.example.com/s:v2"}, {}, "candidateImage: a candidate beside the champion runs"),
 ])
 def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, message):
     with pytest.raises(Exception, match="stack config") as failure:
