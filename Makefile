@@ -117,8 +117,8 @@ k8s-images: ## the three images as [IMAGE_REGISTRY/]mlops-<image>:IMAGE_TAG, pus
 	  if [[ -n "$$IMAGE_REGISTRY" ]]; then docker push "$$image" || exit 1; fi; echo "built $$image"; done
 
 $(call takes,stack-up,STACK)
-stack-up: ## `pulumi up` the platform on this Docker host with the policy pack (needs the Pulumi CLI)
-	pulumi up --stack="$$STACK" --policy-pack infra/policy
+stack-up: ## apply the stack (policy pack on) serving the registry's @champion image, not the stack file's
+	$(PIPELINES) stack-up --stack="$$STACK"
 
 requirements: ## recompile services/*/requirements.txt against uv.lock
 	services/compile-requirements.sh

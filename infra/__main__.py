@@ -46,6 +46,7 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "serving_image": serving.image_name,
         "model_version": serving.model_version,
         "canary_version": serving.canary_version,
+        "candidate_version": serving.candidate_version,
     }
 
 

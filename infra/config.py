@@ -40,6 +40,7 @@ _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 _IMAGE_REF_OR_EMPTY = re.compile(rf"^$|{_IMAGE_REF.pattern}")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class StackConfig:
     canary_image: str | None
     canary_version: str
     canary_percent: int
+    # A release's candidate beside the champion, reached only through the front's routing header: it is
+    # smoke-checked there before it is promoted (set by `pipelines deploy --target stack` while it checks).
+    candidate_image: str | None
+    candidate_version: str
     model_name: str
     model_version: str
     monitoring_interval_minutes: float
@@ -104,7 +109,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | TLS_KEYS | frozenset({
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
     "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes", "canaryImage", "canaryVersion",
-    "canaryPercent",
+    "canaryPercent", "candidateImage", "candidateVersion",
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
 })
@@ -157,13 +162,15 @@ def load_stack_config() -> StackConfig:
     canary_image = read.string("canaryImage", "", _IMAGE_REF_OR_EMPTY)
     if canary_image and not serving_image:
         raise read.fail("canaryImage", "a canary needs a champion beside it: set servingImage too")
+    candidate_image = read.string("candidateImage", "", _IMAGE_REF_OR_EMPTY)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
     interval = read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60)
     tls = read_edge_tls(read)
     kubernetes = read_kubernetes_config(read, SharedSettings(
         name_prefix=name_prefix, tracking_backend=backend, monitoring_interval_minutes=interval, image_tag=image_tag,
-        serving_image=serving_image, canary_image=canary_image, auth_enabled=auth_enabled,
+        serving_image=serving_image, canary_image=canary_image, candidate_image=candidate_image,
+        auth_enabled=auth_enabled,
         tls_enabled=tls is not None)) if target == "kubernetes" else None
     return StackConfig(
         name_prefix=name_prefix,
@@ -195,11 +202,13 @@ def load_stack_config() -> StackConfig:
             if alert_kind == "github" else None),
         serving_image=serving_image or None,
         canary_image=canary_image or None,
-        canary_version=read.string("canaryVersion", "none", re.compile(r"^[A-Za-z0-9_.-]+$")),
+        canary_version=read.string("canaryVersion", "none", _VERSION),
         canary_percent=read.number("canaryPercent", 10, int, 1, 50),
+        candidate_image=candidate_image or None,
+        candidate_version=read.string("candidateVersion", "none", _VERSION),
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
         model_version=read.string("modelVersion", "none" if not serving_image else "unknown",
-                                  re.compile(r"^[A-Za-z0-9_.-]+$")),
+                                  _VERSION),
         monitoring_interval_minutes=interval,
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),

@@ -122,6 +122,7 @@ class SharedSettings:
     image_tag: str
     serving_image: str
     canary_image: str
+    candidate_image: str
     auth_enabled: bool
     tls_enabled: bool
 
@@ -130,6 +131,9 @@ def _check_shared_keys(read: ConfigReader, shared: SharedSettings) -> None:
     """The shared keys' stricter rules here: pods must name pinned images, and every endpoint needs a credential."""
     if shared.canary_image:
         raise read.fail("canaryImage", "canary releases run on the docker target only (its front weighs the canary)")
+    if shared.candidate_image:
+        raise read.fail("candidateImage", "a candidate beside the champion runs on the docker target only (its "
+                                          "front routes the release's checks to it); kubernetes gates by readiness")
     for key, reference in (("imageTag", f"image:{shared.image_tag}"), ("servingImage", shared.serving_image)):
         if reference and (problem := mutable_image_problem(reference)):
             raise read.fail(key, f"{problem}; on the kubernetes target set a version or a digest, so every pod "

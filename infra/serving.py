@@ -37,6 +37,7 @@ from services.contract import (
 
 SERVING_PORT = 3000
 CANARY_ALIAS = "serving-canary"  # the front's canary servers (services/front/haproxy.cfg)
+CANDIDATE_ALIAS = "serving-candidate"  # the front's candidate servers: only routed checks reach them
 # Drain (SERVING_DRAIN_SECONDS in the image) plus the server's own graceful stop, with room to spare.
 STOP_GRACE_SECONDS = 45
 
@@ -88,10 +89,18 @@ class Serving(pulumi.ComponentResource):
                 f"{name}-canary", CANARY_ALIAS, self._release_image("canary", config.canary_image),
                 config.canary_version, "/readyz",
                 [f"{CANARY_WEIGHT_ENV}={canary_weight_percent(config.canary_percent)}"])
+        # A release's candidate: beside the champion, out of every user-facing backend; the release smoke-checks
+        # it through the front's routing header and only then makes its image the champion's (docs/zero-downtime.md).
+        self.candidate = None
+        if config.candidate_image:
+            self.candidate = self._server(
+                f"{name}-candidate", CANDIDATE_ALIAS, self._release_image("candidate", config.candidate_image),
+                config.candidate_version, "/readyz")
         self.model_version = config.model_version
         self.canary_version = config.canary_version if config.canary_image else "none"
+        self.candidate_version = config.candidate_version if config.candidate_image else "none"
         self.register_outputs({"image": self.image_name, "model_version": self.model_version,
-                               "canary_version": self.canary_version})
+                               "canary_version": self.canary_version, "candidate_version": self.candidate_version})
 
     def _release_image(self, role: str, image: str) -> pulumi.Output[str]:
         pulled = docker.RemoteImage(f"{self._name}-{role}-image", name=image, keep_locally=True, opts=child_of(self))

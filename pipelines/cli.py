@@ -31,6 +31,7 @@ from services.contract import ON_DRIFT_CHOICES
 
 if TYPE_CHECKING:
     from pipelines.deploy import ServingTarget
+    from pipelines.stack import StackTarget
 
 # Our own spinners and tables show progress and URLs; MLflow's download bars and "View run" lines
 # would land inside them.
@@ -108,6 +109,10 @@ def _serving_target(config: PipelineConfig, kind: TargetKind, stack: str) -> Ser
         from pipelines.local import LocalTarget
 
         return LocalTarget(config)
+    return _stack_target(config, stack)
+
+
+def _stack_target(config: PipelineConfig, stack: str) -> StackTarget:
     from pipelines.stack import PulumiStack, StackTarget
 
     return StackTarget(config, PulumiStack(stack), name=f"stack:{stack}")
@@ -176,6 +181,17 @@ def rollback_command(
     with console.status(f"Rolling back to @previous on {where.name} ..."):
         result = rollback(config, where)
     console.print(views.release(config, result, "Rolled back"))
+
+
+@command("stack-up")
+def stack_up_command(config_path: ConfigOption = None, stack: StackOption = "dev") -> None:
+    """Apply the Pulumi stack serving what the registry says serves (@champion's release image on this
+    stack), not what this checkout's stack file says: a fresh clone's file names no release."""
+    config = steps.connected_config(config_path)
+    target = _stack_target(config, stack)
+    with console.status(f"Applying {target.name} with the registry's release pointer ..."):
+        outputs = target.up()
+    console.print(views.key_values(f"Stack {stack}", dict(outputs)))
 
 
 @command("set-aliases")

@@ -1,8 +1,12 @@
 """The stack serving target: one immutable serving image per model version, rolled out by Pulumi.
 
 The image is the stack's serving runtime image plus one exported bento (`services/serving/release.Dockerfile`).
-Rolling it out sets the stack config `servingImage` / `modelVersion` and applies the stack, then checks
-the stack's serving URL like any target; a failed check re-applies what served before. Applying is the
+Rolling it out on the docker target first starts the image as the stack's candidate (`candidateImage`),
+beside the champion and reached only through the front's routing header, and smoke-checks it there; only
+then does a second apply make it the champion (`servingImage` / `modelVersion`), which the release checks
+again where users reach it. A failure re-applies what served before, which the registry knows
+(`pipelines.release_pointer`), not the working copy's stack file. On kubernetes the rollout itself is
+gated by readiness and the check follows it (no front there routes to a candidate). Applying is the
 one seam: `PulumiStack` uses the Pulumi Automation API (users, with the Pulumi CLI installed); the tests
 pass a harness that applies the same program's declarations to a real Docker daemon.
 """
@@ -26,10 +30,12 @@ from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.deploy import DeployError, check_serving, release_check_headers
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
+from pipelines.release_pointer import RegistryPointer
 from pipelines.serving_state import Deployment
 from services.contract import (
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
+    CANDIDATE_ROUTE_VALUE,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
     SERVING_RELEASE_REPOSITORY,
@@ -38,6 +44,8 @@ from services.contract import (
 )
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
+POLICY_PACK = REPO_ROOT / "infra" / "policy"  # every update of a stack is checked by it, as `pulumi up` in docs
+WITHOUT_CANDIDATE = {"candidateImage": "", "candidateVersion": "none"}
 
 
 class StackError(CannotRun):
@@ -83,49 +91,81 @@ class PulumiStack:
         try:
             for key, value in changes.items():
                 self._stack.set_config(key, self._auto.ConfigValue(value=value))
-            result = self._stack.up(on_output=print, show_secrets=False)
+            result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)])
         except Exception as exc:  # CommandError and friends: the engine's own message says what failed
             raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
         return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
 
 
 class StackTarget:
-    """Serve a bento on the stack: build its release image, apply the stack with it, check it over HTTP."""
+    """Serve a bento on the stack: build its release image, check it beside the champion, then promote it.
 
-    def __init__(self, config: PipelineConfig, stack: StackApplier, name: str = "stack") -> None:
+    What serves comes from the registry (`RegistryPointer`), never from the working copy's stack file, and
+    every apply carries it, so a release from a fresh checkout neither undeploys the champion nor, on a
+    failure, "restores" the no-model image.
+    """
+
+    def __init__(self, config: PipelineConfig, stack: StackApplier, name: str = "stack",
+                 pointer: RegistryPointer | None = None) -> None:
         self.config = config
         self.stack = stack
         self.name = name
+        self.pointer = pointer or RegistryPointer(config)
 
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
-        return self._serve(bento, smoke)
-
-    def _serve(self, bento: BuiltBento, smoke: list[dict], also: Mapping[str, str] | None = None) -> Deployment:
-        """Make the bento the champion's container (with `also` applied in the same update); check it."""
         try:
             stack_config = self.stack.config()
+            serving = self.pointer.serving(stack_config)
             image = build_release_image(self.config, bento, stack_config)
-            kubernetes = stack_config.get("target") == "kubernetes"
-            if kubernetes:  # the cluster pulls the image from its registry
+            if stack_config.get("target") == "kubernetes":  # the cluster pulls the image from its registry
                 image = push_release_image(image, stack_config.get("imageRegistry", ""))
+            else:  # the front routes the checks to a candidate beside the champion (no kubernetes front does)
+                self._check_candidate(bento, smoke, image, serving)
         except (StackError, ReleaseError) as exc:
             raise DeployError(str(exc)) from None
-        # What serves now; the stack's defaults mean the runtime image's "no model deployed" state.
-        before = {"servingImage": stack_config.get("servingImage", ""),
-                  "modelVersion": stack_config.get("modelVersion", "none"), **(also or {})}
+        return self._promote(bento, smoke, image, serving, stack_config)
+
+    def up(self) -> Mapping[str, str]:
+        """Apply the stack as it is, serving what the registry says serves (`pipelines stack-up`)."""
+        return self.stack.apply(self.pointer.serving(self.stack.config()))
+
+    def _check_candidate(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str]) -> None:
+        """Start the image beside the champion, out of the users' rotation, and smoke-check it through the
+        front's routing header. A failure removes it and leaves the champion serving; a pass leaves it to
+        the promotion, which removes it."""
         try:
-            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version, **(also or {})})
+            url = self.stack.apply({**serving, "candidateImage": image,
+                                    "candidateVersion": bento.model_version})["serving_url"]
+            self._check(url, bento, smoke, f"candidate {image}", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})
+        except (DeployError, PlatformError, StackError) as failure:
+            self._restore({**serving, **WITHOUT_CANDIDATE}, failure)
+
+    def _promote(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str],
+                 stack_config: Mapping[str, str], also: Mapping[str, str] | None = None) -> Deployment:
+        """Make the checked image the champion's container (with `also` in the same update; the old one drains,
+        the candidate goes), check it where users reach it and record it as what serves."""
+        kubernetes = stack_config.get("target") == "kubernetes"
+        try:
+            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version,
+                                        **WITHOUT_CANDIDATE, **(also or {})})
             # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
                      else contextlib.nullcontext(outputs["serving_url"]))
             with reach as url:
-                wait_until(lambda: url_ok(f"{url}/readyz"), None, self.config.platform.startup_timeout_s,
-                           f"{image} at {url}")
-                check_serving(url, bento, smoke, f"the stack's serving logs ({image})", self._check_headers())
+                self._check(url, bento, smoke, image)
             url = outputs["serving_url"]
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
-            self._restore(before, failure)
+            self._restore({**serving, **WITHOUT_CANDIDATE, **(also or {})}, failure)
+        self.pointer.record(stack_config, bento.model_version, image)
         return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+
+    def _check(self, url: str, bento: BuiltBento, smoke: list[dict], what: str,
+               route: Mapping[str, str] | None = None) -> None:
+        """Ready, then the smoke request, at `url` (through `route`, the front's header, when given)."""
+        headers = {**self._check_headers(), **(route or {})}
+        wait_until(lambda: url_ok(f"{url}/readyz", headers=route), None, self.config.platform.startup_timeout_s,
+                   f"{what} behind {url}")
+        check_serving(url, bento, smoke, f"the serving logs of {what}", headers)
 
     def roll_out_canary(self, bento: BuiltBento, smoke: list[dict], percent: int) -> tuple[Deployment | None, Verdict]:
         """Serve the bento as a canary beside the champion, judge it on live traffic, then promote it (the
@@ -134,30 +174,27 @@ class StackTarget:
             stack_config = self.stack.config()
             if stack_config.get("target") == "kubernetes":
                 raise StackError("canary releases run on the docker target only (its front weighs the canary)")
+            serving = self.pointer.serving(stack_config)
             image = build_release_image(self.config, bento, stack_config)
         except StackError as exc:
             raise DeployError(str(exc)) from None
-        champion = stack_config.get("modelVersion", "none")
         without_canary = {"canaryImage": "", "canaryVersion": "none"}
         since = datetime.now(UTC)
         try:
-            url = self.stack.apply({"canaryImage": image, "canaryVersion": bento.model_version,
+            url = self.stack.apply({**serving, "canaryImage": image, "canaryVersion": bento.model_version,
                                     "canaryPercent": str(percent)})["serving_url"]
-            to_canary = {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}
-            wait_until(lambda: url_ok(f"{url}/readyz", headers=to_canary), None,
-                       self.config.platform.startup_timeout_s, f"canary {image} behind {url}")
-            check_serving(url, bento, smoke, f"the canary container's logs ({image})",
-                          {**self._check_headers(), **to_canary})
-            window = DockerWindow(_prefix(stack_config), {CHAMPION: champion, CANDIDATE: bento.model_version}, since)
+            self._check(url, bento, smoke, f"canary {image}", {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE})
+            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving["modelVersion"],
+                                                         CANDIDATE: bento.model_version}, since)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
-            self._restore(without_canary, failure)
+            self._restore({**serving, **without_canary}, failure)
         if not verdict.promote:
-            self._apply_or_explain(without_canary)
+            self._apply_or_explain({**serving, **without_canary})
             return None, verdict
-        # Promotion is one more release: the candidate's image becomes the champion's container (started
-        # beside the old one, which drains), and the canary container goes.
-        return self._serve(bento, smoke, also=without_canary), verdict
+        # The canary passed the same checks a candidate does, and more: its image becomes the champion's
+        # container (started beside the old one, which drains), and the canary container goes.
+        return self._promote(bento, smoke, image, serving, stack_config, also=without_canary), verdict
 
     def _check_headers(self) -> dict[str, str]:
         return release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken"))

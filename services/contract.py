@@ -224,6 +224,8 @@ DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"
 CANARY_WEIGHT_ENV = "SERVING_CANARY_WEIGHT_PERCENT"
 # The request header that sends a request to the canary alone (a release's checks of the candidate).
 CANARY_ROUTE_HEADER, CANARY_ROUTE_VALUE = "x-mlops-route", "canary"
+# Its value that sends a request to a release's candidate alone (no user request reaches the candidate).
+CANDIDATE_ROUTE_VALUE = "candidate"
 
 
 def canary_weight_percent(share_percent: int) -> int:

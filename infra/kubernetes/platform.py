@@ -40,5 +40,6 @@ def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "serving_image": serving.image_name,
         "model_version": serving.model_version,
         "canary_version": "none",  # canary releases need the docker target's front (docs/zero-downtime.md)
+        "candidate_version": "none",  # and so does a candidate beside the champion
         "kubernetes_namespace": kube(config).namespace,
     }

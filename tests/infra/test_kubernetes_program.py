@@ -23,7 +23,8 @@ from tests.kubernetes.manifests import (
     pod_specs,
 )
 
-OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version"}
+OUTPUTS = {"mlflow_url", "serving_url", "monitoring_ui_url", "serving_image", "model_version", "canary_version",
+           "candidate_version"}
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +297,7 @@ def test_the_flask_secret_is_required_naming_the_key():
       for uri in ("postgresql://u:pw%0Ahost=evil@db/mlflow", "postgresql://u:pw@db/mlflow?sslmode=require%0Ahost=x",
                   "postgresql://u:pw\nhost=evil@db/mlflow", "postgresql://u:pw@db/ml%00flow")),
     ({**SMALL, "artifactDestination": "s3://bucket/x"}, {}, "s3AccessKeyId: is required"),
+    ({**SMALL, "candidateImage": "r.example.com/s:v2"}, {}, "candidateImage: a candidate beside the champion runs"),
 ])
 def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, message):
     with pytest.raises(Exception, match="stack config") as failure:

@@ -194,6 +194,7 @@ def test_exports_name_the_urls_image_and_model_version(default_stack):
         "serving_image": "mlops-serving-runtime:latest",
         "model_version": "none",
         "canary_version": "none",
+        "candidate_version": "none",
     }
 
 
@@ -237,6 +238,27 @@ def test_a_canary_serves_beside_the_champion_with_its_share_as_weight():
     assert {u["file"] for u in canary.plain["uploads"]} == {u["file"] for u in champion.plain["uploads"]}
     assert canary.plain["volumes"] == champion.plain["volumes"]  # it logs where monitoring reads
     assert stack.exports["canary_version"] == "8" and stack.exports["model_version"] == "7"
+
+
+def test_a_candidate_runs_beside_the_champion_where_only_routed_checks_reach_it():
+    """A release's candidate (issue 18, item 9): the champion's container is untouched, the candidate has its
+    own alias, which no user-facing backend of the front lists, only the one its routing header picks."""
+    champion_only = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7"})
+    stack = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
+                         "candidateImage": "mlops-serving:v8-a", "candidateVersion": "8"})
+    champion, candidate = stack.container("serving"), stack.container("serving-candidate")
+    assert champion.plain == champion_only.container("serving").plain  # no diff: `pulumi up` leaves it serving
+    assert candidate.name == "serving-candidate" and candidate.plain["name"].startswith("mlops-serving-candidate-v8-")
+    assert candidate.plain["image"] == "mlops-serving:v8-a" and "/readyz" in candidate.plain["healthcheck"]["tests"][-1]
+    assert candidate.plain["wait"] is True and candidate.plain["uploads"] == champion.plain["uploads"]
+    assert stack.exports["candidate_version"] == "8" and stack.exports["model_version"] == "7"
+    # The first release's candidate stands beside the runtime image ("no model deployed").
+    first = run_program({"candidateImage": "mlops-serving:v1-a", "candidateVersion": "1"})
+    assert first.container("serving").plain["image"].startswith("mlops-serving-runtime")
+    haproxy = (REPO_ROOT / "services" / "front" / "haproxy.cfg").read_text()
+    backends = {block.split()[0]: block for block in haproxy.split("\nbackend ")[1:]}
+    assert [name for name, block in backends.items() if "serving-candidate:3000" in block] == ["candidate"]
+    assert "use_backend candidate if { req.hdr(x-mlops-route) -m str candidate }" in haproxy
 
 
 def test_postgres_and_basic_auth_get_their_secrets_only_as_secret_files(hardened_stack):
@@ -358,6 +380,7 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"canaryImage": "mlops-serving:v8"}, {}, "mlops-platform:canaryImage: a canary needs a champion"),
         ({"servingImage": "s:v1", "canaryImage": "s:v2", "canaryPercent": "80"}, {},
          "mlops-platform:canaryPercent: must be between 1 and 50"),
+        ({"candidateImage": "mlops-serving:v8", "candidateVersion": "v 8"}, {}, "mlops-platform:candidateVersion"),
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),

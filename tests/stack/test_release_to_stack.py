@@ -27,7 +27,17 @@ from pipelines.bento import build
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import data_version, load_versioned, to_records
 from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
-from pipelines.registry import CHALLENGER, CHAMPION, PASSED, VALIDATION_TAG, aliases_of, connect, resolve
+from pipelines.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PASSED,
+    PREVIOUS,
+    VALIDATION_TAG,
+    aliases_of,
+    connect,
+    resolve,
+)
+from pipelines.release_pointer import serving_image_tag
 from pipelines.stack import StackError, StackTarget, runtime_image
 from pipelines.status import stack_serving
 from pipelines.train import train
@@ -43,13 +53,22 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 class HarnessStack:
-    """The `StackApplier` seam in tests: a new program run with the changed config, rolled out by the harness."""
+    """The `StackApplier` seam in tests: a new program run with the changed config, rolled out by the harness.
 
-    def __init__(self, platform: DockerStack) -> None:
+    A `fresh_checkout` one reads the stack file a new clone has: none of the release keys earlier applies
+    set (CI's runner starts from one each time), while the stack itself still serves what they deployed.
+    """
+
+    RELEASE_KEYS = frozenset({"servingImage", "modelVersion", "canaryImage", "canaryVersion", "canaryPercent",
+                              "candidateImage", "candidateVersion"})
+
+    def __init__(self, platform: DockerStack, fresh_checkout: bool = False) -> None:
         self.platform = platform
+        self.fresh_checkout = fresh_checkout
 
     def config(self) -> Mapping[str, str]:
-        return dict(self.platform.declared.config)
+        config = dict(self.platform.declared.config)
+        return {k: v for k, v in config.items() if k not in self.RELEASE_KEYS} if self.fresh_checkout else config
 
     def secret(self, key: str) -> str | None:
         return self.platform.declared.secrets.get(key)
@@ -58,9 +77,8 @@ class HarnessStack:
         return {key: str(value) for key, value in self.platform.declared.exports.items()}
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
-        declared = self.platform.declared
         try:
-            self.platform.apply(run_program({**declared.config, **changes}, declared.secrets))
+            self.platform.apply(run_program({**self.config(), **changes}, self.platform.declared.secrets))
         except HarnessError as exc:  # as PulumiStack reports a failed `pulumi up`
             raise StackError(f"applying the stack failed: {exc}") from None
         return self.outputs()
@@ -95,6 +113,33 @@ def target(config: PipelineConfig, platform: DockerStack) -> Iterator[StackTarge
         platform.client.images.remove(image.id, force=True)
 
 
+@pytest.fixture
+def fresh_checkout(config: PipelineConfig, platform: DockerStack, target: StackTarget) -> StackTarget:
+    """A release from another clone: its stack file has never seen the releases made so far."""
+    return StackTarget(config, HarnessStack(platform, fresh_checkout=True), name=target.name)
+
+
+# Named scenarios: each test asks for the state it needs, so any selection of tests passes; a scenario
+# already there (made by an earlier test or fixture) is reused, not made again. They answer the state as
+# it is when the test starts (earlier tests move the aliases).
+
+@pytest.fixture
+def champion(config: PipelineConfig, target: StackTarget) -> str:
+    """A model version released to the stack as @champion."""
+    serving = aliases_of(connect(config), config.model_name).get(CHAMPION)
+    return serving or release(config, target)
+
+
+@pytest.fixture
+def champion_and_previous(config: PipelineConfig, target: StackTarget, champion: str) -> tuple[str, str]:
+    """A @champion serving on the stack and a @previous released before it."""
+    aliases = aliases_of(connect(config), config.model_name)
+    if PREVIOUS not in aliases:
+        release(config, target)
+        aliases = aliases_of(connect(config), config.model_name)
+    return aliases[CHAMPION], aliases[PREVIOUS]
+
+
 def train_and_gate(config: PipelineConfig) -> str:
     version = train(config, load_versioned(config.data)).model_version
     assert validate(config, resolve(connect(config), config.model_name, alias=CHALLENGER)).passed
@@ -117,63 +162,84 @@ def serving_version(platform: DockerStack) -> str:
     return response.json()["model_version"]
 
 
-def test_first_release_builds_an_image_and_serves_it(config, target, platform):
-    assert release(config, target) == "1"
+def candidates(platform: DockerStack) -> list:
+    return platform.client.containers.list(all=True, filters={"name": f"{platform.declared.config['namePrefix']}"
+                                                                       "-serving-candidate"})
+
+
+def test_first_release_builds_an_image_and_serves_it(config, platform, champion):
     exports = platform.declared.exports
-    assert exports["model_version"] == "1" and exports["serving_image"].startswith(
-        f"{platform.declared.config['namePrefix']}-serving:v1-")
-    assert platform.client.images.get(exports["serving_image"]).labels["mlops.model-version"] == "1"
-    assert serving_version(platform) == "1"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "1"}
+    assert exports["model_version"] == champion and exports["serving_image"].startswith(
+        f"{platform.declared.config['namePrefix']}-serving:v{champion}-")
+    assert platform.client.images.get(exports["serving_image"]).labels["mlops.model-version"] == champion
+    assert serving_version(platform) == champion
+    assert aliases_of(connect(config), config.model_name)[CHAMPION] == champion
+    # What serves is in the registry (a fresh checkout finds it there), and the candidate is gone.
+    version = connect(config).get_model_version(config.model_name, champion)
+    assert version.tags[serving_image_tag(platform.declared.config)] == exports["serving_image"]
+    assert candidates(platform) == []
     # The inference log lands on the volume the monitoring job reads.
     logged = platform.container("monitoring").exec_run(["sh", "-c", "cat /var/lib/inference/*.jsonl"])
-    assert any(json.loads(line)["model_version"] == "1" for line in logged.output.decode().splitlines())
+    assert any(json.loads(line)["model_version"] == champion for line in logged.output.decode().splitlines())
 
 
-def test_second_release_promotes_without_dropping_a_request(config, target, platform):
-    with under_load(url(platform), "stack deploy v1 -> v2", "1", "2") as load:
-        assert release(config, target) == "2"
-    assert set(load.versions) == {"1", "2"}
-    assert serving_version(platform) == "2"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1"}
+def test_second_release_promotes_without_dropping_a_request(config, target, platform, champion):
+    old, new = champion, train_and_gate(config)
+    with under_load(url(platform), f"stack deploy v{old} -> v{new}", old, new) as load:
+        deploy(config, build(config, resolve(connect(config), config.model_name, version=new)), target)
+    assert set(load.versions) == {old, new}
+    assert serving_version(platform) == new
+    assert aliases_of(connect(config), config.model_name) == {CHAMPION: new, PREVIOUS: old}
 
 
-def test_a_release_failing_its_smoke_check_is_reverted(config, target, platform):
-    train_and_gate(config)  # v3 is @challenger
-    # An image that claims to hold v3 but serves v2: the health gate must catch it and put v2 back.
-    v2 = build(config, resolve(connect(config), config.model_name, version="2"))
-    mislabeled = dataclasses.replace(v2, model=dataclasses.replace(v2.model, version="3"))
-    with under_load(url(platform), "stack deploy failing its smoke check (v2 stays)", "2", "2") as load, \
-            pytest.raises(DeployError, match="expected model_version 3"):
-        deploy(config, mislabeled, target)
-    assert set(load.versions) == {"2"}
-    assert platform.declared.exports["model_version"] == "2"
-    assert serving_version(platform) == "2"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1", "challenger": "3"}
+def test_a_candidate_failing_its_smoke_check_never_serves_a_user(config, fresh_checkout, platform,
+                                                                  champion_and_previous):
+    """Issue 18, items 9 and 10: from a fresh checkout, a candidate that is ready but wrong is checked beside
+    the champion and removed; the champion's container serves throughout and after, and no user saw the candidate."""
+    serving, previous = champion_and_previous
+    challenger = train_and_gate(config)
+    # An image that claims to hold the challenger but serves @previous: ready, yet the smoke check must stop it.
+    old = build(config, resolve(connect(config), config.model_name, version=previous))
+    mislabeled = dataclasses.replace(old, model=dataclasses.replace(old.model, version=challenger))
+    champion_container = platform.container("serving").id
+    with under_load(url(platform), f"stack deploy failing its smoke check (v{serving} stays)", serving,
+                    serving) as load, pytest.raises(DeployError, match=f"expected model_version {challenger}"):
+        deploy(config, mislabeled, fresh_checkout)
+    assert set(load.versions) == {serving}  # not one user request reached the candidate (it serves v{previous})
+    assert platform.container("serving").id == champion_container and candidates(platform) == []
+    assert platform.declared.exports["model_version"] == serving and serving_version(platform) == serving
+    assert aliases_of(connect(config), config.model_name) == {CHAMPION: serving, PREVIOUS: previous,
+                                                              CHALLENGER: challenger}
 
 
-def test_a_release_that_never_gets_ready_never_takes_traffic(config, target, platform, monkeypatch):
-    # v4 is trained and gated, but its image never answers /readyz (the runtime image has no model): the
-    # replacement never gets healthy, the front never routes to it, the update fails, the old container stays.
+def test_a_release_that_never_gets_ready_never_takes_traffic(config, target, platform, monkeypatch, champion):
+    # It is trained and gated, but its image never answers /readyz (the runtime image has no model): the
+    # candidate never gets healthy, the update fails, the champion's container serves on.
     monkeypatch.setattr("pipelines.stack.build_release_image", lambda _config, _bento, stack: runtime_image(stack))
-    with under_load(url(platform), "stack deploy never ready (v2 stays)", "2", "2") as load, \
+    before = aliases_of(connect(config), config.model_name)
+    with under_load(url(platform), f"stack deploy never ready (v{champion} stays)", champion, champion) as load, \
             pytest.raises(DeployError, match="not healthy"):
         release(config, target)
-    assert set(load.versions) == {"2"}
-    assert platform.declared.exports["model_version"] == "2"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "2", "previous": "1", "challenger": "4"}
+    assert set(load.versions) == {champion}
+    assert platform.declared.exports["model_version"] == champion and candidates(platform) == []
+    challenger = aliases_of(connect(config), config.model_name)[CHALLENGER]
+    assert aliases_of(connect(config), config.model_name) == {**before, CHALLENGER: challenger}
 
 
-def test_rollback_serves_the_previous_image_again(config, target, platform):
-    with under_load(url(platform), "stack rollback v2 -> v1", "2", "1") as load:
-        result = rollback(config, target)
-    assert set(load.versions) == {"1", "2"}
-    assert result.deployment.model_version == "1" and serving_version(platform) == "1"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "1", "previous": "2", "challenger": "4"}
+def test_rollback_serves_the_previous_image_again(config, fresh_checkout, platform, champion_and_previous):
+    serving, previous = champion_and_previous
+    with under_load(url(platform), f"stack rollback v{serving} -> v{previous}", serving, previous) as load:
+        result = rollback(config, fresh_checkout)
+    assert set(load.versions) == {serving, previous}
+    assert result.deployment.model_version == previous and serving_version(platform) == previous
+    aliases = aliases_of(connect(config), config.model_name)
+    assert (aliases[CHAMPION], aliases[PREVIOUS]) == (previous, serving)
     connect(config)
-    audits = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT])
+    audits = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], order_by=["start_time DESC"])
     assert set(audits["tags.target"]) == {"stack:test"}
-    assert sorted(audits["tags.outcome"]) == ["failed", "failed", "serving", "serving", "serving"]
+    latest = audits.iloc[0]
+    assert (latest["tags.action"], latest["tags.outcome"], latest["tags.model_version"]) == (
+        "rollback", "serving", previous)
 
 
 @contextlib.contextmanager
@@ -202,18 +268,21 @@ def eval_rows(config: PipelineConfig) -> list[dict]:
     return to_records(champion.holdout[champion.data.features].head(300))
 
 
-def test_a_sound_canary_is_promoted_without_dropping_a_request(config, target, platform):
-    candidate = resolve(connect(config), config.model_name, version=train_and_gate(config))  # v5, like v1
-    with under_load(url(platform), "stack canary v1 -> v5 (promoted)", "1", "5", eval_rows(config)) as load:
+def test_a_sound_canary_is_promoted_without_dropping_a_request(config, target, platform, champion):
+    serving = aliases_of(connect(config), config.model_name)[CHAMPION]
+    candidate = resolve(connect(config), config.model_name, version=train_and_gate(config))  # like the champion
+    new = candidate.version
+    with under_load(url(platform), f"stack canary v{serving} -> v{new} (promoted)", serving, new,
+                    eval_rows(config)) as load:
         result = deploy(config, build(config, candidate), target, canary_percent=25)
     print(f"canary analysis: {canary_summary(result.canary)}")
     assert result.canary.promote and result.canary.figures.requests["candidate"] >= config.canary.min_requests
-    assert set(load.versions) == {"1", "5"}
-    assert serving_version(platform) == "5" and platform.declared.exports["canary_version"] == "none"
-    assert aliases_of(connect(config), config.model_name) == {"champion": "5", "previous": "1"}
+    assert set(load.versions) == {serving, new}
+    assert serving_version(platform) == new and platform.declared.exports["canary_version"] == "none"
+    assert aliases_of(connect(config), config.model_name) == {CHAMPION: new, PREVIOUS: serving}
 
 
-def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platform):
+def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platform, champion):
     # Trained on shuffled labels: no gate would pass it, so the test marks it passed by hand; the canary
     # analysis is what must stop it (its probabilities bunch around the base rate; the champion's spread).
     data = load_versioned(config.data)
@@ -222,17 +291,19 @@ def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platf
     version = train(config, dataclasses.replace(data, frame=shuffled, version=data_version(shuffled))).model_version
     connect(config).set_model_version_tag(config.model_name, version, VALIDATION_TAG, PASSED)
     far_off = build(config, resolve(connect(config), config.model_name, version=version))
-    prefix = platform.declared.config["namePrefix"]
-    with under_load(url(platform), "stack canary v5 -> v6 (aborted)", "5", "6", eval_rows(config)) as load, \
+    before = aliases_of(connect(config), config.model_name)
+    serving, prefix = before[CHAMPION], platform.declared.config["namePrefix"]
+    with under_load(url(platform), f"stack canary v{serving} -> v{version} (aborted)", serving, version,
+                    eval_rows(config)) as load, \
             watching(lambda: stack_serving().get(f"stack {prefix}")) as status, \
             pytest.raises(CanaryAborted, match="predictions differ from the champion's"):
         deploy(config, far_off, target, canary_percent=25)
-    assert "v5, canary v6 (25% of requests)" in status  # what `make status` showed meanwhile
-    assert load.versions["6"] > 0 and serving_version(platform) == "5"  # it served its share, then went
+    assert f"v{serving}, canary v{version} (25% of requests)" in status  # what `make status` showed meanwhile
+    assert load.versions[version] > 0 and serving_version(platform) == serving  # it served its share, then went
     assert platform.declared.exports["canary_version"] == "none"
     assert not platform.client.containers.list(filters={"name": f"{prefix}-serving-canary"})
-    assert aliases_of(connect(config), config.model_name) == {"champion": "5", "previous": "1", "challenger": "6"}
+    assert aliases_of(connect(config), config.model_name) == {**before, CHALLENGER: version}
     connect(config)
-    audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '6'")
+    audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string=f"tags.model_version = '{version}'")
     assert audit.iloc[0]["tags.outcome"] == "canary aborted"
     assert float(audit.iloc[0]["tags.canary_prediction_distance"]) > config.canary.max_prediction_distance

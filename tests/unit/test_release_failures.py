@@ -26,33 +26,53 @@ CONFIG = PipelineConfig(model_name="m", data=DataConfig(target="y", numeric_feat
 
 
 class FailingStack:
-    """A stack whose first apply fails the way `PulumiStack.apply` does: with a StackError."""
+    """A stack from a fresh checkout (its stack file names no release) whose first apply fails: with a
+    StackError, as `PulumiStack.apply` does, or by serving nothing at the URL it answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, failure: str) -> None:
+        self.failure = failure
         self.applied: list[dict[str, str]] = []
 
     def config(self) -> Mapping[str, str]:
-        return {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+        return {"namePrefix": "mlops"}
 
     def secret(self, key: str) -> str | None:
         return None
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         self.applied.append(dict(changes))
-        if len(self.applied) == 1:
-            raise StackError("pulumi up of stack 'dev' failed: container mlops-serving is unhealthy")
-        return {"serving_url": "http://127.0.0.1:3000"}
+        if len(self.applied) == 1 and self.failure == "apply":
+            raise StackError("pulumi up of stack 'dev' failed: container mlops-serving-candidate is unhealthy")
+        return {"serving_url": "http://127.0.0.1:9"}  # the discard port: nothing answers there
 
 
-def test_a_failed_stack_apply_reapplies_what_served_before(monkeypatch):
+class KnownPointer:
+    """The release pointer as the registry answers it (tests/integration/test_release_pointer.py has the real one)."""
+
+    def __init__(self, serving: dict[str, str]) -> None:
+        self.now, self.recorded = serving, []
+
+    def serving(self, stack_config: Mapping[str, str]) -> dict[str, str]:
+        return dict(self.now)
+
+    def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
+        self.recorded.append((version, image))
+
+
+@pytest.mark.parametrize(("failure", "message"), [("apply", "unhealthy"), ("check", "candidate mlops-serving:v2-new")])
+def test_a_failed_candidate_is_removed_and_the_champion_never_changes(monkeypatch, failure, message):
     monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-new")
-    applier = FailingStack()
+    applier, champion = FailingStack(failure), {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+    pointer = KnownPointer(champion)
     bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
     monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
-    with pytest.raises(DeployError, match="unhealthy"):
-        StackTarget(CONFIG, applier).roll_out(bento, smoke=[])
-    assert applier.applied == [{"servingImage": "mlops-serving:v2-new", "modelVersion": "2"},
-                               {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}]
+    config = CONFIG.model_copy(update={"platform": CONFIG.platform.model_copy(update={"startup_timeout_s": 1})})
+    with pytest.raises(DeployError, match=message):
+        StackTarget(config, applier, pointer=pointer).roll_out(bento, smoke=[])  # type: ignore[arg-type]
+    # Every apply carries what the registry says serves, not the fresh checkout's empty stack file.
+    assert applier.applied == [{**champion, "candidateImage": "mlops-serving:v2-new", "candidateVersion": "2"},
+                               {**champion, "candidateImage": "", "candidateVersion": "none"}]
+    assert pointer.recorded == []
 
 
 class FlakyRegistry:

@@ -1,0 +1,49 @@
+"""What a stack serves, kept in its registry so that it survives a fresh checkout.
+
+A working copy's `Pulumi.<stack>.yaml` is no record of what serves: CI starts from a fresh clone, whose
+stack file has `servingImage` empty, so applying it would undeploy the model. So a release to a stack,
+once its image serves, tags the promoted version `serving_image.<namePrefix>` with that image; the
+stack serves its `@champion`'s image. Every apply of the stack (a release, its restore, a rollback,
+`pipelines stack-up`) sets `servingImage` / `modelVersion` from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipelines.config import PipelineConfig
+from pipelines.registry import CHAMPION, by_alias, connect
+from services.contract import DEFAULT_NAME_PREFIX
+
+SERVING_IMAGE_TAG = "serving_image"  # + ".<namePrefix>": one image per stack the version was released to
+NO_MODEL = {"servingImage": "", "modelVersion": "none"}  # the runtime image: "no model deployed yet"
+
+
+def serving_image_tag(stack_config: Mapping[str, str]) -> str:
+    return f"{SERVING_IMAGE_TAG}.{stack_config.get('namePrefix', DEFAULT_NAME_PREFIX)}"
+
+
+@dataclass(frozen=True)
+class RegistryPointer:
+    """The release pointer of the stacks of one model: its @champion and that version's image per stack."""
+
+    config: PipelineConfig
+
+    def serving(self, stack_config: Mapping[str, str]) -> dict[str, str]:
+        """The `servingImage` / `modelVersion` stack config of what serves on this stack."""
+        champion = by_alias(connect(self.config), self.config.model_name, CHAMPION)
+        if champion is None:
+            return dict(NO_MODEL)
+        image = champion.tags.get(serving_image_tag(stack_config))
+        if image:
+            return {"servingImage": image, "modelVersion": champion.version}
+        # A champion never released to this stack through this code (released locally, or before the
+        # pointer existed): the stack file's word is all there is.
+        return {"servingImage": stack_config.get("servingImage", ""),
+                "modelVersion": stack_config.get("modelVersion", NO_MODEL["modelVersion"])}
+
+    def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
+        """Note that `version` serves on this stack as `image` (before its aliases move to it)."""
+        connect(self.config).set_model_version_tag(self.config.model_name, version, serving_image_tag(stack_config),
+                                                   image)
