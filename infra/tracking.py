@@ -74,7 +74,7 @@ class Tracking(pulumi.ComponentResource):
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))
             uploads.append(secret_file(SERVICE_USERS_FILE, config.monitoring_password.apply(
-                lambda pw: _ini(MONITORING_USER, {"password": pw, "registered_models": config.model_name}))))
+                lambda pw: _ini(MONITORING_USER, {"password": pw}))))
             self.monitoring_credentials = config.monitoring_password.apply(
                 lambda pw: _client_credentials(MONITORING_USER, pw))
 

@@ -122,8 +122,8 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget,
         move = plan_promotion(client, config.model_name, bento.model_version)
         result = _release(config, bento, target, "deploy", move, waiver, canary_percent)
     # Monitoring's retrain request is closed only by a model trained after it on new data; else it stays open.
-    closure = close_retrain_request(client, config.model_name, released_version=bento.model_version,
-                                    closed_by_run_id=result.audit_run_id)
+    closure = close_retrain_request(client, config.monitoring.experiment, config.model_name,
+                                    released_version=bento.model_version, closed_by_run_id=result.audit_run_id)
     return dataclasses.replace(result, retrain_request=closure.text)
 
 

@@ -113,7 +113,7 @@ class Tracking(pulumi.ComponentResource):
                 "basic_auth.ini": config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw)
                                                               .replace(SQLITE_AUTH_DB, auth_db)),
                 "service_users.ini": config.monitoring_password.apply(
-                    lambda pw: _ini(MONITORING_USER, {"password": pw, "registered_models": config.model_name})),
+                    lambda pw: _ini(MONITORING_USER, {"password": pw})),
             })
             self.monitoring_credentials = config.monitoring_password.apply(
                 lambda pw: _client_credentials(MONITORING_USER, pw))

@@ -28,7 +28,7 @@ from services.monitoring.observability import log_event, touch_heartbeat
 from services.monitoring.records import experiment_id, last_judged_window_ends, record_judged, run_url
 from services.monitoring.reference import ReferenceCache, ReferenceMissing
 from services.monitoring.results import MonitorResult, VersionResult
-from services.monitoring.retrain import champion_version, request_retrain_if_due
+from services.monitoring.retrain import REQUESTED, champion_version, request_retrain_if_due
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.summary import nothing_to_judge_summary, overall_summary, version_summary
 
@@ -192,13 +192,13 @@ def _request_retrain(
         return False
     requested = champion is not None and champion.version == deciding.model_version and request_retrain_if_due(
         client,
-        settings.model_name,
-        reason=deciding.summary,
-        monitoring_run_id=deciding.mlflow_run_id,
+        settings.experiment,
+        report_run_id=deciding.mlflow_run_id,
         cooldown=timedelta(minutes=settings.cooldown_minutes),
         champion=champion,
     )
-    client.set_tag(deciding.mlflow_run_id, "retrain_requested", str(requested).lower())
+    if not requested:  # a request tags its own run (retrain.py)
+        client.set_tag(deciding.mlflow_run_id, REQUESTED, "false")
     return requested
 
 

@@ -4,10 +4,13 @@ Each section of the file named by `$SERVICE_USERS_FILE` (a secret uploaded by th
 
     [monitoring]
     password = ...
-    registered_models = loan-default      ; EDIT: the retrain-request tags on the registered model
 
-A service user is not an admin; `default_permission` (READ) covers what it reads, and what it creates
-(the monitoring job's experiment and runs) MLflow lets it manage. Idempotent: run at every start.
+A service user is not an admin and holds no grant on a registered model: the registry is where a release is
+blessed (the gate's tags, the aliases deploy trusts), so a service user only reads it, by `default_permission`
+(READ). What it creates (the monitoring job's experiment and runs, where its retrain requests live) MLflow
+lets it manage. A registered-model grant left by an earlier version of the platform (the monitoring user
+once had EDIT on the model) is revoked here, so an upgraded stack loses it at its next start.
+Idempotent: run at every start.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.server.auth.config import read_auth_config
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
-EDIT = "EDIT"
+KEYS = {"password"}  # nothing else: a grant in the file would be the hole this closes
 
 
 def provision(store: SqlAlchemyStore, users: configparser.ConfigParser) -> list[str]:
+    """Each user as the file says, with every registered-model grant revoked; one line per user for the log."""
+    check_keys(users)
     done = []
     for username in users.sections():
         password = users[username]["password"]
@@ -31,13 +36,22 @@ def provision(store: SqlAlchemyStore, users: configparser.ConfigParser) -> list[
             store.update_user(username, password=password, is_admin=False)
         else:
             store.create_user(username, password)
-        for model in filter(None, users[username].get("registered_models", "").split()):
-            try:
-                store.create_registered_model_permission(model, username, EDIT)
-            except MlflowException:  # granted at an earlier start
-                store.update_registered_model_permission(model, username, EDIT)
-        done.append(username)
+        grants = store.list_registered_model_permissions(username)
+        for grant in grants:
+            store.delete_registered_model_permission(grant.name, username)
+        revoked = ", ".join(f"{grant.permission} on {grant.name}" for grant in grants)
+        done.append(f"{username} (revoked {revoked})" if revoked else username)
     return done
+
+
+def check_keys(users: configparser.ConfigParser) -> None:
+    """Every section holds exactly `KEYS`; else a ValueError naming the section and key, before anything changes."""
+    for username in users.sections():
+        if missing := sorted(KEYS - set(users[username])):
+            raise ValueError(f"[{username}] has no {', '.join(missing)}")
+        if unknown := sorted(set(users[username]) - KEYS):
+            raise ValueError(f"[{username}] has unknown key(s) {', '.join(unknown)}: a service user has only a "
+                             "password (it reads the registry and writes what it creates)")
 
 
 def read_users(path: str | os.PathLike[str]) -> configparser.ConfigParser:
@@ -60,6 +74,9 @@ def main() -> int:
         done = provision(store, users)
     except MlflowException as exc:  # e.g. a password MLflow refuses: one clear line, no traceback
         print(f"service users: {exc.message}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"service users: {exc}", file=sys.stderr)
         return 1
     print(f"service users provisioned: {', '.join(done) or 'none'}", file=sys.stderr)
     return 0

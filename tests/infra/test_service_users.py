@@ -1,14 +1,49 @@
-"""The monitoring user's password reaches MLflow's auth database exactly as the job logs in with it:
-the stack writes both files with `%` doubled (configparser), so both readers must interpolate."""
+"""The platform's service users as the stack declares them and as the tracking image provisions them
+(services/tracking/service_users.py, into a real MLflow auth database).
+
+The monitoring user's password reaches MLflow's auth database exactly as the job logs in with it: the stack
+writes both files with `%` doubled (configparser), so both readers must interpolate. And it is granted nothing
+on the registered model, where a release is blessed; a grant an older stack gave it is revoked at start.
+"""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils import credentials
 
-from services.tracking.service_users import read_users
-from tests.infra.program import run_program
+from services.tracking.service_users import provision, read_users
+from tests.infra.program import DeclaredStack, run_program
 from tests.infra.test_stack_program import AUTH_SECRETS, env_of
+from tests.kubernetes.manifests import FULL, FULL_SECRETS, manifests, named
+
+MODEL = "loan-default"
+
+
+def docker_users_file(stack: DeclaredStack) -> str:
+    tracking = stack.container("mlflow")
+    return {u["file"]: u["content"] for u in tracking.plain["uploads"]}[env_of(tracking)["SERVICE_USERS_FILE"]]
+
+
+def kubernetes_users_file(stack: DeclaredStack) -> str:
+    return named(manifests(stack), "Secret", "mlflow-auth")["stringData"]["service_users.ini"]
+
+
+@pytest.fixture(scope="module")
+def users_files() -> dict[str, str]:
+    """The users file each target declares, with auth on."""
+    return {"docker": docker_users_file(run_program({"authEnabled": "true"}, AUTH_SECRETS)),
+            "kubernetes": kubernetes_users_file(run_program(FULL, FULL_SECRETS))}
+
+
+@pytest.fixture
+def auth_store(tmp_path) -> SqlAlchemyStore:
+    """MLflow's own auth store on a fresh SQLite database, as the tracking server's basic-auth app keeps it."""
+    store = SqlAlchemyStore()
+    store.init_db(f"sqlite:///{tmp_path / 'basic_auth.db'}")
+    return store
 
 
 @pytest.mark.parametrize("password", ["100%-sure-%(x)s-%%-pw", "semi;colon#hash = eq-pw"])
@@ -28,3 +63,44 @@ def test_the_provisioned_password_is_the_one_the_job_sends(tmp_path, monkeypatch
 def test_an_unreadable_users_file_names_it(tmp_path):
     with pytest.raises(OSError, match="service_users.ini"):
         read_users(tmp_path / "service_users.ini")
+
+
+@pytest.mark.parametrize("target", ["docker", "kubernetes"])
+def test_the_monitoring_user_is_granted_nothing_on_the_registered_model(users_files, target, tmp_path, auth_store):
+    users_file = tmp_path / "service_users.ini"
+    users_file.write_text(users_files[target])
+    assert set(read_users(users_file)["monitoring"]) == {"password"}
+
+    provision(auth_store, read_users(users_file))
+
+    assert auth_store.list_registered_model_permissions("monitoring") == []
+    assert not auth_store.get_user("monitoring").is_admin
+
+
+def test_provisioning_revokes_the_edit_grant_an_older_stack_gave(users_files, tmp_path, auth_store):
+    """An upgraded stack: the auth database still holds the monitoring user's EDIT on the model."""
+    auth_store.create_user("monitoring", "an-older-password-3c1f")
+    auth_store.create_registered_model_permission(MODEL, "monitoring", "EDIT")
+    users_file = tmp_path / "service_users.ini"
+    users_file.write_text(users_files["docker"])
+
+    first = provision(auth_store, read_users(users_file))
+    again = provision(auth_store, read_users(users_file))
+
+    assert auth_store.list_registered_model_permissions("monitoring") == []
+    assert first == [f"monitoring (revoked EDIT on {MODEL})"] and again == ["monitoring"]
+    assert auth_store.authenticate_user("monitoring", read_users(users_file)["monitoring"]["password"])
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    (f"password = pw-long-enough-1234\nregistered_models = {MODEL}\n", "has unknown key(s) registered_models"),
+    ("user = monitoring\n", "has no password"),
+])
+def test_a_users_file_with_a_grant_or_without_a_password_is_refused_before_any_change(
+    tmp_path, auth_store, section, message
+):
+    users_file = tmp_path / "service_users.ini"
+    users_file.write_text(f"[monitoring]\n{section}")
+    with pytest.raises(ValueError, match=rf"\[monitoring\] {re.escape(message)}"):
+        provision(auth_store, read_users(users_file))
+    assert not auth_store.has_user("monitoring")

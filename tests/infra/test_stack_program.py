@@ -286,7 +286,7 @@ def test_mlflow_with_auth_refuses_the_routes_its_permission_map_does_not_cover(h
 def test_the_monitoring_job_logs_in_as_its_own_user_not_the_admin(hardened_stack):
     mlflow, job = hardened_stack.container("mlflow"), hardened_stack.container("monitoring")
     users = {u["file"]: u["content"] for u in mlflow.plain["uploads"]}[env_of(mlflow)["SERVICE_USERS_FILE"]]
-    assert users.splitlines() == ["[monitoring]", "password = monitoring-pw-8d2e", "registered_models = loan-default"]
+    assert users.splitlines() == ["[monitoring]", "password = monitoring-pw-8d2e"]  # no grant on the model
     (credentials,) = [u["content"] for u in job.plain["uploads"]]
     assert "mlflow_tracking_username = monitoring" in credentials and "monitoring-pw-8d2e" in credentials
     assert "admin" not in credentials and ADMIN_PASSWORD.replace("%", "%%") not in credentials

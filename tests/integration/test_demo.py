@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -33,10 +34,11 @@ def test_demo_twice_gives_a_second_version_and_a_real_promotion(tmp_path):
     try:
         first = run_demo(config_path)
         client = connect(config)
-        assert last_retrain_request(client, config.model_name).is_open  # the demo's shifted traffic drifts
+        request = functools.partial(last_retrain_request, client, config.monitoring.experiment, config.model_name)
+        assert request().is_open  # the demo's shifted traffic drifts
         second = run_demo(config_path)
         # The demo retrains on the same generated table: that is no answer to drift, so the request stays open.
-        assert "left open" in second and last_retrain_request(client, config.model_name).is_open
+        assert "left open" in second and request().is_open
         for output in (first, second):
             assert config.platform.mlflow_url in output and f"{config.platform.serving_url}/predict" in output
             assert re.search(r"data version\s+│\s+[0-9a-f]{12}", output)

@@ -210,8 +210,8 @@ def test_shifted_traffic_drifts_and_requests_one_retrain(mlflow_server, trained,
     assert first.verdict is Verdict.DRIFT, first.summary
     assert first.retrain_requested and "retrain requested" in first.summary
     assert {"income", "credit_score", "debt_ratio"} <= set(first.versions[0].drifted_columns)
-    requested = last_retrain_request(client, model_name)
-    assert requested is not None and requested.is_open and requested.monitoring_run_id == first.mlflow_run_id
+    requested = last_retrain_request(client, settings.experiment, model_name)
+    assert requested is not None and requested.is_open and requested.run_id == first.mlflow_run_id
 
     # The next interval: new drifted rows only (the window starts after the last report), same episode.
     later = datetime.now(UTC) + timedelta(seconds=5)
@@ -221,8 +221,9 @@ def test_shifted_traffic_drifts_and_requests_one_retrain(mlflow_server, trained,
     assert second.verdict is Verdict.DRIFT
     assert second.versions[0].rows == 400
     assert not second.retrain_requested and "already requested" in second.summary
-    tags = client.get_registered_model(model_name).tags
+    tags = client.get_run(first.mlflow_run_id).data.tags  # the request lives on the report run that asked
     assert tags[STATUS] == OPEN and tags[REQUESTED_AT] == requested.requested_at.isoformat()
+    assert not any(key.startswith("retrain") for key in client.get_registered_model(model_name).tags)
     assert client.get_run(second.mlflow_run_id).data.tags["retrain_requested"] == "false"
 
 
@@ -318,7 +319,7 @@ def test_run_monitor_maps_the_pipeline_config(mlflow_server, trained, model_name
     assert result.verdict == "DRIFT" and not result.retrain_requested
     assert "no action (on_drift=none)" in result.summary
     assert result.report_path.parent == tmp_path / "state" / "monitoring" / "reports"
-    assert last_retrain_request(MlflowClient(mlflow_server), model_name) is None
+    assert last_retrain_request(MlflowClient(mlflow_server), config.monitoring.experiment, model_name) is None
     log_lines = (tmp_path / "state" / "logs" / "monitoring.log").read_text().splitlines()
     report_events = [json.loads(line) for line in log_lines if '"monitoring.report"' in line]
     assert report_events[-1]["report_run_id"] == result.mlflow_run_id
@@ -478,7 +479,7 @@ def test_only_the_champions_drift_opens_a_retrain_request(mlflow_server, trained
     assert retired.verdict is Verdict.DRIFT and not retired.retrain_requested, retired.summary
     assert retired.summary.startswith(f"DRIFT: {model_name} v2:"), retired.summary
     assert "no retrain request: v2 is not @champion (v1 is)" in retired.summary and "also v1 OK" in retired.summary
-    assert last_retrain_request(client, model_name) is None
+    assert last_retrain_request(client, settings.experiment, model_name) is None
     assert client.get_run(retired.mlflow_run_id).data.tags["retrain_requested"] == "false"
 
     later = datetime.now(UTC) + timedelta(seconds=5)
@@ -487,7 +488,7 @@ def test_only_the_champions_drift_opens_a_retrain_request(mlflow_server, trained
 
     assert champion.verdict is Verdict.DRIFT and champion.retrain_requested, champion.summary
     assert champion.summary.startswith(f"DRIFT: {model_name} v1:")
-    request = last_retrain_request(client, model_name)
+    request = last_retrain_request(client, settings.experiment, model_name)
     assert request.is_open and (request.model_version, request.data_version) == ("1", trained.data_version)
 
 
@@ -498,26 +499,31 @@ def test_a_retrain_request_is_closed_only_by_a_model_trained_after_it_on_new_dat
     settings = _settings(mlflow_server, model_name, tmp_path)
     client = MlflowClient(mlflow_server)
     _log_traffic(settings.inference_log_dir, model_name, _shifted(_holdout_draw(trained, 400, seed=16)))
-    assert run_once(settings).retrain_requested
+    drifted = run_once(settings)
+    assert drifted.retrain_requested
+
+    def close(version: str, audit_run_id: str):
+        return close_retrain_request(client, settings.experiment, model_name, released_version=version,
+                                     closed_by_run_id=audit_run_id)
 
     older = _register_like_training(mlflow_server, model_name, trained)  # trained before the drift was seen
-    kept = close_retrain_request(client, model_name, released_version=older, closed_by_run_id="audit-1")
+    kept = close(older, "audit-1")
     assert not kept.closed and kept.text.startswith(f"left open: v{older} was trained before the request")
 
     same_data = _train_like_the_release(mlflow_server, model_name)  # retrained now, on the data that drifted
-    kept = close_retrain_request(client, model_name, released_version=same_data.version, closed_by_run_id="audit-2")
+    kept = close(same_data.version, "audit-2")
     assert not kept.closed, kept.text
     assert kept.text.startswith(f"left open: v{same_data.version} was trained on the same data")
-    assert last_retrain_request(client, model_name).is_open
+    assert last_retrain_request(client, settings.experiment, model_name).is_open
 
     fresh = tmp_path / "loans-december.csv"
     make_loans(3000, seed=99).to_csv(fresh, index=False)
     new_data = _train_like_the_release(mlflow_server, model_name, source=str(fresh))
     assert new_data.data_version != trained.data_version
-    done = close_retrain_request(client, model_name, released_version=new_data.version, closed_by_run_id="audit-3")
+    done = close(new_data.version, "audit-3")
 
     assert done.closed and done.text.startswith("closed by this release"), done.text
-    tags = client.get_registered_model(model_name).tags
+    tags = client.get_run(drifted.mlflow_run_id).data.tags
     assert tags[STATUS] == CLOSED and tags[CLOSED_BY] == "audit-3"
-    again = close_retrain_request(client, model_name, released_version=new_data.version, closed_by_run_id="audit-4")
+    again = close(new_data.version, "audit-4")
     assert (again.closed, again.text) == (False, "none open")

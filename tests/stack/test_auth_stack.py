@@ -10,6 +10,8 @@ import docker
 import httpx
 import pytest
 
+from pipelines.registry import CHAMPION
+from tests.integration.test_monitoring_user import RELEASE_ALIASES, RELEASE_TAGS
 from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 
@@ -71,22 +73,38 @@ def test_the_evidently_ui_and_its_write_api_need_the_secret(auth_platform):
 
 
 def test_the_monitoring_job_has_its_own_user_with_only_what_it_needs(auth_platform):
+    """It reads the registry and writes its own experiment; every write a release trusts is refused (item 4)."""
     mlflow_url = auth_platform.declared.exports["mlflow_url"]
     admin = ("admin", ADMIN_PASSWORD)
     api = f"{mlflow_url}/api/2.0/mlflow"
-    release = httpx.post(f"{api}/experiments/create", json={"name": "release"}, auth=admin, timeout=10)
-    assert release.status_code == 200, release.text
-    created = httpx.post(f"{api}/registered-models/create", json={"name": "loan-default"}, auth=admin, timeout=10)
-    assert created.status_code == 200, created.text
+
+    def as_admin(route: str, body: dict) -> dict:
+        answer = httpx.post(f"{api}/{route}", json=body, auth=admin, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    release = as_admin("experiments/create", {"name": "release"})["experiment_id"]
+    run = as_admin("runs/create", {"experiment_id": release})["run"]["info"]["run_id"]
+    as_admin("registered-models/create", {"name": "loan-default"})
+    as_admin("model-versions/create", {"name": "loan-default", "source": f"runs:/{run}/model", "run_id": run})
+    as_admin("registered-models/alias", {"name": "loan-default", "alias": CHAMPION, "version": "1"})
+    release_writes = [
+        *(f"lambda: client.set_model_version_tag('loan-default', '1', {key!r}, 'passed')" for key in RELEASE_TAGS),
+        f"lambda: client.delete_registered_model_alias('loan-default', {CHAMPION!r})",
+        *(f"lambda: client.set_registered_model_alias('loan-default', {alias!r}, '1')" for alias in RELEASE_ALIASES),
+        "lambda: client.set_registered_model_tag('loan-default', 'retrain_status', 'requested')",
+        "lambda: client.delete_registered_model('loan-default')",
+        f"lambda: client.create_run({release!r})",
+    ]
     script = "\n".join([
         "from mlflow.exceptions import MlflowException",
         "from mlflow.tracking import MlflowClient",
         "client = MlflowClient('http://mlflow:5000')",
         "client.search_experiments()",  # READ everywhere
-        "client.set_registered_model_tag('loan-default', 'retrain_status', 'requested')",  # EDIT on its model
-        "client.create_run(client.create_experiment('monitoring-own'))",  # what it creates, it may write
-        "for forbidden in (lambda: client.create_run(client.get_experiment_by_name('release').experiment_id),",
-        "                  lambda: client.delete_registered_model('loan-default')):",
+        f"assert client.get_model_version_by_alias('loan-default', {CHAMPION!r}).version == '1'",  # reads the champion
+        "own = client.create_run(client.create_experiment('monitoring')).info.run_id",  # its own experiment
+        "client.set_tag(own, 'retrain_requested', 'true')",  # where its retrain requests live
+        f"for forbidden in [{', '.join(release_writes)}]:",
         "    try:",
         "        forbidden()",
         "        raise SystemExit('the monitoring user was allowed more than it needs')",

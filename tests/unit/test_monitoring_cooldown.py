@@ -13,7 +13,7 @@ HOUR = timedelta(hours=1)
 
 
 def request(age: timedelta, *, is_open: bool) -> RetrainRequest:
-    return RetrainRequest(requested_at=NOW - age, is_open=is_open, reason="drift", monitoring_run_id="run")
+    return RetrainRequest(requested_at=NOW - age, is_open=is_open, run_id="run")
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,8 @@ def test_consecutive_drift_runs_ask_once():
     for minute in range(0, 180, 5):
         now = NOW + timedelta(minutes=minute)
         if last and last.is_open and now - last.requested_at >= timedelta(minutes=30):
-            last = RetrainRequest(last.requested_at, False, last.reason, last.monitoring_run_id)
+            last = RetrainRequest(last.requested_at, False, last.run_id)
         if retrain_due(now, last, HOUR):
-            last = RetrainRequest(now, True, "drift", f"run-{minute}")
+            last = RetrainRequest(now, True, f"run-{minute}")
             asked.append(minute)
     assert asked == [0, 60, 120]
