@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from pipelines import cli, deploy, stack
 from pipelines.bento import BuiltBento
+from pipelines.cli_app import UNEXPECTED_ERROR
 from pipelines.config import DataConfig, PipelineConfig
 from pipelines.deploy import DeployError
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, AliasMove, AliasMoveFailed, move_aliases
@@ -121,7 +122,7 @@ def test_an_unexpected_error_does_not_exit_like_a_refusal(monkeypatch, tmp_path)
 
     monkeypatch.setattr(cli.steps, "check_data", broken)
     result = CliRunner().invoke(cli.app, ["data", "--config", "pipelines/pipeline.yaml"])
-    assert result.exit_code == cli.UNEXPECTED_ERROR != 1
+    assert result.exit_code == UNEXPECTED_ERROR != 1
     assert "unexpected error" in result.output
 
 
