@@ -134,7 +134,11 @@ def close_retrain_request(
     why_not = _why_it_stays_open(client, model_name, last, released_version)
     if why_not:
         return Closure(False, f"left open: {why_not}")
-    client.log_batch(last.run_id, tags=[RunTag(STATUS, CLOSED), RunTag(CLOSED_BY, closed_by_run_id)])
+    try:
+        client.log_batch(last.run_id, tags=[RunTag(STATUS, CLOSED), RunTag(CLOSED_BY, closed_by_run_id)])
+    except MlflowException as exc:  # e.g. a deploy login without EDIT on the monitoring experiment: 403
+        # The release has served and moved its aliases by now; a request left open only asks again.
+        return Closure(False, f"left open: MLflow refused to close it ({exc.message.splitlines()[0]})")
     return Closure(True, f"closed by this release (v{released_version}: trained after the request, on new data)")
 
 

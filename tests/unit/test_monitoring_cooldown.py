@@ -48,3 +48,33 @@ def test_consecutive_drift_runs_ask_once():
             last = RetrainRequest(now, True, f"run-{minute}")
             asked.append(minute)
     assert asked == [0, 60, 120]
+
+
+def test_a_release_whose_login_cannot_write_the_request_leaves_it_open_without_failing(monkeypatch):
+    """Closing tags the monitoring user's run: a deploy login without EDIT there is refused (403). The release
+    has already served and moved its aliases, so the request stays open and the deploy says so."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    from services.monitoring import retrain
+
+    opened = SimpleNamespace(info=SimpleNamespace(run_id="report-run"), data=SimpleNamespace(tags={
+        retrain.REQUESTED_AT: (NOW - HOUR).isoformat(), retrain.STATUS: retrain.OPEN}))
+
+    class RefusesWrites:
+        def get_experiment_by_name(self, name):
+            return SimpleNamespace(experiment_id="7")
+
+        def search_runs(self, *args, **kwargs):
+            return [opened]
+
+        def log_batch(self, *args, **kwargs):
+            raise MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(retrain, "_why_it_stays_open", lambda *args: None)  # the release acts on the request
+    closure = retrain.close_retrain_request(RefusesWrites(), "monitoring", "m", released_version="3",
+                                            closed_by_run_id="audit")
+    assert not closure.closed
+    assert closure.text.startswith("left open:") and "Permission denied" in closure.text
