@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from pipelines.errors import CannotRun
 from pipelines.uris import is_loopback, redact
-from services.contract import OnDrift
+from services.contract import MONITORING_EXPERIMENT, OnDrift
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
@@ -186,7 +186,7 @@ class AlertConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    experiment: str = "monitoring"
+    experiment: str = MONITORING_EXPERIMENT
     min_rows: int = Field(200, ge=1, description="fewer logged rows in the window -> NOT ENOUGH DATA")
     drift_share_threshold: float = Field(
         0.3, gt=0.0, le=1.0, description="share of drifted feature columns that makes the verdict DRIFT"

@@ -26,6 +26,8 @@ TARGET_TAG = "target"  # run tag naming the target column of the snapshot
 # (a retrain request is closed only by a release trained on other data).
 CHAMPION_ALIAS = "champion"
 DATA_VERSION_TAG = "data_version"  # sha256 of the full training table
+# The experiment the monitoring job records its reports (and retrain requests) in; a release closes them there.
+MONITORING_EXPERIMENT = "monitoring"
 
 # What monitoring's DRIFT verdict triggers: the pipeline config's `monitoring.on_drift` and the job's env.
 OnDrift = Literal["retrain", "none"]

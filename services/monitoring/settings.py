@@ -19,6 +19,7 @@ from services.contract import (
     ALERT_TOKEN_FILE_ENV,
     ALERT_WEBHOOK_URL_FILE_ENV,
     INFERENCE_LOG_ENV,
+    MONITORING_EXPERIMENT,
     ON_DRIFT_CHOICES,
     OnDrift,
 )
@@ -41,7 +42,7 @@ class MonitorSettings:
     workspace_dir: Path
     reports_dir: Path
     heartbeat_file: Path
-    experiment: str = "monitoring"
+    experiment: str = MONITORING_EXPERIMENT
     min_rows: int = 200
     drift_share_threshold: float = 0.3
     window_rows: int | None = None
