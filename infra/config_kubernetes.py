@@ -33,7 +33,7 @@ class KubernetesConfig:
     s3_endpoint_url: str
     s3_access_key_id: pulumi.Output[str] | None
     s3_secret_access_key: pulumi.Output[str] | None
-    # With TLS at the edge: the Ingress serves mlflow.<domain>, serving.<domain> and monitoring.<domain>.
+    # With TLS at the edge: the Ingress serves mlflow.<domain>, serving.<domain> and monitoring-ui.<domain>.
     ingress_domain: str
     ingress_class: str  # "" is the cluster's default IngressClass
     # Where the drift alert's webhook lives (the job's NetworkPolicy lets it reach only that), when one is set.
@@ -150,7 +150,7 @@ def _ingress(read: ConfigReader, shared: SharedSettings, client_namespace: str) 
     ingress_class = read.string("ingressClass", "", re.compile(rf"^$|{_DNS_LABEL.pattern}"))
     if shared.tls_enabled and not domain:
         raise read.fail("ingressDomain", "is required with tlsCertificate on the kubernetes target: the Ingress serves "
-                                         "mlflow.<domain>, serving.<domain> and monitoring.<domain>")
+                                         "mlflow.<domain>, serving.<domain> and monitoring-ui.<domain>")
     if domain and not shared.tls_enabled:
         raise read.fail("ingressDomain", "needs TLS: set tlsCertificate and tlsPrivateKey too (an Ingress without TLS "
                                          "would carry credentials in clear)")
