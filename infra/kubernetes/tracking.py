@@ -75,13 +75,14 @@ class Tracking(pulumi.ComponentResource):
         in_namespace = child_of(self, depends_on=[args.namespace])
         external = external_stores(config)
 
-        # One Flask secret for every replica: each would make its own, and the UI's CSRF token from one
-        # pod fails on the next.
-        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", FLASK_SECRET_KEY_FILE_ENV: f"{FLASK_DIR}/secret-key"}
-        secret_files: dict[str, tuple[str, dict[str, pulumi.Input[str]]]] = {  # volume -> (mount dir, files)
-            "flask": (FLASK_DIR, {"secret-key": settings.mlflow_secret_key})}
+        env, secret_files, backend_uri = _store_settings(config)
+        auth_env, auth_files = _auth_settings(config)
+        env |= auth_env
+        secret_files |= auth_files
+        self.monitoring_credentials = (
+            config.monitoring_password.apply(lambda pw: _client_credentials(MONITORING_USER, pw))
+            if config.auth_enabled and config.monitoring_password is not None else None)
         volumes, mounts = [], []
-        backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
         artifacts = settings.artifact_destination or ARTIFACTS_DIR
         if not external:
             claim = volume_claim(f"{name}-data", config, f"{COMPONENT}-data", COMPONENT, size_gi=20, shared=False,
@@ -89,34 +90,6 @@ class Tracking(pulumi.ComponentResource):
             volumes.append(claim_volume("data", claim.metadata["name"]))
             mounts += [{**mount("data", BACKEND_DIR), "subPath": "backend"},
                        {**mount("data", ARTIFACTS_DIR), "subPath": "artifacts"}]
-        if config.tracking_backend == "postgres":
-            assert settings.postgres_uri is not None  # load_stack_config requires it with postgres
-            backend_uri = DATABASE_URI
-            env["PGSERVICEFILE"] = f"{DATABASE_DIR}/pg_service.conf"
-            secret_files["database"] = (DATABASE_DIR, {"pg_service.conf": settings.postgres_uri.apply(_service_file)})
-        if settings.artifact_destination:
-            assert settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None
-            env["AWS_SHARED_CREDENTIALS_FILE"] = f"{S3_DIR}/credentials"
-            if settings.s3_endpoint_url:
-                env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-            secret_files["s3"] = (S3_DIR, {"credentials": pulumi.Output.all(
-                settings.s3_access_key_id, settings.s3_secret_access_key).apply(lambda keys: _ini("default", {
-                    "aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]}))})
-        self.monitoring_credentials: pulumi.Output[str] | None = None
-        if config.auth_enabled:
-            assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
-            # With postgres the users live in the same database, so every replica sees the same ones.
-            auth_db = DATABASE_URI if config.tracking_backend == "postgres" else SQLITE_AUTH_DB
-            env |= {"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/basic_auth.ini",
-                    "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini", **MLFLOW_AUTH_SERVER_ENV}
-            secret_files["auth"] = (AUTH_DIR, {
-                "basic_auth.ini": config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw)
-                                                              .replace(SQLITE_AUTH_DB, auth_db)),
-                "service_users.ini": config.monitoring_password.apply(
-                    lambda pw: _ini(MONITORING_USER, {"password": pw})),
-            })
-            self.monitoring_credentials = config.monitoring_password.apply(
-                lambda pw: _client_credentials(MONITORING_USER, pw))
         for volume, (directory, files) in secret_files.items():
             stored = secret(f"{name}-{volume}", config, f"{COMPONENT}-{volume}", COMPONENT, files, in_namespace)
             volumes.append(secret_volume(volume, stored.metadata["name"]))
@@ -130,19 +103,11 @@ class Tracking(pulumi.ComponentResource):
                 mounts=[m for m in mounts if m["name"] == "database"], opts=in_namespace))
             env |= MIGRATED_BY_JOB
 
-        args_ = [
-            "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
-            "--backend-store-uri", backend_uri,
-            "--artifacts-destination", artifacts, "--serve-artifacts",
-            "--allowed-hosts", ",".join(allowed_hosts(settings.namespace, public_host(config, COMPONENT))),
-        ]
-        if config.auth_enabled:
-            args_ += ["--app-name", "basic-auth"]
         server = container(
             COMPONENT, image(config, "tracking"),
             resources_=resources(config.memory.mlflow, "250m", "2"),
             port=MLFLOW_PORT,
-            args=args_,
+            args=_server_args(config, backend_uri, artifacts),
             env=env,
             mounts=mounts,
             # /health stays open with basic auth on and skips MLflow's Host check.
@@ -173,6 +138,59 @@ class Tracking(pulumi.ComponentResource):
         self.service = service(f"{name}-service", config, COMPONENT, COMPONENT, MLFLOW_PORT, in_namespace)
         self.url = pulumi.Output.from_input(cluster_url(config, COMPONENT, MLFLOW_PORT))
         self.register_outputs({"url": self.url})
+
+
+def _server_args(config: StackConfig, backend_uri: str, artifacts: str) -> list[str]:
+    args = [
+        "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
+        "--backend-store-uri", backend_uri,
+        "--artifacts-destination", artifacts, "--serve-artifacts",
+        "--allowed-hosts", ",".join(allowed_hosts(kube(config).namespace, public_host(config, COMPONENT))),
+    ]
+    return [*args, "--app-name", "basic-auth"] if config.auth_enabled else args
+
+
+SecretFiles = dict[str, tuple[str, dict[str, pulumi.Input[str]]]]  # volume -> (mount dir, {file: content})
+
+
+def _store_settings(config: StackConfig) -> tuple[dict[str, str], SecretFiles, str]:
+    """MLflow's env, secret files and backend URI for its stores: SQLite on the claim, or Postgres and S3."""
+    settings = kube(config)
+    # One Flask secret for every replica: each would make its own, and the UI's CSRF token from one
+    # pod fails on the next.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", FLASK_SECRET_KEY_FILE_ENV: f"{FLASK_DIR}/secret-key"}
+    secret_files: SecretFiles = {"flask": (FLASK_DIR, {"secret-key": settings.mlflow_secret_key})}
+    backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
+    if config.tracking_backend == "postgres":
+        assert settings.postgres_uri is not None  # load_stack_config requires it with postgres
+        backend_uri = DATABASE_URI
+        env["PGSERVICEFILE"] = f"{DATABASE_DIR}/pg_service.conf"
+        secret_files["database"] = (DATABASE_DIR, {"pg_service.conf": settings.postgres_uri.apply(_service_file)})
+    if settings.artifact_destination:
+        assert settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None
+        env["AWS_SHARED_CREDENTIALS_FILE"] = f"{S3_DIR}/credentials"
+        if settings.s3_endpoint_url:
+            env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+        secret_files["s3"] = (S3_DIR, {"credentials": pulumi.Output.all(
+            settings.s3_access_key_id, settings.s3_secret_access_key).apply(lambda keys: _ini("default", {
+                "aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]}))})
+    return env, secret_files, backend_uri
+
+
+def _auth_settings(config: StackConfig) -> tuple[dict[str, str], SecretFiles]:
+    """With auth on: the basic-auth app's config and the service users to provision, as secret files."""
+    if not config.auth_enabled:
+        return {}, {}
+    assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
+    # With postgres the users live in the same database, so every replica sees the same ones.
+    auth_db = DATABASE_URI if config.tracking_backend == "postgres" else SQLITE_AUTH_DB
+    env = {"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/basic_auth.ini",
+           "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini", **MLFLOW_AUTH_SERVER_ENV}
+    return env, {"auth": (AUTH_DIR, {
+        "basic_auth.ini": config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw)
+                                                      .replace(SQLITE_AUTH_DB, auth_db)),
+        "service_users.ini": config.monitoring_password.apply(lambda pw: _ini(MONITORING_USER, {"password": pw})),
+    })}
 
 
 def external_stores(config: StackConfig) -> bool:
