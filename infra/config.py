@@ -22,6 +22,7 @@ from services.contract import (
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
     DRIFT_ALERT_KINDS,
+    EXPOSE_PORTS_KEY,
     MIN_PASSWORD_CHARS,
     MIN_TOKEN_CHARS,
 )
@@ -104,7 +105,7 @@ class StackConfig:
 # Every key this program reads; anything else in the project's namespace is a typo.
 KNOWN_KEYS = KUBERNETES_KEYS | TLS_KEYS | frozenset({
     "target",
-    "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
+    "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
@@ -152,9 +153,9 @@ def load_stack_config() -> StackConfig:
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
     auth_enabled = read.boolean("authEnabled", False)
-    expose_ports = read.boolean("exposePorts", False)
+    expose_ports = read.boolean(EXPOSE_PORTS_KEY, False)
     if expose_ports and not auth_enabled:
-        raise read.fail("exposePorts", "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
+        raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
     serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)

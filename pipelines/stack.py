@@ -14,11 +14,12 @@ pass a harness that applies the same program's declarations to a real Docker dae
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, Protocol
@@ -33,11 +34,14 @@ from pipelines.platform import PlatformError, url_ok, wait_until
 from pipelines.release_pointer import RegistryPointer
 from pipelines.serving_state import Deployment
 from services.contract import (
+    ALLOW_PUBLIC_PORTS,
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
     CANDIDATE_ROUTE_VALUE,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
+    EXPOSE_PORTS_KEY,
+    PUBLIC_PORTS_POLICY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
     image_ref,
@@ -91,10 +95,26 @@ class PulumiStack:
         try:
             for key, value in changes.items():
                 self._stack.set_config(key, self._auto.ConfigValue(value=value))
-            result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)])
+            with policy_pack_config(self.config()) as policy_config:
+                result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)],
+                                        policy_pack_configs=[str(policy_config)])
         except Exception as exc:  # CommandError and friends: the engine's own message says what failed
             raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
         return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
+
+
+@contextlib.contextmanager
+def policy_pack_config(stack_config: Mapping[str, str]) -> Iterator[Path]:
+    """The policy pack's config for an update of this stack, in a file only this user reads: a stack that
+    publishes its ports on purpose (`exposePorts: true`) allows public ports, or its mandatory pack stops it."""
+    allow = stack_config.get(EXPOSE_PORTS_KEY, "false").strip().lower() == "true"
+    handle, name = tempfile.mkstemp(prefix="policy-config-", suffix=".json")  # mode 0600
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump({PUBLIC_PORTS_POLICY: {ALLOW_PUBLIC_PORTS: allow}}, file)
+        yield Path(name)
+    finally:
+        os.unlink(name)
 
 
 class StackTarget:

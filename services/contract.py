@@ -187,6 +187,11 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# The stack config key that publishes the ports on every interface, and the policy pack's rule and config key
+# that must allow it then (infra/policy/policies.py; `pipelines.stack.PulumiStack` passes its config).
+EXPOSE_PORTS_KEY = "exposePorts"
+PUBLIC_PORTS_POLICY, ALLOW_PUBLIC_PORTS = "no-public-ports", "allowPublicPorts"
+
 # The drift alert's webhook (services/monitoring/alert.py): its shapes, and the env naming its secret files.
 DRIFT_ALERT_KINDS = ("slack", "github")
 ALERT_WEBHOOK_URL_FILE_ENV = "MONITORING_ALERT_WEBHOOK_URL_FILE"
