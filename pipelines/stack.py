@@ -28,7 +28,7 @@ from pipelines.bento import BuiltBento, use_store
 from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Verdict, watch
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.deploy import DeployError, check_serving, release_check_headers
+from pipelines.deploy import DeployError, check_serving, release_check_headers, release_lock
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
 from pipelines.release_pointer import RegistryPointer
@@ -50,6 +50,7 @@ from services.contract import (
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
 POLICY_PACK = REPO_ROOT / "infra" / "policy"  # every update of a stack is checked by it, as `pulumi up` in docs
 WITHOUT_CANDIDATE = {"candidateImage": "", "candidateVersion": "none"}
+WITHOUT_CANARY = {"canaryImage": "", "canaryVersion": "none"}
 
 
 class StackError(CannotRun):
@@ -146,8 +147,13 @@ class StackTarget:
         return self._promote(bento, smoke, image, serving, stack_config)
 
     def up(self) -> Mapping[str, str]:
-        """Apply the stack as it is, serving what the registry says serves (`pipelines stack-up`)."""
-        return self.stack.apply(self.pointer.serving(self.stack.config()))
+        """Apply the stack serving what the registry says serves and nothing beside it (`pipelines stack-up`).
+
+        Under the release lock, so it never races a release; a candidate or canary still in the stack config is
+        a killed release's leftover, never a live one, and goes."""
+        with release_lock(self.config):
+            serving = self.pointer.serving(self.stack.config())
+            return self.stack.apply({**serving, **WITHOUT_CANDIDATE, **WITHOUT_CANARY})
 
     def _check_candidate(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str]) -> None:
         """Start the image beside the champion, out of the users' rotation, and smoke-check it through the
@@ -198,7 +204,6 @@ class StackTarget:
             image = build_release_image(self.config, bento, stack_config)
         except StackError as exc:
             raise DeployError(str(exc)) from None
-        without_canary = {"canaryImage": "", "canaryVersion": "none"}
         since = datetime.now(UTC)
         try:
             url = self.stack.apply({**serving, "canaryImage": image, "canaryVersion": bento.model_version,
@@ -208,13 +213,13 @@ class StackTarget:
                                                          CANDIDATE: bento.model_version}, since)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
-            self._restore({**serving, **without_canary}, failure)
+            self._restore({**serving, **WITHOUT_CANARY}, failure)
         if not verdict.promote:
-            self._apply_or_explain({**serving, **without_canary})
+            self._apply_or_explain({**serving, **WITHOUT_CANARY})
             return None, verdict
         # The canary passed the same checks a candidate does, and more: its image becomes the champion's
         # container (started beside the old one, which drains), and the canary container goes.
-        return self._promote(bento, smoke, image, serving, stack_config, also=without_canary), verdict
+        return self._promote(bento, smoke, image, serving, stack_config, also=WITHOUT_CANARY), verdict
 
     def _check_headers(self) -> dict[str, str]:
         return release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken"))
