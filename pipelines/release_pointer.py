@@ -24,6 +24,11 @@ def serving_image_tag(stack_config: Mapping[str, str]) -> str:
     return f"{SERVING_IMAGE_TAG}.{stack_config.get('namePrefix', DEFAULT_NAME_PREFIX)}"
 
 
+def record_options(stack_config: Mapping[str, str], image: str) -> str:
+    """The `pipelines set-aliases` options that record `image` as what serves on this stack, by hand."""
+    return f"--serving-image {image} --name-prefix {stack_config.get('namePrefix', DEFAULT_NAME_PREFIX)}"
+
+
 @dataclass(frozen=True)
 class RegistryPointer:
     """The release pointer of the stacks of one model: its @champion and that version's image per stack."""

@@ -24,14 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, Protocol
 
+from mlflow.exceptions import MlflowException
+
 from pipelines.bento import BuiltBento, use_store
 from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Verdict, watch
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.deploy import DeployError, check_serving, release_check_headers, release_lock
+from pipelines.deploy import DeployError, ServesUnrecorded, check_serving, release_check_headers, release_lock
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
-from pipelines.release_pointer import RegistryPointer
+from pipelines.release_pointer import RegistryPointer, record_options
 from pipelines.serving_state import Deployment
 from services.contract import (
     ALLOW_PUBLIC_PORTS,
@@ -182,8 +184,13 @@ class StackTarget:
             url = outputs["serving_url"]
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE, **(also or {})}, failure)
-        self.pointer.record(stack_config, bento.model_version, image)
-        return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+        deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+        try:
+            self.pointer.record(stack_config, bento.model_version, image)
+        except MlflowException as exc:  # the registry went away: the image serves all the same
+            raise ServesUnrecorded(deployment, str(exc).splitlines()[0][:300],
+                                   record_options(stack_config, image)) from None
+        return deployment
 
     def _check(self, url: str, bento: BuiltBento, smoke: list[dict], what: str,
                route: Mapping[str, str] | None = None) -> None:

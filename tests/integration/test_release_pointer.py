@@ -16,12 +16,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from pipelines import stack
+from pipelines import cli, stack
 from pipelines.bento import BuiltBento
 from pipelines.deploy import DeployError
-from pipelines.registry import CHAMPION, connect
-from pipelines.release_pointer import NO_MODEL, RegistryPointer
+from pipelines.registry import CHAMPION, aliases_of, connect
+from pipelines.release_pointer import NO_MODEL, RegistryPointer, record_options
 from pipelines.stack import StackError, StackTarget
 from tests.infra.program import REPO_ROOT
 
@@ -104,3 +105,20 @@ def test_without_a_release_to_this_stack_the_pointer_says_so(config):
     assert pointer.serving(stack_file) == {"servingImage": "mlops-serving:v0-old", "modelVersion": "0"}
     v2 = champion(config, "mlops-serving:v2-ddd")
     assert pointer.serving(stack_file) == {"servingImage": "mlops-serving:v2-ddd", "modelVersion": v2}
+
+
+def test_the_recovery_command_of_an_unrecorded_release_records_its_pointer_and_moves_the_aliases(config, monkeypatch):
+    """What a release prints when MLflow went away after its image took over (tests/unit/test_release_failures.py)."""
+    v1 = champion(config, "mlops-serving:v1-eee")
+    client = connect(config)
+    run = client.create_run(mlflow.set_experiment(MODEL).experiment_id)
+    v2 = client.create_model_version(MODEL, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: config)
+    command = f"set-aliases --champion {v2} --previous {v1} {record_options({'namePrefix': 'mlops'}, 'mlops-serving:v2-fff')}"
+
+    result = CliRunner().invoke(cli.app, command.split())
+
+    assert result.exit_code == 0, result.output
+    assert RegistryPointer(config).serving({"namePrefix": "mlops"}) == {"servingImage": "mlops-serving:v2-fff",
+                                                                       "modelVersion": v2}
+    assert aliases_of(client, MODEL) == {"champion": v2, "previous": v1}
