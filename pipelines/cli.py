@@ -129,7 +129,8 @@ def set_aliases_command(
     previous: Annotated[str | None, typer.Option(help="version that served before")] = None,
     serving_image: Annotated[str | None, typer.Option(
         help="stack releases: the image the champion serves as; recorded as its release pointer first")] = None,
-    name_prefix: Annotated[str, typer.Option(help="with --serving-image: the stack's namePrefix")] = DEFAULT_NAME_PREFIX,
+    name_prefix: Annotated[str, typer.Option(
+        help="with --serving-image: the stack's namePrefix")] = DEFAULT_NAME_PREFIX,
     config_path: ConfigOption = None,
 ) -> None:
     """Set @champion (and @previous) by hand: what a release prints when its alias move or its stack's release

@@ -68,6 +68,10 @@ class StackApplier(Protocol):
         """A secret of the stack config (the serving and smoke tokens), None when unset."""
         ...
 
+    def outputs(self) -> Mapping[str, str]:
+        """The stack's outputs after its last update (empty before the first), its own word on what it runs."""
+        ...
+
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         """Set these stack config keys, bring the stack up to date, return the new outputs."""
         ...
@@ -94,6 +98,12 @@ class PulumiStack:
         found = next((value for name, value in values.items() if name.split(":", 1)[-1] == key), None)
         return found.value if found is not None and found.secret else None
 
+    def outputs(self) -> Mapping[str, str]:
+        try:
+            return _plain(self._stack.outputs())
+        except Exception as exc:  # as in apply: the CLI's own message says what failed
+            raise StackError(f"cannot read the outputs of stack '{self._stack.name}': {exc}") from None
+
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         try:
             for key, value in changes.items():
@@ -103,7 +113,12 @@ class PulumiStack:
                                         policy_pack_configs=[str(policy_config)])
         except Exception as exc:  # CommandError and friends: the engine's own message says what failed
             raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
-        return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
+        return _plain(result.outputs)
+
+
+def _plain(outputs: Mapping) -> dict[str, str]:
+    """Stack outputs as text, without the secret ones."""
+    return {key: str(value.value) for key, value in outputs.items() if not value.secret}
 
 
 @contextlib.contextmanager
@@ -138,7 +153,7 @@ class StackTarget:
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
         try:
             stack_config = self.stack.config()
-            serving = self.pointer.serving(stack_config)
+            serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
             if stack_config.get("target") == "kubernetes":  # the cluster pulls the image from its registry
                 image = push_release_image(image, stack_config.get("imageRegistry", ""))
@@ -154,7 +169,7 @@ class StackTarget:
         Under the release lock, so it never races a release; a candidate or canary still in the stack config is
         a killed release's leftover, never a live one, and goes."""
         with release_lock(self.config):
-            serving = self.pointer.serving(self.stack.config())
+            serving = self.pointer.serving(self.stack.config(), self.stack.outputs)
             return self.stack.apply({**serving, **WITHOUT_CANDIDATE, **WITHOUT_CANARY})
 
     def _check_candidate(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str]) -> None:
@@ -207,7 +222,7 @@ class StackTarget:
             stack_config = self.stack.config()
             if stack_config.get("target") == "kubernetes":
                 raise StackError("canary releases run on the docker target only (its front weighs the canary)")
-            serving = self.pointer.serving(stack_config)
+            serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
         except StackError as exc:
             raise DeployError(str(exc)) from None

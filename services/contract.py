@@ -49,6 +49,11 @@ SERVING_RUNTIME_REPOSITORY = "serving-runtime"
 SERVING_RELEASE_REPOSITORY = "serving"
 
 
+# The stack outputs naming what its serving container runs (infra/__main__.py, infra/kubernetes/platform.py): the
+# image, and the model version, "none" for the runtime image. `pipelines.release_pointer` falls back to them.
+SERVING_IMAGE_OUTPUT, MODEL_VERSION_OUTPUT = "serving_image", "model_version"
+
+
 def image_ref(prefix: str, repository: str, tag: str) -> str:
     return f"{prefix}-{repository}:{tag}"
 

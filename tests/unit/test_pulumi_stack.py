@@ -68,3 +68,11 @@ def test_the_config_file_is_removed_when_the_update_fails(monkeypatch):
     with pytest.raises(stack.StackError, match="pulumi up of stack 'dev' failed"):
         PulumiStack("dev").apply({})
     assert not Path(recording.up_options["policy_pack_configs"][0]).exists()
+
+
+def test_the_outputs_are_the_stacks_plain_ones(monkeypatch):
+    recording = RecordingStack({})
+    recording.outputs = lambda: {"serving_image": automation.OutputValue("mlops-serving:v2-abc", False),  # type: ignore[attr-defined]
+                                 "admin_password": automation.OutputValue("hunter2-hunter2", True)}
+    monkeypatch.setattr(automation, "select_stack", lambda stack_name, work_dir: recording)
+    assert PulumiStack("dev").outputs() == {"serving_image": "mlops-serving:v2-abc"}

@@ -40,6 +40,9 @@ class FailingStack:
     def secret(self, key: str) -> str | None:
         return None
 
+    def outputs(self) -> Mapping[str, str]:
+        return {}
+
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         self.applied.append(dict(changes))
         if len(self.applied) == 1 and self.failure == "apply":
@@ -53,7 +56,7 @@ class KnownPointer:
     def __init__(self, serving: dict[str, str]) -> None:
         self.now, self.recorded = serving, []
 
-    def serving(self, stack_config: Mapping[str, str]) -> dict[str, str]:
+    def serving(self, stack_config: Mapping[str, str], outputs) -> dict[str, str]:
         return dict(self.now)
 
     def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:

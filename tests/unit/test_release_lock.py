@@ -90,7 +90,7 @@ class LeftoverStack:
 
 
 class ChampionPointer:
-    def serving(self, stack_config, outputs=None) -> dict[str, str]:
+    def serving(self, stack_config, outputs) -> dict[str, str]:
         return {"servingImage": "mlops-serving:v2-abc", "modelVersion": "2"}
 
 
