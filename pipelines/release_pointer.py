@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from pipelines.config import PipelineConfig
 from pipelines.deploy import DeployError
 from pipelines.registry import CHAMPION, by_alias, connect
-from services.contract import DEFAULT_NAME_PREFIX, MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT
+from services.contract import (
+    DEFAULT_NAME_PREFIX,
+    MODEL_VERSION_KEY,
+    MODEL_VERSION_OUTPUT,
+    NO_IMAGE,
+    NO_VERSION,
+    SERVING_IMAGE_KEY,
+    SERVING_IMAGE_OUTPUT,
+)
 
 SERVING_IMAGE_TAG = "serving_image"  # + ".<namePrefix>": one image per stack the version was released to
-NO_MODEL = {"servingImage": "", "modelVersion": "none"}  # the runtime image: "no model deployed yet"
+NO_MODEL = {SERVING_IMAGE_KEY: NO_IMAGE, MODEL_VERSION_KEY: NO_VERSION}  # the runtime image: "no model deployed yet"
 
 
 def serving_image_tag(stack_config: Mapping[str, str]) -> str:
@@ -32,10 +40,10 @@ def stack_serves(outputs: Mapping[str, str], stack_config: Mapping[str, str], ch
     A stack never updated serves nothing, and one serving the runtime image (model version "none") serves no
     model: keeping either undeploys nothing.
     """
-    if not outputs or outputs.get(MODEL_VERSION_OUTPUT) == NO_MODEL["modelVersion"]:
+    if not outputs or outputs.get(MODEL_VERSION_OUTPUT) == NO_VERSION:
         return dict(NO_MODEL)
     if outputs.get(SERVING_IMAGE_OUTPUT) and outputs.get(MODEL_VERSION_OUTPUT):
-        return {"servingImage": outputs[SERVING_IMAGE_OUTPUT], "modelVersion": outputs[MODEL_VERSION_OUTPUT]}
+        return {SERVING_IMAGE_KEY: outputs[SERVING_IMAGE_OUTPUT], MODEL_VERSION_KEY: outputs[MODEL_VERSION_OUTPUT]}
     prefix = stack_config.get("namePrefix", DEFAULT_NAME_PREFIX)
     raise DeployError(
         f"cannot tell what serves on stack '{prefix}': @champion v{champion} has no release pointer for it (tag "
@@ -62,7 +70,7 @@ class RegistryPointer:
             return dict(NO_MODEL)
         image = champion.tags.get(serving_image_tag(stack_config))
         if image:
-            return {"servingImage": image, "modelVersion": champion.version}
+            return {SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: champion.version}
         # Never released to this stack through this code: what the stack runs is all there is to keep.
         return stack_serves(outputs(), stack_config, champion.version)
 

@@ -37,13 +37,22 @@ from pipelines.release_pointer import RegistryPointer, record_options
 from pipelines.serving_state import Deployment
 from services.contract import (
     ALLOW_PUBLIC_PORTS,
+    CANARY_IMAGE_KEY,
+    CANARY_PERCENT_KEY,
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
+    CANARY_VERSION_KEY,
+    CANDIDATE_IMAGE_KEY,
     CANDIDATE_ROUTE_VALUE,
+    CANDIDATE_VERSION_KEY,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
     EXPOSE_PORTS_KEY,
+    MODEL_VERSION_KEY,
+    NO_IMAGE,
+    NO_VERSION,
     PUBLIC_PORTS_POLICY,
+    SERVING_IMAGE_KEY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
     image_ref,
@@ -51,8 +60,8 @@ from services.contract import (
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
 POLICY_PACK = REPO_ROOT / "infra" / "policy"  # every update of a stack is checked by it, as `pulumi up` in docs
-WITHOUT_CANDIDATE = {"candidateImage": "", "candidateVersion": "none"}
-WITHOUT_CANARY = {"canaryImage": "", "canaryVersion": "none"}
+WITHOUT_CANDIDATE = {CANDIDATE_IMAGE_KEY: NO_IMAGE, CANDIDATE_VERSION_KEY: NO_VERSION}
+WITHOUT_CANARY = {CANARY_IMAGE_KEY: NO_IMAGE, CANARY_VERSION_KEY: NO_VERSION}
 
 
 class StackError(CannotRun):
@@ -177,8 +186,8 @@ class StackTarget:
         front's routing header. A failure removes it and leaves the champion serving; a pass leaves it to
         the promotion, which removes it."""
         try:
-            url = self.stack.apply({**serving, "candidateImage": image,
-                                    "candidateVersion": bento.model_version})["serving_url"]
+            url = self.stack.apply({**serving, CANDIDATE_IMAGE_KEY: image,
+                                    CANDIDATE_VERSION_KEY: bento.model_version})["serving_url"]
             self._check(url, bento, smoke, f"candidate {image}", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})
         except (DeployError, PlatformError, StackError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE}, failure)
@@ -189,7 +198,7 @@ class StackTarget:
         the candidate goes), check it where users reach it and record it as what serves."""
         kubernetes = stack_config.get("target") == "kubernetes"
         try:
-            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version,
+            outputs = self.stack.apply({SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: bento.model_version,
                                         **WITHOUT_CANDIDATE, **(also or {})})
             # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
@@ -228,10 +237,10 @@ class StackTarget:
             raise DeployError(str(exc)) from None
         since = datetime.now(UTC)
         try:
-            url = self.stack.apply({**serving, "canaryImage": image, "canaryVersion": bento.model_version,
-                                    "canaryPercent": str(percent)})["serving_url"]
+            url = self.stack.apply({**serving, CANARY_IMAGE_KEY: image, CANARY_VERSION_KEY: bento.model_version,
+                                    CANARY_PERCENT_KEY: str(percent)})["serving_url"]
             self._check(url, bento, smoke, f"canary {image}", {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE})
-            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving["modelVersion"],
+            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving[MODEL_VERSION_KEY],
                                                          CANDIDATE: bento.model_version}, since)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
