@@ -134,3 +134,19 @@ def test_the_recovery_command_of_an_unrecorded_release_records_its_pointer_and_m
     assert RegistryPointer(config).serving({"namePrefix": "mlops"}, dict) == {
         "servingImage": "mlops-serving:v2-fff", "modelVersion": v2}
     assert aliases_of(client, MODEL) == {"champion": v2, "previous": v1}
+
+
+def test_a_fresh_clones_release_keeps_an_untagged_champion_the_stack_serves(config, tmp_path, monkeypatch):
+    """A champion released before the pointer existed: the stack serves it; the clone's stack file names nothing."""
+    state = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}  # the stack's last update
+    clone = ClonedStack(tmp_path / "clone", state)
+    champion(config, version_image=None)
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-ggg")
+    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
+    clone.fail_next = True
+    bento = BuiltBento(f"{MODEL}:v2-ggg", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    with pytest.raises(DeployError, match="unhealthy"):
+        StackTarget(config, clone).roll_out(bento, smoke=[])
+    kept = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+    assert clone.applied == [{**kept, "candidateImage": "mlops-serving:v2-ggg", "candidateVersion": "2"},
+                             {**kept, "candidateImage": "", "candidateVersion": "none"}]
