@@ -13,7 +13,7 @@ from monitoring import Monitoring, MonitoringArgs
 from serving import Serving, ServingArgs
 from tracking import Tracking, TrackingArgs
 
-from services.contract import STACK_LABEL
+from services.contract import MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT, STACK_LABEL
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
@@ -43,8 +43,8 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "mlflow_url": tracking.url,
         "serving_url": front.url,
         "monitoring_ui_url": monitoring.ui_url,
-        "serving_image": serving.image_name,
-        "model_version": serving.model_version,
+        SERVING_IMAGE_OUTPUT: serving.image_name,
+        MODEL_VERSION_OUTPUT: serving.model_version,
         "canary_version": serving.canary_version,
         "candidate_version": serving.candidate_version,
     }

@@ -19,11 +19,21 @@ from config_reader import ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from services.contract import (
+    CANARY_IMAGE_KEY,
+    CANARY_PERCENT_KEY,
+    CANARY_VERSION_KEY,
+    CANDIDATE_IMAGE_KEY,
+    CANDIDATE_VERSION_KEY,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
     DRIFT_ALERT_KINDS,
+    EXPOSE_PORTS_KEY,
     MIN_PASSWORD_CHARS,
     MIN_TOKEN_CHARS,
+    MODEL_VERSION_KEY,
+    NO_IMAGE,
+    NO_VERSION,
+    SERVING_IMAGE_KEY,
 )
 
 # Re-exported: the components import every config type from here.
@@ -104,12 +114,12 @@ class StackConfig:
 # Every key this program reads; anything else in the project's namespace is a typo.
 KNOWN_KEYS = KUBERNETES_KEYS | TLS_KEYS | frozenset({
     "target",
-    "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
+    "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
-    "servingImage", "modelName", "modelVersion", "monitoringIntervalMinutes", "canaryImage", "canaryVersion",
-    "canaryPercent", "candidateImage", "candidateVersion",
+    SERVING_IMAGE_KEY, "modelName", MODEL_VERSION_KEY, "monitoringIntervalMinutes", CANARY_IMAGE_KEY,
+    CANARY_VERSION_KEY, CANARY_PERCENT_KEY, CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY,
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
 })
@@ -152,17 +162,17 @@ def load_stack_config() -> StackConfig:
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
     auth_enabled = read.boolean("authEnabled", False)
-    expose_ports = read.boolean("exposePorts", False)
+    expose_ports = read.boolean(EXPOSE_PORTS_KEY, False)
     if expose_ports and not auth_enabled:
-        raise read.fail("exposePorts", "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
+        raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
-    serving_image = read.string("servingImage", "", _IMAGE_REF_OR_EMPTY)
+    serving_image = read.string(SERVING_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
-    canary_image = read.string("canaryImage", "", _IMAGE_REF_OR_EMPTY)
+    canary_image = read.string(CANARY_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
     if canary_image and not serving_image:
-        raise read.fail("canaryImage", "a canary needs a champion beside it: set servingImage too")
-    candidate_image = read.string("candidateImage", "", _IMAGE_REF_OR_EMPTY)
+        raise read.fail(CANARY_IMAGE_KEY, f"a canary needs a champion beside it: set {SERVING_IMAGE_KEY} too")
+    candidate_image = read.string(CANDIDATE_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
     interval = read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60)
@@ -202,12 +212,12 @@ def load_stack_config() -> StackConfig:
             if alert_kind == "github" else None),
         serving_image=serving_image or None,
         canary_image=canary_image or None,
-        canary_version=read.string("canaryVersion", "none", _VERSION),
-        canary_percent=read.number("canaryPercent", 10, int, 1, 50),
+        canary_version=read.string(CANARY_VERSION_KEY, NO_VERSION, _VERSION),
+        canary_percent=read.number(CANARY_PERCENT_KEY, 10, int, 1, 50),
         candidate_image=candidate_image or None,
-        candidate_version=read.string("candidateVersion", "none", _VERSION),
+        candidate_version=read.string(CANDIDATE_VERSION_KEY, NO_VERSION, _VERSION),
         model_name=read.string("modelName", "loan-default", _MODEL_NAME),
-        model_version=read.string("modelVersion", "none" if not serving_image else "unknown",
+        model_version=read.string(MODEL_VERSION_KEY, NO_VERSION if not serving_image else "unknown",
                                   _VERSION),
         monitoring_interval_minutes=interval,
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),

@@ -29,6 +29,7 @@ from services.contract import (
     CANARY_WEIGHT_ENV,
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    NO_VERSION,
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
@@ -97,8 +98,8 @@ class Serving(pulumi.ComponentResource):
                 f"{name}-candidate", CANDIDATE_ALIAS, self._release_image("candidate", config.candidate_image),
                 config.candidate_version, "/readyz")
         self.model_version = config.model_version
-        self.canary_version = config.canary_version if config.canary_image else "none"
-        self.candidate_version = config.candidate_version if config.candidate_image else "none"
+        self.canary_version = config.canary_version if config.canary_image else NO_VERSION
+        self.candidate_version = config.candidate_version if config.candidate_image else NO_VERSION
         self.register_outputs({"image": self.image_name, "model_version": self.model_version,
                                "canary_version": self.canary_version, "candidate_version": self.candidate_version})
 

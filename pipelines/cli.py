@@ -21,6 +21,7 @@ from pipelines.cli_app import ConfigOption, StackOption, TargetKind, app, comman
 from pipelines.config import PipelineConfig, load_config
 from pipelines.errors import Refused
 from pipelines.steps import console
+from services.contract import DEFAULT_NAME_PREFIX
 
 if TYPE_CHECKING:
     from pipelines.deploy import ServingTarget
@@ -126,17 +127,26 @@ def stack_up_command(config_path: ConfigOption = None, stack: StackOption = "dev
 def set_aliases_command(
     champion: Annotated[str, typer.Option(help="version that serves")],
     previous: Annotated[str | None, typer.Option(help="version that served before")] = None,
+    serving_image: Annotated[str | None, typer.Option(
+        help="stack releases: the image the champion serves as; recorded as its release pointer first")] = None,
+    name_prefix: Annotated[str, typer.Option(
+        help="with --serving-image: the stack's namePrefix")] = DEFAULT_NAME_PREFIX,
     config_path: ConfigOption = None,
 ) -> None:
-    """Set @champion (and @previous) by hand: what a release prints when its alias move did not finish."""
-    from pipelines.registry import AliasMove, connect, move_aliases, resolve
+    """Set @champion (and @previous) by hand: what a release prints when its alias move or its stack's release
+    pointer did not finish."""
+    from pipelines.registry import AliasMove, connect, move_aliases, require_version
+    from pipelines.release_pointer import RegistryPointer
 
     config = steps.connected_config(config_path)
     client = connect(config)
     for version in filter(None, (champion, previous)):
-        resolve(client, config.model_name, version=version)  # refuses a version that does not exist
+        require_version(client, config.model_name, version)  # refuses a version that does not exist
+    if serving_image:  # before the aliases move, as a release records it: @champion never lacks its image
+        RegistryPointer(config).record({"namePrefix": name_prefix}, champion, serving_image)
     move_aliases(client, config.model_name, AliasMove(champion=champion, previous=previous))
-    console.print(f"@champion=v{champion}" + (f", @previous=v{previous}" if previous else ""))
+    console.print(f"@champion=v{champion}" + (f", @previous=v{previous}" if previous else "")
+                  + (f", serving {serving_image} on stack {name_prefix}" if serving_image else ""))
 
 
 @command("reproduce")

@@ -29,7 +29,7 @@ from pipelines.bento import BuiltBento, build
 from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
 from pipelines.data import to_records
-from pipelines.errors import Refused
+from pipelines.errors import CannotRun, Refused
 from pipelines.platform import PROBE_TIMEOUT_S, PlatformError
 from pipelines.registry import (
     CHALLENGER,
@@ -74,11 +74,20 @@ class CanaryAborted(DeployError):
     """The canary analysis said no: the candidate was removed, the champion keeps all traffic."""
 
 
+class ServesUnrecorded(CannotRun):
+    """The new version serves, but the target's record of what serves (a stack's release pointer) could not be
+    written: the release must not say it failed. `finish` holds the `set-aliases` options that write it."""
+
+    def __init__(self, deployment: Deployment, reason: str, finish: str) -> None:
+        super().__init__(reason)
+        self.deployment, self.finish = deployment, finish
+
+
 class ServingTarget(Protocol):
     """Where a release serves.
 
     `roll_out` serves the bento and passes `check_serving` with the smoke rows, or raises `DeployError`
-    (or `PlatformError`) leaving the old server serving.
+    (or `PlatformError`) leaving the old server serving, or `ServesUnrecorded` when it serves unrecorded.
     """
 
     name: str
@@ -214,6 +223,11 @@ def _release(
     except (DeployError, PlatformError) as exc:
         unrecorded = audit.close_or_say("failed", reason=str(exc).splitlines()[0][:500])
         raise DeployError(f"{exc}{unrecorded}") from None
+    except ServesUnrecorded as exc:  # as an alias move that did not finish: it serves, one command finishes it
+        recovery = f"{move.recovery_command} {exc.finish}"
+        unrecorded = audit.close_or_say("serving, pointer not recorded", url=exc.deployment.url, recovery=recovery)
+        raise AliasMoveFailed(f"v{move.champion} serves on {target.name} but its release pointer was not recorded "
+                              f"({exc}); finish with: {recovery}{unrecorded}") from None
     analysis = verdict.figures.as_tags() if verdict is not None else {}
     if deployment is None:
         assert verdict is not None

@@ -40,6 +40,7 @@ from pipelines.registry import (
     connect,
     resolve,
 )
+from pipelines.release_pointer import SERVING_IMAGE_TAG
 from pipelines.validate import ValidationReport, validate
 
 FROM_REGISTRY_TAG = "promoted_from_registry"
@@ -210,7 +211,7 @@ def _copy_in(client: MlflowClient, config: PipelineConfig, exported: Exported, p
     if not _registered_model_exists(client, exported.name):
         client.create_registered_model(exported.name)
         promotion.created.append("registered model")
-    tags = {k: v for k, v in exported.version_tags.items() if k not in NOT_COPIED}
+    tags = copied_version_tags(exported.version_tags)
     made = client.create_model_version(
         exported.name, source=f"models:/{model.model_id}", run_id=run.info.run_id, model_id=model.model_id,
         tags={**tags, RUN_ID_TAG: run.info.run_id, **exported.lineage},
@@ -218,6 +219,13 @@ def _copy_in(client: MlflowClient, config: PipelineConfig, exported: Exported, p
     )
     promotion.target_version = str(made.version)
     promotion.created.append("model version")
+
+
+def copied_version_tags(source_tags: dict[str, str]) -> dict[str, str]:
+    """The source version's tags the copy keeps: not the source's verdicts, nor the images it serves as on the
+    source's stacks (`serving_image.<namePrefix>`: a target stack of the same prefix would serve them)."""
+    return {key: value for key, value in source_tags.items()
+            if key not in NOT_COPIED and not key.startswith(f"{SERVING_IMAGE_TAG}.")}
 
 
 def _registered_model_exists(client: MlflowClient, name: str) -> bool:

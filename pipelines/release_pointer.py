@@ -4,24 +4,57 @@ A working copy's `Pulumi.<stack>.yaml` is no record of what serves: CI starts fr
 stack file has `servingImage` empty, so applying it would undeploy the model. So a release to a stack,
 once its image serves, tags the promoted version `serving_image.<namePrefix>` with that image; the
 stack serves its `@champion`'s image. Every apply of the stack (a release, its restore, a rollback,
-`pipelines stack-up`) sets `servingImage` / `modelVersion` from here.
+`pipelines stack-up`) sets `servingImage` / `modelVersion` from here. A champion without that tag (released
+locally, or before the pointer existed) falls back to the stack's own state, its outputs, never to the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pipelines.config import PipelineConfig
+from pipelines.deploy import DeployError
 from pipelines.registry import CHAMPION, by_alias, connect
-from services.contract import DEFAULT_NAME_PREFIX
+from services.contract import (
+    DEFAULT_NAME_PREFIX,
+    MODEL_VERSION_KEY,
+    MODEL_VERSION_OUTPUT,
+    NO_IMAGE,
+    NO_VERSION,
+    SERVING_IMAGE_KEY,
+    SERVING_IMAGE_OUTPUT,
+)
 
 SERVING_IMAGE_TAG = "serving_image"  # + ".<namePrefix>": one image per stack the version was released to
-NO_MODEL = {"servingImage": "", "modelVersion": "none"}  # the runtime image: "no model deployed yet"
+NO_MODEL = {SERVING_IMAGE_KEY: NO_IMAGE, MODEL_VERSION_KEY: NO_VERSION}  # the runtime image: "no model deployed yet"
 
 
 def serving_image_tag(stack_config: Mapping[str, str]) -> str:
     return f"{SERVING_IMAGE_TAG}.{stack_config.get('namePrefix', DEFAULT_NAME_PREFIX)}"
+
+
+def stack_serves(outputs: Mapping[str, str], stack_config: Mapping[str, str], champion: str) -> dict[str, str]:
+    """What the stack's state (its outputs after the last update) says serves; `DeployError` when it cannot say.
+
+    A stack never updated serves nothing, and one serving the runtime image (model version "none") serves no
+    model: keeping either undeploys nothing.
+    """
+    if not outputs or outputs.get(MODEL_VERSION_OUTPUT) == NO_VERSION:
+        return dict(NO_MODEL)
+    if outputs.get(SERVING_IMAGE_OUTPUT) and outputs.get(MODEL_VERSION_OUTPUT):
+        return {SERVING_IMAGE_KEY: outputs[SERVING_IMAGE_OUTPUT], MODEL_VERSION_KEY: outputs[MODEL_VERSION_OUTPUT]}
+    prefix = stack_config.get("namePrefix", DEFAULT_NAME_PREFIX)
+    raise DeployError(
+        f"cannot tell what serves on stack '{prefix}': @champion v{champion} has no release pointer for it (tag "
+        f"{serving_image_tag(stack_config)}) and the stack's outputs name no serving image, so applying it could "
+        f"replace what serves with the no-model image. Record the image that serves with `uv run pipelines "
+        f"set-aliases --champion {champion} {record_options(stack_config, '<image>')}`, then `make stack-up`")
+
+
+def record_options(stack_config: Mapping[str, str], image: str) -> str:
+    """The `pipelines set-aliases` options that record `image` as what serves on this stack, by hand."""
+    return f"--serving-image {image} --name-prefix {stack_config.get('namePrefix', DEFAULT_NAME_PREFIX)}"
 
 
 @dataclass(frozen=True)
@@ -30,18 +63,16 @@ class RegistryPointer:
 
     config: PipelineConfig
 
-    def serving(self, stack_config: Mapping[str, str]) -> dict[str, str]:
-        """The `servingImage` / `modelVersion` stack config of what serves on this stack."""
+    def serving(self, stack_config: Mapping[str, str], outputs: Callable[[], Mapping[str, str]]) -> dict[str, str]:
+        """The `servingImage` / `modelVersion` stack config of what serves on this stack (`outputs`: its state)."""
         champion = by_alias(connect(self.config), self.config.model_name, CHAMPION)
         if champion is None:
             return dict(NO_MODEL)
         image = champion.tags.get(serving_image_tag(stack_config))
         if image:
-            return {"servingImage": image, "modelVersion": champion.version}
-        # A champion never released to this stack through this code (released locally, or before the
-        # pointer existed): the stack file's word is all there is.
-        return {"servingImage": stack_config.get("servingImage", ""),
-                "modelVersion": stack_config.get("modelVersion", NO_MODEL["modelVersion"])}
+            return {SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: champion.version}
+        # Never released to this stack through this code: what the stack runs is all there is to keep.
+        return stack_serves(outputs(), stack_config, champion.version)
 
     def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
         """Note that `version` serves on this stack as `image` (before its aliases move to it)."""

@@ -14,30 +14,45 @@ pass a harness that applies the same program's declarations to a real Docker dae
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn, Protocol
+
+from mlflow.exceptions import MlflowException
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Verdict, watch
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.deploy import DeployError, check_serving, release_check_headers
+from pipelines.deploy import DeployError, ServesUnrecorded, check_serving, release_check_headers, release_lock
 from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
-from pipelines.release_pointer import RegistryPointer
+from pipelines.release_pointer import RegistryPointer, record_options
 from pipelines.serving_state import Deployment
 from services.contract import (
+    ALLOW_PUBLIC_PORTS,
+    CANARY_IMAGE_KEY,
+    CANARY_PERCENT_KEY,
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
+    CANARY_VERSION_KEY,
+    CANDIDATE_IMAGE_KEY,
     CANDIDATE_ROUTE_VALUE,
+    CANDIDATE_VERSION_KEY,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
+    EXPOSE_PORTS_KEY,
+    MODEL_VERSION_KEY,
+    NO_IMAGE,
+    NO_VERSION,
+    PUBLIC_PORTS_POLICY,
+    SERVING_IMAGE_KEY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
     image_ref,
@@ -45,7 +60,8 @@ from services.contract import (
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
 POLICY_PACK = REPO_ROOT / "infra" / "policy"  # every update of a stack is checked by it, as `pulumi up` in docs
-WITHOUT_CANDIDATE = {"candidateImage": "", "candidateVersion": "none"}
+WITHOUT_CANDIDATE = {CANDIDATE_IMAGE_KEY: NO_IMAGE, CANDIDATE_VERSION_KEY: NO_VERSION}
+WITHOUT_CANARY = {CANARY_IMAGE_KEY: NO_IMAGE, CANARY_VERSION_KEY: NO_VERSION}
 
 
 class StackError(CannotRun):
@@ -59,6 +75,10 @@ class StackApplier(Protocol):
 
     def secret(self, key: str) -> str | None:
         """A secret of the stack config (the serving and smoke tokens), None when unset."""
+        ...
+
+    def outputs(self) -> Mapping[str, str]:
+        """The stack's outputs after its last update (empty before the first), its own word on what it runs."""
         ...
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
@@ -87,14 +107,41 @@ class PulumiStack:
         found = next((value for name, value in values.items() if name.split(":", 1)[-1] == key), None)
         return found.value if found is not None and found.secret else None
 
+    def outputs(self) -> Mapping[str, str]:
+        try:
+            return _plain(self._stack.outputs())
+        except Exception as exc:  # as in apply: the CLI's own message says what failed
+            raise StackError(f"cannot read the outputs of stack '{self._stack.name}': {exc}") from None
+
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         try:
             for key, value in changes.items():
                 self._stack.set_config(key, self._auto.ConfigValue(value=value))
-            result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)])
+            with policy_pack_config(self.config()) as policy_config:
+                result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)],
+                                        policy_pack_configs=[str(policy_config)])
         except Exception as exc:  # CommandError and friends: the engine's own message says what failed
             raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
-        return {key: str(value.value) for key, value in result.outputs.items() if not value.secret}
+        return _plain(result.outputs)
+
+
+def _plain(outputs: Mapping) -> dict[str, str]:
+    """Stack outputs as text, without the secret ones."""
+    return {key: str(value.value) for key, value in outputs.items() if not value.secret}
+
+
+@contextlib.contextmanager
+def policy_pack_config(stack_config: Mapping[str, str]) -> Iterator[Path]:
+    """The policy pack's config for an update of this stack, in a file only this user reads: a stack that
+    publishes its ports on purpose (`exposePorts: true`) allows public ports, or its mandatory pack stops it."""
+    allow = stack_config.get(EXPOSE_PORTS_KEY, "false").strip().lower() == "true"
+    handle, name = tempfile.mkstemp(prefix="policy-config-", suffix=".json")  # mode 0600
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump({PUBLIC_PORTS_POLICY: {ALLOW_PUBLIC_PORTS: allow}}, file)
+        yield Path(name)
+    finally:
+        os.unlink(name)
 
 
 class StackTarget:
@@ -115,7 +162,7 @@ class StackTarget:
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
         try:
             stack_config = self.stack.config()
-            serving = self.pointer.serving(stack_config)
+            serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
             if stack_config.get("target") == "kubernetes":  # the cluster pulls the image from its registry
                 image = push_release_image(image, stack_config.get("imageRegistry", ""))
@@ -126,16 +173,21 @@ class StackTarget:
         return self._promote(bento, smoke, image, serving, stack_config)
 
     def up(self) -> Mapping[str, str]:
-        """Apply the stack as it is, serving what the registry says serves (`pipelines stack-up`)."""
-        return self.stack.apply(self.pointer.serving(self.stack.config()))
+        """Apply the stack serving what the registry says serves and nothing beside it (`pipelines stack-up`).
+
+        Under the release lock, so it never races a release; a candidate or canary still in the stack config is
+        a killed release's leftover, never a live one, and goes."""
+        with release_lock(self.config):
+            serving = self.pointer.serving(self.stack.config(), self.stack.outputs)
+            return self.stack.apply({**serving, **WITHOUT_CANDIDATE, **WITHOUT_CANARY})
 
     def _check_candidate(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str]) -> None:
         """Start the image beside the champion, out of the users' rotation, and smoke-check it through the
         front's routing header. A failure removes it and leaves the champion serving; a pass leaves it to
         the promotion, which removes it."""
         try:
-            url = self.stack.apply({**serving, "candidateImage": image,
-                                    "candidateVersion": bento.model_version})["serving_url"]
+            url = self.stack.apply({**serving, CANDIDATE_IMAGE_KEY: image,
+                                    CANDIDATE_VERSION_KEY: bento.model_version})["serving_url"]
             self._check(url, bento, smoke, f"candidate {image}", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})
         except (DeployError, PlatformError, StackError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE}, failure)
@@ -146,7 +198,7 @@ class StackTarget:
         the candidate goes), check it where users reach it and record it as what serves."""
         kubernetes = stack_config.get("target") == "kubernetes"
         try:
-            outputs = self.stack.apply({"servingImage": image, "modelVersion": bento.model_version,
+            outputs = self.stack.apply({SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: bento.model_version,
                                         **WITHOUT_CANDIDATE, **(also or {})})
             # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
@@ -156,8 +208,13 @@ class StackTarget:
             url = outputs["serving_url"]
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE, **(also or {})}, failure)
-        self.pointer.record(stack_config, bento.model_version, image)
-        return Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+        deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
+        try:
+            self.pointer.record(stack_config, bento.model_version, image)
+        except MlflowException as exc:  # the registry went away: the image serves all the same
+            raise ServesUnrecorded(deployment, str(exc).splitlines()[0][:300],
+                                   record_options(stack_config, image)) from None
+        return deployment
 
     def _check(self, url: str, bento: BuiltBento, smoke: list[dict], what: str,
                route: Mapping[str, str] | None = None) -> None:
@@ -174,27 +231,26 @@ class StackTarget:
             stack_config = self.stack.config()
             if stack_config.get("target") == "kubernetes":
                 raise StackError("canary releases run on the docker target only (its front weighs the canary)")
-            serving = self.pointer.serving(stack_config)
+            serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
         except StackError as exc:
             raise DeployError(str(exc)) from None
-        without_canary = {"canaryImage": "", "canaryVersion": "none"}
         since = datetime.now(UTC)
         try:
-            url = self.stack.apply({**serving, "canaryImage": image, "canaryVersion": bento.model_version,
-                                    "canaryPercent": str(percent)})["serving_url"]
+            url = self.stack.apply({**serving, CANARY_IMAGE_KEY: image, CANARY_VERSION_KEY: bento.model_version,
+                                    CANARY_PERCENT_KEY: str(percent)})["serving_url"]
             self._check(url, bento, smoke, f"canary {image}", {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE})
-            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving["modelVersion"],
+            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving[MODEL_VERSION_KEY],
                                                          CANDIDATE: bento.model_version}, since)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
-            self._restore({**serving, **without_canary}, failure)
+            self._restore({**serving, **WITHOUT_CANARY}, failure)
         if not verdict.promote:
-            self._apply_or_explain({**serving, **without_canary})
+            self._apply_or_explain({**serving, **WITHOUT_CANARY})
             return None, verdict
         # The canary passed the same checks a candidate does, and more: its image becomes the champion's
         # container (started beside the old one, which drains), and the canary container goes.
-        return self._promote(bento, smoke, image, serving, stack_config, also=without_canary), verdict
+        return self._promote(bento, smoke, image, serving, stack_config, also=WITHOUT_CANARY), verdict
 
     def _check_headers(self) -> dict[str, str]:
         return release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken"))

@@ -18,7 +18,14 @@ from pipelines import platform
 from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig
 from pipelines.serving_state import front_process, live_release, slot_process
 from pipelines.uris import split_credentials
-from services.contract import CANARY_WEIGHT_ENV, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME, STACK_LABEL, canary_share
+from services.contract import (
+    CANARY_WEIGHT_ENV,
+    NO_VERSION,
+    SERVING_RUNTIME_TAG,
+    SKLEARN_RUNTIME,
+    STACK_LABEL,
+    canary_share,
+)
 
 
 def local_status(config: PipelineConfig) -> dict[str, str]:
@@ -48,7 +55,7 @@ def stack_serving() -> dict[str, str]:
     for line in listed.stdout.splitlines() if listed.returncode == 0 else []:
         name, _, prefix = line.partition("\t")
         if match := re.fullmatch(rf"{re.escape(prefix)}-serving(-canary)?-v([A-Za-z0-9_.]+)-[0-9a-f]+", name):
-            version = "no model" if match[2] == "none" else f"v{match[2]}"
+            version = "no model" if match[2] == NO_VERSION else f"v{match[2]}"
             found.setdefault(f"stack {prefix}", []).append(
                 (True, f"canary {version} ({_canary_share(name)} of requests)") if match[1] else (False, version))
     return {stack: ", ".join(text for _, text in sorted(servers)) for stack, servers in found.items()}  # champion first

@@ -51,6 +51,19 @@ SERVING_RUNTIME_REPOSITORY = "serving-runtime"
 SERVING_RELEASE_REPOSITORY = "serving"
 
 
+# The stack config keys a release sets (pipelines.stack, pipelines.release_pointer; read in infra/config.py),
+# and their values when there is nothing: no release image (the runtime image, "no model deployed yet") and
+# no model version, for the champion, a release's candidate beside it and a canary.
+SERVING_IMAGE_KEY, MODEL_VERSION_KEY = "servingImage", "modelVersion"
+CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY = "candidateImage", "candidateVersion"
+CANARY_IMAGE_KEY, CANARY_VERSION_KEY, CANARY_PERCENT_KEY = "canaryImage", "canaryVersion", "canaryPercent"
+NO_IMAGE, NO_VERSION = "", "none"
+
+# The stack outputs naming what its serving container runs (infra/__main__.py, infra/kubernetes/platform.py): the
+# image, and the model version, NO_VERSION for the runtime image. `pipelines.release_pointer` falls back to them.
+SERVING_IMAGE_OUTPUT, MODEL_VERSION_OUTPUT = "serving_image", "model_version"
+
+
 def image_ref(prefix: str, repository: str, tag: str) -> str:
     return f"{prefix}-{repository}:{tag}"
 
@@ -188,6 +201,11 @@ class JsonLogFormatter(logging.Formatter):
         }
         return json.dumps(line, default=str)
 
+
+# The stack config key that publishes the ports on every interface, and the policy pack's rule and config key
+# that must allow it then (infra/policy/policies.py; `pipelines.stack.PulumiStack` passes its config).
+EXPOSE_PORTS_KEY = "exposePorts"
+PUBLIC_PORTS_POLICY, ALLOW_PUBLIC_PORTS = "no-public-ports", "allowPublicPorts"
 
 # The drift alert's webhook (services/monitoring/alert.py): its shapes, and the env naming its secret files.
 DRIFT_ALERT_KINDS = ("slack", "github")

@@ -16,6 +16,7 @@ from kubernetes.network import NetworkPolicies, NetworkPoliciesArgs
 from kubernetes.serving import Serving, ServingArgs
 from kubernetes.tracking import Tracking, TrackingArgs
 from kubernetes.workloads import kube, labels
+from services.contract import MODEL_VERSION_OUTPUT, NO_VERSION, SERVING_IMAGE_OUTPUT
 
 
 def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
@@ -37,9 +38,9 @@ def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "mlflow_url": tracking.url,
         "serving_url": serving.url,
         "monitoring_ui_url": monitoring.ui_url,
-        "serving_image": serving.image_name,
-        "model_version": serving.model_version,
-        "canary_version": "none",  # canary releases need the docker target's front (docs/zero-downtime.md)
-        "candidate_version": "none",  # and so does a candidate beside the champion
+        SERVING_IMAGE_OUTPUT: serving.image_name,
+        MODEL_VERSION_OUTPUT: serving.model_version,
+        "canary_version": NO_VERSION,  # canary releases need the docker target's front (docs/zero-downtime.md)
+        "candidate_version": NO_VERSION,  # and so does a candidate beside the champion
         "kubernetes_namespace": kube(config).namespace,
     }

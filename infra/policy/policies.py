@@ -12,6 +12,8 @@ from typing import Any
 
 from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
+from services.contract import ALLOW_PUBLIC_PORTS, PUBLIC_PORTS_POLICY
+
 CONTAINER = "docker:index/container:Container"
 PUBLIC_ADDRESSES = ("0.0.0.0", "::", "")
 ROOT_USERS = ("root", "0")
@@ -110,16 +112,16 @@ def _container_policy(name: str, description: str, rule: Callable[[Props], list[
 def _validate_public_ports(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if args.resource_type != CONTAINER:
         return
-    for message in public_ports(args.props, bool(args.get_config().get("allowPublicPorts", False))):
+    for message in public_ports(args.props, bool(args.get_config().get(ALLOW_PUBLIC_PORTS, False))):
         report_violation(message, None)
 
 
 POLICIES = [
     ResourceValidationPolicy(
-        name="no-public-ports",
+        name=PUBLIC_PORTS_POLICY,
         description="Containers publish ports on 127.0.0.1 unless the policy config allows public ports.",
         validate=_validate_public_ports,
-        config_schema=PolicyConfigSchema(properties={"allowPublicPorts": {"type": "boolean", "default": False}}),
+        config_schema=PolicyConfigSchema(properties={ALLOW_PUBLIC_PORTS: {"type": "boolean", "default": False}}),
     ),
     _container_policy(
         "public-ports-need-auth", "A port on a public address needs a container that requires a credential.",

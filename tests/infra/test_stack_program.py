@@ -419,3 +419,18 @@ def test_a_password_mlflow_would_refuse_fails_naming_the_key():
 def test_an_empty_secret_fails_naming_the_key():
     with pytest.raises(pulumi.RunError, match="mlops-platform:adminPassword: must be one non-empty line"):
         run_program({"authEnabled": "true"}, {**AUTH_SECRETS, "adminPassword": "  "})
+
+
+
+def test_the_pipelines_values_for_nothing_there_declare_what_the_programs_defaults_do(default_stack):
+    """What a release applies to clear the champion, candidate and canary is what the program reads as unset:
+    both take the keys and their "none" values from services/contract.py (issue 18, item 6)."""
+    from pipelines.release_pointer import NO_MODEL
+    from pipelines.stack import WITHOUT_CANARY, WITHOUT_CANDIDATE
+    from services.contract import NO_VERSION
+
+    cleared = run_program({**NO_MODEL, **WITHOUT_CANDIDATE, **WITHOUT_CANARY})  # unknown keys would be refused
+    assert cleared.exports == default_stack.exports
+    assert ({c.name: c.plain for c in cleared.of_type(CONTAINER)}
+            == {c.name: c.plain for c in default_stack.of_type(CONTAINER)})
+    assert {cleared.exports[key] for key in ("model_version", "canary_version", "candidate_version")} == {NO_VERSION}

@@ -16,12 +16,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from pipelines import stack
+from pipelines import cli, stack
 from pipelines.bento import BuiltBento
 from pipelines.deploy import DeployError
-from pipelines.registry import CHAMPION, connect
-from pipelines.release_pointer import NO_MODEL, RegistryPointer
+from pipelines.registry import CHAMPION, aliases_of, connect
+from pipelines.release_pointer import NO_MODEL, RegistryPointer, record_options
 from pipelines.stack import StackError, StackTarget
 from tests.infra.program import REPO_ROOT
 
@@ -42,6 +43,13 @@ class ClonedStack:
 
     def secret(self, key: str) -> str | None:
         return None
+
+    def outputs(self) -> Mapping[str, str]:
+        """What the stack's last update exported (empty before the first), as the program exports it."""
+        if not self.state:
+            return {}
+        return {"serving_url": "http://127.0.0.1:9", "model_version": self.state.get("modelVersion", "none"),
+                "serving_image": self.state.get("servingImage") or "mlops-serving-runtime:latest"}
 
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         self.applied.append(dict(changes))
@@ -96,11 +104,49 @@ def test_a_second_clone_serves_and_restores_what_the_first_released(config, tmp_
     assert (state["servingImage"], state["modelVersion"]) == ("mlops-serving:v1-aaa", v1)
 
 
-def test_without_a_release_to_this_stack_the_pointer_says_so(config):
+def test_without_a_release_to_this_stack_the_stacks_own_state_says_what_serves(config):
     pointer = RegistryPointer(config)
-    stack_file = {"namePrefix": "mlops", "servingImage": "mlops-serving:v0-old", "modelVersion": "0"}
-    assert pointer.serving(stack_file) == NO_MODEL  # no @champion: nothing was released anywhere
+    stack_file = {"namePrefix": "mlops", "servingImage": "mlops-serving:v0-file", "modelVersion": "0"}
+    applied = {"serving_image": "mlops-serving:v1-old", "model_version": "1", "serving_url": "http://127.0.0.1:9"}
+    assert pointer.serving(stack_file, lambda: applied) == NO_MODEL  # no @champion: nothing was released anywhere
     champion(config, "other-serving:v1-ccc", prefix="other")  # released to another stack only
-    assert pointer.serving(stack_file) == {"servingImage": "mlops-serving:v0-old", "modelVersion": "0"}
+    # Neither the other stack's image nor the stack file's: what this stack's last update put there.
+    assert pointer.serving(stack_file, lambda: applied) == {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+    with pytest.raises(DeployError, match="cannot tell what serves on stack 'mlops'"):
+        pointer.serving(stack_file, lambda: {"serving_url": "http://127.0.0.1:9"})
     v2 = champion(config, "mlops-serving:v2-ddd")
-    assert pointer.serving(stack_file) == {"servingImage": "mlops-serving:v2-ddd", "modelVersion": v2}
+    assert pointer.serving(stack_file, lambda: applied) == {"servingImage": "mlops-serving:v2-ddd", "modelVersion": v2}
+
+
+def test_the_recovery_command_of_an_unrecorded_release_records_its_pointer_and_moves_the_aliases(config, monkeypatch):
+    """What a release prints when MLflow went away after its image took over (tests/unit/test_release_failures.py)."""
+    v1 = champion(config, "mlops-serving:v1-eee")
+    client = connect(config)
+    run = client.create_run(mlflow.set_experiment(MODEL).experiment_id)
+    v2 = client.create_model_version(MODEL, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id).version
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: config)
+    recording = record_options({"namePrefix": "mlops"}, "mlops-serving:v2-fff")
+    command = f"set-aliases --champion {v2} --previous {v1} {recording}"
+
+    result = CliRunner().invoke(cli.app, command.split())
+
+    assert result.exit_code == 0, result.output
+    assert RegistryPointer(config).serving({"namePrefix": "mlops"}, dict) == {
+        "servingImage": "mlops-serving:v2-fff", "modelVersion": v2}
+    assert aliases_of(client, MODEL) == {"champion": v2, "previous": v1}
+
+
+def test_a_fresh_clones_release_keeps_an_untagged_champion_the_stack_serves(config, tmp_path, monkeypatch):
+    """A champion released before the pointer existed: the stack serves it; the clone's stack file names nothing."""
+    state = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}  # the stack's last update
+    clone = ClonedStack(tmp_path / "clone", state)
+    champion(config, version_image=None)
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-ggg")
+    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
+    clone.fail_next = True
+    bento = BuiltBento(f"{MODEL}:v2-ggg", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    with pytest.raises(DeployError, match="unhealthy"):
+        StackTarget(config, clone).roll_out(bento, smoke=[])
+    kept = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
+    assert clone.applied == [{**kept, "candidateImage": "mlops-serving:v2-ggg", "candidateVersion": "2"},
+                             {**kept, "candidateImage": "", "candidateVersion": "none"}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
-from pipelines.promote import PromotionError, promote, tree_digest
+from pipelines.promote import PromotionError, copied_version_tags, promote, tree_digest
 
 
 def test_the_digest_changes_with_any_byte_or_name_and_nothing_else(tmp_path):
@@ -27,3 +27,9 @@ def test_the_same_registry_twice_is_refused_without_showing_its_password():
     with pytest.raises(PromotionError, match="same registry") as raised:
         promote(config, "1", source_uri="http://reader:s3cret@mlflow:5000", target_uri="http://mlflow:5000/")
     assert "s3cret" not in str(raised.value)
+
+
+def test_the_copy_keeps_facts_about_the_model_but_not_the_sources_verdicts_or_release_pointers():
+    source = {"data_version": "abc", "serving_runtime": "onnxruntime", "validation": "passed",
+              "serving_image.mlops": "mlops-serving:v3-aaa", "serving_image.staging": "staging-serving:v3-aaa"}
+    assert copied_version_tags(source) == {"data_version": "abc", "serving_runtime": "onnxruntime"}

@@ -40,6 +40,9 @@ class FailingStack:
     def secret(self, key: str) -> str | None:
         return None
 
+    def outputs(self) -> Mapping[str, str]:
+        return {}
+
     def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
         self.applied.append(dict(changes))
         if len(self.applied) == 1 and self.failure == "apply":
@@ -53,7 +56,7 @@ class KnownPointer:
     def __init__(self, serving: dict[str, str]) -> None:
         self.now, self.recorded = serving, []
 
-    def serving(self, stack_config: Mapping[str, str]) -> dict[str, str]:
+    def serving(self, stack_config: Mapping[str, str], outputs) -> dict[str, str]:
         return dict(self.now)
 
     def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
@@ -160,3 +163,56 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
     assert "finish it with: uv run pipelines set-aliases --champion 2 --previous 1" in output
     assert "the audit run audit-7 could not be closed either" in output and "Connection refused" in output
     assert "Traceback" not in output
+
+
+class RecordingTracking:
+    """The audit's MLflow client, recording the tags the release closes its audit run with."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.tags[key] = value
+
+    def log_dict(self, *args) -> None: ...
+
+    def set_terminated(self, *args) -> None: ...
+
+
+class DownRegistryPointer(KnownPointer):
+    """The release pointer once MLflow went away after the promotion's apply: its tag write fails."""
+
+    def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
+        raise MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+
+
+def test_a_promoted_image_whose_release_pointer_cannot_be_recorded_says_it_serves_and_how_to_finish(monkeypatch):
+    """The candidate and the promotion passed their checks; then MLflow went away before the pointer's tag."""
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-new")
+    monkeypatch.setattr(StackTarget, "_check", lambda *args, **kwargs: None)  # the checks passed
+    bento = BuiltBento("m:v2-new", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    bento = dataclasses.replace(bento, model=SimpleNamespace(  # type: ignore[arg-type]
+        version="2", holdout=pd.DataFrame({"x": [1.0, 2.0]}), data=SimpleNamespace(features=["x"]),
+        labels={"model_version": "2"}))
+    applier = FailingStack("none")
+    target = StackTarget(CONFIG, applier, name="stack:dev",  # type: ignore[arg-type]
+                         pointer=DownRegistryPointer({"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}))
+    tracking = RecordingTracking()
+    audit = deploy._Audit(tracking, "audit-8", "http://mlflow:5000/#/runs/audit-8",  # type: ignore[arg-type]
+                          {"action": "deploy", "model_version": "2"})
+    monkeypatch.setattr(deploy._Audit, "open", classmethod(lambda cls, config, record: audit))
+    move = AliasMove(champion="2", previous="1")
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: CONFIG)
+    monkeypatch.setattr(cli.steps, "release_candidate",
+                        lambda config, where, **options: deploy._release(config, bento, target, "deploy", move))
+
+    result = CliRunner().invoke(cli.app, ["deploy"])
+
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    output = " ".join(result.output.split())  # as one line: the console wraps at its width
+    command = ("uv run pipelines set-aliases --champion 2 --previous 1 --serving-image mlops-serving:v2-new "
+               "--name-prefix mlops")
+    assert "v2 serves on stack:dev but its release pointer was not recorded" in output
+    assert f"finish with: {command}" in output and "Connection refused" in output
+    assert applier.applied[-1]["servingImage"] == "mlops-serving:v2-new"  # no restore: it serves
+    assert tracking.tags["outcome"] == "serving, pointer not recorded" and tracking.tags["recovery"] == command

@@ -65,3 +65,51 @@ def test_a_release_holds_the_lock_from_its_gate_to_its_switch(config, monkeypatc
     steps.release_candidate(config, type("Target", (), {"name": "local"})())
     assert held == {"resolve": True, "gate": True, "build": True, "deploy": True}
     assert not taken_elsewhere(config)
+
+
+class LeftoverStack:
+    """A stack whose config still names the candidate and canary of a release that was killed halfway."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.pipeline_config, self.applied, self.locked_while_applying = config, [], False
+
+    def config(self) -> dict[str, str]:
+        return {"namePrefix": "mlops", "candidateImage": "mlops-serving:v3-killed", "candidateVersion": "3",
+                "canaryImage": "mlops-serving:v3-killed", "canaryVersion": "3"}
+
+    def secret(self, key: str) -> None:
+        return None
+
+    def outputs(self) -> dict[str, str]:
+        return {}
+
+    def apply(self, changes: dict[str, str]) -> dict[str, str]:
+        self.applied.append(dict(changes))
+        self.locked_while_applying = taken_elsewhere(self.pipeline_config)
+        return {"serving_url": "http://127.0.0.1:9"}
+
+
+class ChampionPointer:
+    def serving(self, stack_config, outputs) -> dict[str, str]:
+        return {"servingImage": "mlops-serving:v2-abc", "modelVersion": "2"}
+
+
+def test_stack_up_holds_the_release_lock_and_drops_a_killed_releases_candidate_and_canary(config):
+    from pipelines.stack import StackTarget
+
+    applier = LeftoverStack(config)
+    StackTarget(config, applier, pointer=ChampionPointer()).up()  # type: ignore[arg-type]
+    assert applier.locked_while_applying
+    assert applier.applied == [{"servingImage": "mlops-serving:v2-abc", "modelVersion": "2", "candidateImage": "",
+                                "candidateVersion": "none", "canaryImage": "", "canaryVersion": "none"}]
+
+
+def test_stack_up_is_refused_while_a_release_runs(config):
+    from pipelines.stack import StackTarget
+
+    applier = LeftoverStack(config)
+    with ThreadPoolExecutor(1) as pool, release_lock(config):
+        attempt = pool.submit(StackTarget(config, applier, pointer=ChampionPointer()).up)  # type: ignore[arg-type]
+        with pytest.raises(DeployError, match="another deploy or rollback is running"):
+            attempt.result()
+    assert applier.applied == []
