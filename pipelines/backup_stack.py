@@ -4,24 +4,23 @@
 container (`pg_dump` in the Postgres one, SQLite's backup API in the MLflow one), the artifact store is
 read and written through the Docker API. A restore writes everything beside the live state first, while
 MLflow serves (Postgres into a database of its own, the files as `.restoring` copies on the volumes), then
-stops the MLflow container, swaps the new state in by renames and starts it again; a restore that fails
-before the swap leaves the live state as it was, serving.
+stops the MLflow container, swaps the new state in by renames, keeping the live one aside (`<db>_replaced`,
+`.replaced` files), and starts it again. Only once MLflow is healthy on the restored state is what was kept
+aside dropped; a swap or a start that fails puts it back, so a failed restore leaves the live state serving.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
-import tarfile
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
 from pipelines.backup import Backend, BackupError
+from pipelines.backup_docker import SQLITE_BACKUP, SQLITE_COUNTS, docker_client, fetch, tar_of
 from pipelines.backup_stores import (
     CONTENTS_SQL,
     EXTRA_SQLITE_DIR,
@@ -31,6 +30,7 @@ from pipelines.backup_stores import (
     schema_revision_of,
 )
 from pipelines.config import REPO_ROOT
+from pipelines.restore_files import ADDED, REPLACED
 from services.contract import DEFAULT_NAME_PREFIX
 
 if TYPE_CHECKING:
@@ -50,19 +50,6 @@ def stack_name_prefix(stack: str) -> str:
     return str(config.get("mlops-platform:namePrefix", DEFAULT_NAME_PREFIX))
 
 
-def _docker_client() -> DockerClient:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except ImportError:
-        raise BackupError("the Docker SDK is missing: uv sync (it is in the dev group)") from None
-    except Exception as exc:  # DockerException and friends: no daemon, no permission
-        raise BackupError(f"no Docker daemon answers ({exc})") from None
-    return client
-
-
 def _argument(command: list[str], flag: str) -> str:
     return command[command.index(flag) + 1] if flag in command else ""
 
@@ -71,7 +58,7 @@ class StackStore:
     """The stack's tracking state on this Docker host: containers `<prefix>-mlflow` (and `<prefix>-postgres`)."""
 
     def __init__(self, prefix: str, client: DockerClient | None = None, health_timeout_s: float = 300.0) -> None:
-        self.client = client or _docker_client()
+        self.client = client or docker_client()
         self.label = f"stack-{prefix}"
         self.description = f"the stack '{prefix}'"
         self.health_timeout_s = health_timeout_s
@@ -94,12 +81,12 @@ class StackStore:
         except docker.errors.NotFound:
             raise BackupError(f"no container {name} on this Docker host: is the stack up?") from None
 
-    def _exec(self, container: Container, command: list[str]) -> str:
+    def _exec(self, container: Container, command: list[str], what: str = "") -> str:
         result = container.exec_run(command, demux=True)
         out, err = (part.decode(errors="replace") if part else "" for part in result.output)
         if result.exit_code != 0:
-            what = shlex.join(command)[:120]
-            raise BackupError(f"`{what}` in {container.name} failed: {(err or out).strip()[-500:]}")
+            what = what or f"`{shlex.join(command)[:120]}`"
+            raise BackupError(f"{what} in {container.name} failed: {(err or out).strip()[-500:]}")
         return out
 
     def _python(self, script: str) -> str:
@@ -125,41 +112,27 @@ class StackStore:
             revision = self._psql("SELECT version_num FROM alembic_version")
             scratch = f"/tmp/backup-{time.time_ns()}.pgdump"
             self._exec(self.postgres, ["pg_dump", "--format=custom", "--no-owner", "-U", user, "-d", db, "-f", scratch])
-            self._fetch(self.postgres, scratch, into / POSTGRES_DUMP)
+            fetch(self.postgres, scratch, into / POSTGRES_DUMP)
             self._exec(self.postgres, ["rm", "-f", scratch])
         # Every SQLite file of the backend volume, with SQLite's online backup API inside the MLflow container.
         scratch = f"/tmp/backup-{time.time_ns()}"
-        self._python(_SQLITE_BACKUP.format(source=self.backend_dir, target=scratch))
-        self._fetch(self.mlflow, scratch, into / "database" / "sqlite")
+        self._python(SQLITE_BACKUP.format(source=self.backend_dir, target=scratch))
+        fetch(self.mlflow, scratch, into / "database" / "sqlite")
         self._exec(self.mlflow, ["rm", "-rf", scratch])
         sqlite_dir = into / "database" / "sqlite"
         if self.backend == "sqlite":
             (sqlite_dir / PurePosixPath(self.sqlite_file).name).rename(into / SQLITE_DUMP)
             revision = schema_revision_of(into / SQLITE_DUMP)
         sqlite_dir.rename(into / EXTRA_SQLITE_DIR)
-        self._fetch(self.mlflow, self.artifacts_dir, into / "artifacts")
+        fetch(self.mlflow, self.artifacts_dir, into / "artifacts")
         return revision
-
-    def _fetch(self, container: Container, path: str, destination: Path) -> None:
-        """Copy a file or directory out of a container to `destination` (through a temp tar, never in memory)."""
-        stream, _ = container.get_archive(path)
-        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
-            for chunk in stream:
-                spool.write(chunk)
-            spool.seek(0)
-            staging = destination.parent / f".{destination.name}.incoming"
-            with tarfile.open(fileobj=spool, mode="r|") as tar:
-                tar.extractall(staging, filter="data")
-        (only,) = list(staging.iterdir())
-        only.rename(destination)
-        staging.rmdir()
 
     def contents(self) -> str | None:
         if self.postgres is not None:
             has_tables = self._psql("SELECT to_regclass('public.runs') IS NOT NULL") == "t"
             counts = tuple(int(n) for n in self._psql(CONTENTS_SQL).split("|")) if has_tables else (0, 0, 0)
         else:
-            counts = tuple(json.loads(self._python(_SQLITE_COUNTS.format(path=self.sqlite_file, sql=CONTENTS_SQL))))
+            counts = tuple(json.loads(self._python(SQLITE_COUNTS.format(path=self.sqlite_file, sql=CONTENTS_SQL))))
         files = self._exec(self.mlflow, ["find", self.artifacts_dir, "-type", "f", "-print", "-quit"]).strip()
         return describe_contents(*counts, bool(files))
 
@@ -169,7 +142,15 @@ class StackStore:
         return answer.strip() == "True"
 
     def check_loadable(self) -> None:
-        """The MLflow container is stopped for the swap and started again, so nothing else is needed."""
+        """Refuse while an earlier restore that did not finish keeps the live state aside: maybe its only copy."""
+        if self.postgres is not None and self._database_exists(self._replaced_database()):
+            _, db = self._postgres_login()
+            raise BackupError(
+                f"an earlier restore did not finish: the database {self._replaced_database()} may hold the only copy "
+                f"of the state from before it, so nothing was touched. If the live database {db} is right, drop "
+                f"{self._replaced_database()}; if not, rename it back over {db}; then restore again")
+        self._exec(self.mlflow, ["python", "-c", FILES_HELPER.read_text(), "check", self.artifacts_dir,
+                                 self.backend_dir, ""], what="the check for an unfinished restore")
 
     def load(self, backup: Path) -> None:
         self._restore_beside(backup)  # while MLflow serves the live state, which a failure here leaves alone
@@ -178,9 +159,45 @@ class StackStore:
             if self.postgres is not None:
                 self._swap_postgres()
             self._run_files_helper("swap")
-        finally:
             self.mlflow.start()
-        self._wait_healthy()
+            self._wait_healthy()
+        except BackupError as exc:
+            self._put_back(exc)
+        self._finish()
+
+    def _put_back(self, failure: BackupError) -> NoReturn:
+        """Undo the swap wherever it stopped (MLflow stopped), start MLflow on the old state; raise saying so."""
+        self.mlflow.stop(timeout=30)
+        try:
+            self._run_files_helper("revert")
+            if self.postgres is not None:
+                self._unswap_postgres()
+        except BackupError as exc:
+            raise BackupError(f"{failure}\nputting the live state back failed too ({exc}); MLflow is stopped and "
+                              f"the state from before the restore is kept aside in {self._kept_aside()}: move it "
+                              "back by hand") from None
+        self.mlflow.start()
+        try:
+            self._wait_healthy()
+        except BackupError as exc:
+            raise BackupError(f"{failure}\nthe state from before the restore is back in place, but MLflow is not "
+                              f"healthy on it either: {exc}") from None
+        raise BackupError(f"{failure}\nthe state from before the restore is back in place and MLflow serves it; "
+                          "nothing was restored") from None
+
+    def _finish(self) -> None:
+        """MLflow serves the restored state: what the swap kept aside goes."""
+        try:
+            self._run_files_helper("finish")
+            if self.postgres is not None:
+                self._psql(f'DROP DATABASE "{self._replaced_database()}" WITH (FORCE)', database="postgres")
+        except BackupError as exc:
+            raise BackupError(f"the restore is in place and MLflow serves it, but removing the state from before it "
+                              f"failed ({exc}); delete {self._kept_aside()} before the next restore") from None
+
+    def _kept_aside(self) -> str:
+        files = f"{self.artifacts_dir}/{REPLACED} and {self.backend_dir}/*{REPLACED} (an `X{ADDED}` mark: delete X)"
+        return f"the database {self._replaced_database()}, {files}" if self.postgres is not None else files
 
     def _restore_beside(self, backup: Path) -> None:
         """Postgres into `<db>_restoring`, the files into `.restoring` copies; on failure both are removed."""
@@ -200,7 +217,7 @@ class StackStore:
         user, _ = self._postgres_login()
         side = self._side_database()
         scratch = f"/tmp/restore-{time.time_ns()}.pgdump"
-        self.postgres.put_archive("/tmp", _tar({PurePosixPath(scratch).name: dump}))
+        self.postgres.put_archive("/tmp", tar_of({PurePosixPath(scratch).name: dump}))
         try:
             self._psql(f'DROP DATABASE IF EXISTS "{side}" WITH (FORCE)', database="postgres")
             self._psql(f'CREATE DATABASE "{side}"', database="postgres")
@@ -209,19 +226,32 @@ class StackStore:
         finally:
             self._exec(self.postgres, ["rm", "-f", scratch])
 
+    def _replaced_database(self) -> str:
+        return f"{self._postgres_login()[1]}_replaced"
+
+    def _database_exists(self, name: str) -> bool:
+        return self._psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'", database="postgres") == "1"
+
     def _swap_postgres(self) -> None:
-        """Both renames in one transaction (the MLflow container is stopped, so nothing holds the database)."""
+        """Both renames in one transaction (the MLflow container is stopped, so nothing holds the database);
+        the live one stays as `<db>_replaced` until the restore finishes (check_loadable refused one left)."""
         _, db = self._postgres_login()
-        replaced = f"{db}_replaced"
-        self._psql(f'DROP DATABASE IF EXISTS "{replaced}" WITH (FORCE)', database="postgres")
-        self._psql(f'ALTER DATABASE "{db}" RENAME TO "{replaced}"; '
+        self._psql(f'ALTER DATABASE "{db}" RENAME TO "{self._replaced_database()}"; '
                    f'ALTER DATABASE "{self._side_database()}" RENAME TO "{db}"', database="postgres")
-        self._psql(f'DROP DATABASE "{replaced}" WITH (FORCE)', database="postgres")
+
+    def _unswap_postgres(self) -> None:
+        """The live database back under its name, the restored one dropped; nothing to do if the swap never ran."""
+        _, db = self._postgres_login()
+        if not self._database_exists(self._replaced_database()):
+            return
+        self._psql(f'ALTER DATABASE "{db}" RENAME TO "{self._side_database()}"; '
+                   f'ALTER DATABASE "{self._replaced_database()}" RENAME TO "{db}"', database="postgres")
+        self._psql(f'DROP DATABASE "{self._side_database()}" WITH (FORCE)', database="postgres")
 
     def _run_files_helper(self, phase: str, backup: Path | None = None) -> None:
-        """Run `restore_files.py` (prepare: write the restored files beside the live ones; swap: rename them in)
-        in a one-off container of the MLflow image that mounts the same volumes (for the swap the MLflow
-        container is stopped, so it cannot exec)."""
+        """Run `restore_files.py` (prepare: write the restored files beside the live ones; swap: rename them in;
+        revert: put the live ones back; finish: drop them) in a one-off container of the MLflow image that mounts
+        the same volumes (for the swap the MLflow container is stopped, so it cannot exec)."""
         helper = self.client.containers.create(
             self.mlflow.attrs["Config"]["Image"],
             entrypoint=["python", "-c", FILES_HELPER.read_text(), phase, self.artifacts_dir, self.backend_dir,
@@ -235,7 +265,7 @@ class StackStore:
                 payload = {"restore/artifacts": backup / "artifacts", "restore/extra": backup / EXTRA_SQLITE_DIR}
                 if self.backend == "sqlite":
                     payload["restore/store.sqlite"] = backup / SQLITE_DUMP
-                helper.put_archive("/tmp", _tar({name: path for name, path in payload.items() if path.exists()}))
+                helper.put_archive("/tmp", tar_of({name: path for name, path in payload.items() if path.exists()}))
             helper.start()
             outcome = helper.wait(timeout=600)
             if outcome["StatusCode"] != 0:
@@ -251,44 +281,8 @@ class StackStore:
             state = self.mlflow.attrs["State"]
             if state.get("Health", {}).get("Status") == "healthy":
                 return
-            if state["Status"] in ("exited", "dead"):
+            if state["Status"] in ("exited", "dead", "restarting"):  # its process died on this state
                 break
             time.sleep(1)
         logs = self.mlflow.logs(tail=20).decode(errors="replace")
         raise BackupError(f"{self.mlflow.name} is not healthy after the restore; last log lines:\n{logs}")
-
-
-def _tar(members: dict[str, Path]) -> bytes:
-    """A tar of files and directory trees under the given names, owned by the platform's user (10001)."""
-    buffer = io.BytesIO()
-
-    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 10001
-        info.uname = info.gname = ""
-        return info
-
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, path in members.items():
-            tar.add(path, arcname=name, filter=owned)
-    return buffer.getvalue()
-
-
-_SQLITE_BACKUP = """
-import pathlib, sqlite3
-target = pathlib.Path({target!r}); target.mkdir(parents=True)
-for source in sorted(pathlib.Path({source!r}).glob('*.db')):
-    live = sqlite3.connect(f'file:{{source}}?mode=ro', uri=True); copy = sqlite3.connect(target / source.name)
-    live.backup(copy); copy.close(); live.close()
-"""
-
-_SQLITE_COUNTS = """
-import json, pathlib, sqlite3
-path = pathlib.Path({path!r}); counts = [0, 0, 0]
-if path.exists():
-    db = sqlite3.connect(f'file:{{path}}?mode=ro', uri=True)
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
-        counts = list(db.execute({sql!r}).fetchone())
-    db.close()
-print(json.dumps(counts))
-"""
-

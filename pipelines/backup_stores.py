@@ -100,6 +100,20 @@ class LocalStore:
     def check_loadable(self) -> None:
         if mlflow_process(self.config).pid() is not None:
             raise BackupError(f"the local MLflow server is running on {self.root}; stop it first (make down)")
+        self._recover_an_unfinished_swap()
+
+    def _recover_an_unfinished_swap(self) -> None:
+        """`artifacts.replaced` is left by a swap that died: the live artifacts from before it, maybe their only
+        copy. Without `artifacts` it died before the restored ones (and the database) moved in: it goes back."""
+        replaced = self.root / "artifacts.replaced"
+        if not replaced.exists():
+            return
+        if not self.artifacts.exists():
+            replaced.rename(self.artifacts)
+            return
+        raise BackupError(f"an earlier restore did not finish: {replaced} holds the artifacts from before it, "
+                          f"maybe their only copy, so nothing was touched. If {self.artifacts} and the database "
+                          f"are right, delete it; if not, move it back over {self.artifacts}; then restore again")
 
     def load(self, backup: Path) -> None:
         """Write the restored database and artifacts beside the live ones, then swap them in by renames: a
@@ -117,8 +131,7 @@ class LocalStore:
         self._swap_in(database, artifacts)
 
     def _swap_in(self, database: Path, artifacts: Path) -> None:
-        replaced = self.root / "artifacts.replaced"
-        _remove(replaced)
+        replaced = self.root / "artifacts.replaced"  # none: check_loadable recovered or refused one
         if self.database.exists():
             fold_wal(self.database)
         for log in (self.root / "mlflow.db-wal", self.root / "mlflow.db-shm"):

@@ -8,14 +8,17 @@ left alone (idempotent), and one whose schema revision this MLflow does not know
 is refused with one line before anything touches it. The backup before a migration is a copy of the
 SQLite file or a `pg_dump`, 0600, named by both revisions (`mlflow-<from>-to-<to>-<UTC time>.sqlite`), in
 `--backup-dir` (default: `schema-backups/` beside a SQLite file); if it cannot be written, nothing is
-migrated. `--check` migrates nothing: it only says whether the store is at this MLflow's head (the
-Kubernetes pods, whose migration runs once in a Job before them). Exit codes: 0 ready, 1 refused or failed.
+migrated. Only the newest KEEP_BACKUPS of them are kept (a start that fails after its backup, restarted,
+writes one each time), and the first one of the pending upgrade, the store before any attempt at it.
+`--check` migrates nothing: it only says whether the store is at this MLflow's head (the Kubernetes pods,
+whose migration runs once in a Job before them). Exit codes: 0 ready, 1 refused or failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +36,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 ALEMBIC_TABLE = "alembic_version"
 BACKUP_DIR_NAME = "schema-backups"  # beside a SQLite file, when no --backup-dir is given
+KEEP_BACKUPS = 5
+# A schema backup's name, as back_up writes it: the two revisions, then the UTC time (which orders them).
+BACKUP_NAME = re.compile(r"mlflow-(?P<upgrade>[0-9a-z]+-to-[0-9a-z]+)-(?P<time>\d{8}T\d{6})Z\.(sqlite|pgdump)")
 
 
 class SchemaError(RuntimeError):
@@ -126,7 +132,21 @@ def back_up(uri: str, current: str, head: str, directory: Path | None) -> Path:
     except (OSError, sqlite3.Error, SchemaError) as exc:
         raise SchemaError(f"backing up the store before upgrading its schema from {current} to {head} failed "
                           f"({exc}); not upgrading, nothing was changed") from None
+    prune_backups(directory, f"{current}-to-{head}")
     return target
+
+
+def prune_backups(directory: Path, upgrade: str) -> list[Path]:
+    """Delete all but the newest KEEP_BACKUPS schema backups and the first of `upgrade` (`<from>-to-<to>`, the
+    one pending: its first backup is the store before any attempt). Only files named as back_up names them."""
+    named = sorted(((match, path) for path in directory.iterdir()
+                    if (match := BACKUP_NAME.fullmatch(path.name)) and path.is_file()),
+                   key=lambda item: item[0]["time"])
+    first_of_upgrade = next((path for match, path in named if match["upgrade"] == upgrade), None)
+    doomed = [path for _, path in named[:-KEEP_BACKUPS] if path != first_of_upgrade]
+    for path in doomed:
+        path.unlink()
+    return doomed
 
 
 def _url(uri: str) -> URL:
@@ -159,7 +179,18 @@ def _pg_dump(url: URL, target: Path) -> None:
         raise SchemaError("pg_dump is not installed here") from None
     if done.returncode != 0:
         target.unlink(missing_ok=True)  # what pg_dump left of it, incomplete
-        raise SchemaError(f"pg_dump failed: {done.stderr.strip()[-500:]}")
+        raise SchemaError(pg_dump_failure(done.stderr))
+
+
+def pg_dump_failure(stderr: str) -> str:
+    """What a failed pg_dump said; for the one failure a start cannot get past, the way out."""
+    mismatch = re.search(r"server version: (?P<server>[^;]+); pg_dump version: (?P<client>.+)", stderr)
+    if "server version mismatch" not in stderr or mismatch is None:
+        return f"pg_dump failed: {stderr.strip()[-500:]}"
+    return (f"pg_dump {mismatch['client'].strip()} refuses the PostgreSQL {mismatch['server'].strip()} server "
+            "(a pg_dump older than its server cannot dump it): build the tracking image on a base image whose "
+            "apt sources carry PostgreSQL's own packages (apt.postgresql.org, stack config `baseImage`), so its "
+            "postgresql-client is as new as the server")
 
 
 def main(argv: list[str]) -> int:

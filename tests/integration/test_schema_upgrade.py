@@ -78,6 +78,21 @@ def test_an_upgrade_of_a_sqlite_store_backs_it_up_first_naming_both_revisions(ol
     assert len(list(backup.parent.iterdir())) == 1
 
 
+def test_an_upgrade_keeps_only_the_newest_schema_backups_and_the_first_of_its_upgrade(old_sqlite, tmp_path):
+    """As after a start that failed after its backup and was restarted, each time writing one more."""
+    database, backups = tmp_path / "mlflow.db", tmp_path / schema.BACKUP_DIR_NAME
+    shutil.copy(old_sqlite, database)
+    backups.mkdir()
+    earlier = [backups / f"mlflow-{previous_revision()}-to-{schema.head_revision()}-202611{day:02d}T000000Z.sqlite"
+               for day in range(1, 9)]
+    for path in earlier:
+        shutil.copy(old_sqlite, path)
+    schema.prepare(f"sqlite:///{database}")
+    kept = sorted(backups.iterdir())
+    assert len(kept) == schema.KEEP_BACKUPS + 1 and kept[0] == earlier[0]  # the store before any attempt
+    assert kept[1:-1] == earlier[-(schema.KEEP_BACKUPS - 1):]  # and the newest, this start's the last
+
+
 def test_a_new_store_gets_its_schema_without_a_backup(tmp_path):
     assert "schema created at" in schema.prepare(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert not (tmp_path / schema.BACKUP_DIR_NAME).exists()

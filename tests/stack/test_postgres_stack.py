@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.backup import BackupError, RestoreRefused, create_backup, restore_backup
 from pipelines.backup_stack import StackStore
-from tests.archives import rewrite, root_of
+from tests.archives import members, rewrite, root_of
 from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 
@@ -103,6 +103,21 @@ def test_the_password_is_only_a_file(pg_platform):
     assert mode.output.decode().split() == ["600", "10001"]
 
 
+def psql(stack: DockerStack, sql: str, database: str = "mlflow") -> str:
+    done = stack.container("postgres").exec_run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", "mlflow",
+                                                 "-d", database, "-c", sql])
+    assert done.exit_code == 0, done.output.decode()
+    return done.output.decode().strip()
+
+
+def kept_aside(stack: DockerStack, store: StackStore) -> list[str]:
+    """What a restore keeps aside until it finishes or is put back: databases, and files on both volumes."""
+    databases = psql(stack, "SELECT datname FROM pg_database", "postgres").split()
+    files = stack.container("mlflow").exec_run(["ls", "-A", store.artifacts_dir, store.backend_dir]).output.decode()
+    return [name for name in databases + files.split() if name.endswith(("_replaced", "_restoring"))
+            or name.endswith((".replaced", ".replacing", ".added", ".restoring"))]
+
+
 def test_a_backup_restores_the_registry_runs_and_artifacts(pg_platform, client, store, tmp_path):
     before = registry_state(client)
     kept_run = client.search_runs([client.get_experiment_by_name("pg-0").experiment_id])[0].info.run_id
@@ -127,6 +142,7 @@ def test_a_backup_restores_the_registry_runs_and_artifacts(pg_platform, client, 
     assert client.get_experiment_by_name("pg-later") is None
     assert client.get_run(kept_run).data.metrics == {"accuracy": 0.8}
     assert Path(client.download_artifacts(kept_run, "notes/report.txt")).read_text() == "accuracy 0.8"
+    assert kept_aside(pg_platform, store) == []  # MLflow serves the restored state: the old one is dropped
 
 
 def test_a_restore_that_fails_midway_leaves_the_live_database_serving(pg_platform, client, store, tmp_path):
@@ -142,3 +158,35 @@ def test_a_restore_that_fails_midway_leaves_the_live_database_serving(pg_platfor
     databases = pg_platform.container("postgres").exec_run(
         ["psql", "-At", "-U", "mlflow", "-d", "postgres", "-c", "SELECT datname FROM pg_database"])
     assert "mlflow_restoring" not in databases.output.decode().split()  # the half-restored one is gone
+
+
+def test_a_restore_mlflow_cannot_start_on_is_put_back_and_the_live_state_serves(pg_platform, client, store, tmp_path):
+    """A dump pg_restore reads whose schema revision MLflow refuses at start (its manifest says otherwise): the
+    swap is done, MLflow fails on it, so the database and files kept aside go back and MLflow serves them."""
+    revision = psql(pg_platform, "SELECT version_num FROM alembic_version")
+    psql(pg_platform, "UPDATE alembic_version SET version_num = 'fffffffffff0'")
+    try:
+        backup = create_backup(store, tmp_path)
+    finally:
+        psql(pg_platform, f"UPDATE alembic_version SET version_num = '{revision}'")
+    manifest_name = f"{root_of(backup.archive)}/manifest.json"
+    manifest = json.loads(members(backup.archive)[manifest_name])
+    rewrite(backup.archive, {manifest_name: json.dumps({**manifest, "schema_revision": revision}).encode()})
+    log_run(client, "pg-after-backup", 0.7)
+    before = registry_state(client)
+    with pytest.raises(BackupError, match=r"(?s)does not know.*back in place and MLflow serves it"):
+        restore_backup(store, backup.archive, force=True, safety_directory=tmp_path / "safety")
+    assert registry_state(client) == before
+    assert client.get_experiment_by_name("pg-after-backup") is not None
+    assert kept_aside(pg_platform, store) == []
+
+
+def test_a_database_an_unfinished_restore_kept_aside_refuses_the_next_restore(pg_platform, client, store, tmp_path):
+    backup = create_backup(store, tmp_path)
+    psql(pg_platform, "CREATE DATABASE mlflow_replaced", "postgres")  # as a restore that died before its end
+    try:
+        with pytest.raises(BackupError, match="did not finish: the database mlflow_replaced may hold the only"):
+            restore_backup(store, backup.archive, force=True, safety_directory=tmp_path / "safety")
+        assert not (tmp_path / "safety").exists()  # refused before anything, the safety backup included
+    finally:
+        psql(pg_platform, "DROP DATABASE mlflow_replaced", "postgres")

@@ -148,3 +148,25 @@ def test_a_restore_that_fails_midway_leaves_the_live_state_as_it_was(store, tmp_
     with pytest.raises(BackupError, match="the live state was not touched"):
         restore_backup(store, archive, force=True, safety_directory=tmp_path / "safety")
     assert {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()} == live
+
+
+def test_a_swap_that_died_before_the_restored_artifacts_moved_in_is_recovered_first(store, tmp_path):
+    """Between its two renames the live artifacts exist only as `artifacts.replaced`: they go back, so the
+    next (forced) restore backs them up before it replaces them."""
+    archive = create_backup(store, tmp_path / "backups").archive
+    store.artifacts.rename(store.root / "artifacts.replaced")
+    restored = restore_backup(store, archive, force=True, safety_directory=tmp_path / "safety")
+    assert any(name.endswith("/artifacts/1/r1/model.pkl") for name in members(restored.safety_backup))
+    assert (store.artifacts / "1" / "r1" / "model.pkl").read_bytes() == b"model bytes" * 100
+    assert not (store.root / "artifacts.replaced").exists()
+
+
+def test_a_swap_that_died_after_the_restored_artifacts_moved_in_is_refused_naming_what_it_kept(store, tmp_path):
+    archive = create_backup(store, tmp_path / "backups").archive
+    kept = store.root / "artifacts.replaced" / "9" / "model.pkl"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"the only copy")
+    with pytest.raises(BackupError, match=r"artifacts\.replaced holds the artifacts from before it.*nothing was"):
+        restore_backup(store, archive, force=True, safety_directory=tmp_path / "safety")
+    assert kept.read_bytes() == b"the only copy"
+    assert not (tmp_path / "safety").exists()  # refused before anything, the safety backup included
