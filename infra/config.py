@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
-from config_edge import TLS_KEYS, EdgeTls, read_edge_tls
+from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
 from config_reader import ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
@@ -103,7 +103,7 @@ class StackConfig:
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
-KNOWN_KEYS = KUBERNETES_KEYS | TLS_KEYS | frozenset({
+KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | frozenset({
     "target",
     "namePrefix", "exposePorts", "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",

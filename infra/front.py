@@ -76,4 +76,6 @@ class Front(pulumi.ComponentResource):
         )
         scheme = "https" if tls else "http"
         self.url = pulumi.Output.from_input(f"{scheme}://127.0.0.1:{config.serving_port}")
+        # With TLS, the name the certificate carries, which 127.0.0.1 is not: a release's checks verify against it.
+        self.tls_server_name = tls.server_name() if tls else None
         self.register_outputs({"url": self.url})

@@ -227,6 +227,10 @@ CANARY_WEIGHT_ENV = "SERVING_CANARY_WEIGHT_PERCENT"
 CANARY_ROUTE_HEADER, CANARY_ROUTE_VALUE = "x-mlops-route", "canary"
 # Its value that sends a request to a release's candidate alone (no user request reaches the candidate).
 CANDIDATE_ROUTE_VALUE = "candidate"
+# The docker stack's output naming the host its front's TLS certificate carries (set only with TLS): a release's
+# checks reach the front at 127.0.0.1 but verify the certificate against this name (infra/__main__.py writes it,
+# pipelines/stack.py reads it).
+TLS_SERVER_NAME_OUTPUT = "serving_tls_server_name"
 
 
 def canary_weight_percent(share_percent: int) -> int:

@@ -34,7 +34,7 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": 
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
 SMOKE = {"smokeToken": SERVICE_SECRETS["smokeToken"]}  # a candidate or canary needs one (the front's route)
-LOOPBACK_TLS = self_signed("127.0.0.1")  # a throwaway certificate, made at run time
+EDGE_TLS = self_signed("serving.test")  # a throwaway certificate for a DNS name, made at run time
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
                "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey", "mlflowSecretKey"}
 
@@ -388,12 +388,12 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),
-        ({}, {"tlsCertificate": LOOPBACK_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
-        ({"tlsCertificate": LOOPBACK_TLS.certificate}, {"tlsPrivateKey": LOOPBACK_TLS.private_key},
+        ({}, {"tlsCertificate": EDGE_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
+        ({"tlsCertificate": EDGE_TLS.certificate}, {"tlsPrivateKey": EDGE_TLS.private_key},
          "mlops-platform:tlsCertificate: must be a secret"),
-        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": LOOPBACK_TLS.private_key},
+        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": EDGE_TLS.private_key},
          "mlops-platform:tlsCertificate: must hold a PEM certificate"),
-        ({}, {**LOOPBACK_TLS.as_secrets(), "tlsPrivateKey": LOOPBACK_TLS.certificate},
+        ({}, {**EDGE_TLS.as_secrets(), "tlsPrivateKey": EDGE_TLS.certificate},
          "mlops-platform:tlsPrivateKey: must hold a PEM private key"),
     ],
 )
