@@ -13,7 +13,7 @@ from monitoring import Monitoring, MonitoringArgs
 from serving import Serving, ServingArgs
 from tracking import Tracking, TrackingArgs
 
-from services.contract import MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT, STACK_LABEL
+from services.contract import MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT, STACK_LABEL, TLS_SERVER_NAME_OUTPUT
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
@@ -39,7 +39,9 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
             tracking_credentials=tracking.monitoring_credentials,
         ),
     )
+    tls_name = {TLS_SERVER_NAME_OUTPUT: front.tls_server_name} if front.tls_server_name is not None else {}
     return {
+        **tls_name,
         "mlflow_url": tracking.url,
         "serving_url": front.url,
         "monitoring_ui_url": monitoring.ui_url,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
-from config_edge import TLS_KEYS, EdgeTls, read_edge_tls
+from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
 from config_reader import ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
@@ -82,7 +82,8 @@ class StackConfig:
     admin_username: str
     admin_password: pulumi.Output[str] | None
     # With authEnabled: the serving API's bearer token, the monitoring job's own MLflow password and the
-    # Evidently UI's secret. The smoke token (optional) lets a release's checks stay out of monitoring.
+    # Evidently UI's secret. The smoke token keeps a release's checks out of monitoring and is what lets them
+    # through the front to a candidate or canary (required with either).
     serving_token: pulumi.Output[str] | None
     monitoring_password: pulumi.Output[str] | None
     monitoring_ui_secret: pulumi.Output[str] | None
@@ -112,7 +113,7 @@ class StackConfig:
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
-KNOWN_KEYS = KUBERNETES_KEYS | TLS_KEYS | frozenset({
+KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | frozenset({
     "target",
     "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
@@ -152,6 +153,14 @@ def _memory_limits(read: ConfigReader) -> MemoryLimits:
         monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
         front=read.memory_mb("frontMemoryMb", 256),
     )
+
+
+def _smoke_token(read: ConfigReader, beside_the_champion: bool) -> pulumi.Output[str] | None:
+    """A release's checks carry it; the front routes them to a candidate or a canary only with it."""
+    if beside_the_champion:
+        return read.secret("smokeToken", "when candidateImage or canaryImage is set (the front routes a release's "
+                                         "checks to them only when they carry it)", MIN_TOKEN_CHARS)
+    return read.optional_secret("smokeToken", MIN_TOKEN_CHARS)
 
 
 def load_stack_config() -> StackConfig:
@@ -204,7 +213,7 @@ def load_stack_config() -> StackConfig:
         monitoring_password=(
             read.secret("monitoringPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None),
         monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
-        smoke_token=read.optional_secret("smokeToken", MIN_TOKEN_CHARS),
+        smoke_token=_smoke_token(read, bool(candidate_image or canary_image)),
         drift_alert_kind=alert_kind,
         drift_alert_url=read.optional_secret("driftAlertWebhookUrl"),
         drift_alert_token=(

@@ -4,10 +4,13 @@ Releases go through it without dropping a request (docs/zero-downtime.md): it fi
 containers by their network alias, sends requests only to those whose `/readyz` answers, and sends a
 request again when its server refused or closed the connection unanswered. With `tlsCertificate` set it
 terminates TLS on that port (services/front/haproxy.cfg), from the certificate and key uploaded as one file.
+Its routing header reaches a release's candidate or canary only on a request that carries the stack's smoke
+token, which it knows by its SHA-256 only.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -28,6 +31,15 @@ FRONT_PORT = 3000
 HEALTH_PATH = "/-/front"  # HAProxy's monitor-uri (services/front/haproxy.cfg)
 # haproxy.cfg binds with `ssl crt` on this file when the variable is set; only HAProxy's user reads it.
 TLS_CERT_FILE_ENV, TLS_CERT_FILE = "FRONT_TLS_CERT_FILE", f"{SECRETS_DIR}/front-tls.pem"
+# haproxy.cfg honours the routing header only with a smoke token whose SHA-256 (upper-case hex, as its `hex`
+# converter writes) is the line of this file; without the variable it honours it never.
+SMOKE_TOKEN_FILE_ENV, SMOKE_TOKEN_FILE = "FRONT_SMOKE_TOKEN_FILE", f"{SECRETS_DIR}/front-smoke-token.sha256"
+
+
+def smoke_token_digest(token: str) -> str:
+    """The file's content: one HAProxy pattern, the token's digest (a token may hold what a pattern file would
+    read as a comment or blank; its hex digest never does)."""
+    return hashlib.sha256(token.encode()).hexdigest().upper() + "\n"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,9 @@ class Front(pulumi.ComponentResource):
         config = args.config
         image = service_image(f"{name}-image", "front", config, child_of(self))
         tls = config.tls
+        secrets = [(TLS_CERT_FILE_ENV, TLS_CERT_FILE, tls.pem_bundle())] if tls else []
+        if config.smoke_token is not None:
+            secrets.append((SMOKE_TOKEN_FILE_ENV, SMOKE_TOKEN_FILE, config.smoke_token.apply(smoke_token_digest)))
         self.container = service_container(
             f"{name}-proxy", config,
             service="front",
@@ -53,12 +68,14 @@ class Front(pulumi.ComponentResource):
             health=healthcheck(http_probe(FRONT_PORT, HEALTH_PATH, tls=tls is not None), start_period="10s",
                                interval="5s"),
             ports=[published(FRONT_PORT, config.serving_port, config)],
-            envs=[f"{TLS_CERT_FILE_ENV}={TLS_CERT_FILE}"] if tls else [],
-            uploads=[secret_file(TLS_CERT_FILE, tls.pem_bundle())] if tls else [],
+            envs=[f"{env}={path}" for env, path, _ in secrets],
+            uploads=[secret_file(path, content) for _, path, content in secrets],
             # Every path it relays needs the serving token when access control is on; its own is a liveness 200.
             access_controlled=config.serving_token is not None,
             opts=child_of(self),
         )
         scheme = "https" if tls else "http"
         self.url = pulumi.Output.from_input(f"{scheme}://127.0.0.1:{config.serving_port}")
+        # With TLS, the name the certificate carries, which 127.0.0.1 is not: a release's checks verify against it.
+        self.tls_server_name = tls.server_name() if tls else None
         self.register_outputs({"url": self.url})

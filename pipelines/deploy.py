@@ -30,7 +30,7 @@ from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
 from pipelines.data import to_records
 from pipelines.errors import CannotRun, Refused
-from pipelines.platform import PROBE_TIMEOUT_S, PlatformError
+from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, request
 from pipelines.registry import (
     CHALLENGER,
     PASSED,
@@ -175,15 +175,17 @@ def release_lock(config: PipelineConfig) -> Iterator[None]:
 
 
 def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look: str,
-                  headers: Mapping[str, str] | None = None) -> None:
+                  headers: Mapping[str, str] | None = None, server_name: str | None = None) -> None:
     """The smoke request every target must pass: 200, one prediction per row, from the bento's model version.
 
     `headers` carry what the server needs to know it is a release check (the smoke token, which keeps the
-    rows out of monitoring) and, with access control on, the serving credential.
+    rows out of monitoring) and, with access control on, the serving credential; `server_name` is the name
+    the URL's server answers TLS as (`pipelines.platform.request`).
     """
     try:
-        response = httpx.post(f"{url}/predict", json={"rows": smoke}, timeout=max(PROBE_TIMEOUT_S, 30.0),
-                              headers={REQUEST_ID_HEADER: f"release-check-{uuid.uuid4()}", **(headers or {})})
+        response = request("POST", f"{url}/predict", max(PROBE_TIMEOUT_S, 30.0),
+                           {REQUEST_ID_HEADER: f"release-check-{uuid.uuid4()}", **(headers or {})}, server_name,
+                           json={"rows": smoke})
     except httpx.HTTPError as exc:
         raise DeployError(f"smoke request to {url}/predict failed: {exc}") from None
     body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}

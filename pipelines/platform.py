@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 import psutil
@@ -25,11 +26,23 @@ class PlatformError(CannotRun):
     """A background process could not be started, or never became healthy."""
 
 
-def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S, headers: Mapping[str, str] | None = None) -> bool:
+def url_ok(url: str, timeout_s: float = PROBE_TIMEOUT_S, headers: Mapping[str, str] | None = None,
+           server_name: str | None = None) -> bool:
     try:
-        return httpx.get(url, timeout=timeout_s, headers=headers).status_code == 200
+        return request("GET", url, timeout_s, headers, server_name).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def request(method: str, url: str, timeout_s: float, headers: Mapping[str, str] | None = None,
+            server_name: str | None = None, **content: Any) -> httpx.Response:
+    """One HTTP request. With `server_name` it goes to the URL's address but as that host (SNI and `Host`), and
+    TLS verifies the certificate against that name: a stack's front at 127.0.0.1 holds a certificate for the
+    name its clients use, not for the address."""
+    as_host = {"host": server_name} if server_name else {}
+    tls_name = {"sni_hostname": server_name} if server_name else {}
+    with httpx.Client(timeout=timeout_s) as client:
+        return client.request(method, url, headers={**(headers or {}), **as_host}, extensions=tls_name, **content)
 
 
 def wait_until(ready: Callable[[], bool], process: Process | None, timeout_s: float, what: str) -> None:

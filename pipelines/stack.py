@@ -55,6 +55,7 @@ from services.contract import (
     SERVING_IMAGE_KEY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
+    TLS_SERVER_NAME_OUTPUT,
     image_ref,
 )
 
@@ -186,9 +187,10 @@ class StackTarget:
         front's routing header. A failure removes it and leaves the champion serving; a pass leaves it to
         the promotion, which removes it."""
         try:
-            url = self.stack.apply({**serving, CANDIDATE_IMAGE_KEY: image,
-                                    CANDIDATE_VERSION_KEY: bento.model_version})["serving_url"]
-            self._check(url, bento, smoke, f"candidate {image}", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})
+            outputs = self.stack.apply({**serving, CANDIDATE_IMAGE_KEY: image,
+                                        CANDIDATE_VERSION_KEY: bento.model_version})
+            self._check(outputs["serving_url"], bento, smoke, f"candidate {image}",
+                        {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
         except (DeployError, PlatformError, StackError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE}, failure)
 
@@ -204,7 +206,7 @@ class StackTarget:
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
                      else contextlib.nullcontext(outputs["serving_url"]))
             with reach as url:
-                self._check(url, bento, smoke, image)
+                self._check(url, bento, smoke, image, server_name=outputs.get(TLS_SERVER_NAME_OUTPUT))
             url = outputs["serving_url"]
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             self._restore({**serving, **WITHOUT_CANDIDATE, **(also or {})}, failure)
@@ -217,12 +219,13 @@ class StackTarget:
         return deployment
 
     def _check(self, url: str, bento: BuiltBento, smoke: list[dict], what: str,
-               route: Mapping[str, str] | None = None) -> None:
-        """Ready, then the smoke request, at `url` (through `route`, the front's header, when given)."""
+               route: Mapping[str, str] | None = None, server_name: str | None = None) -> None:
+        """Ready, then the smoke request, at `url` (through `route`, the front's header, when given; as
+        `server_name`, the name its TLS certificate carries, when the front terminates TLS)."""
         headers = {**self._check_headers(), **(route or {})}
-        wait_until(lambda: url_ok(f"{url}/readyz", headers=route), None, self.config.platform.startup_timeout_s,
-                   f"{what} behind {url}")
-        check_serving(url, bento, smoke, f"the serving logs of {what}", headers)
+        wait_until(lambda: url_ok(f"{url}/readyz", headers=headers, server_name=server_name), None,
+                   self.config.platform.startup_timeout_s, f"{what} behind {url}")
+        check_serving(url, bento, smoke, f"the serving logs of {what}", headers, server_name)
 
     def roll_out_canary(self, bento: BuiltBento, smoke: list[dict], percent: int) -> tuple[Deployment | None, Verdict]:
         """Serve the bento as a canary beside the champion, judge it on live traffic, then promote it (the
@@ -237,9 +240,10 @@ class StackTarget:
             raise DeployError(str(exc)) from None
         since = datetime.now(UTC)
         try:
-            url = self.stack.apply({**serving, CANARY_IMAGE_KEY: image, CANARY_VERSION_KEY: bento.model_version,
-                                    CANARY_PERCENT_KEY: str(percent)})["serving_url"]
-            self._check(url, bento, smoke, f"canary {image}", {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE})
+            outputs = self.stack.apply({**serving, CANARY_IMAGE_KEY: image, CANARY_VERSION_KEY: bento.model_version,
+                                        CANARY_PERCENT_KEY: str(percent)})
+            self._check(outputs["serving_url"], bento, smoke, f"canary {image}",
+                        {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
             window = DockerWindow(_prefix(stack_config), {CHAMPION: serving[MODEL_VERSION_KEY],
                                                          CANDIDATE: bento.model_version}, since)
             verdict = watch(window, self.config.canary)

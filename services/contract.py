@@ -242,10 +242,15 @@ DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"
 # A canary serving container's weight in the front, in percent of a release container's weight
 # (services/serving/weight_agent.py answers it to HAProxy's agent check).
 CANARY_WEIGHT_ENV = "SERVING_CANARY_WEIGHT_PERCENT"
-# The request header that sends a request to the canary alone (a release's checks of the candidate).
+# The request header that sends a request to the canary alone (a release's checks of the candidate). The front
+# honours it only on a request that also carries the smoke token (SMOKE_TOKEN_HEADER): a release's own checks.
 CANARY_ROUTE_HEADER, CANARY_ROUTE_VALUE = "x-mlops-route", "canary"
 # Its value that sends a request to a release's candidate alone (no user request reaches the candidate).
 CANDIDATE_ROUTE_VALUE = "candidate"
+# The docker stack's output naming the host its front's TLS certificate carries (set only with TLS): a release's
+# checks reach the front at 127.0.0.1 but verify the certificate against this name (infra/__main__.py writes it,
+# pipelines/stack.py reads it).
+TLS_SERVER_NAME_OUTPUT = "serving_tls_server_name"
 
 
 def canary_weight_percent(share_percent: int) -> int:

@@ -106,10 +106,11 @@ class SteadyLoad:
 
 
 @contextlib.contextmanager
-def under_load(url: str, scenario: str, old: str, new: str, rows: Sequence[dict] = (ROW,)) -> Iterator[SteadyLoad]:
-    """Steady clients on `url` for the whole block (started before it, running on after it); then the
-    figures go to the summary and not one request may have failed."""
-    with SteadyLoad(url, rows=rows) as load:
+def under_load(url: str, scenario: str, old: str, new: str, rows: Sequence[dict] = (ROW,),
+               headers: Mapping[str, str] | None = None) -> Iterator[SteadyLoad]:
+    """Steady clients on `url` for the whole block (started before it, running on after it), each request with
+    `headers`; then the figures go to the summary and not one request may have failed."""
+    with SteadyLoad(url, headers=headers or {}, rows=rows) as load:
         load.wait_for_answers()
         yield load
         load.wait_for_answers(load.sent + 20)

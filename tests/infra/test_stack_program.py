@@ -33,7 +33,8 @@ SERVICE_SECRETS = {"servingToken": "srv-tok-51c0-9a2e7b", "monitoringPassword": 
                    "monitoringUiSecret": "ui-sec-77aa-4c1f03d", "smokeToken": "smk-tok-3b9f-6e8d21"}
 AUTH_SECRETS = {"adminPassword": ADMIN_PASSWORD, **SERVICE_SECRETS}
 HARDENED_SECRETS = {**AUTH_SECRETS, "postgresPassword": POSTGRES_PASSWORD}
-LOOPBACK_TLS = self_signed("127.0.0.1")  # a throwaway certificate, made at run time
+SMOKE = {"smokeToken": SERVICE_SECRETS["smokeToken"]}  # a candidate or canary needs one (the front's route)
+EDGE_TLS = self_signed("serving.test")  # a throwaway certificate for a DNS name, made at run time
 SECRET_KEYS = {"postgresPassword", *AUTH_SECRETS, "postgresUri", "s3AccessKeyId", "s3SecretAccessKey",
                "driftAlertWebhookUrl", "driftAlertToken", "tlsCertificate", "tlsPrivateKey", "mlflowSecretKey"}
 
@@ -228,7 +229,8 @@ def test_the_front_owns_the_serving_port_and_each_release_is_its_own_container(d
 
 def test_a_canary_serves_beside_the_champion_with_its_share_as_weight():
     stack = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
-                         "canaryImage": "mlops-serving:v8-a", "canaryVersion": "8", "canaryPercent": "10"})
+                         "canaryImage": "mlops-serving:v8-a", "canaryVersion": "8", "canaryPercent": "10"},
+                        SMOKE)
     champion, canary = stack.container("serving"), stack.container("serving-canary")
     assert canary.name == "serving-canary" and canary.plain["name"].startswith("mlops-serving-canary-v8-")
     assert champion.plain["image"] == "mlops-serving:v7-a" and canary.plain["image"] == "mlops-serving:v8-a"
@@ -243,9 +245,9 @@ def test_a_canary_serves_beside_the_champion_with_its_share_as_weight():
 def test_a_candidate_runs_beside_the_champion_where_only_routed_checks_reach_it():
     """A release's candidate (issue 18, item 9): the champion's container is untouched, the candidate has its
     own alias, which no user-facing backend of the front lists, only the one its routing header picks."""
-    champion_only = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7"})
+    champion_only = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7"}, SMOKE)
     stack = run_program({"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
-                         "candidateImage": "mlops-serving:v8-a", "candidateVersion": "8"})
+                         "candidateImage": "mlops-serving:v8-a", "candidateVersion": "8"}, SMOKE)
     champion, candidate = stack.container("serving"), stack.container("serving-candidate")
     assert champion.plain == champion_only.container("serving").plain  # no diff: `pulumi up` leaves it serving
     assert candidate.name == "serving-candidate" and candidate.plain["name"].startswith("mlops-serving-candidate-v8-")
@@ -253,7 +255,7 @@ def test_a_candidate_runs_beside_the_champion_where_only_routed_checks_reach_it(
     assert candidate.plain["wait"] is True and candidate.plain["uploads"] == champion.plain["uploads"]
     assert stack.exports["candidate_version"] == "8" and stack.exports["model_version"] == "7"
     # The first release's candidate stands beside the runtime image ("no model deployed").
-    first = run_program({"candidateImage": "mlops-serving:v1-a", "candidateVersion": "1"})
+    first = run_program({"candidateImage": "mlops-serving:v1-a", "candidateVersion": "1"}, SMOKE)
     assert first.container("serving").plain["image"].startswith("mlops-serving-runtime")
     haproxy = (REPO_ROOT / "services" / "front" / "haproxy.cfg").read_text()
     backends = {block.split()[0]: block for block in haproxy.split("\nbackend ")[1:]}
@@ -378,18 +380,20 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
         ({"mlflowPrt": "5001"}, {}, "unknown stack config key(s) mlops-platform:mlflowPrt"),
         ({"servingMemoryMb": "8"}, {}, "mlops-platform:servingMemoryMb: must be between 64"),
         ({"canaryImage": "mlops-serving:v8"}, {}, "mlops-platform:canaryImage: a canary needs a champion"),
-        ({"servingImage": "s:v1", "canaryImage": "s:v2", "canaryPercent": "80"}, {},
+        ({"servingImage": "s:v1", "canaryImage": "s:v2", "canaryPercent": "80"}, SMOKE,
          "mlops-platform:canaryPercent: must be between 1 and 50"),
-        ({"candidateImage": "mlops-serving:v8", "candidateVersion": "v 8"}, {}, "mlops-platform:candidateVersion"),
+        ({"candidateImage": "mlops-serving:v8", "candidateVersion": "v 8"}, SMOKE, "mlops-platform:candidateVersion"),
+        ({"candidateImage": "mlops-serving:v8"}, {}, "mlops-platform:smokeToken: is required when candidateImage"),
+        ({"servingImage": "s:v1", "canaryImage": "s:v2"}, {}, "mlops-platform:smokeToken: is required when "),
         ({"driftAlertKind": "pager"}, {}, "mlops-platform:driftAlertKind: must be one of slack, github"),
         ({"driftAlertKind": "github"}, {"driftAlertWebhookUrl": "https://api.github.com/repos/o/r/dispatches"},
          "mlops-platform:driftAlertToken: is required when driftAlertKind is github"),
-        ({}, {"tlsCertificate": LOOPBACK_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
-        ({"tlsCertificate": LOOPBACK_TLS.certificate}, {"tlsPrivateKey": LOOPBACK_TLS.private_key},
+        ({}, {"tlsCertificate": EDGE_TLS.certificate}, "mlops-platform:tlsPrivateKey: is required"),
+        ({"tlsCertificate": EDGE_TLS.certificate}, {"tlsPrivateKey": EDGE_TLS.private_key},
          "mlops-platform:tlsCertificate: must be a secret"),
-        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": LOOPBACK_TLS.private_key},
+        ({}, {"tlsCertificate": "not a certificate", "tlsPrivateKey": EDGE_TLS.private_key},
          "mlops-platform:tlsCertificate: must hold a PEM certificate"),
-        ({}, {**LOOPBACK_TLS.as_secrets(), "tlsPrivateKey": LOOPBACK_TLS.certificate},
+        ({}, {**EDGE_TLS.as_secrets(), "tlsPrivateKey": EDGE_TLS.certificate},
          "mlops-platform:tlsPrivateKey: must hold a PEM private key"),
     ],
 )

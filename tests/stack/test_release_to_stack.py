@@ -43,6 +43,7 @@ from pipelines.status import stack_serving
 from pipelines.train import train
 from pipelines.validate import validate
 from pipelines.views import canary_summary
+from services.contract import CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE
 from tests.infra.program import run_program
 from tests.load import ROW, under_load
 from tests.stack.conftest import running_stack
@@ -86,8 +87,9 @@ class HarnessStack:
 
 @pytest.fixture(scope="module")
 def platform(docker_client: docker.DockerClient, base_image: str) -> Iterator[DockerStack]:
+    # The smoke token: the front routes a release's checks to its candidate or canary only with it.
     with running_stack(docker_client, base_image, {"trackingBackend": "postgres"},
-                       {"postgresPassword": "release-test-pg-4b7e"}) as stack:
+                       {"postgresPassword": "release-test-pg-4b7e", "smokeToken": "release-test-smoke-8c3f"}) as stack:
         yield stack
 
 
@@ -195,15 +197,17 @@ def test_second_release_promotes_without_dropping_a_request(config, target, plat
 def test_a_candidate_failing_its_smoke_check_never_serves_a_user(config, fresh_checkout, platform,
                                                                   champion_and_previous):
     """Issue 18, items 9 and 10: from a fresh checkout, a candidate that is ready but wrong is checked beside
-    the champion and removed; the champion's container serves throughout and after, and no user saw the candidate."""
+    the champion and removed; the champion's container serves throughout and after, and no user saw the candidate,
+    not even one asking for it with the front's routing header (only the release's checks carry the smoke token)."""
     serving, previous = champion_and_previous
     challenger = train_and_gate(config)
     # An image that claims to hold the challenger but serves @previous: ready, yet the smoke check must stop it.
     old = build(config, resolve(connect(config), config.model_name, version=previous))
     mislabeled = dataclasses.replace(old, model=dataclasses.replace(old.model, version=challenger))
     champion_container = platform.container("serving").id
-    with under_load(url(platform), f"stack deploy failing its smoke check (v{serving} stays)", serving,
-                    serving) as load, pytest.raises(DeployError, match=f"expected model_version {challenger}"):
+    with under_load(url(platform), f"stack deploy failing its smoke check (v{serving} stays)", serving, serving,
+                    headers={CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE}) as load, \
+            pytest.raises(DeployError, match=f"expected model_version {challenger}"):
         deploy(config, mislabeled, fresh_checkout)
     assert set(load.versions) == {serving}  # not one user request reached the candidate (it serves v{previous})
     assert platform.container("serving").id == champion_container and candidates(platform) == []
