@@ -48,7 +48,8 @@ def _serving_target(config: PipelineConfig, kind: TargetKind, stack: str) -> Ser
 
 
 def _stack_target(config: PipelineConfig, stack: str) -> StackTarget:
-    from pipelines.stack import PulumiStack, StackTarget
+    from pipelines.pulumi_stack import PulumiStack
+    from pipelines.stack import StackTarget
 
     return StackTarget(config, PulumiStack(stack), name=f"stack:{stack}")
 

@@ -6,23 +6,21 @@ beside the champion and reached only through the front's routing header, and smo
 then does a second apply make it the champion (`servingImage` / `modelVersion`), which the release checks
 again where users reach it. A failure re-applies what served before, which the registry knows
 (`pipelines.release_pointer`), not the working copy's stack file. On kubernetes the rollout itself is
-gated by readiness and the check follows it (no front there routes to a candidate). Applying is the
-one seam: `PulumiStack` uses the Pulumi Automation API (users, with the Pulumi CLI installed); the tests
-pass a harness that applies the same program's declarations to a real Docker daemon.
+gated by readiness and the check follows it (no front there routes to a candidate). Applying the stack
+is the one seam (`pipelines.pulumi_stack`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from mlflow.exceptions import MlflowException
 
@@ -31,12 +29,11 @@ from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Ver
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.deploy import DeployError, ServesUnrecorded, check_serving, release_check_headers, release_lock
-from pipelines.errors import CannotRun
 from pipelines.platform import PlatformError, url_ok, wait_until
+from pipelines.pulumi_stack import StackApplier, StackError
 from pipelines.release_pointer import RegistryPointer, record_options
 from pipelines.serving_state import Deployment
 from services.contract import (
-    ALLOW_PUBLIC_PORTS,
     CANARY_IMAGE_KEY,
     CANARY_PERCENT_KEY,
     CANARY_ROUTE_HEADER,
@@ -47,11 +44,9 @@ from services.contract import (
     CANDIDATE_VERSION_KEY,
     DEFAULT_IMAGE_TAG,
     DEFAULT_NAME_PREFIX,
-    EXPOSE_PORTS_KEY,
     MODEL_VERSION_KEY,
     NO_IMAGE,
     NO_VERSION,
-    PUBLIC_PORTS_POLICY,
     SERVING_IMAGE_KEY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
@@ -60,89 +55,8 @@ from services.contract import (
 )
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
-POLICY_PACK = REPO_ROOT / "infra" / "policy"  # every update of a stack is checked by it, as `pulumi up` in docs
 WITHOUT_CANDIDATE = {CANDIDATE_IMAGE_KEY: NO_IMAGE, CANDIDATE_VERSION_KEY: NO_VERSION}
 WITHOUT_CANARY = {CANARY_IMAGE_KEY: NO_IMAGE, CANARY_VERSION_KEY: NO_VERSION}
-
-
-class StackError(CannotRun):
-    """The stack could not be read, built for or applied."""
-
-
-class StackApplier(Protocol):
-    """What a release needs of a stack: its config, its secrets, and applying config changes."""
-
-    def config(self) -> Mapping[str, str]: ...
-
-    def secret(self, key: str) -> str | None:
-        """A secret of the stack config (the serving and smoke tokens), None when unset."""
-        ...
-
-    def outputs(self) -> Mapping[str, str]:
-        """The stack's outputs after its last update (empty before the first), its own word on what it runs."""
-        ...
-
-    def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
-        """Set these stack config keys, bring the stack up to date, return the new outputs."""
-        ...
-
-
-class PulumiStack:
-    """A Pulumi stack of this repo's program, driven through the Automation API (needs the Pulumi CLI)."""
-
-    def __init__(self, name: str) -> None:
-        from pulumi import automation
-
-        self._auto = automation
-        try:
-            self._stack = automation.select_stack(stack_name=name, work_dir=str(REPO_ROOT))
-        except Exception as exc:  # the CLI missing, not logged in, no such stack: its message says which
-            raise StackError(f"cannot select Pulumi stack '{name}': {exc}") from None
-
-    def config(self) -> Mapping[str, str]:
-        return {key.split(":", 1)[-1]: value.value for key, value in self._stack.get_all_config().items()
-                if not value.secret}
-
-    def secret(self, key: str) -> str | None:
-        values = self._stack.get_all_config()  # the Automation API hands secrets to the program decrypted
-        found = next((value for name, value in values.items() if name.split(":", 1)[-1] == key), None)
-        return found.value if found is not None and found.secret else None
-
-    def outputs(self) -> Mapping[str, str]:
-        try:
-            return _plain(self._stack.outputs())
-        except Exception as exc:  # as in apply: the CLI's own message says what failed
-            raise StackError(f"cannot read the outputs of stack '{self._stack.name}': {exc}") from None
-
-    def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
-        try:
-            for key, value in changes.items():
-                self._stack.set_config(key, self._auto.ConfigValue(value=value))
-            with policy_pack_config(self.config()) as policy_config:
-                result = self._stack.up(on_output=print, show_secrets=False, policy_packs=[str(POLICY_PACK)],
-                                        policy_pack_configs=[str(policy_config)])
-        except Exception as exc:  # CommandError and friends: the engine's own message says what failed
-            raise StackError(f"pulumi up of stack '{self._stack.name}' failed: {exc}") from None
-        return _plain(result.outputs)
-
-
-def _plain(outputs: Mapping) -> dict[str, str]:
-    """Stack outputs as text, without the secret ones."""
-    return {key: str(value.value) for key, value in outputs.items() if not value.secret}
-
-
-@contextlib.contextmanager
-def policy_pack_config(stack_config: Mapping[str, str]) -> Iterator[Path]:
-    """The policy pack's config for an update of this stack, in a file only this user reads: a stack that
-    publishes its ports on purpose (`exposePorts: true`) allows public ports, or its mandatory pack stops it."""
-    allow = stack_config.get(EXPOSE_PORTS_KEY, "false").strip().lower() == "true"
-    handle, name = tempfile.mkstemp(prefix="policy-config-", suffix=".json")  # mode 0600
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump({PUBLIC_PORTS_POLICY: {ALLOW_PUBLIC_PORTS: allow}}, file)
-        yield Path(name)
-    finally:
-        os.unlink(name)
 
 
 class StackTarget:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from pulumi import automation
 
-from pipelines import stack
-from pipelines.stack import POLICY_PACK, PulumiStack
+from pipelines import pulumi_stack as stack
+from pipelines.pulumi_stack import POLICY_PACK, PulumiStack
 
 
 class RecordingStack:
