@@ -31,7 +31,7 @@ def test_the_front_knows_the_smoke_token_by_its_digest_from_a_file_only_haproxy_
 
 def test_the_front_config_drops_the_routing_header_of_any_request_without_the_token():
     gate = (".if defined(FRONT_SMOKE_TOKEN_FILE)\n"
-            f"    acl release_check req.hdr({SMOKE_TOKEN_HEADER}),sha2(256),hex -m str"
+            f"    acl release_check req.fhdr({SMOKE_TOKEN_HEADER}),sha2(256),hex -m str"
             ' -f "${FRONT_SMOKE_TOKEN_FILE}"\n'
             f"    http-request del-header {CANARY_ROUTE_HEADER} unless release_check\n"
             ".else\n"

@@ -66,6 +66,13 @@ def test_the_routing_header_picks_the_candidate_or_canary_only_with_the_smoke_to
         assert answered_by(port, {SMOKE_TOKEN_HEADER: SMOKE_TOKEN}) == "champion"  # the token alone picks nothing
 
 
+def test_a_smoke_token_holding_a_comma_still_routes_the_release_check(backends, tmp_path):
+    """The stack config takes any one-line token; HAProxy's req.hdr would split this one at its comma."""
+    token = "smoke,token-with-a-comma-77"
+    with running_front(tmp_path, backends, {"FRONT_SMOKE_TOKEN_FILE": str(digest_file(tmp_path, token))}) as port:
+        assert answered_by(port, {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE, SMOKE_TOKEN_HEADER: token}) == "candidate"
+
+
 def test_a_front_without_a_smoke_token_never_honours_the_routing_header(backends, tmp_path):
     with running_front(tmp_path, backends, {}) as port:
         for route in (CANDIDATE_ROUTE_VALUE, CANARY_ROUTE_VALUE):
