@@ -132,7 +132,11 @@ def back_up(uri: str, current: str, head: str, directory: Path | None) -> Path:
     except (OSError, sqlite3.Error, SchemaError) as exc:
         raise SchemaError(f"backing up the store before upgrading its schema from {current} to {head} failed "
                           f"({exc}); not upgrading, nothing was changed") from None
-    prune_backups(directory, f"{current}-to-{head}")
+    try:
+        prune_backups(directory, f"{current}-to-{head}")
+    except OSError as exc:  # housekeeping: the backup is made, so the upgrade may go on
+        print(f"backend store: could not prune old schema backups in {directory} ({exc})", file=sys.stderr,
+              flush=True)
     return target
 
 

@@ -53,3 +53,19 @@ def test_pruning_leaves_every_file_not_named_as_a_schema_backup(tmp_path):
     assert all(path.exists() for path in strangers)
     assert (tmp_path / "mlflow-aaaa00000001-to-bbbb00000002-20261101T110000Z.sqlite").is_dir()
     assert [path for path in attempts if path.exists()] == [attempts[0], *attempts[-schema.KEEP_BACKUPS:]]
+
+
+def test_a_backup_whose_pruning_fails_is_still_made_and_the_upgrade_goes_on(tmp_path, monkeypatch, capsys):
+    """Pruning is housekeeping: a directory it cannot tidy must not stop MLflow's start after a good backup."""
+    import sqlite3
+
+    store = tmp_path / "mlflow.db"
+    sqlite3.connect(store).close()
+
+    def refuses(*args):
+        raise PermissionError("[Errno 13] Permission denied: 'schema-backups/old'")
+
+    monkeypatch.setattr(schema, "prune_backups", refuses)
+    made = schema.back_up(f"sqlite:///{store}", "aaaa00000001", "bbbb00000002", tmp_path / "backups")
+    assert made.is_file()
+    assert "could not prune old schema backups" in capsys.readouterr().err
