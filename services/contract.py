@@ -203,7 +203,7 @@ class JsonLogFormatter(logging.Formatter):
 
 
 # The stack config key that publishes the ports on every interface, and the policy pack's rule and config key
-# that must allow it then (infra/policy/policies.py; `pipelines.stack.PulumiStack` passes its config).
+# that must allow it then (infra/policy/policies.py; `pipelines.pulumi_stack.PulumiStack` passes its config).
 EXPOSE_PORTS_KEY = "exposePorts"
 PUBLIC_PORTS_POLICY, ALLOW_PUBLIC_PORTS = "no-public-ports", "allowPublicPorts"
 
