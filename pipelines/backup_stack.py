@@ -161,25 +161,25 @@ class StackStore:
             self._run_files_helper("swap")
             self.mlflow.start()
             self._wait_healthy()
-        except BackupError as exc:
-            self._put_back(exc)
+        except Exception as exc:  # Docker's and HTTP's own errors too: whatever stopped it, put the live state back
+            self._put_back(exc if isinstance(exc, BackupError) else BackupError(f"restoring failed: {exc}"))
         self._finish()
 
     def _put_back(self, failure: BackupError) -> NoReturn:
         """Undo the swap wherever it stopped (MLflow stopped), start MLflow on the old state; raise saying so."""
-        self.mlflow.stop(timeout=30)
         try:
+            self.mlflow.stop(timeout=30)
             self._run_files_helper("revert")
             if self.postgres is not None:
                 self._unswap_postgres()
-        except BackupError as exc:
+        except Exception as exc:
             raise BackupError(f"{failure}\nputting the live state back failed too ({exc}); MLflow is stopped and "
                               f"the state from before the restore is kept aside in {self._kept_aside()}: move it "
                               "back by hand") from None
-        self.mlflow.start()
         try:
+            self.mlflow.start()
             self._wait_healthy()
-        except BackupError as exc:
+        except Exception as exc:
             raise BackupError(f"{failure}\nthe state from before the restore is back in place, but MLflow is not "
                               f"healthy on it either: {exc}") from None
         raise BackupError(f"{failure}\nthe state from before the restore is back in place and MLflow serves it; "
@@ -240,9 +240,10 @@ class StackStore:
                    f'ALTER DATABASE "{self._side_database()}" RENAME TO "{db}"', database="postgres")
 
     def _unswap_postgres(self) -> None:
-        """The live database back under its name, the restored one dropped; nothing to do if the swap never ran."""
+        """The live database back under its name, the restored one dropped."""
         _, db = self._postgres_login()
-        if not self._database_exists(self._replaced_database()):
+        if not self._database_exists(self._replaced_database()):  # the swap never ran: only the copy goes
+            self._psql(f'DROP DATABASE IF EXISTS "{self._side_database()}" WITH (FORCE)', database="postgres")
             return
         self._psql(f'ALTER DATABASE "{db}" RENAME TO "{self._side_database()}"; '
                    f'ALTER DATABASE "{self._replaced_database()}" RENAME TO "{db}"', database="postgres")
