@@ -5,11 +5,13 @@ for the Ingress (docs/kubernetes.md). Set each from its PEM file, e.g.
 `pulumi config set --secret tlsPrivateKey < key.pem`. The checks below never quote a value.
 
 On docker a release checks the front at 127.0.0.1, which a real certificate does not name: it verifies the
-certificate against `tlsServerName` instead (default: the certificate's first DNS name that is no wildcard).
+certificate against `tlsServerName` instead (default: the certificate's first DNS name that is no wildcard;
+none for a certificate naming only addresses, 127.0.0.1 among them).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from pulumi.runtime.config import is_config_secret
 TLS_KEYS = frozenset({"tlsCertificate", "tlsPrivateKey"})
 SERVER_NAME_KEY = "tlsServerName"
 EDGE_KEYS = TLS_KEYS | {SERVER_NAME_KEY}
+RELEASE_CHECK_ADDRESS = ipaddress.ip_address("127.0.0.1")  # where a release on the docker host reaches the front
 # A host name as tlsServerName takes it (lower case, no wildcard); empty is unset.
 _DNS_NAME = re.compile(r"$|(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\s[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
@@ -49,6 +52,8 @@ class EdgeTls:
         names = _dns_names(pem)
         if self.server_name_setting is None:
             plain = [name for name in names if not name.startswith("*.")]
+            if not plain and RELEASE_CHECK_ADDRESS in _ip_addresses(pem):
+                return ""  # a certificate for the address itself: clients verify it against the URL's 127.0.0.1
             if not plain:
                 raise StackConfigError(f"stack config {self.full_key}: is required: the certificate names no DNS "
                                        f"host (names: {', '.join(names) or 'none'}); set the name clients use")
@@ -61,12 +66,20 @@ class EdgeTls:
 
 def _dns_names(pem: str) -> list[str]:
     """The DNS names of the chain's first certificate (the server's own), in its order."""
+    return _alt_names(pem, x509.DNSName)
+
+
+def _ip_addresses(pem: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    return _alt_names(pem, x509.IPAddress)
+
+
+def _alt_names(pem: str, kind: type[x509.GeneralName]) -> list:
     try:
         extension = x509.load_pem_x509_certificate(pem.encode()).extensions.get_extension_for_class(
             x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
-    return extension.value.get_values_for_type(x509.DNSName)
+    return extension.value.get_values_for_type(kind)
 
 
 def _covers(pattern: str, name: str) -> bool:

@@ -41,6 +41,8 @@ def test_the_tls_server_name_is_one_the_certificate_carries():
     assert run_program({}, wildcard.as_secrets()).exports["serving_tls_server_name"] == "serving.example.com"
     named = run_program({"tlsServerName": "serving.ml.example.com"}, wildcard.as_secrets())
     assert named.exports["serving_tls_server_name"] == "serving.ml.example.com"  # under its wildcard
+    # A certificate for the address itself (IP SANs only) is verified against the URL's own 127.0.0.1.
+    assert run_program({}, self_signed("127.0.0.1").as_secrets()).exports["serving_tls_server_name"] == ""
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,7 @@ def test_the_tls_server_name_is_one_the_certificate_carries():
          "mlops-platform:tlsServerName: the certificate does not name other.example.com"),
         ({"tlsServerName": "a.b.ml.example.com"}, ("*.ml.example.com",),
          "mlops-platform:tlsServerName: the certificate does not name a.b.ml.example.com"),
-        ({}, ("127.0.0.1",), "mlops-platform:tlsServerName: is required: the certificate names no DNS host"),
+        ({}, ("10.0.0.7",), "mlops-platform:tlsServerName: is required: the certificate names no DNS host"),
         ({}, ("*.ml.example.com",), "mlops-platform:tlsServerName: is required"),
         ({"tlsServerName": "Serving Example"}, ("serving.test",), "mlops-platform:tlsServerName: 'Serving Example'"),
         ({"tlsServerName": "serving.test"}, None, "mlops-platform:tlsServerName: names the certificate's host: it "
