@@ -82,6 +82,16 @@ def champion(config, version_image: str | None, prefix: str = "mlops") -> str:
     return version
 
 
+def release_v2_whose_candidate_never_gets_healthy(config, clone: ClonedStack, tag: str, monkeypatch) -> None:
+    """A release of v2 from `clone` whose candidate's apply fails; it must restore what served."""
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: f"mlops-serving:{tag}")
+    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
+    clone.fail_next = True
+    bento = BuiltBento(f"{MODEL}:{tag}", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    with pytest.raises(DeployError, match="unhealthy"):
+        StackTarget(config, clone).roll_out(bento, smoke=[])
+
+
 def test_a_second_clone_serves_and_restores_what_the_first_released(config, tmp_path, monkeypatch):
     state: dict[str, str] = {}
     first, second = ClonedStack(tmp_path / "clone-a", state), ClonedStack(tmp_path / "clone-b", state)
@@ -93,12 +103,7 @@ def test_a_second_clone_serves_and_restores_what_the_first_released(config, tmp_
     StackTarget(config, second).up()
     assert (state["servingImage"], state["modelVersion"]) == ("mlops-serving:v1-aaa", v1)
     # Clone B's release fails (its candidate never gets healthy): what it restores is v1, not the no-model image.
-    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-bbb")
-    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
-    second.fail_next = True
-    bento = BuiltBento(f"{MODEL}:v2-bbb", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
-    with pytest.raises(DeployError, match="unhealthy"):
-        StackTarget(config, second).roll_out(bento, smoke=[])
+    release_v2_whose_candidate_never_gets_healthy(config, second, "v2-bbb", monkeypatch)
     assert second.applied[-1] == {"servingImage": "mlops-serving:v1-aaa", "modelVersion": v1,
                                   "candidateImage": "", "candidateVersion": "none"}
     assert (state["servingImage"], state["modelVersion"]) == ("mlops-serving:v1-aaa", v1)
@@ -141,12 +146,7 @@ def test_a_fresh_clones_release_keeps_an_untagged_champion_the_stack_serves(conf
     state = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}  # the stack's last update
     clone = ClonedStack(tmp_path / "clone", state)
     champion(config, version_image=None)
-    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v2-ggg")
-    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "2"))
-    clone.fail_next = True
-    bento = BuiltBento(f"{MODEL}:v2-ggg", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
-    with pytest.raises(DeployError, match="unhealthy"):
-        StackTarget(config, clone).roll_out(bento, smoke=[])
+    release_v2_whose_candidate_never_gets_healthy(config, clone, "v2-ggg", monkeypatch)
     kept = {"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}
     assert clone.applied == [{**kept, "candidateImage": "mlops-serving:v2-ggg", "candidateVersion": "2"},
                              {**kept, "candidateImage": "", "candidateVersion": "none"}]
