@@ -11,92 +11,34 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from pipelines.config_model import (
+    DEFAULT_GATES,
+    REPO_ROOT,
+    DataConfig,
+    FeaturesConfig,
+    GatesConfig,
+    ModelConfig,
+    Section,
+    from_repo_root,
+)
 from pipelines.errors import CannotRun
+from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
-from services.contract import MONITORING_EXPERIMENT, OnDrift
+from services.contract import CLASSIFICATION, MONITORING_EXPERIMENT, OnDrift, TaskName
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
 CONFIG_ENV = "PIPELINE_CONFIG"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
-
-Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss"]
 
 
 class ConfigError(CannotRun, ValueError):
     """The pipeline config is missing, unreadable or has a bad key or value."""
 
 
-class _Section(BaseModel):
-    # A typo in a key must fail loudly, not silently fall back to a default; and a default passes the same
-    # validators as a written value (pydantic skips them on defaults unless told).
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class DataConfig(_Section):
-    source: str = Field(
-        "demo", description="'demo' for the built-in generated dataset, or a path to a .csv / .parquet file"
-    )
-    target: str
-    numeric_features: list[str] = []
-    categorical_features: list[str] = []
-    max_file_bytes: int = Field(
-        2 * 1024**3, gt=0, description="a larger data file is refused before it is read (it loads whole into memory)"
-    )
-    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    seed: int = 42
-
-    @property
-    def features(self) -> list[str]:
-        return [*self.numeric_features, *self.categorical_features]
-
-    @model_validator(mode="after")
-    def _features_are_distinct(self) -> DataConfig:
-        if not self.features:
-            raise ValueError("list at least one feature in numeric_features or categorical_features")
-        seen: set[str] = set()
-        for name in [*self.features, self.target]:
-            if name in seen:
-                raise ValueError(f"column '{name}' is listed more than once (features and target are disjoint)")
-            seen.add(name)
-        return self
-
-    def source_path(self) -> Path | None:
-        """The dataset file, resolved against the repo root; None for the built-in demo data."""
-        if self.source == "demo":
-            return None
-        path = Path(self.source).expanduser()
-        return path if path.is_absolute() else REPO_ROOT / path
-
-
-class ModelConfig(_Section):
-    estimator: Literal["random_forest", "gradient_boosting", "logistic_regression"] = "random_forest"
-    params: dict[str, Any] = {}
-
-
-class GatesConfig(_Section):
-    min_metrics: dict[Metric, float] = Field(
-        default_factory=lambda: {"accuracy": 0.7}, description="absolute floor for each metric"
-    )
-    max_regression: dict[Metric, float] = Field(
-        default_factory=lambda: {"accuracy": 0.02},
-        description="largest allowed drop vs the @champion on the same frozen eval set",
-    )
-    min_slice_rows: int = Field(30, ge=1, description="slices smaller than this are reported, not gated")
-    onnx_max_probability_gap: float = Field(
-        1e-4, gt=0.0, le=1.0,
-        description="largest allowed gap between a class probability of the ONNX model and of the scikit-learn "
-                    "model it was converted from, on any eval row (labels must be identical)",
-    )
-    max_slice_drop: float = Field(
-        0.15, ge=0.0, le=1.0, description="largest allowed gap between a slice's accuracy and the overall one"
-    )
-
-
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     uri: str | None = Field(
         None, description="MLflow tracking URI (default: the local platform's); MLFLOW_TRACKING_URI overrides"
     )
@@ -112,7 +54,7 @@ class TrackingConfig(_Section):
         return redact(self.resolved_uri)
 
 
-class PlatformConfig(_Section):
+class PlatformConfig(Section):
     """The embedded default: processes on this machine, state in one git-ignored directory."""
 
     state_dir: Path = Field(Path(".platform"), description="relative paths (and the default) are from the repo root")
@@ -158,7 +100,7 @@ class PlatformConfig(_Section):
         return self.state_dir / "inference"
 
 
-class ServingConfig(_Section):
+class ServingConfig(Section):
     max_batch_rows: int = Field(1000, ge=1, description="requests with more rows get a 4xx")
     workers: Annotated[int, Field(ge=1)] | Literal["cpu_count"] = Field(
         "cpu_count", description="serving worker processes; cpu_count = what the machine (or its cgroup) offers",
@@ -174,7 +116,7 @@ class ServingConfig(_Section):
     )
 
 
-class AlertConfig(_Section):
+class AlertConfig(Section):
     """The drift alert's webhook (services/monitoring/alert.py). The URL and token are secrets: files, not values."""
 
     webhook_url_file: Path = Field(description="file holding the webhook URL (Slack, any JSON receiver, or GitHub)")
@@ -185,7 +127,7 @@ class AlertConfig(_Section):
     attempts: int = Field(4, ge=1, description="tries, with a doubling pause between them")
 
 
-class MonitoringConfig(_Section):
+class MonitoringConfig(Section):
     experiment: str = MONITORING_EXPERIMENT
     min_rows: int = Field(200, ge=1, description="fewer logged rows in the window -> NOT ENOUGH DATA")
     drift_share_threshold: float = Field(
@@ -212,7 +154,7 @@ class MonitoringConfig(_Section):
     alert: AlertConfig | None = Field(None, description="a webhook told once per drift episode (a retrain request)")
 
 
-class CanaryConfig(_Section):
+class CanaryConfig(Section):
     """A canary release on the stack (`make deploy TARGET=stack CANARY=<percent>`, pipelines/canary.py)."""
 
     min_requests: int = Field(200, ge=1, description="requests the candidate must answer before it is judged")
@@ -224,9 +166,14 @@ class CanaryConfig(_Section):
         0.3, gt=0, le=1, description="largest Kolmogorov-Smirnov statistic between their class probabilities")
 
 
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="registered model name; also the bento name")
+    task: TaskName = Field(CLASSIFICATION, description="classification (binary or multiclass) or regression")
+    code_paths: list[Path] = Field(
+        [], description="the team's own package folders (relative to the repo root), importable by the "
+                        "estimator and features import paths and logged with the model (pipelines/team_code.py)")
     data: DataConfig
+    features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     gates: GatesConfig = GatesConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -234,6 +181,26 @@ class PipelineConfig(_Section):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     canary: CanaryConfig = CanaryConfig()
+
+    @model_validator(mode="after")
+    def _gates_and_split_fit_the_task(self) -> PipelineConfig:
+        task = task_for(self.task)
+        floors, losses = DEFAULT_GATES[self.task]
+        gates = {"min_metrics": self.gates.min_metrics or floors, "max_regression": self.gates.max_regression or losses}
+        for key, metrics in gates.items():
+            if unknown := sorted(set(metrics) - set(task.metrics)):
+                raise ValueError(f"gates.{key}.{unknown[0]}: not a {self.task} metric; one of {sorted(task.metrics)}")
+        object.__setattr__(self, "gates", self.gates.model_copy(update=gates))
+        split = self.data.split or task.default_split
+        if split not in task.splits:
+            raise ValueError(f"data.split: {split} does not fit task {self.task}; one of {list(task.splits)}")
+        object.__setattr__(self, "data", self.data.model_copy(update={"split": split}))
+        return self
+
+    @property
+    def code_folders(self) -> list[Path]:
+        """`code_paths` resolved against the repo root."""
+        return [from_repo_root(path) for path in self.code_paths]
 
     @model_validator(mode="after")
     def _track_the_local_platform_by_default(self) -> PipelineConfig:

@@ -17,8 +17,6 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -34,6 +32,7 @@ from pipelines.registry import (
     git_sha,
     resolve,
 )
+from pipelines.task import Task, task_for
 from services.contract import CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT, TARGET_TAG
 from services.serving.model_trust import TRUSTED_TYPES, types_outside_pin
 from services.serving.onnx_model import MISSING_CATEGORY
@@ -76,36 +75,21 @@ def build_pipeline(data: DataConfig, model: ModelConfig) -> Pipeline:
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
-def split(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The seeded, stratified train / frozen-holdout split of a snapshot."""
-    train, holdout = train_test_split(
-        frame, test_size=data.holdout_fraction, random_state=data.seed, stratify=frame[data.target]
-    )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+def split(frame: pd.DataFrame, data: DataConfig, task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seeded train / frozen-holdout split of a snapshot, as `data.split` says (the task's default)."""
+    return task.split(frame, kind=data.split or task.default_split, holdout_fraction=data.holdout_fraction,
+                      seed=data.seed, target=data.target, time_column=data.time_column)
 
 
-def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig) -> dict[str, float]:
-    features, truth = frame[data.features], frame[data.target]
-    predicted = model.predict(features)
-    scores = {
-        "accuracy": accuracy_score(truth, predicted),
-        "f1_macro": f1_score(truth, predicted, average="macro"),
-    }
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(features)
-        classes = list(model.classes_)
-        if len(classes) == 2:
-            scores["roc_auc"] = roc_auc_score(truth, proba[:, 1])
-        elif set(truth.unique()) == set(classes):
-            scores["roc_auc"] = roc_auc_score(truth, proba, multi_class="ovr", labels=classes)
-        scores["log_loss"] = log_loss(truth, proba, labels=classes)
-    return {name: float(value) for name, value in scores.items()}
+def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig, task: Task) -> dict[str, float]:
+    return task.evaluate(model, frame[data.features], frame[data.target])
 
 
-def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
+def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig,
+        task: Task) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
     """Train on the snapshot's train split; metrics on its frozen holdout. Deterministic for a seed."""
     try:
-        train, holdout = split(frame, data)
+        train, holdout = split(frame, data, task)
     except ValueError as exc:  # a class too rare to appear on both sides of a stratified split
         raise TrainError(f"cannot split '{data.target}' into train and holdout: {exc}") from None
     pipeline = build_pipeline(data, model)
@@ -113,7 +97,7 @@ def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> tuple[Pipe
         pipeline.fit(train[data.features], train[data.target])
     except (TypeError, ValueError) as exc:
         raise TrainError(f"training failed with model.params {model.params}: {exc}") from None
-    return pipeline, holdout, evaluate(pipeline, holdout, data)
+    return pipeline, holdout, evaluate(pipeline, holdout, data, task)
 
 
 def check_trusted(model: Pipeline) -> None:
@@ -167,7 +151,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         mlflow.log_artifact(str(workdir / "pipeline.json"), artifact_path=str(Path(CONFIG_ARTIFACT).parent))
         log_dataset(data, config.data, workdir)
 
-        model, holdout, metrics = fit(data.frame, config.data, config.model)
+        model, holdout, metrics = fit(data.frame, config.data, config.model, task_for(config.task))
         check_trusted(model)  # before anything is logged of a model no loader would load
         holdout.to_parquet(workdir / "holdout.parquet", index=False)
         mlflow.log_artifact(str(workdir / "holdout.parquet"), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
@@ -212,7 +196,8 @@ def reproduce(config: PipelineConfig, version: str) -> Reproduction:
     """Retrain a registered version from its recorded snapshot and config; compare the metrics."""
     client = connect(config)
     model = resolve(client, config.model_name, version=version)
-    _, _, metrics = fit(load_snapshot(model.run_id), model.data, model.trained_with.model)
+    _, _, metrics = fit(load_snapshot(model.run_id), model.data, model.trained_with.model,
+                         task_for(model.trained_with.task))
     return Reproduction(
         model_version=version,
         recorded={k: v for k, v in client.get_run(model.run_id).data.metrics.items() if k in metrics},

@@ -31,11 +31,11 @@ from pipelines.registry import (
     connect,
     resolve_alias_if_set,
 )
+from pipelines.task import Task, task_for
 from pipelines.train import evaluate, split
 from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.onnx_model import OnnxModel
 
-LOWER_IS_BETTER = {"log_loss"}
 Classifier = Pipeline | OnnxModel  # what the gate scores: the version as it would serve
 REPORT_ARTIFACT = "validation/report.json"
 
@@ -68,29 +68,28 @@ class ValidationReport:
         return [check for check in self.checks if not check.passed]
 
 
-def floor_checks(candidate: dict[str, float], gates: GatesConfig) -> list[Check]:
+def floor_checks(candidate: dict[str, float], gates: GatesConfig, task: Task) -> list[Check]:
     """Absolute floors (ceilings, for losses) on the candidate's metrics over the whole eval set."""
     checks = []
     for metric, bound in gates.min_metrics.items():
-        value = candidate.get(metric)
-        lower = metric in LOWER_IS_BETTER
-        ok = value is not None and (value <= bound if lower else value >= bound)
-        checks.append(Check(metric, _round(value), ok, threshold=f"{'<=' if lower else '>='} {bound}"))
+        value, spec = candidate.get(metric), task.metrics[metric]
+        ok = value is not None and spec.within(value, bound)
+        checks.append(Check(metric, _round(value), ok, threshold=f"{spec.comparison} {bound}"))
     return checks
 
 
-def regression_checks(candidate: dict[str, float], champion: dict[str, float], gates: GatesConfig) -> list[Check]:
+def regression_checks(candidate: dict[str, float], champion: dict[str, float], gates: GatesConfig,
+                      task: Task) -> list[Check]:
     """Non-regression: both models scored on the same rows, the candidate may lose at most `max_regression`."""
     checks = []
     for metric, allowed in gates.max_regression.items():
         value, best = candidate.get(metric), champion.get(metric)
         if best is None:
             continue
-        lower = metric in LOWER_IS_BETTER
-        limit = best + allowed if lower else best - allowed
-        ok = value is not None and (value <= limit if lower else value >= limit)
-        checks.append(Check(f"{metric} vs champion", _round(value), ok, _round(best),
-                            f"{'<=' if lower else '>='} {limit:.4f}"))
+        spec = task.metrics[metric]
+        limit = spec.worst_allowed(best, allowed)
+        ok = value is not None and spec.within(value, limit)
+        checks.append(Check(f"{metric} vs champion", _round(value), ok, _round(best), f"{spec.comparison} {limit:.4f}"))
     return checks
 
 
@@ -100,7 +99,7 @@ def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
         raise KeyError(f"the eval set lacks the champion's column(s) {missing}")
-    champion_train, _ = split(load_snapshot(champion.run_id), champion.data)
+    champion_train, _ = split(load_snapshot(champion.run_id), champion.data, task_for(champion.trained_with.task))
     seen = set(pd.util.hash_pandas_object(champion_train[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(holdout[columns], index=False).isin(seen)
     return holdout[fresh.to_numpy()]
@@ -168,7 +167,8 @@ def validate(
     report = ValidationReport(model_version=candidate.version,
                               champion_version=champion.version if champion else None)
     model = _served_model(client, candidate, holdout, config.gates, report)
-    report.checks += floor_checks(evaluate(model, holdout, data), config.gates)
+    task = task_for(candidate.trained_with.task)
+    report.checks += floor_checks(evaluate(model, holdout, data, task), config.gates, task)
     if champion is None:
         report.notes.append("no @champion yet: first release, gated by thresholds only")
     elif champion.version != candidate.version:
@@ -183,11 +183,12 @@ def _against_champion(
     config: PipelineConfig, model: Classifier, champion: ResolvedVersion, holdout: pd.DataFrame, data: DataConfig,
     report: ValidationReport, allow_incomparable: bool,
 ) -> list[Check]:
+    task = task_for(config.task)
     try:
         rows = unseen_by(champion, holdout)
         if len(rows) < config.gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = evaluate(_load(champion), rows, champion.data)  # as it serves
+        champion_metrics = evaluate(_load(champion), rows, champion.data, task)  # as it serves
     except (KeyError, ValueError) as exc:
         reason = str(exc).strip("'\"")
         if allow_incomparable:
@@ -196,7 +197,7 @@ def _against_champion(
     if len(rows) < len(holdout):
         report.notes.append(
             f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on")
-    return regression_checks(evaluate(model, rows, data), champion_metrics, config.gates)
+    return regression_checks(evaluate(model, rows, data, task), champion_metrics, config.gates, task)
 
 
 def parity_checks(sklearn_model: Pipeline, onnx_model: OnnxModel, frame: pd.DataFrame, data: DataConfig,

@@ -21,6 +21,14 @@ HOLDOUT_ARTIFACT = "eval/holdout.parquet"  # the frozen eval set: features + tar
 CONFIG_ARTIFACT = "config/pipeline.json"  # the validated pipeline config the run was made with
 TARGET_TAG = "target"  # run tag naming the target column of the snapshot
 
+# What kind of problem a model solves: the pipeline config's `task`, recorded with the run (its config and
+# TASK_TAG) and on the version, read by the gate, the bento (a serving argument), the canary and monitoring.
+TaskName = Literal["classification", "regression"]
+CLASSIFICATION, REGRESSION = get_args(TaskName)
+# Run and model version tags training sets beside DATA_VERSION_TAG: the task, the estimator's import path,
+# and the sha256 of the team's own code logged with the model (MLflow code_paths), "" when it has none.
+TASK_TAG, ESTIMATOR_TAG, CODE_SHA256_TAG = "task", "estimator", "code_sha256"
+
 # The model registry: the alias of the version that serves (moved by a release; the monitoring job opens
 # retrain requests on its verdict only) and the model version tag naming the data it was trained on
 # (a retrain request is closed only by a release trained on other data).

@@ -38,6 +38,7 @@ from pipelines.config import PipelineConfig
 from pipelines.data import load_snapshot, load_versioned
 from pipelines.platform import Process, free_port, url_ok, wait_until
 from pipelines.registry import CHALLENGER, PASSED, ResolvedVersion, connect, resolve
+from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import MODEL_PACKAGES, build_pipeline, split, train
 from pipelines.validate import validate
 from services.contract import (
@@ -101,7 +102,7 @@ def register_crafted_version(honest: ResolvedVersion) -> str:
     """A version registered outside `train` and made @challenger: the demo pipeline plus a FunctionTransformer
     whose callable (`operator.neg`, harmless here; `builtins.exec` in an attack) is outside the pin, its
     MLmodel listing it as trusted, in the honest version's run (same snapshot, eval set and config)."""
-    train_rows, _ = split(load_snapshot(honest.run_id), honest.data)
+    train_rows, _ = split(load_snapshot(honest.run_id), honest.data, CLASSIFICATION_TASK)
     model = build_pipeline(honest.data, honest.trained_with.model)
     model.steps.insert(1, ("negate", FunctionTransformer(operator.neg)))
     model.fit(train_rows[honest.data.features], train_rows[honest.data.target])

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, ConfigError, _Section, load_config
+from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, ConfigError, load_config
+from pipelines.config_model import Section
 
 
 def write(tmp_path: Path, raw: dict) -> Path:
@@ -98,7 +99,7 @@ def test_passwords_in_the_tracking_uri_are_never_shown_or_recorded(tmp_path, raw
 MINIMAL = {"model_name": "churn", "data": {"target": "churned", "numeric_features": ["tenure"]}}
 
 
-def _sections(cls: type = _Section) -> list[type]:
+def _sections(cls: type = Section) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in (direct, *_sections(direct))]
 
 

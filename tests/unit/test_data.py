@@ -10,6 +10,7 @@ from sklearn.datasets import load_wine
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.data import DataError, check_schema, data_version, load_versioned
 from pipelines.demo_data import make_loans
+from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import fit
 
 DEMO = DataConfig(
@@ -107,15 +108,15 @@ def test_another_table_works_by_config_alone(tmp_path):
     data = load_versioned(config)
     assert data.source == str(path) and len(data.frame) == len(wine)
     _, holdout, metrics = fit(data.frame, config, ModelConfig(estimator="logistic_regression",
-                                                               params={"max_iter": 500}))
+                                                               params={"max_iter": 500}), CLASSIFICATION_TASK)
     assert metrics["accuracy"] > 0.8
     assert {"accuracy", "f1_macro", "roc_auc", "log_loss"} <= metrics.keys()
     assert len(holdout) == math.ceil(len(wine) * config.holdout_fraction)
 
 
 def test_training_is_deterministic(table):
-    first = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
-    second = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}))[2]
+    first = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}), CLASSIFICATION_TASK)[2]
+    second = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}), CLASSIFICATION_TASK)[2]
     assert first == second
 
 
@@ -125,7 +126,7 @@ def test_a_class_too_rare_to_split_is_a_clear_error(table):
     rare = table.copy()
     rare.loc[0, "defaulted"] = 7  # one row of a third class
     with pytest.raises(TrainError, match="cannot split 'defaulted'"):
-        fit(rare, DEMO, ModelConfig(params={"n_estimators": 5}))
+        fit(rare, DEMO, ModelConfig(params={"n_estimators": 5}), CLASSIFICATION_TASK)
 
 
 def test_a_file_over_the_stated_size_is_refused_before_it_is_read(tmp_path, monkeypatch):

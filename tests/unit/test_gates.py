@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 from pipelines.config import DataConfig, GatesConfig, ModelConfig
 from pipelines.data import check_schema
 from pipelines.demo_data import make_loans
+from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import fit
 from pipelines.validate import (
     behaviour_checks,
@@ -26,7 +27,8 @@ GATES = GatesConfig(min_metrics={"accuracy": 0.7, "log_loss": 0.6}, max_regressi
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[Pipeline, pd.DataFrame]:
-    model, holdout, _ = fit(check_schema(make_loans(rows=3000), DATA), DATA, ModelConfig(params={"n_estimators": 30}))
+    model, holdout, _ = fit(check_schema(make_loans(rows=3000), DATA), DATA, ModelConfig(params={"n_estimators": 30}),
+                            CLASSIFICATION_TASK)
     return model, holdout
 
 
@@ -35,26 +37,26 @@ def by_name(checks):
 
 
 def test_floors_pass():
-    checks = by_name(floor_checks({"accuracy": 0.8, "log_loss": 0.4}, GATES))
+    checks = by_name(floor_checks({"accuracy": 0.8, "log_loss": 0.4}, GATES, CLASSIFICATION_TASK))
     assert set(checks) == {"accuracy", "log_loss"}
     assert all(check.passed for check in checks.values())
 
 
 def test_threshold_failures_and_loss_direction():
-    checks = by_name(floor_checks({"accuracy": 0.69, "log_loss": 0.61}, GATES))
+    checks = by_name(floor_checks({"accuracy": 0.69, "log_loss": 0.61}, GATES, CLASSIFICATION_TASK))
     assert not checks["accuracy"].passed and checks["accuracy"].threshold == ">= 0.7"
     assert not checks["log_loss"].passed and checks["log_loss"].threshold == "<= 0.6"
 
 
 def test_missing_metric_fails_the_gate():
-    assert not by_name(floor_checks({"log_loss": 0.1}, GATES))["accuracy"].passed
+    assert not by_name(floor_checks({"log_loss": 0.1}, GATES, CLASSIFICATION_TASK))["accuracy"].passed
 
 
 def test_non_regression_against_champion():
     champion = {"accuracy": 0.85, "log_loss": 0.40}
-    within = by_name(regression_checks({"accuracy": 0.84, "log_loss": 0.44}, champion, GATES))
+    within = by_name(regression_checks({"accuracy": 0.84, "log_loss": 0.44}, champion, GATES, CLASSIFICATION_TASK))
     assert within["accuracy vs champion"].passed and within["log_loss vs champion"].passed
-    worse = by_name(regression_checks({"accuracy": 0.82, "log_loss": 0.46}, champion, GATES))
+    worse = by_name(regression_checks({"accuracy": 0.82, "log_loss": 0.46}, champion, GATES, CLASSIFICATION_TASK))
     assert not worse["accuracy vs champion"].passed and not worse["log_loss vs champion"].passed
     assert worse["accuracy vs champion"].champion == 0.85
 

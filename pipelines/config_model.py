@@ -1,0 +1,146 @@
+"""The model half of the pipeline config: the task, its data, the team's code and features, the model, the gates.
+
+`pipelines/config.py` assembles these with the platform sections and is the one reader of the file; a fork
+sets every value here in `pipelines/pipeline.yaml` (or its own config) and never edits this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipelines.estimators import BUILT_IN, is_import_path
+from pipelines.task import SplitKind
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Section(BaseModel):
+    # A typo in a key must fail loudly, not silently fall back to a default; and a default passes the same
+    # validators as a written value (pydantic skips them on defaults unless told).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def from_repo_root(path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+class DataConfig(Section):
+    source: str = Field(
+        "demo", description="'demo' for the built-in generated dataset, or a path to a .csv / .parquet file"
+    )
+    target: str
+    numeric_features: list[str] = []
+    categorical_features: list[str] = []
+    max_file_bytes: int = Field(
+        2 * 1024**3, gt=0, description="a larger data file is refused before it is read (it loads whole into memory)"
+    )
+    split: SplitKind | None = Field(
+        None, description="how the frozen holdout is drawn: stratified (classification's default), random "
+                          "(regression's default) or time (the newest rows by data.time_column)")
+    time_column: str | None = Field(
+        None, description="the column a time split orders rows by (kept in the snapshot, not a feature)")
+    holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    seed: int = 42
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column a snapshot keeps: the features, the target, and the time column of a time split."""
+        extra = [self.time_column] if self.time_column and self.time_column not in self.features else []
+        return [*self.features, self.target, *extra]
+
+    @model_validator(mode="after")
+    def _columns_are_distinct(self) -> DataConfig:
+        if not self.features:
+            raise ValueError("list at least one feature in numeric_features or categorical_features")
+        seen: set[str] = set()
+        for name in [*self.features, self.target]:
+            if name in seen:
+                raise ValueError(f"column '{name}' is listed more than once (features and target are disjoint)")
+            seen.add(name)
+        if self.split == "time" and not self.time_column:
+            raise ValueError("data.split: time needs data.time_column, the column to order rows by")
+        if self.time_column == self.target:
+            raise ValueError(f"data.time_column '{self.time_column}' is the target")
+        return self
+
+    def source_path(self) -> Path | None:
+        """The dataset file, resolved against the repo root; None for the built-in demo data."""
+        return None if self.source == "demo" else from_repo_root(Path(self.source))
+
+
+class FeaturesConfig(Section):
+    """The preprocessing in front of the estimator: the template's default, a team's own, or both."""
+
+    transformer: str | None = Field(
+        None, description="import path of a callable returning a scikit-learn transformer "
+                          "(myteam.features:build); it receives the configured feature columns as a DataFrame")
+    then_default: bool = Field(
+        False, description="run the team's transformer first and the default preprocessing after it (the "
+                           "transformer then returns a DataFrame with the configured feature columns)")
+    scale_numeric: bool | None = Field(
+        None, description="standard-scale numeric features; default: only for linear models (trees ignore it)")
+
+    @model_validator(mode="after")
+    def _then_default_needs_a_transformer(self) -> FeaturesConfig:
+        if self.then_default and not self.transformer:
+            raise ValueError("features.then_default needs features.transformer")
+        return self
+
+
+class ModelConfig(Section):
+    estimator: str = Field(
+        "random_forest", description="a built-in short name (pipelines/estimators.py) or any import path of a "
+                                     "scikit-learn-API estimator class (lightgbm.LGBMClassifier, myteam.models:Forest)")
+    params: dict[str, Any] = {}
+    trusted_types: list[str] = Field(
+        [], description="skops types the fitted model needs beyond the template's pin "
+                        "(services/serving/model_trust.py); reviewed like code, never read from an artifact")
+
+    @field_validator("estimator")
+    @classmethod
+    def _built_in_or_import_path(cls, value: str) -> str:
+        value = value.strip()
+        if value not in BUILT_IN and not is_import_path(value):
+            raise ValueError(f"'{value}' is neither a built-in estimator ({', '.join(BUILT_IN)}) nor an import "
+                             "path (package.module.Class or package.module:Class)")
+        return value
+
+
+class GatesConfig(Section):
+    min_metrics: dict[str, float] | None = Field(
+        None, description="absolute floor (ceiling, for a lower-is-better metric) of each metric; "
+                          "default: accuracy >= 0.7 for classification, r2 >= 0 for regression")
+    max_regression: dict[str, float] | None = Field(
+        None, description="largest allowed loss vs the @champion on the same frozen eval set, in the metric's "
+                          "own direction; default: accuracy 0.02 for classification, r2 0.02 for regression")
+    min_slice_rows: int = Field(30, ge=1, description="slices smaller than this are reported, not gated")
+    max_slice_drop: float = Field(
+        0.15, ge=0.0, le=1.0, description="classification: largest gap between a slice's accuracy and the overall"
+    )
+    max_slice_error_ratio: float = Field(
+        1.5, ge=1.0, description="regression: largest ratio of a slice's mean absolute error to the overall one"
+    )
+    onnx_max_probability_gap: float = Field(
+        1e-4, gt=0.0, le=1.0,
+        description="classification: largest gap between a class probability of the ONNX model and of the "
+                    "scikit-learn model it was converted from, on any eval row (labels must be identical)",
+    )
+    onnx_max_absolute_gap: float = Field(
+        1e-3, ge=0.0, description="regression: ONNX and scikit-learn predictions may differ by this ...")
+    onnx_max_relative_gap: float = Field(
+        1e-5, ge=0.0, description="... plus this share of the prediction's size, on every eval row")
+
+
+DEFAULT_GATES: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    # task -> (min_metrics, max_regression)
+    "classification": ({"accuracy": 0.7}, {"accuracy": 0.02}),
+    "regression": ({"r2": 0.0}, {"r2": 0.02}),
+}
