@@ -35,8 +35,10 @@ from pipelines.errors import CannotRun
 from pipelines.uris import split_credentials
 from services.contract import (
     CHAMPION_ALIAS,
+    CODE_SHA256_TAG,
     CONFIG_ARTIFACT,
     DATA_VERSION_TAG,
+    ESTIMATOR_TAG,
     HOLDOUT_ARTIFACT,
     SERVING_RUNTIME_TAG,
     SKLEARN_RUNTIME,
@@ -134,6 +136,12 @@ class ResolvedVersion:
     trained_with: PipelineConfig  # the config of its training run: its schema, which may differ from today's
     runtime: str = SKLEARN_RUNTIME  # what serves it, as its last gate decided (scikit-learn before any gate)
     onnx_sha256: str | None = None  # the ONNX file that gate checked, when the runtime is onnxruntime
+    estimator: str = "unknown"  # the estimator's import path (versions trained before it was tagged: unknown)
+    code_sha256: str = ""  # the digest of the team's code logged with the model; "" when it has none
+
+    @property
+    def task(self) -> str:
+        return self.trained_with.task
 
     @property
     def uri(self) -> str:
@@ -152,7 +160,8 @@ class ResolvedVersion:
     def labels(self) -> dict[str, str]:
         """Its identity as bento and audit labels."""
         return {"model_name": self.name, "model_version": self.version, "run_id": self.run_id,
-                "data_version": self.data_version, "git_sha": self.git_sha, "runtime": self.runtime}
+                "data_version": self.data_version, "git_sha": self.git_sha, "runtime": self.runtime,
+                "task": self.task, "estimator": self.estimator, "code_sha256": self.code_sha256}
 
 
 def resolve(
@@ -176,6 +185,7 @@ def _resolved(found: ModelVersion) -> ResolvedVersion:
         data_version=found.tags.get(DATA_VERSION_TAG, "unknown"), git_sha=found.tags.get(GIT_SHA_TAG, "unknown"),
         trained_with=recorded_config(found.run_id),
         runtime=found.tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME), onnx_sha256=found.tags.get(ONNX_SHA256_TAG),
+        estimator=found.tags.get(ESTIMATOR_TAG, "unknown"), code_sha256=found.tags.get(CODE_SHA256_TAG, ""),
     )
 
 

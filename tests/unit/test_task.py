@@ -106,3 +106,13 @@ def test_a_regression_config_gets_its_own_gates_and_split(tmp_path):
 def test_a_declaration_that_does_not_fit_the_task_names_the_key(tmp_path, extra, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         _config(tmp_path, **extra)
+
+
+def test_a_versions_labels_name_its_task_estimator_and_code(tmp_path):
+    from pipelines.registry import ResolvedVersion
+
+    version = ResolvedVersion(name="demand", version="3", run_id="r" * 32, data_version="d", git_sha="g",
+                              trained_with=_config(tmp_path, task="regression"),
+                              estimator="sklearn.linear_model.Ridge", code_sha256="c0de")
+    assert {"task": "regression", "estimator": "sklearn.linear_model.Ridge", "code_sha256": "c0de"}.items() \
+        <= version.labels.items()
