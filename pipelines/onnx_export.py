@@ -34,6 +34,14 @@ TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 CLASSIFIER_OPTIONS = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
 
 
+# Estimators whose converter runs but answers otherwise (measured: the gate's parity would refuse them), by
+# (class name, parameter, values): skl2onnx drops HistGradientBoostingRegressor's log link; onnxmltools maps
+# LightGBM's one-vs-all and XGBoost's softmax-label objectives to other probabilities.
+MISCONVERTED = [("HistGradientBoostingRegressor", "loss", {"poisson", "gamma"}),
+                ("LGBMClassifier", "objective", {"multiclassova", "ova", "ovr", "multiclass_ova"}),
+                ("XGBClassifier", "objective", {"multi:softmax"})]
+
+
 class NotConvertible(ValueError):
     """This pipeline has no ONNX conversion; the message says why (the version is served by scikit-learn)."""
 
@@ -99,13 +107,18 @@ def _register(library: str) -> None:
 
 
 def _with_string_missing_values(pipeline: Pipeline) -> Pipeline:
-    """A copy whose categorical imputers look for `MISSING_CATEGORY` instead of None / NaN.
+    """A copy whose categorical imputers look for `MISSING_CATEGORY` instead of None / NaN (refused: an
+    estimator known to convert wrongly).
 
     ONNX string tensors hold no None or NaN, so `OnnxModel` feeds a missing category as `MISSING_CATEGORY`,
     the value those imputers fill in: the same category reaches the encoder in both runtimes.
     """
     converted = copy.deepcopy(pipeline)
     for step in _steps(converted):
+        for class_name, parameter, values in MISCONVERTED:
+            if type(step).__name__ == class_name and getattr(step, parameter, None) in values:
+                raise NotConvertible(f"{class_name}({parameter}={getattr(step, parameter)!r}) converts to a "
+                                     "model that answers otherwise")
         if isinstance(step, SimpleImputer) and isinstance(step.fill_value, str):
             if step.fill_value != MISSING_CATEGORY:
                 raise NotConvertible(f"a categorical imputer fills {step.fill_value!r}, not {MISSING_CATEGORY!r}")

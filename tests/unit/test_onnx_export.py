@@ -8,10 +8,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
@@ -152,3 +155,17 @@ def test_the_task_must_be_the_pipeline_s():
     model = template_pipeline(data, Ridge(), scale=True).fit(train[data.features], train[data.target])
     with pytest.raises(ValueError, match="Ridge pipeline is not a classification model"):
         to_onnx(model, data, CLASSIFICATION)
+
+
+@pytest.mark.parametrize(("table", "estimator"), [
+    ("regression", HistGradientBoostingRegressor(loss="poisson", max_iter=10)),
+    ("multiclass", lightgbm.LGBMClassifier(objective="multiclassova", n_estimators=10, verbose=-1)),
+    ("multiclass", xgboost.XGBClassifier(objective="multi:softmax", n_estimators=10)),
+])
+def test_an_estimator_known_to_convert_wrongly_is_not_converted(table, estimator):
+    data, task = TABLES[table]
+    train, _ = tables(table)
+    target = train[data.target].clip(lower=0)  # a Poisson loss takes counts
+    model = template_pipeline(data, estimator, scale=False).fit(train[data.features], target)
+    with pytest.raises(NotConvertible, match=rf"{type(estimator).__name__}\(.*answers otherwise"):
+        to_onnx(model, data, task)
