@@ -1,100 +1,106 @@
-"""The compiled inference path: every shipped estimator converts, with its categorical handling, and the
-ONNX model answers as the scikit-learn model does; what does not convert says why; the gate's parity
-checks see a disagreement; the service's scoring runs the ONNX model unchanged."""
+"""The compiled inference path: every estimator the template converts (scikit-learn's, LightGBM's, XGBoost's),
+binary, multiclass and regression, behind the template's preprocessing, answers as the scikit-learn pipeline
+does within the gate's default tolerances on held-out rows with missing values and unseen categories; what
+does not convert says why."""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
+import xgboost
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
 
-from pipelines.config import DataConfig, GatesConfig, ModelConfig
-from pipelines.demo_data import make_loans
+from pipelines.config_model import GatesConfig
 from pipelines.onnx_export import NotConvertible, to_onnx
-from pipelines.train import ESTIMATORS, build_pipeline
-from pipelines.validate import parity_checks
-from services.serving.onnx_model import MISSING_CATEGORY, OnnxModel
-from services.serving.scoring import score
+from pipelines.task import ParityCheck, task_for
+from services.contract import CLASSIFICATION, REGRESSION
+from services.serving.onnx_model import OnnxModel, load_onnx_model
+from tests.unit.onnx_cases import CASES, TABLES, UNSEEN, fitted, template_pipeline, train_and_eval
 
-DATA = DataConfig(target="defaulted", numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
-                  categorical_features=["employment", "region", "purpose"])
-QUICK = {"random_forest": {"n_estimators": 10}, "gradient_boosting": {"n_estimators": 10}, "logistic_regression": {}}
-TOLERANCE = GatesConfig().onnx_max_probability_gap
+GATES = GatesConfig()
 
 
-def with_missing_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """Missing values as each source writes them: NaN numbers, None (parquet, JSON) and NaN (CSV) categories."""
-    frame = frame.copy()
-    rng = np.random.default_rng(3)
-    frame["employment"] = frame["employment"].astype(object)
-    frame.loc[rng.random(len(frame)) < 0.05, "employment"] = None
-    frame.loc[rng.random(len(frame)) < 0.05, "region"] = np.nan
-    frame.loc[rng.random(len(frame)) < 0.05, "income"] = np.nan
-    return frame
+@dataclass(frozen=True)
+class Converted:
+    table: str
+    model: Pipeline
+    onnx_model: OnnxModel
+    held_out: pd.DataFrame
 
 
-TRAIN, EVAL = with_missing_values(make_loans(900, seed=1)), with_missing_values(make_loans(400, seed=2))
+@functools.cache
+def tables(table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return train_and_eval(table)
 
 
-@pytest.fixture(scope="module", params=sorted(ESTIMATORS))
-def converted(request):
-    model = build_pipeline(DATA, ModelConfig(estimator=request.param, params=QUICK[request.param]))
-    model.fit(TRAIN[DATA.features], TRAIN[DATA.target])
-    return model, OnnxModel(to_onnx(model, DATA))
+def parity(converted: Converted, onnx_model: OnnxModel | None = None) -> list[ParityCheck]:
+    """`Task.parity` with the gate's default tolerances, on the held-out rows."""
+    data, task = TABLES[converted.table]
+    return task_for(task).parity(
+        converted.model, onnx_model or converted.onnx_model, converted.held_out[data.features],
+        probability_gap=GATES.onnx_max_probability_gap, absolute_gap=GATES.onnx_max_absolute_gap,
+        relative_gap=GATES.onnx_max_relative_gap)
 
 
-def test_every_shipped_estimator_answers_as_scikit_learn_does(converted):
-    model, onnx_model = converted
-    features = EVAL[DATA.features]
-    assert features[["employment", "region", "income"]].isna().any().all()  # every kind of missing value is met
-    assert onnx_model.predict(features).tolist() == model.predict(features).tolist()
-    assert np.abs(onnx_model.predict_proba(features) - model.predict_proba(features)).max() <= TOLERANCE
-    assert all(check.passed for check in parity_checks(model, onnx_model, EVAL, DATA, TOLERANCE))
+@pytest.fixture(scope="module", params=CASES, ids=[f"{table}-{name}" for table, name in CASES])
+def converted(request) -> Converted:
+    table, name = request.param
+    data, task = TABLES[table]
+    train, held_out = tables(table)
+    model = fitted(table, name, train)
+    return Converted(table, model, load_onnx_model(to_onnx(model, data, task)), held_out)
 
 
-def test_a_missing_category_is_the_same_category_in_both_runtimes(converted):
-    model, onnx_model = converted
-    row = EVAL[DATA.features].head(1)
-    variants = [row.assign(employment=value) for value in (None, np.nan, MISSING_CATEGORY)]
-    expected = model.predict_proba(variants[0])
-    for variant in variants:
-        assert np.abs(model.predict_proba(variant) - expected).max() == 0
-        assert np.abs(onnx_model.predict_proba(variant) - expected).max() <= TOLERANCE
-    pandas_na = row.assign(employment=pd.array([pd.NA], dtype="string"))  # scikit-learn's imputer refuses it
-    assert np.abs(onnx_model.predict_proba(pandas_na) - expected).max() <= TOLERANCE
+def test_every_estimator_answers_as_scikit_learn_does(converted):
+    data, task = TABLES[converted.table]
+    features = converted.held_out[data.features]
+    assert features.isna().any().sum() >= 3 and (features[data.categorical_features[0]] == UNSEEN).any()
+    assert converted.onnx_model.task == task
+    checks = parity(converted)
+    assert all(check.passed for check in checks), checks
 
 
-def test_the_service_scores_the_onnx_model_with_its_own_code(converted):
-    model, onnx_model = converted
-    frame = EVAL[DATA.features].head(20).reset_index(drop=True).astype({c: "float64" for c in DATA.numeric_features})
-    # As the service builds a batch, without pandas: one array per column, a missing category as None.
-    columns = {c: frame[c].to_numpy(dtype=np.float64) for c in DATA.numeric_features}
-    columns |= {c: np.array([None if pd.isna(v) else v for v in frame[c]], dtype=object)
-                for c in DATA.categorical_features}
-    labels, probabilities = score(onnx_model, columns)
-    assert labels == model.predict(frame).tolist() == score(onnx_model, frame)[0]
-    assert [sorted(p) for p in probabilities] == [sorted(str(c) for c in model.classes_)] * len(frame)
-    assert all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
+def test_classes_travel_with_the_model(converted):
+    if converted.onnx_model.task == REGRESSION:
+        assert not hasattr(converted.onnx_model, "classes_")
+    else:
+        expected = [0, 1] if converted.table == "binary" else [0, 1, 2]
+        assert converted.onnx_model.classes_.tolist() == converted.model.classes_.tolist() == expected
 
 
-def test_string_labels_and_several_classes_convert():
-    target = pd.cut(TRAIN["credit_score"], 3, labels=["low", "mid", "high"]).astype(str)
-    model = build_pipeline(DATA, ModelConfig(estimator="logistic_regression")).fit(TRAIN[DATA.features], target)
-    onnx_model = OnnxModel(to_onnx(model, DATA))
-    assert onnx_model.predict(EVAL[DATA.features]).tolist() == model.predict(EVAL[DATA.features]).tolist()
+@pytest.mark.parametrize("name", ["random_forest", "logistic_regression", "lightgbm"])
+def test_string_class_labels_convert(name):
+    train, held_out = tables("multiclass")
+    data, _ = TABLES["multiclass"]
+    labels = {0: "low", 1: "mid", 2: "high"}
+    model = fitted("multiclass", name, train.assign(tier=train["tier"].map(labels)))
+    onnx_model = load_onnx_model(to_onnx(model, data, CLASSIFICATION))
+    assert sorted(onnx_model.classes_.tolist()) == ["high", "low", "mid"]
+    assert all(check.passed for check in parity(Converted("multiclass", model, onnx_model, held_out)))
 
 
-def test_the_gate_sees_an_onnx_model_that_disagrees(converted):
-    model, _ = converted
-    other = build_pipeline(DATA, ModelConfig(estimator="logistic_regression", params={"C": 1e-4}))
-    other.fit(TRAIN[DATA.features], TRAIN[DATA.target])
-    checks = parity_checks(model, OnnxModel(to_onnx(other, DATA)), EVAL, DATA, TOLERANCE)
+@pytest.mark.parametrize(("table", "other"), [("multiclass", LogisticRegression(C=1e-4)),
+                                              ("regression", Ridge(alpha=1e4))])
+def test_parity_sees_an_onnx_model_that_disagrees(table, other):
+    data, task = TABLES[table]
+    train, held_out = tables(table)
+    model = fitted(table, "random_forest", train)
+    other_model = template_pipeline(data, other, scale=True).fit(train[data.features], train[data.target])
+    checks = parity(Converted(table, model, load_onnx_model(to_onnx(model, data, task)), held_out),
+                    load_onnx_model(to_onnx(other_model, data, task)))
     assert not all(check.passed for check in checks)
 
 
-class ForkEstimator(ClassifierMixin, BaseEstimator):
-    """A fork's own estimator: skl2onnx has no converter for it."""
+class TeamEstimator(ClassifierMixin, BaseEstimator):
+    """A team's own estimator: no converter knows it."""
 
     def fit(self, features, target):
         self.classes_ = np.unique(target)
@@ -104,9 +110,62 @@ class ForkEstimator(ClassifierMixin, BaseEstimator):
         return np.full((len(features), len(self.classes_)), 1 / len(self.classes_))
 
 
-def test_a_fork_estimator_is_not_converted_and_says_why():
-    model = build_pipeline(DATA, ModelConfig(estimator="logistic_regression"))
-    model.steps[-1] = ("estimator", ForkEstimator())
-    model.fit(TRAIN[DATA.features], TRAIN[DATA.target])
-    with pytest.raises(NotConvertible, match="ForkEstimator"):
-        to_onnx(model, DATA)
+class TeamTransformer(TransformerMixin, BaseEstimator):
+    """A team's own feature step: no converter knows it."""
+
+    def fit(self, features, target=None):
+        return self
+
+    def transform(self, features):
+        return np.asarray(features, dtype=float) * 2
+
+
+def test_a_team_estimator_is_not_converted_and_says_why():
+    data, _ = TABLES["binary"]
+    train, _ = tables("binary")
+    model = template_pipeline(data, TeamEstimator(), scale=False).fit(train[data.features], train[data.target])
+    with pytest.raises(NotConvertible, match="TeamEstimator") as raised:
+        to_onnx(model, data, CLASSIFICATION)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_team_transformer_is_not_converted_and_says_why():
+    data, _ = TABLES["regression"]
+    train, _ = tables("regression")
+    model = template_pipeline(data, Ridge(), scale=True)
+    model.steps.insert(1, ("team", TeamTransformer()))
+    model.fit(train[data.features], train[data.target])
+    with pytest.raises(NotConvertible, match="TeamTransformer"):
+        to_onnx(model, data, REGRESSION)
+
+
+def test_a_categorical_imputer_filling_another_value_is_not_converted():
+    data, _ = TABLES["binary"]
+    train, _ = tables("binary")
+    model = template_pipeline(data, LogisticRegression(), scale=True)
+    model.set_params(preprocess__categorical__impute_nan__fill_value="unknown")
+    model.fit(train[data.features], train[data.target])
+    with pytest.raises(NotConvertible, match="fills 'unknown'"):
+        to_onnx(model, data, CLASSIFICATION)
+
+
+def test_the_task_must_be_the_pipeline_s():
+    data, _ = TABLES["regression"]
+    train, _ = tables("regression")
+    model = template_pipeline(data, Ridge(), scale=True).fit(train[data.features], train[data.target])
+    with pytest.raises(ValueError, match="Ridge pipeline is not a classification model"):
+        to_onnx(model, data, CLASSIFICATION)
+
+
+@pytest.mark.parametrize(("table", "estimator"), [
+    ("regression", HistGradientBoostingRegressor(loss="poisson", max_iter=10)),
+    ("multiclass", lightgbm.LGBMClassifier(objective="multiclassova", n_estimators=10, verbose=-1)),
+    ("multiclass", xgboost.XGBClassifier(objective="multi:softmax", n_estimators=10)),
+])
+def test_an_estimator_known_to_convert_wrongly_is_not_converted(table, estimator):
+    data, task = TABLES[table]
+    train, _ = tables(table)
+    target = train[data.target].clip(lower=0)  # a Poisson loss takes counts
+    model = template_pipeline(data, estimator, scale=False).fit(train[data.features], target)
+    with pytest.raises(NotConvertible, match=rf"{type(estimator).__name__}\(.*answers otherwise"):
+        to_onnx(model, data, task)
