@@ -12,10 +12,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from pipelines.config import DataConfig, GatesConfig, ModelConfig
 from pipelines.demo_data import make_loans
 from pipelines.onnx_export import NotConvertible, to_onnx
-from pipelines.train import ESTIMATORS, build_pipeline
 from pipelines.validate import parity_checks
 from services.serving.onnx_model import MISSING_CATEGORY, OnnxModel
 from services.serving.scoring import score
+from tests.unit.models import pipeline_for
 
 DATA = DataConfig(target="defaulted", numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region", "purpose"])
@@ -37,9 +37,9 @@ def with_missing_values(frame: pd.DataFrame) -> pd.DataFrame:
 TRAIN, EVAL = with_missing_values(make_loans(900, seed=1)), with_missing_values(make_loans(400, seed=2))
 
 
-@pytest.fixture(scope="module", params=sorted(ESTIMATORS))
+@pytest.fixture(scope="module", params=sorted(QUICK))
 def converted(request):
-    model = build_pipeline(DATA, ModelConfig(estimator=request.param, params=QUICK[request.param]))
+    model = pipeline_for(DATA, ModelConfig(estimator=request.param, params=QUICK[request.param]))
     model.fit(TRAIN[DATA.features], TRAIN[DATA.target])
     return model, OnnxModel(to_onnx(model, DATA))
 
@@ -80,14 +80,14 @@ def test_the_service_scores_the_onnx_model_with_its_own_code(converted):
 
 def test_string_labels_and_several_classes_convert():
     target = pd.cut(TRAIN["credit_score"], 3, labels=["low", "mid", "high"]).astype(str)
-    model = build_pipeline(DATA, ModelConfig(estimator="logistic_regression")).fit(TRAIN[DATA.features], target)
+    model = pipeline_for(DATA, ModelConfig(estimator="logistic_regression")).fit(TRAIN[DATA.features], target)
     onnx_model = OnnxModel(to_onnx(model, DATA))
     assert onnx_model.predict(EVAL[DATA.features]).tolist() == model.predict(EVAL[DATA.features]).tolist()
 
 
 def test_the_gate_sees_an_onnx_model_that_disagrees(converted):
     model, _ = converted
-    other = build_pipeline(DATA, ModelConfig(estimator="logistic_regression", params={"C": 1e-4}))
+    other = pipeline_for(DATA, ModelConfig(estimator="logistic_regression", params={"C": 1e-4}))
     other.fit(TRAIN[DATA.features], TRAIN[DATA.target])
     checks = parity_checks(model, OnnxModel(to_onnx(other, DATA)), EVAL, DATA, TOLERANCE)
     assert not all(check.passed for check in checks)
@@ -105,7 +105,7 @@ class ForkEstimator(ClassifierMixin, BaseEstimator):
 
 
 def test_a_fork_estimator_is_not_converted_and_says_why():
-    model = build_pipeline(DATA, ModelConfig(estimator="logistic_regression"))
+    model = pipeline_for(DATA, ModelConfig(estimator="logistic_regression"))
     model.steps[-1] = ("estimator", ForkEstimator())
     model.fit(TRAIN[DATA.features], TRAIN[DATA.target])
     with pytest.raises(NotConvertible, match="ForkEstimator"):
