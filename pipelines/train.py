@@ -30,7 +30,7 @@ from pipelines.registry import (
     resolve,
 )
 from pipelines.task import Task, task_for
-from pipelines.team_code import code_sha256, make_importable
+from pipelines.team_code import code_sha256, forget_modules, make_importable
 from services.contract import (
     CODE_SHA256_TAG,
     CONFIG_ARTIFACT,
@@ -200,6 +200,7 @@ def logged_code(config: PipelineConfig, model_uri: str, recorded_sha256: str, wo
     if code_sha256(folders) != recorded_sha256:
         raise TrainError(f"the team code logged with {model_uri} does not match its {CODE_SHA256_TAG} tag "
                          f"({recorded_sha256 or 'none'}); it cannot be reproduced from that copy")
+    forget_modules(folders)
     make_importable(folders)
     return config.model_copy(update={"code_paths": folders})
 
