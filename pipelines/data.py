@@ -15,9 +15,10 @@ import mlflow
 import pandas as pd
 from pandas.api import types as ptypes
 
-from pipelines.config import DataConfig
+from pipelines.config import DataConfig, PipelineConfig
 from pipelines.demo_data import make_loans
 from pipelines.errors import CannotRun
+from pipelines.task import Task, task_for
 from services.contract import SNAPSHOT_ARTIFACT
 
 DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
@@ -59,11 +60,14 @@ def read_table(config: DataConfig) -> tuple[pd.DataFrame, str]:
         raise DataError(f"data.source: cannot read {path}: {exc}") from None
 
 
-def check_schema(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
+def check_schema(frame: pd.DataFrame, config: DataConfig, task: Task) -> pd.DataFrame:
     """Fail on anything that would train a broken model; return only the configured columns."""
     if frame.empty:
         raise DataError("the dataset is empty: no rows to train on")
-    missing = [c for c in [*config.features, config.target] if c not in frame.columns]
+    if config.time_column and config.time_column not in frame.columns:
+        raise DataError(f"data.time_column '{config.time_column}' is not a column of the table; it has "
+                        f"{list(frame.columns)}")
+    missing = [c for c in config.columns if c not in frame.columns]
     if missing:
         raise DataError(f"missing column(s) {missing}; the table has {list(frame.columns)}")
     for column in [*config.features, config.target]:
@@ -78,16 +82,36 @@ def check_schema(frame: pd.DataFrame, config: DataConfig) -> pd.DataFrame:
             )
     if frame[config.target].isna().any():
         raise DataError(f"target column '{config.target}' has {int(frame[config.target].isna().sum())} null value(s)")
-    classes = frame[config.target].nunique()
-    if classes < 2:
-        raise DataError(f"target column '{config.target}' has a single class; a classifier needs at least two")
-    table = frame[[*config.features, config.target]].copy()
+    if problem := task.target_problem(frame[config.target], config.target, split=config.split or task.default_split,
+                                      holdout_fraction=config.holdout_fraction):
+        raise DataError(problem)
+    table = frame[config.columns].copy()
+    if config.time_column:
+        times = time_values(table[config.time_column], config.time_column)
+        if config.time_column not in config.features:  # a feature keeps its own type
+            table[config.time_column] = times
     # Categoricals are strings everywhere after this point, so serving and training agree on types.
     for column in config.categorical_features:
         table[column] = table[column].astype("string").astype(object).where(table[column].notna(), None)
     for column in config.numeric_features:
         table[column] = table[column].astype("float64")
     return table.reset_index(drop=True)
+
+
+def time_values(values: pd.Series, column: str) -> pd.Series:
+    """The time column as a time split orders it: numbers or datetimes (ISO date strings, as a CSV holds
+    them, are parsed); a null or a value that does not order is a `DataError` naming the column."""
+    if values.isna().any():
+        raise DataError(f"data.time_column '{column}' has {int(values.isna().sum())} null value(s); "
+                        "every row needs a time to be ordered")
+    if ptypes.is_datetime64_any_dtype(values) or (ptypes.is_numeric_dtype(values) and not ptypes.is_bool_dtype(values)):
+        return values
+    if ptypes.is_object_dtype(values) or ptypes.is_string_dtype(values):
+        try:
+            return pd.to_datetime(values, format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"data.time_column '{column}' is not numbers or ISO dates/times: {exc}") from None
+    raise DataError(f"data.time_column '{column}' has type {values.dtype}; a time split needs numbers or datetimes")
 
 
 def data_version(frame: pd.DataFrame) -> str:
@@ -98,9 +122,10 @@ def data_version(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def load_versioned(config: DataConfig) -> VersionedData:
-    raw, source = read_table(config)
-    table = check_schema(raw, config)
+def load_versioned(config: PipelineConfig) -> VersionedData:
+    """The configured table, checked against the data config and the task, with its version."""
+    raw, source = read_table(config.data)
+    table = check_schema(raw, config.data, task_for(config.task))
     return VersionedData(frame=table, version=data_version(table), source=source)
 
 

@@ -1,11 +1,22 @@
 """Estimators by name: the built-in short names, and how any import path is resolved and checked.
 
+`model.estimator` is a short name of `BUILT_IN` or an import path (`lightgbm.LGBMClassifier`,
+`acme_models.forest:QuantileForest`, importable from the team's `code_paths`). `resolve_estimator` checks the
+class against the config before any data is read: it imports, follows the scikit-learn estimator API, is of the
+task's kind, and takes every `model.params` key; each failure is a `ConfigError` naming the key.
+
 Light at import (the config validates names against `BUILT_IN`); the class is imported when resolved.
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import TYPE_CHECKING, Any
+
 from services.contract import CLASSIFICATION, REGRESSION
+
+if TYPE_CHECKING:
+    from pipelines.config import PipelineConfig
 
 # short name -> (import path, the task it serves)
 BUILT_IN: dict[str, tuple[str, str]] = {
@@ -18,6 +29,8 @@ BUILT_IN: dict[str, tuple[str, str]] = {
     "gradient_boosting_regressor": ("sklearn.ensemble.GradientBoostingRegressor", REGRESSION),
     "hist_gradient_boosting_regressor": ("sklearn.ensemble.HistGradientBoostingRegressor", REGRESSION),
 }
+SEED_PARAM = "random_state"  # where the config's data.seed goes, when the estimator has it
+KEY = "model.estimator"
 
 
 def is_import_path(name: str) -> bool:
@@ -27,3 +40,79 @@ def is_import_path(name: str) -> bool:
 def import_path(name: str) -> str:
     """The import path an estimator name stands for (a short name's class, or the path itself)."""
     return BUILT_IN[name][0] if name in BUILT_IN else name
+
+
+def import_named(spec: str, key: str, code_folders: list[Any]) -> Any:
+    """What an import path names, with the team's code folders importable first; `ConfigError` naming `key`."""
+    from pipelines.config import ConfigError
+    from pipelines.team_code import TeamCodeError, import_object, make_importable
+
+    make_importable(code_folders)
+    try:
+        return import_object(spec, key)
+    except TeamCodeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _default_instance(cls: Any, name: str) -> Any:
+    from pipelines.config import ConfigError
+
+    if not isinstance(cls, type) or not all(callable(getattr(cls, m, None)) for m in ("fit", "get_params")):
+        raise ConfigError(f"{KEY}: {name} is not a scikit-learn estimator class (a class with fit and get_params)")
+    try:
+        return cls()
+    except Exception as exc:  # a team's constructor may fail in any way; the estimator API wants defaults
+        raise ConfigError(f"{KEY}: {name} cannot be made with its default parameters ({exc}); a scikit-learn "
+                          "estimator takes every parameter as an optional keyword") from None
+
+
+def _takes_any_keyword(cls: type) -> bool:
+    """LightGBM and XGBoost pass unknown keywords on to their booster: their own constructor judges those."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+
+
+def resolve_estimator(config: PipelineConfig) -> type:
+    """The configured estimator class, checked against the task and `model.params`."""
+    from pipelines.config import ConfigError
+    from pipelines.task import task_for
+
+    name = config.model.estimator
+    path = import_path(name)
+    cls = import_named(path, KEY, config.code_folders)
+    default = _default_instance(cls, path)
+    task = task_for(config.task)
+    if not task.agrees_with(default):
+        raise ConfigError(f"{KEY}: {path} is {_kind(default)}; task is {task.name}")
+    known = set(default.get_params(deep=False))
+    if not _takes_any_keyword(cls):
+        for key in config.model.params:
+            if key not in known:
+                raise ConfigError(f"model.params.{key}: {path} takes no parameter '{key}'; it takes "
+                                  f"{', '.join(sorted(known)) or 'none'}")
+    return cls
+
+
+def _kind(estimator: Any) -> str:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(estimator):
+        return "a classifier"
+    return "a regressor" if is_regressor(estimator) else "neither a classifier nor a regressor"
+
+
+def estimator_params(config: PipelineConfig, cls: type) -> dict[str, Any]:
+    """`model.params`, with the seed as `random_state` where the estimator has one (a written one wins)."""
+    seeded = SEED_PARAM in cls().get_params(deep=False)
+    return {**({SEED_PARAM: config.data.seed} if seeded else {}), **config.model.params}
+
+
+def build_estimator(config: PipelineConfig) -> Any:
+    """An unfitted instance of the configured estimator; a value its constructor refuses names its key."""
+    from pipelines.config import ConfigError
+
+    cls = resolve_estimator(config)
+    params = estimator_params(config, cls)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model.params: {import_path(config.model.estimator)}({params}) is refused: {exc}") from None

@@ -44,10 +44,14 @@ def start_platform(config: PipelineConfig) -> None:
 
 
 def check_data(config: PipelineConfig) -> VersionedData:
+    """The configured table, checked; the estimator and feature code are checked first (before any data)."""
     from pipelines.data import load_versioned
+    from pipelines.features import build_pipeline
 
+    with console.status("Checking the model config ..."):
+        build_pipeline(config)
     with console.status("Loading and checking data ..."):
-        data = load_versioned(config.data)
+        data = load_versioned(config)
     console.print(views.key_values("Dataset", {"source": data.source, "rows": len(data.frame),
                                                "columns": len(data.frame.columns), "data version": data.version}))
     return data

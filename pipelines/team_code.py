@@ -58,6 +58,14 @@ def make_importable(folders: Iterable[Path]) -> None:
             sys.path.insert(0, parent)
 
 
+def forget_modules(folders: Iterable[Path]) -> None:
+    """Drop the folders' packages from `sys.modules`, so the next import reads the copy first on `sys.path`
+    (a reproduction in a process that already imported the team's working copy)."""
+    names = {Path(folder).name for folder in folders}
+    for module in [name for name in sys.modules if name.partition(".")[0] in names]:
+        del sys.modules[module]
+
+
 def import_object(spec: str, key: str) -> Any:
     """The object an import path names: `package.module:attribute` or `package.module.Attribute`."""
     module_name, _, attribute = spec.partition(":") if ":" in spec else spec.rpartition(".")

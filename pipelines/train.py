@@ -5,24 +5,21 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from pipelines.config import DataConfig, ModelConfig, PipelineConfig
+from pipelines.config import DataConfig, PipelineConfig
 from pipelines.data import VersionedData, load_snapshot, log_dataset
 from pipelines.errors import CannotRun
+from pipelines.estimators import import_path
+from pipelines.features import build_pipeline
 from pipelines.onnx_export import CONVERTED, ONNX_ARTIFACT, ONNX_RUN_TAG, NotConvertible, to_onnx
 from pipelines.registry import (
     CHALLENGER,
@@ -33,46 +30,25 @@ from pipelines.registry import (
     resolve,
 )
 from pipelines.task import Task, task_for
-from services.contract import CONFIG_ARTIFACT, DATA_VERSION_TAG, HOLDOUT_ARTIFACT, TARGET_TAG
+from pipelines.team_code import code_sha256, forget_modules, make_importable
+from services.contract import (
+    CODE_SHA256_TAG,
+    CONFIG_ARTIFACT,
+    DATA_VERSION_TAG,
+    ESTIMATOR_TAG,
+    HOLDOUT_ARTIFACT,
+    TARGET_TAG,
+    TASK_TAG,
+)
 from services.serving.model_trust import TRUSTED_TYPES, types_outside_pin
-from services.serving.onnx_model import MISSING_CATEGORY
 
-ESTIMATORS = {
-    "random_forest": RandomForestClassifier,
-    "gradient_boosting": GradientBoostingClassifier,
-    "logistic_regression": LogisticRegression,
-}
-# Scaling changes nothing a tree decides, and in ONNX it runs in float32, which would move values across
-# split thresholds: only the linear model gets it.
-SCALED_ESTIMATORS = {"logistic_regression"}
+# What every served model needs; model_packages adds the estimator's and transformer's own packages.
 MODEL_PACKAGES = ["mlflow-skinny", "scikit-learn", "numpy", "scipy", "pandas", "skops"]
+MODEL_ARTIFACT, CODE_DIR = "model", "code"  # MLflow copies `code_paths` into <model>/code/<folder name>
 
 
 class TrainError(CannotRun, ValueError):
     """The model config cannot build an estimator (for instance an unknown parameter)."""
-
-
-def build_pipeline(data: DataConfig, model: ModelConfig) -> Pipeline:
-    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if model.estimator in SCALED_ESTIMATORS:
-        numeric_steps.append(("scale", StandardScaler()))
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", Pipeline(numeric_steps), data.numeric_features),
-            ("categorical", Pipeline([
-                # pandas writes a missing category as NaN (CSV) or None (parquet, JSON null): both mean MISSING.
-                ("impute_nan", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-                ("impute_none", SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY)),
-                ("encode", OneHotEncoder(handle_unknown="ignore")),
-            ]), data.categorical_features),
-        ]
-    )
-    estimator_class = ESTIMATORS[model.estimator]
-    try:
-        estimator = estimator_class(**{"random_state": data.seed, **model.params})
-    except TypeError as exc:
-        raise TrainError(f"model.params: {exc} (estimator {model.estimator})") from None
-    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
 def split(frame: pd.DataFrame, data: DataConfig, task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,35 +61,51 @@ def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig, task: Task)
     return task.evaluate(model, frame[data.features], frame[data.target])
 
 
-def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig,
-        task: Task) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
+def fit(frame: pd.DataFrame, config: PipelineConfig) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
     """Train on the snapshot's train split; metrics on its frozen holdout. Deterministic for a seed."""
+    data, task = config.data, task_for(config.task)
+    pipeline = build_pipeline(config)  # a bad estimator, param or transformer stops here, before any split
     try:
         train, holdout = split(frame, data, task)
     except ValueError as exc:  # a class too rare to appear on both sides of a stratified split
         raise TrainError(f"cannot split '{data.target}' into train and holdout: {exc}") from None
-    pipeline = build_pipeline(data, model)
     try:
         pipeline.fit(train[data.features], train[data.target])
     except (TypeError, ValueError) as exc:
-        raise TrainError(f"training failed with model.params {model.params}: {exc}") from None
+        raise TrainError(f"training failed with model.params {config.model.params}: {exc}") from None
     return pipeline, holdout, evaluate(pipeline, holdout, data, task)
 
 
-def check_trusted(model: Pipeline) -> None:
-    """Refuse to log a model that needs skops types outside the pinned trusted list: no loader would load it."""
-    if outside := types_outside_pin(model):
+def check_trusted(model: Pipeline, declared: Iterable[str] = ()) -> None:
+    """Refuse to log a model that needs skops types beyond the pin and `model.trusted_types`: no loader would
+    load it. The message names exactly the types to add."""
+    if outside := sorted(set(types_outside_pin(model)) - set(declared)):
         raise TrainError(
-            f"the fitted model needs type(s) outside the pinned trusted list: {', '.join(outside)}. "
-            "Gate, bento and serving load only TRUSTED_TYPES in services/serving/model_trust.py; if these "
-            "types are safe to load, add them there (and to the estimators its test fits)"
+            f"the fitted model needs skops type(s) outside the trusted list: {', '.join(outside)}. Gate, bento "
+            "and serving load only TRUSTED_TYPES (services/serving/model_trust.py) and the pipeline config's "
+            "model.trusted_types; if these types are safe to load, add them to model.trusted_types"
         )
 
 
-def log_onnx(model: Pipeline, data: DataConfig, workdir: Path) -> str:
+def model_packages(config: PipelineConfig, model: Pipeline) -> list[str]:
+    """MODEL_PACKAGES plus the installed distribution of every module the model's steps and their base classes
+    come from (lightgbm, xgboost-cpu, ...: a team class deriving from LGBMRegressor needs lightgbm too). The
+    team's own packages travel as code paths, not as pip requirements."""
+    distributions = metadata.packages_distributions()
+    team = {folder.name for folder in config.code_folders}
+    steps = [model, *(value for value in model.get_params(deep=True).values() if hasattr(value, "get_params"))]
+    tops = {cls.__module__.partition(".")[0] for step in steps for cls in type(step).__mro__} - team
+    found = list(MODEL_PACKAGES)
+    for name in sorted(dist for top in tops for dist in distributions.get(top, [])):
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def log_onnx(model: Pipeline, config: PipelineConfig, workdir: Path) -> str:
     """Log the pipeline converted to ONNX in the active run; say whether it converted, and why not."""
     try:
-        converted = to_onnx(model, data)
+        converted = to_onnx(model, config.data, config.task)
     except NotConvertible as exc:
         return f"not converted: {exc}"
     path = workdir / Path(ONNX_ARTIFACT).name
@@ -130,18 +122,25 @@ class TrainResult:
     metrics: dict[str, float]
 
 
+def lineage_tags(config: PipelineConfig, data: VersionedData, sha: str) -> dict[str, str]:
+    """What a run and its model version record of how the model was made."""
+    return {GIT_SHA_TAG: sha, DATA_VERSION_TAG: data.version, TASK_TAG: config.task,
+            ESTIMATOR_TAG: import_path(config.model.estimator), CODE_SHA256_TAG: code_sha256(config.code_folders)}
+
+
 def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
-    """One training run: snapshot + lineage, fit, metrics, registered model version aliased `challenger`."""
+    """One training run: fit, then snapshot + lineage, metrics, registered model version aliased `challenger`.
+    The model is fitted and checked before the run starts: a bad config or an untrusted type logs nothing."""
     client = connect(config)
+    model, holdout, metrics = fit(data.frame, config)
+    check_trusted(model, config.model.trusted_types)
     mlflow.set_experiment(config.tracking.experiment)
-    sha = git_sha()
+    tags = lineage_tags(config, data, git_sha())
     # MLflow hints that integer labels cannot hold missing values; labels never do here.
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        mlflow.set_tags(
-            {"git_sha": sha, "data_version": data.version, "data_source": data.source, TARGET_TAG: config.data.target}
-        )
+        mlflow.set_tags({**tags, "data_source": data.source, TARGET_TAG: config.data.target})
         mlflow.log_params(
             {"estimator": config.model.estimator, "seed": config.data.seed,
              "holdout_fraction": config.data.holdout_fraction, "rows": len(data.frame),
@@ -150,9 +149,6 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         (workdir / "pipeline.json").write_text(json.dumps(config.public_dump(), indent=2))
         mlflow.log_artifact(str(workdir / "pipeline.json"), artifact_path=str(Path(CONFIG_ARTIFACT).parent))
         log_dataset(data, config.data, workdir)
-
-        model, holdout, metrics = fit(data.frame, config.data, config.model, task_for(config.task))
-        check_trusted(model)  # before anything is logged of a model no loader would load
         holdout.to_parquet(workdir / "holdout.parquet", index=False)
         mlflow.log_artifact(str(workdir / "holdout.parquet"), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
         mlflow.log_metrics(metrics)
@@ -160,20 +156,21 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         example = holdout[config.data.features].head(5)
         info = mlflow.sklearn.log_model(
             model,
-            name="model",
+            name=MODEL_ARTIFACT,
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
             # Left to itself MLflow records the whole platform's lock (Pulumi, Evidently, ...) or whatever
             # this process imported; serving needs exactly these.
-            pip_requirements=[f"{package}=={metadata.version(package)}" for package in MODEL_PACKAGES],
+            pip_requirements=[f"{package}=={metadata.version(package)}" for package in model_packages(config, model)],
+            code_paths=[str(folder) for folder in config.code_folders] or None,
             registered_model_name=config.model_name,
-            # The pin, not what this model happens to contain: every loader ignores the artifact's own list
-            # and loads with the pin (services/serving/model_trust.py); recorded so MLflow's loader agrees.
-            skops_trusted_types=sorted(TRUSTED_TYPES),
+            # The pin and the config's reviewed additions, not what this model happens to contain: every loader
+            # ignores the artifact's own list (services/serving/model_trust.py); recorded so MLflow's agrees.
+            skops_trusted_types=sorted(TRUSTED_TYPES | set(config.model.trusted_types)),
         )
-        mlflow.set_tag(ONNX_RUN_TAG, log_onnx(model, config.data, workdir))
+        mlflow.set_tag(ONNX_RUN_TAG, log_onnx(model, config, workdir))
     version = str(info.registered_model_version)
-    for key, value in {DATA_VERSION_TAG: data.version, GIT_SHA_TAG: sha, RUN_ID_TAG: run.info.run_id}.items():
+    for key, value in {**tags, RUN_ID_TAG: run.info.run_id}.items():
         client.set_model_version_tag(config.model_name, version, key, value)
     client.set_registered_model_alias(config.model_name, CHALLENGER, version)
     return TrainResult(run_id=run.info.run_id, model_version=version, data_version=data.version, metrics=metrics)
@@ -186,22 +183,43 @@ class Reproduction:
     reproduced: dict[str, float]
     recorded_git_sha: str
     current_git_sha: str
+    code: str  # where the team's code came from: "" when the version has none
 
     @property
     def identical(self) -> bool:
         return self.recorded == self.reproduced
 
 
+def logged_code(config: PipelineConfig, model_uri: str, recorded_sha256: str, workdir: Path) -> PipelineConfig:
+    """The recorded config with its code paths pointing at the copies logged with the model, made importable
+    first on sys.path; `TrainError` if the copy is not the code the version was trained with."""
+    if not config.code_paths:
+        return config
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(workdir)))
+    folders = [downloaded / CODE_DIR / folder.name for folder in config.code_folders]
+    if code_sha256(folders) != recorded_sha256:
+        raise TrainError(f"the team code logged with {model_uri} does not match its {CODE_SHA256_TAG} tag "
+                         f"({recorded_sha256 or 'none'}); it cannot be reproduced from that copy")
+    forget_modules(folders)
+    make_importable(folders)
+    return config.model_copy(update={"code_paths": folders})
+
+
 def reproduce(config: PipelineConfig, version: str) -> Reproduction:
-    """Retrain a registered version from its recorded snapshot and config; compare the metrics."""
+    """Retrain a registered version from its recorded snapshot, config and logged team code; compare metrics."""
     client = connect(config)
     model = resolve(client, config.model_name, version=version)
-    _, _, metrics = fit(load_snapshot(model.run_id), model.data, model.trained_with.model,
-                         task_for(model.trained_with.task))
+    recorded_sha256 = client.get_model_version(config.model_name, version).tags.get(CODE_SHA256_TAG, "")
+    with tempfile.TemporaryDirectory() as tmp:
+        trained_with = logged_code(model.trained_with, model.uri, recorded_sha256, Path(tmp))
+        _, _, metrics = fit(load_snapshot(model.run_id), trained_with)
+    names = ", ".join(folder.name for folder in trained_with.code_folders)
     return Reproduction(
         model_version=version,
         recorded={k: v for k, v in client.get_run(model.run_id).data.metrics.items() if k in metrics},
         reproduced=metrics,
         recorded_git_sha=model.git_sha,
         current_git_sha=git_sha(),
+        code=f"refitted with the copy of {names} logged with v{version} (sha256 {recorded_sha256[:12]})"
+        if names else "",
     )

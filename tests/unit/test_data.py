@@ -12,6 +12,7 @@ from pipelines.data import DataError, check_schema, data_version, load_versioned
 from pipelines.demo_data import make_loans
 from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import fit
+from tests.unit.models import config_for
 
 DEMO = DataConfig(
     target="defaulted",
@@ -22,12 +23,12 @@ DEMO = DataConfig(
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return check_schema(make_loans(rows=2000), DEMO)
+    return check_schema(make_loans(rows=2000), DEMO, CLASSIFICATION_TASK)
 
 
 def test_same_data_same_version(table):
     assert data_version(table) == data_version(table.copy())
-    assert data_version(table) == data_version(check_schema(make_loans(rows=2000), DEMO))
+    assert data_version(table) == data_version(check_schema(make_loans(rows=2000), DEMO, CLASSIFICATION_TASK))
 
 
 @pytest.mark.parametrize("column", ["age", "region", "defaulted"])
@@ -40,7 +41,7 @@ def test_any_changed_cell_changes_the_version(table, column):
 
 
 def test_version_covers_rows_beyond_ten_thousand():
-    big = check_schema(make_loans(rows=12_000), DEMO)
+    big = check_schema(make_loans(rows=12_000), DEMO, CLASSIFICATION_TASK)
     changed = big.copy()
     changed.loc[11_500, "income"] += 0.01
     assert data_version(changed) != data_version(big)
@@ -52,48 +53,48 @@ def test_version_sees_column_renames(table):
 
 def test_missing_column(table):
     with pytest.raises(DataError, match=r"missing column\(s\) \['age'\]"):
-        check_schema(table.drop(columns=["age"]), DEMO)
+        check_schema(table.drop(columns=["age"]), DEMO, CLASSIFICATION_TASK)
 
 
 def test_wrong_type_names_column_and_value(table):
     bad = table.astype({"income": object})
     bad.loc[3, "income"] = "lots"
     with pytest.raises(DataError, match=r"column 'income' is listed as numeric.*'lots'"):
-        check_schema(bad, DEMO)
+        check_schema(bad, DEMO, CLASSIFICATION_TASK)
 
 
 def test_empty_table(table):
     with pytest.raises(DataError, match="empty"):
-        check_schema(table.head(0), DEMO)
+        check_schema(table.head(0), DEMO, CLASSIFICATION_TASK)
 
 
 def test_all_null_column(table):
     bad = table.copy()
     bad["region"] = None
     with pytest.raises(DataError, match="column 'region' has no values"):
-        check_schema(bad, DEMO)
+        check_schema(bad, DEMO, CLASSIFICATION_TASK)
 
 
 def test_single_class_target(table):
     bad = table.copy()
     bad["defaulted"] = 1
     with pytest.raises(DataError, match="single class"):
-        check_schema(bad, DEMO)
+        check_schema(bad, DEMO, CLASSIFICATION_TASK)
 
 
 def test_null_target(table):
     bad = table.astype({"defaulted": float})
     bad.loc[0, "defaulted"] = np.nan
     with pytest.raises(DataError, match="null"):
-        check_schema(bad, DEMO)
+        check_schema(bad, DEMO, CLASSIFICATION_TASK)
 
 
 def test_missing_and_unsupported_files(tmp_path):
     with pytest.raises(DataError, match="file not found"):
-        load_versioned(DEMO.model_copy(update={"source": str(tmp_path / "none.csv")}))
+        load_versioned(config_for(DEMO.model_copy(update={"source": str(tmp_path / "none.csv")})))
     (tmp_path / "data.xlsx").write_text("x")
     with pytest.raises(DataError, match="unsupported file type"):
-        load_versioned(DEMO.model_copy(update={"source": str(tmp_path / "data.xlsx")}))
+        load_versioned(config_for(DEMO.model_copy(update={"source": str(tmp_path / "data.xlsx")})))
 
 
 def test_another_table_works_by_config_alone(tmp_path):
@@ -105,18 +106,18 @@ def test_another_table_works_by_config_alone(tmp_path):
     config = DataConfig(source=str(path), target="target",
                         numeric_features=["alcohol", "malic_acid", "flavanoids", "proline", "hue"],
                         categorical_features=["color_band"], seed=3)
-    data = load_versioned(config)
+    data = load_versioned(config_for(config))
     assert data.source == str(path) and len(data.frame) == len(wine)
-    _, holdout, metrics = fit(data.frame, config, ModelConfig(estimator="logistic_regression",
-                                                               params={"max_iter": 500}), CLASSIFICATION_TASK)
+    _, holdout, metrics = fit(data.frame, config_for(config, ModelConfig(estimator="logistic_regression",
+                                                                         params={"max_iter": 500})))
     assert metrics["accuracy"] > 0.8
     assert {"accuracy", "f1_macro", "roc_auc", "log_loss"} <= metrics.keys()
     assert len(holdout) == math.ceil(len(wine) * config.holdout_fraction)
 
 
 def test_training_is_deterministic(table):
-    first = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}), CLASSIFICATION_TASK)[2]
-    second = fit(table, DEMO, ModelConfig(params={"n_estimators": 20}), CLASSIFICATION_TASK)[2]
+    first = fit(table, config_for(DEMO, ModelConfig(params={"n_estimators": 20})))[2]
+    second = fit(table, config_for(DEMO, ModelConfig(params={"n_estimators": 20})))[2]
     assert first == second
 
 
@@ -126,7 +127,7 @@ def test_a_class_too_rare_to_split_is_a_clear_error(table):
     rare = table.copy()
     rare.loc[0, "defaulted"] = 7  # one row of a third class
     with pytest.raises(TrainError, match="cannot split 'defaulted'"):
-        fit(rare, DEMO, ModelConfig(params={"n_estimators": 5}), CLASSIFICATION_TASK)
+        fit(rare, config_for(DEMO, ModelConfig(params={"n_estimators": 5})))
 
 
 def test_a_file_over_the_stated_size_is_refused_before_it_is_read(tmp_path, monkeypatch):
@@ -135,7 +136,7 @@ def test_a_file_over_the_stated_size_is_refused_before_it_is_read(tmp_path, monk
     config = DEMO.model_copy(update={"source": str(path), "max_file_bytes": path.stat().st_size - 1})
     monkeypatch.setattr(pd, "read_csv", lambda *a, **k: pytest.fail("read a file over the limit"))
     with pytest.raises(DataError, match=r"data.max_file_bytes: .*loans.csv is \d[\d,]* bytes, over the limit"):
-        load_versioned(config)
+        load_versioned(config_for(config))
     monkeypatch.undo()
-    at_the_limit = load_versioned(config.model_copy(update={"max_file_bytes": path.stat().st_size}))
+    at_the_limit = load_versioned(config_for(config.model_copy(update={"max_file_bytes": path.stat().st_size})))
     assert len(at_the_limit.frame) == 200

@@ -17,7 +17,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
-from pipelines.train import ESTIMATORS, TrainError, build_pipeline, check_trusted
+from pipelines.train import TrainError, check_trusted
 from services.serving.model_trust import (
     TRUSTED_TYPES,
     UntrustedModel,
@@ -25,6 +25,7 @@ from services.serving.model_trust import (
     load_trusted_model,
     types_outside_pin,
 )
+from tests.unit.models import pipeline_for
 
 DATA = DataConfig(target="defaulted", numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region", "purpose"])
@@ -41,7 +42,7 @@ def fitted(estimator: str, target: str = "int-binary", nulls: bool = False) -> P
     features = FRAME[DATA.features]
     if nulls:
         features = features.mask(np.random.default_rng(1).random(features.shape) < 0.05)
-    return build_pipeline(DATA, ModelConfig(estimator=estimator, params=QUICK[estimator])).fit(
+    return pipeline_for(DATA, ModelConfig(estimator=estimator, params=QUICK[estimator])).fit(
         features, TARGETS[target])
 
 
@@ -65,7 +66,7 @@ def with_function_transformer() -> Pipeline:
 
 def test_every_supported_estimator_needs_exactly_the_pin():
     needed: set[str] = set()
-    for estimator in ESTIMATORS:
+    for estimator in QUICK:
         for target in TARGETS:
             model = fitted(estimator, target, nulls=target == "int-binary")
             types = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
@@ -75,7 +76,7 @@ def test_every_supported_estimator_needs_exactly_the_pin():
     assert needed == TRUSTED_TYPES
 
 
-@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("estimator", sorted(QUICK))
 def test_a_logged_supported_model_loads_and_predicts(tmp_path, estimator):
     model = fitted(estimator)
     loaded = load_trusted_model(save(model, tmp_path / "model"))

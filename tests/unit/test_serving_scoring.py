@@ -8,9 +8,9 @@ import pytest
 
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
-from pipelines.train import ESTIMATORS, build_pipeline
 from services.serving.request_schema import DEFAULT_MAX_ABS
 from services.serving.scoring import MAX_NAMED_ROWS, RowsRefused, score
+from tests.unit.models import pipeline_for
 
 DATA = DataConfig(target="defaulted", numeric_features=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region", "purpose"])
@@ -20,7 +20,7 @@ QUICK = {"random_forest": {"n_estimators": 5}, "gradient_boosting": {"n_estimato
 
 @pytest.fixture(scope="module")
 def forest():
-    return build_pipeline(DATA, ModelConfig(estimator="random_forest", params={"n_estimators": 5})).fit(
+    return pipeline_for(DATA, ModelConfig(estimator="random_forest", params={"n_estimators": 5})).fit(
         FRAME[DATA.features], FRAME[DATA.target])
 
 
@@ -83,10 +83,10 @@ def test_a_model_without_probabilities_returns_labels():
     assert score(Labels(), pd.DataFrame({"x": [1, 2]})) == (["a", "a"], None)
 
 
-@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("estimator", sorted(QUICK))
 def test_no_value_the_schema_accepts_makes_a_supported_estimator_fail(estimator):
     """The bound keeps every supported model finite: +/- max_abs, tiny, zero and missing values all score."""
-    model = build_pipeline(DATA, ModelConfig(estimator=estimator, params=QUICK[estimator])).fit(
+    model = pipeline_for(DATA, ModelConfig(estimator=estimator, params=QUICK[estimator])).fit(
         FRAME[DATA.features], FRAME[DATA.target])
     extremes = [DEFAULT_MAX_ABS, -DEFAULT_MAX_ABS, 5e-324, -0.0, None]
     frame = pd.DataFrame(

@@ -1,0 +1,73 @@
+"""An estimator by short name or import path: each bad declaration is a config error naming its key, before any
+data is read; the seed goes to random_state only where the estimator has one."""
+
+from __future__ import annotations
+
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from pipelines import steps
+from pipelines.config import ConfigError, DataConfig, ModelConfig
+from pipelines.estimators import BUILT_IN, build_estimator, resolve_estimator
+from tests.unit.models import config_for
+
+DATA = DataConfig(source="no/such/table.csv", target="y", numeric_features=["x"], seed=11)
+
+
+def config(estimator: str, task: str = "classification", **params):
+    return config_for(DATA, ModelConfig(estimator=estimator, params=params), task=task)
+
+
+@pytest.mark.parametrize(("estimator", "task", "params", "message"), [
+    ("no_such_package.Model", "classification", {}, r"model\.estimator: cannot import module 'no_such_package'"),
+    ("sklearn.ensemble.NoSuchForest", "classification", {}, r"model\.estimator: module 'sklearn\.ensemble' has no"),
+    ("sklearn.metrics.accuracy_score", "classification", {}, r"model\.estimator: .* not a scikit-learn estimator"),
+    ("collections:OrderedDict", "classification", {}, r"model\.estimator: .* not a scikit-learn estimator"),
+    ("sklearn.ensemble.RandomForestRegressor", "classification", {},
+     r"model\.estimator: sklearn\.ensemble\.RandomForestRegressor is a regressor; task is classification"),
+    ("logistic_regression", "regression", {}, r"model\.estimator: .*LogisticRegression is a classifier; task is regr"),
+    ("sklearn.preprocessing.StandardScaler", "regression", {}, r"is neither a classifier nor a regressor"),
+    ("ridge", "regression", {"n_estimators": 3}, r"model\.params\.n_estimators: .*Ridge takes no parameter"),
+    ("sklearn.linear_model.LinearRegression", "regression", {"random_state": 1}, r"model\.params\.random_state"),
+])
+def test_a_bad_declaration_names_its_key_before_any_data_is_read(estimator, task, params, message):
+    bad = config(estimator, task, **params)
+    with pytest.raises(ConfigError, match=message):
+        resolve_estimator(bad)
+    with pytest.raises(ConfigError, match=message):  # not the DataError of the missing table: data comes after
+        steps.check_data(bad)
+
+
+def test_the_seed_goes_to_random_state_where_the_estimator_has_one():
+    assert build_estimator(config("random_forest_regressor", "regression")).random_state == DATA.seed
+    assert build_estimator(config("random_forest", n_estimators=3, random_state=5)).random_state == 5
+    linear = build_estimator(config("sklearn.linear_model.LinearRegression", "regression"))
+    assert "random_state" not in linear.get_params()
+
+
+class Strict(ClassifierMixin, BaseEstimator):
+    """An estimator whose constructor checks its values (scikit-learn's own defer that to fit)."""
+
+    def __init__(self, depth: int = 2):
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.depth = depth
+
+    def fit(self, features, target):
+        return self
+
+
+def test_a_value_the_constructor_refuses_names_model_params():
+    with pytest.raises(ConfigError, match=r"model\.params: .*Strict.*depth must be at least 1"):
+        build_estimator(config(f"{__name__}:Strict", depth=0))
+
+
+def test_every_built_in_resolves_for_its_task():
+    for name, (path, task) in BUILT_IN.items():
+        assert resolve_estimator(config(name, task)).__name__ == path.rpartition(".")[2]
+
+
+def test_estimators_taking_any_keyword_judge_unknown_ones_themselves():
+    """LightGBM passes unknown keywords to its booster; its own get_params does not list them."""
+    model = build_estimator(config("lightgbm.LGBMClassifier", verbose=-1, n_estimators=5))
+    assert model.get_params()["verbose"] == -1
