@@ -24,17 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.errors import CannotRun
-from pipelines.onnx_export import ONNX_ARTIFACT
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
+from pipelines.served_model import UntrustedModelError, check_model, gated_onnx
 from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
-from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
-from services.serving.onnx_model import ONNX_FILE, OnnxModel
+from services.serving.onnx_model import ONNX_FILE
 
 SERVICE = "services.serving.service:Serving"
 # Everything the service imports from this repo; the bento carries exactly these files.
@@ -56,45 +54,6 @@ SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
 RUNTIME_PACKAGES = {ONNX_RUNTIME: ["onnxruntime"], SKLEARN_RUNTIME: []}
 
 T = TypeVar("T")
-
-
-class UntrustedModelError(CannotRun, ValueError):
-    """A model version whose artifact the pinned trusted types refuse (services/serving/model_trust.py)."""
-
-
-def load_model(model: ResolvedVersion) -> Any:
-    """The version's scikit-learn model, loaded with the pinned trusted types only (the gate's loader)."""
-    try:
-        return load_trusted_model(model.uri)
-    except UntrustedModel as exc:
-        raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
-
-
-def download_onnx(model: ResolvedVersion) -> bytes:
-    """The ONNX file training logged for the version."""
-    with tempfile.TemporaryDirectory(prefix="onnx-") as tmp:
-        return Path(mlflow.artifacts.download_artifacts(
-            run_id=model.run_id, artifact_path=ONNX_ARTIFACT, dst_path=tmp)).read_bytes()
-
-
-def gated_onnx(model: ResolvedVersion) -> bytes:
-    """The version's ONNX file, refused unless it is the very file its gate checked."""
-    onnx = download_onnx(model)
-    if hashlib.sha256(onnx).hexdigest() != model.onnx_sha256:
-        raise UntrustedModelError(f"model {model.name} v{model.version}: its ONNX file is not the one the gate "
-                                  "checked (sha256 differs); run `make validate` again")
-    return onnx
-
-
-def load_onnx(model: ResolvedVersion) -> OnnxModel:
-    return OnnxModel(gated_onnx(model))
-
-
-def check_model(model: ResolvedVersion, model_dir: str | Path) -> None:
-    try:
-        check_model_dir(model_dir)
-    except UntrustedModel as exc:
-        raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,10 +21,13 @@ from pipelines.serving_state import front_process, live_release, slot_process
 from pipelines.uris import split_credentials
 from services.contract import (
     CANARY_WEIGHT_ENV,
+    CLASSIFICATION,
+    ESTIMATOR_TAG,
     NO_VERSION,
     SERVING_RUNTIME_TAG,
     SKLEARN_RUNTIME,
     STACK_LABEL,
+    TASK_TAG,
     canary_share,
 )
 
@@ -35,7 +39,7 @@ def local_status(config: PipelineConfig) -> dict[str, str]:
     rows.update(stack_serving())
     mlflow_up = rows["MLflow"] != "down"
     if mlflow_up or not config.tracking.resolved_uri.startswith("http://127.0.0.1"):
-        rows["aliases"] = _aliases(config)
+        rows.update(_aliases(config))
     return rows
 
 
@@ -86,28 +90,41 @@ def _serving(config: PipelineConfig) -> dict[str, str]:
         "serving": (f"{deployment.url} {'ready' if ready else 'NOT READY'} (front pid {front_pid}, "
                     f"{live.slot} server pid {pid}, {memory:.0f} MiB)"),
         "serving model": f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}",
-        "serving runtime": _runtime(config, deployment.model_version),
+        "serving runtime": _from_tags(config, deployment.model_version, _runtime),
     }
 
 
-def _aliases(config: PipelineConfig) -> str:
+def _aliases(config: PipelineConfig) -> dict[str, str]:
+    """One row per alias: the version it names, with its task, estimator and runtime."""
     try:
         found = _get(config, "registered-models/get", name=config.model_name)
     except _NotFound:
-        return "no model yet"
+        return {"aliases": "no model yet"}
     except (httpx.HTTPError, _Failed) as exc:
-        return f"unknown ({exc})"
+        return {"aliases": f"unknown ({exc})"}
     aliases = {a["alias"]: a["version"] for a in found.get("registered_model", {}).get("aliases", [])}
-    return ", ".join(f"@{a}=v{v}" for a, v in sorted(aliases.items())) or "no model yet"
+    if not aliases:
+        return {"aliases": "no model yet"}
+    return {f"@{alias}": f"v{version} ({_from_tags(config, version, describe_version)})"
+            for alias, version in sorted(aliases.items())}
 
 
-def _runtime(config: PipelineConfig, version: str) -> str:
-    """The runtime the gate chose for the serving version (scikit-learn for a version gated before ONNX)."""
+def describe_version(tags: dict[str, str]) -> str:
+    """A version's task, estimator and runtime from its tags; what a version trained before they were set was."""
+    return f"{tags.get(TASK_TAG, CLASSIFICATION)}, {tags.get(ESTIMATOR_TAG, 'unknown')}, runtime {_runtime(tags)}"
+
+
+def _from_tags(config: PipelineConfig, version: str, show: Callable[[dict[str, str]], str]) -> str:
+    """`show` of the version's tags, or why they could not be read."""
     try:
         found = _get(config, "model-versions/get", name=config.model_name, version=version)
     except (httpx.HTTPError, _NotFound, _Failed) as exc:
         return f"unknown ({exc})"
-    tags = {t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])}
+    return show({t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])})
+
+
+def _runtime(tags: dict[str, str]) -> str:
+    """The runtime the gate chose (scikit-learn for a version gated before ONNX)."""
     return tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME)
 
 

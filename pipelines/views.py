@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from pipelines.estimators import import_path
+
 if TYPE_CHECKING:  # result types only; importing them at run time would load MLflow for `--help`
     from pipelines.bento import BuiltBento
     from pipelines.canary import Verdict
@@ -14,7 +16,7 @@ if TYPE_CHECKING:  # result types only; importing them at run time would load ML
     from pipelines.deploy import DeployResult
     from pipelines.traffic import TrafficResult
     from pipelines.train import Reproduction, TrainResult
-    from pipelines.validate import ValidationReport
+    from pipelines.validate import ValidationReport, VersionFacts
     from services.monitoring.job import MonitorResult
 
 
@@ -30,14 +32,15 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
 def trained(config: PipelineConfig, result: TrainResult) -> Table:
     return key_values("Trained", {
         "model": f"{config.model_name} v{result.model_version} (@challenger)", "run id": result.run_id,
+        "task": config.task, "estimator": import_path(config.model.estimator),
         "data version": result.data_version,
         **{f"holdout {k}": f"{v:.4f}" for k, v in result.metrics.items()},
         "MLflow": f"{config.tracking.display_uri}/#/models/{config.model_name}/versions/{result.model_version}"})
 
 
 def gate(report: ValidationReport) -> Table:
-    title = f"Validation of v{report.model_version} as served by {report.runtime}" + (
-        f" vs champion v{report.champion_version}" if report.champion_version else "")
+    title = f"Validation of {_facts(report.candidate)}" + (
+        f"\nvs champion {_facts(report.champion)}" if report.champion else "")
     table = Table(title=title, title_justify="left")
     for column in ("check", "candidate", "champion", "threshold", "result"):
         table.add_column(column)
@@ -45,6 +48,10 @@ def gate(report: ValidationReport) -> Table:
         table.add_row(escape(check.name), str(check.candidate), "" if check.champion is None else str(check.champion),
                       check.threshold, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]")
     return table
+
+
+def _facts(version: VersionFacts) -> str:
+    return f"v{version.version} ({version.task}, {version.estimator}) as served by {version.runtime}"
 
 
 def bento(built: BuiltBento) -> Table:

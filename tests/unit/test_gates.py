@@ -10,15 +10,15 @@ from sklearn.pipeline import Pipeline
 from pipelines.config import DataConfig, GatesConfig, ModelConfig
 from pipelines.data import check_schema
 from pipelines.demo_data import make_loans
-from pipelines.task import CLASSIFICATION_TASK
-from pipelines.train import fit
-from pipelines.validate import (
+from pipelines.gate_checks import (
     behaviour_checks,
     floor_checks,
     incomparable_check,
     regression_checks,
     slice_checks,
 )
+from pipelines.task import CLASSIFICATION_TASK
+from pipelines.train import fit
 
 DATA = DataConfig(target="defaulted", numeric_features=["income", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region"])
@@ -63,24 +63,25 @@ def test_non_regression_against_champion():
 
 def test_slices_of_every_categorical(trained):
     model, holdout = trained
-    checks = slice_checks(model, holdout, DATA, GatesConfig(min_slice_rows=30, max_slice_drop=0.15))
+    checks = slice_checks(model, holdout, DATA, GatesConfig(min_slice_rows=30, max_slice_drop=0.15),
+                          CLASSIFICATION_TASK)
     names = [check.name for check in checks]
     assert any(name.startswith("accuracy[employment=") for name in names)
     assert any(name.startswith("accuracy[region=") for name in names)
-    strict = slice_checks(model, holdout, DATA, GatesConfig(min_slice_rows=30, max_slice_drop=0.0))
+    strict = slice_checks(model, holdout, DATA, GatesConfig(min_slice_rows=30, max_slice_drop=0.0), CLASSIFICATION_TASK)
     assert not all(check.passed for check in strict)  # slices differ, so a zero tolerance must fail some
 
 
 def test_behaviour_of_a_sound_model(trained):
     model, holdout = trained
-    assert all(check.passed for check in behaviour_checks(model, holdout, DATA))
+    assert all(check.passed for check in behaviour_checks(model, holdout, DATA, CLASSIFICATION_TASK))
 
 
 def test_nondeterministic_model_fails(trained):
     _, holdout = trained
     coin = Pipeline([("estimator", DummyClassifier(strategy="uniform"))])  # no seed: new draws each call
     coin.fit(holdout[DATA.features], holdout[DATA.target])
-    checks = by_name(behaviour_checks(coin, holdout, DATA))
+    checks = by_name(behaviour_checks(coin, holdout, DATA, CLASSIFICATION_TASK))
     assert not checks["deterministic predictions"].passed
     assert not checks["row-order invariance"].passed
 
@@ -102,7 +103,7 @@ class RunningMeanClassifier(ClassifierMixin, BaseEstimator):
 def test_order_dependent_model_fails_only_row_order(trained):
     _, holdout = trained
     model = RunningMeanClassifier().fit(holdout[DATA.features], holdout[DATA.target])
-    checks = by_name(behaviour_checks(model, holdout, DATA))
+    checks = by_name(behaviour_checks(model, holdout, DATA, CLASSIFICATION_TASK))
     assert checks["deterministic predictions"].passed
     assert not checks["row-order invariance"].passed
 
