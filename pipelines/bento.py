@@ -32,15 +32,17 @@ from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.onnx_export import ONNX_ARTIFACT
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
-from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from services.contract import CODE_SHA256_TAG, ESTIMATOR_TAG, ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
 from services.serving.onnx_model import ONNX_FILE, OnnxModel
 
 SERVICE = "services.serving.service:Serving"
-# Everything the service imports from this repo; the bento carries exactly these files.
+# Everything the service imports from this repo, and the release image's requirement check; the bento
+# carries exactly these files (a team's own code is in the model directory, where MLflow logged it).
 SERVICE_FILES = [
     "services/__init__.py",
     "services/access.py",
+    "services/code_digest.py",
     "services/contract.py",
     "services/serving/__init__.py",
     "services/serving/service.py",
@@ -50,6 +52,7 @@ SERVICE_FILES = [
     "services/serving/guard.py",
     "services/serving/scoring.py",
     "services/serving/onnx_model.py",
+    "services/serving/requirements_check.py",
 ]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
@@ -126,12 +129,17 @@ def service_hash() -> str:
     return digest.hexdigest()[:10]
 
 
-def as_gated(config: PipelineConfig, model: ResolvedVersion) -> ResolvedVersion:
-    """The version with the runtime its latest gate recorded (read now: the gate may have run since it was
-    resolved); scikit-learn for a version no gate has passed."""
-    tags = require_version(connect(config), model.name, model.version).tags
+def as_gated(model: ResolvedVersion, tags: dict[str, str]) -> ResolvedVersion:
+    """The version with the runtime its latest gate recorded in `tags` (read at build time: the gate may have
+    run since it was resolved); scikit-learn for a version no gate has passed."""
     return dataclasses.replace(model, runtime=tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME),
                                onnx_sha256=tags.get(ONNX_SHA256_TAG))
+
+
+def labels(model: ResolvedVersion, tags: dict[str, str]) -> dict[str, str]:
+    """The bento's labels: the version's identity, its task, its estimator and the digest of its team code."""
+    return {**model.labels, "task": model.trained_with.task, "estimator": tags.get(ESTIMATOR_TAG, ""),
+            "code_sha256": tags.get(CODE_SHA256_TAG, "")}
 
 
 def stored_once(home: Path, find: Callable[[], T], add: Callable[[], T], missing: type[Exception]) -> T:
@@ -153,7 +161,8 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     home = use_store(config)
     import bentoml  # after use_store: BentoML fixes its home on first use
 
-    model = as_gated(config, model)
+    tags = require_version(connect(config), model.name, model.version).tags
+    model = as_gated(model, tags)
     # The run's ONNX artifact is immutable, so "-onnx" names it; its digest is checked below all the same.
     model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if model.runtime == ONNX_RUNTIME else "")
     tag = f"{model_tag}-{service_hash()}"
@@ -161,7 +170,7 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     stored_once(home, lambda: _check_stored(model, model_tag), lambda: _import(model, model_tag),
                 bentoml.exceptions.NotFound)
     return stored_once(home, lambda: BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True),
-                       lambda: _build_bento(config, model, model_tag, tag), bentoml.exceptions.NotFound)
+                       lambda: _build_bento(config, model, model_tag, tag, tags), bentoml.exceptions.NotFound)
 
 
 def _check_stored(model: ResolvedVersion, model_tag: str) -> None:
@@ -187,7 +196,9 @@ def _import(model: ResolvedVersion, model_tag: str) -> None:
         bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
 
 
-def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str, tag: str) -> BuiltBento:
+def _build_bento(
+    config: PipelineConfig, model: ResolvedVersion, model_tag: str, tag: str, tags: dict[str, str]
+) -> BuiltBento:
     import bentoml
 
     requirements = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
@@ -199,7 +210,7 @@ def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str,
             SERVICE,
             name=model.name,
             version=tag.split(":", 1)[1],
-            labels=model.labels,
+            labels=labels(model, tags),
             include=SERVICE_FILES,
             build_ctx=context,
             models=[model_tag],
@@ -210,6 +221,11 @@ def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str,
                 "model_tag": model_tag,
                 "model_name": model.name,
                 "model_version": model.version,
+                "task": model.trained_with.task,
+                # What the version's config trusts beyond the pin and the digest of the code it was logged
+                # with: the serving process checks the model against these, never against the artifact.
+                "trusted_types": json.dumps(model.trained_with.model.trusted_types),
+                "code_sha256": tags.get(CODE_SHA256_TAG, ""),
                 # The schema the version was trained with, which a rollback may find different from today's.
                 "numeric_features": json.dumps(model.data.numeric_features),
                 "categorical_features": json.dumps(model.data.categorical_features),
