@@ -35,10 +35,12 @@ from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.onnx_model import ONNX_FILE
 
 SERVICE = "services.serving.service:Serving"
-# Everything the service imports from this repo; the bento carries exactly these files.
+# Everything the service imports from this repo, and the release image's requirement check; the bento
+# carries exactly these files (a team's own code is in the model directory, where MLflow logged it).
 SERVICE_FILES = [
     "services/__init__.py",
     "services/access.py",
+    "services/code_digest.py",
     "services/contract.py",
     "services/serving/__init__.py",
     "services/serving/service.py",
@@ -48,6 +50,7 @@ SERVICE_FILES = [
     "services/serving/guard.py",
     "services/serving/scoring.py",
     "services/serving/onnx_model.py",
+    "services/serving/requirements_check.py",
 ]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
@@ -85,10 +88,9 @@ def service_hash() -> str:
     return digest.hexdigest()[:10]
 
 
-def as_gated(config: PipelineConfig, model: ResolvedVersion) -> ResolvedVersion:
-    """The version with the runtime its latest gate recorded (read now: the gate may have run since it was
-    resolved); scikit-learn for a version no gate has passed."""
-    tags = require_version(connect(config), model.name, model.version).tags
+def as_gated(model: ResolvedVersion, tags: dict[str, str]) -> ResolvedVersion:
+    """The version with the runtime its latest gate recorded in `tags` (read at build time: the gate may have
+    run since it was resolved); scikit-learn for a version no gate has passed."""
     return dataclasses.replace(model, runtime=tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME),
                                onnx_sha256=tags.get(ONNX_SHA256_TAG))
 
@@ -112,7 +114,7 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     home = use_store(config)
     import bentoml  # after use_store: BentoML fixes its home on first use
 
-    model = as_gated(config, model)
+    model = as_gated(model, require_version(connect(config), model.name, model.version).tags)
     # The run's ONNX artifact is immutable, so "-onnx" names it; its digest is checked below all the same.
     model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if model.runtime == ONNX_RUNTIME else "")
     tag = f"{model_tag}-{service_hash()}"
@@ -169,6 +171,11 @@ def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str,
                 "model_tag": model_tag,
                 "model_name": model.name,
                 "model_version": model.version,
+                "task": model.trained_with.task,
+                # What the version's config trusts beyond the pin and the digest of the code it was logged
+                # with: the serving process checks the model against these, never against the artifact.
+                "trusted_types": json.dumps(model.trained_with.model.trusted_types),
+                "code_sha256": model.code_sha256,
                 # The schema the version was trained with, which a rollback may find different from today's.
                 "numeric_features": json.dumps(model.data.numeric_features),
                 "categorical_features": json.dumps(model.data.categorical_features),

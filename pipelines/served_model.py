@@ -23,7 +23,7 @@ from pipelines.onnx_export import CONVERTED, ONNX_ARTIFACT, ONNX_RUN_TAG
 from pipelines.registry import ResolvedVersion
 from services.contract import ONNX_RUNTIME, SKLEARN_RUNTIME
 from services.serving.model_trust import UntrustedModel, check_model_dir, load_trusted_model
-from services.serving.onnx_model import OnnxModel
+from services.serving.onnx_model import OnnxModel, load_onnx_model
 
 Served = Pipeline | OnnxModel  # what answers requests, and so what the gate scores
 _TRUST_HINT = ("if the type(s) it names are safe to load, list them under model.trusted_types in the pipeline "
@@ -34,11 +34,12 @@ class UntrustedModelError(CannotRun, ValueError):
     """A model version whose artifact the trusted types refuse (services/serving/model_trust.py)."""
 
 
-def load_sklearn_model(source: str | Path, trusted_types: Sequence[str], who: str) -> Any:
+def load_sklearn_model(source: str | Path, trusted_types: Sequence[str], who: str, code_sha256: str = "") -> Any:
     """The scikit-learn model at `source` (a model directory or URI), loaded with the pinned trusted types plus
-    `trusted_types`; a refusal names `who` and the types to add to `model.trusted_types`."""
+    `trusted_types` (and its logged code, when it hashes to `code_sha256`); a refusal names `who` and the types
+    to add to `model.trusted_types`."""
     try:
-        return load_trusted_model(source, extra_types=list(trusted_types))
+        return load_trusted_model(source, extra_types=list(trusted_types), code_sha256=code_sha256)
     except UntrustedModel as exc:
         raise UntrustedModelError(f"{who} refused: {exc}; {_TRUST_HINT}") from None
 
@@ -46,7 +47,7 @@ def load_sklearn_model(source: str | Path, trusted_types: Sequence[str], who: st
 def load_model(model: ResolvedVersion) -> Any:
     """The version's scikit-learn model, trusting the pin and the types its own config lists."""
     return load_sklearn_model(model.uri, model.trained_with.model.trusted_types,
-                              f"model {model.name} v{model.version}")
+                              f"model {model.name} v{model.version}", model.code_sha256)
 
 
 def download_onnx(model: ResolvedVersion) -> bytes:
@@ -66,12 +67,12 @@ def gated_onnx(model: ResolvedVersion) -> bytes:
 
 
 def load_onnx(model: ResolvedVersion) -> OnnxModel:
-    return OnnxModel(gated_onnx(model))
+    return load_onnx_model(gated_onnx(model))
 
 
 def check_model(model: ResolvedVersion, model_dir: str | Path) -> None:
     try:
-        check_model_dir(model_dir)
+        check_model_dir(model_dir, model.trained_with.model.trusted_types, model.code_sha256)
     except UntrustedModel as exc:
         raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
 
@@ -108,4 +109,4 @@ def load_candidate(client: MlflowClient, candidate: ResolvedVersion) -> Candidat
     if onnx_state != CONVERTED:
         return CandidateModels(sklearn_model, not_converted=onnx_state)
     onnx_bytes = download_onnx(candidate)
-    return CandidateModels(sklearn_model, OnnxModel(onnx_bytes), hashlib.sha256(onnx_bytes).hexdigest())
+    return CandidateModels(sklearn_model, load_onnx_model(onnx_bytes), hashlib.sha256(onnx_bytes).hexdigest())

@@ -53,6 +53,7 @@ from services.contract import (
     TLS_SERVER_NAME_OUTPUT,
     image_ref,
 )
+from services.serving.requirements_check import LACKS
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
 WITHOUT_CANDIDATE = {CANDIDATE_IMAGE_KEY: NO_IMAGE, CANDIDATE_VERSION_KEY: NO_VERSION}
@@ -210,10 +211,19 @@ def build_release_image(config: PipelineConfig, bento: BuiltBento, stack_config:
         command = [
             "docker", "build", "--network", "host", "--file", str(RELEASE_DOCKERFILE), "--tag", tag,
             "--build-arg", f"RUNTIME_IMAGE={runtime_image(stack_config)}",
-            "--build-arg", f"MODEL_VERSION={bento.model_version}", str(context),
+            "--build-arg", f"MODEL_NAME={bento.model.name}", "--build-arg", f"MODEL_VERSION={bento.model_version}",
+            str(context),
         ]
         # The classic builder: hosts without buildx (air-gapped ones, these CI machines) have only it.
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
     if done.returncode != 0:
-        raise StackError(f"building release image {tag} failed:\n{(done.stdout + done.stderr)[-2000:]}")
+        raise release_build_error(tag, done.stdout + done.stderr)
     return tag
+
+
+def release_build_error(tag: str, output: str) -> StackError:
+    """What a failed release build says: the packages the bento needs that the runtime image lacks
+    (release.Dockerfile's check), else the end of the build log."""
+    if lacks := [line.strip() for line in output.splitlines() if line.strip().startswith(LACKS)]:
+        return StackError(f"release image {tag} refused: " + "\n".join(dict.fromkeys(lacks)))
+    return StackError(f"building release image {tag} failed:\n{output[-2000:]}")

@@ -10,44 +10,18 @@ and the bento's labels, and every loader checks the copy it imports against it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# Files that are not code and change without the code changing.
-IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-IGNORED_SUFFIXES = {".pyc", ".pyo"}
+# The digest is services/'s, so the serving side (standard library only) recomputes it the same way.
+from services.code_digest import code_sha256 as code_sha256
 
 
 class TeamCodeError(ValueError):
     """A code path or import path in the config that does not resolve; the message names the key."""
-
-
-def code_files(folder: Path) -> list[Path]:
-    """Every file of a code folder that is part of the code, sorted by relative path."""
-    return sorted(
-        path for path in folder.rglob("*")
-        if path.is_file() and not IGNORED_PARTS & set(path.relative_to(folder).parts)
-        and path.suffix not in IGNORED_SUFFIXES
-    )
-
-
-def code_sha256(folders: Iterable[Path]) -> str:
-    """One digest over the folders' names, files' relative paths and bytes; "" for no folders."""
-    folders = list(folders)
-    if not folders:
-        return ""
-    digest = hashlib.sha256()
-    for folder in sorted(folders, key=lambda path: path.name):
-        digest.update(f"folder {folder.name}\n".encode())
-        for path in code_files(folder):
-            data = path.read_bytes()
-            digest.update(f"file {path.relative_to(folder).as_posix()} {len(data)}\n".encode())
-            digest.update(data)
-    return digest.hexdigest()
 
 
 def make_importable(folders: Iterable[Path]) -> None:

@@ -79,7 +79,7 @@ def fit(frame: pd.DataFrame, config: PipelineConfig) -> tuple[Pipeline, pd.DataF
 def check_trusted(model: Pipeline, declared: Iterable[str] = ()) -> None:
     """Refuse to log a model that needs skops types beyond the pin and `model.trusted_types`: no loader would
     load it. The message names exactly the types to add."""
-    if outside := sorted(set(types_outside_pin(model)) - set(declared)):
+    if outside := types_outside_pin(model, declared):
         raise TrainError(
             f"the fitted model needs skops type(s) outside the trusted list: {', '.join(outside)}. Gate, bento "
             "and serving load only TRUSTED_TYPES (services/serving/model_trust.py) and the pipeline config's "

@@ -3,7 +3,8 @@
 The request schema bounds what reaches the model; should a model still fail on accepted input (a fork's
 estimator, a bound set too wide), the rows it fails on are found by bisection (a bounded number of extra
 model calls) and named in a `RowsRefused`, which the service answers with 422, never a 500. Rows whose
-probabilities come out NaN or infinite (not JSON) count as failed too.
+probabilities (classification) or predicted values (regression) come out NaN or infinite (not JSON) count as
+failed too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+
+from services.contract import CLASSIFICATION, REGRESSION, TaskName
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,13 +50,16 @@ def columns(records: list[dict], numeric: list[str], categorical: list[str]) -> 
     return arrays
 
 
-def score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
-    """Labels and (when the model has them) class probabilities per row; `RowsRefused` names failing rows."""
+def score(
+    model: Any, batch: Batch, task: TaskName = CLASSIFICATION
+) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Per row, a regression's predicted value (a float), or a classification's label and (when the model
+    has them) class probabilities; `RowsRefused` names failing rows."""
     try:
-        return _score(model, batch)
+        return _score(model, batch, task)
     except MODEL_ERRORS as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-    raise RowsRefused(_failing_rows(model, batch), _row_count(batch), reason)
+    raise RowsRefused(_failing_rows(model, batch, task), _row_count(batch), reason)
 
 
 def _row_count(batch: Batch) -> int:
@@ -66,10 +72,15 @@ def _rows(batch: Batch, start: int, stop: int) -> Batch:
     return batch.iloc[start:stop]
 
 
-def _score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] | None]:
+def _score(model: Any, batch: Batch, task: TaskName) -> tuple[list[Any], list[dict[str, float]] | None]:
     # Floating-point warnings (an overflowing cast) are not reported: what matters is checked below, or
     # raised by the model's own input checks.
     with np.errstate(all="ignore"):
+        if task == REGRESSION:
+            values = np.asarray(model.predict(batch), dtype=float).reshape(-1)
+            if not np.isfinite(values).all():
+                raise _NotFinite("the model predicted values that are not finite numbers")
+            return values.tolist(), None
         if not hasattr(model, "predict_proba"):
             return model.predict(batch).tolist(), None
         # One pass over the model: the label is the most probable class (as `predict` does for forests,
@@ -82,15 +93,15 @@ def _score(model: Any, batch: Batch) -> tuple[list[Any], list[dict[str, float]] 
     return labels, [dict(zip(classes, map(float, p), strict=True)) for p in proba]
 
 
-def _fails(model: Any, batch: Batch) -> bool:
+def _fails(model: Any, batch: Batch, task: TaskName) -> bool:
     try:
-        _score(model, batch)
+        _score(model, batch, task)
     except MODEL_ERRORS:
         return True
     return False
 
 
-def _failing_rows(model: Any, batch: Batch) -> list[int]:
+def _failing_rows(model: Any, batch: Batch, task: TaskName) -> list[int]:
     """Up to `MAX_NAMED_ROWS` rows that fail on their own, found by halving the failing ranges."""
     found: list[int] = []
 
@@ -102,7 +113,7 @@ def _failing_rows(model: Any, batch: Batch) -> list[int]:
         for start, stop in ((lo, mid), (mid, hi)):
             if len(found) >= MAX_NAMED_ROWS:
                 return
-            if _fails(model, _rows(batch, start, stop)):
+            if _fails(model, _rows(batch, start, stop), task):
                 search(start, stop)
 
     search(0, _row_count(batch))

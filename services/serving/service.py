@@ -1,14 +1,17 @@
 """The BentoML service: one model version from the MLflow registry behind a typed `POST /predict`.
 
-Which model, its version and its feature schema are bento arguments fixed at build time
-(`pipelines.bento`), so a bento — and the image made from it — always serves exactly one version.
+Which model, its version, its task and its feature schema are bento arguments fixed at build time
+(`pipelines.bento`), so a bento — and the image made from it — always serves exactly one version. The
+response is the task's (`Prediction`, chosen at import, so the OpenAPI document shows the shape served):
+a regression's values, or a classification's labels and a probability per class label.
 BentoML itself answers `/livez`, `/readyz` and `/metrics`.
 
 What a client may send is bounded before the model sees it: the body (`guard.RequestGuard`: size, media
 type, JSON without repeated keys), every row (`request_schema`: strict types, bounded numbers and
 strings) and the request id; a model that still fails on accepted rows answers 422 naming them
 (`scoring`). The model is the ONNX file the gate checked, run by onnxruntime (`onnx_model`), or, for a
-version that has none, the scikit-learn model loaded with the pinned trusted types only (`model_trust`).
+version that has none, the scikit-learn model loaded with the pinned trusted types plus those its config
+listed, and the team's code it was logged with only when that hashes to the version's digest (`model_trust`).
 A request carrying the deploy's smoke token is logged apart, in the inference log's `SMOKE_LOG_SUBDIR`.
 """
 
@@ -34,9 +37,11 @@ from pydantic import BaseModel, Field
 
 from services.access import read_credential
 from services.contract import (
+    CLASSIFICATION,
     DRAIN_FILE_ENV,
     INFERENCE_LOG_ENV,
     ONNX_RUNTIME,
+    REGRESSION,
     REQUEST_ID_HEADER,
     SERVING_TOKEN_FILE_ENV,
     SKLEARN_RUNTIME,
@@ -44,11 +49,12 @@ from services.contract import (
     SMOKE_TOKEN_HEADER,
     InferenceRecord,
     JsonLogFormatter,
+    TaskName,
 )
 from services.serving.guard import Refusal, SmokeToken, check_request_id, serving_middlewares
 from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
-from services.serving.onnx_model import ONNX_FILE, OnnxModel
+from services.serving.onnx_model import ONNX_FILE, load_onnx_model
 from services.serving.request_schema import DEFAULT_MAX_ABS, row_model
 from services.serving.scoring import RowsRefused, columns, score
 
@@ -57,8 +63,11 @@ class ServingArgs(BaseModel):
     model_tag: str
     model_name: str
     model_version: str
+    task: TaskName = CLASSIFICATION
     numeric_features: str  # JSON lists: bento arguments are strings on the command line
     categorical_features: str
+    trusted_types: str = "[]"  # the skops types the version's config lists beyond the pin (model.trusted_types)
+    code_sha256: str = ""  # the digest of the team's code logged with the model, "" when it has none
     max_batch_rows: int = 1000
     max_abs_value: float = DEFAULT_MAX_ABS
     max_body_bytes: int = 4 * 1024 * 1024
@@ -70,6 +79,7 @@ class ServingArgs(BaseModel):
 args = bentoml.use_arguments(ServingArgs)
 NUMERIC: list[str] = json.loads(args.numeric_features)
 CATEGORICAL: list[str] = json.loads(args.categorical_features)
+TRUSTED_TYPES: list[str] = json.loads(args.trusted_types)
 
 
 log = logging.getLogger("serving")
@@ -82,11 +92,22 @@ log.propagate = False
 Row = row_model(NUMERIC, CATEGORICAL, max_abs=args.max_abs_value)
 
 
-class Prediction(BaseModel):
-    predictions: list[Any]
-    probabilities: list[dict[str, float]] | None = None
+class Regression(BaseModel):
+    predictions: list[float] = Field(description="the predicted value of each row, in request order")
     model_version: str
     request_id: str
+
+
+class Classification(BaseModel):
+    predictions: list[Any] = Field(description="the predicted class label of each row, in request order")
+    probabilities: list[dict[str, float]] | None = Field(
+        None, description="per row, the probability of each class label (absent for a model without them)")
+    model_version: str
+    request_id: str
+
+
+# BentoML builds the OpenAPI schema from `predict`'s return annotation, read in this module's namespace.
+Prediction = Regression if args.task == REGRESSION else Classification
 
 
 predictions_total = bentoml.metrics.Counter(
@@ -136,28 +157,29 @@ class Serving:
             raise BentoMLException(refusal.message, error_code=refusal.status) from None
         records = [row.model_dump(by_alias=True) for row in rows]
         try:
-            labels, probabilities = await _score_records(self.model, records)
+            predictions, probabilities = await _score_records(self.model, records)
         except RowsRefused as refused:
             log.warning("rows refused by the model", extra={"fields": {
                 "request_id": request_id, "model_version": args.model_version, "rows": refused.rows,
                 "error": str(refused)}})
             raise BentoMLException(str(refused), error_code=HTTPStatus.UNPROCESSABLE_ENTITY) from None
-        self._log_rows(self.smoke_log if smoke else self.inference_log, request_id, records, labels, probabilities)
+        self._log_rows(self.smoke_log if smoke else self.inference_log, request_id, records, predictions,
+                       probabilities)
         ctx.response.headers[REQUEST_ID_HEADER] = request_id
         log.info("predicted", extra={"fields": {
             "request_id": request_id, "model_version": args.model_version, "rows": len(records),
             "latency_ms": round((time.perf_counter() - started) * 1000, 2)}})
-        return Prediction(predictions=labels, probabilities=probabilities, model_version=args.model_version,
-                          request_id=request_id)
+        answer = {"predictions": predictions, "model_version": args.model_version, "request_id": request_id}
+        return Prediction(**answer) if probabilities is None else Prediction(**answer, probabilities=probabilities)
 
     def _log_rows(
-        self, inference_log: InferenceLog, request_id: str, records: list[dict], labels: list,
+        self, inference_log: InferenceLog, request_id: str, records: list[dict], predictions: list,
         probabilities: list[dict] | None,
     ) -> None:
         now = datetime.now(UTC)
         entries = [
             InferenceRecord(request_id=request_id, row=i, timestamp=now, model_name=args.model_name,
-                            model_version=args.model_version, features=features, prediction=labels[i],
+                            model_version=args.model_version, features=features, prediction=predictions[i],
                             probabilities=probabilities[i] if probabilities else None).to_json()
             for i, features in enumerate(records)
         ]
@@ -181,11 +203,11 @@ async def _score_records(model: Any, records: list[dict]) -> tuple[list[Any], li
     process's start); a scikit-learn pipeline reads a DataFrame, in its own thread."""
     arrays = columns(records, NUMERIC, CATEGORICAL)
     if args.runtime == ONNX_RUNTIME:
-        return score(model, arrays)
+        return score(model, arrays, args.task)
     import pandas as pd  # loaded at start by `_load_model` for this runtime
 
     batch = pd.DataFrame(arrays, columns=[*NUMERIC, *CATEGORICAL], copy=False)
-    return await asyncio.get_running_loop().run_in_executor(_SCIKIT_LEARN_THREAD, score, model, batch)
+    return await asyncio.get_running_loop().run_in_executor(_SCIKIT_LEARN_THREAD, score, model, batch, args.task)
 
 
 def _load_model(model_dir: Path) -> Any:
@@ -193,14 +215,14 @@ def _load_model(model_dir: Path) -> Any:
     if args.runtime == SKLEARN_RUNTIME:
         import pandas  # noqa: F401  the pipeline scores DataFrames: pay the import at start, not at the first request
 
-        # Only the pinned trusted types load, whatever the artifact declares.
-        return load_trusted_model(model_dir)
+        # Only the pinned trusted types and the config's load, whatever the artifact declares.
+        return load_trusted_model(model_dir, TRUSTED_TYPES, args.code_sha256)
     if args.runtime != ONNX_RUNTIME:
         raise ValueError(f"unknown runtime {args.runtime!r}; expected {ONNX_RUNTIME!r} or {SKLEARN_RUNTIME!r}")
     onnx = (model_dir / ONNX_FILE).read_bytes()
     if hashlib.sha256(onnx).hexdigest() != args.onnx_sha256:
         raise ValueError(f"{model_dir / ONNX_FILE} is not the ONNX file the gate checked (sha256 differs)")
-    return OnnxModel(onnx)
+    return load_onnx_model(onnx)
 
 
 # Outside the typed API: with a serving token (the stack's `servingToken`, as a file) everything but the health

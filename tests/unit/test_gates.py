@@ -19,6 +19,7 @@ from pipelines.gate_checks import (
 )
 from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import fit
+from tests.unit.models import config_for
 
 DATA = DataConfig(target="defaulted", numeric_features=["income", "credit_score", "debt_ratio"],
                   categorical_features=["employment", "region"])
@@ -27,8 +28,8 @@ GATES = GatesConfig(min_metrics={"accuracy": 0.7, "log_loss": 0.6}, max_regressi
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[Pipeline, pd.DataFrame]:
-    model, holdout, _ = fit(check_schema(make_loans(rows=3000), DATA), DATA, ModelConfig(params={"n_estimators": 30}),
-                            CLASSIFICATION_TASK)
+    model, holdout, _ = fit(check_schema(make_loans(rows=3000), DATA, CLASSIFICATION_TASK),
+                            config_for(DATA, ModelConfig(params={"n_estimators": 30})))
     return model, holdout
 
 

@@ -88,3 +88,28 @@ def test_service_image_follows_the_stack_contract(folder):
     # Every image builds from services/ (see infra/containers.py); its .dockerignore keeps the context small.
     ignore = (SERVICES / ".dockerignore").read_text().splitlines()
     assert ignore, "services/.dockerignore is empty"
+
+
+def test_the_bento_carries_every_repo_module_the_service_imports_and_the_release_check():
+    """SERVICE_FILES is the bento's whole copy of this repo: a module the service (or what it imports) needs
+    and the bento lacks is a server that fails at start, so the import closure is computed here, by ast."""
+    import ast
+
+    from pipelines.bento import SERVICE_FILES
+
+    needed, todo = set(), ["services/serving/service.py"]
+    while todo:
+        path = todo.pop()
+        needed.add(path)
+        for node in ast.walk(ast.parse((REPO_ROOT / path).read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("services"):
+                    module = name.replace(".", "/")
+                    found = f"{module}.py" if (REPO_ROOT / f"{module}.py").exists() else f"{module}/__init__.py"
+                    if found not in needed:
+                        todo.append(found)
+    packages = {f"{'/'.join(Path(p).parts[:i])}/__init__.py" for p in needed for i in range(1, len(Path(p).parts))}
+    assert set(SERVICE_FILES) == needed | packages | {"services/serving/requirements_check.py"}
+    assert "services/serving/requirements_check.py" in (SERVICES / "serving" / "release.Dockerfile").read_text()

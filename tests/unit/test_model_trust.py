@@ -4,6 +4,8 @@ beyond them loads (not skops, declared extra types, or extra types inside the sk
 from __future__ import annotations
 
 import operator
+import shutil
+import sys
 from pathlib import Path
 
 import mlflow.sklearn
@@ -18,6 +20,7 @@ from sklearn.preprocessing import FunctionTransformer
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
 from pipelines.train import TrainError, check_trusted
+from services.code_digest import code_sha256
 from services.serving.model_trust import (
     TRUSTED_TYPES,
     UntrustedModel,
@@ -124,3 +127,76 @@ def test_training_refuses_a_model_that_needs_a_type_outside_the_pin():
     with pytest.raises(TrainError, match=r"_operator\.neg.*services/serving/model_trust\.py"):
         check_trusted(with_function_transformer())
     check_trusted(fitted("gradient_boosting"))  # a supported model passes
+
+
+def test_types_the_config_lists_load_only_when_the_caller_passes_them(tmp_path):
+    path = save(with_function_transformer(), tmp_path / "model", trusted=[*sorted(TRUSTED_TYPES), "_operator.neg"])
+    with pytest.raises(UntrustedModel, match=r"_operator\.neg.*model\.trusted_types"):
+        load_trusted_model(path)
+    loaded = load_trusted_model(path, extra_types=["_operator.neg"])
+    assert (loaded.predict(np.eye(2)) == with_function_transformer().predict(np.eye(2))).all()
+    assert types_outside_pin(with_function_transformer(), extra_types=["_operator.neg"]) == []
+
+
+TEAM_CODE = '''
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Doubler(TransformerMixin, BaseEstimator):
+    def fit(self, x, y=None):
+        return self
+
+    def transform(self, x):
+        return np.asarray(x) * 2.0
+'''
+
+
+TEAM_TYPE = ["trust_test_team.features.Doubler"]
+
+
+@pytest.fixture(scope="module")
+def with_team_code(tmp_path_factory):
+    """A model whose pipeline holds a team's own class, saved with its package as MLflow code_paths."""
+    root = tmp_path_factory.mktemp("team")
+    package = root / "trust_test_team"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "features.py").write_text(TEAM_CODE)
+    sys.path.insert(0, str(root))
+    try:
+        from trust_test_team.features import Doubler
+    finally:
+        sys.path.remove(str(root))
+    x = np.random.default_rng(0).random((40, 2))
+    model = Pipeline([("f", Doubler()), ("m", LogisticRegression())]).fit(x, x[:, 0] > 0.5)
+    path = save(model, root / "model", trusted=sorted({*TRUSTED_TYPES, *TEAM_TYPE}),
+                code_paths=[str(package)])
+    return path, code_sha256([package]), x
+
+
+def test_a_model_with_code_loads_only_with_the_digest_training_recorded(with_team_code):
+    path, digest, x = with_team_code
+    with pytest.raises(UntrustedModel, match="declares code paths .* no code_sha256"):
+        check_model_dir(path, TEAM_TYPE)
+    with pytest.raises(UntrustedModel, match=f"not the code training logged: its sha256 is {digest}"):
+        check_model_dir(path, TEAM_TYPE, code_sha256="0" * 64)
+    with pytest.raises(UntrustedModel, match=r"trust_test_team\.features\.Doubler"):  # its type still needs the config
+        check_model_dir(path, code_sha256=digest)
+    assert check_model_dir(path, TEAM_TYPE, code_sha256=digest).code_dir == path / "code"
+    loaded = load_trusted_model(path, TEAM_TYPE, code_sha256=digest)
+    assert loaded.predict(x).tolist() == loaded.steps[-1][1].predict(x * 2.0).tolist()
+    assert str(path / "code") in sys.path
+
+
+def test_code_the_digest_does_not_cover_is_refused(with_team_code, tmp_path):
+    path, digest, _ = with_team_code
+    for stray in ("code/trust_test_team/sneaky.pyc", "code/loose.py"):
+        copy = shutil.copytree(path, tmp_path / stray.replace("/", "-"))
+        (copy / stray).write_bytes(b"")
+        with pytest.raises(UntrustedModel, match="not part of the code it was logged with"):
+            check_model_dir(copy, TEAM_TYPE, code_sha256=digest)
+    changed = shutil.copytree(path, tmp_path / "changed")
+    (changed / "code/trust_test_team/features.py").write_text(TEAM_CODE + "\nimport os\n")
+    with pytest.raises(UntrustedModel, match="not the code training logged"):
+        check_model_dir(changed, TEAM_TYPE, code_sha256=digest)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import Ridge
 
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
+from services.contract import REGRESSION, InferenceRecord
 from services.serving.request_schema import DEFAULT_MAX_ABS
 from services.serving.scoring import MAX_NAMED_ROWS, RowsRefused, score
 from tests.unit.models import pipeline_for
@@ -98,3 +103,26 @@ def test_no_value_the_schema_accepts_makes_a_supported_estimator_fail(estimator)
     ).astype({name: "float64" for name in DATA.numeric_features})
     labels, probabilities = score(model, frame)
     assert len(labels) == len(frame) and all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
+
+
+def test_a_regression_model_returns_its_values_as_floats_and_no_probabilities():
+    model = Ridge().fit(FRAME[DATA.numeric_features], FRAME["income"])
+    frame = rows()[DATA.numeric_features]
+    values, probabilities = score(model, frame, REGRESSION)
+    assert probabilities is None
+    assert all(type(value) is float for value in values)
+    assert values == pytest.approx(model.predict(frame).tolist())
+    # and a value is what the inference log writes and monitoring reads back
+    record = InferenceRecord(request_id="r", row=0, timestamp=datetime.now(UTC), model_name="m", model_version="1",
+                             features={"age": 30.0}, prediction=values[0])
+    assert InferenceRecord.parse(json.dumps(record.to_json())) == record
+
+
+def test_a_regression_value_that_is_not_finite_is_a_refusal():
+    class Overflowing:
+        def predict(self, frame):
+            return np.where(frame["x"] < 0, np.nan, np.where(frame["x"] > 9, np.inf, frame["x"] * 2.0))
+
+    with pytest.raises(RowsRefused) as refused:
+        score(Overflowing(), pd.DataFrame({"x": [1.0, -1.0, 2.0, 10.0]}), REGRESSION)
+    assert refused.value.rows == [1, 3] and "not finite" in str(refused.value)
