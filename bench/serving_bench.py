@@ -193,7 +193,7 @@ def main() -> None:
         try:
             platform.start_mlflow(config)
             with _timed(timings, "train"):
-                trained = train(config, load_versioned(config.data))
+                trained = train(config, load_versioned(config))
             candidate = resolve(connect(config), config.model_name, version=trained.model_version)
             with _timed(timings, "gate"):
                 report = validate(config, candidate)

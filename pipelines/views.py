@@ -78,7 +78,8 @@ def canary_summary(verdict: Verdict) -> str:
 
 
 def reproduction(config: PipelineConfig, result: Reproduction) -> Table:
-    table = Table(title=f"Reproduction of {config.model_name} v{result.model_version}", title_justify="left")
+    code = f" (refitted with {result.code})" if result.code else ""
+    table = Table(title=f"Reproduction of {config.model_name} v{result.model_version}{code}", title_justify="left")
     for column in ("metric", "recorded", "reproduced"):
         table.add_column(column)
     for metric, value in result.recorded.items():

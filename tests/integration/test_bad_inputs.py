@@ -36,10 +36,11 @@ from pipelines.bento import build, use_store
 from pipelines.cli import app
 from pipelines.config import PipelineConfig
 from pipelines.data import load_snapshot, load_versioned
+from pipelines.features import build_pipeline
 from pipelines.platform import Process, free_port, url_ok, wait_until
 from pipelines.registry import CHALLENGER, PASSED, ResolvedVersion, connect, resolve
 from pipelines.task import CLASSIFICATION_TASK
-from pipelines.train import MODEL_PACKAGES, build_pipeline, split, train
+from pipelines.train import MODEL_PACKAGES, split, train
 from pipelines.validate import validate
 from services.contract import (
     INFERENCE_LOG_ENV,
@@ -103,7 +104,7 @@ def register_crafted_version(honest: ResolvedVersion) -> str:
     whose callable (`operator.neg`, harmless here; `builtins.exec` in an attack) is outside the pin, its
     MLmodel listing it as trusted, in the honest version's run (same snapshot, eval set and config)."""
     train_rows, _ = split(load_snapshot(honest.run_id), honest.data, CLASSIFICATION_TASK)
-    model = build_pipeline(honest.data, honest.trained_with.model)
+    model = build_pipeline(honest.trained_with)
     model.steps.insert(1, ("negate", FunctionTransformer(operator.neg)))
     model.fit(train_rows[honest.data.features], train_rows[honest.data.target])
     with mlflow.start_run(run_id=honest.run_id):
@@ -128,7 +129,7 @@ def served(local_platform, tmp_path_factory) -> Iterator[Served]:
     config_path.write_text(yaml.safe_dump(raw))
     config = PipelineConfig.model_validate(raw)
     client = connect(config)
-    train(config, load_versioned(config.data))
+    train(config, load_versioned(config))
     honest = resolve(client, MODEL_NAME, alias=CHALLENGER)
     assert validate(config, honest).passed
     built = build(config, honest)

@@ -78,7 +78,7 @@ def _train_like_the_release(tracking_uri: str, name: str, source: str = "demo") 
         model={"params": {"n_estimators": 20}},
         tracking={"uri": tracking_uri},
     )
-    result = train(config, load_versioned(config.data))
+    result = train(config, load_versioned(config))
     client = MlflowClient(tracking_uri)
     client.set_registered_model_alias(name, "champion", result.model_version)
     return TrainedModel(

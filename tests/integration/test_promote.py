@@ -19,7 +19,6 @@ import yaml
 from typer.testing import CliRunner
 
 from pipelines import platform
-from pipelines.bento import load_model
 from pipelines.cli import app
 from pipelines.config import PipelineConfig, load_config
 from pipelines.promote import (
@@ -32,6 +31,7 @@ from pipelines.promote import (
 )
 from pipelines.promote_credentials import Registry as Side
 from pipelines.registry import VALIDATION_TAG, aliases_of, resolve
+from pipelines.served_model import load_model
 from services.contract import SNAPSHOT_ARTIFACT
 from tests.integration.auth_servers import AuthMLflow, RecordingProxy
 from tests.integration.conftest import AuthServers, stop_all, write_test_config

@@ -143,7 +143,7 @@ def champion_and_previous(config: PipelineConfig, target: StackTarget, champion:
 
 
 def train_and_gate(config: PipelineConfig) -> str:
-    version = train(config, load_versioned(config.data)).model_version
+    version = train(config, load_versioned(config)).model_version
     assert validate(config, resolve(connect(config), config.model_name, alias=CHALLENGER)).passed
     return version
 
@@ -289,7 +289,7 @@ def test_a_sound_canary_is_promoted_without_dropping_a_request(config, target, p
 def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platform, champion):
     # Trained on shuffled labels: no gate would pass it, so the test marks it passed by hand; the canary
     # analysis is what must stop it (its probabilities bunch around the base rate; the champion's spread).
-    data = load_versioned(config.data)
+    data = load_versioned(config)
     labels = data.frame[config.data.target].sample(frac=1.0, random_state=3).to_numpy()
     shuffled = data.frame.assign(**{config.data.target: labels})
     version = train(config, dataclasses.replace(data, frame=shuffled, version=data_version(shuffled))).model_version
