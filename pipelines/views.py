@@ -78,7 +78,7 @@ def canary_summary(verdict: Verdict) -> str:
 
 
 def reproduction(config: PipelineConfig, result: Reproduction) -> Table:
-    code = f" (refitted with {result.code})" if result.code else ""
+    code = f" ({result.code})" if result.code else ""
     table = Table(title=f"Reproduction of {config.model_name} v{result.model_version}{code}", title_justify="left")
     for column in ("metric", "recorded", "reproduced"):
         table.add_column(column)
