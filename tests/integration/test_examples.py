@@ -23,39 +23,28 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import platform
 from pipelines.config import REPO_ROOT, PipelineConfig, load_config
-from pipelines.data import load_snapshot, to_records
 from pipelines.local import stop_serving
 from pipelines.monitor import run_monitor
 from pipelines.registry import CHALLENGER, CHAMPION, aliases_of, connect
 from pipelines.team_code import code_sha256
-from services.contract import CODE_SHA256_TAG, HOLDOUT_ARTIFACT, REGRESSION
+from services.contract import CODE_SHA256_TAG
 from services.monitoring.drift import Verdict
 from services.monitoring.feedback import FEEDBACK_DIR
+from tests.example_runs import check_response, example_raw, holdout_rows, make_data
 from tests.integration.conftest import LocalPlatform
 from tests.integration.test_release_loop import cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-EXAMPLES = REPO_ROOT / "examples"
 TRAFFIC_ROWS, ROWS_PER_REQUEST = 240, 10  # above monitoring's min_rows (200) and min_labeled_rows (50)
 # The quality figures a monitoring report must carry per task (metrics of its MLflow run).
 QUALITY = {"classification": {"classification/accuracy"}, "regression": {"regression/mae", "regression/rmse"}}
 
 
-def make_data(example: Path, path: Path | None, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None) -> None:
-    """Run the example's own data script, as a user does (no path: its default, next to its config)."""
-    command = [sys.executable, str(example / "make_data.py"), *([str(path)] if path else [])]
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def example_config(name: str, local_platform: LocalPlatform, state: Path) -> PipelineConfig:
     """The example's committed config with its data made fresh into `state`, on the session's MLflow server,
     with a state dir and serving port of its own (so examples and the release loop never share a server)."""
-    raw = yaml.safe_load((EXAMPLES / name / "pipeline.yaml").read_text())
-    data = state / f"{name}.parquet"
-    make_data(EXAMPLES / name, data)
-    raw["data"]["source"] = str(data)
+    raw = example_raw(name, state)
     raw["platform"] = {"state_dir": str(state), "mlflow_port": local_platform.config.platform.mlflow_port,
                        "serving_port": platform.free_port(), "monitoring_ui_port": platform.free_port()}
     raw["tracking"] = {"uri": local_platform.config.tracking.uri}
@@ -91,30 +80,12 @@ def send_traffic(config: PipelineConfig, rows: list[dict], truth: list) -> list[
     return served
 
 
-def check_response(body: dict, task: str, classes: set) -> None:
-    """The task's response: numbers and no probabilities (regression), a probability per class (classification)."""
-    predictions = body["predictions"]
-    if task == REGRESSION:
-        assert all(isinstance(value, int | float) and not isinstance(value, bool) for value in predictions), body
-        assert body.get("probabilities") is None, body
-        return
-    assert {str(label) for label in predictions} <= {str(label) for label in classes}, body
-    for probabilities in body["probabilities"]:
-        assert set(probabilities) == {str(label) for label in classes}, probabilities
-        assert abs(sum(probabilities.values()) - 1) < 1e-6, probabilities
-
-
 def write_feedback(config: PipelineConfig, served: list[Served]) -> None:
     """Ground truth for every served row, as a labelling process writes it (services/monitoring/feedback.py)."""
     folder = config.platform.inference_log_dir / FEEDBACK_DIR
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "labels.jsonl").write_text("".join(
         json.dumps({"request_id": item.request_id, "row": item.row, "label": item.truth}) + "\n" for item in served))
-
-
-def plain(value: object) -> object:
-    """A numpy scalar as the JSON value it stands for."""
-    return value.item() if hasattr(value, "item") else value
 
 
 @pytest.mark.parametrize("name", ["demand", "species", "team"])
@@ -126,12 +97,10 @@ def test_example_trains_gates_serves_and_is_monitored(name, local_platform, tmp_
         assert "gate passed" in output, output
         client = connect(config)
         champion = aliases_of(client, config.model_name)[CHAMPION]
-        holdout = load_snapshot(client.get_model_version(config.model_name, champion).run_id, HOLDOUT_ARTIFACT)
-        truth = [plain(value) for value in holdout[config.data.target].head(TRAFFIC_ROWS)]
-        served = send_traffic(config, to_records(holdout[config.data.features].head(TRAFFIC_ROWS)), truth)
+        served = send_traffic(config, *holdout_rows(config, client, champion, TRAFFIC_ROWS))
         assert len(served) == TRAFFIC_ROWS and {item.body["model_version"] for item in served} == {champion}
         for body in {item.request_id: item.body for item in served}.values():
-            check_response(body, config.task, set(holdout[config.data.target].unique()))
+            check_response(body, config.task, {item.truth for item in served})
         write_feedback(config, served)
 
         result = run_monitor(config)
