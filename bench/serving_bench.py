@@ -270,7 +270,9 @@ def _start_peers(config: PipelineConfig, bento: BuiltBento,
         _serve(config, process, [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", host, "--port",
                                  str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"],
                f"http://{host}:{port}/readyz",
-               {"BARE_MODEL": model, "BARE_FEATURES": features, "PYTHONPATH": str(REPO_ROOT)})
+               {"BARE_MODEL": model, "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
+                "BARE_TRUSTED_TYPES": json.dumps(bento.model.trained_with.model.trusted_types),
+                "PYTHONPATH": str(REPO_ROOT)})
         servers.append(Server(name, f"http://{host}:{port}/predict", _rows_body))
     if MLFLOW_SERVE not in peers:
         return servers
