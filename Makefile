@@ -148,6 +148,7 @@ test-stack: setup
 bench: setup ## benchmarks as ratios to a baseline in the same run; tables in bench/results/
 	$(RUN) python bench/serving_bench.py
 	$(RUN) python bench/monitoring_bench.py
+	$(RUN) python bench/task_bench.py
 
 lint: setup lint-workflows ## ruff, hadolint and the workflow linters
 	$(RUN) ruff check .

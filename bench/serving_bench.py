@@ -153,11 +153,17 @@ def _best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> li
     return [best[server.name] for server in servers]
 
 
-def _bench_config(state: Path) -> PipelineConfig:
-    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    mlflow_port = platform.free_port()
-    raw["platform"].update(state_dir=str(state), mlflow_port=mlflow_port, serving_port=platform.free_port())
-    raw["tracking"]["uri"] = f"http://127.0.0.1:{mlflow_port}"
+def _bench_config(state: Path, source: Path = DEFAULT_CONFIG_PATH, mlflow_port: int | None = None,
+                  **sections: dict) -> PipelineConfig:
+    """`source` (the committed config by default) on free ports in `state`, its sections updated by `sections`;
+    `mlflow_port`: the bench's MLflow server already started by another config."""
+    raw = yaml.safe_load(source.read_text())
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    mlflow_port = mlflow_port or platform.free_port()
+    raw["platform"] = {**raw.get("platform", {}), "state_dir": str(state), "mlflow_port": mlflow_port,
+                       "serving_port": platform.free_port()}
+    raw["tracking"] = {**raw.get("tracking", {}), "uri": f"http://127.0.0.1:{mlflow_port}"}
     path = state / "pipeline.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)
@@ -244,24 +250,32 @@ def _rows_body(rows: list[dict]) -> dict:
     return {"rows": rows}
 
 
-def _start_peers(config: PipelineConfig, bento: BuiltBento) -> list[Server]:
-    """The three peers on free ports, each with the same worker count as the platform."""
+def _start_peers(config: PipelineConfig, bento: BuiltBento,
+                 peers: tuple[str, ...] = (BARE_SKLEARN, BARE_ONNX, MLFLOW_SERVE)) -> list[Server]:
+    """The peers on free ports (all three by default), each with the same worker count as the platform."""
     import mlflow.artifacts
 
     state, host = config.platform.state_dir, config.platform.host
     workers = str(os.cpu_count() if config.serving.workers == "cpu_count" else config.serving.workers)
     model_dir = mlflow.artifacts.download_artifacts(artifact_uri=bento.model.uri, dst_path=str(state / "model"))
     onnx_file = state / "model.onnx"
-    onnx_file.write_bytes(gated_onnx(bento.model))
+    if BARE_ONNX in peers:
+        onnx_file.write_bytes(gated_onnx(bento.model))
     features = json.dumps([bento.model.data.numeric_features, bento.model.data.categorical_features])
     servers = []
     for process, name, model in (("bare-sklearn", BARE_SKLEARN, model_dir), ("bare-onnx", BARE_ONNX, str(onnx_file))):
+        if name not in peers:
+            continue
         port = platform.free_port(host)
         _serve(config, process, [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", host, "--port",
                                  str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"],
                f"http://{host}:{port}/readyz",
-               {"BARE_MODEL": model, "BARE_FEATURES": features, "PYTHONPATH": str(REPO_ROOT)})
+               {"BARE_MODEL": model, "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
+                "BARE_TRUSTED_TYPES": json.dumps(bento.model.trained_with.model.trusted_types),
+                "PYTHONPATH": str(REPO_ROOT)})
         servers.append(Server(name, f"http://{host}:{port}/predict", _rows_body))
+    if MLFLOW_SERVE not in peers:
+        return servers
     port = platform.free_port(host)
     _serve(config, "mlflow-serve", [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_dir,
                                     "--env-manager", "local", "-w", workers, "-h", host, "-p", str(port)],
