@@ -33,13 +33,14 @@ import aiohttp
 import yaml
 
 from pipelines import platform
-from pipelines.bento import BuiltBento, build, gated_onnx
+from pipelines.bento import BuiltBento, build
 from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, PipelineConfig, load_config
 from pipelines.data import load_versioned, to_records
 from pipelines.deploy import deploy
 from pipelines.local import LocalTarget, stop_serving
 from pipelines.registry import connect, resolve
 from pipelines.routes import read_route
+from pipelines.served_model import gated_onnx
 from pipelines.serving_state import route_file
 from pipelines.train import train
 from pipelines.validate import validate
