@@ -9,7 +9,9 @@ watches both over a window: until the candidate answered `canary.min_requests` r
   champion's refusals are the rows that are bad, and the candidate's extra ones are rows the champion
   accepted (a candidate that refuses every row logs no prediction, so only this catches it);
 - the distance between their prediction distributions: the largest Kolmogorov-Smirnov statistic over
-  the class probabilities, from the inference log (each record carries its model version).
+  the outputs the task compares (pipelines/task.py `compared_outputs`: the class probabilities for
+  classification, the predicted value for regression), from the inference log (each record carries its
+  model version).
 The candidate is promoted only if each figure is within its limit; too few requests in the window is
 a reason to abort too. `judge` is pure, so the rules are unit-tested; `DockerWindow` reads the stack.
 """
@@ -28,7 +30,8 @@ import numpy as np
 
 from pipelines.config import CanaryConfig
 from pipelines.errors import CannotRun
-from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord
+from pipelines.task import task_for
+from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord, TaskName
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # The front's server names (services/front/haproxy.cfg): `release<n>` in front of the champion's
@@ -76,10 +79,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Observed:
-    """Raw observations of one window: per role, (status, response ms) per request, and class probabilities."""
+    """Raw observations of one window: per role, (status, response ms) per request, and the compared outputs
+    of each logged row (output name -> value: class probabilities, or the predicted value)."""
 
     responses: dict[str, list[tuple[int, float]]]
-    probabilities: dict[str, list[dict[str, float]]]
+    outputs: dict[str, list[dict[str, float]]]
     skipped_lines: int = 0  # access-log entries and inference records that could not be read
 
 
@@ -92,7 +96,7 @@ def figures(observed: Observed, seconds: float) -> Figures:
         refusal_rates[role] = _share(answers, 400)
         times = [ms for _, ms in answers if ms >= 0]
         p99[role] = float(np.percentile(times, 99)) if times else 0.0
-    distance = prediction_distance(observed.probabilities.get(CHAMPION, []), observed.probabilities.get(CANDIDATE, []))
+    distance = prediction_distance(observed.outputs.get(CHAMPION, []), observed.outputs.get(CANDIDATE, []))
     return Figures(seconds, requests, error_rates, refusal_rates, p99, distance, observed.skipped_lines)
 
 
@@ -103,14 +107,15 @@ def _share(answers: list[tuple[int, float]], status_class: int) -> float:
 
 
 def prediction_distance(champion: list[dict[str, float]], candidate: list[dict[str, float]]) -> float:
-    """The largest two-sample Kolmogorov-Smirnov statistic over the classes' probabilities (0: same, 1: disjoint)."""
+    """The largest two-sample Kolmogorov-Smirnov statistic over the compared outputs, each class's probability
+    or the predicted value (0: same distributions, 1: disjoint). A class one side never answers is 0 there."""
     if not champion or not candidate:
         return 0.0
     from scipy.stats import ks_2samp
 
-    classes = set(champion[0]) | set(candidate[0])
-    return max(float(ks_2samp([p.get(c, 0.0) for p in champion], [p.get(c, 0.0) for p in candidate]).statistic)
-               for c in classes)
+    names = set(champion[0]) | set(candidate[0])
+    return max(float(ks_2samp([p.get(n, 0.0) for p in champion], [p.get(n, 0.0) for p in candidate]).statistic)
+               for n in names)
 
 
 def judge(found: Figures, limits: CanaryConfig) -> Verdict:
@@ -157,11 +162,12 @@ class DockerWindow:
     name_prefix: str
     versions: dict[str, str]  # role -> model version
     since: datetime
+    task: TaskName  # the candidate's (its pipeline config's): which served outputs are compared
 
     def __call__(self) -> Observed:
         responses, bad_entries = self._responses()
-        probabilities, bad_records = self._probabilities()
-        return Observed(responses, probabilities, bad_entries + bad_records)
+        outputs, bad_records = self._outputs()
+        return Observed(responses, outputs, bad_entries + bad_records)
 
     def _responses(self) -> tuple[dict[str, list[tuple[int, float]]], int]:
         logs = _docker(["logs", "--since", self.since.isoformat(), f"{self.name_prefix}-front"])
@@ -184,12 +190,13 @@ class DockerWindow:
                 found[role].append(answer)
         return found, skipped
 
-    def _probabilities(self) -> tuple[dict[str, list[dict[str, float]]], int]:
+    def _outputs(self) -> tuple[dict[str, list[dict[str, float]]], int]:
         # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.
         script = (f"find {INFERENCE_LOG_MOUNT} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
                   "-exec cat {} +")
         lines = _docker(["exec", f"{self.name_prefix}-monitoring", "sh", "-c", script]).splitlines()
         role_of = {version: role for role, version in self.versions.items()}
+        task = task_for(self.task)
         found: dict[str, list[dict[str, float]]] = {CHAMPION: [], CANDIDATE: []}
         skipped = 0
         for line in lines:
@@ -199,8 +206,9 @@ class DockerWindow:
                 skipped += 1  # a line being written right now, or a malformed one
                 continue
             role = role_of.get(record.model_version)
-            if role is not None and record.timestamp >= self.since and record.probabilities:
-                found[role].append(record.probabilities)
+            outputs = task.compared_outputs(record.prediction, record.probabilities)
+            if role is not None and record.timestamp >= self.since and outputs:
+                found[role].append(outputs)
         return found, skipped
 
 

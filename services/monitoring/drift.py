@@ -13,16 +13,16 @@ from enum import StrEnum
 from typing import Any
 
 import pandas as pd
-from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Report
+from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
-from evidently.presets import ClassificationPreset, DataDriftPreset, DataSummaryPreset
+from evidently.metrics import ValueDrift
+from evidently.presets import DataDriftPreset, DataSummaryPreset
 from evidently.tests import gte
 
 from services.monitoring.missing import MissingShift, missing_shares, missing_shifts
 from services.monitoring.reference import FeatureSchema
+from services.monitoring.tasks import PREDICTION, TARGET, MonitoredTask
 
-TARGET = "target"
-PREDICTION = "prediction"
 SMALL_WINDOW_ROWS = 1000  # Evidently's own switch between p-value tests and distances
 
 
@@ -192,31 +192,43 @@ def read_findings(result: dict[str, Any]) -> DriftFindings:
     return DriftFindings(drift_share=share, drifted_count=count, columns=columns, missing_share=missing)
 
 
-def labeled_rows(keys: pd.DataFrame, labels: dict[tuple[str, int], object]) -> pd.DataFrame:
-    """Sampled rows that have a ground-truth label: `target` and `prediction`, both as strings."""
+def prediction_drift(predictions: pd.Series, reference_target: pd.Series | None,
+                     task: MonitoredTask) -> tuple[Snapshot, ColumnDrift] | None:
+    """What the model answers against what it was trained to answer: the window's served predictions vs the
+    reference's target, as the task's kind of column. Apart from the features: it does not move the verdict."""
+    current = task.values(predictions).dropna()
+    reference = task.values(reference_target).dropna() if reference_target is not None else pd.Series()
+    if current.empty or reference.empty:
+        return None
+    kind_method = {"numerical": "num_method", "categorical": "cat_method"}[task.kind]
+    metric = ValueDrift(column=PREDICTION, method=drift_methods(len(current)).get(kind_method))
+    definition = task.columns(PREDICTION)
+    snapshot = Report([metric], include_tests=True).run(
+        Dataset.from_pandas(current.to_frame(PREDICTION), data_definition=definition),
+        Dataset.from_pandas(reference.to_frame(PREDICTION), data_definition=definition),
+    )
+    (found,) = read_findings(snapshot.dict()).columns
+    return snapshot, found
+
+
+def labeled_rows(keys: pd.DataFrame, labels: dict[tuple[str, int], object], task: MonitoredTask) -> pd.DataFrame:
+    """Sampled rows that have a ground-truth label: `target` and `prediction`, typed for the task."""
     found = [labels.get((request_id, row)) for request_id, row in zip(keys["request_id"], keys["row"], strict=True)]
-    # Object dtype: a missing label must not turn the int labels into floats ("1.0" != "1").
-    frame = pd.DataFrame({TARGET: pd.Series(found, dtype=object), PREDICTION: keys["prediction"].astype(object)})
-    frame = frame[frame[TARGET].notna() & frame[PREDICTION].notna()]
-    return frame.astype(str).reset_index(drop=True)
+    frame = pd.DataFrame({TARGET: task.values(pd.Series(found, dtype=object)),
+                          PREDICTION: task.values(keys["prediction"])})
+    return frame.dropna().reset_index(drop=True)
 
 
-def _task(labeled: pd.DataFrame) -> BinaryClassification | MulticlassClassification:
-    classes = sorted(set(labeled[TARGET]) | set(labeled[PREDICTION]))
-    if len(classes) > 2:
-        return MulticlassClassification(target=TARGET, prediction_labels=PREDICTION)
-    # Evidently's binary metrics need the positive class among the labels; "1" is the usual one.
-    positive = "1" if "1" in classes else classes[-1]
-    return BinaryClassification(target=TARGET, prediction_labels=PREDICTION, pos_label=positive)
+def run_quality_report(labeled: pd.DataFrame, task: MonitoredTask) -> tuple[Snapshot, dict[str, float]]:
+    """Quality of the served predictions on rows with feedback (the task's Evidently preset); name -> value.
 
-
-def run_classification_report(labeled: pd.DataFrame) -> tuple[Snapshot, dict[str, float]]:
-    """Quality of the served predictions on rows with feedback; the metrics as name -> value."""
-    definition = DataDefinition(categorical_columns=[TARGET, PREDICTION], classification=[_task(labeled)])
-    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(labeled, data_definition=definition), None)
+    A metric with a mean and a spread (regression's MAE, MAPE, mean error) is read as its mean."""
+    definition, preset = task.quality(labeled)
+    snapshot = Report([preset]).run(Dataset.from_pandas(labeled, data_definition=definition), None)
     metrics = {}
     for metric in snapshot.dict()["metrics"]:
-        name = str(metric.get("config", {}).get("type", "")).rsplit(":", 1)[-1]
-        if isinstance(metric.get("value"), int | float):
-            metrics[name.lower()] = float(metric["value"])
+        name, value = str(metric.get("config", {}).get("type", "")).rsplit(":", 1)[-1], metric.get("value")
+        value = value.get("mean") if isinstance(value, dict) else value
+        if isinstance(value, int | float):
+            metrics[name.lower()] = float(value)
     return snapshot, metrics

@@ -1,9 +1,10 @@
 """Judge one model version's window against its reference: a value, not a side effect.
 
-`judge` runs Evidently (drift, and classification quality when enough sampled rows have feedback labels)
-and returns what it found. It writes nothing: no HTML, no MLflow run, no Evidently workspace, no log event.
-Recording a `Judged` window is `records.record_judged`; its wording is `summary.py`. A window that cannot be
-judged (too few rows, no reference, no feature with values) is a `NotJudged` value, NOT ENOUGH DATA.
+`judge` runs Evidently (feature drift; prediction drift, the served predictions against the reference's
+target; and quality per task when enough sampled rows have feedback labels) and returns what it found.
+It writes nothing: no HTML, no MLflow run, no Evidently workspace, no log event. Recording a `Judged` window
+is `records.record_judged`; its wording is `summary.py`. A window that cannot be judged
+(too few rows, no reference, no feature with values) is a `NotJudged` value, NOT ENOUGH DATA.
 """
 
 from __future__ import annotations
@@ -17,21 +18,24 @@ from functools import partial
 from evidently.core.report import Snapshot
 
 from services.monitoring.drift import (
+    ColumnDrift,
     DriftFindings,
     PreparedWindow,
     Verdict,
     count_missing,
     decide_verdict,
     labeled_rows,
+    prediction_drift,
     prepare,
     read_findings,
-    run_classification_report,
     run_drift_report,
+    run_quality_report,
 )
 from services.monitoring.feedback import read_labels
 from services.monitoring.inference_log import VersionTraffic
 from services.monitoring.reference import Reference
 from services.monitoring.settings import MonitorSettings
+from services.monitoring.tasks import PREDICTION, MonitoredTask, monitored_task
 
 Progress = Callable[[str], None]
 LabelKey = tuple[str, int]  # (request id, row)
@@ -82,10 +86,19 @@ class NotJudged(_Span):
 
 @dataclass(frozen=True)
 class Quality:
-    """Classification quality of the served predictions on the sampled rows with feedback labels."""
+    """Quality of the served predictions on the sampled rows with feedback labels, by the task's metrics."""
 
+    task: str
     snapshot: Snapshot
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PredictionDrift:
+    """The served predictions against the reference's target: reported, never part of the verdict."""
+
+    snapshot: Snapshot
+    drift: ColumnDrift
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,7 @@ class Judged(_Span):
     verdict: Verdict
     drift: Snapshot  # the Evidently drift and data-summary report
     quality: Quality | None = None
+    prediction: PredictionDrift | None = None  # None: no prediction or no target to compare
 
 
 Judgement = Judged | NotJudged
@@ -138,17 +152,22 @@ def judge(
         min_rows=settings.min_rows,
         drift_share_threshold=settings.drift_share_threshold,
     )
-    quality = classification(
-        traffic, labels or partial(read_labels, settings.inference_log_dir), min_labeled_rows=settings.min_labeled_rows
+    task = monitored_task(reference.task)
+    served = prediction_drift(traffic.keys()[PREDICTION], reference.target_values, task)
+    quality = quality_of(
+        traffic, task, labels or partial(read_labels, settings.inference_log_dir),
+        min_labeled_rows=settings.min_labeled_rows,
     )
-    return Judged(traffic, reference, window, findings, verdict, drift, quality)
+    return Judged(traffic, reference, window, findings, verdict, drift, quality,
+                  PredictionDrift(*served) if served else None)
 
 
-def classification(traffic: VersionTraffic, labels: LabelReader, *, min_labeled_rows: int) -> Quality | None:
-    """Classification quality when enough sampled rows have ground-truth feedback."""
+def quality_of(traffic: VersionTraffic, task: MonitoredTask, labels: LabelReader, *,
+               min_labeled_rows: int) -> Quality | None:
+    """The task's quality metrics when enough sampled rows have ground-truth feedback."""
     keys = traffic.keys()
     wanted = set(zip(keys["request_id"], keys["row"], strict=True))
-    labeled = labeled_rows(keys, labels(wanted))
+    labeled = labeled_rows(keys, labels(wanted), task)
     if len(labeled) < min_labeled_rows:
         return None
-    return Quality(*run_classification_report(labeled))
+    return Quality(task.name, *run_quality_report(labeled, task))

@@ -39,11 +39,21 @@ class WindowRecord:
     judged: Judged
     summary: str
     report_path: Path
-    quality_path: Path | None
+    extra_paths: list[Path]  # the prediction drift and quality reports, when there are
 
     @property
     def quality(self) -> dict[str, float]:
         return self.judged.quality.metrics if self.judged.quality else {}
+
+
+def _extra_reports(judged: Judged) -> list[tuple[str, Snapshot, str]]:
+    """Reports beside the drift report: (file suffix, snapshot, name in the workspace)."""
+    found = []
+    if judged.prediction:
+        found.append(("prediction", judged.prediction.snapshot, "prediction drift"))
+    if judged.quality:
+        found.append((judged.quality.task, judged.quality.snapshot, f"{judged.quality.task} quality"))
+    return found
 
 
 class Recorded(NamedTuple):
@@ -64,19 +74,17 @@ def record_judged(
     name, version, traffic = settings.model_name, judged.model_version, judged.traffic
     stamp = traffic.last_at.strftime("%Y%m%dT%H%M%S")
     report_path = save_html(judged.drift, settings.reports_dir / f"{name}-v{version}-{stamp}.html")
-    quality_path = (
-        save_html(judged.quality.snapshot, settings.reports_dir / f"{name}-v{version}-{stamp}-classification.html")
-        if judged.quality
-        else None
-    )
+    extra = _extra_reports(judged)
+    extra_paths = [save_html(snapshot, settings.reports_dir / f"{name}-v{version}-{stamp}-{suffix}.html")
+                   for suffix, snapshot, _ in extra]
     if progress:
         progress(f"recording the report in MLflow ({settings.experiment}) and the Evidently workspace")
-    record = WindowRecord(judged, summary, report_path, quality_path)
+    record = WindowRecord(judged, summary, report_path, extra_paths)
     run_id = record_in_mlflow(client, settings, record, skipped_lines=skipped_lines)
     window_name = f"v{version} {traffic.first_at:%Y-%m-%d %H:%M}-{traffic.last_at:%H:%M} UTC"
     add_to_workspace(settings.workspace_dir, name, judged.drift, window_name)
-    if judged.quality:
-        add_to_workspace(settings.workspace_dir, name, judged.quality.snapshot, f"{window_name} classification quality")
+    for _, snapshot, label in extra:
+        add_to_workspace(settings.workspace_dir, name, snapshot, f"{window_name} {label}")
     log_event(
         "monitoring.report",
         model_name=name,
@@ -166,6 +174,8 @@ def record_in_mlflow(
             "window_rows": str(traffic.rows),
             "window_kind": "explicit" if settings.explicit_window else "since_last_report",
             "reference_run_id": judged.reference.run_id,
+            "task": judged.reference.task,
+            **prediction_tags(judged),
             "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
             "missing_columns": ",".join(m.column for m in findings.missing)[:MAX_TAG_CHARS],
             "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],
@@ -185,7 +195,8 @@ def record_in_mlflow(
             **{f"drift_score/{metric_key(c.column)}": c.score for c in findings.columns},
             **{f"missing_share/{metric_key(col)}": share for col, share in findings.missing_share.items()},
             **{f"missing_share_reference/{metric_key(c)}": share for c, share in window.missing_reference.items()},
-            **{f"classification/{metric_key(key)}": value for key, value in record.quality.items()},
+            **({"prediction_drift_score": judged.prediction.drift.score} if judged.prediction else {}),
+            **{f"{judged.reference.task}/{metric_key(key)}": value for key, value in record.quality.items()},
         }
         metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
         params = [
@@ -198,8 +209,8 @@ def record_in_mlflow(
             client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
         client.log_text(run_id, json.dumps(_findings_json(record), indent=2), "report/findings.json")
         client.log_artifact(run_id, str(record.report_path), "report")
-        if record.quality_path:
-            client.log_artifact(run_id, str(record.quality_path), "report")
+        for path in record.extra_paths:
+            client.log_artifact(run_id, str(path), "report")
         # Last: only a complete record moves the next default window past this one.
         window_tags = {WINDOW_END_TAG: traffic.last_at.isoformat(), JUDGED_TAG: "true"}
         client.log_batch(run_id, tags=[RunTag(key, value) for key, value in window_tags.items()])
@@ -208,6 +219,15 @@ def record_in_mlflow(
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def prediction_tags(judged: Judged) -> dict[str, str]:
+    """Whether the served predictions drifted from the reference's target, and by which test."""
+    if not judged.prediction:
+        return {}
+    drift = judged.prediction.drift
+    return {"prediction_drifted": str(drift.drifted).lower(), "prediction_drift_method": drift.method,
+            "prediction_drift_threshold": str(drift.threshold)}
 
 
 def _findings_json(record: WindowRecord) -> dict[str, object]:
@@ -220,5 +240,7 @@ def _findings_json(record: WindowRecord) -> dict[str, object]:
         "unknown_columns": judged.window.unknown_columns,
         "absent_columns": judged.window.absent_columns,
         "missing_share_reference": judged.window.missing_reference,
-        "classification": record.quality,
+        "task": judged.reference.task,
+        "prediction_drift": asdict(judged.prediction.drift) if judged.prediction else None,
+        "quality": record.quality,
     }

@@ -1,8 +1,10 @@
 """The reference a model version is judged against: its own training snapshot, as recorded in MLflow.
 
-model version -> run id -> the snapshot artifact, minus the target named by the run's target tag
-(names in services/contract.py). Feature names and kinds come from the run's recorded pipeline config, or,
-when a run has none, from the snapshot's columns and dtypes. No copy of the data is kept anywhere else.
+model version -> run id -> the snapshot artifact: its features, and apart from them the target named by the
+run's target tag (names in services/contract.py), which the served predictions are compared with. Feature
+names and kinds, and the task, come from the run's recorded pipeline config, or, when a run has none, from
+the snapshot's columns and dtypes and the run's task tag. A run recording no task (older runs) is a
+classification. No copy of the data is kept anywhere else.
 
 The snapshot is the full training table, which may not fit in the job's memory: it is read in batches of its
 feature columns and sampled as it goes (bottom-k on a seeded random key per row, a uniform sample without
@@ -24,8 +26,9 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from services.contract import CONFIG_ARTIFACT, SNAPSHOT_ARTIFACT, TARGET_TAG
+from services.contract import CLASSIFICATION, CONFIG_ARTIFACT, SNAPSHOT_ARTIFACT, TARGET_TAG, TASK_TAG, TaskName
 from services.monitoring.settings import MonitorSettings
+from services.monitoring.tasks import TASKS
 
 BATCH_ROWS = 65_536
 READ_BUFFER_BYTES = 1 << 20
@@ -53,6 +56,8 @@ class Reference:
     target: str
     schema: FeatureSchema
     frame: pd.DataFrame  # feature columns only, sampled to the job's bound
+    task: TaskName = CLASSIFICATION
+    target_values: pd.Series | None = None  # the target of the same sampled rows; None: not in the snapshot
 
 
 def load_reference(client: MlflowClient, model_name: str, version: str, *, max_rows: int, seed: int = 0) -> Reference:
@@ -64,7 +69,8 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
         ) from None
     if not run_id:
         raise ReferenceMissing(f"model version {model_name} v{version} records no training run")
-    target = client.get_run(run_id).data.tags.get(TARGET_TAG)
+    tags = client.get_run(run_id).data.tags
+    target = tags.get(TARGET_TAG)
     with tempfile.TemporaryDirectory(prefix="monitoring-reference-") as workdir:
         snapshot = _download(client, run_id, SNAPSHOT_ARTIFACT, workdir)
         if snapshot is None:
@@ -74,7 +80,12 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
         if target is None:
             raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} has no '{TARGET_TAG}' tag")
         config_file = _download(client, run_id, CONFIG_ARTIFACT, workdir)
-        schema = _schema_from_config(config_file) if config_file else None
+        recorded = _read_config(config_file) if config_file else {}
+        schema = _schema_from_config(recorded)
+        task = recorded.get("task", tags.get(TASK_TAG, CLASSIFICATION))
+        if task not in TASKS:
+            raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} records task {task!r}; "
+                                   f"monitoring knows {sorted(TASKS)}")
         try:
             # No pre-buffering and a small read buffer: Arrow would otherwise load whole column chunks.
             parquet = pq.ParquetFile(snapshot, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
@@ -84,10 +95,12 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
             absent = [column for column in schema.columns if column not in columns]
             if absent:
                 raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} lacks feature columns {absent}")
-            features = sample_parquet(parquet, schema.columns, max_rows=max_rows, seed=seed)
+            with_target = [*schema.columns, target] if target in columns and target not in schema.columns else None
+            sampled = sample_parquet(parquet, with_target or schema.columns, max_rows=max_rows, seed=seed)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} is unreadable: {exc}") from None
-    return Reference(model_version=version, run_id=run_id, target=target, schema=schema, frame=features)
+    return Reference(model_version=version, run_id=run_id, target=target, schema=schema,
+                     frame=sampled[schema.columns], task=task, target_values=sampled[target] if with_target else None)
 
 
 def sample_parquet(
@@ -116,9 +129,17 @@ def _download(client: MlflowClient, run_id: str, artifact: str, workdir: str) ->
         return None
 
 
-def _schema_from_config(path: Path) -> FeatureSchema | None:
+def _read_config(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())["data"]
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _schema_from_config(recorded: dict) -> FeatureSchema | None:
+    try:
+        data = recorded["data"]
         schema = FeatureSchema(
             numerical=[str(name) for name in data.get("numeric_features", [])],
             categorical=[str(name) for name in data.get("categorical_features", [])],

@@ -13,7 +13,7 @@ from typing import Protocol
 from services.contract import CHAMPION_ALIAS
 from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
 from services.monitoring.inference_log import LogScan, WindowSpec
-from services.monitoring.judge import Judgement, NotJudged, Shortfall
+from services.monitoring.judge import Judgement, NotJudged, PredictionDrift, Shortfall
 from services.monitoring.settings import MonitorSettings
 
 
@@ -39,7 +39,18 @@ def version_summary(settings: MonitorSettings, judgement: Judgement) -> str:
     name, version = settings.model_name, judgement.model_version
     if isinstance(judgement, NotJudged):
         return not_judged_summary(name, judgement, settings)
-    return drift_summary(name, version, judgement.verdict, judgement.findings, judgement.window, settings)
+    text = drift_summary(name, version, judgement.verdict, judgement.findings, judgement.window, settings)
+    return text + prediction_summary(judgement.prediction)
+
+
+def prediction_summary(prediction: PredictionDrift | None) -> str:
+    """The served predictions against the training target: apart from the feature share that decides."""
+    if prediction is None:
+        return ""
+    drift = prediction.drift
+    state = "drifted from" if drift.drifted else "in line with"
+    return (f"; predictions {state} the training target ({drift.method} {drift.score:.3g}, "
+            f"threshold {drift.threshold:g})")
 
 
 def not_judged_summary(name: str, not_judged: NotJudged, settings: MonitorSettings) -> str:

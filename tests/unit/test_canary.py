@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.canary import CANDIDATE, CHAMPION, Observed, figures, judge, prediction_distance
 from pipelines.config import CanaryConfig
+from services.contract import CLASSIFICATION, REGRESSION
 
 LIMITS = CanaryConfig(min_requests=50, max_duration_s=60, max_error_rate_increase=0.01, max_p99_ratio=2.0,
                       max_prediction_distance=0.3)
@@ -91,10 +92,10 @@ def test_bad_log_lines_are_skipped_and_counted_never_a_failed_analysis(monkeypat
     outputs = {"logs": "\n".join(front), "exec": "\n".join(inference)}
     monkeypatch.setattr(canary, "_docker", lambda arguments: outputs[arguments[0]])
 
-    seen = canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since)()
+    seen = canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since, CLASSIFICATION)()
 
     assert {role: len(answers) for role, answers in seen.responses.items()} == {CHAMPION: 1, CANDIDATE: 1}
-    assert [len(seen.probabilities[role]) for role in (CHAMPION, CANDIDATE)] == [1, 1]
+    assert [len(seen.outputs[role]) for role in (CHAMPION, CANDIDATE)] == [1, 1]
     assert seen.skipped_lines == 5  # 2 inference records, 3 access-log entries
     assert figures(seen, 10.0).as_tags()["canary_skipped_log_lines"] == "5"
 
@@ -145,3 +146,40 @@ def test_refusals_count_beyond_the_share_the_champion_refuses(
         candidate = answers(100, candidate_refused, candidate_failed, seed=seed)
         assert judged(champion, candidate).promote is promote
         assert judged(list(reversed(champion)), candidate).promote is promote
+
+
+def served_values(monkeypatch, shift: float) -> Observed:
+    """A regression canary's window as the stack logs it: predicted values, no probabilities; the candidate
+    (v6) answers the champion's (v5) values plus `shift`."""
+    from datetime import UTC, datetime
+
+    from pipelines import canary
+
+    rng = random.Random(15)
+    since = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def record(i: int, version: str, value: float) -> str:
+        return json.dumps({"request_id": f"r{i}", "row": 0, "timestamp": "2026-12-01T12:00:05+00:00",
+                           "model_name": "demand", "model_version": version, "features": {"price": 3.0},
+                           "prediction": value})
+
+    inference = [record(i, "5", rng.gauss(100, 15)) for i in range(400)]
+    inference += [record(i, "6", rng.gauss(100, 15) + shift) for i in range(100)]
+    front = [json.dumps({"backend": "ready", "server": server, "status": 200, "response_ms": 10})
+             for server in ["release1"] * 400 + ["canary1"] * 100]
+    outputs = {"logs": "\n".join(front), "exec": "\n".join(inference)}
+    monkeypatch.setattr(canary, "_docker", lambda arguments: outputs[arguments[0]])
+    return canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since, REGRESSION)()
+
+
+def test_a_regression_candidate_answering_values_far_off_is_aborted_on_prediction_distance(monkeypatch):
+    seen = served_values(monkeypatch, shift=60.0)
+    assert seen.outputs[CANDIDATE][0].keys() == {"prediction"}
+    (far_off,) = judge(figures(seen, 30.0), LIMITS).failures
+    assert "predictions differ from the champion's: distance" in far_off
+
+
+def test_a_regression_candidate_answering_the_same_values_is_promoted(monkeypatch):
+    verdict = judge(figures(served_values(monkeypatch, shift=0.0), 30.0), LIMITS)
+    assert verdict.promote, verdict.failures
+    assert verdict.figures.prediction_distance < 0.2 and verdict.figures.requests[CANDIDATE] == 100

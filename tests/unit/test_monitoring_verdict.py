@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.demo_data import make_loans
+from services.contract import CLASSIFICATION
 from services.monitoring.drift import (
     ColumnDrift,
     DriftFindings,
@@ -15,10 +16,11 @@ from services.monitoring.drift import (
     labeled_rows,
     prepare,
     read_findings,
-    run_classification_report,
     run_drift_report,
+    run_quality_report,
 )
 from services.monitoring.reference import FeatureSchema
+from services.monitoring.tasks import monitored_task
 
 SCHEMA = FeatureSchema(
     numerical=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
@@ -87,8 +89,9 @@ def test_classification_quality_on_labeled_rows_only():
     keys = pd.DataFrame({"request_id": ["a", "b", "c", "d"] * 20, "row": [0] * 80, "prediction": [1, 0, 1, 1] * 20})
     labels = {("a", 0): 1, ("b", 0): 0, ("c", 0): 0}  # d has no feedback yet
 
-    labeled = labeled_rows(keys, labels)
-    _, metrics = run_classification_report(labeled)
+    classification = monitored_task(CLASSIFICATION)
+    labeled = labeled_rows(keys, labels, classification)
+    _, metrics = run_quality_report(labeled, classification)
 
     assert len(labeled) == 60 and set(labeled["target"]) == {"0", "1"}
     assert metrics["accuracy"] == pytest.approx(2 / 3)
