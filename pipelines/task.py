@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from pipelines.config_model import DataConfig
+
 SplitKind = Literal["stratified", "random", "time"]
 
 
@@ -85,6 +87,15 @@ class Task(ABC):
             stratify = frame[target] if kind == "stratified" else None
             train, holdout = train_test_split(frame, test_size=holdout_fraction, random_state=seed, stratify=stratify)
         return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+    def split_snapshot(self, frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A snapshot's seeded train / frozen-holdout split, as its data config says (the task's default)."""
+        return self.split(frame, kind=data.split or self.default_split, holdout_fraction=data.holdout_fraction,
+                          seed=data.seed, target=data.target, time_column=data.time_column)
+
+    def evaluate_on(self, model: Any, frame: pd.DataFrame, data: DataConfig) -> dict[str, float]:
+        """`evaluate` on a table holding the data config's features and target."""
+        return self.evaluate(model, frame[data.features], frame[data.target])
 
     def agrees_with(self, estimator: Any) -> bool:
         """The estimator (class or instance) is of this task's kind, as scikit-learn's own tags say."""

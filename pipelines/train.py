@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from pipelines.config import DataConfig, PipelineConfig
+from pipelines.config import PipelineConfig
 from pipelines.data import VersionedData, load_snapshot, log_dataset
 from pipelines.errors import CannotRun
 from pipelines.estimators import import_path
@@ -29,7 +29,7 @@ from pipelines.registry import (
     git_sha,
     resolve,
 )
-from pipelines.task import Task, task_for
+from pipelines.task import task_for
 from pipelines.team_code import code_sha256, forget_modules, make_importable
 from services.contract import (
     CODE_SHA256_TAG,
@@ -51,29 +51,19 @@ class TrainError(CannotRun, ValueError):
     """The model config cannot build an estimator (for instance an unknown parameter)."""
 
 
-def split(frame: pd.DataFrame, data: DataConfig, task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The seeded train / frozen-holdout split of a snapshot, as `data.split` says (the task's default)."""
-    return task.split(frame, kind=data.split or task.default_split, holdout_fraction=data.holdout_fraction,
-                      seed=data.seed, target=data.target, time_column=data.time_column)
-
-
-def evaluate(model: Pipeline, frame: pd.DataFrame, data: DataConfig, task: Task) -> dict[str, float]:
-    return task.evaluate(model, frame[data.features], frame[data.target])
-
-
 def fit(frame: pd.DataFrame, config: PipelineConfig) -> tuple[Pipeline, pd.DataFrame, dict[str, float]]:
     """Train on the snapshot's train split; metrics on its frozen holdout. Deterministic for a seed."""
     data, task = config.data, task_for(config.task)
     pipeline = build_pipeline(config)  # a bad estimator, param or transformer stops here, before any split
     try:
-        train, holdout = split(frame, data, task)
+        train, holdout = task.split_snapshot(frame, data)
     except ValueError as exc:  # a class too rare to appear on both sides of a stratified split
         raise TrainError(f"cannot split '{data.target}' into train and holdout: {exc}") from None
     try:
         pipeline.fit(train[data.features], train[data.target])
     except (TypeError, ValueError) as exc:
         raise TrainError(f"training failed with model.params {config.model.params}: {exc}") from None
-    return pipeline, holdout, evaluate(pipeline, holdout, data, task)
+    return pipeline, holdout, task.evaluate_on(pipeline, holdout, data)
 
 
 def check_trusted(model: Pipeline, declared: Iterable[str] = ()) -> None:

@@ -42,7 +42,6 @@ from pipelines.registry import (
 )
 from pipelines.served_model import CandidateModels, Served, load_candidate, load_served
 from pipelines.task import Task, task_for
-from pipelines.train import evaluate, split
 from services.contract import SERVING_RUNTIME_TAG
 
 REPORT_ARTIFACT = "validation/report.json"
@@ -118,7 +117,7 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
     data, holdout, model = candidate.data, candidate.holdout, models.served
     results = [
         runtime_result(models, holdout, data, gates, task),
-        Result(floor_checks(evaluate(model, holdout, data, task), gates, task)),
+        Result(floor_checks(task.evaluate_on(model, holdout, data), gates, task)),
         champion_result(champion, candidate.version, model, holdout, data, gates, task,
                         allow_incomparable=allow_incomparable),
         Result(slice_checks(model, holdout, data, gates, task)),
@@ -156,12 +155,12 @@ def champion_result(champion: ResolvedVersion | None, candidate_version: str, mo
         rows = unseen_by(champion, holdout)
         if len(rows) < gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = evaluate(load_served(champion), rows, champion.data, task)
+        champion_metrics = task.evaluate_on(load_served(champion), rows, champion.data)
     except (KeyError, ValueError) as exc:
         return incomparable(champion.version, str(exc).strip("'\""), allowed=allow_incomparable)
     notes = [f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on"
              ] if len(rows) < len(holdout) else []
-    return Result(regression_checks(evaluate(model, rows, data, task), champion_metrics, gates, task), notes)
+    return Result(regression_checks(task.evaluate_on(model, rows, data), champion_metrics, gates, task), notes)
 
 
 def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +169,7 @@ def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in columns if c not in holdout.columns]
     if missing:
         raise KeyError(f"the eval set lacks the champion's column(s) {missing}")
-    champion_train, _ = split(load_snapshot(champion.run_id), champion.data, task_for(champion.trained_with.task))
+    champion_train, _ = task_for(champion.task).split_snapshot(load_snapshot(champion.run_id), champion.data)
     seen = set(pd.util.hash_pandas_object(champion_train[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(holdout[columns], index=False).isin(seen)
     return holdout[fresh.to_numpy()]

@@ -40,7 +40,7 @@ from pipelines.features import build_pipeline
 from pipelines.platform import Process, free_port, url_ok, wait_until
 from pipelines.registry import CHALLENGER, PASSED, ResolvedVersion, connect, resolve
 from pipelines.task import CLASSIFICATION_TASK
-from pipelines.train import MODEL_PACKAGES, split, train
+from pipelines.train import MODEL_PACKAGES, train
 from pipelines.validate import validate
 from services.contract import (
     INFERENCE_LOG_ENV,
@@ -103,7 +103,7 @@ def register_crafted_version(honest: ResolvedVersion) -> str:
     """A version registered outside `train` and made @challenger: the demo pipeline plus a FunctionTransformer
     whose callable (`operator.neg`, harmless here; `builtins.exec` in an attack) is outside the pin, its
     MLmodel listing it as trusted, in the honest version's run (same snapshot, eval set and config)."""
-    train_rows, _ = split(load_snapshot(honest.run_id), honest.data, CLASSIFICATION_TASK)
+    train_rows, _ = CLASSIFICATION_TASK.split_snapshot(load_snapshot(honest.run_id), honest.data)
     model = build_pipeline(honest.trained_with)
     model.steps.insert(1, ("negate", FunctionTransformer(operator.neg)))
     model.fit(train_rows[honest.data.features], train_rows[honest.data.target])

@@ -109,11 +109,11 @@ TEAM_FILES = {
             """The team's own estimator class."""
     ''',
 }
-TEAM_TYPES = ["acme_models.features.LogPrice", "acme_models.models.DemandForest"]
+TEAM_TYPES = ["forecast_team.features.LogPrice", "forecast_team.models.DemandForest"]
 
 
 def team_package(root: Path) -> Path:
-    folder = root / "acme_models"
+    folder = root / "forecast_team"
     folder.mkdir(parents=True)
     for name, text in TEAM_FILES.items():
         (folder / name).write_text(textwrap.dedent(text))
@@ -122,10 +122,10 @@ def team_package(root: Path) -> Path:
 
 def team_config(tmp_path: Path, folder: Path, **model):
     return config_for(
-        source(tmp_path, DEMAND, demand()), ModelConfig(estimator="acme_models.models:DemandForest",
+        source(tmp_path, DEMAND, demand()), ModelConfig(estimator="forecast_team.models:DemandForest",
                                                         params={"n_estimators": 10}, **model),
         task="regression", code_paths=[folder],
-        features=FeaturesConfig(transformer="acme_models.features:build", then_default=True),
+        features=FeaturesConfig(transformer="forecast_team.features:build", then_default=True),
         tracking=TrackingConfig(uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="team"))
 
 
@@ -147,12 +147,12 @@ def test_a_team_package_trains_via_code_paths_and_reproduces_from_its_logged_cop
     model, _, _ = fit(data.frame, config)
     with pytest.raises(TrainError, match=", ".join(TEAM_TYPES) + r"\. .*add them to model\.trusted_types"):
         check_trusted(model, config.model.trusted_types)
-    assert not {"acme_models", "acme-models"} & set(model_packages(config, model))
+    assert not {"forecast_team", "forecast-team"} & set(model_packages(config, model))
 
     trusted = config.model_copy(update={"model": config.model.model_copy(update={"trusted_types": TEAM_TYPES})})
     result = train(trusted, data)
     tags = MlflowClient().get_model_version(config.model_name, result.model_version).tags
-    assert tags[TASK_TAG] == "regression" and tags[ESTIMATOR_TAG] == "acme_models.models:DemandForest"
+    assert tags[TASK_TAG] == "regression" and tags[ESTIMATOR_TAG] == "forecast_team.models:DemandForest"
     assert tags[CODE_SHA256_TAG] == code_sha256([folder])
 
     (folder / "models.py").write_text("raise ImportError('the working copy changed')\n")  # the logged copy is used
