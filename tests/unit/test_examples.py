@@ -43,8 +43,7 @@ def test_data_scripts_are_deterministic(name):
 def test_demand_holds_out_its_newest_days():
     config = load_config(EXAMPLES / "demand" / "pipeline.yaml")
     frame = generated("demand")
-    train, holdout = task_for(config.task).split(frame, kind=config.data.split, holdout_fraction=0.25, seed=0,
-                                                 target=config.data.target, time_column=config.data.time_column)
+    train, holdout = task_for(config.task).split_snapshot(frame, config.data)
     assert train["date"].max() < holdout["date"].min()
 
 
