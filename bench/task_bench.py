@@ -83,7 +83,7 @@ def example_config(name: str, state: Path, mlflow_port: int | None) -> PipelineC
 def train_timed(config: PipelineConfig) -> Trained:
     print(f"training {config.model_name} ({config.model.estimator}) ...", file=sys.stderr)
     started = time.perf_counter()
-    version = train(config, load_versioned(config.data)).model_version
+    version = train(config, load_versioned(config)).model_version
     return Trained(config, version, time.perf_counter() - started)
 
 

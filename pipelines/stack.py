@@ -160,7 +160,7 @@ class StackTarget:
             self._check(outputs["serving_url"], bento, smoke, f"canary {image}",
                         {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
             window = DockerWindow(_prefix(stack_config), {CHAMPION: serving[MODEL_VERSION_KEY],
-                                                         CANDIDATE: bento.model_version}, since)
+                                                         CANDIDATE: bento.model_version}, since, bento.model.task)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
             self._restore({**serving, **WITHOUT_CANARY}, failure)

@@ -1,4 +1,4 @@
-"""What the examples' end-to-end tests share (tests/integration/test_examples.py, tests/stack/test_examples_stack.py):
+"""What the examples' end-to-end tests share (tests/integration/test_examples.py, tests/stack/test_release_to_stack.py):
 an example's config with fresh data, the rows its champion is served, and the task's response checks."""
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from pipelines.train import train
 from pipelines.validate import validate
 from pipelines.views import canary_summary
 from services.contract import CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE
+from tests.example_runs import check_response, example_raw, holdout_rows
 from tests.infra.program import run_program
 from tests.load import ROW, under_load
 from tests.stack.conftest import running_stack
@@ -311,3 +312,20 @@ def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platf
     audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string=f"tags.model_version = '{version}'")
     assert audit.iloc[0]["tags.outcome"] == "canary aborted"
     assert float(audit.iloc[0]["tags.canary_prediction_distance"]) > config.canary.max_prediction_distance
+
+
+# Last in the module: each example's release replaces the demo model on the stack's one serving slot.
+@pytest.mark.parametrize("name", ["demand", "species"])
+def test_an_example_serves_its_task_through_the_stack_images(name, platform, target, tmp_path):
+    """The regression and the LightGBM example, released as the demo is (train, gate, release image on the
+    runtime image, candidate check, promotion), answer with their task's response where users reach it."""
+    raw = example_raw(name, tmp_path)
+    raw["platform"], raw["tracking"] = {"state_dir": str(tmp_path)}, {"uri": platform.declared.exports["mlflow_url"]}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(tmp_path / "pipeline.yaml")
+    version = release(config, StackTarget(config, target.stack, name=target.name))
+    rows, truth = holdout_rows(config, connect(config), version, 20)
+    reply = httpx.post(f"{url(platform)}/predict", json={"rows": rows}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model_version"] == version and len(reply.json()["predictions"]) == 20
+    check_response(reply.json(), config.task, set(truth))
