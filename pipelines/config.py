@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipelines.config_model import (
+    DEFAULT_ESTIMATORS,
     DEFAULT_GATES,
     REPO_ROOT,
     DataConfig,
@@ -163,7 +164,8 @@ class CanaryConfig(Section):
         0.01, ge=0, le=1, description="candidate 5xx share minus the champion's, plus its 4xx beyond the champion's")
     max_p99_ratio: float = Field(2.0, gt=0, description="candidate p99 latency over the champion's")
     max_prediction_distance: float = Field(
-        0.3, gt=0, le=1, description="largest Kolmogorov-Smirnov statistic between their class probabilities")
+        0.3, gt=0, le=1, description="largest Kolmogorov-Smirnov statistic between what they served: class "
+                                     "probabilities, or predicted values for regression")
 
 
 class PipelineConfig(Section):
@@ -186,7 +188,8 @@ class PipelineConfig(Section):
     def _gates_and_split_fit_the_task(self) -> PipelineConfig:
         task = task_for(self.task)
         floors, losses = DEFAULT_GATES[self.task]
-        gates = {"min_metrics": self.gates.min_metrics or floors, "max_regression": self.gates.max_regression or losses}
+        gates = {"min_metrics": floors if self.gates.min_metrics is None else self.gates.min_metrics,
+                 "max_regression": losses if self.gates.max_regression is None else self.gates.max_regression}
         for key, metrics in gates.items():
             if unknown := sorted(set(metrics) - set(task.metrics)):
                 raise ValueError(f"gates.{key}.{unknown[0]}: not a {self.task} metric; one of {sorted(task.metrics)}")
@@ -195,6 +198,9 @@ class PipelineConfig(Section):
         if split not in task.splits:
             raise ValueError(f"data.split: {split} does not fit task {self.task}; one of {list(task.splits)}")
         object.__setattr__(self, "data", self.data.model_copy(update={"split": split}))
+        if self.model.estimator is None:
+            default = DEFAULT_ESTIMATORS[self.task]
+            object.__setattr__(self, "model", self.model.model_copy(update={"estimator": default}))
         return self
 
     @property

@@ -96,9 +96,10 @@ class FeaturesConfig(Section):
 
 
 class ModelConfig(Section):
-    estimator: str = Field(
-        "random_forest", description="a built-in short name (pipelines/estimators.py) or any import path of a "
-                                     "scikit-learn-API estimator class (lightgbm.LGBMClassifier, myteam.models:Forest)")
+    estimator: str | None = Field(
+        None, description="a built-in short name (pipelines/estimators.py) or any import path of a scikit-learn-API "
+                          "estimator class (lightgbm.LGBMClassifier, myteam.models:Forest); default: the task's "
+                          "random forest")
     params: dict[str, Any] = {}
     trusted_types: list[str] = Field(
         [], description="skops types the fitted model needs beyond the template's pin "
@@ -106,7 +107,9 @@ class ModelConfig(Section):
 
     @field_validator("estimator")
     @classmethod
-    def _built_in_or_import_path(cls, value: str) -> str:
+    def _built_in_or_import_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         if value not in BUILT_IN and not is_import_path(value):
             raise ValueError(f"'{value}' is neither a built-in estimator ({', '.join(BUILT_IN)}) nor an import "
@@ -139,6 +142,7 @@ class GatesConfig(Section):
         1e-5, ge=0.0, description="... plus this share of the prediction's size, on every eval row")
 
 
+DEFAULT_ESTIMATORS = {"classification": "random_forest", "regression": "random_forest_regressor"}
 DEFAULT_GATES: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     # task -> (min_metrics, max_regression)
     "classification": ({"accuracy": 0.7}, {"accuracy": 0.02}),

@@ -11,6 +11,7 @@ Light at import (the config validates names against `BUILT_IN`); the class is im
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.contract import CLASSIFICATION, REGRESSION
@@ -42,11 +43,27 @@ def import_path(name: str) -> str:
     return BUILT_IN[name][0] if name in BUILT_IN else name
 
 
-def import_named(spec: str, key: str, code_folders: list[Any]) -> Any:
+def check_code_folders(folders: list[Path]) -> None:
+    """Each `code_paths` entry a package folder of its own name; `ConfigError` naming the entry."""
+    from pipelines.config import ConfigError
+
+    names: dict[str, Path] = {}
+    for folder in folders:
+        if not (folder / "__init__.py").is_file():
+            raise ConfigError(f"code_paths: {folder} is not a package folder (a directory with __init__.py)")
+        if folder.name in names:
+            raise ConfigError(f"code_paths: {folder} and {names[folder.name]} are both package '{folder.name}'")
+        if folder.name in {"pipelines", "services", "infra", "tests"}:
+            raise ConfigError(f"code_paths: {folder}: '{folder.name}' is a template package; name yours otherwise")
+        names[folder.name] = folder
+
+
+def import_named(spec: str, key: str, code_folders: list[Path]) -> Any:
     """What an import path names, with the team's code folders importable first; `ConfigError` naming `key`."""
     from pipelines.config import ConfigError
     from pipelines.team_code import TeamCodeError, import_object, make_importable
 
+    check_code_folders(code_folders)
     make_importable(code_folders)
     try:
         return import_object(spec, key)

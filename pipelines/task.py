@@ -104,6 +104,10 @@ class Task(ABC):
         probe = estimator() if isinstance(estimator, type) else estimator
         return bool(is_classifier(probe) if self.name == CLASSIFICATION else is_regressor(probe))
 
+    def holdout_only_labels(self, train: pd.Series, holdout: pd.Series) -> list[Any]:
+        """Classes of the holdout the train split lacks (none for regression)."""
+        return []
+
     @abstractmethod
     def target_problem(self, target: pd.Series, column: str, *, split: SplitKind,
                        holdout_fraction: float) -> str | None:
@@ -153,6 +157,9 @@ class Classification(Task):
                         "add rows, merge the class, or set data.split: random")
         return None
 
+    def holdout_only_labels(self, train: pd.Series, holdout: pd.Series) -> list[Any]:
+        return sorted(set(holdout) - set(train), key=str)
+
     def evaluate(self, model: Any, features: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
         from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss, roc_auc_score
 
@@ -167,7 +174,8 @@ class Classification(Task):
             proba = model.predict_proba(features)
             classes = list(model.classes_)
             if len(classes) == 2:
-                scores["roc_auc"] = roc_auc_score(truth, proba[:, 1])
+                if truth.nunique() == 2:  # undefined on rows of one class
+                    scores["roc_auc"] = roc_auc_score(truth, proba[:, 1])
             elif set(truth.unique()) == set(classes):  # one-vs-rest needs every class among the rows
                 scores["roc_auc"] = roc_auc_score(truth, proba, multi_class="ovr", labels=classes)
             scores["log_loss"] = log_loss(truth, proba, labels=classes)

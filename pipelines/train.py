@@ -59,11 +59,16 @@ def fit(frame: pd.DataFrame, config: PipelineConfig) -> tuple[Pipeline, pd.DataF
         train, holdout = task.split_snapshot(frame, data)
     except ValueError as exc:  # a class too rare to appear on both sides of a stratified split
         raise TrainError(f"cannot split '{data.target}' into train and holdout: {exc}") from None
+    if unseen := task.holdout_only_labels(train[data.target], holdout[data.target]):
+        raise TrainError(f"data.split: {data.split} put class(es) {unseen} of '{data.target}' in the holdout only; "
+                         "the model could never predict them (use data.split: stratified, or add rows)")
     try:
         pipeline.fit(train[data.features], train[data.target])
-    except (TypeError, ValueError) as exc:
-        raise TrainError(f"training failed with model.params {config.model.params}: {exc}") from None
-    return pipeline, holdout, task.evaluate_on(pipeline, holdout, data)
+        return pipeline, holdout, task.evaluate_on(pipeline, holdout, data)
+    except Exception as exc:  # an estimator of any library (LightGBMError, a team's RuntimeError): its message
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise TrainError(f"training {config.model.estimator} failed with model.params {config.model.params}: "
+                         f"{reason}") from None
 
 
 def check_trusted(model: Pipeline, declared: Iterable[str] = ()) -> None:

@@ -2,7 +2,8 @@
 
 Evidently runs on the sampled window (see inference_log) and the sampled reference: `DataDriftPreset`
 (share of drifted columns, a drift score per column) plus `DataSummaryPreset` (missing values and value
-statistics against the reference), and `ClassificationPreset` on the rows that have ground-truth labels.
+statistics against the reference), and the task's quality preset (`ClassificationPreset` or
+`RegressionPreset`) on the rows that have ground-truth labels.
 The numbers are read from the report's `dict()`, so what the verdict is based on is what the HTML shows.
 """
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from services.contract import CLASSIFICATION, REGRESSION, TaskName
+from services.contract import REGRESSION, TaskName
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +51,7 @@ def columns(records: list[dict], numeric: list[str], categorical: list[str]) -> 
 
 
 def score(
-    model: Any, batch: Batch, task: TaskName = CLASSIFICATION
+    model: Any, batch: Batch, task: TaskName
 ) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Per row, a regression's predicted value (a float), or a classification's label and (when the model
     has them) class probabilities; `RowsRefused` names failing rows."""

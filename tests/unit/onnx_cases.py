@@ -1,9 +1,6 @@
 """Tables and fitted pipelines the ONNX tests share: a binary, a 3-class and a regression problem, each
 with the template's preprocessing in front of every estimator the compiled path converts.
-
-The preprocessing is built here as the template builds it (median imputer, scaling for linear models,
-categorical imputers filling `MISSING_CATEGORY`, one-hot encoding that ignores unseen categories), so these
-tests do not depend on where the template keeps it.
+(`pipelines.features.default_preprocess`, what training puts there).
 """
 
 from __future__ import annotations
@@ -16,15 +13,12 @@ import numpy as np
 import pandas as pd
 import xgboost
 from sklearn import ensemble, linear_model
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pipelines.config import DataConfig
 from pipelines.demo_data import make_loans
+from pipelines.features import SCALED_MODULES, default_preprocess
 from services.contract import CLASSIFICATION, REGRESSION
-from services.serving.onnx_model import MISSING_CATEGORY
 
 LOAN_NUMBERS = ["age", "income", "loan_amount", "credit_score", "debt_ratio"]
 LOAN_CATEGORIES = ["employment", "region", "purpose"]
@@ -56,7 +50,6 @@ REGRESSORS: dict[str, Callable[[], Any]] = {
     "lightgbm": lambda: lightgbm.LGBMRegressor(n_estimators=50, verbose=-1, random_state=0),
     "xgboost": lambda: xgboost.XGBRegressor(n_estimators=50, random_state=0),
 }
-LINEAR = {"logistic_regression", "ridge"}  # the ones the template scales for
 CASES = [(table, name) for table, (_, task) in TABLES.items()
          for name in (CLASSIFIERS if task == CLASSIFICATION else REGRESSORS)]
 
@@ -106,23 +99,14 @@ def train_and_eval(table: str, train_rows: int = 1200, eval_rows: int = 600) -> 
             with_holes(make(eval_rows, 2), data, 2, unseen=True))
 
 
-def template_pipeline(data: DataConfig, estimator: Any, *, scale: bool) -> Pipeline:
-    """The template's default preprocessing in front of `estimator`."""
-    numeric: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if scale:
-        numeric.append(("scale", StandardScaler()))
-    categorical = Pipeline([
-        ("impute_nan", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-        ("impute_none", SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY)),
-        ("encode", OneHotEncoder(handle_unknown="ignore")),
-    ])
-    preprocess = ColumnTransformer([("numeric", Pipeline(numeric), data.numeric_features),
-                                    ("categorical", categorical, data.categorical_features)])
-    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+def template_pipeline(data: DataConfig, estimator: Any) -> Pipeline:
+    """The template's default preprocessing (scaled for linear models, as training decides) in front of it."""
+    scale = type(estimator).__module__.startswith(SCALED_MODULES)
+    return Pipeline([("preprocess", default_preprocess(data, scale)), ("estimator", estimator)])
 
 
 def fitted(table: str, name: str, train: pd.DataFrame) -> Pipeline:
     data, task = TABLES[table]
     estimator = (CLASSIFIERS if task == CLASSIFICATION else REGRESSORS)[name]()
-    model = template_pipeline(data, estimator, scale=name in LINEAR)
+    model = template_pipeline(data, estimator)
     return model.fit(train[data.features], train[data.target])

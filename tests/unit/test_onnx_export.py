@@ -93,7 +93,7 @@ def test_parity_sees_an_onnx_model_that_disagrees(table, other):
     data, task = TABLES[table]
     train, held_out = tables(table)
     model = fitted(table, "random_forest", train)
-    other_model = template_pipeline(data, other, scale=True).fit(train[data.features], train[data.target])
+    other_model = template_pipeline(data, other).fit(train[data.features], train[data.target])
     checks = parity(Converted(table, model, load_onnx_model(to_onnx(model, data, task)), held_out),
                     load_onnx_model(to_onnx(other_model, data, task)))
     assert not all(check.passed for check in checks)
@@ -123,7 +123,7 @@ class TeamTransformer(TransformerMixin, BaseEstimator):
 def test_a_team_estimator_is_not_converted_and_says_why():
     data, _ = TABLES["binary"]
     train, _ = tables("binary")
-    model = template_pipeline(data, TeamEstimator(), scale=False).fit(train[data.features], train[data.target])
+    model = template_pipeline(data, TeamEstimator()).fit(train[data.features], train[data.target])
     with pytest.raises(NotConvertible, match="TeamEstimator") as raised:
         to_onnx(model, data, CLASSIFICATION)
     assert "\n" not in str(raised.value)
@@ -132,7 +132,7 @@ def test_a_team_estimator_is_not_converted_and_says_why():
 def test_a_team_transformer_is_not_converted_and_says_why():
     data, _ = TABLES["regression"]
     train, _ = tables("regression")
-    model = template_pipeline(data, Ridge(), scale=True)
+    model = template_pipeline(data, Ridge())
     model.steps.insert(1, ("team", TeamTransformer()))
     model.fit(train[data.features], train[data.target])
     with pytest.raises(NotConvertible, match="TeamTransformer"):
@@ -142,7 +142,7 @@ def test_a_team_transformer_is_not_converted_and_says_why():
 def test_a_categorical_imputer_filling_another_value_is_not_converted():
     data, _ = TABLES["binary"]
     train, _ = tables("binary")
-    model = template_pipeline(data, LogisticRegression(), scale=True)
+    model = template_pipeline(data, LogisticRegression())
     model.set_params(preprocess__categorical__impute_nan__fill_value="unknown")
     model.fit(train[data.features], train[data.target])
     with pytest.raises(NotConvertible, match="fills 'unknown'"):
@@ -152,7 +152,7 @@ def test_a_categorical_imputer_filling_another_value_is_not_converted():
 def test_the_task_must_be_the_pipeline_s():
     data, _ = TABLES["regression"]
     train, _ = tables("regression")
-    model = template_pipeline(data, Ridge(), scale=True).fit(train[data.features], train[data.target])
+    model = template_pipeline(data, Ridge()).fit(train[data.features], train[data.target])
     with pytest.raises(ValueError, match="Ridge pipeline is not a classification model"):
         to_onnx(model, data, CLASSIFICATION)
 
@@ -166,6 +166,6 @@ def test_an_estimator_known_to_convert_wrongly_is_not_converted(table, estimator
     data, task = TABLES[table]
     train, _ = tables(table)
     target = train[data.target].clip(lower=0)  # a Poisson loss takes counts
-    model = template_pipeline(data, estimator, scale=False).fit(train[data.features], target)
+    model = template_pipeline(data, estimator).fit(train[data.features], target)
     with pytest.raises(NotConvertible, match=rf"{type(estimator).__name__}\(.*answers otherwise"):
         to_onnx(model, data, task)

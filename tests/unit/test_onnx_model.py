@@ -13,6 +13,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from pipelines.onnx_export import to_onnx
+from services.contract import CLASSIFICATION, REGRESSION
 from services.serving.onnx_model import (
     MISSING_CATEGORY,
     TASK_METADATA,
@@ -50,7 +51,7 @@ def test_a_regressor_answers_values_and_no_probabilities(tmp_path):
     assert isinstance(onnx_model, OnnxRegressor) and not hasattr(onnx_model, "predict_proba")
     predicted = onnx_model.predict(held_out[data.features])
     assert predicted.dtype == np.float64 and predicted.shape == (len(held_out),)
-    values, probabilities = score(onnx_model, service_batch(held_out[data.features], "regression"))
+    values, probabilities = score(onnx_model, service_batch(held_out[data.features], "regression"), REGRESSION)
     assert probabilities is None and all(isinstance(value, float) for value in values)
     assert np.abs(np.array(values) - model.predict(held_out[data.features])).max() <= GAP
 
@@ -61,8 +62,8 @@ def test_a_classifier_answers_a_probability_per_class_through_the_service_s_scor
     onnx_model = load_onnx_model(onnx_bytes)
     assert isinstance(onnx_model, OnnxClassifier)
     frame = held_out[data.features].head(40)
-    labels, probabilities = score(onnx_model, service_batch(frame, "multiclass"))
-    assert labels == model.predict(frame).tolist() == score(onnx_model, frame)[0]
+    labels, probabilities = score(onnx_model, service_batch(frame, "multiclass"), CLASSIFICATION)
+    assert labels == model.predict(frame).tolist() == score(onnx_model, frame, CLASSIFICATION)[0]
     assert [sorted(p) for p in probabilities] == [["0", "1", "2"]] * len(frame)
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
 

@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge
 
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
-from services.contract import REGRESSION, InferenceRecord
+from services.contract import CLASSIFICATION, REGRESSION, InferenceRecord
 from services.serving.request_schema import DEFAULT_MAX_ABS
 from services.serving.scoring import MAX_NAMED_ROWS, RowsRefused, score
 from tests.unit.models import pipeline_for
@@ -35,7 +35,7 @@ def rows(n: int = 30) -> pd.DataFrame:
 
 
 def test_good_rows_score_as_before(forest):
-    labels, probabilities = score(forest, rows())
+    labels, probabilities = score(forest, rows(), CLASSIFICATION)
     assert labels == forest.predict(rows()).tolist()
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
 
@@ -44,7 +44,7 @@ def test_a_value_the_forest_cannot_cast_to_float32_names_its_row(forest):
     frame = rows()
     frame.loc[17, "income"] = -1e308  # what the schema now refuses; the net catches it if a bound lets it pass
     with pytest.raises(RowsRefused) as refused:
-        score(forest, frame)
+        score(forest, frame, CLASSIFICATION)
     assert refused.value.rows == [17]
     assert "rows[17]" in str(refused.value) and "float32" in str(refused.value)
 
@@ -53,7 +53,7 @@ def test_many_failing_rows_are_named_up_to_a_limit(forest):
     frame = rows(200)
     frame.loc[::3, "age"] = 1e300
     with pytest.raises(RowsRefused) as refused:
-        score(forest, frame)
+        score(forest, frame, CLASSIFICATION)
     assert refused.value.rows == list(range(0, 3 * MAX_NAMED_ROWS, 3))
     assert "possibly more" in str(refused.value)
 
@@ -71,12 +71,12 @@ class Picky:
 
 def test_rows_failing_only_together_are_all_named():
     with pytest.raises(RowsRefused, match="all 4 rows together: fails only in company"):
-        score(Picky(), pd.DataFrame({"together": [1, 1, 1, 1]}))
+        score(Picky(), pd.DataFrame({"together": [1, 1, 1, 1]}), CLASSIFICATION)
 
 
 def test_non_finite_probabilities_are_a_refusal_not_a_response():
     with pytest.raises(RowsRefused) as refused:
-        score(Picky(), pd.DataFrame({"together": [0, -1, 0]}))
+        score(Picky(), pd.DataFrame({"together": [0, -1, 0]}), CLASSIFICATION)
     assert refused.value.rows == [1] and "not finite" in str(refused.value)
 
 
@@ -85,7 +85,7 @@ def test_a_model_without_probabilities_returns_labels():
         def predict(self, frame):
             return np.array(["a"] * len(frame))
 
-    assert score(Labels(), pd.DataFrame({"x": [1, 2]})) == (["a", "a"], None)
+    assert score(Labels(), pd.DataFrame({"x": [1, 2]}), CLASSIFICATION) == (["a", "a"], None)
 
 
 @pytest.mark.parametrize("estimator", sorted(QUICK))
@@ -101,7 +101,7 @@ def test_no_value_the_schema_accepts_makes_a_supported_estimator_fail(estimator)
            | {"employment": "salaried", "region": "east", "purpose": "car"} for j in range(len(extremes))],
         columns=DATA.features,
     ).astype({name: "float64" for name in DATA.numeric_features})
-    labels, probabilities = score(model, frame)
+    labels, probabilities = score(model, frame, CLASSIFICATION)
     assert len(labels) == len(frame) and all(abs(sum(p.values()) - 1) < 1e-9 for p in probabilities)
 
 
