@@ -137,7 +137,7 @@ async def _load(server: Server, rows: list[dict], clients: int, seconds: float) 
     return cell
 
 
-def _best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> list[Cell]:
+def best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> list[Cell]:
     """Each server's better of `ROUNDS` cells, the order reversed between rounds: the machine is shared, and
     a burst of other work in one cell would otherwise decide a ratio. Errors and answered requests count
     over every round."""
@@ -154,7 +154,7 @@ def _best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> li
     return [best[server.name] for server in servers]
 
 
-def _bench_config(state: Path, source: Path = DEFAULT_CONFIG_PATH, mlflow_port: int | None = None,
+def bench_config(state: Path, source: Path = DEFAULT_CONFIG_PATH, mlflow_port: int | None = None,
                   **sections: dict) -> PipelineConfig:
     """`source` (the committed config by default) on free ports in `state`, its sections updated by `sections`;
     `mlflow_port`: the bench's MLflow server already started by another config."""
@@ -187,7 +187,7 @@ def _serve(config: PipelineConfig, name: str, command: list[str], ready_url: str
     return time.perf_counter() - started
 
 
-def _logged_rows(log_dir: Path) -> int:
+def logged_rows(log_dir: Path) -> int:
     return sum(len(path.read_bytes().splitlines()) for path in log_dir.glob("*.jsonl"))
 
 
@@ -195,7 +195,7 @@ def main() -> None:
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         state = Path(tmp)
-        config = _bench_config(state)
+        config = bench_config(state)
         host = config.platform.host
         try:
             platform.start_mlflow(config)
@@ -221,18 +221,18 @@ def main() -> None:
             live = read_route(route_file(config))
             if live is None or live.bento_tag != bento.tag:
                 raise SystemExit(f"the front does not route to the bento just deployed ({bento.tag}): {live}")
-            servers = [Server(PLATFORM, f"{deployed.deployment.url}/predict", _rows_body),
-                       Server(PLATFORM_BENTO, f"{live.url}/predict", _rows_body), *_start_peers(config, bento)]
+            servers = [Server(PLATFORM, f"{deployed.deployment.url}/predict", rows_body),
+                       Server(PLATFORM_BENTO, f"{live.url}/predict", rows_body), *start_peers(config, bento)]
             sample = to_records(bento.model.holdout[bento.model.data.features].head(max(PAYLOAD_ROWS)))
             log_dir = config.platform.inference_log_dir
-            logged_before = _logged_rows(log_dir)
+            logged_before = logged_rows(log_dir)
             cells, answered = [], 0
             for rows in PAYLOAD_ROWS:
                 for clients in CONCURRENCY:
-                    for cell in _best_of_rounds(servers, sample[:rows], clients):
+                    for cell in best_of_rounds(servers, sample[:rows], clients):
                         cells.append(cell)
                         answered += cell.answered * rows if cell.server in LOGGED_SERVERS else 0
-            logged = _logged_rows(log_dir) - logged_before
+            logged = logged_rows(log_dir) - logged_before
             # After the load, so every server above answered from the same model version.
             for step, target in ((WARM_TRAIN, "train"), (WARM_DEPLOY, "deploy")):
                 with _timed(timings, step):  # the second release, as a user runs it
@@ -247,11 +247,11 @@ def main() -> None:
     _write_release(timings)
 
 
-def _rows_body(rows: list[dict]) -> dict:
+def rows_body(rows: list[dict]) -> dict:
     return {"rows": rows}
 
 
-def _start_peers(config: PipelineConfig, bento: BuiltBento,
+def start_peers(config: PipelineConfig, bento: BuiltBento,
                  peers: tuple[str, ...] = (BARE_SKLEARN, BARE_ONNX, MLFLOW_SERVE)) -> list[Server]:
     """The peers on free ports (all three by default), each with the same worker count as the platform."""
     import mlflow.artifacts
@@ -274,7 +274,7 @@ def _start_peers(config: PipelineConfig, bento: BuiltBento,
                {"BARE_MODEL": model, "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
                 "BARE_TRUSTED_TYPES": json.dumps(bento.model.trained_with.model.trusted_types),
                 "PYTHONPATH": str(REPO_ROOT)})
-        servers.append(Server(name, f"http://{host}:{port}/predict", _rows_body))
+        servers.append(Server(name, f"http://{host}:{port}/predict", rows_body))
     if MLFLOW_SERVE not in peers:
         return servers
     port = platform.free_port(host)
@@ -285,7 +285,7 @@ def _start_peers(config: PipelineConfig, bento: BuiltBento,
     return servers
 
 
-def _goal(ok: bool) -> str:
+def goal(ok: bool) -> str:
     return "met" if ok else "**NOT MET**"
 
 
@@ -317,23 +317,23 @@ def _write_serving(cells: list[Cell], workers: int, answered: int, logged: int, 
         limit = bare.throughput / mlflow_serve.throughput if mlflow_serve.throughput else float("inf")
         lines += [
             f"| throughput vs mlflow models serve | {rows} | {GOAL_CONCURRENCY} | {vs_mlflow:.1f}x | "
-            f">= {MIN_VS_MLFLOW:.0f}x | {_goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
+            f">= {MIN_VS_MLFLOW:.0f}x | {goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
             f"| (the practical limit: bare onnxruntime app vs mlflow models serve) | {rows} | {GOAL_CONCURRENCY} | "
             f"{limit:.1f}x | - | - |",
             f"| throughput vs bare onnxruntime app | {rows} | {GOAL_CONCURRENCY} | {vs_bare:.2f}x | "
-            f">= {MIN_VS_BARE_ONNX}x | {_goal(vs_bare >= MIN_VS_BARE_ONNX)} |",
+            f">= {MIN_VS_BARE_ONNX}x | {goal(vs_bare >= MIN_VS_BARE_ONNX)} |",
         ]
         for clients in CONCURRENCY:
             p99 = by[(PLATFORM, rows, clients)].p99_ms / by[(BARE_ONNX, rows, clients)].p99_ms
             lines.append(f"| p99 vs bare onnxruntime app | {rows} | {clients} | {p99:.2f}x | "
-                         f"<= {MAX_P99_VS_BARE_ONNX:.0f}x | {_goal(p99 <= MAX_P99_VS_BARE_ONNX)} |")
+                         f"<= {MAX_P99_VS_BARE_ONNX:.0f}x | {goal(p99 <= MAX_P99_VS_BARE_ONNX)} |")
     errors = sum(c.errors for c in cells if c.server in LOGGED_SERVERS)
     lines += [
-        f"| platform errors | all | all | {errors} | 0 | {_goal(errors == 0)} |",
+        f"| platform errors | all | all | {errors} | 0 | {goal(errors == 0)} |",
         f"| inference log complete | all | all | {logged:,} of {answered:,} answered rows logged | all | "
-        f"{_goal(logged == answered)} |",
+        f"{goal(logged == answered)} |",
     ]
-    _publish(RESULTS / "serving.md", lines)
+    publish(RESULTS / "serving.md", lines)
 
 
 def _write_release(timings: dict[str, float]) -> None:
@@ -361,15 +361,15 @@ def _write_release(timings: dict[str, float]) -> None:
         "| goal | measured | goal | result |",
         "|---|---:|---:|---|",
         f"| serving cold start | {timings[COLD_START]:.1f} s | <= {MAX_COLD_START_S:.0f} s | "
-        f"{_goal(timings[COLD_START] <= MAX_COLD_START_S)} |",
+        f"{goal(timings[COLD_START] <= MAX_COLD_START_S)} |",
         f"| warm `make train deploy` | {warm_release:.1f} s | <= {MAX_WARM_RELEASE_S:.0f} s | "
-        f"{_goal(warm_release <= MAX_WARM_RELEASE_S)} |",
+        f"{goal(warm_release <= MAX_WARM_RELEASE_S)} |",
     ]
     record.write_text(json.dumps({step: round(seconds, 2) for step, seconds in timings.items()}, indent=2) + "\n")
-    _publish(RESULTS / "release.md", lines)
+    publish(RESULTS / "release.md", lines)
 
 
-def _publish(path: Path, lines: list[str]) -> None:
+def publish(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

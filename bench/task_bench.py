@@ -30,13 +30,13 @@ from bench.serving_bench import (
     RESULTS,
     Cell,
     Server,
-    _bench_config,
-    _best_of_rounds,
-    _goal,
-    _logged_rows,
-    _publish,
-    _rows_body,
-    _start_peers,
+    bench_config,
+    best_of_rounds,
+    goal,
+    logged_rows,
+    publish,
+    rows_body,
+    start_peers,
 )
 from pipelines import platform
 from pipelines.bento import build
@@ -77,7 +77,7 @@ def example_config(name: str, state: Path, mlflow_port: int | None) -> PipelineC
     data = state / f"{name}.parquet"
     subprocess.run([sys.executable, str(EXAMPLES / name / "make_data.py"), str(data)], check=True,
                    stdout=subprocess.DEVNULL)
-    return _bench_config(state, EXAMPLES / name / "pipeline.yaml", mlflow_port, data={"source": str(data)})
+    return bench_config(state, EXAMPLES / name / "pipeline.yaml", mlflow_port, data={"source": str(data)})
 
 
 def train_timed(config: PipelineConfig) -> Trained:
@@ -97,14 +97,14 @@ def serve_and_load(name: str, trained: Trained) -> Served:
     bento = build(config, candidate)
     deployed = deploy(config, bento, LocalTarget(config))
     bare = BARE_ONNX if report.runtime == ONNX_RUNTIME else BARE_SKLEARN
-    servers = [Server(PLATFORM, f"{deployed.deployment.url}/predict", _rows_body),
-               *_start_peers(config, bento, (bare, MLFLOW_SERVE))]
+    servers = [Server(PLATFORM, f"{deployed.deployment.url}/predict", rows_body),
+               *start_peers(config, bento, (bare, MLFLOW_SERVE))]
     sample = to_records(candidate.holdout[config.data.features].head(ROWS))
     log_dir = config.platform.inference_log_dir
-    before = _logged_rows(log_dir)
-    cells = _best_of_rounds(servers, sample, CLIENTS)
+    before = logged_rows(log_dir)
+    cells = best_of_rounds(servers, sample, CLIENTS)
     platform_cell = next(cell for cell in cells if cell.server == PLATFORM)
-    return Served(name, report.runtime, cells, platform_cell.answered * ROWS, _logged_rows(log_dir) - before)
+    return Served(name, report.runtime, cells, platform_cell.answered * ROWS, logged_rows(log_dir) - before)
 
 
 def main() -> None:
@@ -157,14 +157,14 @@ def write(trained: dict[str, Trained], served: list[Served]) -> None:
         p99 = ours.p99_ms / bare.p99_ms
         lines += [
             f"| {s.name} | throughput vs mlflow models serve | {vs_mlflow:.1f}x | >= {MIN_VS_MLFLOW:.0f}x | "
-            f"{_goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
+            f"{goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
             f"| {s.name} | p99 vs {bare.server} | {p99:.2f}x | <= {MAX_P99_VS_BARE_ONNX:.0f}x | "
-            f"{_goal(p99 <= MAX_P99_VS_BARE_ONNX)} |",
-            f"| {s.name} | platform errors | {ours.errors} | 0 | {_goal(ours.errors == 0)} |",
+            f"{goal(p99 <= MAX_P99_VS_BARE_ONNX)} |",
+            f"| {s.name} | platform errors | {ours.errors} | 0 | {goal(ours.errors == 0)} |",
             f"| {s.name} | inference log complete | {s.logged_rows:,} of {s.answered_rows:,} | all | "
-            f"{_goal(s.logged_rows == s.answered_rows)} |",
+            f"{goal(s.logged_rows == s.answered_rows)} |",
         ]
-    _publish(RESULTS / "tasks.md", lines)
+    publish(RESULTS / "tasks.md", lines)
 
 
 if __name__ == "__main__":
