@@ -33,6 +33,7 @@ from services.monitoring.drift import (
 )
 from services.monitoring.feedback import read_labels
 from services.monitoring.inference_log import VersionTraffic
+from services.monitoring.observability import log_event
 from services.monitoring.reference import Reference
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.tasks import PREDICTION, MonitoredTask, monitored_task
@@ -170,4 +171,8 @@ def quality_of(traffic: VersionTraffic, task: MonitoredTask, labels: LabelReader
     labeled = labeled_rows(keys, labels(wanted), task)
     if len(labeled) < min_labeled_rows:
         return None
-    return Quality(task.name, *run_quality_report(labeled, task))
+    try:
+        return Quality(task.name, *run_quality_report(labeled, task))
+    except ValueError as exc:  # Evidently 0.7.23 cannot bin errors that are all but constant: judge the drift anyway
+        log_event("monitoring.quality_skipped", level=30, task=task.name, rows=len(labeled), error=str(exc))
+        return None
