@@ -103,22 +103,22 @@ def validate(
     """
     client = connect(config)
     champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
-    models = load_candidate(client, candidate)
-    report = gate(candidate, champion, models, config.gates, allow_incomparable=allow_incomparable)
+    models = load_candidate(client, config, candidate)
+    report = gate(candidate, champion, models, config, allow_incomparable=allow_incomparable)
     _record(client, candidate, report)
     return report
 
 
-def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: CandidateModels, gates: GatesConfig,
-         *, allow_incomparable: bool = False) -> ValidationReport:
+def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: CandidateModels,
+         config: PipelineConfig, *, allow_incomparable: bool = False) -> ValidationReport:
     """Every check of the candidate, by the task it was trained for, on its own schema and frozen eval set
-    (whatever today's config says); `gates` are today's."""
+    (whatever today's config says); the gates and trusted types are today's `config`'s."""
     task = task_for(candidate.trained_with.task)
-    data, holdout, model = candidate.data, candidate.holdout, models.served
+    data, holdout, model, gates = candidate.data, candidate.holdout, models.served, config.gates
     results = [
         runtime_result(models, holdout, data, gates, task),
         Result(floor_checks(task.evaluate_on(model, holdout, data), gates, task)),
-        champion_result(champion, candidate.version, model, holdout, data, gates, task,
+        champion_result(champion, candidate.version, model, holdout, data, config, task,
                         allow_incomparable=allow_incomparable),
         Result(slice_checks(model, holdout, data, gates, task)),
         Result(behaviour_checks(model, holdout, data, task)),
@@ -142,8 +142,10 @@ def runtime_result(models: CandidateModels, holdout: pd.DataFrame, data: DataCon
 
 
 def champion_result(champion: ResolvedVersion | None, candidate_version: str, model: Served, holdout: pd.DataFrame,
-                    data: DataConfig, gates: GatesConfig, task: Task, *, allow_incomparable: bool) -> Result:
-    """Non-regression against the champion, on the eval rows it did not train on, both as they serve."""
+                    data: DataConfig, config: PipelineConfig, task: Task, *, allow_incomparable: bool) -> Result:
+    """Non-regression against the champion, on the eval rows it did not train on, both as they serve (the
+    champion trusting what today's `config` lists); the gates are `config`'s."""
+    gates = config.gates
     if champion is None:
         return Result(notes=["no @champion yet: first release, gated by thresholds only"])
     if champion.version == candidate_version:
@@ -155,7 +157,7 @@ def champion_result(champion: ResolvedVersion | None, candidate_version: str, mo
         rows = unseen_by(champion, holdout)
         if len(rows) < gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = task.evaluate_on(load_served(champion), rows, champion.data)
+        champion_metrics = task.evaluate_on(load_served(config, champion), rows, champion.data)
     except (KeyError, ValueError) as exc:
         return incomparable(champion.version, str(exc).strip("'\""), allowed=allow_incomparable)
     notes = [f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on"
