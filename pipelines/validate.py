@@ -118,11 +118,13 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
     results = [
         runtime_result(models, holdout, data, gates, task),
         Result(floor_checks(task.evaluate_on(model, holdout, data), gates, task)),
-        champion_result(champion, candidate.version, model, holdout, data, config, task,
-                        allow_incomparable=allow_incomparable),
         Result(slice_checks(model, holdout, data, gates, task)),
         Result(behaviour_checks(model, holdout, data, task)),
     ]
+    # The champion loads after the candidate's last prediction: its code may share the candidate's package
+    # names, and an import the candidate's code made while predicting would then find the champion's copy.
+    results.insert(2, champion_result(champion, candidate.version, model, holdout, data, config, task,
+                                      allow_incomparable=allow_incomparable))
     return ValidationReport(
         candidate=VersionFacts.of(candidate, models.runtime),
         champion=VersionFacts.of(champion) if champion else None,
