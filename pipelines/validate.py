@@ -2,7 +2,9 @@
 
 The candidate is scored as it will serve (`pipelines.served_model`), by the task it was trained for. Beyond
 headline metrics the gate checks slices of every categorical feature, determinism, row-order invariance and
-the shape of what the model returns (`pipelines.gate_checks`). Each step returns its result and `validate`
+the shape of what the model returns (`pipelines.gate_checks`). First of all the candidate's team code must be
+this checkout's (the reviewed code): the digest on its version is only a registry tag, and loading the model
+runs its code, so a mismatch fails the gate before anything loads. Each step returns its result and `validate`
 assembles the report from them. A failing gate moves nothing; the caller exits non-zero.
 """
 
@@ -23,6 +25,7 @@ from pipelines.gate_checks import (
     Check,
     Result,
     behaviour_checks,
+    code_check,
     floor_checks,
     incomparable,
     parity_checks,
@@ -42,6 +45,7 @@ from pipelines.registry import (
 )
 from pipelines.served_model import CandidateModels, Served, load_candidate, load_served
 from pipelines.task import Task, task_for
+from pipelines.team_code import code_sha256
 from services.contract import SERVING_RUNTIME_TAG
 
 REPORT_ARTIFACT = "validation/report.json"
@@ -102,11 +106,21 @@ def validate(
     waiver is recorded in the report, on the version and (by deploy) in the audit run.
     """
     client = connect(config)
-    champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
-    models = load_candidate(client, config, candidate)
-    report = gate(candidate, champion, models, config, allow_incomparable=allow_incomparable)
+    code = reviewed_code(config, candidate)
+    if code.passed:
+        champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
+        models = load_candidate(client, config, candidate)
+        report = gate(candidate, champion, models, config, allow_incomparable=allow_incomparable)
+    else:  # loading the model imports its code: code this checkout does not hold is never run
+        report = ValidationReport(candidate=VersionFacts.of(candidate), champion=None)
+    report.checks.insert(0, code)
     _record(client, candidate, report)
     return report
+
+
+def reviewed_code(config: PipelineConfig, candidate: ResolvedVersion) -> Check:
+    """The candidate's team code (the digest on its version) against this checkout's `code_paths`."""
+    return code_check(candidate.code_sha256, code_sha256(config.code_folders))
 
 
 def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: CandidateModels,
