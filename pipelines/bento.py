@@ -30,7 +30,7 @@ import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
-from pipelines.served_model import UntrustedModelError, check_model, gated_onnx
+from pipelines.served_model import UntrustedModelError, check_model, gated_onnx, reviewed_types
 from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.onnx_model import ONNX_FILE
 
@@ -119,30 +119,30 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if model.runtime == ONNX_RUNTIME else "")
     tag = f"{model_tag}-{service_hash()}"
     # The model passes the pinned trust check before it enters the store, and again whenever it is reused.
-    stored_once(home, lambda: _check_stored(model, model_tag), lambda: _import(model, model_tag),
+    stored_once(home, lambda: _check_stored(config, model, model_tag), lambda: _import(config, model, model_tag),
                 bentoml.exceptions.NotFound)
     return stored_once(home, lambda: BuiltBento(tag, model, Path(bentoml.get(tag).path), reused=True),
                        lambda: _build_bento(config, model, model_tag, tag), bentoml.exceptions.NotFound)
 
 
-def _check_stored(model: ResolvedVersion, model_tag: str) -> None:
+def _check_stored(config: PipelineConfig, model: ResolvedVersion, model_tag: str) -> None:
     import bentoml
 
     stored = Path(bentoml.models.get(model_tag).path_of("mlflow_model"))
-    check_model(model, stored)
+    check_model(config, model, stored)
     onnx_file = stored / ONNX_FILE
     if model.runtime == ONNX_RUNTIME and hashlib.sha256(onnx_file.read_bytes()).hexdigest() != model.onnx_sha256:
         raise UntrustedModelError(f"the stored model {model_tag} holds an ONNX file the gate did not check; "
                                   f"delete it (bentoml models delete {model_tag}) and build again")
 
 
-def _import(model: ResolvedVersion, model_tag: str) -> None:
+def _import(config: PipelineConfig, model: ResolvedVersion, model_tag: str) -> None:
     import bentoml
 
     with tempfile.TemporaryDirectory(prefix="model-") as download:
         # What is checked is what is imported: one download, no second fetch from the registry.
         local = mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=download)
-        check_model(model, local)
+        check_model(config, model, local)
         if model.runtime == ONNX_RUNTIME:
             (Path(local) / ONNX_FILE).write_bytes(gated_onnx(model))
         bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
@@ -172,9 +172,9 @@ def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str,
                 "model_name": model.name,
                 "model_version": model.version,
                 "task": model.trained_with.task,
-                # What the version's config trusts beyond the pin and the digest of the code it was logged
-                # with: the serving process checks the model against these, never against the artifact.
-                "trusted_types": json.dumps(model.trained_with.model.trusted_types),
+                # What the reviewed config trusts beyond the pin and the digest of the code the version was
+                # logged with: the serving process checks the model against these, never against an artifact.
+                "trusted_types": json.dumps(reviewed_types(config, model)),
                 "code_sha256": model.code_sha256,
                 # The schema the version was trained with, which a rollback may find different from today's.
                 "numeric_features": json.dumps(model.data.numeric_features),

@@ -146,6 +146,13 @@ def parity_checks(sklearn_model: Any, onnx_model: Any, frame: pd.DataFrame, data
     return [Check(check.name, check.found, check.passed, threshold=check.threshold) for check in found]
 
 
+def code_check(recorded: str, reviewed: str) -> Check:
+    """The digest of the team code the candidate was logged with (its tag) against this checkout's code (the
+    reviewed code); "" is no code. Never waived: the tag lives in the registry it would protect."""
+    return Check("team code = this checkout's", recorded[:12] or "none", recorded == reviewed,
+                 threshold=f"sha256 {reviewed[:12]}" if reviewed else "no team code")
+
+
 def incomparable_check(champion_version: str, reason: str, *, allowed: bool) -> Check:
     """The comparison with the champion could not be made: a failed check unless an operator waived it."""
     return Check(f"comparable with champion v{champion_version}", f"no: {reason}", allowed,

@@ -1,8 +1,10 @@
 """A registered version as it will serve: the gated ONNX model, or the scikit-learn model behind the trust pin.
 
 The gate scores exactly what the bento will run. A version's scikit-learn model loads with the template's
-pinned trusted types plus the ones its own pipeline config lists (`model.trusted_types`, reviewed like code,
-never read from the artifact); its ONNX model only as the very file its gate checked (digest on the version).
+pinned trusted types plus the ones the caller's pipeline config lists (`model.trusted_types` of the checkout,
+reviewed like code). The version's own recorded config is a run artifact, writable by whoever writes the run,
+so it is never trusted: a version trained trusting a type the reviewed config does not list is refused. Its
+ONNX model loads only as the very file its gate checked (digest on the version).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
+from pipelines.config import PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.onnx_export import CONVERTED, ONNX_ARTIFACT, ONNX_RUN_TAG
 from pipelines.registry import ResolvedVersion
@@ -44,10 +47,22 @@ def load_sklearn_model(source: str | Path, trusted_types: Sequence[str], who: st
         raise UntrustedModelError(f"{who} refused: {exc}; {_TRUST_HINT}") from None
 
 
-def load_model(model: ResolvedVersion) -> Any:
-    """The version's scikit-learn model, trusting the pin and the types its own config lists."""
-    return load_sklearn_model(model.uri, model.trained_with.model.trusted_types,
-                              f"model {model.name} v{model.version}", model.code_sha256)
+def reviewed_types(config: PipelineConfig, model: ResolvedVersion) -> list[str]:
+    """The types `model` is loaded trusting beyond the pin: the reviewed `config`'s `model.trusted_types`;
+    refused when its training trusted a type that list does not name."""
+    trusted = sorted(set(config.model.trusted_types))
+    if unlisted := sorted(set(model.trained_with.model.trusted_types) - set(trusted)):
+        raise UntrustedModelError(
+            f"model {model.name} v{model.version} was trained trusting {', '.join(unlisted)}, which "
+            "model.trusted_types in this checkout's pipeline config does not list; if the type(s) are safe to "
+            "load, list them there (reviewed like code)")
+    return trusted
+
+
+def load_model(config: PipelineConfig, model: ResolvedVersion) -> Any:
+    """The version's scikit-learn model, trusting the pin and the types the reviewed `config` lists."""
+    return load_sklearn_model(model.uri, reviewed_types(config, model), f"model {model.name} v{model.version}",
+                              model.code_sha256)
 
 
 def download_onnx(model: ResolvedVersion) -> bytes:
@@ -70,16 +85,19 @@ def load_onnx(model: ResolvedVersion) -> OnnxModel:
     return load_onnx_model(gated_onnx(model))
 
 
-def check_model(model: ResolvedVersion, model_dir: str | Path) -> None:
+def check_model(config: PipelineConfig, model: ResolvedVersion, model_dir: str | Path) -> None:
+    """The version's model directory passes the pin plus the types the reviewed `config` lists."""
+    trusted = reviewed_types(config, model)
     try:
-        check_model_dir(model_dir, model.trained_with.model.trusted_types, model.code_sha256)
+        check_model_dir(model_dir, trusted, model.code_sha256)
     except UntrustedModel as exc:
         raise UntrustedModelError(f"model {model.name} v{model.version} refused: {exc}") from None
 
 
-def load_served(model: ResolvedVersion) -> Served:
-    """A gated version as it serves: the ONNX file its gate checked, or its scikit-learn model."""
-    return load_onnx(model) if model.runtime == ONNX_RUNTIME else load_model(model)
+def load_served(config: PipelineConfig, model: ResolvedVersion) -> Served:
+    """A gated version as it serves: the ONNX file its gate checked, or its scikit-learn model (trusting what
+    the reviewed `config` lists)."""
+    return load_onnx(model) if model.runtime == ONNX_RUNTIME else load_model(config, model)
 
 
 @dataclass(frozen=True)
@@ -102,9 +120,10 @@ class CandidateModels:
         return SKLEARN_RUNTIME if self.onnx is None else ONNX_RUNTIME
 
 
-def load_candidate(client: MlflowClient, candidate: ResolvedVersion) -> CandidateModels:
-    """The candidate's models, as its training run's ONNX tag says it was converted (or why not)."""
-    sklearn_model = load_model(candidate)
+def load_candidate(client: MlflowClient, config: PipelineConfig, candidate: ResolvedVersion) -> CandidateModels:
+    """The candidate's models, as its training run's ONNX tag says it was converted (or why not); its
+    scikit-learn model trusting what the reviewed `config` lists."""
+    sklearn_model = load_model(config, candidate)
     onnx_state = client.get_run(candidate.run_id).data.tags.get(ONNX_RUN_TAG, "not converted: trained before ONNX")
     if onnx_state != CONVERTED:
         return CandidateModels(sklearn_model, not_converted=onnx_state)

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# The digest is services/'s, so the serving side (standard library only) recomputes it the same way.
+# The digest and the module reset are services/'s, so the serving side (standard library only) does the same.
 from services.code_digest import code_sha256 as code_sha256
+from services.code_digest import forget_modules as forget_modules
 
 
 class TeamCodeError(ValueError):
@@ -30,14 +31,6 @@ def make_importable(folders: Iterable[Path]) -> None:
         parent = str(Path(folder).resolve().parent)
         if parent not in sys.path:
             sys.path.insert(0, parent)
-
-
-def forget_modules(folders: Iterable[Path]) -> None:
-    """Drop the folders' packages from `sys.modules`, so the next import reads the copy first on `sys.path`
-    (a reproduction in a process that already imported the team's working copy)."""
-    names = {Path(folder).name for folder in folders}
-    for module in [name for name in sys.modules if name.partition(".")[0] in names]:
-        del sys.modules[module]
 
 
 def import_object(spec: str, key: str) -> Any:

@@ -2,7 +2,9 @@
 
 The candidate is scored as it will serve (`pipelines.served_model`), by the task it was trained for. Beyond
 headline metrics the gate checks slices of every categorical feature, determinism, row-order invariance and
-the shape of what the model returns (`pipelines.gate_checks`). Each step returns its result and `validate`
+the shape of what the model returns (`pipelines.gate_checks`). First of all the candidate's team code must be
+this checkout's (the reviewed code): the digest on its version is only a registry tag, and loading the model
+runs its code, so a mismatch fails the gate before anything loads. Each step returns its result and `validate`
 assembles the report from them. A failing gate moves nothing; the caller exits non-zero.
 """
 
@@ -23,6 +25,7 @@ from pipelines.gate_checks import (
     Check,
     Result,
     behaviour_checks,
+    code_check,
     floor_checks,
     incomparable,
     parity_checks,
@@ -42,6 +45,7 @@ from pipelines.registry import (
 )
 from pipelines.served_model import CandidateModels, Served, load_candidate, load_served
 from pipelines.task import Task, task_for
+from pipelines.team_code import code_sha256
 from services.contract import SERVING_RUNTIME_TAG
 
 REPORT_ARTIFACT = "validation/report.json"
@@ -102,27 +106,39 @@ def validate(
     waiver is recorded in the report, on the version and (by deploy) in the audit run.
     """
     client = connect(config)
-    champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
-    models = load_candidate(client, candidate)
-    report = gate(candidate, champion, models, config.gates, allow_incomparable=allow_incomparable)
+    code = reviewed_code(config, candidate)
+    if code.passed:
+        champion = resolve_alias_if_set(client, candidate.name, CHAMPION)
+        models = load_candidate(client, config, candidate)
+        report = gate(candidate, champion, models, config, allow_incomparable=allow_incomparable)
+    else:  # loading the model imports its code: code this checkout does not hold is never run
+        report = ValidationReport(candidate=VersionFacts.of(candidate), champion=None)
+    report.checks.insert(0, code)
     _record(client, candidate, report)
     return report
 
 
-def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: CandidateModels, gates: GatesConfig,
-         *, allow_incomparable: bool = False) -> ValidationReport:
+def reviewed_code(config: PipelineConfig, candidate: ResolvedVersion) -> Check:
+    """The candidate's team code (the digest on its version) against this checkout's `code_paths`."""
+    return code_check(candidate.code_sha256, code_sha256(config.code_folders))
+
+
+def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: CandidateModels,
+         config: PipelineConfig, *, allow_incomparable: bool = False) -> ValidationReport:
     """Every check of the candidate, by the task it was trained for, on its own schema and frozen eval set
-    (whatever today's config says); `gates` are today's."""
+    (whatever today's config says); the gates and trusted types are today's `config`'s."""
     task = task_for(candidate.trained_with.task)
-    data, holdout, model = candidate.data, candidate.holdout, models.served
+    data, holdout, model, gates = candidate.data, candidate.holdout, models.served, config.gates
     results = [
         runtime_result(models, holdout, data, gates, task),
         Result(floor_checks(task.evaluate_on(model, holdout, data), gates, task)),
-        champion_result(champion, candidate.version, model, holdout, data, gates, task,
-                        allow_incomparable=allow_incomparable),
         Result(slice_checks(model, holdout, data, gates, task)),
         Result(behaviour_checks(model, holdout, data, task)),
     ]
+    # The champion loads after the candidate's last prediction: its code may share the candidate's package
+    # names, and an import the candidate's code made while predicting would then find the champion's copy.
+    results.insert(2, champion_result(champion, candidate.version, model, holdout, data, config, task,
+                                      allow_incomparable=allow_incomparable))
     return ValidationReport(
         candidate=VersionFacts.of(candidate, models.runtime),
         champion=VersionFacts.of(champion) if champion else None,
@@ -142,8 +158,10 @@ def runtime_result(models: CandidateModels, holdout: pd.DataFrame, data: DataCon
 
 
 def champion_result(champion: ResolvedVersion | None, candidate_version: str, model: Served, holdout: pd.DataFrame,
-                    data: DataConfig, gates: GatesConfig, task: Task, *, allow_incomparable: bool) -> Result:
-    """Non-regression against the champion, on the eval rows it did not train on, both as they serve."""
+                    data: DataConfig, config: PipelineConfig, task: Task, *, allow_incomparable: bool) -> Result:
+    """Non-regression against the champion, on the eval rows it did not train on, both as they serve (the
+    champion trusting what today's `config` lists); the gates are `config`'s."""
+    gates = config.gates
     if champion is None:
         return Result(notes=["no @champion yet: first release, gated by thresholds only"])
     if champion.version == candidate_version:
@@ -155,7 +173,7 @@ def champion_result(champion: ResolvedVersion | None, candidate_version: str, mo
         rows = unseen_by(champion, holdout)
         if len(rows) < gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = task.evaluate_on(load_served(champion), rows, champion.data)
+        champion_metrics = task.evaluate_on(load_served(config, champion), rows, champion.data)
     except (KeyError, ValueError) as exc:
         return incomparable(champion.version, str(exc).strip("'\""), allowed=allow_incomparable)
     notes = [f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on"

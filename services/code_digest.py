@@ -8,17 +8,18 @@ both must be this one function.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-# Files that are not code and change without the code changing.
-IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-IGNORED_SUFFIXES = {".pyc", ".pyo"}
+# Exactly what MLflow leaves out when it logs `code_paths` (mlflow.utils.file_utils._copy_file_or_tree ignores
+# "__pycache__"): a digest skipping more would pass a folder the logged copy then fails (a .pytest_cache).
+IGNORED_PARTS = {"__pycache__"}
 
 
 def ignored(path: Path, folder: Path) -> bool:
-    """Whether a file of a code folder is left out of the digest."""
-    return bool(IGNORED_PARTS & set(path.relative_to(folder).parts)) or path.suffix in IGNORED_SUFFIXES
+    """Whether a file of a code folder is left out of the digest (and so of the copy MLflow logs)."""
+    return bool(IGNORED_PARTS & set(path.relative_to(folder).parts))
 
 
 def code_files(folder: Path) -> list[Path]:
@@ -39,3 +40,12 @@ def code_sha256(folders: Iterable[Path]) -> str:
             digest.update(f"file {path.relative_to(folder).as_posix()} {len(data)}\n".encode())
             digest.update(data)
     return digest.hexdigest()
+
+
+def forget_modules(folders: Iterable[Path]) -> None:
+    """Drop the folders' packages from `sys.modules`, so the next import reads the copy first on `sys.path`:
+    Python reuses an imported module of the same name (another model's copy, or the working copy training
+    imported) whatever `sys.path` says."""
+    names = {Path(folder).name for folder in folders}
+    for module in [name for name in sys.modules if name.partition(".")[0] in names]:
+        del sys.modules[module]

@@ -16,7 +16,11 @@ A team whose estimator needs more lists the types in its pipeline config (`model
 like code); every caller passes that list as `extra_types`, never anything read from the artifact. A model
 logged with the team's own code (MLflow `code_paths`, the `code/` folder of the model directory) loads only
 when the caller passes the digest training recorded (`code_sha256`) and the folder hashes to it
-(services/code_digest.py); then that folder goes first on `sys.path` so skops imports the checked copy.
+(services/code_digest.py); then that folder goes first on `sys.path` and its packages are dropped from
+`sys.modules` (another model's same-named copy, or the working copy training imported), so skops imports the
+checked copy. A model with code downloaded from a URI stays on disk for the process: its code may import
+more when it predicts. (Such an import looks in `sys.modules` first: after another model with a same-named
+package loads, it finds that model's copy, so a process predicts with such a model before loading the next.)
 
 Standard library only at import, so the bento carries it and anything may import the pin; loading
 imports skops (a requirement of every logged model) and PyYAML (one of MLflow's) when called.
@@ -24,6 +28,8 @@ imports skops (a requirement of every logged model) and PyYAML (one of MLflow's)
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from services.code_digest import code_sha256 as folders_sha256
-from services.code_digest import ignored
+from services.code_digest import forget_modules, ignored
 
 # Fully qualified names as `skops.io.get_untrusted_types` reports them.
 TRUSTED_TYPES: frozenset[str] = frozenset({
@@ -106,9 +112,17 @@ def load_trusted_model(path_or_uri: str | Path, extra_types: Iterable[str] = (),
         return _load(check_model_dir(local, extra_types, code_sha256), extra_types)
     import mlflow.artifacts
 
-    with tempfile.TemporaryDirectory(prefix="trusted-model-") as tmp:
-        downloaded = mlflow.artifacts.download_artifacts(artifact_uri=str(path_or_uri), dst_path=tmp)
-        return _load(check_model_dir(downloaded, extra_types, code_sha256), extra_types)
+    tmp, keep = tempfile.mkdtemp(prefix="trusted-model-"), False
+    try:
+        checked = check_model_dir(mlflow.artifacts.download_artifacts(artifact_uri=str(path_or_uri), dst_path=tmp),
+                                  extra_types, code_sha256)
+        keep = checked.code_dir is not None  # on sys.path from here: the model imports from it as it predicts
+        return _load(checked, extra_types)
+    finally:
+        if keep:
+            atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _sklearn_flavor(root: Path) -> dict[str, Any]:
@@ -147,12 +161,12 @@ def _checked_code(root: Path, code: object, code_sha256: str) -> Path:
                              "code_sha256 to check them against (the version's tag, set by training)")
     code_dir = _inside(root, code, "code folder")
     entries = sorted(code_dir.iterdir())
-    # Python imports what the digest skips (a module's .pyc, a __pycache__), so such a file is never loaded.
+    # Python imports bytecode from a __pycache__ (which the digest skips, as MLflow never logs one): refused.
     stray = [path for path in entries if not path.is_dir()]
     stray += [path for path in code_dir.rglob("*") if path.is_file() and ignored(path, code_dir)]
     if stray:
         raise UntrustedModel(f"the model's code folder holds {stray[0].relative_to(code_dir)}, which is not part "
-                             "of the code it was logged with (MLflow logs package folders, without bytecode)")
+                             "of the code it was logged with (MLflow logs package folders, without __pycache__)")
     found = folders_sha256(entries)
     if found != code_sha256:
         raise UntrustedModel(f"the model's code ({code_dir.name}/) is not the code training logged: its sha256 "
@@ -169,10 +183,14 @@ def _load(checked: CheckedModel, extra_types: Iterable[str]) -> Any:
 
 @contextmanager
 def _importable(code_dir: Path | None) -> Iterator[None]:
-    """The checked code folder first on `sys.path` (it stays: the model imports from it when it predicts),
-    and no bytecode written into it while skops imports, so a later check of the same folder still passes."""
-    if code_dir is not None and str(code_dir) not in sys.path:
+    """The checked code folder first on `sys.path` (it stays: the model imports from it when it predicts) and
+    its packages imported afresh from there, with no bytecode written into it while skops imports, so a later
+    check of the same folder still passes."""
+    if code_dir is not None:
+        if str(code_dir) in sys.path:  # behind another model's folder, whose same-named package would win
+            sys.path.remove(str(code_dir))
         sys.path.insert(0, str(code_dir))
+        forget_modules(path for path in code_dir.iterdir() if path.is_dir())
     writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         yield

@@ -99,7 +99,7 @@ def downloaded(registry: Registry, version: str, into: Path) -> tuple[Path, Path
         files = Path(mlflow.artifacts.download_artifacts(artifact_uri=model.uri, dst_path=str(into / "model")))
         snapshot = Path(mlflow.artifacts.download_artifacts(
             run_id=model.run_id, artifact_path=SNAPSHOT_ARTIFACT, dst_path=str(into / "run")))
-        return files, snapshot, (model, load_model(model), model.holdout, client.get_run(model.run_id))
+        return files, snapshot, (model, load_model(config, model), model.holdout, client.get_run(model.run_id))
 
 
 def test_an_unknown_version_is_a_clear_error(registries):

@@ -155,7 +155,7 @@ CLASSIFICATION_CONFIG = PipelineConfig(model_name="demand", data=BANDS)
 
 @pytest.mark.parametrize("allowed", [False, True])
 def test_a_champion_trained_for_another_task_is_incomparable(regressor, allowed):
-    found = champion_result(version("1", CLASSIFICATION_CONFIG), "2", regressor, EVAL, DEMAND, REGRESSION_GATES,
+    found = champion_result(version("1", CLASSIFICATION_CONFIG), "2", regressor, EVAL, DEMAND, REGRESSION_CONFIG,
                             REGRESSION_TASK, allow_incomparable=allowed)
     (check,) = found.checks
     assert check.name == "comparable with champion v1" and check.passed is allowed
@@ -166,7 +166,7 @@ def test_a_champion_trained_for_another_task_is_incomparable(regressor, allowed)
 def test_the_report_is_assembled_from_each_steps_result(regressor):
     candidate = version("2", REGRESSION_CONFIG, EVAL)
     report = gate(candidate, None, CandidateModels(regressor, not_converted="not converted: test"),
-                  REGRESSION_CONFIG.gates)
+                  REGRESSION_CONFIG)
     assert report.notes == ["served by scikit-learn: the pipeline was not converted: test",
                             "no @champion yet: first release, gated by thresholds only"]
     names = [check.name for check in report.checks]

@@ -191,12 +191,14 @@ def test_a_model_with_code_loads_only_with_the_digest_training_recorded(with_tea
 
 def test_code_the_digest_does_not_cover_is_refused(with_team_code, tmp_path):
     path, digest, _ = with_team_code
-    for stray in ("code/trust_test_team/sneaky.pyc", "code/loose.py"):
+    for stray in ("code/trust_test_team/__pycache__/sneaky.cpython-312.pyc", "code/loose.py"):
         copy = shutil.copytree(path, tmp_path / stray.replace("/", "-"))
+        (copy / stray).parent.mkdir(exist_ok=True)
         (copy / stray).write_bytes(b"")
         with pytest.raises(UntrustedModel, match="not part of the code it was logged with"):
             check_model_dir(copy, TEAM_TYPE, code_sha256=digest)
-    changed = shutil.copytree(path, tmp_path / "changed")
-    (changed / "code/trust_test_team/features.py").write_text(TEAM_CODE + "\nimport os\n")
-    with pytest.raises(UntrustedModel, match="not the code training logged"):
-        check_model_dir(changed, TEAM_TYPE, code_sha256=digest)
+    for name, text in (("features.py", TEAM_CODE + "\nimport os\n"), ("sneaky.pyc", "")):  # MLflow logs a .pyc
+        changed = shutil.copytree(path, tmp_path / f"changed-{name}")
+        (changed / "code/trust_test_team" / name).write_text(text)
+        with pytest.raises(UntrustedModel, match="not the code training logged"):
+            check_model_dir(changed, TEAM_TYPE, code_sha256=digest)
