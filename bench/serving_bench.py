@@ -40,7 +40,7 @@ from pipelines.deploy import deploy
 from pipelines.local import LocalTarget, stop_serving
 from pipelines.registry import connect, resolve
 from pipelines.routes import read_route
-from pipelines.served_model import gated_onnx
+from pipelines.served_model import gated_onnx, reviewed_types
 from pipelines.serving_state import route_file
 from pipelines.train import train
 from pipelines.validate import validate
@@ -272,7 +272,7 @@ def start_peers(config: PipelineConfig, bento: BuiltBento,
                                  str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"],
                f"http://{host}:{port}/readyz",
                {"BARE_MODEL": model, "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
-                "BARE_TRUSTED_TYPES": json.dumps(bento.model.trained_with.model.trusted_types),
+                "BARE_TRUSTED_TYPES": json.dumps(reviewed_types(config, bento.model)),
                 "PYTHONPATH": str(REPO_ROOT)})
         servers.append(Server(name, f"http://{host}:{port}/predict", rows_body))
     if MLFLOW_SERVE not in peers:
