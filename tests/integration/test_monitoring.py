@@ -195,7 +195,8 @@ def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, 
     assert "classification/accuracy" in run.data.metrics  # feedback labels joined by request id
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}
     assert f"report/{result.report_path.name}" in artifacts and "report/findings.json" in artifacts
-    assert _workspace_snapshots(settings.workspace_dir, model_name) == 2  # drift report + classification report
+    # the drift report, the prediction drift report and the classification report
+    assert _workspace_snapshots(settings.workspace_dir, model_name) == 3
     experiment = client.get_experiment_by_name(settings.experiment).experiment_id
     assert result.mlflow_run_url == f"{mlflow_server}/#/experiments/{experiment}/runs/{result.mlflow_run_id}"
 
