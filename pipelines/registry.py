@@ -32,6 +32,7 @@ from pipelines.config import (
 )
 from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
+from pipelines.estimators import import_path
 from pipelines.uris import split_credentials
 from services.contract import (
     CHAMPION_ALIAS,
@@ -136,12 +137,17 @@ class ResolvedVersion:
     trained_with: PipelineConfig  # the config of its training run: its schema, which may differ from today's
     runtime: str = SKLEARN_RUNTIME  # what serves it, as its last gate decided (scikit-learn before any gate)
     onnx_sha256: str | None = None  # the ONNX file that gate checked, when the runtime is onnxruntime
-    estimator: str = "unknown"  # the estimator's import path (versions trained before it was tagged: unknown)
+    tagged_estimator: str = ""  # the estimator's import path as tagged; "" on versions trained before the tag
     code_sha256: str = ""  # the digest of the team's code logged with the model; "" when it has none
 
     @property
     def task(self) -> str:
         return self.trained_with.task
+
+    @property
+    def estimator(self) -> str:
+        """The estimator's import path: its tag, or for older versions their recorded config's."""
+        return self.tagged_estimator or import_path(self.trained_with.model.estimator or "unknown")
 
     @property
     def uri(self) -> str:
@@ -185,7 +191,8 @@ def _resolved(found: ModelVersion) -> ResolvedVersion:
         data_version=found.tags.get(DATA_VERSION_TAG, "unknown"), git_sha=found.tags.get(GIT_SHA_TAG, "unknown"),
         trained_with=recorded_config(found.run_id),
         runtime=found.tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME), onnx_sha256=found.tags.get(ONNX_SHA256_TAG),
-        estimator=found.tags.get(ESTIMATOR_TAG, "unknown"), code_sha256=found.tags.get(CODE_SHA256_TAG, ""),
+        tagged_estimator=found.tags.get(ESTIMATOR_TAG, ""),
+        code_sha256=found.tags.get(CODE_SHA256_TAG, ""),
     )
 
 

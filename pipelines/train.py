@@ -204,9 +204,8 @@ def reproduce(config: PipelineConfig, version: str) -> Reproduction:
     """Retrain a registered version from its recorded snapshot, config and logged team code; compare metrics."""
     client = connect(config)
     model = resolve(client, config.model_name, version=version)
-    recorded_sha256 = client.get_model_version(config.model_name, version).tags.get(CODE_SHA256_TAG, "")
     with tempfile.TemporaryDirectory() as tmp:
-        trained_with = logged_code(model.trained_with, model.uri, recorded_sha256, Path(tmp))
+        trained_with = logged_code(model.trained_with, model.uri, model.code_sha256, Path(tmp))
         _, _, metrics = fit(load_snapshot(model.run_id), trained_with)
     names = ", ".join(folder.name for folder in trained_with.code_folders)
     return Reproduction(
@@ -215,6 +214,6 @@ def reproduce(config: PipelineConfig, version: str) -> Reproduction:
         reproduced=metrics,
         recorded_git_sha=model.git_sha,
         current_git_sha=git_sha(),
-        code=f"refitted with the copy of {names} logged with v{version} (sha256 {recorded_sha256[:12]})"
+        code=f"refitted with the copy of {names} logged with v{version} (sha256 {model.code_sha256[:12]})"
         if names else "",
     )

@@ -20,7 +20,6 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
 from pipelines.data import load_snapshot
-from pipelines.estimators import import_path
 from pipelines.gate_checks import (
     Check,
     Result,
@@ -62,8 +61,7 @@ class VersionFacts:
 
     @classmethod
     def of(cls, model: ResolvedVersion, runtime: str | None = None) -> VersionFacts:
-        trained = model.trained_with
-        return cls(model.version, trained.task, import_path(trained.model.estimator), runtime or model.runtime)
+        return cls(model.version, model.task, model.estimator, runtime or model.runtime)
 
 
 @dataclass
@@ -127,7 +125,7 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
          config: PipelineConfig, *, allow_incomparable: bool = False) -> ValidationReport:
     """Every check of the candidate, by the task it was trained for, on its own schema and frozen eval set
     (whatever today's config says); the gates and trusted types are today's `config`'s."""
-    task = task_for(candidate.trained_with.task)
+    task = task_for(candidate.task)
     data, holdout, model, gates = candidate.data, candidate.holdout, models.served, config.gates
     results = [
         runtime_result(models, holdout, data, gates, task),
@@ -166,8 +164,8 @@ def champion_result(champion: ResolvedVersion | None, candidate_version: str, mo
         return Result(notes=["no @champion yet: first release, gated by thresholds only"])
     if champion.version == candidate_version:
         return Result()
-    if champion.trained_with.task != task.name:
-        return incomparable(champion.version, f"it was trained for {champion.trained_with.task}, the candidate "
+    if champion.task != task.name:
+        return incomparable(champion.version, f"it was trained for {champion.task}, the candidate "
                             f"for {task.name}", allowed=allow_incomparable)
     try:
         rows = unseen_by(champion, holdout)

@@ -113,6 +113,6 @@ def test_a_versions_labels_name_its_task_estimator_and_code(tmp_path):
 
     version = ResolvedVersion(name="demand", version="3", run_id="r" * 32, data_version="d", git_sha="g",
                               trained_with=_config(tmp_path, task="regression"),
-                              estimator="sklearn.linear_model.Ridge", code_sha256="c0de")
+                              tagged_estimator="sklearn.linear_model.Ridge", code_sha256="c0de")
     assert {"task": "regression", "estimator": "sklearn.linear_model.Ridge", "code_sha256": "c0de"}.items() \
         <= version.labels.items()
