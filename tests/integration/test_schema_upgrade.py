@@ -8,12 +8,9 @@ SQLite file, and on a real PostgreSQL server (Debian's, started here in a temp d
 from __future__ import annotations
 
 import shutil
-import socket
 import sqlite3
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -26,7 +23,6 @@ from sqlalchemy import create_engine
 from services.tracking import schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def previous_revision() -> str:
@@ -119,42 +115,14 @@ def test_check_mode_refuses_an_old_schema_and_migrates_nothing(old_sqlite, tmp_p
     assert database.read_bytes() == unchanged and not (tmp_path / schema.BACKUP_DIR_NAME).exists()
 
 
-def free_port() -> int:
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A real PostgreSQL 15 server on a free loopback port (trust auth), as the postgres user; its URI."""
-    if not (POSTGRES_BIN / "initdb").exists() or shutil.which("runuser") is None:
-        pytest.skip("Debian's PostgreSQL 15 is not installed (apt-get install -y postgresql)")
-    home = Path(tempfile.mkdtemp(prefix="schema-pg-"))
-    shutil.chown(home, "postgres")
-    data, port = home / "data", free_port()
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
-
-    as_postgres(str(POSTGRES_BIN / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data))
-    as_postgres(str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-l", str(home / "log"), "-w", "-o",
-                f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        as_postgres(str(POSTGRES_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
-        shutil.rmtree(home)
-
-
-def test_an_upgrade_of_a_postgres_store_is_pg_dumped_first(postgres, tmp_path):
+def test_an_upgrade_of_a_postgres_store_is_pg_dumped_first(postgres_server, tmp_path):
     old, head = previous_revision(), schema.head_revision()
-    make_store_at(postgres, old)
+    make_store_at(postgres_server, old)
     backups = tmp_path / "backups"
-    done = schema.prepare(postgres, backups)
+    done = schema.prepare(postgres_server, backups)
     (backup,) = backups.iterdir()
     assert f"upgraded from {old} to {head}" in done
     assert backup.name.startswith(f"mlflow-{old}-to-{head}-") and backup.suffix == ".pgdump" and private(backup)
     listing = subprocess.run(["pg_restore", "--list", str(backup)], capture_output=True, text=True, check=True)
     assert "TABLE DATA public alembic_version" in listing.stdout  # a real custom-format dump of the store
-    assert schema.current_revision(postgres) == head
+    assert schema.current_revision(postgres_server) == head
