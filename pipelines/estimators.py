@@ -3,17 +3,20 @@
 `model.estimator` is a short name of `BUILT_IN` or an import path (`lightgbm.LGBMClassifier`,
 `acme_models.forest:QuantileForest`, importable from the team's `code_paths`). `resolve_estimator` checks the
 class against the config before any data is read: it imports, follows the scikit-learn estimator API, is of the
-task's kind, and takes every `model.params` key; each failure is a `ConfigError` naming the key.
+task's kind, and takes every `model.params` key (LightGBM's and XGBoost's booster keywords by the library's
+own list, pipelines/booster_params.py); each failure is a `ConfigError` naming the key, with the closest name.
 
 Light at import (the config validates names against `BUILT_IN`); the class is imported when resolved.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.booster_params import booster_params
 from services.contract import CLASSIFICATION, REGRESSION
 
 if TYPE_CHECKING:
@@ -84,8 +87,26 @@ def _default_instance(cls: Any, name: str) -> Any:
 
 
 def _takes_any_keyword(cls: type) -> bool:
-    """LightGBM and XGBoost pass unknown keywords on to their booster: their own constructor judges those."""
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+
+
+def _check_params(cls: type, default: Any, params: dict[str, Any], path: str) -> None:
+    """Each `model.params` key one the estimator takes: a constructor parameter or, for LightGBM and XGBoost
+    (which pass any keyword on to their booster), one of the booster's. Another estimator that takes any
+    keyword has no list to check against: its constructor or fit judges."""
+    from pipelines.config import ConfigError
+
+    known = set(default.get_params(deep=False))
+    booster = booster_params(cls, params, path) if _takes_any_keyword(cls) else set()
+    if booster is None:
+        return
+    for key in params:
+        if key not in known | booster:
+            close = difflib.get_close_matches(key, known | booster, n=1)
+            raise ConfigError(f"model.params.{key}: {path} takes no parameter '{key}'"
+                              + (f"; did you mean '{close[0]}'? It" if close else "; it")
+                              + f" takes {', '.join(sorted(known)) or 'none'}"
+                              + (" or a booster parameter its library lists for these settings" if booster else ""))
 
 
 def resolve_estimator(config: PipelineConfig) -> type:
@@ -100,12 +121,7 @@ def resolve_estimator(config: PipelineConfig) -> type:
     task = task_for(config.task)
     if not task.agrees_with(default):
         raise ConfigError(f"{KEY}: {path} is {_kind(default)}; task is {task.name}")
-    known = set(default.get_params(deep=False))
-    if not _takes_any_keyword(cls):
-        for key in config.model.params:
-            if key not in known:
-                raise ConfigError(f"model.params.{key}: {path} takes no parameter '{key}'; it takes "
-                                  f"{', '.join(sorted(known)) or 'none'}")
+    _check_params(cls, default, config.model.params, path)
     return cls
 
 

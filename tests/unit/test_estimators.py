@@ -67,7 +67,44 @@ def test_every_built_in_resolves_for_its_task():
         assert resolve_estimator(config(name, task)).__name__ == path.rpartition(".")[2]
 
 
-def test_estimators_taking_any_keyword_judge_unknown_ones_themselves():
-    """LightGBM passes unknown keywords to its booster; its own get_params does not list them."""
-    model = build_estimator(config("lightgbm.LGBMClassifier", verbose=-1, n_estimators=5))
-    assert model.get_params()["verbose"] == -1
+@pytest.mark.parametrize(("estimator", "task", "params", "suggestion"), [
+    ("lightgbm.LGBMClassifier", "classification", {"n_estimator": 5}, "n_estimators"),
+    ("lightgbm.LGBMRegressor", "regression", {"learning_rat": 0.1}, "learning_rate"),
+    ("lightgbm.LGBMClassifier", "classification", {"min_data_in_lef": 5}, "min_data_in_leaf"),  # booster-only
+    ("xgboost.XGBClassifier", "classification", {"n_estimator": 5}, "n_estimators"),
+    ("xgboost.XGBRegressor", "regression", {"learning_rat": 0.1}, "learning_rate"),
+    ("xgboost.XGBRegressor", "regression", {"objective": "reg:tweedie", "tweedie_variance_powr": 1.5},
+     "tweedie_variance_power"),  # a parameter of the objective the config chose
+])
+def test_a_booster_library_refuses_a_misspelt_parameter_with_a_suggestion(estimator, task, params, suggestion):
+    """LightGBM and XGBoost take any keyword for their booster; a typo is refused by the library's own list."""
+    bad, key = config(estimator, task, **params), [*params][-1]
+    message = rf"model\.params\.{key}: .*takes no parameter '{key}'.*did you mean '{suggestion}'"
+    with pytest.raises(ConfigError, match=message):
+        resolve_estimator(bad)
+    with pytest.raises(ConfigError, match=message):  # before the missing table is read
+        steps.check_data(bad)
+
+
+@pytest.mark.parametrize(("estimator", "task", "params"), [
+    ("lightgbm.LGBMClassifier", "classification", {"min_data_in_leaf": 5, "feature_fraction": 0.8, "verbose": -1}),
+    ("lightgbm.LGBMRegressor", "regression", {"num_iterations": 5, "eta": 0.1, "n_estimators": 5}),
+    ("xgboost.XGBClassifier", "classification", {"tree_method": "hist", "max_bin": 64, "eta": 0.3, "lambda": 1.0}),
+    ("xgboost.XGBRegressor", "regression", {"booster": "dart", "rate_drop": 0.1, "n_estimators": 5}),
+    ("xgboost.XGBRegressor", "regression", {"objective": "reg:quantileerror", "quantile_alpha": 0.5}),
+    ("xgboost.XGBClassifier", "classification", {"objective": "multi:softprob"}),
+])
+def test_a_booster_library_takes_its_booster_parameters_and_aliases(estimator, task, params):
+    model = build_estimator(config(estimator, task, **params))
+    assert all(model.get_params()[key] == value for key, value in params.items())
+
+
+def test_a_booster_parameter_of_another_component_is_refused():
+    """XGBoost's list is the configured booster's: dart's rate_drop means nothing to the default gbtree."""
+    with pytest.raises(ConfigError, match=r"model\.params\.rate_drop: .*takes no parameter 'rate_drop'"):
+        resolve_estimator(config("xgboost.XGBRegressor", "regression", rate_drop=0.1))
+
+
+def test_a_value_xgboost_refuses_names_model_params():
+    with pytest.raises(ConfigError, match=r"model\.params: xgboost\.XGBClassifier .*tree_method.*nope"):
+        resolve_estimator(config("xgboost.XGBClassifier", tree_method="nope"))
