@@ -7,6 +7,10 @@ The bento carries the serving code as the package layout the repo has (`services
 `services.contract`), copied into a build context of its own that holds nothing else. The model enters
 the bento only after the pinned trust check (`services/serving/model_trust.py`), which serving repeats.
 
+The team's own packages (the version's recorded `model.requirements`, pipelines/team_requirements.py) must be
+installed where the bento is built (its model is loaded here); the bento lists them with the model's packages
+and alone in `team-requirements.txt`, which the release image installs on top of the serving runtime.
+
 A version whose gate chose onnxruntime also carries the ONNX file that gate checked (its digest is on
 the version) inside the model directory, and the bento serves it (`runtime` argument and label).
 """
@@ -31,8 +35,10 @@ import mlflow
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
 from pipelines.served_model import UntrustedModelError, check_model, gated_onnx, reviewed_types
+from pipelines.team_requirements import check_installed
 from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
 from services.serving.onnx_model import ONNX_FILE
+from services.serving.requirements_check import TEAM_REQUIREMENTS
 
 SERVICE = "services.serving.service:Serving"
 # Everything the service imports from this repo, and the release image's requirement check; the bento
@@ -115,6 +121,7 @@ def build(config: PipelineConfig, model: ResolvedVersion) -> BuiltBento:
     import bentoml  # after use_store: BentoML fixes its home on first use
 
     model = as_gated(model, require_version(connect(config), model.name, model.version).tags)
+    check_installed(model.trained_with.model.requirements, f"model {model.name} v{model.version}: model.requirements")
     # The run's ONNX artifact is immutable, so "-onnx" names it; its digest is checked below all the same.
     model_tag = f"{model.name}:v{model.version}-{model.run_id[:8]}" + ("-onnx" if model.runtime == ONNX_RUNTIME else "")
     tag = f"{model_tag}-{service_hash()}"
@@ -148,25 +155,37 @@ def _import(config: PipelineConfig, model: ResolvedVersion, model_tag: str) -> N
         bentoml.mlflow.import_model(model_tag, local, labels=model.labels)
 
 
+def bento_packages(logged: list[str], team: list[str], runtime: str) -> list[str]:
+    """What the bento lists: the model's packages as MLflow logged them, the team's own, and the serving code's
+    (pinned to what builds the bento)."""
+    service = [*SERVICE_PACKAGES, *RUNTIME_PACKAGES[runtime]]
+    return sorted({*logged, *team, *(f"{package}=={metadata.version(package)}" for package in service)})
+
+
+def write_context(context: Path, team: list[str]) -> list[str]:
+    """Copy the serving code into the build context with the team's requirements file; what the bento includes."""
+    for name in SERVICE_FILES:
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / name, context / name)
+    (context / TEAM_REQUIREMENTS).write_text("".join(f"{requirement}\n" for requirement in team))
+    return [*SERVICE_FILES, TEAM_REQUIREMENTS]
+
+
 def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str, tag: str) -> BuiltBento:
     import bentoml
 
-    requirements = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
+    logged = Path(mlflow.pyfunc.get_model_dependencies(model.uri)).read_text().split()
+    team = model.trained_with.model.requirements
     with tempfile.TemporaryDirectory(prefix="bento-context-") as context:
-        for name in SERVICE_FILES:
-            (Path(context) / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO_ROOT / name, Path(context) / name)
         bento = bentoml.build(
             SERVICE,
             name=model.name,
             version=tag.split(":", 1)[1],
             labels=model.labels,
-            include=SERVICE_FILES,
+            include=write_context(Path(context), team),
             build_ctx=context,
             models=[model_tag],
-            python={"packages": sorted({*requirements, *(f"{p}=={metadata.version(p)}" for p in
-                                                         [*SERVICE_PACKAGES, *RUNTIME_PACKAGES[model.runtime]])}),
-                    "lock_packages": False},
+            python={"packages": bento_packages(logged, team, model.runtime), "lock_packages": False},
             args={
                 "model_tag": model_tag,
                 "model_name": model.name,

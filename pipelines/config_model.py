@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipelines.estimators import BUILT_IN, is_import_path
 from pipelines.task import SplitKind
+from pipelines.team_requirements import pinned
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,6 +132,15 @@ class ModelConfig(Section):
     trusted_types: list[str] = Field(
         [], description="skops types the fitted model needs beyond the template's pin "
                         "(services/serving/model_trust.py); reviewed like code, never read from an artifact")
+    requirements: list[str] = Field(
+        [], description="third-party packages the team's estimator or feature code needs beyond the template's, "
+                        "pinned (catboost==1.2.8): checked installed where it trains, carried by the bento and "
+                        "installed into the release image (pipelines/team_requirements.py)")
+
+    @field_validator("requirements")
+    @classmethod
+    def _pinned_requirements(cls, value: list[str]) -> list[str]:
+        return pinned(value)
 
     @field_validator("estimator")
     @classmethod

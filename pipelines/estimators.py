@@ -2,9 +2,10 @@
 
 `model.estimator` is a short name of `BUILT_IN` or an import path (`lightgbm.LGBMClassifier`,
 `acme_models.forest:QuantileForest`, importable from the team's `code_paths`). `resolve_estimator` checks the
-class against the config before any data is read: it imports, follows the scikit-learn estimator API, is of the
-task's kind, and takes every `model.params` key (LightGBM's and XGBoost's booster keywords by the library's
-own list, pipelines/booster_params.py); each failure is a `ConfigError` naming the key, with the closest name.
+class against the config before any data is read: the team's `model.requirements` are installed, it imports,
+follows the scikit-learn estimator API, is of the task's kind, and takes every `model.params` key (LightGBM's
+and XGBoost's booster keywords by the library's own list, pipelines/booster_params.py); each failure is a
+`ConfigError` naming the key, a misspelt parameter with the closest name.
 
 Light at import (the config validates names against `BUILT_IN`); the class is imported when resolved.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.booster_params import booster_params
+from pipelines.team_requirements import check_installed
 from services.contract import CLASSIFICATION, REGRESSION
 
 if TYPE_CHECKING:
@@ -116,6 +118,7 @@ def resolve_estimator(config: PipelineConfig) -> type:
 
     name = config.model.estimator
     path = import_path(name)
+    check_installed(config.model.requirements)  # what the team's code imports, before it is imported
     cls = import_named(path, KEY, config.code_folders)
     default = _default_instance(cls, path)
     task = task_for(config.task)

@@ -315,10 +315,11 @@ def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platf
 
 
 # Last in the module: each example's release replaces the demo model on the stack's one serving slot.
-@pytest.mark.parametrize("name", ["demand", "species"])
+@pytest.mark.parametrize("name", ["demand", "species", "team"])
 def test_an_example_serves_its_task_through_the_stack_images(name, platform, target, tmp_path):
-    """The regression and the LightGBM example, released as the demo is (train, gate, release image on the
-    runtime image, candidate check, promotion), answer with their task's response where users reach it."""
+    """The regression, the LightGBM and the team's example, released as the demo is (train, gate, release image
+    on the runtime image, candidate check, promotion), answer with their task's response where users reach it;
+    the team's own package (model.requirements, which the runtime lacks) is installed in its release image."""
     raw = example_raw(name, tmp_path)
     raw["platform"], raw["tracking"] = {"state_dir": str(tmp_path)}, {"uri": platform.declared.exports["mlflow_url"]}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
@@ -329,3 +330,8 @@ def test_an_example_serves_its_task_through_the_stack_images(name, platform, tar
     assert reply.status_code == 200, reply.text
     assert reply.json()["model_version"] == version and len(reply.json()["predictions"]) == 20
     check_response(reply.json(), config.task, set(truth))
+    for requirement in config.model.requirements:
+        name, pinned = requirement.split("==")
+        probe = f"import importlib.metadata as m, {name}; print(m.version('{name}'))"
+        found = platform.container("serving").exec_run(["python", "-c", probe])
+        assert (found.exit_code, found.output.decode().strip()) == (0, pinned), found.output

@@ -36,8 +36,9 @@ def test_installed_pins_pass(tmp_path):
 def test_a_missing_or_different_package_is_refused_naming_it(tmp_path, line, named):
     done = check(tmp_path, f"pytest=={PYTEST}\n{line}\n")
     assert done.returncode == 1
-    assert (f"the serving runtime image lacks {named} that model churn v3 needs; add it to "
-            "services/serving/requirements.in") in done.stderr
+    assert f"the serving runtime image lacks {named} that model churn v3 needs" in done.stderr
+    assert ("; list it under model.requirements in the pipeline config (a team's package: the release image "
+            "installs it) or add it to services/serving/requirements.in (the template's runtime)") in done.stderr
 
 
 def test_a_line_that_is_not_a_pin_is_refused(tmp_path):

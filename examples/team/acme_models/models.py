@@ -2,14 +2,21 @@
 
 `model.estimator: acme_models.models:ThresholdedLogit` in the config. A scikit-learn-API classifier
 (fit / predict / predict_proba / classes_), so the template trains, gates and serves it like any other.
+It imports `semver`, a package the template's serving runtime lacks: the config lists it under
+`model.requirements`, and the release image installs it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import semver
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
+
+# The retention policy the threshold implements: a fitted model records it, and the team's consumers of its
+# predictions check they speak a compatible one.
+POLICY = semver.Version.parse("2.1.0")
 
 
 class ThresholdedLogit(ClassifierMixin, BaseEstimator):
@@ -28,6 +35,7 @@ class ThresholdedLogit(ClassifierMixin, BaseEstimator):
         if len(self.model_.classes_) != 2:
             raise ValueError(f"ThresholdedLogit is binary; the target has {len(self.model_.classes_)} classes")
         self.classes_ = self.model_.classes_
+        self.policy_ = str(POLICY)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
