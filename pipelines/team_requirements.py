@@ -18,7 +18,7 @@ from services.serving.requirements_check import installed_version, parse, satisf
 KEY = "model.requirements"
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -30,11 +30,16 @@ def pinned(requirements: list[str]) -> list[str]:
         if parsed is None or parsed[1] is None:
             raise ValueError(f"'{requirement}' is not a pinned requirement name==version (catboost==1.2.8): "
                              "the release image installs exactly that version")
-        name = _canonical(parsed[0])
+        name = canonical(parsed[0])
         if name in seen:
             raise ValueError(f"'{requirement}' and '{seen[name]}' name one package")
         seen[name] = requirement
     return [requirement.strip() for requirement in requirements]
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    """The canonical package names the requirements pin."""
+    return {canonical(parsed[0]) for requirement in requirements if (parsed := parse(requirement))}
 
 
 def check_installed(requirements: list[str], whose: str = KEY) -> None:

@@ -31,6 +31,7 @@ from pipelines.registry import (
 )
 from pipelines.task import task_for
 from pipelines.team_code import code_sha256, forget_modules, make_importable
+from pipelines.team_requirements import canonical, requirement_names
 from services.contract import (
     CODE_SHA256_TAG,
     CONFIG_ARTIFACT,
@@ -85,7 +86,7 @@ def check_trusted(model: Pipeline, declared: Iterable[str] = ()) -> None:
 def model_packages(config: PipelineConfig, model: Pipeline) -> list[str]:
     """MODEL_PACKAGES plus the installed distribution of every module the model's steps and their base classes
     come from (lightgbm, xgboost-cpu, ...: a team class deriving from LGBMRegressor needs lightgbm too). The
-    team's own packages travel as code paths, not as pip requirements."""
+    team's own code travels as code paths; its `model.requirements` are added as pinned where the model is logged."""
     distributions = metadata.packages_distributions()
     team = {folder.name for folder in config.code_folders}
     steps = [model, *(value for value in model.get_params(deep=True).values() if hasattr(value, "get_params"))]
@@ -149,6 +150,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         mlflow.log_metrics(metrics)
 
         example = holdout[config.data.features].head(5)
+        declared = requirement_names(config.model.requirements)  # the team's own pins win over a detected one
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL_ARTIFACT,
@@ -156,7 +158,8 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
             input_example=example,
             # Left to itself MLflow records the whole platform's lock (Pulumi, Evidently, ...) or whatever
             # this process imported; serving needs exactly these.
-            pip_requirements=[f"{package}=={metadata.version(package)}" for package in model_packages(config, model)],
+            pip_requirements=[*(f"{package}=={metadata.version(package)}" for package in model_packages(config, model)
+                                if canonical(package) not in declared), *config.model.requirements],
             code_paths=[str(folder) for folder in config.code_folders] or None,
             registered_model_name=config.model_name,
             # The pin and the config's reviewed additions, not what this model happens to contain: every loader

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -120,7 +121,7 @@ def git(copy: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=copy, capture_output=True, text=True, check=True).stdout
 
 
-def test_a_team_adds_only_its_folder_and_config(local_platform, tmp_path):
+def test_a_team_adds_only_its_folder_and_config(local_platform, tmp_path, monkeypatch):
     """A copy of the template without the team's example, then only examples/team added: it trains and
     gates with the copy's own code, and the copy's only change is that folder (its config inside it)."""
     copy, team = tmp_path / "template", "examples/team/"
@@ -147,6 +148,9 @@ def test_a_team_adds_only_its_folder_and_config(local_platform, tmp_path):
     client = MlflowClient(local_platform.config.tracking.uri)
     version = client.get_model_version("acme-churn", aliases_of(client, "acme-churn")[CHALLENGER])
     assert version.tags[CODE_SHA256_TAG] == code_sha256([copy / team / "acme_models"])  # its code travelled
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", local_platform.config.tracking.uri)
+    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/acme-churn/{version.version}")
+    assert "semver==3.1.2" in Path(requirements).read_text().split()  # and the model names its own packages
 
     changes = git(copy, "status", "--porcelain", "--untracked-files=all").splitlines()
     assert changes and all(line.startswith(f"?? {team}") for line in changes), changes
