@@ -35,7 +35,7 @@ FOREIGN = ["nightly/local-notes.tar.gz", "nightly/stack-mlops-20200101T000000000
 
 def cli(*args: str, config: Path) -> tuple[int, str]:
     result = CliRunner().invoke(app, [*args, "--config", str(config)])
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())  # as one line: the console wraps long ones
 
 
 def run(*args: str, config: Path) -> str:
@@ -51,6 +51,7 @@ def objects(s3: S3Server, bucket: str, prefix: str) -> dict[str, str]:
 
 
 def platform_config(state: Path, artifacts: str) -> tuple[PipelineConfig, Path]:
+    state.mkdir(parents=True, exist_ok=True)
     path, raw = write_test_config(state)
     raw["platform"]["artifacts_destination"] = artifacts
     path.write_text(yaml.safe_dump(raw))
@@ -137,6 +138,9 @@ def test_backups_on_s3_keep_the_newest_per_label_each_with_its_checksum(shelved,
         body = s3.client().get_object(Bucket=BACKUPS, Key=f"nightly/{name}")["Body"].read()
         checksum = s3.client().get_object(Bucket=BACKUPS, Key=f"nightly/{name}.sha256")["Body"].read().decode()
         assert checksum.split() == [hashlib.sha256(body).hexdigest(), name]
+        grants = s3.client().get_object_acl(Bucket=BACKUPS, Key=f"nightly/{name}")["Grants"]
+        assert not [grant for grant in grants if grant["Grantee"].get("URI", "").endswith(("AllUsers",
+                                                                                             "AuthenticatedUsers"))]
     assert set(names) == {*(url.rsplit("/", 1)[1] for url in shelved), *(f"{url.rsplit('/', 1)[1]}.sha256"
                                                                        for url in shelved),
                           *(key.removeprefix("nightly/") for key in FOREIGN)}

@@ -14,8 +14,8 @@ DAYS = [f"local-2026010{day}T000000000Z.tar.gz" for day in (1, 2, 3)]
 
 
 def test_retention_picks_the_oldest_of_one_source_by_name_alone():
-    strays = ["local-notes.tar.gz", "local-20260101T000000000Z.tar.gz.partial", "stack-local-20260101T000000000Z.tar.gz",
-              f"{DAYS[0]}{CHECKSUM_SUFFIX}"]
+    strays = ["local-notes.tar.gz", "local-20260101T000000000Z.tar.gz.partial",
+              "stack-local-20260101T000000000Z.tar.gz", f"{DAYS[0]}{CHECKSUM_SUFFIX}"]
     assert archives_to_prune([DAYS[2], *strays, DAYS[0], DAYS[1]], "local", keep=2) == [DAYS[0]]
     assert archives_to_prune(DAYS, "local", keep=5) == []
     assert archives_to_prune(DAYS, "stack-mlops", keep=1) == []
