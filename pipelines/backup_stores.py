@@ -156,6 +156,10 @@ class LocalStore:
             object_store.replace_prefix(artifacts, self.bucket, lambda: self._swap_in_database(database),
                                         BUCKET_WHAT)
         except (OSError, sqlite3.Error, object_store.ObjectStoreError) as exc:
+            if not database.exists():  # swapped in: only removing the replaced state's objects failed
+                raise BackupError(f"restored into {self.description}, but removing the objects of the state it "
+                                  f"replaced failed ({exc}); nothing refers to them: delete them, or the next "
+                                  "restore with --force does") from None
             _remove(database)
             raise BackupError(f"restoring into {self.description} failed ({exc}); the live database was not "
                               "touched and the objects this restore added are deleted again") from None

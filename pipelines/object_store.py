@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pipelines.config_model import OBJECT_SCHEME as SCHEME
 from pipelines.errors import CannotRun
+from pipelines.uris import redact
 
 # S3's rule for new buckets: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -110,7 +111,7 @@ def explained(location: S3Location, what: str) -> Iterator[None]:
     except NoCredentialsError:
         raise ObjectStoreError(f"{where}: no S3 credentials; set {CREDENTIALS_HINT}") from None
     except EndpointConnectionError as exc:
-        raise ObjectStoreError(f"{where}: cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')} "
+        raise ObjectStoreError(f"{where}: cannot reach the S3 endpoint {redact(str(exc.kwargs.get('endpoint_url')))} "
                                "(AWS_ENDPOINT_URL)") from None
     except BotoCoreError as exc:
         raise ObjectStoreError(f"{where}: {type(exc).__name__}: {exc}") from None

@@ -10,7 +10,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -113,13 +112,12 @@ def start_mlflow(config: PipelineConfig) -> str:
     backend_uri = f"sqlite:///{store / 'mlflow.db'}"
     process = mlflow_process(config)
     starting = process.pid() is None and not port_in_use(platform.host, platform.mlflow_port)
-    if starting and platform.artifacts_location:
+    if platform.artifacts_location is None:
+        (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    elif starting:
         # Before anything is written: a bucket that is missing or refuses the keys fails here, naming it, not
         # in the first run that logs an artifact. The server reads the same AWS_* environment.
         check_access(platform.artifacts_location, "platform.artifacts_destination")
-    destination = platform.artifacts_destination or str(store / "artifacts")
-    if not platform.artifacts_location:
-        Path(destination).mkdir(parents=True, exist_ok=True)
     store.mkdir(parents=True, exist_ok=True)
     # `mlflow db upgrade` before the server starts (never under a running one): a schema this MLflow cannot
     # read stops here, untouched.
@@ -133,7 +131,7 @@ def start_mlflow(config: PipelineConfig) -> str:
             "--port", str(platform.mlflow_port),
             "--backend-store-uri", backend_uri,
             "--serve-artifacts",
-            "--artifacts-destination", destination,
+            "--artifacts-destination", platform.artifacts_destination or str(store / "artifacts"),
             "--workers", "1",
         ],
         host=platform.host, port=platform.mlflow_port, port_setting="platform.mlflow_port",
