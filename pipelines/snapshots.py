@@ -167,8 +167,13 @@ def load_snapshot(run_id: str, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFram
             return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact,
                                                                        dst_path=tmp))
     with tempfile.TemporaryDirectory() as tmp:
-        reference = SnapshotReference.from_json(Path(mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=SNAPSHOT_REFERENCE_ARTIFACT, dst_path=tmp)).read_text())
+        recorded = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SNAPSHOT_REFERENCE_ARTIFACT,
+                                                            dst_path=tmp)).read_text()
+    try:
+        reference = SnapshotReference.from_json(recorded)
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise DataError(f"{SNAPSHOT_REFERENCE_ARTIFACT} of run {run_id} is not a snapshot reference this code "
+                        f"reads: {exc}") from None
     table = rebuild(reference, run_id)
     if artifact == SNAPSHOT_ARTIFACT:
         return table

@@ -92,7 +92,8 @@ def test_a_release_from_a_referenced_file_and_a_changed_file_refused(local_platf
         release.run("train")
         gated = release.run("validate")  # v2 against @champion v1: both snapshots re-read
         assert "vs champion v1" in gated and "gate passed" in gated
-        champion_row = next(line for line in release.run("status", config=release.status_path).splitlines() if "@champion" in line)
+        status = release.run("status", config=release.status_path)
+        champion_row = next(line for line in status.splitlines() if "@champion" in line)
         assert f"data {path} (file, reference)" in champion_row
         assert "identical metrics" in release.run("reproduce", "1")
 

@@ -205,3 +205,12 @@ def test_the_trained_table_says_how_the_snapshot_was_kept():
         table = trained(config_for(LOANS.model_copy(update={"snapshot": policy})), result)
         rows = dict(zip(table.columns[0].cells, table.columns[1].cells, strict=True))
         assert rows["snapshot"].startswith(f"{policy} ({artifact}")
+
+
+def test_an_unreadable_reference_record_is_a_data_error_naming_the_run(tracking, tmp_path):
+    with mlflow.start_run() as run:
+        mlflow.set_tag(SNAPSHOT_POLICY_TAG, "reference")
+        mlflow.log_text('{"provenance": {"kind": "file"}}', SNAPSHOT_REFERENCE_ARTIFACT)
+
+    with pytest.raises(DataError, match=f"{SNAPSHOT_REFERENCE_ARTIFACT} of run {run.info.run_id} is not a snapshot"):
+        load_snapshot(run.info.run_id)
