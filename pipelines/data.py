@@ -7,20 +7,14 @@ dataset digest samples only the first rows, so two tables differing in row 20,00
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-import mlflow
 import pandas as pd
 from pandas.api import types as ptypes
 
 from pipelines.config import DataConfig, PipelineConfig
 from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import Task, task_for
-from services.contract import SNAPSHOT_ARTIFACT
-
-DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
 
 
 @dataclass(frozen=True)
@@ -102,30 +96,12 @@ def data_version(frame: pd.DataFrame) -> str:
 
 def load_versioned(config: PipelineConfig) -> VersionedData:
     """The configured table, checked against the data config and the task, with its version."""
+    from pipelines.snapshots import check_policy  # it reads tables back with this module's checks
+
     raw = read_source(config.data)
+    check_policy(config.data, raw.provenance)
     table = check_schema(raw.frame, config.data, task_for(config.task))
     return VersionedData(frame=table, version=data_version(table), provenance=raw.provenance)
-
-
-def log_dataset(data: VersionedData, config: DataConfig, workdir: Path) -> None:
-    """Store the immutable snapshot in the run's artifacts and record lineage with `mlflow.log_input`."""
-    snapshot = workdir / Path(SNAPSHOT_ARTIFACT).name
-    data.frame.to_parquet(snapshot, index=False)
-    mlflow.log_artifact(str(snapshot), artifact_path=str(Path(SNAPSHOT_ARTIFACT).parent))
-    # Lineage names the file read (or, for the generated demo table, the code that made it);
-    # the copy trained on is the snapshot artifact.
-    path = config.source_path()
-    dataset = mlflow.data.from_pandas(
-        data.frame, source=str(path) if path else None, targets=config.target,
-        name=path.stem if path else "demo-loans", digest=data.version[:DIGEST_CHARS],
-    )
-    mlflow.log_input(dataset, context="training")
-
-
-def load_snapshot(run_id: str, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFrame:
-    """A table recorded in a run's artifacts (the training snapshot or the frozen eval set)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp))
 
 
 def to_records(frame: pd.DataFrame) -> list[dict]:

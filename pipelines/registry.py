@@ -30,9 +30,9 @@ from pipelines.config import (
     DataConfig,
     PipelineConfig,
 )
-from pipelines.data import load_snapshot
 from pipelines.errors import CannotRun
 from pipelines.estimators import import_path
+from pipelines.snapshots import load_snapshot
 from pipelines.uris import split_credentials
 from services.contract import (
     CHAMPION_ALIAS,
@@ -159,7 +159,8 @@ class ResolvedVersion:
 
     @functools.cached_property
     def holdout(self) -> pd.DataFrame:
-        """Its frozen eval set, downloaded on first use (the gate, then the deploy's smoke rows)."""
+        """Its frozen eval set, fetched on first use (the gate, then the deploy's smoke rows): downloaded, or
+        split again from its re-read source under `data.snapshot: reference`."""
         return load_snapshot(self.run_id, HOLDOUT_ARTIFACT)
 
     @property

@@ -22,10 +22,13 @@ from pipelines.uris import split_credentials
 from services.contract import (
     CANARY_WEIGHT_ENV,
     CLASSIFICATION,
+    DATA_SOURCE_KIND_TAG,
+    DATA_SOURCE_TAG,
     ESTIMATOR_TAG,
     NO_VERSION,
     SERVING_RUNTIME_TAG,
     SKLEARN_RUNTIME,
+    SNAPSHOT_POLICY_TAG,
     STACK_LABEL,
     TASK_TAG,
     canary_share,
@@ -110,8 +113,13 @@ def _aliases(config: PipelineConfig) -> dict[str, str]:
 
 
 def describe_version(tags: dict[str, str]) -> str:
-    """A version's task, estimator and runtime from its tags; what a version trained before they were set was."""
-    return f"{tags.get(TASK_TAG, CLASSIFICATION)}, {tags.get(ESTIMATOR_TAG, 'unknown')}, runtime {_runtime(tags)}"
+    """A version's task, estimator, runtime and data source from its tags; what a version trained before they
+    were set was (and no source: older versions did not record its kind or snapshot policy)."""
+    described = f"{tags.get(TASK_TAG, CLASSIFICATION)}, {tags.get(ESTIMATOR_TAG, 'unknown')}, runtime {_runtime(tags)}"
+    if DATA_SOURCE_KIND_TAG not in tags:
+        return described
+    return (f"{described}, data {tags.get(DATA_SOURCE_TAG, 'unknown')} "
+            f"({tags[DATA_SOURCE_KIND_TAG]}, {tags.get(SNAPSHOT_POLICY_TAG, 'copy')})")
 
 
 def _from_tags(config: PipelineConfig, version: str, show: Callable[[dict[str, str]], str]) -> str:

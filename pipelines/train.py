@@ -16,7 +16,7 @@ from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
 from pipelines.config import PipelineConfig
-from pipelines.data import VersionedData, load_snapshot, log_dataset
+from pipelines.data import VersionedData
 from pipelines.errors import CannotRun
 from pipelines.estimators import import_path
 from pipelines.features import build_pipeline
@@ -29,6 +29,7 @@ from pipelines.registry import (
     git_sha,
     resolve,
 )
+from pipelines.snapshots import load_snapshot, log_dataset, source_tags
 from pipelines.task import task_for
 from pipelines.team_code import code_sha256, forget_modules, make_importable
 from pipelines.team_requirements import canonical, requirement_names
@@ -37,7 +38,6 @@ from services.contract import (
     CONFIG_ARTIFACT,
     DATA_VERSION_TAG,
     ESTIMATOR_TAG,
-    HOLDOUT_ARTIFACT,
     TARGET_TAG,
     TASK_TAG,
 )
@@ -121,7 +121,8 @@ class TrainResult:
 def lineage_tags(config: PipelineConfig, data: VersionedData, sha: str) -> dict[str, str]:
     """What a run and its model version record of how the model was made."""
     return {GIT_SHA_TAG: sha, DATA_VERSION_TAG: data.version, TASK_TAG: config.task,
-            ESTIMATOR_TAG: import_path(config.model.estimator), CODE_SHA256_TAG: code_sha256(config.code_folders)}
+            ESTIMATOR_TAG: import_path(config.model.estimator), CODE_SHA256_TAG: code_sha256(config.code_folders),
+            **source_tags(config.data, data.provenance)}
 
 
 def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
@@ -136,7 +137,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        mlflow.set_tags({**tags, "data_source": data.source, TARGET_TAG: config.data.target})
+        mlflow.set_tags({**tags, TARGET_TAG: config.data.target})
         mlflow.log_params(
             {"estimator": config.model.estimator, "seed": config.data.seed,
              "holdout_fraction": config.data.holdout_fraction, "rows": len(data.frame),
@@ -144,9 +145,7 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
         )
         (workdir / "pipeline.json").write_text(json.dumps(config.public_dump(), indent=2))
         mlflow.log_artifact(str(workdir / "pipeline.json"), artifact_path=str(Path(CONFIG_ARTIFACT).parent))
-        log_dataset(data, config.data, workdir)
-        holdout.to_parquet(workdir / "holdout.parquet", index=False)
-        mlflow.log_artifact(str(workdir / "holdout.parquet"), artifact_path=str(Path(HOLDOUT_ARTIFACT).parent))
+        log_dataset(data, holdout, config, workdir)
         mlflow.log_metrics(metrics)
 
         example = holdout[config.data.features].head(5)
@@ -204,7 +203,8 @@ def logged_code(config: PipelineConfig, model_uri: str, recorded_sha256: str, wo
 
 
 def reproduce(config: PipelineConfig, version: str) -> Reproduction:
-    """Retrain a registered version from its recorded snapshot, config and logged team code; compare metrics."""
+    """Retrain a registered version from its recorded snapshot (re-read and checked, when it is a reference),
+    config and logged team code; compare metrics."""
     client = connect(config)
     model = resolve(client, config.model_name, version=version)
     with tempfile.TemporaryDirectory() as tmp:

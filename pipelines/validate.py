@@ -19,7 +19,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
-from pipelines.data import load_snapshot
 from pipelines.gate_checks import (
     Check,
     Result,
@@ -43,6 +42,7 @@ from pipelines.registry import (
     resolve_alias_if_set,
 )
 from pipelines.served_model import CandidateModels, Served, load_candidate, load_served
+from pipelines.snapshots import load_snapshot
 from pipelines.task import Task, task_for
 from pipelines.team_code import code_sha256
 from services.contract import SERVING_RUNTIME_TAG

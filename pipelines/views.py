@@ -8,6 +8,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipelines.estimators import import_path
+from services.contract import (
+    HOLDOUT_ARTIFACT,
+    MONITORING_SAMPLE_ARTIFACT,
+    SNAPSHOT_ARTIFACT,
+    SNAPSHOT_REFERENCE_ARTIFACT,
+)
 
 if TYPE_CHECKING:  # result types only; importing them at run time would load MLflow for `--help`
     from pipelines.bento import BuiltBento
@@ -33,9 +39,16 @@ def trained(config: PipelineConfig, result: TrainResult) -> Table:
     return key_values("Trained", {
         "model": f"{config.model_name} v{result.model_version} (@challenger)", "run id": result.run_id,
         "task": config.task, "estimator": import_path(config.model.estimator),
-        "data version": result.data_version,
+        "data version": result.data_version, "snapshot": snapshot_policy(config.data.snapshot),
         **{f"holdout {k}": f"{v:.4f}" for k, v in result.metrics.items()},
         "MLflow": f"{config.tracking.display_uri}/#/models/{config.model_name}/versions/{result.model_version}"})
+
+
+def snapshot_policy(policy: str) -> str:
+    if policy == "copy":
+        return f"copy ({SNAPSHOT_ARTIFACT} and {HOLDOUT_ARTIFACT} in the run)"
+    return (f"reference ({SNAPSHOT_REFERENCE_ARTIFACT} in the run: the source is re-read and checked when the "
+            f"snapshot is needed; monitoring reads {MONITORING_SAMPLE_ARTIFACT})")
 
 
 def gate(report: ValidationReport) -> Table:

@@ -20,6 +20,14 @@ SNAPSHOT_ARTIFACT = "data/snapshot.parquet"  # the full table trained on, immuta
 HOLDOUT_ARTIFACT = "eval/holdout.parquet"  # the frozen eval set: features + target
 CONFIG_ARTIFACT = "config/pipeline.json"  # the validated pipeline config the run was made with
 TARGET_TAG = "target"  # run tag naming the target column of the snapshot
+# Under `data.snapshot: reference` the run holds no table: SNAPSHOT_REFERENCE_ARTIFACT records where it came
+# from, what pins it and its digest (pipelines.snapshots re-reads and checks it), and MONITORING_SAMPLE_ARTIFACT
+# is the bounded sample of it the monitoring job reads instead of SNAPSHOT_ARTIFACT (it cannot reach the source).
+SNAPSHOT_REFERENCE_ARTIFACT = "data/snapshot_reference.json"
+MONITORING_SAMPLE_ARTIFACT = "data/monitoring_sample.parquet"
+# Lineage, on the run and its model version (pipelines.train; `make status` shows them): the source's URI (no
+# password), its kind (demo, file, object, sql) and the snapshot policy (copy, reference) it was trained under.
+DATA_SOURCE_TAG, DATA_SOURCE_KIND_TAG, SNAPSHOT_POLICY_TAG = "data_source", "data_source_kind", "data_snapshot"
 
 # What kind of problem a model solves: the pipeline config's `task`, recorded with the run (its config and
 # TASK_TAG) and on the version, read by the gate, the bento (a serving argument), the canary and monitoring.

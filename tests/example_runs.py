@@ -12,7 +12,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.data import load_snapshot, to_records
+from pipelines.data import to_records
+from pipelines.snapshots import load_snapshot
 from services.contract import HOLDOUT_ARTIFACT, REGRESSION
 
 EXAMPLES = REPO_ROOT / "examples"

@@ -88,12 +88,13 @@ def seaweedfs(workdir: Path | None = None) -> Iterator[S3Server]:
     ports = {f"-{part}.port{grpc}": free_port() for part in ("master", "volume", "filer")
              for grpc in ("", ".grpc")}
     ports["-s3.port.grpc"] = free_port()
+    # Its Iceberg and Lance catalogs listen on fixed ports (8181, 9101): off, so servers can run side by side.
+    ports.update({"-s3.port.iceberg": 0, "-s3.port.lance": 0})
     command = [str(weed), "server", f"-dir={home}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                f"-s3.port={s3_port}", f"-s3.config={identities}",
-               # Small volumes, many allowed: each bucket grows its own, and the default 30 GB each (with
-               # -volume.max=0 sized by free disk) runs out after the first bucket on a small disk.
-               "-master.volumeSizeLimitMB=64", "-volume.max=200",
-               "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports: a second server could not start
+               # Each bucket is a collection of its own volumes; auto-sized 30 GB volumes leave room for one
+               # or two buckets on a small disk, so volumes are small (and created lazily) and plenty.
+               "-master.volumeSizeLimitMB=128", "-volume.max=1000",
                "-master.telemetry=false",
                *(f"{flag}={port}" for flag, port in ports.items())]
     with (home / "weed.log").open("wb") as log:

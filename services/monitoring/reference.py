@@ -4,7 +4,9 @@ model version -> run id -> the snapshot artifact: its features, and apart from t
 run's target tag (names in services/contract.py), which the served predictions are compared with. Feature
 names and kinds, and the task, come from the run's recorded pipeline config, or, when a run has none, from
 the snapshot's columns and dtypes and the run's task tag. A run recording no task (older runs) is a
-classification. No copy of the data is kept anywhere else.
+classification. No copy of the data is kept anywhere else. A run trained under `data.snapshot: reference` holds no
+snapshot (the job has no credentials for the team's source): its MONITORING_SAMPLE_ARTIFACT, a bounded sample
+of the same columns logged by training, is read the same way instead.
 
 The snapshot is the full training table, which may not fit in the job's memory: it is read in batches of its
 feature columns and sampled as it goes (bottom-k on a seeded random key per row, a uniform sample without
@@ -26,7 +28,15 @@ import pyarrow.parquet as pq
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from services.contract import CLASSIFICATION, CONFIG_ARTIFACT, SNAPSHOT_ARTIFACT, TARGET_TAG, TASK_TAG, TaskName
+from services.contract import (
+    CLASSIFICATION,
+    CONFIG_ARTIFACT,
+    MONITORING_SAMPLE_ARTIFACT,
+    SNAPSHOT_ARTIFACT,
+    TARGET_TAG,
+    TASK_TAG,
+    TaskName,
+)
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.tasks import TASKS
 
@@ -72,11 +82,13 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
     tags = client.get_run(run_id).data.tags
     target = tags.get(TARGET_TAG)
     with tempfile.TemporaryDirectory(prefix="monitoring-reference-") as workdir:
-        snapshot = _download(client, run_id, SNAPSHOT_ARTIFACT, workdir)
+        artifact, snapshot = SNAPSHOT_ARTIFACT, _download(client, run_id, SNAPSHOT_ARTIFACT, workdir)
+        if snapshot is None:  # trained under `data.snapshot: reference`
+            artifact, snapshot = MONITORING_SAMPLE_ARTIFACT, _download(client, run_id, MONITORING_SAMPLE_ARTIFACT,
+                                                                       workdir)
         if snapshot is None:
-            raise ReferenceMissing(
-                f"training run {run_id} of {model_name} v{version} has no artifact {SNAPSHOT_ARTIFACT}"
-            )
+            raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} has no artifact "
+                                   f"{SNAPSHOT_ARTIFACT} (nor {MONITORING_SAMPLE_ARTIFACT})")
         if target is None:
             raise ReferenceMissing(f"training run {run_id} of {model_name} v{version} has no '{TARGET_TAG}' tag")
         config_file = _download(client, run_id, CONFIG_ARTIFACT, workdir)
@@ -94,11 +106,11 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
                 columns=[target], errors="ignore"))
             absent = [column for column in schema.columns if column not in columns]
             if absent:
-                raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} lacks feature columns {absent}")
+                raise ReferenceMissing(f"{artifact} of run {run_id} lacks feature columns {absent}")
             with_target = [*schema.columns, target] if target in columns and target not in schema.columns else None
             sampled = sample_parquet(parquet, with_target or schema.columns, max_rows=max_rows, seed=seed)
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise ReferenceMissing(f"{SNAPSHOT_ARTIFACT} of run {run_id} is unreadable: {exc}") from None
+            raise ReferenceMissing(f"{artifact} of run {run_id} is unreadable: {exc}") from None
     return Reference(model_version=version, run_id=run_id, target=target, schema=schema,
                      frame=sampled[schema.columns], task=task, target_values=sampled[target] if with_target else None)
 

@@ -35,10 +35,11 @@ from pipelines import bento as bento_module
 from pipelines.bento import build, use_store
 from pipelines.cli import app
 from pipelines.config import PipelineConfig
-from pipelines.data import load_snapshot, load_versioned
+from pipelines.data import load_versioned
 from pipelines.features import build_pipeline
 from pipelines.platform import Process, free_port, url_ok, wait_until
 from pipelines.registry import CHALLENGER, PASSED, ResolvedVersion, connect, resolve
+from pipelines.snapshots import load_snapshot
 from pipelines.task import CLASSIFICATION_TASK
 from pipelines.train import MODEL_PACKAGES, train
 from pipelines.validate import validate

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.config import DataConfig, PipelineConfig, PlatformConfig
-from pipelines.data import load_snapshot, load_versioned
+from pipelines.data import load_versioned
 from pipelines.demo_data import make_loans
 from pipelines.monitor import (
     monitor_settings,
@@ -35,6 +35,7 @@ from pipelines.monitor import (
     ui_process,
 )
 from pipelines.platform import free_port
+from pipelines.snapshots import load_snapshot
 from pipelines.train import train
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
 from services.monitoring.drift import Verdict, prepare, run_drift_report
