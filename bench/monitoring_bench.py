@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from scipy.stats import beta, wasserstein_distance
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.process import peak_rss_mib  # noqa: E402
 from pipelines.demo_data import make_loans  # noqa: E402
 from services.monitoring.drift import (  # noqa: E402
     Verdict,
@@ -118,15 +118,6 @@ def write_log(log_dir: Path, rows: int, seed: int, start: datetime = datetime(20
                 )
             )
     return path.stat().st_size
-
-
-def peak_rss_mib() -> float:
-    """This process's own high-water mark. (getrusage's ru_maxrss survives fork and exec on Linux, so a
-    child would report its parent's peak if that was higher.)"""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(

@@ -16,6 +16,8 @@ from pipelines.config import DataConfig, PipelineConfig
 from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import Task, task_for
 
+VERSION_CHUNK_ROWS = 1_000_000  # rows hashed at a time: ~8 MB of row hashes, and a few column temporaries
+
 
 @dataclass(frozen=True)
 class VersionedData:
@@ -33,7 +35,11 @@ class VersionedData:
 
 
 def check_schema(frame: pd.DataFrame, config: DataConfig, task: Task) -> pd.DataFrame:
-    """Fail on anything that would train a broken model; return only the configured columns."""
+    """Fail on anything that would train a broken model; return only the configured columns, typed.
+
+    A column already of its type is not copied when the table keeps every column of `frame` (the result then
+    shares its memory: give up `frame`, as `load_versioned` does); when columns are dropped, the kept ones are
+    copied, so the dropped ones are freed with `frame`."""
     if frame.empty:
         raise DataError("the dataset is empty: no rows to train on")
     if config.time_column and config.time_column not in frame.columns:
@@ -57,17 +63,26 @@ def check_schema(frame: pd.DataFrame, config: DataConfig, task: Task) -> pd.Data
     if problem := task.target_problem(frame[config.target], config.target, split=config.split or task.default_split,
                                       holdout_fraction=config.holdout_fraction):
         raise DataError(problem)
-    table = frame[config.columns].copy()
-    if config.time_column:
-        times = time_values(table[config.time_column], config.time_column)
-        if config.time_column not in config.features:  # a feature keeps its own type
-            table[config.time_column] = times
+    copy = not set(frame.columns) <= set(config.columns)
+    # Built column by column, unconsolidated: no copy of the whole table, and no reset_index copy.
+    table = pd.DataFrame({column: typed(frame[column], config, copy=copy) for column in config.columns}, copy=False)
+    table.index = pd.RangeIndex(len(table))
+    return table
+
+
+def typed(values: pd.Series, config: DataConfig, *, copy: bool) -> pd.Series:
+    """One column as training and serving see it; a new array only where the type changes (or `copy`)."""
+    column = str(values.name)
+    if column == config.time_column:
+        times = time_values(values, column)
+        if column not in config.features:  # a feature keeps its own type
+            return times.copy() if copy and times is values else times
     # Categoricals are strings everywhere after this point, so serving and training agree on types.
-    for column in config.categorical_features:
-        table[column] = table[column].astype("string").astype(object).where(table[column].notna(), None)
-    for column in config.numeric_features:
-        table[column] = table[column].astype("float64")
-    return table.reset_index(drop=True)
+    if column in config.categorical_features:
+        return values.astype("string").astype(object).where(values.notna(), None)
+    if column in config.numeric_features:
+        return values.astype("float64", copy=copy)
+    return values.copy() if copy else values
 
 
 def time_values(values: pd.Series, column: str) -> pd.Series:
@@ -86,22 +101,34 @@ def time_values(values: pd.Series, column: str) -> pd.Series:
     raise DataError(f"data.time_column '{column}' has type {values.dtype}; a time split needs numbers or datetimes")
 
 
-def data_version(frame: pd.DataFrame) -> str:
-    """Content digest of the whole table: same data, same version; any changed cell, a new one."""
+def data_version(frame: pd.DataFrame, chunk_rows: int = VERSION_CHUNK_ROWS) -> str:
+    """Content digest of the whole table: same data, same version; any changed cell, a new one.
+
+    sha256 over the column names and dtypes, then each row's pandas hash in table order. The row hashes are
+    computed `chunk_rows` at a time (a row's hash depends on that row only), so memory stays bounded and the
+    digest is the same for any chunk size, and the same as hashing the whole table at once."""
     digest = hashlib.sha256()
     digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    for start in range(0, len(frame), chunk_rows):
+        rows = frame.iloc[start:start + chunk_rows]
+        digest.update(pd.util.hash_pandas_object(rows, index=False).to_numpy())
     return digest.hexdigest()
 
 
 def load_versioned(config: PipelineConfig) -> VersionedData:
     """The configured table, checked against the data config and the task, with its version."""
+    table, provenance = load_checked(config)
+    return VersionedData(frame=table, version=data_version(table), provenance=provenance)
+
+
+def load_checked(config: PipelineConfig) -> tuple[pd.DataFrame, Provenance]:
+    """The checked table and where it came from; the raw frame is released on return, before hashing, so
+    the columns the check converted are not held twice. A source `data.snapshot` cannot pin is refused first."""
     from pipelines.snapshots import check_policy  # it reads tables back with this module's checks
 
     raw = read_source(config.data)
     check_policy(config.data, raw.provenance)
-    table = check_schema(raw.frame, config.data, task_for(config.task))
-    return VersionedData(frame=table, version=data_version(table), provenance=raw.provenance)
+    return check_schema(raw.frame, config.data, task_for(config.task)), raw.provenance
 
 
 def to_records(frame: pd.DataFrame) -> list[dict]:

@@ -140,3 +140,77 @@ def test_a_file_over_the_stated_size_is_refused_before_it_is_read(tmp_path, monk
     monkeypatch.undo()
     at_the_limit = load_versioned(config_for(config.model_copy(update={"max_file_bytes": path.stat().st_size})))
     assert len(at_the_limit.frame) == 200
+
+
+def whole_table_digest(frame: pd.DataFrame) -> str:
+    """The version as every registered model version so far was numbered: the whole table hashed at once."""
+    import hashlib
+
+    digest = hashlib.sha256(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def mixed_table(rows: int = 1000) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    numbers = rng.normal(size=rows)
+    numbers[::13] = np.nan
+    words = rng.choice(["north", "south", "east"], rows).astype(object)
+    words[::11] = None
+    return pd.DataFrame({
+        "number": numbers, "count": rng.integers(0, 50, rows), "flag": rng.random(rows) > 0.5, "word": words,
+        "label": pd.Categorical(rng.choice(["a", "b"], rows)), "text": pd.array(words, dtype="string"),
+        "when": pd.date_range("2024-03-01", periods=rows, freq="min", tz="Europe/Paris"),
+    })
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 999, 1000, 5000])
+def test_version_is_the_same_for_any_chunk_size(chunk_rows):
+    frame = mixed_table()
+    assert data_version(frame, chunk_rows=chunk_rows) == whole_table_digest(frame)
+
+
+def test_existing_versions_keep_their_numbers(table):
+    assert data_version(table) == whole_table_digest(table)
+    # make_loans(rows=2000) checked against DEMO, as versioned before the version was hashed in chunks
+    assert data_version(table) == "80c3b58864c81d3069945851a1779bb2093395e07aa93fef64b2c49defbdb2b8"
+
+
+def test_version_hashes_a_bounded_number_of_rows_at_a_time(monkeypatch):
+    frame, hashed = mixed_table(), []
+    real = pd.util.hash_pandas_object
+
+    def counting(rows, **kwargs):
+        hashed.append(len(rows))
+        return real(rows, **kwargs)
+
+    monkeypatch.setattr(pd.util, "hash_pandas_object", counting)
+    data_version(frame, chunk_rows=300)
+    assert hashed == [300, 300, 300, 100]
+
+
+def test_columns_already_typed_are_not_copied(table):
+    """All of the table kept, nothing to convert: the checked table shares the read columns' memory."""
+    checked = check_schema(table, DEMO, CLASSIFICATION_TASK)
+    for column in [*DEMO.numeric_features, DEMO.target]:
+        assert np.shares_memory(checked[column].to_numpy(), table[column].to_numpy()), column
+
+
+def test_kept_columns_are_copied_when_others_are_dropped(table):
+    """Columns dropped: the kept ones are copied, so the dropped ones can be freed with the read table."""
+    wider = table.assign(unused=1.0)
+    checked = check_schema(wider, DEMO, CLASSIFICATION_TASK)
+    assert list(checked.columns) == DEMO.columns
+    for column in [*DEMO.numeric_features, DEMO.target]:
+        assert not np.shares_memory(checked[column].to_numpy(), wider[column].to_numpy()), column
+
+
+def test_the_check_converts_without_changing_its_input():
+    raw = make_loans(rows=300)
+    raw.index = raw.index * 10  # a reader's own row labels
+    before = raw.copy()
+    checked = check_schema(raw, DEMO, CLASSIFICATION_TASK)
+    pd.testing.assert_frame_equal(raw, before)
+    assert checked.index.equals(pd.RangeIndex(300))
+    assert checked["age"].dtype == "float64" and raw["age"].dtype == "int64"
+    assert checked["region"].tolist() == raw["region"].tolist()
