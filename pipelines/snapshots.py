@@ -1,4 +1,4 @@
-"""A training run's snapshot of its table, under the data config's policy, and lineage of where the table came from.
+"""A training run's snapshot of its table, under the data config's policy, (lineage: pipelines.lineage).
 
 `copy` (the default) stores the checked table and its frozen holdout in the run's artifacts. `reference` stores no
 table: SNAPSHOT_REFERENCE_ARTIFACT records the source's `Provenance` (its URI and what pins it: a file's sha256,
@@ -21,17 +21,14 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
-from mlflow.data.dataset_source import DatasetSource
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.exceptions import MlflowException
 
 from pipelines.config_model import DataConfig
 from pipelines.data import VersionedData, check_schema, data_version
+from pipelines.lineage import log_lineage
 from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import task_for
 from services.contract import (
@@ -48,7 +45,6 @@ from services.contract import (
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
 
-DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
 SHORT_DIGEST = 12  # enough to tell two digests apart in a message
 
 
@@ -100,9 +96,7 @@ def log_dataset(data: VersionedData, holdout: pd.DataFrame, config: PipelineConf
         mlflow.log_artifact(str(workdir / Path(SNAPSHOT_REFERENCE_ARTIFACT).name),
                             artifact_path=str(Path(SNAPSHOT_REFERENCE_ARTIFACT).parent))
         log_table(monitoring_sample(data.frame, config), MONITORING_SAMPLE_ARTIFACT, workdir)
-    dataset = mlflow.data.from_pandas(data.frame, source=dataset_source(data.provenance), targets=config.data.target,
-                                      name=dataset_name(data.provenance), digest=data.version[:DIGEST_CHARS])
-    mlflow.log_input(dataset, context="training")
+    log_lineage(data, config.data.target)
 
 
 def log_table(frame: pd.DataFrame, artifact: str, workdir: Path) -> None:
@@ -116,47 +110,6 @@ def monitoring_sample(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFra
     columns = [*config.data.features, config.data.target]
     rows = min(len(frame), config.monitoring.max_sample_rows)
     return frame[columns].sample(n=rows, random_state=config.data.seed).sort_index()
-
-
-class ProvenanceSource(DatasetSource):
-    """Lineage of a source MLflow has no dataset source type for (the demo generator, a SQL query)."""
-
-    def __init__(self, provenance: Provenance) -> None:
-        self._provenance = provenance
-
-    def _get_source_type(self) -> str:  # type: ignore[override]  # one class for several kinds
-        return self._provenance.kind
-
-    def load(self, **kwargs: Any) -> Any:
-        raise NotImplementedError("re-read it with pipelines.snapshots.load_snapshot")
-
-    @staticmethod
-    def _can_resolve(raw_source: Any) -> bool:
-        return False
-
-    @classmethod
-    def _resolve(cls, raw_source: Any) -> ProvenanceSource:
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, Any]:
-        return self._provenance.as_record()
-
-    @classmethod
-    def from_dict(cls, source_dict: dict[Any, Any]) -> ProvenanceSource:
-        return cls(Provenance(**source_dict))
-
-
-def dataset_source(provenance: Provenance) -> DatasetSource:
-    """MLflow's own source type for a path or an s3:// URL; ours for the rest. Either names the URI."""
-    try:
-        return resolve_dataset_source(provenance.uri)
-    except MlflowException:
-        return ProvenanceSource(provenance)
-
-
-def dataset_name(provenance: Provenance) -> str:
-    stem = Path(urlparse(provenance.uri).path.rstrip("/")).stem
-    return stem if provenance.kind in ("file", "object") and stem else provenance.kind
 
 
 def load_snapshot(run_id: str, artifact: str = SNAPSHOT_ARTIFACT) -> pd.DataFrame:
