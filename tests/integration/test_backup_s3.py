@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from pipelines import platform
 from pipelines.cli import app
 from pipelines.config import PipelineConfig, load_config
-from pipelines.data import load_snapshot
+from pipelines.snapshots import load_snapshot
 from tests.archives import rewrite, root_of
 from tests.integration.conftest import stop_all, write_test_config
 from tests.servers import S3Server
