@@ -128,7 +128,10 @@ def load_checked(config: PipelineConfig) -> tuple[pd.DataFrame, Provenance]:
 
     raw = read_source(config.data)
     check_policy(config.data, raw.provenance)
-    return check_schema(raw.frame, config.data, task_for(config.task)), raw.provenance
+    try:
+        return check_schema(raw.frame, config.data, task_for(config.task)), raw.provenance
+    except DataError as exc:  # the table's fault: say which table
+        raise DataError(f"{raw.provenance.uri}: {exc}") from None
 
 
 def to_records(frame: pd.DataFrame) -> list[dict]:

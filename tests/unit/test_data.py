@@ -1,6 +1,7 @@
 """Data versioning and schema checks; the pipeline is not tied to the demo table."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -214,3 +215,10 @@ def test_the_check_converts_without_changing_its_input():
     assert checked.index.equals(pd.RangeIndex(300))
     assert checked["age"].dtype == "float64" and raw["age"].dtype == "int64"
     assert checked["region"].tolist() == raw["region"].tolist()
+
+
+def test_a_tables_fault_names_the_table(tmp_path):
+    path = tmp_path / "loans.csv"
+    make_loans().drop(columns=[DEMO.target]).to_csv(path, index=False)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: missing column\(s\) \['{DEMO.target}'\]"):
+        load_versioned(config_for(DEMO.model_copy(update={"source": str(path)})))
