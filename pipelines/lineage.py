@@ -7,9 +7,7 @@ table is checked by then, so its schema is read off the dtypes instead.
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 import pandas as pd
@@ -24,6 +22,7 @@ from pipelines.data import VersionedData
 from pipelines.sources import Provenance
 
 DIGEST_CHARS = 32  # MLflow caps dataset digests at 36 characters; the run tag keeps all 64
+MAX_NAME_CHARS = 500  # MLflow's dataset name column
 
 
 def log_lineage(data: VersionedData, target: str) -> None:
@@ -91,5 +90,6 @@ def dataset_source(provenance: Provenance) -> DatasetSource:
 
 
 def dataset_name(provenance: Provenance) -> str:
-    stem = Path(urlparse(provenance.uri).path.rstrip("/")).stem
-    return stem if provenance.kind in ("file", "object") and stem else provenance.kind
+    """The source's URI: MLflow keeps one dataset per experiment, name and digest, and shows the source of the
+    first run that logged it, so two sources of the same table under one short name would share one lineage."""
+    return provenance.uri[:MAX_NAME_CHARS]
