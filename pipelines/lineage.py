@@ -26,9 +26,12 @@ MAX_NAME_CHARS = 500  # MLflow's dataset name column
 
 
 def log_lineage(data: VersionedData, target: str) -> None:
-    dataset = CheckedTable(data.frame, source=dataset_source(data.provenance), targets=target,
-                           name=dataset_name(data.provenance), digest=data.version[:DIGEST_CHARS])
-    mlflow.log_input(dataset, context="training")
+    mlflow.log_input(training_dataset(data, target), context="training")
+
+
+def training_dataset(data: VersionedData, target: str) -> CheckedTable:
+    return CheckedTable(data.frame, source=dataset_source(data.provenance), targets=target,
+                        name=dataset_name(data.provenance), digest=data.version[:DIGEST_CHARS])
 
 
 class CheckedTable(PandasDataset):
