@@ -12,11 +12,12 @@ TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (re
 STACK ?= dev
 BASE_IMAGE ?= mlops-platform-base:bookworm
 KEEP ?= 7# backups of one source to keep
+DEST ?=# backup: where archives go, a folder or s3://bucket/prefix (default: platform.backup_destination)
 # What a person or a workflow passes (`make NAME=value`, or NAME in the environment). Make never expands
 # these values (a `$(shell ...)` in one stays text) and never pastes them into a recipe: a target gets
 # the ones it takes as environment variables, read by its recipe as "$$NAME", so each value is one
 # argument to the CLI, which validates it. ARGS alone is split into words (never globbed or parsed).
-INPUTS := VERSION FROM TO STACK TARGET CANARY ARGS KEEP BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
+INPUTS := VERSION FROM TO STACK TARGET CANARY ARGS KEEP DEST BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
 $(foreach name,$(INPUTS),$(eval override $(name) := $$(value $(name))))
 # $(call takes,<target>,<inputs>): that target's recipe gets those inputs in its environment.
 takes = $(foreach name,$(2),$(eval $(1): export $(name) := $$($(name))))
@@ -88,12 +89,12 @@ status: ## what runs where: MLflow, serving, aliases, memory
 down: ## stop the local serving and MLflow processes (state is kept)
 	$(PIPELINES) down
 
-$(call takes,backup,TARGET STACK KEEP ARGS)
-backup: ## archive the tracking state (TARGET=local|stack): database dump + artifacts + manifest; keeps KEEP
-	set -f; $(PIPELINES) backup --target="$$TARGET" --stack="$$STACK" --keep="$$KEEP" $$ARGS
+$(call takes,backup,TARGET STACK KEEP DEST ARGS)
+backup: ## archive the tracking state (TARGET=local|stack) to DEST (a folder or s3://...): database + artifacts; keeps KEEP
+	set -f; $(PIPELINES) backup --target="$$TARGET" --stack="$$STACK" --keep="$$KEEP" $${DEST:+--dir="$$DEST"} $$ARGS
 
 $(call takes,restore,BACKUP TARGET STACK ARGS)
-restore: ## restore BACKUP=<archive> into an empty platform (TARGET=local|stack; ARGS=--force replaces one)
+restore: ## restore BACKUP=<archive, a path or s3://...> into an empty platform (TARGET=local|stack; ARGS=--force replaces one)
 	@test -n "$$BACKUP" || { echo "usage: make restore BACKUP=<archive .tar.gz> [TARGET=stack] [ARGS=--force]"; exit 2; }
 	set -f; $(PIPELINES) restore --target="$$TARGET" --stack="$$STACK" $$ARGS -- "$$BACKUP"
 

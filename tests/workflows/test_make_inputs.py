@@ -29,7 +29,7 @@ TAKES = {
     "rollback": ["TARGET", "STACK"],
     "reproduce": ["VERSION"],
     "promote": ["VERSION", "FROM", "TO"],
-    "backup": ["TARGET", "STACK", "KEEP", "ARGS"],
+    "backup": ["TARGET", "STACK", "KEEP", "DEST", "ARGS"],
     "restore": ["BACKUP", "TARGET", "STACK", "ARGS"],
     "images": ["BASE_IMAGE"],
     "k8s-images": ["IMAGE_TAG", "IMAGE_REGISTRY", "BASE_IMAGE"],
