@@ -1,7 +1,8 @@
 """Backups of the tracking state (registry, runs, metrics, audit records, artifacts) that restore.
 
-One backup is one archive, `<source>-<UTC time>.tar.gz`, beside a `sha256sum` file of it, both 0600 from
-the moment they exist (they hold basic auth's users and the training data):
+One backup is one archive, `<source>-<UTC time>.tar.gz`, beside a `sha256sum` file of it, both private from
+the moment they exist (they hold basic auth's users and the training data), on a shelf: a folder or a bucket
+prefix (pipelines.backup_shelf):
 
     <name>/manifest.json     format, source, backend, MLflow version, schema revision, size + sha256 per file
     <name>/database/...      the database: a SQLite online-backup copy, or a `pg_dump --format=custom`
@@ -32,14 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
+from pipelines.backup_shelf import CHECKSUM_SUFFIX, PRIVATE_DIR, Shelf, shelf_and_name, shelf_at
 from pipelines.errors import CannotRun, Refused
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 ARCHIVE_SUFFIX = ".tar.gz"
-CHECKSUM_SUFFIX = ".sha256"
 DEFAULT_KEEP = 7
-PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
+PRIVATE_FILE = 0o600
 # An archive's name is `<label>-<stamp>.tar.gz`; the stamp is UTC to the millisecond, so names sort by time.
 STAMP_PATTERN = r"\d{8}T\d{9}Z"
 Backend = Literal["sqlite", "postgres"]
@@ -102,54 +103,62 @@ class Manifest:
 
 @dataclass(frozen=True)
 class BackupResult:
-    archive: Path
+    archive: Path | str  # its path on a folder shelf, its s3:// URL on a bucket
     manifest: Manifest
     archive_bytes: int
     seconds: float
-    pruned: list[Path]
+    pruned: list[Path | str]
 
 
 @dataclass(frozen=True)
 class RestoreResult:
-    archive: Path
+    archive: Path | str
     manifest: Manifest
     seconds: float
-    safety_backup: Path | None  # what the target held before a forced restore
+    safety_backup: Path | str | None  # what the target held before a forced restore
 
 
-def create_backup(store: TrackingStore, directory: Path, keep: int | None = DEFAULT_KEEP) -> BackupResult:
-    """Write one archive of the store into `directory`; then keep only the newest `keep` of its source."""
+def create_backup(store: TrackingStore, destination: Path | str | Shelf,
+                  keep: int | None = DEFAULT_KEEP) -> BackupResult:
+    """Write one archive of the store onto a shelf (a folder, or `s3://bucket/prefix`); then keep only the
+    newest `keep` of its source there."""
     started = time.monotonic()
-    directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    shelf = shelf_at(destination)
     now = datetime.now(UTC)
     name = f"{store.label}-{_stamp(now)}"
-    archive = directory / f"{name}{ARCHIVE_SUFFIX}"
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".partial-") as work:
-        root = Path(work) / name
+    with shelf.staging() as work:
+        root = work / name
         revision = store.dump(root)
         manifest = Manifest(source=store.description, backend=store.backend, mlflow_version=store.mlflow_version(),
                             schema_revision=revision, created_at=now.isoformat(), files=_inventory(root))
         (root / MANIFEST).write_text(json.dumps(manifest.__dict__, indent=2))
-        partial = Path(work) / archive.name
-        with _private_file(partial) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
+        archive = work / f"{name}{ARCHIVE_SUFFIX}"
+        with _private_file(archive) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
             tar.add(root, arcname=name)
-        # Renamed into place only when complete: an archive with the final name is never half-written.
-        os.replace(partial, archive)
-        checksum = Path(work) / f"{archive.name}{CHECKSUM_SUFFIX}"
+        checksum = checksum_file(archive)
         with _private_file(checksum) as handle:
             handle.write(f"{_sha256(archive)}  {archive.name}\n".encode())
-        os.replace(checksum, checksum_file(archive))
-    pruned = prune(directory, store.label, keep) if keep else []
-    return BackupResult(archive, manifest, archive.stat().st_size, time.monotonic() - started, pruned)
+        size = archive.stat().st_size
+        # Put on the shelf only when complete, archive before checksum: an archive with its checksum is whole.
+        placed = shelf.put(archive, checksum)
+    pruned = prune(shelf, store.label, keep) if keep else []
+    return BackupResult(placed, manifest, size, time.monotonic() - started, pruned)
 
 
-def restore_backup(store: TrackingStore, archive: Path, *, force: bool = False,
-                   safety_directory: Path | None = None) -> RestoreResult:
-    """Restore an archive into the store. Every check runs before anything is touched; a non-empty store
-    is refused unless `force`, and then its state is first backed up into `safety_directory`."""
+def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = False,
+                   safety_directory: Path | str | None = None) -> RestoreResult:
+    """Restore an archive (a path, or an s3:// URL) into the store. Every check runs before anything is
+    touched; a non-empty store is refused unless `force`, and then its state is first backed up into
+    `safety_directory` (default: the archive's shelf)."""
     started = time.monotonic()
+    shelf, name = shelf_and_name(archive)
+    if not name:
+        raise BackupError(f"{archive} names no archive: give <folder or s3://bucket/prefix>/<archive>.tar.gz")
     with tempfile.TemporaryDirectory(prefix="mlflow-restore-") as work:
-        root, manifest = _open_verified(archive, Path(work))
+        local = shelf.fetch(name, Path(work) / "fetched")
+        if local is None:
+            raise BackupError(f"no backup archive at {shelf.where(name)}")
+        root, manifest = _open_verified(local, Path(work) / "extracted")
         if manifest.backend != store.backend:
             raise BackupError(f"{archive.name} holds a {manifest.backend} database; {store.description} "
                               f"uses {store.backend}")
@@ -164,21 +173,27 @@ def restore_backup(store: TrackingStore, archive: Path, *, force: bool = False,
             if not force:
                 raise RestoreRefused(f"{store.description} is not empty ({held}); restore into an empty "
                                      "platform, or pass --force to replace it (its state is backed up first)")
-            safety = create_backup(store, safety_directory or archive.parent, keep=None).archive
+            safety = create_backup(store, safety_directory or shelf, keep=None).archive
         store.load(root)
     return RestoreResult(archive, manifest, time.monotonic() - started, safety)
 
 
-def prune(directory: Path, label: str, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` archives of one source (names sort by time); return the deleted.
-    Only `<label>-<stamp>.tar.gz` is this source's: `stack-mlops-prod-<stamp>` belongs to another stack."""
+def prune(destination: Path | str | Shelf, label: str, keep: int) -> list[Path | str]:
+    """Delete all but the newest `keep` archives of one source from a shelf, each with its checksum file;
+    return where the deleted were."""
+    shelf = shelf_at(destination)
+    doomed = archives_to_prune(shelf.names(), label, keep)
+    for name in doomed:
+        shelf.delete(name)
+    return [shelf.where(name) for name in doomed]
+
+
+def archives_to_prune(names: list[str], label: str, keep: int) -> list[str]:
+    """All but the newest `keep` archives of one source (names sort by time). Only `<label>-<stamp>.tar.gz`
+    is this source's: `stack-mlops-prod-<stamp>` belongs to another stack, `local-notes.tar.gz` to no one."""
     own = re.compile(rf"{re.escape(label)}-{STAMP_PATTERN}{re.escape(ARCHIVE_SUFFIX)}")
-    archives = sorted(path for path in directory.iterdir() if own.fullmatch(path.name) and path.is_file())
-    doomed = archives[:-keep] if keep > 0 else archives
-    for archive in doomed:
-        archive.unlink()
-        checksum_file(archive).unlink(missing_ok=True)
-    return doomed
+    archives = sorted(name for name in names if own.fullmatch(name))
+    return archives[:-keep] if keep > 0 else archives
 
 
 def checksum_file(archive: Path) -> Path:
@@ -197,8 +212,7 @@ def _private_file(path: Path) -> BinaryIO:
 def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
     """Extract the archive into `work` and check it whole: the checksum file, then every file's size and
     sha256 against the manifest. Any mismatch is a BackupError naming what is wrong."""
-    if not archive.is_file():
-        raise BackupError(f"no backup archive at {archive}")
+    work.mkdir(mode=PRIVATE_DIR)
     nothing = "; nothing was restored"
     checksum = checksum_file(archive)
     if not checksum.is_file():

@@ -1,6 +1,7 @@
 """The two places tracking state lives, as `pipelines.backup.TrackingStore`s, and what they share.
 
-`LocalStore` (here): the local platform's SQLite database and artifact directory under the state dir.
+`LocalStore` (here): the local platform's SQLite database under the state dir, and its artifacts there or in
+the bucket prefix of `platform.artifacts_destination`.
 `StackStore` (pipelines.backup_stack): the stack's containers on this Docker host.
 """
 
@@ -14,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines import object_store
 from pipelines.backup import Backend, BackupError, copy_tree
 from pipelines.config import PipelineConfig
 from pipelines.platform import mlflow_process
@@ -21,6 +23,7 @@ from pipelines.platform import mlflow_process
 if TYPE_CHECKING:
     from pipelines.backup_stack import StackStore
 
+BUCKET_WHAT = "the local platform's artifacts at"  # how S3 errors name the artifacts' bucket
 SQLITE_DUMP = "database/mlflow.sqlite"
 POSTGRES_DUMP = "database/mlflow.pgdump"
 EXTRA_SQLITE_DIR = "database/extra"  # the stack's other SQLite files (basic auth's users and permissions)
@@ -64,7 +67,8 @@ def knows_revision(revision: str) -> bool:
 
 
 class LocalStore:
-    """The local platform (`make platform`): `<state_dir>/mlflow/mlflow.db` and `<state_dir>/mlflow/artifacts`."""
+    """The local platform (`make platform`): `<state_dir>/mlflow/mlflow.db` and `<state_dir>/mlflow/artifacts`
+    (or the bucket prefix `platform.artifacts_destination` names)."""
 
     label = "local"
     backend: Backend = "sqlite"
@@ -73,7 +77,9 @@ class LocalStore:
         self.config = config
         self.root = config.platform.state_dir / "mlflow"
         self.database, self.artifacts = self.root / "mlflow.db", self.root / "artifacts"
-        self.description = f"the local platform ({self.root})"
+        self.bucket = config.platform.artifacts_location
+        self.description = f"the local platform ({self.root}" + (f", artifacts in {self.bucket.url})"
+                                                                 if self.bucket else ")")
 
     def mlflow_version(self) -> str:
         return version("mlflow")  # the local server runs from this environment
@@ -82,7 +88,10 @@ class LocalStore:
         if not self.database.is_file():
             raise BackupError(f"no MLflow database at {self.database}: nothing to back up (start it: make platform)")
         online_copy(self.database, into / SQLITE_DUMP)
-        copy_tree(self.artifacts, into / "artifacts")
+        if self.bucket:
+            object_store.download_prefix(self.bucket, into / "artifacts", BUCKET_WHAT)
+        else:
+            copy_tree(self.artifacts, into / "artifacts")
         return schema_revision_of(into / SQLITE_DUMP)
 
     def contents(self) -> str | None:
@@ -91,8 +100,12 @@ class LocalStore:
             with closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as db:
                 if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
                     counts = db.execute(CONTENTS_SQL).fetchone()
-        has_files = self.artifacts.is_dir() and any(path.is_file() for path in self.artifacts.rglob("*"))
-        return describe_contents(*counts, has_files)
+        return describe_contents(*counts, self._holds_artifacts())
+
+    def _holds_artifacts(self) -> bool:
+        if self.bucket:
+            return bool(object_store.list_objects(self.bucket, BUCKET_WHAT))
+        return self.artifacts.is_dir() and any(path.is_file() for path in self.artifacts.rglob("*"))
 
     def can_read(self, revision: str) -> bool:
         return knows_revision(revision)
@@ -100,6 +113,8 @@ class LocalStore:
     def check_loadable(self) -> None:
         if mlflow_process(self.config).pid() is not None:
             raise BackupError(f"the local MLflow server is running on {self.root}; stop it first (make down)")
+        if self.bucket:
+            object_store.check_access(self.bucket, BUCKET_WHAT)
         self._recover_an_unfinished_swap()
 
     def _recover_an_unfinished_swap(self) -> None:
@@ -117,30 +132,56 @@ class LocalStore:
 
     def load(self, backup: Path) -> None:
         """Write the restored database and artifacts beside the live ones, then swap them in by renames: a
-        copy that fails (a dump that is no database, a full disk) leaves the live state as it was."""
+        copy that fails (a dump that is no database, a full disk) leaves the live state as it was. Artifacts
+        in a bucket go in with `object_store.replace_prefix`, the database swap its commit point."""
         self.check_loadable()
         self.root.mkdir(parents=True, exist_ok=True)
         database, artifacts = self.root / "mlflow.db.restoring", self.root / "artifacts.restoring"
         _remove(database, artifacts)  # the leftovers of a restore that died
         try:
             online_copy(backup / SQLITE_DUMP, database)
-            copy_tree(backup / "artifacts", artifacts)
+            if not self.bucket:
+                copy_tree(backup / "artifacts", artifacts)
         except (OSError, sqlite3.Error) as exc:
             _remove(database, artifacts)
             raise BackupError(f"restoring into {self.root} failed ({exc}); the live state was not touched") from None
-        self._swap_in(database, artifacts)
+        if self.bucket:
+            self._load_into_bucket(backup / "artifacts", database)
+        else:
+            self._swap_in(database, artifacts)
+
+    def _load_into_bucket(self, artifacts: Path, database: Path) -> None:
+        artifacts.mkdir(exist_ok=True)  # an archive of a platform with no artifacts yet
+        try:
+            object_store.replace_prefix(artifacts, self.bucket, lambda: self._swap_in_database(database),
+                                        BUCKET_WHAT)
+        except (OSError, sqlite3.Error, object_store.ObjectStoreError) as exc:
+            if not database.exists():  # swapped in: only removing the replaced state's objects failed
+                raise BackupError(f"restored into {self.description}, but removing the objects of the state it "
+                                  f"replaced failed ({exc}); nothing refers to them: delete them, or the next "
+                                  "restore with --force does") from None
+            _remove(database)
+            raise BackupError(f"restoring into {self.description} failed ({exc}); the live database was not "
+                              "touched and the objects this restore added are deleted again") from None
 
     def _swap_in(self, database: Path, artifacts: Path) -> None:
         replaced = self.root / "artifacts.replaced"  # none: check_loadable recovered or refused one
-        if self.database.exists():
-            fold_wal(self.database)
-        for log in (self.root / "mlflow.db-wal", self.root / "mlflow.db-shm"):
-            log.unlink(missing_ok=True)  # empty once folded; left beside the new file they would corrupt it
+        self._fold_live_log()
         if self.artifacts.exists():
             self.artifacts.rename(replaced)
         artifacts.rename(self.artifacts)
         os.replace(database, self.database)
         _remove(replaced)
+
+    def _swap_in_database(self, database: Path) -> None:
+        self._fold_live_log()
+        os.replace(database, self.database)
+
+    def _fold_live_log(self) -> None:
+        if self.database.exists():
+            fold_wal(self.database)
+        for log in (self.root / "mlflow.db-wal", self.root / "mlflow.db-shm"):
+            log.unlink(missing_ok=True)  # empty once folded; left beside the new file they would corrupt it
 
 
 def _remove(*paths: Path) -> None:

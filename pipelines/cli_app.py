@@ -27,6 +27,10 @@ from pipelines.steps import console
 # would land inside them.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# A server whose artifacts are in S3 offers presigned bucket URLs; our clients keep to its proxied artifact API,
+# so they need no route to (or trust in) the bucket's endpoint, as with a local artifact folder.
+for _direct in ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"):
+    os.environ.setdefault(_direct, "false")
 
 UNEXPECTED_ERROR = 70  # EX_SOFTWARE in sysexits.h
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -124,7 +123,8 @@ def monitoring_ui_command(config_path: ConfigOption = None) -> None:
 BackupTargetOption = Annotated[
     TargetKind, typer.Option("--target", help="local: the local platform's state; stack: the stack's containers")]
 BackupDirOption = Annotated[
-    Path | None, typer.Option("--dir", help="where archives go (default: <state dir>/backups)")]
+    str | None, typer.Option("--dir", help="where archives go: a folder or s3://bucket/prefix (default: "
+                                          "platform.backup_destination, else <state dir>/backups)")]
 
 
 @command("backup")
@@ -140,18 +140,18 @@ def backup_command(
     config = load_config(config_path)
     store = tracking_store(config, target.value, stack)
     with console.status(f"Backing up {store.description} ..."):
-        result = create_backup(store, directory or config.platform.state_dir / "backups", keep)
+        result = create_backup(store, directory or config.platform.backups_at, keep)
     console.print(views.key_values("Backup", {
         "archive": result.archive, "size": f"{result.archive_bytes / 2**20:.1f} MiB "
         f"({result.manifest.total_bytes / 2**20:.1f} MiB in {len(result.manifest.files)} files)",
         "backend": result.manifest.backend, "MLflow": result.manifest.mlflow_version,
         "schema": result.manifest.schema_revision, "took": f"{result.seconds:.1f} s",
-        "deleted (retention)": ", ".join(path.name for path in result.pruned) or "-"}))
+        "deleted (retention)": ", ".join(str(where) for where in result.pruned) or "-"}))
 
 
 @command("restore")
 def restore_command(
-    archive: Annotated[Path, typer.Argument(help="a .tar.gz written by `pipelines backup`")],
+    archive: Annotated[str, typer.Argument(help="a .tar.gz written by `pipelines backup`: a path or an s3:// URL")],
     config_path: ConfigOption = None, target: BackupTargetOption = TargetKind.local, stack: StackOption = "dev",
     force: Annotated[bool, typer.Option(help="replace a platform that holds data (it is backed up first)")] = False,
 ) -> None:
@@ -163,8 +163,8 @@ def restore_command(
     config = load_config(config_path)
     store = tracking_store(config, target.value, stack)
     # The release lock: a deploy or rollback would move aliases in, or read, a registry being replaced.
-    with release_lock(config), console.status(f"Restoring {archive.name} into {store.description} ..."):
-        result = restore_backup(store, archive, force=force, safety_directory=config.platform.state_dir / "backups")
+    with release_lock(config), console.status(f"Restoring {archive} into {store.description} ..."):
+        result = restore_backup(store, archive, force=force, safety_directory=config.platform.backups_at)
     console.print(views.key_values("Restored", {
         "archive": result.archive, "into": store.description, "made by": result.manifest.source,
         "at": result.manifest.created_at, "MLflow": result.manifest.mlflow_version,

@@ -25,6 +25,7 @@ from pipelines.config_model import (
     from_repo_root,
 )
 from pipelines.errors import CannotRun
+from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
 from services.contract import CLASSIFICATION, MONITORING_EXPERIMENT, OnDrift, TaskName
@@ -67,6 +68,24 @@ class PlatformConfig(Section):
     serving_port: int = Field(3000, ge=1, le=65535)
     monitoring_ui_port: int = Field(8000, ge=1, le=65535)
     startup_timeout_s: float = Field(120.0, gt=0)
+    artifacts_destination: str | None = Field(
+        None, description="where the local MLflow server keeps artifacts: by default <state_dir>/mlflow/artifacts; "
+                          "an s3://bucket/prefix keeps them in S3 (endpoint and credentials from AWS_ENDPOINT_URL, "
+                          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_SHARED_CREDENTIALS_FILE, never here); "
+                          "clients still go through MLflow's artifact API")
+    backup_destination: str | None = Field(
+        None, description="where `make backup` puts archives (and a forced restore the state it replaces): a folder "
+                          "or an s3://bucket/prefix that no one else may read; by default <state_dir>/backups")
+
+    @field_validator("artifacts_destination", "backup_destination")
+    @classmethod
+    def _a_valid_bucket_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.field_name == "backup_destination" and not is_s3_url(value)):
+            return value  # the default, or a backup folder
+        try:
+            return S3Location.parse(value, f"platform.{info.field_name}").url
+        except ObjectStoreError as exc:
+            raise ValueError(str(exc).removeprefix(f"platform.{info.field_name}: ")) from None
 
     @field_validator("state_dir")
     @classmethod
@@ -95,6 +114,19 @@ class PlatformConfig(Section):
     @property
     def monitoring_ui_url(self) -> str:
         return f"http://{self.host}:{self.monitoring_ui_port}"
+
+    @property
+    def artifacts_location(self) -> S3Location | None:
+        """The bucket prefix of the artifacts, None when they are in the state dir."""
+        return S3Location.parse(self.artifacts_destination, "") if self.artifacts_destination else None
+
+    @property
+    def backups_at(self) -> Path | str:
+        """The backup shelf: a folder (relative paths from the repo root) or an s3:// URL."""
+        if self.backup_destination is None:
+            return self.state_dir / "backups"
+        return self.backup_destination if is_s3_url(self.backup_destination) else from_repo_root(
+            Path(self.backup_destination))
 
     @property
     def inference_log_dir(self) -> Path:

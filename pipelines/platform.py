@@ -1,7 +1,7 @@
 """The embedded platform: its background servers (`pipelines.processes`), started once and probed.
 
-`make platform` starts a real `mlflow server` (SQLite + served artifacts); deploy starts `bentoml serve`;
-the monitoring UI is one more process.
+`make platform` starts a real `mlflow server` (SQLite + served artifacts, in the state dir or, by config, in
+an S3 bucket); deploy starts `bentoml serve`; the monitoring UI is one more process.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import psutil
 
 from pipelines.config import PipelineConfig
 from pipelines.errors import CannotRun
+from pipelines.object_store import check_access
 from pipelines.processes import Process, command_of
 
 PROBE_TIMEOUT_S = 3.0  # a probe of a crash-looping server can hang; never wait on it unbounded
@@ -108,12 +109,19 @@ def start_mlflow(config: PipelineConfig) -> str:
     """Start the local MLflow server unless it already answers; return its URL. Idempotent."""
     platform = config.platform
     store = platform.state_dir / "mlflow"
-    (store / "artifacts").mkdir(parents=True, exist_ok=True)
     backend_uri = f"sqlite:///{store / 'mlflow.db'}"
     process = mlflow_process(config)
+    starting = process.pid() is None and not port_in_use(platform.host, platform.mlflow_port)
+    if platform.artifacts_location is None:
+        (store / "artifacts").mkdir(parents=True, exist_ok=True)
+    elif starting:
+        # Before anything is written: a bucket that is missing or refuses the keys fails here, naming it, not
+        # in the first run that logs an artifact. The server reads the same AWS_* environment.
+        check_access(platform.artifacts_location, "platform.artifacts_destination")
+    store.mkdir(parents=True, exist_ok=True)
     # `mlflow db upgrade` before the server starts (never under a running one): a schema this MLflow cannot
     # read stops here, untouched.
-    if process.pid() is None and not port_in_use(platform.host, platform.mlflow_port):
+    if starting:
         prepare_backend_store(backend_uri)
     serve_once(
         process,
@@ -123,7 +131,7 @@ def start_mlflow(config: PipelineConfig) -> str:
             "--port", str(platform.mlflow_port),
             "--backend-store-uri", backend_uri,
             "--serve-artifacts",
-            "--artifacts-destination", str(store / "artifacts"),
+            "--artifacts-destination", platform.artifacts_destination or str(store / "artifacts"),
             "--workers", "1",
         ],
         host=platform.host, port=platform.mlflow_port, port_setting="platform.mlflow_port",

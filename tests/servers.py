@@ -89,7 +89,11 @@ def seaweedfs(workdir: Path | None = None) -> Iterator[S3Server]:
              for grpc in ("", ".grpc")}
     ports["-s3.port.grpc"] = free_port()
     command = [str(weed), "server", f"-dir={home}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
-               f"-s3.port={s3_port}", f"-s3.config={identities}", "-volume.max=0",
+               f"-s3.port={s3_port}", f"-s3.config={identities}",
+               # Small volumes, many allowed: each bucket grows its own, and the default 30 GB each (with
+               # -volume.max=0 sized by free disk) runs out after the first bucket on a small disk.
+               "-master.volumeSizeLimitMB=64", "-volume.max=200",
+               "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports: a second server could not start
                "-master.telemetry=false",
                *(f"{flag}={port}" for flag, port in ports.items())]
     with (home / "weed.log").open("wb") as log:
