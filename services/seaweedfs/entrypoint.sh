@@ -9,7 +9,10 @@ if [ ! -r "${S3_CONFIG_FILE:-}" ] || [ -z "${S3_BUCKET:-}" ]; then
   exit 2
 fi
 rm -f "$READY_FILE"
-weed server -dir="$SEAWEEDFS_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -volume.max=0 \
+# Volumes of 1 GiB, up to 1000 of them: -volume.max=0 would size the count by the free disk in 30 GB volumes,
+# which on a small disk is none (every write then fails with "Not enough data nodes").
+weed server -dir="$SEAWEEDFS_DIR" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+  -master.volumeSizeLimitMB=1024 -volume.max=1000 \
   -s3 -s3.ip.bind=0.0.0.0 -s3.port="$S3_PORT" -s3.config="$S3_CONFIG_FILE" &
 weed=$!
 # weed may not exit on SIGTERM: stop it with a grace, then kill it, so `docker stop` never waits its timeout.
