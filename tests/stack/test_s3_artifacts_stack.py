@@ -15,6 +15,7 @@ import docker
 import pytest
 import yaml
 
+import pipelines.cli_app  # noqa: F401 - the CLI's MLflow client defaults: artifacts through MLflow, not the bucket
 from pipelines.backup import create_backup, restore_backup
 from pipelines.backup_stack import StackStore
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
