@@ -34,6 +34,7 @@ from pipelines.backup_stores import (
     schema_revision_of,
 )
 from pipelines.config import REPO_ROOT
+from pipelines.object_store import S3Location
 from pipelines.restore_files import ADDED, REPLACED
 from services.contract import DEFAULT_NAME_PREFIX
 
@@ -62,6 +63,8 @@ def _argument(command: list[str], flag: str) -> str:
 
 class StackStore:
     """The stack's tracking state on this Docker host: containers `<prefix>-mlflow` (and `<prefix>-postgres`)."""
+
+    artifacts_s3: S3Location | None = None  # MLflow's artifacts prefix when they are in S3
 
     def __init__(self, prefix: str, client: DockerClient | None = None, health_timeout_s: float = 300.0) -> None:
         self.client = client or docker_client()

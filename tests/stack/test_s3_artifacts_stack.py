@@ -54,7 +54,7 @@ def test_releases_rollback_backup_and_restore_with_artifacts_in_the_bucket(s3_pl
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["platform"]["state_dir"] = str(tmp_path / "state")
     raw["tracking"]["uri"] = s3_platform.declared.exports["mlflow_url"]
-    raw["model"]["params"]["n_estimators"] = 20
+    raw["model"]["params"]["n_estimators"] = 40  # as test_release_to_stack.py
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
     config = load_config(tmp_path / "pipeline.yaml")
     target = StackTarget(config, HarnessStack(s3_platform), name="stack:s3")
