@@ -10,6 +10,7 @@ from config import StackConfig, load_stack_config
 from front import Front, FrontArgs
 from kubernetes.platform import kubernetes_platform
 from monitoring import Monitoring, MonitoringArgs
+from object_store import ObjectStore, ObjectStoreArgs
 from serving import Serving, ServingArgs
 from tracking import Tracking, TrackingArgs
 
@@ -17,14 +18,19 @@ from services.contract import MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT, STACK_
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
-    # Containers find each other by alias on this network (mlflow, postgres, serving, front, monitoring, monitoring-ui).
+    # Containers find each other by alias on this network (mlflow, postgres, seaweedfs, serving, front, monitoring,
+    # monitoring-ui).
     network = docker.Network(
         "network",
         name=f"{config.name_prefix}-net",
         driver="bridge",
         labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=config.name_prefix)],
     )
-    tracking = Tracking("tracking", TrackingArgs(config=config, network=network))
+    object_store = None
+    if config.artifacts is not None and config.artifacts.seaweedfs:
+        object_store = ObjectStore("object-store", ObjectStoreArgs(config=config, store=config.artifacts,
+                                                                   network=network)).container
+    tracking = Tracking("tracking", TrackingArgs(config=config, network=network, object_store=object_store))
     # Serving and monitoring need MLflow only while running (the job retries every interval), so they
     # start without waiting for it.
     serving = Serving("serving", ServingArgs(config=config, network=network, tracking_url=Tracking.internal_url))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
+from config_artifacts import ARTIFACT_KEYS, ArtifactStore, read_artifact_store
 from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
 from config_reader import ConfigReader, StackConfigError
@@ -37,7 +38,7 @@ from services.contract import (
 )
 
 # Re-exported: the components import every config type from here.
-__all__ = ["EdgeTls", "KubernetesConfig", "StackConfig", "StackConfigError", "load_stack_config"]
+__all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "StackConfig", "StackConfigError", "load_stack_config"]
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -63,6 +64,7 @@ class MemoryLimits:
     monitoring: int
     monitoring_ui: int
     front: int
+    seaweedfs: int
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,15 @@ class StackConfig:
     restart_policy: str
     health_timeout_seconds: int
     memory: MemoryLimits
+    # MLflow's artifacts in S3 (the stack's SeaweedFS or any endpoint); None keeps them on its volume.
+    artifacts: ArtifactStore | None = None
     tls: EdgeTls | None = None  # TLS at the edge: the front on docker, the Ingress on kubernetes
     target: Target = "docker"
     kubernetes: KubernetesConfig | None = None  # set when target is kubernetes
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
-KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | frozenset({
+KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | frozenset({
     "target",
     "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
@@ -122,7 +126,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | frozenset({
     SERVING_IMAGE_KEY, "modelName", MODEL_VERSION_KEY, "monitoringIntervalMinutes", CANARY_IMAGE_KEY,
     CANARY_VERSION_KEY, CANARY_PERCENT_KEY, CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY,
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
-    "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb",
+    "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb", "seaweedfsMemoryMb",
 })
 
 
@@ -152,6 +156,7 @@ def _memory_limits(read: ConfigReader) -> MemoryLimits:
         monitoring=read.memory_mb("monitoringMemoryMb", 1536),
         monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
         front=read.memory_mb("frontMemoryMb", 256),
+        seaweedfs=read.memory_mb("seaweedfsMemoryMb", 512),
     )
 
 
@@ -186,6 +191,7 @@ def load_stack_config() -> StackConfig:
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
     interval = read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60)
     tls = read_edge_tls(read)
+    artifacts = read_artifact_store(read, target)
     kubernetes = read_kubernetes_config(read, SharedSettings(
         name_prefix=name_prefix, tracking_backend=backend, monitoring_interval_minutes=interval, image_tag=image_tag,
         serving_image=serving_image, canary_image=canary_image, candidate_image=candidate_image,
@@ -232,6 +238,7 @@ def load_stack_config() -> StackConfig:
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),
         memory=_memory_limits(read),
+        artifacts=artifacts,
         tls=tls,
         target=target,
         kubernetes=kubernetes,

@@ -28,11 +28,6 @@ class KubernetesConfig:
     # With trackingBackend postgres: postgresql://user:password@host:port/db, as a secret, and its port.
     postgres_uri: pulumi.Output[str] | None
     postgres_port: int | None
-    # "" keeps artifacts on MLflow's volume; s3://bucket/prefix stores them in S3-compatible storage.
-    artifact_destination: str
-    s3_endpoint_url: str
-    s3_access_key_id: pulumi.Output[str] | None
-    s3_secret_access_key: pulumi.Output[str] | None
     # With TLS at the edge: the Ingress serves mlflow.<domain>, serving.<domain> and monitoring-ui.<domain>.
     ingress_domain: str
     ingress_class: str  # "" is the cluster's default IngressClass
@@ -46,16 +41,14 @@ class KubernetesConfig:
 # Keys only the kubernetes target reads.
 KUBERNETES_KEYS = frozenset({
     "kubernetesNamespace", "imageRegistry", "servingReplicas", "servingMaxReplicas", "sharedStorageClass",
-    "clientNamespace", "postgresUri", "artifactDestination", "s3EndpointUrl", "s3AccessKeyId", "s3SecretAccessKey",
-    "ingressDomain", "ingressClass", "driftAlertEgressCidr", "driftAlertEgressPort", "mlflowSecretKey",
+    "clientNamespace", "postgresUri", "ingressDomain", "ingressClass", "driftAlertEgressCidr", "driftAlertEgressPort",
+    "mlflowSecretKey",
 })
 # Tags that registries move on purpose; a pod restarted later could run other code under them.
 MUTABLE_TAGS = frozenset({"latest", "stable", "main", "master", "dev", "edge", "nightly"})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _REGISTRY_OR_EMPTY = re.compile(r"^$|^[a-z0-9][a-z0-9._:/-]*[a-z0-9]$")
-_S3_URI_OR_EMPTY = re.compile(r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
-_HTTP_URL_OR_EMPTY = re.compile(r"^$|^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
 
 
 def mutable_image_problem(reference: str) -> str | None:
@@ -168,8 +161,6 @@ def read_kubernetes_config(read: ConfigReader, shared: SharedSettings) -> Kubern
         raise read.fail("kubernetesNamespace", f"{namespace!r} is not a DNS label (a-z, 0-9, '-', at most 63); "
                                                "set one that is")
     replicas = read.number("servingReplicas", 2, int, 2, 100)  # two, so a rollout or a node loss keeps serving
-    artifacts = read.string("artifactDestination", "", _S3_URI_OR_EMPTY)
-    in_s3 = "when artifactDestination is set"
     postgres_uri, postgres_port = _postgres_uri(read) if shared.tracking_backend == "postgres" else (None, None)
     client_namespace = read.string("clientNamespace", "", re.compile(rf"^$|{_DNS_LABEL.pattern}"))
     ingress_domain, ingress_class = _ingress(read, shared, client_namespace)
@@ -183,10 +174,6 @@ def read_kubernetes_config(read: ConfigReader, shared: SharedSettings) -> Kubern
         monitoring_schedule=_cron_schedule(read, shared.monitoring_interval_minutes),
         postgres_uri=postgres_uri,
         postgres_port=postgres_port,
-        artifact_destination=artifacts,
-        s3_endpoint_url=read.string("s3EndpointUrl", "", _HTTP_URL_OR_EMPTY),
-        s3_access_key_id=read.secret("s3AccessKeyId", in_s3) if artifacts else None,
-        s3_secret_access_key=read.secret("s3SecretAccessKey", in_s3) if artifacts else None,
         ingress_domain=ingress_domain,
         ingress_class=ingress_class,
         alert_egress_cidr=_cidr(read, "driftAlertEgressCidr", "0.0.0.0/0"),

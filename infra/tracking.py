@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from config import StackConfig
+from config import ArtifactStore, StackConfig
 from containers import (
+    SECRETS_DIR,
     child_of,
     healthcheck,
     http_probe,
@@ -25,6 +26,7 @@ MLFLOW_PORT = 5000
 BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
 AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
 SERVICE_USERS_FILE = "/home/app/service_users.ini"
+S3_CREDENTIALS = "s3-credentials"  # boto3's shared credentials file (AWS_SHARED_CREDENTIALS_FILE)
 MONITORING_USER = "monitoring"  # the monitoring job's own MLflow user (services/tracking/service_users.py)
 # The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
 ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
@@ -37,6 +39,7 @@ POSTGRES_PASSWORD_FILE = "/run/postgres-password"
 class TrackingArgs:
     config: StackConfig
     network: docker.Network
+    object_store: pulumi.Resource | None = None  # the stack's own S3 store, which MLflow waits for
 
 
 class Tracking(pulumi.ComponentResource):
@@ -48,13 +51,22 @@ class Tracking(pulumi.ComponentResource):
         super().__init__("mlops-platform:index:Tracking", name, None, opts)
         config = args.config
         backend = volume(f"{name}-backend", "mlflow-backend", config, child_of(self))
-        artifacts = volume(f"{name}-artifacts", "mlflow-artifacts", config, child_of(self))
+        volumes = [mount(backend, BACKEND_DIR)]
         self.image = service_image(f"{name}-image", "tracking", config, child_of(self))
 
         # The job runner is off: it is unused here and costs ~2 GB RSS (0.56 GB without it).
         envs: list[pulumi.Input[str]] = ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"]
         uploads: list[docker.ContainerUploadArgs] = []
-        waits_for: list[pulumi.Resource] = []
+        waits_for: list[pulumi.Resource] = [args.object_store] if args.object_store else []
+        artifacts_destination = ARTIFACTS_DIR
+        if config.artifacts is not None:  # in S3: the keys only as a file, the endpoint and file by env
+            artifacts_destination = config.artifacts.destination
+            envs += [f"{key}={value}" for key, value in
+                     s3_client_env(config.artifacts, f"{SECRETS_DIR}/{S3_CREDENTIALS}").items()]
+            uploads.append(secret_file(f"{SECRETS_DIR}/{S3_CREDENTIALS}", s3_credentials(config.artifacts)))
+        else:
+            artifacts = volume(f"{name}-artifacts", "mlflow-artifacts", config, child_of(self))
+            volumes.append(mount(artifacts, ARTIFACTS_DIR))
         backend_uri = f"sqlite:///{BACKEND_DIR}/mlflow.db"
         if config.tracking_backend == "postgres":
             assert config.postgres_password is not None  # load_stack_config requires it for postgres
@@ -81,7 +93,7 @@ class Tracking(pulumi.ComponentResource):
         command = [
             "--host", "0.0.0.0", "--port", str(MLFLOW_PORT), "--workers", str(config.mlflow_workers),
             "--backend-store-uri", backend_uri,
-            "--artifacts-destination", ARTIFACTS_DIR, "--serve-artifacts",
+            "--artifacts-destination", artifacts_destination, "--serve-artifacts",
             "--allowed-hosts", ALLOWED_HOSTS,
             # uvicorn kills a worker that misses its 5 s liveness ping; one still importing MLflow on a busy
             # host does, and is killed again and again. A minute stays well inside the health check's window.
@@ -98,7 +110,7 @@ class Tracking(pulumi.ComponentResource):
             # /health stays open with basic auth on, so the probe needs no credentials.
             health=healthcheck(http_probe(MLFLOW_PORT, "/health")),
             envs=envs,
-            volumes=[mount(backend, BACKEND_DIR), mount(artifacts, ARTIFACTS_DIR)],
+            volumes=volumes,
             ports=[published(MLFLOW_PORT, config.mlflow_port, config)],
             command=command,
             uploads=uploads,
@@ -158,3 +170,17 @@ def _auth_config(username: str, password: str) -> str:
 
 def _client_credentials(username: str, password: str) -> str:
     return _ini("mlflow", {"mlflow_tracking_username": username, "mlflow_tracking_password": password})
+
+
+def s3_client_env(store: ArtifactStore, credentials_file: str) -> dict[str, str]:
+    """What boto3 (under MLflow) reads to reach the store: the keys from a file, never from env or argv."""
+    env = {"AWS_SHARED_CREDENTIALS_FILE": credentials_file}
+    if store.endpoint_url:
+        env["MLFLOW_S3_ENDPOINT_URL"] = store.endpoint_url
+    return env
+
+
+def s3_credentials(store: ArtifactStore) -> pulumi.Output[str]:
+    # botocore reads it with RawConfigParser: a '%' is literal here, so unlike _ini nothing is doubled.
+    return pulumi.Output.all(store.access_key_id, store.secret_access_key).apply(
+        lambda keys: f"[default]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n")

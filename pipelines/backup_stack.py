@@ -7,6 +7,8 @@ MLflow serves (Postgres into a database of its own, the files as `.restoring` co
 stops the MLflow container, swaps the new state in by renames, keeping the live one aside (`<db>_replaced`,
 `.replaced` files), and starts it again. Only once MLflow is healthy on the restored state is what was kept
 aside dropped; a swap or a start that fails puts it back, so a failed restore leaves the live state serving.
+With the artifacts in S3 (`objectStore: seaweedfs` or `artifactDestination`), their prefix is copied into the
+archive, and a restore puts the archive's objects into it around that swap (`pipelines.object_store`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
+from pipelines import object_store
 from pipelines.backup import Backend, BackupError
 from pipelines.backup_docker import SQLITE_BACKUP, SQLITE_COUNTS, docker_client, fetch, tar_of
+from pipelines.backup_stack_s3 import artifacts_location, mlflows_s3_access
 from pipelines.backup_stores import (
     CONTENTS_SQL,
     EXTRA_SQLITE_DIR,
@@ -30,6 +34,7 @@ from pipelines.backup_stores import (
     schema_revision_of,
 )
 from pipelines.config import REPO_ROOT
+from pipelines.object_store import S3Location
 from pipelines.restore_files import ADDED, REPLACED
 from services.contract import DEFAULT_NAME_PREFIX
 
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 FILES_HELPER = Path(__file__).with_name("restore_files.py")  # run in the MLflow image: the file swap
+# With the artifacts in S3, the files helper gets the tracking image's own empty artifacts folder (no volume).
+IMAGE_ARTIFACTS_DIR = "/mlflow/artifacts"
 
 
 def stack_name_prefix(stack: str) -> str:
@@ -57,6 +64,8 @@ def _argument(command: list[str], flag: str) -> str:
 class StackStore:
     """The stack's tracking state on this Docker host: containers `<prefix>-mlflow` (and `<prefix>-postgres`)."""
 
+    artifacts_s3: S3Location | None = None  # MLflow's artifacts prefix when they are in S3
+
     def __init__(self, prefix: str, client: DockerClient | None = None, health_timeout_s: float = 300.0) -> None:
         self.client = client or docker_client()
         self.label = f"stack-{prefix}"
@@ -65,6 +74,9 @@ class StackStore:
         self.mlflow = self._container(f"{prefix}-mlflow")
         command = list(self.mlflow.attrs["Config"]["Cmd"] or [])
         self.artifacts_dir = _argument(command, "--artifacts-destination")
+        self.artifacts_s3 = artifacts_location(self.artifacts_dir, self.mlflow)
+        if self.artifacts_s3 is not None:
+            self.artifacts_dir = IMAGE_ARTIFACTS_DIR
         backend_uri = _argument(command, "--backend-store-uri")
         self.backend: Backend = "postgres" if backend_uri.startswith("postgresql") else "sqlite"
         self.sqlite_file = backend_uri.removeprefix("sqlite:///") if self.backend == "sqlite" else ""
@@ -124,7 +136,11 @@ class StackStore:
             (sqlite_dir / PurePosixPath(self.sqlite_file).name).rename(into / SQLITE_DUMP)
             revision = schema_revision_of(into / SQLITE_DUMP)
         sqlite_dir.rename(into / EXTRA_SQLITE_DIR)
-        fetch(self.mlflow, self.artifacts_dir, into / "artifacts")
+        if self.artifacts_s3 is None:
+            fetch(self.mlflow, self.artifacts_dir, into / "artifacts")
+        else:
+            with mlflows_s3_access(self.client, self.mlflow):
+                object_store.download_prefix(self.artifacts_s3, into / "artifacts", "backing up the artifacts in")
         return revision
 
     def contents(self) -> str | None:
@@ -133,7 +149,11 @@ class StackStore:
             counts = tuple(int(n) for n in self._psql(CONTENTS_SQL).split("|")) if has_tables else (0, 0, 0)
         else:
             counts = tuple(json.loads(self._python(SQLITE_COUNTS.format(path=self.sqlite_file, sql=CONTENTS_SQL))))
-        files = self._exec(self.mlflow, ["find", self.artifacts_dir, "-type", "f", "-print", "-quit"]).strip()
+        if self.artifacts_s3 is None:
+            files = self._exec(self.mlflow, ["find", self.artifacts_dir, "-type", "f", "-print", "-quit"]).strip()
+        else:
+            with mlflows_s3_access(self.client, self.mlflow):
+                files = object_store.list_objects(self.artifacts_s3, "reading the artifacts in")
         return describe_contents(*counts, bool(files))
 
     def can_read(self, revision: str) -> bool:
@@ -153,6 +173,15 @@ class StackStore:
                                  self.backend_dir, ""], what="the check for an unfinished restore")
 
     def load(self, backup: Path) -> None:
+        if self.artifacts_s3 is None:
+            self._swap_in(backup)
+        else:  # the objects go in first; a swap that fails deletes those added, and after it those left over go
+            with mlflows_s3_access(self.client, self.mlflow):
+                object_store.replace_prefix(backup / "artifacts", self.artifacts_s3, lambda: self._swap_in(backup),
+                                            "restoring the artifacts to")
+        self._finish()
+
+    def _swap_in(self, backup: Path) -> None:
         self._restore_beside(backup)  # while MLflow serves the live state, which a failure here leaves alone
         self.mlflow.stop(timeout=30)
         try:
@@ -163,7 +192,6 @@ class StackStore:
             self._wait_healthy()
         except Exception as exc:  # Docker's and HTTP's own errors too: whatever stopped it, put the live state back
             self._put_back(exc if isinstance(exc, BackupError) else BackupError(f"restoring failed: {exc}"))
-        self._finish()
 
     def _put_back(self, failure: BackupError) -> NoReturn:
         """Undo the swap wherever it stopped (MLflow stopped), start MLflow on the old state; raise saying so."""
@@ -263,7 +291,9 @@ class StackStore:
         )
         try:
             if backup is not None:
-                payload = {"restore/artifacts": backup / "artifacts", "restore/extra": backup / EXTRA_SQLITE_DIR}
+                payload = {"restore/extra": backup / EXTRA_SQLITE_DIR}
+                if self.artifacts_s3 is None:
+                    payload["restore/artifacts"] = backup / "artifacts"
                 if self.backend == "sqlite":
                     payload["restore/store.sqlite"] = backup / SQLITE_DUMP
                 helper.put_archive("/tmp", tar_of({name: path for name, path in payload.items() if path.exists()}))

@@ -94,6 +94,8 @@ def swap(artifacts: Path, backend: Path) -> None:
             (backend / f"{live.name}{ADDED}").touch()
         new.rename(live)
     side, replacing = artifacts / RESTORING, artifacts / REPLACING
+    if not side.is_dir() and not any(artifacts.iterdir()):  # no artifact files either side (they are in S3)
+        return
     replacing.mkdir()
     for entry in list(artifacts.iterdir()):  # the artifact store is the volume's root: its entries move
         if entry not in (side, replacing):

@@ -92,7 +92,7 @@ def _store_ports(config: StackConfig) -> list[Manifest]:
     ports = []
     if settings.postgres_port is not None:
         ports.append(_tcp(settings.postgres_port))
-    if settings.artifact_destination:
-        endpoint = urlsplit(settings.s3_endpoint_url or "https://s3.amazonaws.com")
+    if config.artifacts is not None:
+        endpoint = urlsplit(config.artifacts.endpoint_url or "https://s3.amazonaws.com")
         ports.append(_tcp(endpoint.port or (443 if endpoint.scheme == "https" else 80)))
     return ports

@@ -19,9 +19,12 @@ from tracking import (
     BACKEND_DIR,
     MLFLOW_PORT,
     MONITORING_USER,
+    S3_CREDENTIALS,
     _auth_config,
     _client_credentials,
     _ini,
+    s3_client_env,
+    s3_credentials,
 )
 
 from kubernetes.migration import MIGRATED_BY_JOB, migration_job
@@ -71,7 +74,7 @@ class Tracking(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TrackingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops-platform:kubernetes:Tracking", name, None, opts)
-        config, settings = args.config, kube(args.config)
+        config = args.config
         in_namespace = child_of(self, depends_on=[args.namespace])
         external = external_stores(config)
 
@@ -83,7 +86,7 @@ class Tracking(pulumi.ComponentResource):
             config.monitoring_password.apply(lambda pw: _client_credentials(MONITORING_USER, pw))
             if config.auth_enabled and config.monitoring_password is not None else None)
         volumes, mounts = [], []
-        artifacts = settings.artifact_destination or ARTIFACTS_DIR
+        artifacts = config.artifacts.destination if config.artifacts else ARTIFACTS_DIR
         if not external:
             claim = volume_claim(f"{name}-data", config, f"{COMPONENT}-data", COMPONENT, size_gi=20, shared=False,
                                  opts=in_namespace)
@@ -166,14 +169,9 @@ def _store_settings(config: StackConfig) -> tuple[dict[str, str], SecretFiles, s
         backend_uri = DATABASE_URI
         env["PGSERVICEFILE"] = f"{DATABASE_DIR}/pg_service.conf"
         secret_files["database"] = (DATABASE_DIR, {"pg_service.conf": settings.postgres_uri.apply(_service_file)})
-    if settings.artifact_destination:
-        assert settings.s3_access_key_id is not None and settings.s3_secret_access_key is not None
-        env["AWS_SHARED_CREDENTIALS_FILE"] = f"{S3_DIR}/credentials"
-        if settings.s3_endpoint_url:
-            env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-        secret_files["s3"] = (S3_DIR, {"credentials": pulumi.Output.all(
-            settings.s3_access_key_id, settings.s3_secret_access_key).apply(lambda keys: _ini("default", {
-                "aws_access_key_id": keys[0], "aws_secret_access_key": keys[1]}))})
+    if config.artifacts is not None:
+        env |= s3_client_env(config.artifacts, f"{S3_DIR}/{S3_CREDENTIALS}")
+        secret_files["s3"] = (S3_DIR, {S3_CREDENTIALS: s3_credentials(config.artifacts)})
     return env, secret_files, backend_uri
 
 
@@ -195,7 +193,7 @@ def _auth_settings(config: StackConfig) -> tuple[dict[str, str], SecretFiles]:
 
 def external_stores(config: StackConfig) -> bool:
     """Postgres and an S3-compatible artifact store: nothing lives in the pod, so replicas roll one by one."""
-    return config.tracking_backend == "postgres" and bool(kube(config).artifact_destination)
+    return config.tracking_backend == "postgres" and config.artifacts is not None
 
 
 def allowed_hosts(namespace: str, public: str | None) -> list[str]:

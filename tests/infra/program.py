@@ -34,8 +34,8 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "containers", "tracking", "serving",
-                   "front", "monitoring", "kubernetes")
+PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "config_artifacts", "containers",
+                   "tracking", "object_store", "serving", "front", "monitoring", "kubernetes")
 
 
 def plain(value: Any) -> Any:

@@ -46,7 +46,8 @@ def pins(path: Path) -> dict[str, str]:
 
 
 def test_there_is_an_image_per_service():
-    assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring", "postgres", "front"}
+    assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring", "postgres", "front",
+                                                         "seaweedfs"}
     assert [path.parent for path in REQUIREMENTS] == PYTHON_IMAGE_FOLDERS
 
 
