@@ -171,7 +171,7 @@ class Classification(Task):
             "f1_weighted": f1_score(truth, predicted, average="weighted"),
         }
         if hasattr(model, "predict_proba"):
-            proba = model.predict_proba(features)
+            proba = as_probabilities(model.predict_proba(features))
             classes = list(model.classes_)
             if len(classes) == 2:
                 if truth.nunique() == 2:  # undefined on rows of one class
@@ -274,3 +274,12 @@ TASKS: dict[str, Task] = {task.name: task for task in (CLASSIFICATION_TASK, REGR
 
 def task_for(name: str) -> Task:
     return TASKS[name]
+
+
+def as_probabilities(proba: Any) -> np.ndarray:
+    """Rows of class probabilities as scikit-learn's metrics demand them: float32 scores (onnxruntime's) can
+    exceed 1 or miss a row sum of 1 by an ulp, which log_loss refuses."""
+    import numpy as np
+
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)

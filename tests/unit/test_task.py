@@ -116,3 +116,22 @@ def test_a_versions_labels_name_its_task_estimator_and_code(tmp_path):
                               tagged_estimator="sklearn.linear_model.Ridge", code_sha256="c0de")
     assert {"task": "regression", "estimator": "sklearn.linear_model.Ridge", "code_sha256": "c0de"}.items() \
         <= version.labels.items()
+
+
+class Float32Probabilities:
+    """A classifier whose probabilities come back as float32, as onnxruntime gives them: a row may sum past 1."""
+
+    classes_ = np.array(["no", "yes"])
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return np.where(features["x"] > 0, "yes", "no")
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        yes = (features["x"] > 0).to_numpy()
+        return np.column_stack([np.where(yes, 0.0, 1.0000001), np.where(yes, 1.0000001, 0.0)]).astype(np.float32)
+
+
+def test_float32_probabilities_past_one_still_score():
+    features, truth = pd.DataFrame({"x": [-1.0, 1.0, 2.0, -2.0]}), pd.Series(["no", "yes", "yes", "no"])
+    scores = CLASSIFICATION_TASK.evaluate(Float32Probabilities(), features, truth)
+    assert scores["accuracy"] == 1.0 and 0.0 <= scores["log_loss"] < 1e-6
