@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from pipelines.backup_shelf import CHECKSUM_SUFFIX, PRIVATE_DIR, Shelf, shelf_and_name, shelf_at
+from pipelines.backup_shelf import PRIVATE_DIR, Shelf, checksum_name, shelf_and_name, shelf_at
 from pipelines.errors import CannotRun, Refused
 
 FORMAT = 1
@@ -135,7 +135,7 @@ def create_backup(store: TrackingStore, destination: Path | str | Shelf,
         archive = work / f"{name}{ARCHIVE_SUFFIX}"
         with _private_file(archive) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
             tar.add(root, arcname=name)
-        checksum = checksum_file(archive)
+        checksum = work / checksum_name(archive.name)
         with _private_file(checksum) as handle:
             handle.write(f"{_sha256(archive)}  {archive.name}\n".encode())
         size = archive.stat().st_size
@@ -160,10 +160,10 @@ def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = F
             raise BackupError(f"no backup archive at {shelf.where(name)}")
         root, manifest = _open_verified(local, Path(work) / "extracted")
         if manifest.backend != store.backend:
-            raise BackupError(f"{archive.name} holds a {manifest.backend} database; {store.description} "
+            raise BackupError(f"{name} holds a {manifest.backend} database; {store.description} "
                               f"uses {store.backend}")
         if not store.can_read(manifest.schema_revision):
-            raise BackupError(f"{archive.name} has schema revision {manifest.schema_revision} (MLflow "
+            raise BackupError(f"{name} has schema revision {manifest.schema_revision} (MLflow "
                               f"{manifest.mlflow_version}), which the target's MLflow does not know; upgrade the "
                               "target's MLflow first. Nothing was restored")
         store.check_loadable()
@@ -196,10 +196,6 @@ def archives_to_prune(names: list[str], label: str, keep: int) -> list[str]:
     return archives[:-keep] if keep > 0 else archives
 
 
-def checksum_file(archive: Path) -> Path:
-    return archive.with_name(archive.name + CHECKSUM_SUFFIX)
-
-
 def _stamp(moment: datetime) -> str:
     return f"{moment:%Y%m%dT%H%M%S}{moment.microsecond // 1000:03d}Z"  # matches STAMP_PATTERN
 
@@ -214,7 +210,7 @@ def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
     sha256 against the manifest. Any mismatch is a BackupError naming what is wrong."""
     work.mkdir(mode=PRIVATE_DIR)
     nothing = "; nothing was restored"
-    checksum = checksum_file(archive)
+    checksum = archive.with_name(checksum_name(archive.name))
     if not checksum.is_file():
         raise BackupError(f"the checksum file {checksum.name} is missing beside {archive.name} (`pipelines backup` "
                           f"writes both; copy it with the archive){nothing}")

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from pipelines.backup import CHECKSUM_SUFFIX, BackupError, archives_to_prune, restore_backup
-from pipelines.backup_shelf import BucketShelf, FolderShelf, shelf_and_name, shelf_at
+from pipelines.backup import BackupError, archives_to_prune, restore_backup
+from pipelines.backup_shelf import CHECKSUM_SUFFIX, BucketShelf, FolderShelf, shelf_and_name, shelf_at
 from pipelines.object_store import S3Location
 
 DAYS = [f"local-2026010{day}T000000000Z.tar.gz" for day in (1, 2, 3)]
