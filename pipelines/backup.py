@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from pipelines.backup_shelf import PRIVATE_DIR, Shelf, checksum_name, shelf_and_name, shelf_at
+from pipelines.backup_shelf import PRIVATE_DIR, FolderShelf, Shelf, checksum_name, overlaps, shelf_and_name, shelf_at
 from pipelines.errors import CannotRun, Refused
+from pipelines.object_store import S3Location
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -62,6 +63,9 @@ class TrackingStore(Protocol):
     label: str  # names the archives, so retention keeps N per source
     description: str
     backend: Backend
+    # Where the artifacts are, as a folder or bucket prefix on this machine's reach (None: only inside containers):
+    # a shelf must keep apart from it.
+    artifacts_at: Path | S3Location | None
 
     def mlflow_version(self) -> str: ...
 
@@ -124,6 +128,7 @@ def create_backup(store: TrackingStore, destination: Path | str | Shelf,
     newest `keep` of its source there."""
     started = time.monotonic()
     shelf = shelf_at(destination)
+    _keep_apart(shelf, store, "the backup destination")
     now = datetime.now(UTC)
     name = f"{store.label}-{_stamp(now)}"
     with shelf.staging() as work:
@@ -154,6 +159,9 @@ def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = F
     shelf, name = shelf_and_name(archive)
     if not name:
         raise BackupError(f"{archive} names no archive: give <folder or s3://bucket/prefix>/<archive>.tar.gz")
+    _keep_apart(shelf, store, "the archive's folder or prefix")
+    safety_shelf = shelf_at(safety_directory or shelf)
+    _keep_apart(safety_shelf, store, "the backup destination (where a forced restore backs up what it replaces)")
     with tempfile.TemporaryDirectory(prefix="mlflow-restore-") as work:
         local = shelf.fetch(name, Path(work) / "fetched")
         if local is None:
@@ -173,7 +181,7 @@ def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = F
             if not force:
                 raise RestoreRefused(f"{store.description} is not empty ({held}); restore into an empty "
                                      "platform, or pass --force to replace it (its state is backed up first)")
-            safety = create_backup(store, safety_directory or shelf, keep=None).archive
+            safety = create_backup(store, safety_shelf, keep=None).archive
         store.load(root)
     return RestoreResult(archive, manifest, time.monotonic() - started, safety)
 
@@ -194,6 +202,16 @@ def archives_to_prune(names: list[str], label: str, keep: int) -> list[str]:
     own = re.compile(rf"{re.escape(label)}-{STAMP_PATTERN}{re.escape(ARCHIVE_SUFFIX)}")
     archives = sorted(name for name in names if own.fullmatch(name))
     return archives[:-keep] if keep > 0 else archives
+
+
+def _keep_apart(shelf: Shelf, store: TrackingStore, what: str) -> None:
+    if overlaps(shelf, store.artifacts_at):
+        artifacts = store.artifacts_at.url if isinstance(store.artifacts_at, S3Location) else store.artifacts_at
+        place = shelf.directory if isinstance(shelf, FolderShelf) else shelf.location.url
+        raise BackupError(f"{what} {place} and the artifacts of {store.description} at {artifacts} "
+                          "overlap: backups there would be copied into each new backup and deleted by a restore. "
+                          "Keep archives in a folder or prefix of their own (--dir, platform.backup_destination); "
+                          "nothing was touched")
 
 
 def _stamp(moment: datetime) -> str:

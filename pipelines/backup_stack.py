@@ -57,6 +57,8 @@ def _argument(command: list[str], flag: str) -> str:
 class StackStore:
     """The stack's tracking state on this Docker host: containers `<prefix>-mlflow` (and `<prefix>-postgres`)."""
 
+    artifacts_at = None  # in the mlflow container's volume, out of any shelf's reach
+
     def __init__(self, prefix: str, client: DockerClient | None = None, health_timeout_s: float = 300.0) -> None:
         self.client = client or docker_client()
         self.label = f"stack-{prefix}"

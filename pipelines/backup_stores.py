@@ -81,6 +81,10 @@ class LocalStore:
         self.description = f"the local platform ({self.root}" + (f", artifacts in {self.bucket.url})"
                                                                  if self.bucket else ")")
 
+    @property
+    def artifacts_at(self) -> Path | object_store.S3Location:
+        return self.bucket or self.artifacts
+
     def mlflow_version(self) -> str:
         return version("mlflow")  # the local server runs from this environment
 

@@ -82,9 +82,9 @@ def test_a_damaged_archive_is_refused_before_anything_is_restored(store, tmp_pat
     assert not target.root.exists()
 
 
-def load_config_copy(store: LocalStore, state: Path):
+def load_config_copy(store: LocalStore, state: Path, **platform: str):
     raw = store.config.model_dump(mode="json")
-    raw["platform"]["state_dir"] = str(state)
+    raw["platform"].update(state_dir=str(state), **platform)
     path = state.parent / f"{state.name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)
@@ -187,3 +187,28 @@ def test_an_archive_the_target_cannot_take_is_refused_by_name_when_given_as_a_st
     with pytest.raises(BackupError, match=f"{archive.name} .*{says}"):
         restore_backup(target, str(archive))
     assert not target.root.exists()
+
+
+def test_a_backup_among_the_artifacts_is_refused_before_anything_is_written(store, tmp_path):
+    """Inside the artifact store, each backup would copy the earlier ones and a restore would delete them."""
+    inside = store.artifacts / "backups"
+    with pytest.raises(BackupError, match="overlap") as error:
+        create_backup(store, inside)
+    assert str(inside) in str(error.value) and "--dir" in str(error.value)
+    assert not inside.exists()
+    on_s3 = LocalStore(load_config_copy(store, tmp_path / "on-s3", artifacts_destination="s3://team/mlops"))
+    with pytest.raises(BackupError, match="s3://team/mlops/backups and the artifacts .* at s3://team/mlops overlap"):
+        create_backup(on_s3, "s3://team/mlops/backups")  # refused before the bucket is asked
+
+
+def test_a_restore_whose_archive_or_safety_backup_would_sit_among_the_artifacts_is_refused(store, tmp_path):
+    archive = create_backup(store, tmp_path / "backups").archive
+    among = store.artifacts / archive.name
+    among.write_bytes(archive.read_bytes())
+    live = {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()}
+    with pytest.raises(BackupError, match="the archive's folder or prefix .* overlap"):
+        restore_backup(store, str(among), force=True, safety_directory=tmp_path / "safety")
+    with pytest.raises(BackupError, match="where a forced restore backs up what it replaces.* overlap"):
+        restore_backup(store, archive, force=True, safety_directory=store.artifacts / "safety")
+    assert {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()} == live
+    assert not (tmp_path / "safety").exists()

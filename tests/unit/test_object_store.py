@@ -96,3 +96,12 @@ def test_pipeline_clients_read_and_write_artifacts_through_mlflow_not_the_bucket
 
     assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] == "false"
     assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] == "false"
+
+
+@pytest.mark.parametrize("backups", ["s3://team-artifacts/mlflow/backups", "s3://team-artifacts/mlflow"])
+def test_backups_inside_the_artifacts_prefix_are_a_config_error_naming_both_keys(tmp_path, backups):
+    with pytest.raises(ConfigError, match="platform.backup_destination .* overlap") as error:
+        _config_with(tmp_path, artifacts_destination="s3://team-artifacts/mlflow", backup_destination=backups)
+    assert "platform.artifacts_destination" in str(error.value)
+    _config_with(tmp_path, artifacts_destination="s3://team-artifacts/mlflow",
+                 backup_destination="s3://team-artifacts/mlflow-backups")  # a sibling prefix is apart
