@@ -15,12 +15,14 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from boto3.exceptions import S3UploadFailedError
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipelines import platform
+from pipelines import object_store, platform
 from pipelines.cli import app
 from pipelines.config import PipelineConfig, load_config
+from pipelines.object_store import S3Location
 from pipelines.snapshots import load_snapshot
 from tests.archives import rewrite, root_of
 from tests.integration.conftest import stop_all, write_test_config
@@ -230,3 +232,55 @@ def test_wrong_credentials_are_refused_naming_the_destination_and_never_shown(so
     assert code == 2 and "credentials" in restore_output, restore_output
     assert objects(s3, BACKUPS, "nightly") == before and untouched(config)
     assert "a-wrong-secret" not in output + backup_output + restore_output
+
+
+def _prefix_with_an_earlier_state(s3: S3Server, prefix: str) -> dict[str, bytes]:
+    earlier = {"changed.txt": b"the earlier state's bytes", "stale.txt": b"only the earlier state has it"}
+    for key, body in earlier.items():
+        s3.client().put_object(Bucket=ARTIFACTS, Key=f"{prefix}/{key}", Body=body)
+    return earlier
+
+
+def _bodies(s3: S3Server, prefix: str) -> dict[str, bytes]:
+    return {key: s3.client().get_object(Bucket=ARTIFACTS, Key=f"{prefix}/{key}")["Body"].read()
+            for key in objects(s3, ARTIFACTS, prefix)}
+
+
+def _restored_files(folder: Path, *, unuploadable: bool = False) -> Path:
+    (folder / "changed.txt").parent.mkdir(parents=True)
+    (folder / "changed.txt").write_bytes(b"the restored state's bytes")
+    (folder / "new.txt").write_bytes(b"only the restored state has it")
+    if unuploadable:  # sorted last, and a key longer than S3's 1024 bytes: its upload fails after the others'
+        too_long = folder.joinpath(*["z" * 200] * 6, "x.txt")
+        too_long.parent.mkdir(parents=True)
+        too_long.write_bytes(b"!")
+    return folder
+
+
+@pytest.mark.parametrize("failing", ["upload", "commit"])
+def test_a_replacement_that_fails_leaves_the_earlier_states_objects_as_they_were(s3, tmp_path, failing):
+    """Until the commit (the database swap) the earlier state is what the live database names: none of its
+    objects may change, the ones it shares a key with included."""
+    prefix = f"replace-fails-{failing}"
+    earlier = _prefix_with_an_earlier_state(s3, prefix)
+    folder = _restored_files(tmp_path / "restored", unuploadable=failing == "upload")
+
+    def commit() -> None:
+        raise OSError("the database swap failed")
+
+    # S3UploadFailedError: boto3's own, which object_store.explained does not translate yet (noted for its owner)
+    with pytest.raises((object_store.ObjectStoreError, S3UploadFailedError, OSError)):
+        object_store.replace_prefix(folder, S3Location(ARTIFACTS, prefix), commit, "the test's prefix")
+    assert _bodies(s3, prefix) == earlier
+
+
+def test_a_replacement_changes_the_earlier_states_objects_only_after_its_commit(s3, tmp_path):
+    prefix = "replace-commits"
+    earlier = _prefix_with_an_earlier_state(s3, prefix)
+    folder = _restored_files(tmp_path / "restored")
+    at_commit: dict[str, bytes] = {}
+    object_store.replace_prefix(folder, S3Location(ARTIFACTS, prefix), lambda: at_commit.update(_bodies(s3, prefix)),
+                                "the test's prefix")
+    assert at_commit == {**earlier, "new.txt": b"only the restored state has it"}
+    assert _bodies(s3, prefix) == {"changed.txt": b"the restored state's bytes",
+                                   "new.txt": b"only the restored state has it"}
