@@ -9,6 +9,9 @@ comes from AWS_ENDPOINT_URL alone (not MLflow's own MLFLOW_S3_ENDPOINT_URL), as 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +287,45 @@ def test_a_replacement_changes_the_earlier_states_objects_only_after_its_commit(
     assert at_commit == {**earlier, "new.txt": b"only the restored state has it"}
     assert _bodies(s3, prefix) == {"changed.txt": b"the restored state's bytes",
                                    "new.txt": b"only the restored state has it"}
+
+
+ARTIFACT_ROUTE = """
+import sys
+import mlflow
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+mlflow.set_tracking_uri(sys.argv[1])
+repo = get_artifact_repository(sys.argv[2])  # MLflow's client for mlflow-artifacts:/ (the proxied API)
+print("download", repo._is_multipart_download_enabled(), "upload", repo._is_multipart_upload_enabled())
+if repo._is_multipart_download_enabled():
+    print("url", repo._get_presigned_download_url(sys.argv[3]).url)
+"""
+
+
+def _first_file(client: MlflowClient, run_id: str, folder: str) -> str:
+    items = client.list_artifacts(run_id, folder or None)
+    files = [item.path for item in items if not item.is_dir]
+    return files[0] if files else _first_file(client, run_id, next(item.path for item in items if item.is_dir))
+
+
+def _artifact_route(config: PipelineConfig, run_id: str, *, pipelines_client: bool) -> str:
+    """How MLflow's own client would fetch an artifact of the run: the pipelines' CLI's settings, or none."""
+    client = MlflowClient(config.tracking.uri)
+    path = _first_file(client, run_id, "")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_ENABLE_PROXY_MULTIPART")}
+    script = ("import pipelines.cli_app\n" if pipelines_client else "") + ARTIFACT_ROUTE
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    done = subprocess.run([sys.executable, "-c", script, config.tracking.uri, artifact_uri, path], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def test_pipeline_clients_keep_to_the_proxied_artifact_api_though_the_server_offers_the_bucket(source, s3):
+    """MLflow 3.17's client asks /server-info when MLFLOW_ENABLE_PROXY_MULTIPART_* are unset: a server with S3
+    artifacts says yes, and every download (any size) then goes to a presigned URL on the bucket's endpoint, as do
+    uploads from 500 MB. The pipelines set both to false, so they need no route to (or trust in) the bucket."""
+    config, _ = source
+    run_id = MlflowClient(config.tracking.uri).get_model_version_by_alias(config.model_name, "challenger").run_id
+    unset = _artifact_route(config, run_id, pipelines_client=False)
+    assert "download True upload True" in unset and f"url {s3.endpoint_url}/{ARTIFACTS}/source/" in unset, unset
+    assert _artifact_route(config, run_id, pipelines_client=True).split() == ["download", "False", "upload", "False"]
