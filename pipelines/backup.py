@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from pipelines.backup_shelf import CHECKSUM_SUFFIX, PRIVATE_DIR, Shelf, shelf_and_name, shelf_at
+from pipelines.backup_shelf import PRIVATE_DIR, FolderShelf, Shelf, checksum_name, overlaps, shelf_and_name, shelf_at
 from pipelines.errors import CannotRun, Refused
+from pipelines.object_store import S3Location
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -62,6 +63,9 @@ class TrackingStore(Protocol):
     label: str  # names the archives, so retention keeps N per source
     description: str
     backend: Backend
+    # Where the artifacts are, as a folder or bucket prefix on this machine's reach (None: only inside containers):
+    # a shelf must keep apart from it.
+    artifacts_at: Path | S3Location | None
 
     def mlflow_version(self) -> str: ...
 
@@ -124,6 +128,7 @@ def create_backup(store: TrackingStore, destination: Path | str | Shelf,
     newest `keep` of its source there."""
     started = time.monotonic()
     shelf = shelf_at(destination)
+    _keep_apart(shelf, store, "the backup destination")
     now = datetime.now(UTC)
     name = f"{store.label}-{_stamp(now)}"
     with shelf.staging() as work:
@@ -135,7 +140,7 @@ def create_backup(store: TrackingStore, destination: Path | str | Shelf,
         archive = work / f"{name}{ARCHIVE_SUFFIX}"
         with _private_file(archive) as handle, tarfile.open(fileobj=handle, mode="w:gz", compresslevel=6) as tar:
             tar.add(root, arcname=name)
-        checksum = checksum_file(archive)
+        checksum = work / checksum_name(archive.name)
         with _private_file(checksum) as handle:
             handle.write(f"{_sha256(archive)}  {archive.name}\n".encode())
         size = archive.stat().st_size
@@ -154,16 +159,19 @@ def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = F
     shelf, name = shelf_and_name(archive)
     if not name:
         raise BackupError(f"{archive} names no archive: give <folder or s3://bucket/prefix>/<archive>.tar.gz")
+    _keep_apart(shelf, store, "the archive's folder or prefix")
+    safety_shelf = shelf_at(safety_directory or shelf)
+    _keep_apart(safety_shelf, store, "the backup destination (where a forced restore backs up what it replaces)")
     with tempfile.TemporaryDirectory(prefix="mlflow-restore-") as work:
         local = shelf.fetch(name, Path(work) / "fetched")
         if local is None:
             raise BackupError(f"no backup archive at {shelf.where(name)}")
         root, manifest = _open_verified(local, Path(work) / "extracted")
         if manifest.backend != store.backend:
-            raise BackupError(f"{archive.name} holds a {manifest.backend} database; {store.description} "
+            raise BackupError(f"{name} holds a {manifest.backend} database; {store.description} "
                               f"uses {store.backend}")
         if not store.can_read(manifest.schema_revision):
-            raise BackupError(f"{archive.name} has schema revision {manifest.schema_revision} (MLflow "
+            raise BackupError(f"{name} has schema revision {manifest.schema_revision} (MLflow "
                               f"{manifest.mlflow_version}), which the target's MLflow does not know; upgrade the "
                               "target's MLflow first. Nothing was restored")
         store.check_loadable()
@@ -173,7 +181,7 @@ def restore_backup(store: TrackingStore, archive: Path | str, *, force: bool = F
             if not force:
                 raise RestoreRefused(f"{store.description} is not empty ({held}); restore into an empty "
                                      "platform, or pass --force to replace it (its state is backed up first)")
-            safety = create_backup(store, safety_directory or shelf, keep=None).archive
+            safety = create_backup(store, safety_shelf, keep=None).archive
         store.load(root)
     return RestoreResult(archive, manifest, time.monotonic() - started, safety)
 
@@ -196,8 +204,14 @@ def archives_to_prune(names: list[str], label: str, keep: int) -> list[str]:
     return archives[:-keep] if keep > 0 else archives
 
 
-def checksum_file(archive: Path) -> Path:
-    return archive.with_name(archive.name + CHECKSUM_SUFFIX)
+def _keep_apart(shelf: Shelf, store: TrackingStore, what: str) -> None:
+    if overlaps(shelf, store.artifacts_at):
+        artifacts = store.artifacts_at.url if isinstance(store.artifacts_at, S3Location) else store.artifacts_at
+        place = shelf.directory if isinstance(shelf, FolderShelf) else shelf.location.url
+        raise BackupError(f"{what} {place} and the artifacts of {store.description} at {artifacts} "
+                          "overlap: backups there would be copied into each new backup and deleted by a restore. "
+                          "Keep archives in a folder or prefix of their own (--dir, platform.backup_destination); "
+                          "nothing was touched")
 
 
 def _stamp(moment: datetime) -> str:
@@ -214,7 +228,7 @@ def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
     sha256 against the manifest. Any mismatch is a BackupError naming what is wrong."""
     work.mkdir(mode=PRIVATE_DIR)
     nothing = "; nothing was restored"
-    checksum = checksum_file(archive)
+    checksum = archive.with_name(checksum_name(archive.name))
     if not checksum.is_file():
         raise BackupError(f"the checksum file {checksum.name} is missing beside {archive.name} (`pipelines backup` "
                           f"writes both; copy it with the archive){nothing}")

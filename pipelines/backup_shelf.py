@@ -108,6 +108,22 @@ def shelf_at(destination: Path | str | Shelf) -> Shelf:
     return FolderShelf(Path(destination))
 
 
+def overlaps(shelf: Shelf, artifacts: Path | S3Location | None) -> bool:
+    """True when the shelf and an artifact store are one place or one holds the other: a backup would copy the
+    earlier archives into each new one, and a restore's replacing of the artifacts would delete them."""
+    if isinstance(shelf, BucketShelf) and isinstance(artifacts, S3Location):
+        return shelf.location.bucket == artifacts.bucket and _nested(shelf.location.prefix, artifacts.prefix)
+    if isinstance(shelf, FolderShelf) and isinstance(artifacts, Path):
+        folder, store = shelf.directory.resolve(), artifacts.resolve()
+        return folder.is_relative_to(store) or store.is_relative_to(folder)
+    return False
+
+
+def _nested(prefix: str, other: str) -> bool:
+    """One bucket prefix equals or lies under the other ("" is the bucket's root, under which all lie)."""
+    return not prefix or not other or f"{prefix}/".startswith(f"{other}/") or f"{other}/".startswith(f"{prefix}/")
+
+
 def shelf_and_name(archive: Path | str) -> tuple[Shelf, str]:
     """The shelf an archive is on and its name there ("" when the location names none)."""
     if object_store.is_s3_url(archive):

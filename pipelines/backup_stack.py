@@ -66,6 +66,11 @@ class StackStore:
 
     artifacts_s3: S3Location | None = None  # MLflow's artifacts prefix when they are in S3
 
+    @property
+    def artifacts_at(self) -> S3Location | None:
+        """Where a shelf must not be: MLflow's bucket prefix (artifacts on the volume are out of any shelf's reach)."""
+        return self.artifacts_s3
+
     def __init__(self, prefix: str, client: DockerClient | None = None, health_timeout_s: float = 300.0) -> None:
         self.client = client or docker_client()
         self.label = f"stack-{prefix}"

@@ -81,6 +81,10 @@ class LocalStore:
         self.description = f"the local platform ({self.root}" + (f", artifacts in {self.bucket.url})"
                                                                  if self.bucket else ")")
 
+    @property
+    def artifacts_at(self) -> Path | object_store.S3Location:
+        return self.bucket or self.artifacts
+
     def mlflow_version(self) -> str:
         return version("mlflow")  # the local server runs from this environment
 
@@ -157,12 +161,12 @@ class LocalStore:
                                         BUCKET_WHAT)
         except (OSError, sqlite3.Error, object_store.ObjectStoreError) as exc:
             if not database.exists():  # swapped in: only removing the replaced state's objects failed
-                raise BackupError(f"restored into {self.description}, but removing the objects of the state it "
-                                  f"replaced failed ({exc}); nothing refers to them: delete them, or the next "
-                                  "restore with --force does") from None
+                raise BackupError(f"restored the database of {self.description}, but bringing the bucket's "
+                                  f"objects in line with it failed ({exc}): some may still hold the replaced "
+                                  "state's bytes or be left over; run the same restore with --force again") from None
             _remove(database)
-            raise BackupError(f"restoring into {self.description} failed ({exc}); the live database was not "
-                              "touched and the objects this restore added are deleted again") from None
+            raise BackupError(f"restoring into {self.description} failed ({exc}); the live state was not "
+                              "touched: the database and the bucket's objects are as they were") from None
 
     def _swap_in(self, database: Path, artifacts: Path) -> None:
         replaced = self.root / "artifacts.replaced"  # none: check_loadable recovered or refused one

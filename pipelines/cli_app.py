@@ -27,8 +27,9 @@ from pipelines.steps import console
 # would land inside them.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-# A server whose artifacts are in S3 offers presigned bucket URLs; our clients keep to its proxied artifact API,
-# so they need no route to (or trust in) the bucket's endpoint, as with a local artifact folder.
+# MLflow's client, with these unset, asks the server's /server-info; one with artifacts in S3 says yes, and then
+# every download (and uploads from 500 MB) goes to a presigned URL on the bucket's endpoint. Set to false, our
+# clients keep to the proxied artifact API: no route to (or trust in) the bucket needed, as with a local folder.
 for _direct in ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"):
     os.environ.setdefault(_direct, "false")
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from pipelines.backup_shelf import overlaps, shelf_at
 from pipelines.config_model import (
     DEFAULT_ESTIMATORS,
     DEFAULT_GATES,
@@ -86,6 +87,15 @@ class PlatformConfig(Section):
             return S3Location.parse(value, f"platform.{info.field_name}").url
         except ObjectStoreError as exc:
             raise ValueError(str(exc).removeprefix(f"platform.{info.field_name}: ")) from None
+
+    @model_validator(mode="after")
+    def _backups_apart_from_artifacts(self) -> PlatformConfig:
+        if self.artifacts_location and overlaps(shelf_at(self.backups_at), self.artifacts_location):
+            raise ValueError(f"platform.backup_destination {self.backup_destination} and "
+                             f"platform.artifacts_destination {self.artifacts_destination} overlap (one bucket, one "
+                             "prefix under or equal to the other): backups would be copied into each new backup and "
+                             "deleted by a restore; give backups a prefix (or bucket) of their own")
+        return self
 
     @field_validator("state_dir")
     @classmethod

@@ -183,24 +183,25 @@ def delete_objects(location: S3Location, relatives: list[str], what: str) -> Non
 def replace_prefix(folder: Path, location: S3Location, commit: Callable[[], None], what: str) -> None:
     """Make the prefix hold exactly the folder's files, around a commit point (a database swapped in).
 
-    Files go up first (an object already there with the same bytes is left alone); if that or `commit` fails,
-    the objects it added are deleted again and the error raised: objects of the state from before are only
-    ever deleted after `commit`, when nothing refers to them any more."""
+    Before `commit` the prefix only gains objects: the files whose keys are new go up, and if that or `commit`
+    fails they are deleted again and the error raised, so the state from before is as it was. Only after
+    `commit`, when nothing refers to that state any more, are its objects overwritten (a key both hold with
+    other bytes) or deleted (a key only it holds)."""
     before = list_objects(location, what)
     files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
-    added: list[str] = []
+    added = [relative for relative in files if relative not in before]
+    changed = [relative for relative in files if relative in before and before[relative].strip('"') !=
+               _md5(files[relative])]  # the same bytes (a single-part upload's ETag) are left alone
     try:
-        for relative, path in files.items():
-            if before.get(relative, "").strip('"') == _md5(path):
-                continue
-            if relative not in before:
-                added.append(relative)
-            upload_file(path, location, relative, what)
+        for relative in added:
+            upload_file(files[relative], location, relative, what)
         commit()
     except BaseException:
         with suppress(ObjectStoreError):  # the first failure is the one to report
             delete_objects(location, added, what)
         raise
+    for relative in changed:
+        upload_file(files[relative], location, relative, what)
     delete_objects(location, sorted(set(before) - set(files)), what)
 
 

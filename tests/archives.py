@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from pipelines.backup import checksum_file
+from pipelines.backup_shelf import checksum_name
 
 
 def members(archive: Path) -> dict[str, bytes]:
@@ -36,9 +36,14 @@ def rewrite(archive: Path, changes: dict[str, bytes], *, manifest_too: bool = Fa
 
 
 def match_checksum(archive: Path) -> None:
-    checksum_file(archive).write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {archive.name}\n")
+    checksum_path(archive).write_text(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {archive.name}\n")
 
 
 def root_of(archive: Path) -> str:
     """The archive's top folder (`<label>-<stamp>`), under which every member lies."""
     return next(iter(members(archive))).split("/")[0]
+
+
+def checksum_path(archive: Path) -> Path:
+    """The checksum file beside an archive on a folder shelf."""
+    return archive.with_name(checksum_name(archive.name))

@@ -9,18 +9,23 @@ comes from AWS_ENDPOINT_URL alone (not MLflow's own MLFLOW_S3_ENDPOINT_URL), as 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
+from boto3.exceptions import S3UploadFailedError
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipelines import platform
+from pipelines import object_store, platform
 from pipelines.cli import app
 from pipelines.config import PipelineConfig, load_config
+from pipelines.object_store import S3Location
 from pipelines.snapshots import load_snapshot
 from tests.archives import rewrite, root_of
 from tests.integration.conftest import stop_all, write_test_config
@@ -230,3 +235,97 @@ def test_wrong_credentials_are_refused_naming_the_destination_and_never_shown(so
     assert code == 2 and "credentials" in restore_output, restore_output
     assert objects(s3, BACKUPS, "nightly") == before and untouched(config)
     assert "a-wrong-secret" not in output + backup_output + restore_output
+
+
+def _prefix_with_an_earlier_state(s3: S3Server, prefix: str) -> dict[str, bytes]:
+    earlier = {"changed.txt": b"the earlier state's bytes", "stale.txt": b"only the earlier state has it"}
+    for key, body in earlier.items():
+        s3.client().put_object(Bucket=ARTIFACTS, Key=f"{prefix}/{key}", Body=body)
+    return earlier
+
+
+def _bodies(s3: S3Server, prefix: str) -> dict[str, bytes]:
+    return {key: s3.client().get_object(Bucket=ARTIFACTS, Key=f"{prefix}/{key}")["Body"].read()
+            for key in objects(s3, ARTIFACTS, prefix)}
+
+
+def _restored_files(folder: Path, *, unuploadable: bool = False) -> Path:
+    (folder / "changed.txt").parent.mkdir(parents=True)
+    (folder / "changed.txt").write_bytes(b"the restored state's bytes")
+    (folder / "new.txt").write_bytes(b"only the restored state has it")
+    if unuploadable:  # sorted last, and a key longer than S3's 1024 bytes: its upload fails after the others'
+        too_long = folder.joinpath(*["z" * 200] * 6, "x.txt")
+        too_long.parent.mkdir(parents=True)
+        too_long.write_bytes(b"!")
+    return folder
+
+
+@pytest.mark.parametrize("failing", ["upload", "commit"])
+def test_a_replacement_that_fails_leaves_the_earlier_states_objects_as_they_were(s3, tmp_path, failing):
+    """Until the commit (the database swap) the earlier state is what the live database names: none of its
+    objects may change, the ones it shares a key with included."""
+    prefix = f"replace-fails-{failing}"
+    earlier = _prefix_with_an_earlier_state(s3, prefix)
+    folder = _restored_files(tmp_path / "restored", unuploadable=failing == "upload")
+
+    def commit() -> None:
+        raise OSError("the database swap failed")
+
+    # S3UploadFailedError: boto3's own, which object_store.explained does not translate yet (noted for its owner)
+    with pytest.raises((object_store.ObjectStoreError, S3UploadFailedError, OSError)):
+        object_store.replace_prefix(folder, S3Location(ARTIFACTS, prefix), commit, "the test's prefix")
+    assert _bodies(s3, prefix) == earlier
+
+
+def test_a_replacement_changes_the_earlier_states_objects_only_after_its_commit(s3, tmp_path):
+    prefix = "replace-commits"
+    earlier = _prefix_with_an_earlier_state(s3, prefix)
+    folder = _restored_files(tmp_path / "restored")
+    at_commit: dict[str, bytes] = {}
+    object_store.replace_prefix(folder, S3Location(ARTIFACTS, prefix), lambda: at_commit.update(_bodies(s3, prefix)),
+                                "the test's prefix")
+    assert at_commit == {**earlier, "new.txt": b"only the restored state has it"}
+    assert _bodies(s3, prefix) == {"changed.txt": b"the restored state's bytes",
+                                   "new.txt": b"only the restored state has it"}
+
+
+ARTIFACT_ROUTE = """
+import sys
+import mlflow
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+mlflow.set_tracking_uri(sys.argv[1])
+repo = get_artifact_repository(sys.argv[2])  # MLflow's client for mlflow-artifacts:/ (the proxied API)
+print("download", repo._is_multipart_download_enabled(), "upload", repo._is_multipart_upload_enabled())
+if repo._is_multipart_download_enabled():
+    print("url", repo._get_presigned_download_url(sys.argv[3]).url)
+"""
+
+
+def _first_file(client: MlflowClient, run_id: str, folder: str) -> str:
+    items = client.list_artifacts(run_id, folder or None)
+    files = [item.path for item in items if not item.is_dir]
+    return files[0] if files else _first_file(client, run_id, next(item.path for item in items if item.is_dir))
+
+
+def _artifact_route(config: PipelineConfig, run_id: str, *, pipelines_client: bool) -> str:
+    """How MLflow's own client would fetch an artifact of the run: the pipelines' CLI's settings, or none."""
+    client = MlflowClient(config.tracking.uri)
+    path = _first_file(client, run_id, "")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_ENABLE_PROXY_MULTIPART")}
+    script = ("import pipelines.cli_app\n" if pipelines_client else "") + ARTIFACT_ROUTE
+    artifact_uri = client.get_run(run_id).info.artifact_uri
+    done = subprocess.run([sys.executable, "-c", script, config.tracking.uri, artifact_uri, path], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def test_pipeline_clients_keep_to_the_proxied_artifact_api_though_the_server_offers_the_bucket(source, s3):
+    """MLflow 3.17's client asks /server-info when MLFLOW_ENABLE_PROXY_MULTIPART_* are unset: a server with S3
+    artifacts says yes, and every download (any size) then goes to a presigned URL on the bucket's endpoint, as do
+    uploads from 500 MB. The pipelines set both to false, so they need no route to (or trust in) the bucket."""
+    config, _ = source
+    run_id = MlflowClient(config.tracking.uri).get_model_version_by_alias(config.model_name, "challenger").run_id
+    unset = _artifact_route(config, run_id, pipelines_client=False)
+    assert "download True upload True" in unset and f"url {s3.endpoint_url}/{ARTIFACTS}/source/" in unset, unset
+    assert _artifact_route(config, run_id, pipelines_client=True).split() == ["download", "False", "upload", "False"]

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.backup import CHECKSUM_SUFFIX, BackupError, checksum_file, create_backup, prune, restore_backup
+from pipelines.backup import BackupError, create_backup, prune, restore_backup
+from pipelines.backup_shelf import CHECKSUM_SUFFIX
 from pipelines.backup_stores import LocalStore
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from services.tracking.schema import head_revision
-from tests.archives import match_checksum, members, rewrite, root_of
+from tests.archives import checksum_path, match_checksum, members, rewrite, root_of
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def store(tmp_path: Path) -> LocalStore:
     return local
 
 
-def test_a_backup_is_one_archive_with_a_manifest_and_a_checksum_file(store, tmp_path):
+def test_a_backup_is_one_archive_with_a_manifest_and_a_checksum_path(store, tmp_path):
     result = create_backup(store, tmp_path / "backups")
     assert result.archive.name.startswith("local-") and result.archive.name.endswith(".tar.gz")
     digest, name = result.archive.with_name(result.archive.name + CHECKSUM_SUFFIX).read_text().split()
@@ -81,9 +82,9 @@ def test_a_damaged_archive_is_refused_before_anything_is_restored(store, tmp_pat
     assert not target.root.exists()
 
 
-def load_config_copy(store: LocalStore, state: Path):
+def load_config_copy(store: LocalStore, state: Path, **platform: str):
     raw = store.config.model_dump(mode="json")
-    raw["platform"]["state_dir"] = str(state)
+    raw["platform"].update(state_dir=str(state), **platform)
     path = state.parent / f"{state.name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)
@@ -125,14 +126,14 @@ def open_umask():
 
 def test_the_archive_and_its_checksum_file_are_private(store, tmp_path, open_umask):
     result = create_backup(store, tmp_path / "backups")
-    for path in (result.archive, checksum_file(result.archive)):
+    for path in (result.archive, checksum_path(result.archive)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     assert stat.S_IMODE((tmp_path / "backups").stat().st_mode) == 0o700
 
 
 def test_an_archive_without_its_checksum_file_is_refused_naming_it(store, tmp_path):
     archive = create_backup(store, tmp_path / "backups").archive
-    checksum_file(archive).unlink()
+    checksum_path(archive).unlink()
     target = LocalStore(load_config_copy(store, tmp_path / "target"))
     with pytest.raises(BackupError, match=f"checksum file {archive.name}{CHECKSUM_SUFFIX} is missing"):
         restore_backup(target, archive)
@@ -170,3 +171,44 @@ def test_a_swap_that_died_after_the_restored_artifacts_moved_in_is_refused_namin
         restore_backup(store, archive, force=True, safety_directory=tmp_path / "safety")
     assert kept.read_bytes() == b"the only copy"
     assert not (tmp_path / "safety").exists()  # refused before anything, the safety backup included
+
+
+@pytest.mark.parametrize("mismatch", ["backend", "schema revision"])
+def test_an_archive_the_target_cannot_take_is_refused_by_name_when_given_as_a_string(store, tmp_path, mismatch,
+                                                                                      monkeypatch):
+    """The CLI passes a str (a path or an s3:// URL): the refusal names the archive, never an AttributeError."""
+    archive = create_backup(store, tmp_path / "backups").archive
+    target = LocalStore(load_config_copy(store, tmp_path / "target"))
+    if mismatch == "backend":
+        monkeypatch.setattr(target, "backend", "postgres")
+    else:
+        monkeypatch.setattr(target, "can_read", lambda revision: False)
+    says = "holds a sqlite database" if mismatch == "backend" else "the target's MLflow does not know"
+    with pytest.raises(BackupError, match=f"{archive.name} .*{says}"):
+        restore_backup(target, str(archive))
+    assert not target.root.exists()
+
+
+def test_a_backup_among_the_artifacts_is_refused_before_anything_is_written(store, tmp_path):
+    """Inside the artifact store, each backup would copy the earlier ones and a restore would delete them."""
+    inside = store.artifacts / "backups"
+    with pytest.raises(BackupError, match="overlap") as error:
+        create_backup(store, inside)
+    assert str(inside) in str(error.value) and "--dir" in str(error.value)
+    assert not inside.exists()
+    on_s3 = LocalStore(load_config_copy(store, tmp_path / "on-s3", artifacts_destination="s3://team/mlops"))
+    with pytest.raises(BackupError, match="s3://team/mlops/backups and the artifacts .* at s3://team/mlops overlap"):
+        create_backup(on_s3, "s3://team/mlops/backups")  # refused before the bucket is asked
+
+
+def test_a_restore_whose_archive_or_safety_backup_would_sit_among_the_artifacts_is_refused(store, tmp_path):
+    archive = create_backup(store, tmp_path / "backups").archive
+    among = store.artifacts / archive.name
+    among.write_bytes(archive.read_bytes())
+    live = {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()}
+    with pytest.raises(BackupError, match="the archive's folder or prefix .* overlap"):
+        restore_backup(store, str(among), force=True, safety_directory=tmp_path / "safety")
+    with pytest.raises(BackupError, match="where a forced restore backs up what it replaces.* overlap"):
+        restore_backup(store, archive, force=True, safety_directory=store.artifacts / "safety")
+    assert {path: path.read_bytes() for path in sorted(store.root.rglob("*")) if path.is_file()} == live
+    assert not (tmp_path / "safety").exists()

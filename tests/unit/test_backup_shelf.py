@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from pipelines.backup import CHECKSUM_SUFFIX, BackupError, archives_to_prune, restore_backup
-from pipelines.backup_shelf import BucketShelf, FolderShelf, shelf_and_name, shelf_at
+from pipelines.backup import BackupError, archives_to_prune, restore_backup
+from pipelines.backup_shelf import CHECKSUM_SUFFIX, BucketShelf, FolderShelf, overlaps, shelf_and_name, shelf_at
 from pipelines.object_store import S3Location
 
 DAYS = [f"local-2026010{day}T000000000Z.tar.gz" for day in (1, 2, 3)]
@@ -57,3 +57,27 @@ def test_fetching_from_a_folder_reads_in_place(tmp_path):
     assert shelf.fetch(DAYS[0], tmp_path / "unused") == tmp_path / DAYS[0]
     assert shelf.fetch(DAYS[1], tmp_path / "unused") is None
     assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.parametrize(("shelf", "artifacts", "apart"), [
+    ("s3://team/mlops/backups", S3Location("team", "mlops"), False),  # under the artifacts
+    ("s3://team/mlops", S3Location("team", "mlops/artifacts"), False),  # holding them
+    ("s3://team/mlops", S3Location("team", "mlops"), False),
+    ("s3://team/backups", S3Location("team", ""), False),  # artifacts at the bucket's root
+    ("s3://team", S3Location("team", "mlops"), False),
+    ("s3://team/mlops-backups", S3Location("team", "mlops"), True),  # a sibling, not a child
+    ("s3://team/backups", S3Location("team", "mlops"), True),
+    ("s3://other/mlops", S3Location("team", "mlops"), True),
+    ("s3://team/mlops", None, True),
+])
+def test_a_bucket_shelf_must_keep_apart_from_the_artifacts_prefix(shelf, artifacts, apart):
+    assert overlaps(shelf_at(shelf), artifacts) is not apart
+
+
+def test_a_folder_shelf_must_keep_apart_from_the_artifacts_folder(tmp_path):
+    artifacts = tmp_path / "mlflow" / "artifacts"
+    assert overlaps(shelf_at(artifacts / "backups"), artifacts)
+    assert overlaps(shelf_at(tmp_path), artifacts)
+    assert not overlaps(shelf_at(tmp_path / "backups"), artifacts)
+    assert not overlaps(shelf_at(tmp_path / "mlflow" / "artifacts-backups"), artifacts)
+    assert not overlaps(shelf_at(artifacts), S3Location("team", "mlops"))  # a folder is in no bucket

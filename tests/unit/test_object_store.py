@@ -90,9 +90,18 @@ def test_backups_go_to_the_state_dir_a_folder_or_a_bucket(tmp_path):
 
 
 def test_pipeline_clients_read_and_write_artifacts_through_mlflow_not_the_bucket():
-    """The server advertises presigned S3 URLs when its artifacts are in a bucket; the pipelines' MLflow clients
-    keep to the proxied artifact API, so they need no route to the bucket's endpoint."""
+    """Unset, MLflow's client takes the presigned bucket URLs a server with S3 artifacts offers; set, it keeps to
+    the proxied artifact API (the effect: tests/integration/test_backup_s3.py, against a real server)."""
     import pipelines.cli_app  # noqa: F401 - sets the clients' defaults
 
     assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] == "false"
     assert os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"] == "false"
+
+
+@pytest.mark.parametrize("backups", ["s3://team-artifacts/mlflow/backups", "s3://team-artifacts/mlflow"])
+def test_backups_inside_the_artifacts_prefix_are_a_config_error_naming_both_keys(tmp_path, backups):
+    with pytest.raises(ConfigError, match="platform.backup_destination .* overlap") as error:
+        _config_with(tmp_path, artifacts_destination="s3://team-artifacts/mlflow", backup_destination=backups)
+    assert "platform.artifacts_destination" in str(error.value)
+    _config_with(tmp_path, artifacts_destination="s3://team-artifacts/mlflow",
+                 backup_destination="s3://team-artifacts/mlflow-backups")  # a sibling prefix is apart
