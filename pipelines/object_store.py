@@ -10,7 +10,6 @@ and what to fix; no message carries a key or an endpoint's login.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines.config_model import OBJECT_SCHEME as SCHEME
+from pipelines.digests import file_digest
 from pipelines.errors import CannotRun
 from pipelines.uris import split_credentials
 
@@ -239,7 +239,8 @@ def replace_prefix(folder: Path, location: S3Location, commit: Callable[[], None
     added: list[str] = []
     try:
         for relative, path in files.items():
-            if before.get(relative, "").strip('"') == _md5(path):
+            # A single-part upload's ETag is its MD5: what is there with the same bytes is not sent again.
+            if before.get(relative, "").strip('"') == file_digest(path, "md5"):
                 continue
             if relative not in before:
                 added.append(relative)
@@ -250,12 +251,3 @@ def replace_prefix(folder: Path, location: S3Location, commit: Callable[[], None
             delete_objects(location, added, what)
         raise
     delete_objects(location, sorted(set(before) - set(files)), what)
-
-
-def _md5(path: Path) -> str:
-    """A single-part upload's ETag is its MD5 (used to skip re-uploading what is there; no security role)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -5,16 +5,19 @@ how chunks of query rows become one table. The readers against real servers: tes
 from __future__ import annotations
 
 import decimal
+import importlib.util
+import re
 import uuid
 
 import pyarrow as pa
 import pytest
+import sqlalchemy
 from pydantic import ValidationError
 
 from pipelines import source_sql
 from pipelines.config import DataConfig
 from pipelines.source_s3 import Part, parse_object_url, pinned_parts, proof_of
-from pipelines.sources import DataError
+from pipelines.sources import DataError, read_source
 
 LOANS = {"target": "defaulted", "numeric_features": ["age"], "categorical_features": ["region"]}
 URL_ENV = "TRAINING_DB_URL"
@@ -80,12 +83,47 @@ def test_data_sql_needs_a_query():
 @pytest.mark.parametrize(("url", "shown"), [
     ("postgresql+psycopg2://trainer:s3cr%40t@db.internal:5432/lake",
      "postgresql+psycopg2://trainer:***@db.internal:5432/lake"),
-    ("postgresql://trainer:s3cr%40t@db/lake?sslmode=require&sslpassword=s3cr%40t",
-     "postgresql://trainer:***@db/lake?sslmode=require&sslpassword=redacted"),
+    ("postgresql://trainer:s3cr%40t@db/lake?sslmode=require&sslpassword=s3cr%40t", "postgresql://trainer:***@db/lake"),
+    ("mssql+pyodbc://@/?odbc_connect=DRIVER%3D%7BODBC%7D%3BSERVER%3Ddb%3BUID%3Dsa%3BPWD%3Dtopsecret",
+     "mssql+pyodbc://@/"),
+    ("mysql+pymysql://u@h/db?passwd=topsecret", "mysql+pymysql://u@h/db"),
+    ("snowflake://u@acct/db/public?private_key_file=/k.p8&private_key_file_pwd=topsecret", "snowflake://u@acct/db/public"),
     ("sqlite:////data/lake.db", "sqlite:////data/lake.db"),
 ])
-def test_a_database_url_is_shown_without_its_password(url, shown):
+def test_a_database_url_is_shown_without_its_password_nor_its_query(url, shown):
+    """Any query parameter may hold a secret under a driver's own name (PWD in odbc_connect, passwd, ..._pwd)."""
     assert source_sql.redacted(url, URL_ENV) == shown
+
+
+@pytest.mark.parametrize(("url", "module"), [("mysql+pymysql://u:pw@h/db", "pymysql"),
+                                             ("mssql+pyodbc://u:pw@dsn", "pyodbc")])
+def test_a_missing_driver_names_the_package_to_add(monkeypatch, url, module):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    monkeypatch.setenv(URL_ENV, url)
+    config = DataConfig(**LOANS, sql={"url_env": URL_ENV, "query": "select 1"})
+    expected = f"the driver for {url.split(':')[0]} is not installed; uv add {module}"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        read_source(config)
+
+
+def sqlite_config(monkeypatch, tmp_path, rows: list[tuple[object, ...]]) -> DataConfig:
+    """A SQLite table (no server: a file), read one row per chunk, so every row is a chunk of its own."""
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'lake.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("create table loans (age, region, defaulted)")  # SQLite: no column types
+        connection.exec_driver_sql("insert into loans values (?, ?, ?)", rows)
+    engine.dispose()
+    monkeypatch.setenv(URL_ENV, f"sqlite:///{tmp_path / 'lake.db'}")
+    monkeypatch.setattr(source_sql, "CHUNK_ROWS", 1)
+    return DataConfig(**LOANS, sql={"url_env": URL_ENV, "query": "select * from loans"})
+
+
+def test_a_column_of_mixed_types_across_chunks_is_named(monkeypatch, tmp_path):
+    config = sqlite_config(monkeypatch, tmp_path, [(31, "north", 0), ("forty", "south", 1)])
+    with pytest.raises(DataError, match=r"data.sql.query on sqlite:///.*lake.db: the column 'age' holds values of "
+                                        r"more than one type \(int64, string\)"):
+        read_source(config)
 
 
 def test_a_value_that_is_no_url_is_refused_without_echoing_it():
@@ -137,3 +175,16 @@ def test_query_chunks_become_one_table_of_plain_types():
     assert frame["amount"].tolist()[2:] == [2.25, 2.25] and str(frame["amount"].dtype) == "float64"
     assert frame["id"].tolist()[0] == str(ident)
     assert str(frame["age"].dtype) == "float64" and frame["age"].tolist()[2:] == [30.0, 41.0]
+
+
+def test_a_local_file_is_read_again_only_with_the_bytes_recorded(tmp_path):
+    path = tmp_path / "loans.csv"
+    path.write_text("age,region,defaulted\n31,north,0\n")
+    config = DataConfig(**LOANS, source=str(path))
+    first = read_source(config)
+    assert read_source(config, pinned=first.provenance.proof).frame.equals(first.frame)
+    path.write_text("age,region,defaulted\n32,north,0\n")
+    (recorded,) = first.provenance.proof.values()
+    with pytest.raises(DataError, match=f"data.source {path}: the file changed since it was recorded "
+                                        f"\\(sha256 {recorded} then, [0-9a-f]{{64}} now\\)"):
+        read_source(config, pinned=first.provenance.proof)
