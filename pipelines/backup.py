@@ -19,7 +19,6 @@ beside the live one and swaps it in, so a restore that fails leaves the live sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from pipelines.backup_shelf import PRIVATE_DIR, FolderShelf, Shelf, checksum_name, overlaps, shelf_and_name, shelf_at
+from pipelines.digests import file_digest
 from pipelines.errors import CannotRun, Refused
 from pipelines.object_store import S3Location
 
@@ -142,7 +142,7 @@ def create_backup(store: TrackingStore, destination: Path | str | Shelf,
             tar.add(root, arcname=name)
         checksum = work / checksum_name(archive.name)
         with _private_file(checksum) as handle:
-            handle.write(f"{_sha256(archive)}  {archive.name}\n".encode())
+            handle.write(f"{file_digest(archive)}  {archive.name}\n".encode())
         size = archive.stat().st_size
         # Put on the shelf only when complete, archive before checksum: an archive with its checksum is whole.
         placed = shelf.put(archive, checksum)
@@ -233,7 +233,7 @@ def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
         raise BackupError(f"the checksum file {checksum.name} is missing beside {archive.name} (`pipelines backup` "
                           f"writes both; copy it with the archive){nothing}")
     expected = (checksum.read_text().split() or [""])[0]
-    if expected != _sha256(archive):
+    if expected != file_digest(archive):
         raise BackupError(f"{archive.name} does not match its checksum file {checksum.name}: the archive "
                           f"is corrupt or was changed{nothing}")
     try:
@@ -266,17 +266,9 @@ def _open_verified(archive: Path, work: Path) -> tuple[Path, Manifest]:
 def _inventory(root: Path) -> dict[str, dict[str, int | str]]:
     """Size and sha256 of every file under `root` but the manifest itself."""
     return {
-        path.relative_to(root).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        path.relative_to(root).as_posix(): {"size": path.stat().st_size, "sha256": file_digest(path)}
         for path in sorted(root.rglob("*")) if path.is_file() and path != root / MANIFEST
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def copy_tree(source: Path, destination: Path) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from pipelines.config import DataConfig, PipelineConfig
+from pipelines.digests import short
 from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import Task, task_for
 
@@ -31,7 +32,7 @@ class VersionedData:
 
     @property
     def short_version(self) -> str:
-        return self.version[:12]
+        return short(self.version)
 
 
 def check_schema(frame: pd.DataFrame, config: DataConfig, task: Task) -> pd.DataFrame:

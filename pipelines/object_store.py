@@ -3,13 +3,13 @@ between a bucket prefix and a folder (the local platform's artifacts, backup arc
 
 The endpoint and credentials are boto3's own, never the config's: AWS_ENDPOINT_URL (or MLflow's
 MLFLOW_S3_ENDPOINT_URL, which wins, as it does in MLflow's S3 artifact repository), AWS_ACCESS_KEY_ID /
-AWS_SECRET_ACCESS_KEY or AWS_SHARED_CREDENTIALS_FILE. Every S3 failure becomes one ObjectStoreError naming the
-location and what to fix; no message carries a key.
+AWS_SECRET_ACCESS_KEY or AWS_SHARED_CREDENTIALS_FILE. `client`, `S3Location.parse` and `s3_errors` are the only
+ones: data sources (pipelines.source_s3) use them too. Every S3 failure becomes one error naming the location
+and what to fix; no message carries a key or an endpoint's login.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -20,14 +20,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines.config_model import OBJECT_SCHEME as SCHEME
+from pipelines.digests import file_digest
 from pipelines.errors import CannotRun
-from pipelines.uris import redact
+from pipelines.uris import split_credentials
 
 # S3's rule for new buckets: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 CREDENTIALS_HINT = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or AWS_SHARED_CREDENTIALS_FILE"
-REFUSED_CODES = {"403", "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+REFUSED_CODES = {"403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 MISSING_BUCKET_CODES = {"NoSuchBucket"}
+MISSING_CODES = {"404", "NoSuchKey", "NotFound"}  # of an object; of a bucket when HeadBucket says it
+# Where the client goes, in botocore's order, MLflow's own first (as in MLflow's S3 artifact repository).
+ENDPOINT_VARIABLES = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# Fail fast on a wrong endpoint: a short connect timeout and one retry, not boto3's minutes of backoff.
+CLIENT_SETTINGS = {"connect_timeout": 5, "read_timeout": 60, "retries": {"total_max_attempts": 2, "mode": "standard"}}
 
 
 class ObjectStoreError(CannotRun):
@@ -83,38 +89,86 @@ def local_path_for(folder: Path, relative_key: str) -> Path:
 
 
 def client() -> Any:  # boto3's client type is generated
+    """The one S3 client of the platform (data sources, artifacts, backups): MLflow's endpoint when it is set,
+    else boto3's own (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL); a wrong endpoint fails in seconds."""
     import boto3
+    from botocore.config import Config
 
-    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None  # else botocore reads AWS_ENDPOINT_URL itself
+    endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None
     verify = os.environ.get("MLFLOW_S3_IGNORE_TLS", "").lower() != "true"
-    # A session of its own: boto3's default one keeps the credentials it first read for the process's life.
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, verify=verify)
+    try:  # a session of its own: boto3's default one keeps the credentials it first read for the process's life
+        return boto3.session.Session().client("s3", endpoint_url=endpoint, verify=verify,
+                                              config=Config(**CLIENT_SETTINGS))
+    except ValueError:  # botocore's message quotes the URL, login and all
+        raise ObjectStoreError(f"the S3 endpoint {endpoint_shown()} is not a valid URL") from None
+
+
+def endpoint_shown() -> str:
+    """The endpoint the client goes to and the variable naming it, without any login it carries."""
+    for variable in ENDPOINT_VARIABLES:
+        if url := os.environ.get(variable):
+            return f"{split_credentials(url)[0]} ({variable})"
+    return "AWS's own (no AWS_ENDPOINT_URL set)"
+
+
+def scrubbed(text: str) -> str:
+    """botocore's text on one line, any endpoint URL in it without its login."""
+    for variable in ENDPOINT_VARIABLES:
+        if url := os.environ.get(variable):
+            text = text.replace(url, split_credentials(url)[0]).replace(url.rstrip("/"), split_credentials(url)[0])
+    return " ".join(text.split())
+
+
+def error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 @contextmanager
 def explained(location: S3Location, what: str) -> Iterator[None]:
     """Turn boto3's failures inside the block into one ObjectStoreError: `<what> <location>: <cause and fix>`."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+    with s3_errors(f"{what} {location.url}", location.bucket):
+        yield
 
-    where = f"{what} {location.url}"
+
+@contextmanager
+def s3_errors(where: str, bucket: str, error: type[CannotRun] = ObjectStoreError) -> Iterator[None]:
+    """boto3's failures inside the block as one `error`: `<where>: <cause and fix>`, never a key or a login."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore import exceptions as boto
+
     try:
         yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in MISSING_BUCKET_CODES or (code in ("404", "NotFound") and exc.operation_name == "HeadBucket"):
-            raise ObjectStoreError(f"{where}: the bucket {location.bucket} does not exist (create it, or fix "
-                                   "the URL)") from None
-        if code in REFUSED_CODES:
-            raise ObjectStoreError(f"{where}: the S3 endpoint refused the credentials ({code}); check "
-                                   f"{CREDENTIALS_HINT} and that they may read and write this bucket") from None
-        raise ObjectStoreError(f"{where}: S3 answered {code or 'an error'} ({exc.operation_name})") from None
-    except NoCredentialsError:
-        raise ObjectStoreError(f"{where}: no S3 credentials; set {CREDENTIALS_HINT}") from None
-    except EndpointConnectionError as exc:
-        raise ObjectStoreError(f"{where}: cannot reach the S3 endpoint {redact(str(exc.kwargs.get('endpoint_url')))} "
-                               "(AWS_ENDPOINT_URL)") from None
-    except BotoCoreError as exc:
-        raise ObjectStoreError(f"{where}: {type(exc).__name__}: {exc}") from None
+    except boto.ClientError as exc:
+        raise error(f"{where}: {client_error_reason(exc, bucket)}") from None
+    except S3UploadFailedError as exc:  # upload_file wraps the ClientError it caught: read that one when there
+        cause = exc.__context__
+        reason = client_error_reason(cause, bucket) if isinstance(cause, boto.ClientError) else \
+            f"could not upload: {scrubbed(str(exc))}"
+        raise error(f"{where}: {reason}") from None
+    except boto.NoCredentialsError:
+        raise error(f"{where}: no S3 credentials; set {CREDENTIALS_HINT}") from None
+    except (boto.ConnectionError, boto.ReadTimeoutError) as exc:
+        raise error(f"{where}: cannot reach the S3 endpoint {endpoint_shown()} ({type(exc).__name__})") from None
+    except boto.BotoCoreError as exc:
+        raise error(f"{where}: {type(exc).__name__}: {scrubbed(str(exc))}") from None
+
+
+def client_error_reason(exc: Exception, bucket: str) -> str:
+    code, operation = error_code(exc), getattr(exc, "operation_name", "")
+    message = scrubbed(getattr(exc, "response", {}).get("Error", {}).get("Message") or code)
+    endpoint = endpoint_shown()
+    if code in MISSING_BUCKET_CODES or (code in MISSING_CODES and operation == "HeadBucket"):
+        return f"the bucket {bucket} does not exist at {endpoint} (create it, or fix the URL)"
+    if code in REFUSED_CODES:
+        return f"the S3 endpoint {endpoint} refused the credentials ({code}); check {CREDENTIALS_HINT}"
+    if code == "AccessDenied":
+        return (f"{endpoint} denied access ({message}); the credentials need the rights to list and read the "
+                "bucket (and to write it, for artifacts and backups)")
+    if code in MISSING_CODES:
+        return f"no such object at {endpoint}"
+    if code == "PreconditionFailed":
+        return "an object changed while it was being read (its ETag moved); run again"
+    return f"S3 answered {code or 'an error'} to {operation} at {endpoint}: {message}"
 
 
 def check_access(location: S3Location, what: str) -> None:
@@ -160,7 +214,7 @@ def download_object(location: S3Location, relative: str, target: Path, what: str
         try:
             client().download_file(location.bucket, location.key(relative), str(target))
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in MISSING_CODES:
                 return False
             raise
     return True
@@ -191,7 +245,7 @@ def replace_prefix(folder: Path, location: S3Location, commit: Callable[[], None
     files = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
     added = [relative for relative in files if relative not in before]
     changed = [relative for relative in files if relative in before and before[relative].strip('"') !=
-               _md5(files[relative])]  # the same bytes (a single-part upload's ETag) are left alone
+               file_digest(files[relative], "md5")]  # the same bytes (a single-part upload's ETag) are left alone
     try:
         for relative in added:
             upload_file(files[relative], location, relative, what)
@@ -203,12 +257,3 @@ def replace_prefix(folder: Path, location: S3Location, commit: Callable[[], None
     for relative in changed:
         upload_file(files[relative], location, relative, what)
     delete_objects(location, sorted(set(before) - set(files)), what)
-
-
-def _md5(path: Path) -> str:
-    """A single-part upload's ETag is its MD5 (used to skip re-uploading what is there; no security role)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -28,6 +28,7 @@ import pandas as pd
 
 from pipelines.config_model import DataConfig
 from pipelines.data import VersionedData, check_schema, data_version
+from pipelines.digests import short
 from pipelines.lineage import log_lineage
 from pipelines.sources import DataError, Provenance, read_source
 from pipelines.task import task_for
@@ -44,8 +45,6 @@ from services.contract import (
 
 if TYPE_CHECKING:
     from pipelines.config import PipelineConfig
-
-SHORT_DIGEST = 12  # enough to tell two digests apart in a message
 
 
 def check_policy(config: DataConfig, provenance: Provenance) -> None:
@@ -149,7 +148,7 @@ def rebuild(reference: SnapshotReference, run_id: str) -> pd.DataFrame:
     if found != reference.data_version:
         raise DataError(
             f"the source {source} changed since run {run_id} was trained on it: its data version was "
-            f"{reference.data_version[:SHORT_DIGEST]}, it is now {found[:SHORT_DIGEST]}. Under data.snapshot: "
+            f"{short(reference.data_version)}, it is now {short(found)}. Under data.snapshot: "
             "reference the run holds no copy; restore the source as it was, or retrain on the new data")
     return table
 
@@ -158,6 +157,6 @@ def split_holdout(table: pd.DataFrame, reference: SnapshotReference, run_id: str
     _, holdout = task_for(reference.task).split_snapshot(table, reference.data)
     if (found := data_version(holdout)) != reference.holdout_version:
         raise DataError(f"the frozen holdout of run {run_id} does not come back from its re-read table: its digest "
-                        f"was {reference.holdout_version[:SHORT_DIGEST]}, the split now gives "
-                        f"{found[:SHORT_DIGEST]} (did the split code change?)")
+                        f"was {short(reference.holdout_version)}, the split now gives "
+                        f"{short(found)} (did the split code change?)")
     return holdout

@@ -1,16 +1,17 @@
 """Tables from S3-compatible object storage: one .parquet or .csv object, or a prefix of parquet parts.
 
-The endpoint and credentials are boto3's own: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or
-AWS_SHARED_CREDENTIALS_FILE (a mounted secret). The proof of each part is its version id where the bucket keeps
-versions, else its ETag. Every body is read at exactly the version (or ETag) its proof names, so the table and
-its proof always agree; bodies stream to a temp file, never held twice in memory.
+The client, the URL parser and the error wording are the platform's one set (pipelines.object_store): the same
+endpoint as the artifacts and backups (MLFLOW_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL) and the same credentials
+(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_SHARED_CREDENTIALS_FILE, a mounted secret). The proof of
+each part is its version id where the bucket keeps versions, else its ETag. Every body is read at exactly the
+version (or ETag) its proof names, so the table and its proof always agree; bodies stream to a temp file,
+never held twice in memory.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,17 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines import object_store
 from pipelines.config_model import OBJECT_SCHEME, DataConfig
+from pipelines.object_store import ObjectStoreError, S3Location, error_code, s3_errors
 from pipelines.sources import DataError, Provenance, SourcedTable, check_size
-from pipelines.uris import redact
 
 ETAG_PROOF = "etag:"  # a proof without a version id: the object's ETag, checked again on every read
 TABLE_SUFFIXES = (".parquet", ".csv")
 PART_SUFFIX = ".parquet"  # a prefix's parts; anything else under it (_SUCCESS, .crc) is not the table
 CHUNK_BYTES = 8 * 1024**2
-CREDENTIAL_ERRORS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "403"}
-# Fail fast on a wrong endpoint: a short connect timeout and one retry, not boto3's minutes of backoff.
-CLIENT_SETTINGS = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
 
 
 @dataclass(frozen=True)
@@ -54,15 +53,18 @@ class Part:
 
 
 def parse_object_url(source: str) -> ObjectLocation:
-    """s3://bucket/key.parquet, s3://bucket/key.csv or s3://bucket/prefix/; anything else names what is wrong."""
-    bucket, _, key = source.removeprefix(OBJECT_SCHEME).partition("/")
-    if not bucket:
-        raise DataError(f"data.source {source}: no bucket; use s3://bucket/key.parquet, .csv or s3://bucket/prefix/")
-    location = ObjectLocation(bucket, key)
-    suffix = PurePosixPath(key).suffix.lower()
+    """s3://bucket/key.parquet, s3://bucket/key.csv or s3://bucket/prefix/; anything else names what is wrong.
+    The platform's one parser checks the bucket name and refuses credentials in the URL, never echoing them."""
+    try:
+        parsed = S3Location.parse(source, "data.source")
+    except ObjectStoreError as exc:
+        raise DataError(f"{exc}; use s3://bucket/key.parquet, .csv or s3://bucket/prefix/") from None
+    is_prefix = not parsed.prefix or source.endswith("/")
+    location = ObjectLocation(parsed.bucket, f"{parsed.prefix}/" if is_prefix and parsed.prefix else parsed.prefix)
+    suffix = PurePosixPath(location.key).suffix.lower()
     if not location.is_prefix and suffix not in TABLE_SUFFIXES:
-        raise DataError(f"data.source {source}: unsupported object type '{suffix or key}'; use a .parquet or .csv "
-                        "object, or a prefix ending in / (its .parquet parts)")
+        raise DataError(f"data.source {source}: unsupported object type '{suffix or location.key}'; use a .parquet "
+                        "or .csv object, or a prefix ending in / (its .parquet parts)")
     return location
 
 
@@ -74,19 +76,12 @@ def proof_of(part: Part, version_id: str | None) -> str:
 def read_objects(config: DataConfig, pinned: Mapping[str, str] | None = None) -> SourcedTable:
     """The table at `data.source`; with `pinned` (a recorded proof), exactly those parts at those versions."""
     location = parse_object_url(config.source)
-    client = s3_client()
-    with s3_errors(location, client):
+    with s3_errors(f"data.source {config.source}", location.bucket, DataError):
+        client = object_store.client()
         parts = pinned_parts(client, location, pinned) if pinned else current_parts(client, location)
         check_size(config.source, sum(part.size for part in parts), config.max_file_bytes)
         frame, proof = read_parts(client, location, parts)
     return SourcedTable(frame, Provenance("object", config.source, proof))
-
-
-def s3_client() -> Any:  # boto3's client type is generated
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client("s3", config=Config(**CLIENT_SETTINGS))
 
 
 def current_parts(client: Any, location: ObjectLocation) -> list[Part]:
@@ -182,42 +177,3 @@ def parquet_frame(location: ObjectLocation, tables: list[pa.Table]) -> pd.DataFr
         raise DataError(f"data.source {location.url()}: its parts do not share one schema: {exc}") from None
     tables.clear()  # the concatenated table holds the buffers; nothing else should
     return table.to_pandas()
-
-
-def error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-@contextmanager
-def s3_errors(location: ObjectLocation, client: Any) -> Iterator[None]:
-    """boto3's failures as one line naming the source and the endpoint (never the credentials)."""
-    from botocore import exceptions as boto
-
-    source, endpoint = location.url(), redact(client.meta.endpoint_url)
-    try:
-        yield
-    except boto.NoCredentialsError:
-        raise DataError(f"data.source {source}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                        "(or AWS_SHARED_CREDENTIALS_FILE)") from None
-    except (boto.EndpointConnectionError, boto.ConnectTimeoutError, boto.ReadTimeoutError) as exc:
-        raise DataError(f"data.source {source}: cannot reach the S3 endpoint {endpoint} (AWS_ENDPOINT_URL): "
-                        f"{exc}") from None
-    except boto.ClientError as exc:
-        raise DataError(f"data.source {source}: {client_error_reason(exc, location, endpoint)}") from None
-
-
-def client_error_reason(exc: Exception, location: ObjectLocation, endpoint: str) -> str:
-    code, error = error_code(exc), getattr(exc, "response", {}).get("Error", {})
-    message = error.get("Message") or code
-    if code in CREDENTIAL_ERRORS:
-        return (f"the S3 endpoint {endpoint} refused the credentials ({code}: {message}); check AWS_ACCESS_KEY_ID "
-                "and AWS_SECRET_ACCESS_KEY (or AWS_SHARED_CREDENTIALS_FILE)")
-    if code == "AccessDenied":
-        return f"access denied by {endpoint}: {message}; the credentials need read and list rights on the bucket"
-    if code == "NoSuchBucket":
-        return f"no bucket '{location.bucket}' at {endpoint}"
-    if code in {"NoSuchKey", "404"}:
-        return f"no such object {location.url(error.get('Key', location.key))} at {endpoint}"
-    if code == "PreconditionFailed":
-        return "an object changed while it was being read (its ETag moved); run again"
-    return f"S3 error {code} from {endpoint}: {message}"

@@ -23,8 +23,6 @@ from pipelines.sources import DataError, Provenance, SourcedTable, check_size
 CHUNK_ROWS = 50_000
 # Fail fast on a wrong host: the drivers' own connect timeouts (SQLAlchemy has no portable one).
 CONNECT_ARGS: dict[str, dict[str, Any]] = {"postgresql": {"connect_timeout": 5}, "mysql": {"connect_timeout": 5}}
-SECRET_QUERY_KEYS = ("password", "secret", "token", "sslkey")  # URL query parameters that are masked too
-MASK = "redacted"
 # Column types a DataFrame holds as they are; any other (a UUID, a struct from JSON, a list) becomes text.
 PLAIN_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
                pa.types.is_large_string, pa.types.is_temporal, pa.types.is_decimal, pa.types.is_binary,
@@ -61,7 +59,8 @@ def database_url(url_env: str) -> str:
 
 
 def redacted(url: str, url_env: str) -> str:
-    """The URL as printed and recorded: no password, in the netloc or among its query parameters."""
+    """The URL as printed and recorded: dialect+driver://user:***@host:port/database, and no query at all,
+    since any parameter may carry a secret under a driver's own name (odbc_connect's PWD, passwd, ..._pwd)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -70,9 +69,7 @@ def redacted(url: str, url_env: str) -> str:
     except ArgumentError:  # its message would quote the URL, password and all
         raise DataError(f"data.sql.url_env: {url_env} does not hold a SQLAlchemy URL "
                         "(dialect+driver://user:password@host:port/database)") from None
-    query = {key: MASK if any(word in key.lower() for word in SECRET_QUERY_KEYS) else value
-             for key, value in parsed.query.items()}
-    return parsed.set(query=query).render_as_string(hide_password=True)
+    return parsed.set(query={}).render_as_string(hide_password=True)
 
 
 def fetch_frame(url: str, shown: str, config: DataConfig) -> pd.DataFrame:
@@ -82,10 +79,10 @@ def fetch_frame(url: str, shown: str, config: DataConfig) -> pd.DataFrame:
     from sqlalchemy.pool import NullPool
 
     assert config.sql is not None
-    password = make_url(url).password or ""
-    with sql_errors(f"data.sql: cannot connect to {shown}", password):
-        engine = create_engine(url, poolclass=NullPool,
-                               connect_args=CONNECT_ARGS.get(make_url(url).get_backend_name(), {}))
+    parsed = make_url(url)
+    password = parsed.password or ""
+    with sql_errors(f"data.sql: cannot connect to {shown}", password), missing_driver(parsed.drivername, shown):
+        engine = create_engine(url, poolclass=NullPool, connect_args=CONNECT_ARGS.get(parsed.get_backend_name(), {}))
         connection = engine.connect()
     try:
         with sql_errors(f"data.sql.query failed on {shown}", password):
@@ -101,7 +98,31 @@ def fetch_frame(url: str, shown: str, config: DataConfig) -> pd.DataFrame:
         engine.dispose()
     if not tables:
         raise DataError(f"data.sql.query on {shown} returned no rows; nothing to train on")
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return one_table(tables, shown).to_pandas()
+
+
+def one_table(tables: list[pa.Table], shown: str) -> pa.Table:
+    """The chunks as one table: a column all null in one chunk takes the others' type; two types are refused."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a database without column types (SQLite) mixes them
+        pass
+    for name in tables[0].column_names:
+        if len(types := sorted({str(t.schema.field(name).type) for t in tables} - {"null"})) > 1:
+            raise DataError(f"data.sql.query on {shown}: the column '{name}' holds values of more than one type "
+                            f"({', '.join(types)}); cast it in the query (e.g. CAST({name} AS TEXT))") from None
+    raise DataError(f"data.sql.query on {shown}: its rows do not share one type per column") from None
+
+
+@contextmanager
+def missing_driver(drivername: str, shown: str) -> Iterator[None]:
+    """SQLAlchemy imports the driver when the engine is made: its absence is a package to add, not a traceback."""
+    try:
+        yield
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0] or "its driver package"
+        raise DataError(f"data.sql: cannot connect to {shown}: the driver for {drivername} is not installed; "
+                        f"uv add {module}") from None
 
 
 def arrow_chunks(result: Any, columns: list[str], shown: str, max_bytes: int) -> Iterator[pa.Table]:

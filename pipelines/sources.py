@@ -8,7 +8,6 @@ Every failure is a `DataError` naming the source; nothing is registered.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from pipelines.config_model import DataConfig
 from pipelines.demo_data import make_loans
+from pipelines.digests import file_digest
 from pipelines.errors import CannotRun
 
 SourceKind = Literal["demo", "file", "object", "sql"]
@@ -58,13 +58,18 @@ def read_source(config: DataConfig, pinned: Mapping[str, str] | None = None) -> 
     path = config.source_path()
     if path is None:
         return SourcedTable(make_loans(), Provenance("demo", "demo:make_loans(rows=6000, seed=7)"))
-    return read_file(path, config.max_file_bytes)
+    return read_file(path, config.max_file_bytes, pinned)
 
 
-def read_file(path: Path, max_bytes: int) -> SourcedTable:
+def read_file(path: Path, max_bytes: int, pinned: Mapping[str, str] | None = None) -> SourcedTable:
+    """The file's table; with `pinned`, only while the file's sha256 is still the one recorded."""
     if not path.exists():
         raise DataError(f"data.source: file not found: {path}")
     check_size(str(path), path.stat().st_size, max_bytes)
+    digest = file_digest(path)
+    if pinned is not None and (recorded := pinned.get(path.name)) != digest:
+        raise DataError(f"data.source {path}: the file changed since it was recorded (sha256 {recorded} then, "
+                        f"{digest} now); restore it as it was, or retrain on the new data")
     reader = FILE_READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"data.source: unsupported file type '{path.suffix}' ({path}); use .csv or .parquet")
@@ -72,18 +77,10 @@ def read_file(path: Path, max_bytes: int) -> SourcedTable:
         frame = reader(path)
     except Exception as exc:  # a parser's own message is the useful part
         raise DataError(f"data.source: cannot read {path}: {exc}") from None
-    return SourcedTable(frame, Provenance("file", str(path), {path.name: file_sha256(path)}))
+    return SourcedTable(frame, Provenance("file", str(path), {path.name: digest}))
 
 
 def check_size(what: str, size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise DataError(f"data.max_file_bytes: {what} is {size:,} bytes, over the limit of {max_bytes:,}; "
                         "raise the limit if this machine has the memory for it")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

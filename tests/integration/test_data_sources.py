@@ -116,17 +116,31 @@ def test_a_pinned_read_of_a_changed_unversioned_object_is_refused(s3_env, table)
         read_s3(source, pinned=first.provenance.proof)
 
 
+def test_a_pinned_read_of_a_prefix_with_one_part_changed_is_refused_naming_that_part(s3_env, table):
+    source = f"s3://{PLAIN}/changing-parts/"
+    for number, start in enumerate(range(0, len(table), 450)):
+        s3_env.put_object(Bucket=PLAIN, Key=f"changing-parts/p{number}.parquet",
+                          Body=parquet_bytes(table.iloc[start:start + 450]))
+    first = read_s3(source)
+    assert list(first.provenance.proof) == ["changing-parts/p0.parquet", "changing-parts/p1.parquet"]
+    s3_env.put_object(Bucket=PLAIN, Key="changing-parts/p1.parquet", Body=parquet_bytes(table.iloc[450:460]))
+    recorded = first.provenance.proof["changing-parts/p1.parquet"].removeprefix("etag:")
+    with pytest.raises(DataError, match=f"{source}: s3://{PLAIN}/changing-parts/p1.parquet changed since it was "
+                                        f"recorded .ETag {recorded} then, "):
+        read_s3(source, pinned=first.provenance.proof)
+
+
 NO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SHARED_CREDENTIALS_FILE": "/none",
                   "AWS_CONFIG_FILE": "/none", "AWS_EC2_METADATA_DISABLED": "true"}  # None: unset
 
 
 @pytest.mark.parametrize(("source", "env", "data", "expected"), [
-    (f"s3://{PLAIN}/loans.parquet", {"AWS_ENDPOINT_URL": "http://127.0.0.1:{free}"}, {},
-     r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ \(AWS_ENDPOINT_URL\)"),
+    (f"s3://{PLAIN}/loans.parquet", {"MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:{free}"}, {},
+     r"cannot reach the S3 endpoint http://127\.0\.0\.1:\d+ \(MLFLOW_S3_ENDPOINT_URL\)"),
     (f"s3://{PLAIN}/loans.parquet", {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, {}, "refused the credentials"),
     (f"s3://{PLAIN}/loans.parquet", {"AWS_ACCESS_KEY_ID": "nobody"}, {}, "refused the credentials"),
     (f"s3://{PLAIN}/loans.parquet", NO_CREDENTIALS, {}, "no S3 credentials; set AWS_ACCESS_KEY_ID"),
-    ("s3://no-such-bucket/loans.parquet", {}, {}, "no bucket 'no-such-bucket'"),
+    ("s3://no-such-bucket/loans.parquet", {}, {}, "the bucket no-such-bucket does not exist"),
     (f"s3://{PLAIN}/nope.parquet", {}, {}, f"s3://{PLAIN}/nope.parquet: no such object"),
     (f"s3://{PLAIN}/empty/", {}, {}, r"no \.parquet objects under this prefix"),
     (f"s3://{PLAIN}/notes.json", {}, {}, "unsupported object type '.json'"),

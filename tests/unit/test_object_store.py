@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError, ReadTimeoutError
 
-from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from pipelines import object_store
+from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, DataConfig, load_config
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url, local_path_for
+from pipelines.sources import DataError, read_source
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize(("url", "bucket", "prefix"), [
@@ -105,3 +110,84 @@ def test_backups_inside_the_artifacts_prefix_are_a_config_error_naming_both_keys
     assert "platform.artifacts_destination" in str(error.value)
     _config_with(tmp_path, artifacts_destination="s3://team-artifacts/mlflow",
                  backup_destination="s3://team-artifacts/mlflow-backups")  # a sibling prefix is apart
+
+
+# ---- one client and one error translator, for data sources, artifacts and backups alike ----
+
+S3_ENV = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_IGNORE_TLS")
+
+
+@pytest.fixture
+def s3_env(monkeypatch):
+    for name in S3_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return monkeypatch
+
+
+def test_mlflows_endpoint_wins_and_a_wrong_endpoint_fails_fast(s3_env):
+    s3_env.setenv("AWS_ENDPOINT_URL", "http://aws-endpoint.internal:9000")
+    assert object_store.client().meta.endpoint_url == "http://aws-endpoint.internal:9000"
+    s3_env.setenv("MLFLOW_S3_ENDPOINT_URL", "http://mlflow-endpoint.internal:9000")
+    s3 = object_store.client()
+    assert s3.meta.endpoint_url == "http://mlflow-endpoint.internal:9000"
+    assert s3.meta.config.connect_timeout <= 5 and s3.meta.config.retries["total_max_attempts"] <= 2
+
+
+@pytest.mark.parametrize("variable", ["MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"])
+def test_a_data_source_goes_to_the_same_endpoint_as_the_artifacts(s3_env, variable):
+    """An endpoint that refuses connections: the error names it and the variable it came from, never its login."""
+    port = free_port()
+    s3_env.setenv(variable, f"http://AKIAUSERINFO:userinfo-secret@127.0.0.1:{port}")
+    config = DataConfig(target="y", numeric_features=["x"], source="s3://lake/loans.parquet")
+    with pytest.raises(DataError, match=rf"data.source s3://lake/loans.parquet: cannot reach the S3 endpoint "
+                                        rf"http://127.0.0.1:{port} \({variable}\)") as error:
+        read_source(config)
+    assert "userinfo-secret" not in str(error.value) and "AKIAUSERINFO" not in str(error.value)
+    with pytest.raises(ObjectStoreError, match=rf"cannot reach the S3 endpoint http://127.0.0.1:{port}") as error:
+        object_store.check_access(S3Location("backups"), "--dir")
+    assert "userinfo-secret" not in str(error.value) and "AKIAUSERINFO" not in str(error.value)
+
+
+def client_error(code: str, operation: str = "ListObjectsV2") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "please slow down"}}, operation)
+
+
+def upload_failed(cause: ClientError) -> S3UploadFailedError:
+    """As boto3's upload_file raises it: inside the handler of the ClientError, which becomes its context."""
+    try:
+        raise cause
+    except ClientError as exc:
+        try:
+            raise S3UploadFailedError(f"Failed to upload a to lake/x: {exc}")
+        except S3UploadFailedError as wrapped:
+            return wrapped
+
+
+@pytest.mark.parametrize(("failure", "expected"), [
+    (client_error("SignatureDoesNotMatch"),
+     "the S3 endpoint http://s3.internal:9000 .AWS_ENDPOINT_URL. refused the credentials .SignatureDoesNotMatch.*"
+     "AWS_SECRET_ACCESS_KEY"),
+    (client_error("InvalidAccessKeyId"), "the S3 endpoint .* refused the credentials"),
+    (client_error("403"), "the S3 endpoint .* refused the credentials"),
+    (client_error("AccessDenied"), "http://s3.internal:9000 .AWS_ENDPOINT_URL. denied access.*rights"),
+    (client_error("NoSuchBucket"), "the bucket lake does not exist at http://s3.internal:9000"),
+    (client_error("404", "HeadBucket"), "the bucket lake does not exist"),
+    (client_error("NoSuchKey", "GetObject"), "no such object at http://s3.internal:9000"),
+    (client_error("PreconditionFailed", "GetObject"), "an object changed while it was being read"),
+    (client_error("SlowDown"),
+     "S3 answered SlowDown to ListObjectsV2 at http://s3.internal:9000 .AWS_ENDPOINT_URL.: please slow down"),
+    (NoCredentialsError(), "no S3 credentials; set AWS_ACCESS_KEY_ID"),
+    (upload_failed(client_error("AccessDenied", "PutObject")), "http://s3.internal:9000 .AWS_ENDPOINT_URL. denied"),
+    (S3UploadFailedError("Failed to upload a to lake/x: timed out"), "could not upload: Failed to upload a to lake/x"),
+    (ParamValidationError(report="Invalid bucket name"), "ParamValidationError: .*Invalid bucket name"),
+    (ReadTimeoutError(endpoint_url="http://s3.internal:9000"), "cannot reach the S3 endpoint http://s3.internal:9000"),
+])
+def test_an_s3_failure_reads_as_what_to_fix(s3_env, failure, expected):
+    s3_env.setenv("AWS_ENDPOINT_URL", "http://key:secret@s3.internal:9000")
+    with pytest.raises(ObjectStoreError, match=f"--dir s3://lake/x: {expected}") as error, \
+            object_store.explained(S3Location("lake", "x"), "--dir"):
+        raise failure
+    assert "secret" not in str(error.value) and error.value.__cause__ is None
