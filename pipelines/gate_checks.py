@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import DataConfig, GatesConfig
+from pipelines.digests import short
 from pipelines.task import Task
 from services.contract import CLASSIFICATION, REGRESSION
 from services.serving.onnx_model import MISSING_CATEGORY
@@ -149,8 +150,8 @@ def parity_checks(sklearn_model: Any, onnx_model: Any, frame: pd.DataFrame, data
 def code_check(recorded: str, reviewed: str) -> Check:
     """The digest of the team code the candidate was logged with (its tag) against this checkout's code (the
     reviewed code); "" is no code. Never waived: the tag lives in the registry it would protect."""
-    return Check("team code = this checkout's", recorded[:12] or "none", recorded == reviewed,
-                 threshold=f"sha256 {reviewed[:12]}" if reviewed else "no team code")
+    return Check("team code = this checkout's", short(recorded) or "none", recorded == reviewed,
+                 threshold=f"sha256 {short(reviewed)}" if reviewed else "no team code")
 
 
 def incomparable_check(champion_version: str, reason: str, *, allowed: bool) -> Check:

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from pipelines.config import PipelineConfig
 from pipelines.data import VersionedData
+from pipelines.digests import short
 from pipelines.errors import CannotRun
 from pipelines.estimators import import_path
 from pipelines.features import build_pipeline
@@ -217,6 +218,6 @@ def reproduce(config: PipelineConfig, version: str) -> Reproduction:
         reproduced=metrics,
         recorded_git_sha=model.git_sha,
         current_git_sha=git_sha(),
-        code=f"refitted with the copy of {names} logged with v{version} (sha256 {model.code_sha256[:12]})"
+        code=f"refitted with the copy of {names} logged with v{version} (sha256 {short(model.code_sha256)})"
         if names else "",
     )
