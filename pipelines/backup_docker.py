@@ -4,6 +4,7 @@ and the scripts it runs in the MLflow container on the stack's SQLite files."""
 from __future__ import annotations
 
 import io
+import shlex
 import tarfile
 import tempfile
 from pathlib import Path
@@ -78,3 +79,13 @@ if path.exists():
 print(json.dumps(counts))
 """
 
+
+
+def run_in(container: Container, command: list[str], what: str = "") -> str:
+    """Run `command` in the container and return its stdout; a non-zero exit is a BackupError naming it."""
+    result = container.exec_run(command, demux=True)
+    out, err = (part.decode(errors="replace") if part else "" for part in result.output)
+    if result.exit_code != 0:
+        what = what or f"`{shlex.join(command)[:120]}`"
+        raise BackupError(f"{what} in {container.name} failed: {(err or out).strip()[-500:]}")
+    return out

@@ -1,20 +1,20 @@
 """The stack's tracking state on this Docker host, as a `pipelines.backup.TrackingStore`.
 
 `StackStore` finds the stack's containers by its name prefix: the database is dumped inside its own
-container (`pg_dump` in the Postgres one, SQLite's backup API in the MLflow one), the artifact store is
-read and written through the Docker API. A restore writes everything beside the live state first, while
-MLflow serves (Postgres into a database of its own, the files as `.restoring` copies on the volumes), then
-stops the MLflow container, swaps the new state in by renames, keeping the live one aside (`<db>_replaced`,
-`.replaced` files), and starts it again. Only once MLflow is healthy on the restored state is what was kept
-aside dropped; a swap or a start that fails puts it back, so a failed restore leaves the live state serving.
-With the artifacts in S3 (`objectStore: seaweedfs` or `artifactDestination`), their prefix is copied into the
-archive, and a restore puts the archive's objects into it around that swap (`pipelines.object_store`).
+container (`pg_dump` in the Postgres one, `pipelines.backup_postgres`; SQLite's backup API in the MLflow
+one), the artifact store is read and written through the Docker API. A restore writes everything beside
+the live state first, while MLflow serves (Postgres into a database of its own, the files as `.restoring`
+copies on the volumes), then stops the MLflow container, swaps the new state in by renames, keeping the
+live one aside (`<db>_replaced`, `.replaced` files), and starts it again. Only once MLflow is healthy on
+the restored state is what was kept aside dropped; a swap or a start that fails puts it back, so a failed
+restore leaves the live state serving. With the artifacts in S3 (`objectStore: seaweedfs` or
+`artifactDestination`), their prefix is copied into the archive, and a restore puts the archive's objects
+into it around that swap (`pipelines.object_store`).
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NoReturn
@@ -23,7 +23,8 @@ import yaml
 
 from pipelines import object_store
 from pipelines.backup import Backend, BackupError
-from pipelines.backup_docker import SQLITE_BACKUP, SQLITE_COUNTS, docker_client, fetch, tar_of
+from pipelines.backup_docker import SQLITE_BACKUP, SQLITE_COUNTS, docker_client, fetch, run_in, tar_of
+from pipelines.backup_postgres import StackPostgres
 from pipelines.backup_stack_s3 import artifacts_location, mlflows_s3_access
 from pipelines.backup_stores import (
     CONTENTS_SQL,
@@ -88,7 +89,7 @@ class StackStore:
         # The backend volume: MLflow's SQLite files (its store, basic auth's) all live there.
         self.backend_dir = next(m["Destination"] for m in self.mlflow.attrs["Mounts"]
                                 if m["Destination"] != self.artifacts_dir)
-        self.postgres = self._container(f"{prefix}-postgres") if self.backend == "postgres" else None
+        self.postgres = StackPostgres(self._container(f"{prefix}-postgres")) if self.backend == "postgres" else None
 
     def _container(self, name: str) -> Container:
         import docker
@@ -98,25 +99,8 @@ class StackStore:
         except docker.errors.NotFound:
             raise BackupError(f"no container {name} on this Docker host: is the stack up?") from None
 
-    def _exec(self, container: Container, command: list[str], what: str = "") -> str:
-        result = container.exec_run(command, demux=True)
-        out, err = (part.decode(errors="replace") if part else "" for part in result.output)
-        if result.exit_code != 0:
-            what = what or f"`{shlex.join(command)[:120]}`"
-            raise BackupError(f"{what} in {container.name} failed: {(err or out).strip()[-500:]}")
-        return out
-
     def _python(self, script: str) -> str:
-        return self._exec(self.mlflow, ["python", "-c", script])
-
-    def _psql(self, sql: str, database: str | None = None) -> str:
-        user, db = self._postgres_login()
-        return self._exec(self.postgres, ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", user,
-                                          "-d", database or db, "-c", sql]).strip()
-
-    def _postgres_login(self) -> tuple[str, str]:
-        env = dict(item.split("=", 1) for item in self.postgres.attrs["Config"]["Env"] or [])
-        return env.get("POSTGRES_USER", "mlflow"), env.get("POSTGRES_DB", "mlflow")
+        return run_in(self.mlflow, ["python", "-c", script])
 
     def mlflow_version(self) -> str:
         return self._python("from importlib.metadata import version; print(version('mlflow'))").strip()
@@ -125,17 +109,12 @@ class StackStore:
         database = into / "database"
         database.mkdir(parents=True)
         if self.postgres is not None:
-            user, db = self._postgres_login()
-            revision = self._psql("SELECT version_num FROM alembic_version")
-            scratch = f"/tmp/backup-{time.time_ns()}.pgdump"
-            self._exec(self.postgres, ["pg_dump", "--format=custom", "--no-owner", "-U", user, "-d", db, "-f", scratch])
-            fetch(self.postgres, scratch, into / POSTGRES_DUMP)
-            self._exec(self.postgres, ["rm", "-f", scratch])
+            revision = self.postgres.dump(into / POSTGRES_DUMP)
         # Every SQLite file of the backend volume, with SQLite's online backup API inside the MLflow container.
         scratch = f"/tmp/backup-{time.time_ns()}"
         self._python(SQLITE_BACKUP.format(source=self.backend_dir, target=scratch))
         fetch(self.mlflow, scratch, into / "database" / "sqlite")
-        self._exec(self.mlflow, ["rm", "-rf", scratch])
+        run_in(self.mlflow, ["rm", "-rf", scratch])
         sqlite_dir = into / "database" / "sqlite"
         if self.backend == "sqlite":
             (sqlite_dir / PurePosixPath(self.sqlite_file).name).rename(into / SQLITE_DUMP)
@@ -150,12 +129,11 @@ class StackStore:
 
     def contents(self) -> str | None:
         if self.postgres is not None:
-            has_tables = self._psql("SELECT to_regclass('public.runs') IS NOT NULL") == "t"
-            counts = tuple(int(n) for n in self._psql(CONTENTS_SQL).split("|")) if has_tables else (0, 0, 0)
+            counts = self.postgres.counts(CONTENTS_SQL)
         else:
             counts = tuple(json.loads(self._python(SQLITE_COUNTS.format(path=self.sqlite_file, sql=CONTENTS_SQL))))
         if self.artifacts_s3 is None:
-            files = self._exec(self.mlflow, ["find", self.artifacts_dir, "-type", "f", "-print", "-quit"]).strip()
+            files = run_in(self.mlflow, ["find", self.artifacts_dir, "-type", "f", "-print", "-quit"]).strip()
         else:
             with mlflows_s3_access(self.client, self.mlflow):
                 files = object_store.list_objects(self.artifacts_s3, "reading the artifacts in")
@@ -168,13 +146,9 @@ class StackStore:
 
     def check_loadable(self) -> None:
         """Refuse while an earlier restore that did not finish keeps the live state aside: maybe its only copy."""
-        if self.postgres is not None and self._database_exists(self._replaced_database()):
-            _, db = self._postgres_login()
-            raise BackupError(
-                f"an earlier restore did not finish: the database {self._replaced_database()} may hold the only copy "
-                f"of the state from before it, so nothing was touched. If the live database {db} is right, drop "
-                f"{self._replaced_database()}; if not, rename it back over {db}; then restore again")
-        self._exec(self.mlflow, ["python", "-c", FILES_HELPER.read_text(), "check", self.artifacts_dir,
+        if self.postgres is not None:
+            self.postgres.refuse_unfinished()
+        run_in(self.mlflow, ["python", "-c", FILES_HELPER.read_text(), "check", self.artifacts_dir,
                                  self.backend_dir, ""], what="the check for an unfinished restore")
 
     def load(self, backup: Path) -> None:
@@ -191,7 +165,7 @@ class StackStore:
         self.mlflow.stop(timeout=30)
         try:
             if self.postgres is not None:
-                self._swap_postgres()
+                self.postgres.swap()
             self._run_files_helper("swap")
             self.mlflow.start()
             self._wait_healthy()
@@ -204,7 +178,7 @@ class StackStore:
             self.mlflow.stop(timeout=30)
             self._run_files_helper("revert")
             if self.postgres is not None:
-                self._unswap_postgres()
+                self.postgres.unswap()
         except Exception as exc:
             raise BackupError(f"{failure}\nputting the live state back failed too ({exc}); MLflow is stopped and "
                               f"the state from before the restore is kept aside in {self._kept_aside()}: move it "
@@ -223,64 +197,25 @@ class StackStore:
         try:
             self._run_files_helper("finish")
             if self.postgres is not None:
-                self._psql(f'DROP DATABASE "{self._replaced_database()}" WITH (FORCE)', database="postgres")
+                self.postgres.drop_replaced()
         except BackupError as exc:
             raise BackupError(f"the restore is in place and MLflow serves it, but removing the state from before it "
                               f"failed ({exc}); delete {self._kept_aside()} before the next restore") from None
 
     def _kept_aside(self) -> str:
         files = f"{self.artifacts_dir}/{REPLACED} and {self.backend_dir}/*{REPLACED} (an `X{ADDED}` mark: delete X)"
-        return f"the database {self._replaced_database()}, {files}" if self.postgres is not None else files
+        return f"the database {self.postgres.replaced}, {files}" if self.postgres is not None else files
 
     def _restore_beside(self, backup: Path) -> None:
         """Postgres into `<db>_restoring`, the files into `.restoring` copies; on failure both are removed."""
         try:
             if self.postgres is not None:
-                self._restore_postgres_beside(backup / POSTGRES_DUMP)
+                self.postgres.restore_beside(backup / POSTGRES_DUMP)
             self._run_files_helper("prepare", backup)
         except BackupError as exc:
             if self.postgres is not None:
-                self._psql(f'DROP DATABASE IF EXISTS "{self._side_database()}" WITH (FORCE)', database="postgres")
+                self.postgres.drop_side()
             raise BackupError(f"{exc}; the live state was not touched") from None
-
-    def _side_database(self) -> str:
-        return f"{self._postgres_login()[1]}_restoring"
-
-    def _restore_postgres_beside(self, dump: Path) -> None:
-        user, _ = self._postgres_login()
-        side = self._side_database()
-        scratch = f"/tmp/restore-{time.time_ns()}.pgdump"
-        self.postgres.put_archive("/tmp", tar_of({PurePosixPath(scratch).name: dump}))
-        try:
-            self._psql(f'DROP DATABASE IF EXISTS "{side}" WITH (FORCE)', database="postgres")
-            self._psql(f'CREATE DATABASE "{side}"', database="postgres")
-            self._exec(self.postgres, ["pg_restore", "--no-owner", "--exit-on-error", "-U", user, "-d", side,
-                                       scratch])
-        finally:
-            self._exec(self.postgres, ["rm", "-f", scratch])
-
-    def _replaced_database(self) -> str:
-        return f"{self._postgres_login()[1]}_replaced"
-
-    def _database_exists(self, name: str) -> bool:
-        return self._psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'", database="postgres") == "1"
-
-    def _swap_postgres(self) -> None:
-        """Both renames in one transaction (the MLflow container is stopped, so nothing holds the database);
-        the live one stays as `<db>_replaced` until the restore finishes (check_loadable refused one left)."""
-        _, db = self._postgres_login()
-        self._psql(f'ALTER DATABASE "{db}" RENAME TO "{self._replaced_database()}"; '
-                   f'ALTER DATABASE "{self._side_database()}" RENAME TO "{db}"', database="postgres")
-
-    def _unswap_postgres(self) -> None:
-        """The live database back under its name, the restored one dropped."""
-        _, db = self._postgres_login()
-        if not self._database_exists(self._replaced_database()):  # the swap never ran: only the copy goes
-            self._psql(f'DROP DATABASE IF EXISTS "{self._side_database()}" WITH (FORCE)', database="postgres")
-            return
-        self._psql(f'ALTER DATABASE "{db}" RENAME TO "{self._side_database()}"; '
-                   f'ALTER DATABASE "{self._replaced_database()}" RENAME TO "{db}"', database="postgres")
-        self._psql(f'DROP DATABASE "{self._side_database()}" WITH (FORCE)', database="postgres")
 
     def _run_files_helper(self, phase: str, backup: Path | None = None) -> None:
         """Run `restore_files.py` (prepare: write the restored files beside the live ones; swap: rename them in;

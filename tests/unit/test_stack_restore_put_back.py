@@ -16,9 +16,9 @@ class Recorded:
         self.steps: list[str] = []
         self.fail_at, self.error = fail_at, error
         store = StackStore.__new__(StackStore)
-        store.postgres = object()
+        store.postgres = self.postgres()
         store.mlflow = self.container()
-        for name in ("_restore_beside", "_swap_postgres", "_unswap_postgres", "_wait_healthy", "_finish"):
+        for name in ("_restore_beside", "_wait_healthy", "_finish"):
             setattr(store, name, self.step(name))
         store._run_files_helper = lambda phase, *args: self.step(f"files {phase}")()
         self.store = store
@@ -30,6 +30,20 @@ class Recorded:
                 self.fail_at = ""  # once: the put-back's own start succeeds
                 raise self.error
         return run
+
+    def postgres(self):
+        recorded = self
+
+        class Postgres:
+            replaced = "mlflow_replaced"
+
+            def swap(self) -> None:
+                recorded.step("postgres swap")()
+
+            def unswap(self) -> None:
+                recorded.step("postgres unswap")()
+
+        return Postgres()
 
     def container(self):
         recorded = self
@@ -53,5 +67,5 @@ def test_a_start_that_fails_with_dockers_own_error_puts_the_live_state_back(erro
     with pytest.raises(BackupError, match="back in place and MLflow serves it") as raised:
         recorded.store.load(backup=None)
     assert str(error) in str(raised.value)
-    assert recorded.steps == ["_restore_beside", "stop mlflow", "_swap_postgres", "files swap", "start mlflow",
-                              "stop mlflow", "files revert", "_unswap_postgres", "start mlflow", "_wait_healthy"]
+    assert recorded.steps == ["_restore_beside", "stop mlflow", "postgres swap", "files swap", "start mlflow",
+                              "stop mlflow", "files revert", "postgres unswap", "start mlflow", "_wait_healthy"]
