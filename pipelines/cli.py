@@ -76,6 +76,18 @@ def validate_command(config_path: ConfigOption = None, allow_incomparable: Allow
     steps.gate_candidate(config, steps.resolve_version(config, alias=CHALLENGER), allow_incomparable=allow_incomparable)
 
 
+@command("card")
+def card_command(
+    version: Annotated[str | None, typer.Argument(help="model version (default: @champion, else @challenger)")] = None,
+    config_path: ConfigOption = None,
+) -> None:
+    """Print a version's model card (written by its last gate)."""
+    from pipelines.model_card import read_card
+
+    config = steps.connected_config(config_path)
+    console.print(read_card(config, version), markup=False, highlight=False)
+
+
 @command("build")
 def build_command(
     config_path: ConfigOption = None,

@@ -45,6 +45,7 @@ def traffic_command(
 def demo_command(config_path: ConfigOption = None) -> None:
     """The whole loop on this machine: MLflow, data, train, gate, bento, deploy, traffic, monitoring."""
     from pipelines.local import LocalTarget
+    from pipelines.model_card import card_place
     from pipelines.monitor import run_monitor
     from pipelines.registry import CHAMPION
 
@@ -61,6 +62,7 @@ def demo_command(config_path: ConfigOption = None) -> None:
         "serving": f"{config.platform.serving_url}/predict",
         "model": f"{config.model_name} v{champion.version} (@champion)",
         "data version": champion.data_version,
+        "model card": card_place(config, champion),
         "monitoring": monitored.summary,
         "drift report": monitored.report_path,
         "next": "make monitoring-ui (Evidently UI), make status, make down",

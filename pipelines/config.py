@@ -18,6 +18,7 @@ from pipelines.config_model import (
     DEFAULT_ESTIMATORS,
     DEFAULT_GATES,
     REPO_ROOT,
+    CardConfig,
     DataConfig,
     FeaturesConfig,
     GatesConfig,
@@ -225,6 +226,7 @@ class PipelineConfig(Section):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     canary: CanaryConfig = CanaryConfig()
+    card: CardConfig = CardConfig()
 
     @model_validator(mode="after")
     def _gates_and_split_fit_the_task(self) -> PipelineConfig:

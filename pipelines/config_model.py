@@ -179,6 +179,14 @@ class GatesConfig(Section):
         1e-5, ge=0.0, description="... plus this share of the prediction's size, on every eval row")
 
 
+class CardConfig(Section):
+    """What only the team can say about a model: the head of every version's model card (pipelines/model_card.py)."""
+
+    owner: str = Field("", description="the team or person answerable for the model, and how to reach them")
+    intended_use: str = Field("", description="what the model is for, and who uses its answers")
+    limitations: list[str] = Field([], description="known limits: data it has not seen, uses it is not fit for")
+
+
 DEFAULT_ESTIMATORS = {"classification": "random_forest", "regression": "random_forest_regressor"}
 DEFAULT_GATES: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     # task -> (min_metrics, max_regression)

@@ -67,11 +67,13 @@ def train_model(config: PipelineConfig, data: VersionedData) -> None:
 
 def gate_candidate(config: PipelineConfig, candidate: ResolvedVersion, *, allow_incomparable: bool = False) -> None:
     """Run the gate on the candidate; Refused (after its table) when it fails."""
+    from pipelines.model_card import card_place
     from pipelines.validate import validate
 
     with console.status(f"Validating v{candidate.version} against the gates ..."):
         report = validate(config, candidate, allow_incomparable=allow_incomparable)
     console.print(views.gate(report))
+    console.print(f"model card: {card_place(config, candidate)}")
     for note in report.notes:
         console.print(f"note: {note}")
     if report.override:

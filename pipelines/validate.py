@@ -30,6 +30,7 @@ from pipelines.gate_checks import (
     regression_checks,
     slice_checks,
 )
+from pipelines.model_card import CardFacts, record_card
 from pipelines.registry import (
     CHAMPION,
     FAILED,
@@ -72,6 +73,7 @@ class ValidationReport:
     notes: list[str] = field(default_factory=list)
     override: str | None = None  # why a check an operator waived was let pass; recorded on the version
     onnx_sha256: str | None = None  # the ONNX file that was checked, when the runtime is onnxruntime
+    metrics: dict[str, float] = field(default_factory=dict)  # the candidate's, as it serves, on the eval set
 
     @property
     def model_version(self) -> str:
@@ -113,6 +115,7 @@ def validate(
         report = ValidationReport(candidate=VersionFacts.of(candidate), champion=None)
     report.checks.insert(0, code)
     _record(client, candidate, report)
+    record_card(client, card_facts(client, config, candidate, report))
     return report
 
 
@@ -127,9 +130,10 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
     (whatever today's config says); the gates and trusted types are today's `config`'s."""
     task = task_for(candidate.task)
     data, holdout, model, gates = candidate.data, candidate.holdout, models.served, config.gates
+    metrics = task.evaluate_on(model, holdout, data)
     results = [
         runtime_result(models, holdout, data, gates, task),
-        Result(floor_checks(task.evaluate_on(model, holdout, data), gates, task)),
+        Result(floor_checks(metrics, gates, task)),
         Result(slice_checks(model, holdout, data, gates, task)),
         Result(behaviour_checks(model, holdout, data, task)),
     ]
@@ -144,6 +148,7 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
         notes=[note for result in results for note in result.notes],
         override=next((result.override for result in results if result.override), None),
         onnx_sha256=models.onnx_sha256,
+        metrics=metrics,
     )
 
 
@@ -189,6 +194,14 @@ def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
     seen = set(pd.util.hash_pandas_object(champion_train[columns], index=False))
     fresh = ~pd.util.hash_pandas_object(holdout[columns], index=False).isin(seen)
     return holdout[fresh.to_numpy()]
+
+
+def card_facts(client: MlflowClient, config: PipelineConfig, candidate: ResolvedVersion,
+               report: ValidationReport) -> CardFacts:
+    run = client.get_run(candidate.run_id).data
+    return CardFacts.now(version=candidate, card=config.card, passed=report.passed, runtime=report.runtime,
+                         metrics=report.metrics, checks=report.checks, notes=report.notes, holdout=candidate.holdout,
+                         run_params=run.params, run_tags=run.tags, champion_version=report.champion_version)
 
 
 def _record(client: MlflowClient, candidate: ResolvedVersion, report: ValidationReport) -> None:

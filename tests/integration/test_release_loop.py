@@ -91,6 +91,18 @@ def test_first_release(release):
     assert "predictions_total" in httpx.get(f"{release.url}/metrics", timeout=5).text
 
 
+def test_the_gated_version_has_a_model_card_in_the_registry_and_on_the_cli(release):
+    client = connect(release.config)
+    version = client.get_model_version(release.config.model_name, "1")
+    assert version.description.startswith(f"# Model card: {release.config.model_name} v1")
+    printed = release.run("card", "1")
+    for section in ("## Intended use", "## Training data", "## Metrics on the frozen eval set", "## Gate checks",
+                    "## Lineage", version.run_id):
+        assert section in printed, section
+    html = mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.html")
+    assert "<table>" in html and "Model card" in html
+
+
 def test_audit_record_of_the_deploy(release):
     connect(release.config)
     runs = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.outcome = 'serving'")

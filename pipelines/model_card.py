@@ -1,0 +1,187 @@
+"""A model card per version, written at the gate from what is recorded: what the model is for (the config's
+`card:`), how it was made (the training run's params and tags), how it scored (the gate's report), and its
+lineage. Plain Markdown (skops' `Card` wants the fitted estimator and renders Markdown only); the HTML copy
+is Python-Markdown's rendering of the same text.
+
+Stored in the version's run (`card/model-card.md`, `card/model-card.html`) and as the version's description,
+so the MLflow UI shows it on the version page; `pipelines card [VERSION]` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import markdown
+import pandas as pd
+
+from pipelines.config_model import CardConfig
+from pipelines.errors import CannotRun
+from pipelines.gate_checks import Check
+from pipelines.registry import ResolvedVersion
+from pipelines.uris import split_credentials
+from services.contract import CLASSIFICATION, DATA_SOURCE_TAG, SNAPSHOT_POLICY_TAG
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.config import PipelineConfig
+
+
+class CardError(CannotRun):
+    """A card that cannot be shown: the version was never gated."""
+
+CARD_MARKDOWN = "card/model-card.md"
+CARD_HTML = "card/model-card.html"
+# MLflow keeps a version's description in a VARCHAR(5000) (Postgres enforces it): a longer card is described
+# without its passed checks, which the artifact still lists.
+MAX_DESCRIPTION_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """Everything a card says, gathered once by the gate."""
+
+    version: ResolvedVersion
+    card: CardConfig
+    passed: bool
+    runtime: str
+    metrics: Mapping[str, float]
+    checks: list[Check]
+    notes: list[str]
+    holdout: pd.DataFrame
+    run_params: Mapping[str, str]
+    run_tags: Mapping[str, str]
+    champion_version: str | None
+    written_at: datetime
+
+    @classmethod
+    def now(cls, **facts: object) -> CardFacts:
+        return cls(**facts, written_at=datetime.now(UTC))  # type: ignore[arg-type]
+
+
+def card_markdown(facts: CardFacts, *, passed_checks: bool = True) -> str:
+    """The card as Markdown; `passed_checks=False` leaves out the rows of the checks that passed."""
+    model = facts.version
+    verdict = "PASSED" if facts.passed else "FAILED"
+    sections = [
+        f"# Model card: {model.name} v{model.version}",
+        f"Gate **{verdict}** on {facts.written_at:%Y-%m-%d %H:%M} UTC; serves on {facts.runtime}."
+        + (f" Compared with champion v{facts.champion_version}." if facts.champion_version else ""),
+        *_team_sections(facts.card),
+        "## Model\n\n" + _table(("", ""), [("task", model.task), ("estimator", f"`{model.estimator}`")])
+        + _params(facts.run_params),
+        "## Training data\n\n" + _data(facts),
+        "## Metrics on the frozen eval set\n\n"
+        + _table(("metric", "value"), [(name, f"{value:.4f}") for name, value in sorted(facts.metrics.items())]),
+        "## Gate checks\n\n" + _checks(facts.checks, passed_checks)
+        + ("\n\n" + "\n".join(f"- {note}" for note in facts.notes) if facts.notes else ""),
+        "## Lineage\n\n" + _table(("", ""), [
+            ("git commit", model.git_sha), ("training run", model.run_id), ("data version", model.data_version),
+            ("team code sha256", model.code_sha256 or "no team code")]),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def description(facts: CardFacts) -> str:
+    """The card for the version's description: whole when it fits MLflow's column, else without passed checks."""
+    text = card_markdown(facts)
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    text = card_markdown(facts, passed_checks=False)
+    return text if len(text) <= MAX_DESCRIPTION_CHARS else text[:MAX_DESCRIPTION_CHARS - 60] + \
+        f"\n\n... (the whole card: the run's `{CARD_MARKDOWN}`)\n"
+
+
+def card_html(text: str, title: str) -> str:
+    body = markdown.markdown(text, extensions=["tables"])
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")
+
+
+def _team_sections(card: CardConfig) -> list[str]:
+    missing = "_not given: set `card.{}` in the pipeline config_"
+    limitations = "\n".join(f"- {item}" for item in card.limitations) or missing.format("limitations")
+    return [f"## Intended use\n\n{card.intended_use or missing.format('intended_use')}",
+            f"## Owner\n\n{card.owner or missing.format('owner')}",
+            f"## Limitations\n\n{limitations}"]
+
+
+def _params(params: Mapping[str, str]) -> str:
+    rows = sorted((key.removeprefix("model."), value) for key, value in params.items() if key.startswith("model."))
+    return "\n\nParameters beyond the estimator's defaults:\n\n" + _table(("parameter", "value"), rows) if rows else \
+        "\n\nThe estimator's default parameters."
+
+
+def _data(facts: CardFacts) -> str:
+    data, holdout = facts.version.data, facts.holdout
+    source = facts.run_tags.get(DATA_SOURCE_TAG, data.source)
+    rows = [("source", f"`{source}` (snapshot: {facts.run_tags.get(SNAPSHOT_POLICY_TAG, 'copy')})"),
+            ("data version", facts.version.data_version), ("rows", facts.run_params.get("rows", "not recorded")),
+            ("eval rows (frozen holdout)", str(len(holdout))),
+            ("numeric features", ", ".join(data.numeric_features) or "none"),
+            ("categorical features", ", ".join(data.categorical_features) or "none"), ("target", data.target)]
+    return _table(("", ""), rows) + "\n\n" + _target_summary(holdout[data.target], facts.version.task)
+
+
+def _target_summary(target: pd.Series, task: str) -> str:
+    if task == CLASSIFICATION:
+        shares = target.value_counts(normalize=True).sort_index()
+        return "Class balance of the eval set:\n\n" + _table(
+            ("class", "share"), [(str(label), f"{share:.1%}") for label, share in shares.items()])
+    described = target.describe()
+    return "Target on the eval set:\n\n" + _table(
+        ("mean", "std", "min", "max"), [tuple(f"{described[key]:.4g}" for key in ("mean", "std", "min", "max"))])
+
+
+def _checks(checks: list[Check], passed_checks: bool) -> str:
+    shown = [check for check in checks if passed_checks or not check.passed]
+    table = _table(("check", "candidate", "champion", "threshold", "result"), [
+        (check.name, str(check.candidate), "" if check.champion is None else str(check.champion), check.threshold,
+         "pass" if check.passed else "**FAIL**") for check in shown])
+    if hidden := len(checks) - len(shown):
+        table += f"\n\n{hidden} more checks passed (the whole table: the run's `{CARD_MARKDOWN}`)."
+    return table
+
+
+def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
+    return "\n".join([line(header), line(tuple("---" for _ in header)), *(line(row) for row in rows)])
+
+
+def record_card(client: MlflowClient, facts: CardFacts) -> str:
+    """Write the card into the version's run and onto the version; returns the Markdown."""
+    model = facts.version
+    text = card_markdown(facts)
+    client.log_text(model.run_id, text, CARD_MARKDOWN)
+    client.log_text(model.run_id, card_html(text, f"{model.name} v{model.version}"), CARD_HTML)
+    client.update_model_version(model.name, model.version, description=description(facts))
+    return text
+
+
+def card_place(config: PipelineConfig, model: ResolvedVersion) -> str:
+    """Where a person reads the card: the version page of the MLflow UI, and the run's artifact."""
+    ui = split_credentials(config.tracking.resolved_uri)[0].rstrip("/")
+    return f"{ui}/#/models/{model.name}/versions/{model.version} ({CARD_MARKDOWN} of run {model.run_id})"
+
+
+def read_card(config: PipelineConfig, version: str | None) -> str:
+    """The card of `version` (default @champion, else @challenger) as its last gate wrote it."""
+    from mlflow import artifacts as mlflow_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.registry import CHALLENGER, CHAMPION, connect, resolve, resolve_alias_if_set
+
+    client = connect(config)
+    model = resolve(client, config.model_name, version=version) if version else (
+        resolve_alias_if_set(client, config.model_name, CHAMPION)
+        or resolve(client, config.model_name, alias=CHALLENGER))
+    try:
+        return mlflow_artifacts.load_text(f"runs:/{model.run_id}/{CARD_MARKDOWN}")
+    except MlflowException:
+        raise CardError(f"v{model.version} has no model card: it was never gated; run `make validate`") from None

@@ -1,0 +1,70 @@
+"""The model card's text from recorded facts: every section, the task's target summary, and a description that
+fits MLflow's column (the passed checks left out first)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from pipelines.config import load_config
+from pipelines.config_model import CardConfig
+from pipelines.gate_checks import Check
+from pipelines.model_card import MAX_DESCRIPTION_CHARS, CardFacts, card_html, card_markdown, description
+from pipelines.registry import ResolvedVersion
+
+
+def facts(checks: list[Check], task: str = "classification", card: CardConfig | None = None) -> CardFacts:
+    config = load_config()
+    if task == "regression":
+        config = config.model_copy(update={"task": "regression"})
+    target = config.data.target
+    holdout = pd.DataFrame({target: [0, 0, 0, 1] if task == "classification" else [1.0, 2.0, 3.0, 10.0]})
+    version = ResolvedVersion(name="loan-default", version="3", run_id="run123", data_version="d" * 64,
+                              git_sha="abc123", trained_with=config, tagged_estimator="sklearn.ensemble.Forest")
+    return CardFacts(version=version, card=card or CardConfig(), passed=all(c.passed for c in checks),
+                     runtime="onnxruntime", metrics={"accuracy": 0.91234, "f1": 0.8}, checks=checks,
+                     notes=["no @champion yet"], holdout=holdout, run_params={"rows": "5000", "model.max_depth": "8"},
+                     run_tags={"data_source": "s3://lake/loans.parquet"}, champion_version=None,
+                     written_at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
+
+
+def test_every_section_from_the_recorded_facts():
+    card = CardConfig(owner="credit-risk team", intended_use="pre-screening loan applications",
+                      limitations=["not for business loans"])
+    text = card_markdown(facts([Check("accuracy", 0.91, True, threshold=">= 0.7")], card=card))
+    assert text.startswith("# Model card: loan-default v3\n")
+    assert "Gate **PASSED** on 2026-12-03 12:00 UTC; serves on onnxruntime." in text
+    for expected in ("pre-screening loan applications", "credit-risk team", "- not for business loans",
+                     "| max_depth | 8 |", "`s3://lake/loans.parquet`", "| rows | 5000 |",
+                     "| eval rows (frozen holdout) | 4 |",
+                     "| 0 | 75.0% |", "| accuracy | 0.9123 |", "| accuracy | 0.91 |  | >= 0.7 | pass |",
+                     "- no @champion yet", "| training run | run123 |", "| team code sha256 | no team code |"):
+        assert expected in text, expected
+
+
+def test_a_card_without_the_teams_words_says_which_keys_to_set():
+    text = card_markdown(facts([]))
+    assert "_not given: set `card.intended_use` in the pipeline config_" in text
+    assert "_not given: set `card.owner`" in text and "_not given: set `card.limitations`" in text
+
+
+def test_regression_summarises_the_target_instead_of_classes():
+    text = card_markdown(facts([], task="regression"))
+    assert "| mean | std | min | max |" in text and "| 4 | 4.082 | 1 | 10 |" in text
+
+
+def test_a_long_card_is_described_without_its_passed_checks_and_fits_mlflows_column():
+    checks = [Check(f"accuracy[region=r{i}] (n=40)", 0.9, True, threshold=">= 0.75") for i in range(200)]
+    checks.append(Check("accuracy[region=x] (n=40)", 0.5, False, threshold=">= 0.75"))
+    described = description(facts(checks))
+    assert len(card_markdown(facts(checks))) > MAX_DESCRIPTION_CHARS >= len(described)
+    assert "| accuracy[region=x] (n=40) | 0.5 |  | >= 0.75 | **FAIL** |" in described
+    assert "200 more checks passed (the whole table: the run's `card/model-card.md`)." in described
+
+
+def test_a_pipe_in_a_value_does_not_break_the_table_and_the_html_renders_tables():
+    text = card_markdown(facts([Check("a|b", "x|y", True)]))
+    assert "| a\\|b | x\\|y |" in text
+    html = card_html(text, "loan-default v3")
+    assert "<table>" in html and "<h1>Model card: loan-default v3</h1>" in html
