@@ -20,6 +20,7 @@ from pipelines.config_model import (
     REPO_ROOT,
     CardConfig,
     DataConfig,
+    FairnessConfig,
     FeaturesConfig,
     GatesConfig,
     ModelConfig,
@@ -27,6 +28,7 @@ from pipelines.config_model import (
     from_repo_root,
 )
 from pipelines.errors import CannotRun
+from pipelines.fairness_limits import limits_of_task
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
@@ -221,6 +223,7 @@ class PipelineConfig(Section):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     gates: GatesConfig = GatesConfig()
+    fairness: FairnessConfig = FairnessConfig()
     tracking: TrackingConfig = TrackingConfig()
     platform: PlatformConfig = PlatformConfig()
     serving: ServingConfig = ServingConfig()
@@ -238,6 +241,7 @@ class PipelineConfig(Section):
             if unknown := sorted(set(metrics) - set(task.metrics)):
                 raise ValueError(f"gates.{key}.{unknown[0]}: not a {self.task} metric; one of {sorted(task.metrics)}")
         object.__setattr__(self, "gates", self.gates.model_copy(update=gates))
+        self._check_fairness()
         split = self.data.split or task.default_split
         if split not in task.splits:
             raise ValueError(f"data.split: {split} does not fit task {self.task}; one of {list(task.splits)}")
@@ -246,6 +250,14 @@ class PipelineConfig(Section):
             default = DEFAULT_ESTIMATORS[self.task]
             object.__setattr__(self, "model", self.model.model_copy(update={"estimator": default}))
         return self
+
+    def _check_fairness(self) -> None:
+        fairness, allowed = self.fairness, limits_of_task(self.task)
+        if unknown := sorted(set(fairness.limits or {}) - set(allowed)):
+            raise ValueError(f"fairness.limits.{unknown[0]}: not a {self.task} fairness limit; one of {allowed}")
+        if (fairness.limits or fairness.waivers) and not self.data.sensitive_features:
+            raise ValueError("fairness.limits and fairness.waivers need data.sensitive_features, the columns to "
+                             "compare groups by")
 
     @property
     def code_folders(self) -> list[Path]:

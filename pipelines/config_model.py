@@ -63,6 +63,10 @@ class DataConfig(Section):
                           "(regression's default) or time (the newest rows by data.time_column)")
     time_column: str | None = Field(
         None, description="the column a time split orders rows by (kept in the snapshot, not a feature)")
+    sensitive_features: list[str] = Field(
+        [], description="protected attributes the gate checks fairness across (pipelines/fairness.py): columns "
+                        "of the table kept in the snapshot; features too only if also listed as features, and "
+                        "never sent to serving otherwise")
     holdout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     seed: int = 42
 
@@ -72,9 +76,11 @@ class DataConfig(Section):
 
     @property
     def columns(self) -> list[str]:
-        """Every column a snapshot keeps: the features, the target, and the time column of a time split."""
-        extra = [self.time_column] if self.time_column and self.time_column not in self.features else []
-        return [*self.features, self.target, *extra]
+        """Every column a snapshot keeps: the features, the target, the time column of a time split and the
+        sensitive columns."""
+        kept = [*self.features, self.target]
+        extra = [self.time_column] if self.time_column else []
+        return kept + [column for column in dict.fromkeys([*extra, *self.sensitive_features]) if column not in kept]
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> DataConfig:
@@ -91,6 +97,10 @@ class DataConfig(Section):
             raise ValueError("give data.source or data.sql, not both")
         if self.time_column == self.target:
             raise ValueError(f"data.time_column '{self.time_column}' is the target")
+        if self.target in self.sensitive_features:
+            raise ValueError(f"data.sensitive_features: '{self.target}' is the target")
+        if len(set(self.sensitive_features)) < len(self.sensitive_features):
+            raise ValueError("data.sensitive_features lists a column more than once")
         return self
 
     @property
@@ -177,6 +187,21 @@ class GatesConfig(Section):
         1e-3, ge=0.0, description="regression: ONNX and scikit-learn predictions may differ by this ...")
     onnx_max_relative_gap: float = Field(
         1e-5, ge=0.0, description="... plus this share of the prediction's size, on every eval row")
+
+
+class FairnessConfig(Section):
+    """The gate's limits on group metrics across `data.sensitive_features` (pipelines/fairness.py)."""
+
+    limits: dict[str, float] | None = Field(
+        None, description="bound per fairness metric: a *_difference at most, a *_ratio at least; default: "
+                          "demographic_parity_difference and equalized_odds_difference <= 0.2 for a binary "
+                          "target, accuracy_difference <= 0.1 for more classes, error_ratio >= 0.8 for regression")
+    min_group_rows: int = Field(30, ge=1, description="groups with fewer eval rows are shown, not judged")
+    positive_label: str | int | None = Field(
+        None, description="the class a selection rate counts (binary targets); default: the larger label")
+    waivers: dict[str, str] = Field(
+        {}, description="check name -> why it may fail (e.g. 'demographic_parity_difference[region]'): a "
+                        "reviewed config change, recorded on the version; there is no command-line waiver")
 
 
 class CardConfig(Section):

@@ -8,6 +8,7 @@ import pandas as pd
 EMPLOYMENT = ["salaried", "self_employed", "contract", "unemployed"]
 REGIONS = ["north", "south", "east", "west"]
 PURPOSES = ["home", "car", "education", "business", "other"]
+APPLICANT_GROUPS = ["group_a", "group_b", "group_c"]  # a protected attribute the demo checks fairness across
 
 
 def make_loans(rows: int = 6000, seed: int = 7) -> pd.DataFrame:
@@ -45,5 +46,8 @@ def make_loans(rows: int = 6000, seed: int = 7) -> pd.DataFrame:
             "region": region,
             "purpose": purpose,
             "defaulted": defaulted,
+            # From a stream of its own, so every other column is as before; independent of the risk, and not a
+            # feature: the demo's model is fair across it by construction.
+            "applicant_group": np.random.default_rng(seed + 1).choice(APPLICANT_GROUPS, rows, p=[0.5, 0.3, 0.2]),
         }
     )

@@ -51,6 +51,7 @@ class CardFacts:
     metrics: Mapping[str, float]
     checks: list[Check]
     notes: list[str]
+    fairness: list[dict]  # the gate's per-group rows (pipelines/fairness.py)
     holdout: pd.DataFrame
     run_params: Mapping[str, str]
     run_tags: Mapping[str, str]
@@ -76,6 +77,7 @@ def card_markdown(facts: CardFacts, *, passed_checks: bool = True) -> str:
         "## Training data\n\n" + _data(facts),
         "## Metrics on the frozen eval set\n\n"
         + _table(("metric", "value"), [(name, f"{value:.4f}") for name, value in sorted(facts.metrics.items())]),
+        "## Fairness\n\n" + _fairness(facts.fairness, facts.version.data.sensitive_features),
         "## Gate checks\n\n" + _checks(facts.checks, passed_checks)
         + ("\n\n" + "\n".join(f"- {note}" for note in facts.notes) if facts.notes else ""),
         "## Lineage\n\n" + _table(("", ""), [
@@ -136,6 +138,16 @@ def _target_summary(target: pd.Series, task: str) -> str:
     described = target.describe()
     return "Target on the eval set:\n\n" + _table(
         ("mean", "std", "min", "max"), [tuple(f"{described[key]:.4g}" for key in ("mean", "std", "min", "max"))])
+
+
+def _fairness(groups: list[dict], columns: list[str]) -> str:
+    if not groups:
+        return "_no sensitive columns: set `data.sensitive_features` (and `fairness.limits`) in the pipeline config_"
+    metrics = [key for key in groups[0] if key not in ("column", "group", "rows", "judged")]
+    rows = [(row["column"], row["group"], str(row["rows"]) + ("" if row["judged"] else " (too few to judge)"),
+             *(f"{row[name]:.4f}" for name in metrics)) for row in groups]
+    return (f"Per group of {', '.join(columns)} on the frozen eval set (the limits: the `*_difference` / `*_ratio` "
+            "checks below):\n\n" + _table(("column", "group", "eval rows", *metrics), rows))
 
 
 def _checks(checks: list[Check], passed_checks: bool) -> str:

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
+from pipelines.fairness import fairness_result
 from pipelines.gate_checks import (
     Check,
     Result,
@@ -74,6 +75,7 @@ class ValidationReport:
     override: str | None = None  # why a check an operator waived was let pass; recorded on the version
     onnx_sha256: str | None = None  # the ONNX file that was checked, when the runtime is onnxruntime
     metrics: dict[str, float] = field(default_factory=dict)  # the candidate's, as it serves, on the eval set
+    fairness: list[dict] = field(default_factory=list)  # per sensitive column and group: rows and group metrics
 
     @property
     def model_version(self) -> str:
@@ -131,11 +133,13 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
     task = task_for(candidate.task)
     data, holdout, model, gates = candidate.data, candidate.holdout, models.served, config.gates
     metrics = task.evaluate_on(model, holdout, data)
+    fairness = fairness_result(model, holdout, data, config.fairness, task.name)
     results = [
         runtime_result(models, holdout, data, gates, task),
         Result(floor_checks(metrics, gates, task)),
         Result(slice_checks(model, holdout, data, gates, task)),
         Result(behaviour_checks(model, holdout, data, task)),
+        fairness,
     ]
     # The champion loads after the candidate's last prediction: its code may share the candidate's package
     # names, and an import the candidate's code made while predicting would then find the champion's copy.
@@ -146,9 +150,10 @@ def gate(candidate: ResolvedVersion, champion: ResolvedVersion | None, models: C
         champion=VersionFacts.of(champion) if champion else None,
         checks=[check for result in results for check in result.checks],
         notes=[note for result in results for note in result.notes],
-        override=next((result.override for result in results if result.override), None),
+        override="; ".join(result.override for result in results if result.override) or None,
         onnx_sha256=models.onnx_sha256,
         metrics=metrics,
+        fairness=fairness.groups or [],
     )
 
 
@@ -200,7 +205,8 @@ def card_facts(client: MlflowClient, config: PipelineConfig, candidate: Resolved
                report: ValidationReport) -> CardFacts:
     run = client.get_run(candidate.run_id).data
     return CardFacts.now(version=candidate, card=config.card, passed=report.passed, runtime=report.runtime,
-                         metrics=report.metrics, checks=report.checks, notes=report.notes, holdout=candidate.holdout,
+                         metrics=report.metrics, checks=report.checks, notes=report.notes, fairness=report.fairness,
+                         holdout=candidate.holdout,
                          run_params=run.params, run_tags=run.tags, champion_version=report.champion_version)
 
 

@@ -96,8 +96,9 @@ def test_the_gated_version_has_a_model_card_in_the_registry_and_on_the_cli(relea
     version = client.get_model_version(release.config.model_name, "1")
     assert version.description.startswith(f"# Model card: {release.config.model_name} v1")
     printed = release.run("card", "1")
-    for section in ("## Intended use", "## Training data", "## Metrics on the frozen eval set", "## Gate checks",
-                    "## Lineage", version.run_id):
+    for section in ("## Intended use", "## Training data", "## Metrics on the frozen eval set", "## Fairness",
+                    "| applicant_group | group_a |", "demographic_parity_difference[applicant_group]",
+                    "## Gate checks", "## Lineage", version.run_id):
         assert section in printed, section
     html = mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.html")
     assert "<table>" in html and "Model card" in html

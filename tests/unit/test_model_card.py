@@ -14,7 +14,8 @@ from pipelines.model_card import MAX_DESCRIPTION_CHARS, CardFacts, card_html, ca
 from pipelines.registry import ResolvedVersion
 
 
-def facts(checks: list[Check], task: str = "classification", card: CardConfig | None = None) -> CardFacts:
+def facts(checks: list[Check], task: str = "classification", card: CardConfig | None = None,
+          fairness: list[dict] | None = None) -> CardFacts:
     config = load_config()
     if task == "regression":
         config = config.model_copy(update={"task": "regression"})
@@ -24,7 +25,8 @@ def facts(checks: list[Check], task: str = "classification", card: CardConfig | 
                               git_sha="abc123", trained_with=config, tagged_estimator="sklearn.ensemble.Forest")
     return CardFacts(version=version, card=card or CardConfig(), passed=all(c.passed for c in checks),
                      runtime="onnxruntime", metrics={"accuracy": 0.91234, "f1": 0.8}, checks=checks,
-                     notes=["no @champion yet"], holdout=holdout, run_params={"rows": "5000", "model.max_depth": "8"},
+                     notes=["no @champion yet"], fairness=fairness or [], holdout=holdout,
+                     run_params={"rows": "5000", "model.max_depth": "8"},
                      run_tags={"data_source": "s3://lake/loans.parquet"}, champion_version=None,
                      written_at=datetime(2026, 12, 3, 12, 0, tzinfo=UTC))
 
@@ -68,3 +70,13 @@ def test_a_pipe_in_a_value_does_not_break_the_table_and_the_html_renders_tables(
     assert "| a\\|b | x\\|y |" in text
     html = card_html(text, "loan-default v3")
     assert "<table>" in html and "<h1>Model card: loan-default v3</h1>" in html
+
+
+def test_the_fairness_table_shows_every_group_and_marks_the_small_ones():
+    groups = [{"column": "applicant_group", "group": "group_a", "rows": 700, "judged": True, "selection_rate": 0.31},
+              {"column": "applicant_group", "group": "group_z", "rows": 4, "judged": False, "selection_rate": 0.5}]
+    text = card_markdown(facts([], fairness=groups))
+    assert "## Fairness" in text and "| column | group | eval rows | selection_rate |" in text
+    assert "| applicant_group | group_a | 700 | 0.3100 |" in text
+    assert "| applicant_group | group_z | 4 (too few to judge) | 0.5000 |" in text
+    assert "_no sensitive columns: set `data.sensitive_features`" in card_markdown(facts([]))

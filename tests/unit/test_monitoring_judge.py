@@ -156,7 +156,7 @@ def test_nothing_to_judge_says_since_when(settings, tmp_path):
 
 
 def test_judge_returns_a_drift_verdict_and_writes_nothing(settings, tmp_path):
-    current = make_loans(400, seed=3).drop(columns="defaulted")
+    current = make_loans(400, seed=3).drop(columns=["defaulted", "applicant_group"])
     current["income"] *= 3.0
     current["debt_ratio"] += 0.5
     current["credit_score"] -= 150
