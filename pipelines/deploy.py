@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import getpass
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -25,6 +24,7 @@ import httpx
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from pipelines.actor import actor
 from pipelines.bento import BuiltBento, build
 from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
@@ -265,7 +265,7 @@ class _Audit:
     def open(cls, config: PipelineConfig, record: dict[str, str]) -> _Audit:
         client = connect(config)
         experiment = mlflow.set_experiment(AUDIT_EXPERIMENT).experiment_id
-        tags = {"who": getpass.getuser(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
+        tags = {**actor(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
                 **{k: str(v) for k, v in record.items()}, "outcome": "in progress"}
         run = client.create_run(experiment, tags=tags,
                                 run_name=f"{record['action']} v{record['model_version']}")
