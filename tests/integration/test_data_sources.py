@@ -14,7 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from pipelines import source_sql
-from pipelines.config import DataConfig
+from pipelines.config import DataConfig, load_config
 from pipelines.data import check_schema, data_version
 from pipelines.demo_data import make_loans
 from pipelines.registry import CHALLENGER, aliases_of
@@ -42,8 +42,8 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def version_of(frame: pd.DataFrame) -> str:
-    return data_version(check_schema(frame, loans_config(), CLASSIFICATION_TASK))
+def version_of(frame: pd.DataFrame, config: DataConfig | None = None) -> str:
+    return data_version(check_schema(frame, config or loans_config(), CLASSIFICATION_TASK))
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +265,7 @@ def test_train_and_gate_from_each_source(kind, local_platform, s3_env, db_env, m
     assert "gate passed" in output, output
     client = MlflowClient(local_platform.config.tracking.uri)
     version = client.get_model_version(model_name, aliases_of(client, model_name)[CHALLENGER])
-    assert version.tags[DATA_VERSION_TAG] == version_of(table)
+    assert version.tags[DATA_VERSION_TAG] == version_of(table, load_config(path).data)  # the release's columns
     run = client.get_run(version.run_id).data
     assert run.tags["data_source"] == (data.get("source") or db_env.render_as_string(hide_password=True))
     assert TRAINER_PASSWORD not in str(run)
