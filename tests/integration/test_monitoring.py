@@ -40,6 +40,7 @@ from pipelines.train import train
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
+from services.monitoring.margins import METRIC as MARGIN_METRIC
 from services.monitoring.observability import heartbeat_age_s, job_logger
 from services.monitoring.records import add_to_workspace
 from services.monitoring.reference import FeatureSchema
@@ -359,6 +360,17 @@ def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
             timeout=10,
         ).json()
         assert series["series"][0]["values"] == [0.0]  # the reference against itself: nothing drifted
+        # Per column, the margin past its own threshold: one direction for distances and p-values, none above 0.
+        assert "Drift margin per column: past its own threshold, above 0 = drifted" in [
+            panel["title"] for panel in dashboard["panels"]]
+        margins = httpx.post(
+            f"{url}/api/v2/snapshots/{project_id}/data_series_batch",
+            json={"series_filter": [{"tags": [], "metadata": {}, "metric": f"evidently:metric_v2:{MARGIN_METRIC}",
+                                     "metric_labels": {}}]},
+            timeout=10,
+        ).json()["series"]
+        assert {line["params"]["column"] for line in margins} == set(schema.columns)
+        assert all(value <= 0 for line in margins for value in line["values"])
         assert ui_process(config).pid_file == tmp_path / "state" / "run" / "monitoring-ui.pid"
         assert (tmp_path / "state" / "logs" / "monitoring-ui.log").exists()
     finally:
