@@ -35,7 +35,8 @@ WORKSPACE_DIR = f"{STATE_DIR}/workspace"
 MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
 UI_SECRET_FILE = f"{SECRETS_DIR}/evidently-ui"
 # Healthy while the job's heartbeat is fresh (two intervals plus a start-up grace); the command loads
-# only the standard library, so probing every 30 s costs nothing.
+# the standard library and pydantic (the policy gives the interval), never Evidently or MLflow, so probing
+# every 30 s stays cheap.
 HEARTBEAT_PROBE = ["CMD", "python", "-m", "services.monitoring", "--healthcheck"]
 
 
