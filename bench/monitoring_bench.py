@@ -48,8 +48,8 @@ from services.monitoring.drift import (  # noqa: E402
 )
 from services.monitoring.inference_log import WindowSpec, read_window  # noqa: E402
 from services.monitoring.log_index import LogIndex  # noqa: E402
+from services.monitoring.policy import MonitoringPolicy  # noqa: E402
 from services.monitoring.reference import FeatureSchema  # noqa: E402
-from services.monitoring.settings import MonitorSettings  # noqa: E402
 
 RESULTS = REPO_ROOT / "bench" / "results" / "monitoring.md"
 MODEL = "bench-model"
@@ -60,10 +60,7 @@ LOANS_SCHEMA = FeatureSchema(
     numerical=["age", "income", "loan_amount", "credit_score", "debt_ratio"],
     categorical=["employment", "region", "purpose"],
 )
-DEFAULTS = MonitorSettings(
-    tracking_uri="unused", model_name=MODEL, inference_log_dir=Path(), workspace_dir=Path(),
-    reports_dir=Path(), heartbeat_file=Path(),
-)
+DEFAULTS = MonitoringPolicy()
 WRITE_CHUNK = 50_000
 DAYS = 30
 FIRST_DAY = datetime(2026, 11, 1, tzinfo=UTC)

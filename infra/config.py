@@ -16,6 +16,13 @@ import pulumi
 from config_artifacts import ARTIFACT_KEYS, ArtifactStore, read_artifact_store
 from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
+from config_monitoring import (
+    MONITORING_KEYS,
+    PolicySource,
+    check_serves_that_model,
+    moved_key_problems,
+    read_monitoring_policy,
+)
 from config_reader import ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
 
@@ -38,7 +45,8 @@ from services.contract import (
 )
 
 # Re-exported: the components import every config type from here.
-__all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "StackConfig", "StackConfigError", "load_stack_config"]
+__all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "PolicySource", "StackConfig", "StackConfigError",
+           "load_stack_config"]
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -105,7 +113,7 @@ class StackConfig:
     candidate_version: str
     model_name: str
     model_version: str
-    monitoring_interval_minutes: float
+    monitoring: PolicySource  # the served model's monitoring policy (its pipeline config's monitoring section)
     restart_policy: str
     health_timeout_seconds: int
     memory: MemoryLimits
@@ -117,13 +125,13 @@ class StackConfig:
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
-KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | frozenset({
+KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | frozenset({
     "target",
     "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
-    SERVING_IMAGE_KEY, "modelName", MODEL_VERSION_KEY, "monitoringIntervalMinutes", CANARY_IMAGE_KEY,
+    SERVING_IMAGE_KEY, "modelName", MODEL_VERSION_KEY, CANARY_IMAGE_KEY,
     CANARY_VERSION_KEY, CANARY_PERCENT_KEY, CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY,
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb", "seaweedfsMemoryMb",
@@ -133,6 +141,8 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | frozenset({
 def _reject_unknown_keys(project: str) -> None:
     namespace = f"{project}:"
     keys = {key for key in [*get_config_env(), *CONFIG.get()] if key.startswith(namespace)}
+    if moved := moved_key_problems({key.removeprefix(namespace) for key in keys}, namespace):
+        raise StackConfigError("; ".join(moved))
     unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS)
     if unknown:
         raise StackConfigError(
@@ -189,11 +199,13 @@ def load_stack_config() -> StackConfig:
     candidate_image = read.string(CANDIDATE_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
-    interval = read.number("monitoringIntervalMinutes", 5.0, float, 0.1, 24 * 60)
+    model_name = read.string("modelName", "loan-default", _MODEL_NAME)
+    monitoring = read_monitoring_policy(read)
+    check_serves_that_model(read, monitoring, model_name)
     tls = read_edge_tls(read)
     artifacts = read_artifact_store(read, target)
     kubernetes = read_kubernetes_config(read, SharedSettings(
-        name_prefix=name_prefix, tracking_backend=backend, monitoring_interval_minutes=interval, image_tag=image_tag,
+        name_prefix=name_prefix, tracking_backend=backend, monitoring=monitoring, image_tag=image_tag,
         serving_image=serving_image, canary_image=canary_image, candidate_image=candidate_image,
         auth_enabled=auth_enabled,
         tls_enabled=tls is not None)) if target == "kubernetes" else None
@@ -231,10 +243,10 @@ def load_stack_config() -> StackConfig:
         canary_percent=read.number(CANARY_PERCENT_KEY, 10, int, 1, 50),
         candidate_image=candidate_image or None,
         candidate_version=read.string(CANDIDATE_VERSION_KEY, NO_VERSION, _VERSION),
-        model_name=read.string("modelName", "loan-default", _MODEL_NAME),
+        model_name=model_name,
         model_version=read.string(MODEL_VERSION_KEY, NO_VERSION if not serving_image else "unknown",
                                   _VERSION),
-        monitoring_interval_minutes=interval,
+        monitoring=monitoring,
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),
         memory=_memory_limits(read),

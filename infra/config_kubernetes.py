@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import pulumi
+from config_monitoring import PolicySource
 from config_reader import ConfigReader
 from pulumi.runtime.config import is_config_secret
 
@@ -24,7 +25,7 @@ class KubernetesConfig:
     serving_max_replicas: int
     shared_storage_class: str  # "" is the cluster's default; it must offer ReadWriteMany
     client_namespace: str  # "" lets only pods of the platform's own namespace reach its services
-    monitoring_schedule: str  # the CronJob's schedule, from monitoringIntervalMinutes
+    monitoring_schedule: str  # the CronJob's schedule, from the monitoring policy's interval_minutes
     # With trackingBackend postgres: postgresql://user:password@host:port/db, as a secret, and its port.
     postgres_uri: pulumi.Output[str] | None
     postgres_port: int | None
@@ -62,17 +63,18 @@ def mutable_image_problem(reference: str) -> str | None:
     return f"has the moving tag :{tag}" if tag in MUTABLE_TAGS else None
 
 
-def _cron_schedule(read: ConfigReader, minutes: float) -> str:
-    """A CronJob schedule that runs every `minutes`: cron steps restart each hour and day, so only
+def _cron_schedule(read: ConfigReader, monitoring: PolicySource) -> str:
+    """A CronJob schedule that runs every interval of the policy: cron steps restart each hour and day, so only
     whole minutes dividing 60 and whole hours dividing 24 keep a steady interval."""
+    minutes = monitoring.policy.interval_minutes
     if minutes == int(minutes) and 60 % int(minutes) == 0:
         return "0 * * * *" if minutes == 60 else f"*/{int(minutes)} * * * *"
     hours = minutes / 60
     if hours == int(hours) and 24 % int(hours) == 0:
         return "0 0 * * *" if hours == 24 else f"0 */{int(hours)} * * *"
-    raise read.fail("monitoringIntervalMinutes",
-                    f"on the kubernetes target it is a CronJob schedule: whole minutes dividing 60 or whole hours "
-                    f"dividing 24, e.g. 5, 15, 60, 360 (got {minutes:g})")
+    raise monitoring.fail(read, "interval_minutes",
+                          f"on the kubernetes target it is a CronJob schedule: whole minutes dividing 60 or whole "
+                          f"hours dividing 24, e.g. 5, 15, 60, 360 (got {minutes:g})")
 
 
 def _postgres_uri(read: ConfigReader) -> tuple[pulumi.Output[str], int]:
@@ -111,7 +113,7 @@ class SharedSettings:
 
     name_prefix: str
     tracking_backend: str
-    monitoring_interval_minutes: float
+    monitoring: PolicySource
     image_tag: str
     serving_image: str
     canary_image: str
@@ -171,7 +173,7 @@ def read_kubernetes_config(read: ConfigReader, shared: SharedSettings) -> Kubern
         serving_max_replicas=read.number("servingMaxReplicas", max(6, replicas), int, replicas, 1000),
         shared_storage_class=read.string("sharedStorageClass", "", re.compile(r"^$|^[a-z0-9][a-z0-9.-]*$")),
         client_namespace=client_namespace,
-        monitoring_schedule=_cron_schedule(read, shared.monitoring_interval_minutes),
+        monitoring_schedule=_cron_schedule(read, shared.monitoring),
         postgres_uri=postgres_uri,
         postgres_port=postgres_port,
         ingress_domain=ingress_domain,

@@ -26,6 +26,7 @@ from services.contract import (
     ALERT_WEBHOOK_URL_FILE_ENV,
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    MONITORING_POLICY_ENV,
 )
 
 UI_PORT = 8000
@@ -34,7 +35,8 @@ WORKSPACE_DIR = f"{STATE_DIR}/workspace"
 MLFLOW_CREDENTIALS_FILE = "/home/app/.mlflow/credentials"
 UI_SECRET_FILE = f"{SECRETS_DIR}/evidently-ui"
 # Healthy while the job's heartbeat is fresh (two intervals plus a start-up grace); the command loads
-# only the standard library, so probing every 30 s costs nothing.
+# the standard library and pydantic (the policy gives the interval), never Evidently or MLflow, so probing
+# every 30 s stays cheap.
 HEARTBEAT_PROBE = ["CMD", "python", "-m", "services.monitoring", "--healthcheck"]
 
 
@@ -94,7 +96,8 @@ class Monitoring(pulumi.ComponentResource):
                 f"MONITORING_REPORTS_DIR={STATE_DIR}/reports",
                 # Container-local, so a replaced container never inherits a fresh-looking beat.
                 "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
-                f"MONITORING_INTERVAL_MINUTES={config.monitoring_interval_minutes:g}",
+                # The served model's policy: thresholds, window, action, interval (services/monitoring/policy.py).
+                f"{MONITORING_POLICY_ENV}={config.monitoring.policy.to_json()}",
                 *(f"{variable}={value}" for variable, value in alert.env.items()),
             ],
             # The job only reads what serving logs.

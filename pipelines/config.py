@@ -32,7 +32,8 @@ from pipelines.fairness_limits import limits_of_task
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
-from services.contract import CLASSIFICATION, MONITORING_EXPERIMENT, OnDrift, TaskName
+from services.contract import CLASSIFICATION, TaskName
+from services.monitoring.policy import MonitoringPolicy
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
 CONFIG_ENV = "PIPELINE_CONFIG"
@@ -173,30 +174,10 @@ class AlertConfig(Section):
     attempts: int = Field(4, ge=1, description="tries, with a doubling pause between them")
 
 
-class MonitoringConfig(Section):
-    experiment: str = MONITORING_EXPERIMENT
-    min_rows: int = Field(200, ge=1, description="fewer logged rows in the window -> NOT ENOUGH DATA")
-    drift_share_threshold: float = Field(
-        0.3, gt=0.0, le=1.0, description="share of drifted feature columns that makes the verdict DRIFT"
-    )
-    window_rows: int | None = Field(
-        None, ge=1, description="judge only the newest N rows; default: since the last report"
-    )
-    window_hours: float | None = Field(None, gt=0, description="judge only rows of the last N hours")
-    max_sample_rows: int = Field(
-        50_000, ge=1000, description="rows per side given to Evidently; larger windows are sampled"
-    )
-    on_drift: OnDrift = "retrain"
-    cooldown_minutes: float = Field(60.0, ge=0, description="one drift episode triggers one retrain request")
-    interval_minutes: float = Field(5.0, gt=0, description="how often the stack's monitoring job runs")
-    max_missing_share_increase: float = Field(
-        0.1, gt=0.0, le=1.0,
-        description="a feature whose share of missing values rises by more than this vs the reference counts as "
-                    "drifted (one with no value in the window always does)",
-    )
-    log_retention_days: int = Field(
-        30, ge=1, description="inference log files of days older than this are not read (never deleted)"
-    )
+class MonitoringConfig(MonitoringPolicy):
+    """The monitoring service's policy (services/monitoring/policy.py: every key, default and bound), plus what
+    only the local run has: its drift alert. The stack's job gets the same policy from this section."""
+
     alert: AlertConfig | None = Field(None, description="a webhook told once per drift episode (a retrain request)")
 
 

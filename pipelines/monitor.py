@@ -18,6 +18,7 @@ from pipelines.config import AlertConfig, ConfigError, PipelineConfig
 from pipelines.uris import split_credentials
 from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 from services.monitoring.observability import job_logger, json_handler
+from services.monitoring.policy import PolicyError
 from services.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ def monitor_settings(
 ) -> MonitorSettings:
     """The job's settings from the pipeline config; arguments given here override the config's window and action."""
     monitoring, state = config.monitoring, monitoring_dir(config)
+    try:
+        policy = monitoring.overridden(on_drift=on_drift, window_rows=window_rows, window_hours=window_hours)
+    except PolicyError as exc:
+        raise ConfigError(f"monitoring settings given to this run: {exc}") from None
     return MonitorSettings(
         # Credentials travel in MLFLOW_TRACKING_USERNAME / _PASSWORD (set by `connect`), never in the URI.
         tracking_uri=split_credentials(config.tracking.resolved_uri)[0],
@@ -47,17 +52,7 @@ def monitor_settings(
         workspace_dir=state / "workspace",
         reports_dir=state / "reports",
         heartbeat_file=state / "heartbeat",
-        experiment=monitoring.experiment,
-        min_rows=monitoring.min_rows,
-        drift_share_threshold=monitoring.drift_share_threshold,
-        window_rows=window_rows if window_rows is not None else monitoring.window_rows,
-        window_hours=window_hours if window_hours is not None else monitoring.window_hours,
-        max_sample_rows=monitoring.max_sample_rows,
-        on_drift=on_drift or monitoring.on_drift,  # type: ignore[arg-type]  # MonitorSettings checks the value
-        cooldown_minutes=monitoring.cooldown_minutes,
-        interval_minutes=monitoring.interval_minutes,
-        max_missing_share_increase=monitoring.max_missing_share_increase,
-        log_retention_days=monitoring.log_retention_days,
+        policy=policy,
         log_index_file=state / "log-index.json",
         seed=config.data.seed,
         alert=_alert(monitoring.alert),

@@ -45,6 +45,10 @@ DATA_VERSION_TAG = "data_version"  # sha256 of the full training table
 # The experiment the monitoring job records its reports (and retrain requests) in; a release closes them there.
 MONITORING_EXPERIMENT = "monitoring"
 
+# The env variable carrying one model's monitoring policy to the stack's job, as JSON
+# (services/monitoring/policy.py; infra/monitoring.py writes it, services/monitoring/settings.py reads it).
+MONITORING_POLICY_ENV = "MONITORING_POLICY"
+
 # What monitoring's DRIFT verdict triggers: the pipeline config's `monitoring.on_drift` and the job's env.
 OnDrift = Literal["retrain", "none"]
 ON_DRIFT_CHOICES: tuple[OnDrift, ...] = get_args(OnDrift)

@@ -34,7 +34,7 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
-from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT
+from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT, MONITORING_POLICY_ENV
 
 JOB, UI = "monitoring", "monitoring-ui"
 # `python -m services.monitoring` exits 3 on DRIFT, 4 on NOT ENOUGH DATA and 2 on bad settings: a verdict,
@@ -86,7 +86,7 @@ class Monitoring(pulumi.ComponentResource):
                 INFERENCE_LOG_ENV: INFERENCE_LOG_MOUNT,
                 "MONITORING_WORKSPACE": WORKSPACE_DIR,
                 "MONITORING_REPORTS_DIR": f"{STATE_DIR}/reports",
-                "MONITORING_INTERVAL_MINUTES": f"{config.monitoring_interval_minutes:g}",
+                MONITORING_POLICY_ENV: config.monitoring.policy.to_json(),  # its interval is the CronJob's schedule
                 **alert.env,
             },
             mounts=mounts,

@@ -26,11 +26,11 @@ START_GRACE_S = 120.0  # the first run also downloads the training snapshot
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.monitoring", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--loop", action="store_true", help="run every MONITORING_INTERVAL_MINUTES until stopped")
+    mode.add_argument("--loop", action="store_true", help="run every interval_minutes of the policy until stopped")
     mode.add_argument("--healthcheck", action="store_true",
                       help="exit 0 if the loop's heartbeat is fresh and its last run succeeded")
     mode.add_argument("--trace", metavar="REQUEST_ID", help="print where one prediction was logged and judged")
-    parser.add_argument("--on-drift", choices=ON_DRIFT_CHOICES, help="override MONITORING_ON_DRIFT")
+    parser.add_argument("--on-drift", choices=ON_DRIFT_CHOICES, help="override the policy's on_drift")
     parser.add_argument("--window-rows", type=int, help="judge the newest N rows instead of 'since the last report'")
     parser.add_argument("--window-hours", type=float, help="judge the rows of the last N hours")
     return parser.parse_args(argv)
@@ -42,9 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
-        settings = MonitorSettings.from_env()
-        overrides = {"on_drift": args.on_drift, "window_rows": args.window_rows, "window_hours": args.window_hours}
-        settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings = MonitorSettings.from_env().overridden(
+            on_drift=args.on_drift, window_rows=args.window_rows, window_hours=args.window_hours)
     except SettingsError as exc:
         print(f"monitoring: {exc}", file=sys.stderr)
         return 2
@@ -92,7 +91,7 @@ def _trace(settings: MonitorSettings, request_id: str) -> int:
 
 def _healthcheck(settings: MonitorSettings) -> int:
     age = heartbeat_age_s(settings.heartbeat_file)
-    limit = HEALTHY_BEATS * settings.interval_minutes * 60 + START_GRACE_S
+    limit = HEALTHY_BEATS * settings.policy.interval_minutes * 60 + START_GRACE_S
     if age is None:
         print(f"no heartbeat at {settings.heartbeat_file}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset, DataSummaryPreset
 from evidently.tests import gte
 
+from services.monitoring.margins import ColumnDriftMargin, drift_margin
 from services.monitoring.missing import MissingShift, missing_shares, missing_shifts
 from services.monitoring.reference import FeatureSchema
 from services.monitoring.tasks import PREDICTION, TARGET, MonitoredTask
@@ -55,10 +56,8 @@ class ColumnDrift:
 
     @property
     def margin(self) -> float:
-        """How many times past its threshold the score is: distances drift above it, p-values below."""
-        if self.score >= self.threshold:
-            return self.score / self.threshold
-        return self.threshold / max(self.score, 1e-300)
+        """How far past its threshold the score is, above 0 when drifted (margins.py)."""
+        return drift_margin(self.score, self.threshold, self.drifted)
 
 
 @dataclass(frozen=True)
@@ -153,11 +152,17 @@ def run_drift_report(window: PreparedWindow, *, drift_share_threshold: float, mi
     definition = DataDefinition(
         numerical_columns=window.schema.numerical, categorical_columns=window.schema.categorical
     )
+    methods = drift_methods(len(window.current))
+    # One margin per column, from the ValueDrift the preset makes for it (same column and method).
+    margins = [ColumnDriftMargin(column=column, method=methods.get(kind))
+               for kind, columns in (("num_method", window.schema.numerical), ("cat_method", window.schema.categorical))
+               for column in columns]
     report = Report(
         [
-            DataDriftPreset(drift_share=drift_share_threshold, **drift_methods(len(window.current))),
+            DataDriftPreset(drift_share=drift_share_threshold, **methods),
             # The default row-count test expects the reference's size; the job's own floor is the useful test.
             DataSummaryPreset(row_count_tests=[gte(min_rows)]),
+            *margins,
         ],
         include_tests=True,
     )

@@ -41,7 +41,7 @@ def run_once(
 ) -> MonitorResult:
     say = progress or (lambda _message: None)
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    experiment = experiment_id(client, settings.experiment)
+    experiment = experiment_id(client, settings.policy.experiment)
     window = _window_spec(client, settings, experiment)
     scan = _scan(settings, window, say)
     references = references or ReferenceCache()
@@ -56,7 +56,7 @@ def run_once(
     retrain_requested = _request_retrain(client, settings, deciding, champion)
     # The experiment may have been created by this very run.
     report_url = run_url(
-        settings.tracking_uri, experiment or experiment_id(client, settings.experiment), deciding.mlflow_run_id
+        settings.tracking_uri, experiment or experiment_id(client, settings.policy.experiment), deciding.mlflow_run_id
     )
     if retrain_requested and settings.alert is not None:  # a new drift episode: its one alert
         _alert(client, settings.alert, settings.model_name, deciding, report_url)
@@ -87,11 +87,12 @@ def run_once(
 
 def _window_spec(client: MlflowClient, settings: MonitorSettings, experiment: str | None) -> WindowSpec:
     now = datetime.now(UTC)
-    if settings.explicit_window:
-        hours = settings.window_hours
-        return WindowSpec(not_before=now - timedelta(hours=hours) if hours else None, newest_rows=settings.window_rows)
+    policy = settings.policy
+    if policy.explicit_window:
+        hours = policy.window_hours
+        return WindowSpec(not_before=now - timedelta(hours=hours) if hours else None, newest_rows=policy.window_rows)
     # Reports older than the retention cannot bound a row still read (a day's margin for late-written rows).
-    oldest = retention_start(now, settings.log_retention_days) - timedelta(days=1)
+    oldest = retention_start(now, policy.log_retention_days) - timedelta(days=1)
     return WindowSpec(since=last_judged_window_ends(client, settings.model_name, experiment, started_after=oldest))
 
 
@@ -103,10 +104,10 @@ def _scan(settings: MonitorSettings, window: WindowSpec, say: Progress) -> LogSc
         settings.inference_log_dir,
         settings.model_name,
         window,
-        sample_rows=settings.max_sample_rows,
+        sample_rows=settings.policy.max_sample_rows,
         seed=settings.seed,
         index=index,
-        retention_days=settings.log_retention_days,
+        retention_days=settings.policy.log_retention_days,
     )
     index_error = None
     if index is not None and index_file is not None:
@@ -172,7 +173,7 @@ def _champion_if_needed(
     client: MlflowClient, settings: MonitorSettings, results: list[VersionResult]
 ) -> ModelVersion | None:
     """The serving version, looked up only when a DRIFT verdict could open a retrain request."""
-    if settings.on_drift != "retrain" or all(r.verdict is not Verdict.DRIFT for r in results):
+    if settings.policy.on_drift != "retrain" or all(r.verdict is not Verdict.DRIFT for r in results):
         return None
     return champion_version(client, settings.model_name)
 
@@ -188,13 +189,13 @@ def _request_retrain(
     client: MlflowClient, settings: MonitorSettings, deciding: VersionResult, champion: ModelVersion | None
 ) -> bool:
     """On the champion's DRIFT with on_drift=retrain, a retrain request unless one is open or within the cooldown."""
-    if deciding.verdict is not Verdict.DRIFT or settings.on_drift != "retrain" or not deciding.mlflow_run_id:
+    if deciding.verdict is not Verdict.DRIFT or settings.policy.on_drift != "retrain" or not deciding.mlflow_run_id:
         return False
     requested = champion is not None and champion.version == deciding.model_version and request_retrain_if_due(
         client,
-        settings.experiment,
+        settings.policy.experiment,
         report_run_id=deciding.mlflow_run_id,
-        cooldown=timedelta(minutes=settings.cooldown_minutes),
+        cooldown=timedelta(minutes=settings.policy.cooldown_minutes),
         champion=champion,
     )
     if not requested:  # a request tags its own run (retrain.py)
@@ -237,7 +238,7 @@ def run_forever(settings: MonitorSettings, stop: threading.Event) -> None:
     next run is going: the health check fails on it, so a job whose every run fails does not look healthy.
     """
     references = ReferenceCache()
-    log_event("monitoring.start", model_name=settings.model_name, interval_minutes=settings.interval_minutes)
+    log_event("monitoring.start", model_name=settings.model_name, policy=settings.policy.model_dump())
     last_error: str | None = None
     while not stop.is_set():
         touch_heartbeat(settings.heartbeat_file, state="running", last_error=last_error)
@@ -250,5 +251,5 @@ def run_forever(settings: MonitorSettings, stop: threading.Event) -> None:
         else:
             last_error = None
             touch_heartbeat(settings.heartbeat_file, state="idle", verdict=str(result.verdict), summary=result.summary)
-        stop.wait(settings.interval_minutes * 60)
+        stop.wait(settings.policy.interval_minutes * 60)
     log_event("monitoring.stop", model_name=settings.model_name)

@@ -121,7 +121,7 @@ Judgement = Judged | NotJudged
 
 def too_few_rows(settings: MonitorSettings, traffic: VersionTraffic) -> NotJudged | None:
     """The check that needs no reference, so a thin window costs no download."""
-    if traffic.rows < settings.min_rows:
+    if traffic.rows < settings.policy.min_rows:
         return NotJudged(traffic, Shortfall.TOO_FEW_ROWS)
     return None
 
@@ -144,20 +144,21 @@ def judge(
     if progress:
         sampled, version = len(window.current), traffic.model_version
         progress(f"judging {sampled:,} sampled of {traffic.rows:,} rows of v{version} with Evidently")
-    drift = run_drift_report(window, drift_share_threshold=settings.drift_share_threshold, min_rows=settings.min_rows)
+    policy = settings.policy
+    drift = run_drift_report(window, drift_share_threshold=policy.drift_share_threshold, min_rows=policy.min_rows)
     # A feature gone missing is drift too (missing.py), though Evidently only compares the values there are.
-    findings = count_missing(read_findings(drift.dict()), window, max_increase=settings.max_missing_share_increase)
+    findings = count_missing(read_findings(drift.dict()), window, max_increase=policy.max_missing_share_increase)
     verdict = decide_verdict(
         traffic.rows,
         findings.drift_share,
-        min_rows=settings.min_rows,
-        drift_share_threshold=settings.drift_share_threshold,
+        min_rows=policy.min_rows,
+        drift_share_threshold=policy.drift_share_threshold,
     )
     task = monitored_task(reference.task)
     served = prediction_drift(traffic.keys()[PREDICTION], reference.target_values, task)
     quality = quality_of(
         traffic, task, labels or partial(read_labels, settings.inference_log_dir),
-        min_labeled_rows=settings.min_labeled_rows,
+        min_labeled_rows=policy.min_labeled_rows,
     )
     return Judged(traffic, reference, window, findings, verdict, drift, quality,
                   PredictionDrift(*served) if served else None)

@@ -78,7 +78,7 @@ def record_judged(
     extra_paths = [save_html(snapshot, settings.reports_dir / f"{name}-v{version}-{stamp}-{suffix}.html")
                    for suffix, snapshot, _ in extra]
     if progress:
-        progress(f"recording the report in MLflow ({settings.experiment}) and the Evidently workspace")
+        progress(f"recording the report in MLflow ({settings.policy.experiment}) and the Evidently workspace")
     record = WindowRecord(judged, summary, report_path, extra_paths)
     run_id = record_in_mlflow(client, settings, record, skipped_lines=skipped_lines)
     window_name = f"v{version} {traffic.first_at:%Y-%m-%d %H:%M}-{traffic.last_at:%H:%M} UTC"
@@ -162,7 +162,8 @@ def record_in_mlflow(
     """One run per judged window: overall and per-column metrics, the HTML report, tags naming version and window."""
     judged = record.judged
     traffic, findings, window = judged.traffic, judged.findings, judged.window
-    experiment = experiment_id(client, settings.experiment) or client.create_experiment(settings.experiment)
+    name = settings.policy.experiment
+    experiment = experiment_id(client, name) or client.create_experiment(name)
     run = client.create_run(
         experiment,
         run_name=f"{settings.model_name}-v{traffic.model_version}-{traffic.last_at:%Y%m%dT%H%M%S}",
@@ -172,7 +173,7 @@ def record_in_mlflow(
             "verdict": str(judged.verdict),
             "window_start": traffic.first_at.isoformat(),
             "window_rows": str(traffic.rows),
-            "window_kind": "explicit" if settings.explicit_window else "since_last_report",
+            "window_kind": "explicit" if settings.policy.explicit_window else "since_last_report",
             "reference_run_id": judged.reference.run_id,
             "task": judged.reference.task,
             **prediction_tags(judged),
@@ -200,9 +201,9 @@ def record_in_mlflow(
         }
         metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
         params = [
-            Param("drift_share_threshold", str(settings.drift_share_threshold)),
-            Param("min_rows", str(settings.min_rows)),
-            Param("max_sample_rows", str(settings.max_sample_rows)),
+            Param("drift_share_threshold", str(settings.policy.drift_share_threshold)),
+            Param("min_rows", str(settings.policy.min_rows)),
+            Param("max_sample_rows", str(settings.policy.max_sample_rows)),
         ]
         client.log_batch(run_id, params=params)
         for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):

@@ -183,7 +183,7 @@ class ReferenceCache:
             self._items.move_to_end(version)
             return self._items[version]
         reference = load_reference(
-            client, settings.model_name, version, max_rows=settings.max_sample_rows, seed=settings.seed
+            client, settings.model_name, version, max_rows=settings.policy.max_sample_rows, seed=settings.seed
         )
         self._items[version] = reference
         if len(self._items) > self._size:

@@ -1,16 +1,18 @@
-"""What one monitoring job needs to know, read from the environment in the stack.
+"""What one monitoring job needs to know: the model's policy (policy.py) plus the paths, URIs and secrets.
 
-This package needs evidently, pandas, pyarrow, the MLflow client, the standard library and
+In the stack they come from the environment (`from_env`); the policy as one JSON variable, MONITORING_POLICY.
+This package needs evidently, pandas, pyarrow, pydantic, the MLflow client, the standard library and
 `services.contract`: the job's container does not ship the `pipelines` package. Locally
 `pipelines.monitor` builds the same settings from the pipeline config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,11 +21,10 @@ from services.contract import (
     ALERT_TOKEN_FILE_ENV,
     ALERT_WEBHOOK_URL_FILE_ENV,
     INFERENCE_LOG_ENV,
-    MONITORING_EXPERIMENT,
-    ON_DRIFT_CHOICES,
-    OnDrift,
+    MONITORING_POLICY_ENV,
 )
 from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
+from services.monitoring.policy import MonitoringPolicy, PolicyError, policy_from_json
 
 # The stack's health check reads this file's age; see README.md.
 DEFAULT_HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "monitoring.heartbeat"
@@ -42,57 +43,25 @@ class MonitorSettings:
     workspace_dir: Path
     reports_dir: Path
     heartbeat_file: Path
-    experiment: str = MONITORING_EXPERIMENT
-    min_rows: int = 200
-    drift_share_threshold: float = 0.3
-    window_rows: int | None = None
-    window_hours: float | None = None
-    max_sample_rows: int = 50_000
-    on_drift: OnDrift = "retrain"
-    cooldown_minutes: float = 60.0
-    interval_minutes: float = 5.0
-    min_labeled_rows: int = 50
-    max_missing_share_increase: float = 0.1
-    log_retention_days: int = 30
+    policy: MonitoringPolicy = field(default_factory=MonitoringPolicy)  # what it judges by, and how often
     log_index_file: Path | None = None  # per-file read offsets kept between runs; None: read the log whole
     seed: int = 0
     alert: AlertSettings | None = None  # the drift alert's webhook (alert.py); None: no alert
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.min_rows < 1:
-            problems.append(f"min_rows must be >= 1 (got {self.min_rows})")
-        if not 0 < self.drift_share_threshold <= 1:
-            problems.append(f"drift_share_threshold must be in (0, 1] (got {self.drift_share_threshold})")
-        if self.window_rows is not None and self.window_rows < 1:
-            problems.append(f"window_rows must be >= 1 (got {self.window_rows})")
-        if self.window_hours is not None and self.window_hours <= 0:
-            problems.append(f"window_hours must be > 0 (got {self.window_hours})")
-        if self.max_sample_rows < 1000:
-            problems.append(f"max_sample_rows must be >= 1000 (got {self.max_sample_rows})")
-        if self.on_drift not in ON_DRIFT_CHOICES:
-            problems.append(f"on_drift must be one of {', '.join(ON_DRIFT_CHOICES)} (got {self.on_drift!r})")
-        if self.cooldown_minutes < 0 or self.interval_minutes <= 0:
-            problems.append("cooldown_minutes must be >= 0 and interval_minutes > 0")
-        if not 0 < self.max_missing_share_increase <= 1:
-            problems.append(
-                f"max_missing_share_increase must be in (0, 1] (got {self.max_missing_share_increase})"
-            )
-        if self.log_retention_days < 1:
-            problems.append(f"log_retention_days must be >= 1 (got {self.log_retention_days})")
-        if self.alert is not None:
-            problems += self.alert.problems()
-        if problems:
+        if self.alert is not None and (problems := self.alert.problems()):
             raise SettingsError("; ".join(problems))
 
-    @property
-    def explicit_window(self) -> bool:
-        """A window set by rows or hours replaces the default 'since the last report'."""
-        return self.window_rows is not None or self.window_hours is not None
+    def overridden(self, **changes: object) -> MonitorSettings:
+        """These settings with policy keys changed (None keeps one), e.g. a run's --on-drift or --window-rows."""
+        try:
+            return dataclasses.replace(self, policy=self.policy.overridden(**changes))
+        except PolicyError as exc:
+            raise SettingsError(str(exc)) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> MonitorSettings:
-        """The stack's way in: every field from `MONITORING_*` and friends, thresholds default to the config's."""
+        """The stack's way in: paths and URIs from `MONITORING_*` and friends, the policy from MONITORING_POLICY."""
         env = os.environ if env is None else env
         workspace = Path(_required(env, "MONITORING_WORKSPACE"))
         reports = Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports"))
@@ -103,24 +72,26 @@ class MonitorSettings:
             workspace_dir=workspace,
             reports_dir=reports,
             heartbeat_file=Path(env.get("MONITORING_HEARTBEAT_FILE", DEFAULT_HEARTBEAT_FILE)),
-            experiment=env.get("MONITORING_EXPERIMENT", cls.experiment),
-            min_rows=_number(env, "MONITORING_MIN_ROWS", int, cls.min_rows),
-            drift_share_threshold=_number(env, "MONITORING_DRIFT_SHARE_THRESHOLD", float, cls.drift_share_threshold),
-            window_rows=_number(env, "MONITORING_WINDOW_ROWS", int, None),
-            window_hours=_number(env, "MONITORING_WINDOW_HOURS", float, None),
-            max_sample_rows=_number(env, "MONITORING_MAX_SAMPLE_ROWS", int, cls.max_sample_rows),
-            on_drift=env.get("MONITORING_ON_DRIFT", cls.on_drift),  # type: ignore[arg-type]  # checked in __post_init__
-            cooldown_minutes=_number(env, "MONITORING_COOLDOWN_MINUTES", float, cls.cooldown_minutes),
-            interval_minutes=_number(env, "MONITORING_INTERVAL_MINUTES", float, cls.interval_minutes),
-            min_labeled_rows=_number(env, "MONITORING_MIN_LABELED_ROWS", int, cls.min_labeled_rows),
-            max_missing_share_increase=_number(
-                env, "MONITORING_MAX_MISSING_SHARE_INCREASE", float, cls.max_missing_share_increase
-            ),
-            log_retention_days=_number(env, "MONITORING_LOG_RETENTION_DAYS", int, cls.log_retention_days),
+            policy=_policy_from_env(env),
             # Next to the reports by default: a writable volume in the stack (the log itself is read only).
             log_index_file=Path(env.get("MONITORING_LOG_INDEX_FILE", reports.parent / "monitoring-log-index.json")),
             alert=_alert_from_env(env),
         )
+
+
+def _policy_from_env(env: Mapping[str, str]) -> MonitoringPolicy:
+    """The policy the stack passed (infra/monitoring.py); without one, the policy's own defaults."""
+    if moved := sorted(f"MONITORING_{key.upper()}" for key in MonitoringPolicy.model_fields
+                       if f"MONITORING_{key.upper()}" in env):
+        raise SettingsError(f"environment variable {moved[0]} is no longer read: every monitoring setting travels "
+                            f"in {MONITORING_POLICY_ENV}, one JSON object (services/monitoring/README.md)")
+    raw = env.get(MONITORING_POLICY_ENV, "").strip()
+    if not raw:
+        return MonitoringPolicy()
+    try:
+        return policy_from_json(raw)
+    except PolicyError as exc:
+        raise SettingsError(f"environment variable {MONITORING_POLICY_ENV}: {exc}") from None
 
 
 def _alert_from_env(env: Mapping[str, str]) -> AlertSettings | None:

@@ -56,7 +56,7 @@ def prediction_summary(prediction: PredictionDrift | None) -> str:
 def not_judged_summary(name: str, not_judged: NotJudged, settings: MonitorSettings) -> str:
     version = not_judged.model_version
     if not_judged.shortfall is Shortfall.TOO_FEW_ROWS:
-        return f"{name} v{version}: {not_judged.rows} rows in the window, {settings.min_rows} needed"
+        return f"{name} v{version}: {not_judged.rows} rows in the window, {settings.policy.min_rows} needed"
     if not_judged.shortfall is Shortfall.NO_REFERENCE:
         return f"{name} v{version}: no reference, {not_judged.problem}"
     features = not_judged.reference.schema.columns if not_judged.reference else []
@@ -74,7 +74,7 @@ def drift_summary(
     relation = ">=" if verdict is Verdict.DRIFT else "<"
     text = (
         f"{name} v{version}: {findings.drifted_count} of {findings.column_count} columns drifted "
-        f"(share {findings.drift_share:.2f} {relation} {settings.drift_share_threshold:.2f})"
+        f"(share {findings.drift_share:.2f} {relation} {settings.policy.drift_share_threshold:.2f})"
     )
     gone = {m.column: m.label for m in findings.missing}
     if findings.drifted:
@@ -114,17 +114,18 @@ def overall_summary(
 
 
 def no_request_reason(settings: MonitorSettings, deciding: Outcome, champion: str | None) -> str:
-    if settings.on_drift == "none":
+    if settings.policy.on_drift == "none":
         return "; no action (on_drift=none)"
     if deciding.model_version != champion:
         serving = f"v{champion} is" if champion else "no version is"
         return f"; no retrain request: v{deciding.model_version} is not @{CHAMPION_ALIAS} ({serving})"
-    return f"; retrain already requested or done within the last {settings.cooldown_minutes:g} min (cooldown)"
+    cooldown = settings.policy.cooldown_minutes
+    return f"; retrain already requested or done within the last {cooldown:g} min (cooldown)"
 
 
 def nothing_to_judge_summary(settings: MonitorSettings, scan: LogScan, window: WindowSpec) -> str:
     """The run's line when the window holds no logged rows of any version."""
-    since = "in the window" if settings.explicit_window or not window.since else "since the last report"
+    since = "in the window" if settings.policy.explicit_window or not window.since else "since the last report"
     summary = f"{Verdict.NOT_ENOUGH_DATA}: {settings.model_name}: no logged rows {since}"
     if scan.problems:
         summary += f"; {scan.problems[0]}"

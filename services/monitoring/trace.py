@@ -53,7 +53,7 @@ def trace_request(settings: MonitorSettings, request_id: str) -> Trace | None:
         return None
     version, stamp, log_file = logged
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    experiment = experiment_id(client, settings.experiment)
+    experiment = experiment_id(client, settings.policy.experiment)
     covering = None
     if experiment is not None:
         runs = client.search_runs(

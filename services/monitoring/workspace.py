@@ -9,6 +9,8 @@ from evidently.sdk.models import PanelMetric
 from evidently.sdk.panels import counter_panel, line_plot_panel
 from evidently.ui.workspace import Project, Workspace
 
+from services.monitoring.margins import METRIC
+
 
 def add_to_workspace(workspace_dir: Path, project_name: str, snapshot: Snapshot, name: str) -> str:
     """Add the report to the Evidently workspace the UI serves (one project per model); the snapshot id."""
@@ -25,7 +27,7 @@ def add_to_workspace(workspace_dir: Path, project_name: str, snapshot: Snapshot,
 
 
 def _add_drift_dashboard(project: Project) -> None:
-    """Panels over all reports of the project: drift share and per-column scores through time."""
+    """Panels over all reports of the project: drift share and per-column drift margins through time."""
     share = PanelMetric(legend="share", metric="DriftedColumnsCount", metric_labels={"value_type": "share"})
     project.dashboard.add_panel(
         counter_panel(title="Share of drifted columns, last report", values=[share], size="half", aggregation="last")
@@ -41,8 +43,9 @@ def _add_drift_dashboard(project: Project) -> None:
     project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns", values=[share]))
     project.dashboard.add_panel(
         line_plot_panel(
-            title="Drift score per column",
-            description="distance (higher = more drift) or p-value (lower = more drift), see the report",
-            values=[PanelMetric(legend="{{column}}", metric="ValueDrift", metric_labels={})],
+            title="Drift margin per column: past its own threshold, above 0 = drifted",
+            description="(score - threshold) / threshold for distances, (threshold - p-value) / threshold for "
+                        "p-value tests, so every column points one way; the report has the raw scores",
+            values=[PanelMetric(legend="{{column}}", metric=METRIC, metric_labels={})],
         )
     )

@@ -34,7 +34,8 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
-PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "config_artifacts", "containers",
+PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "config_artifacts",
+                   "config_monitoring", "containers",
                    "tracking", "object_store", "serving", "front", "monitoring", "kubernetes")
 
 

@@ -287,7 +287,6 @@ def test_the_flask_secret_is_required_naming_the_key():
      "ingressDomain: needs clientNamespace"),
     ({"target": "kubernetes"}, {}, "imageTag: has the moving tag :latest"),
     ({**SMALL, "servingImage": "registry.example.com/mlops-serving"}, {}, "servingImage: has no tag"),
-    ({**SMALL, "monitoringIntervalMinutes": "7"}, {}, "CronJob schedule"),
     ({**SMALL, "kubernetesNamespace": "Prod_NS"}, {}, "is not a DNS label"),
     ({**SMALL, "servingReplicas": "1"}, {}, "servingReplicas: must be between 2"),
     ({**SMALL, "trackingBackend": "postgres"}, {}, "postgresUri: is required"),
@@ -303,10 +302,3 @@ def test_bad_kubernetes_config_is_refused_naming_the_key(config, secrets, messag
     with pytest.raises(Exception, match="stack config") as failure:
         run_program(config, {**AUTH_SECRETS, **secrets})
     assert message in str(failure.value)
-
-
-def test_schedules_follow_the_interval():
-    for minutes, schedule in (("1", "*/1 * * * *"), ("60", "0 * * * *"), ("360", "0 */6 * * *"),
-                              ("1440", "0 0 * * *")):
-        found = manifests(declare({**SMALL, "monitoringIntervalMinutes": minutes}))
-        assert named(found, "CronJob", "monitoring")["spec"]["schedule"] == schedule

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -110,7 +111,7 @@ def test_clients_reach_mlflow_by_its_alias_and_share_the_inference_log(default_s
     assert env_of(job)["INFERENCE_LOG_DIR"] == log_dir
     assert mounts_of(serving)[log_dir]["volumeName"] == mounts_of(job)[log_dir]["volumeName"] == "mlops-inference-log"
     assert mounts_of(job)[log_dir]["readOnly"] is True
-    assert env_of(job)["MONITORING_INTERVAL_MINUTES"] == "5"
+    assert json.loads(env_of(job)["MONITORING_POLICY"])["interval_minutes"] == 5  # the demo config's
 
 
 def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
@@ -366,7 +367,6 @@ def test_pulumi_yaml_documents_the_defaults_the_code_uses(default_stack):
     [
         ({"mlflowPort": "70000"}, {}, "mlops-platform:mlflowPort: must be between 1 and 65535"),
         ({"servingPort": "http"}, {}, "mlops-platform:servingPort: must be a whole number"),
-        ({"monitoringIntervalMinutes": "often"}, {}, "mlops-platform:monitoringIntervalMinutes: must be a number"),
         ({"servingPort": "5000"}, {}, "ports must differ"),
         ({"trackingBackend": "mysql"}, {}, "mlops-platform:trackingBackend: must be one of sqlite, postgres"),
         ({"trackingBackend": "postgres"}, {}, "mlops-platform:postgresPassword: is required when trackingBackend"),

@@ -40,6 +40,7 @@ from pipelines.train import train
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
+from services.monitoring.margins import METRIC as MARGIN_METRIC
 from services.monitoring.observability import heartbeat_age_s, job_logger
 from services.monitoring.records import add_to_workspace
 from services.monitoring.reference import FeatureSchema
@@ -114,7 +115,7 @@ def _register_like_training(tracking_uri: str, name: str, trained: TrainedModel)
     return version
 
 
-def _settings(tracking_uri: str, name: str, tmp: Path, **overrides: object) -> MonitorSettings:
+def _settings(tracking_uri: str, name: str, tmp: Path, **policy: object) -> MonitorSettings:
     return MonitorSettings(
         tracking_uri=tracking_uri,
         model_name=name,
@@ -122,8 +123,8 @@ def _settings(tracking_uri: str, name: str, tmp: Path, **overrides: object) -> M
         workspace_dir=tmp / "monitoring" / "workspace",
         reports_dir=tmp / "monitoring" / "reports",
         heartbeat_file=tmp / "monitoring" / "heartbeat",
-        **{"log_index_file": tmp / "monitoring" / "log-index.json", **overrides},  # type: ignore[arg-type]
-    )
+        log_index_file=tmp / "monitoring" / "log-index.json",
+    ).overridden(**policy)
 
 
 def _log_traffic(
@@ -192,13 +193,13 @@ def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, 
     assert run.data.tags["model_version"] == "1" and run.data.tags["verdict"] == "OK"
     assert run.data.tags["window_rows"] == "600"
     assert {f"drift_score/{c}" for c in NUMERIC + CATEGORICAL} <= set(run.data.metrics)
-    assert run.data.metrics["drift_share"] < settings.drift_share_threshold
+    assert run.data.metrics["drift_share"] < settings.policy.drift_share_threshold
     assert "classification/accuracy" in run.data.metrics  # feedback labels joined by request id
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}
     assert f"report/{result.report_path.name}" in artifacts and "report/findings.json" in artifacts
     # the drift report, the prediction drift report and the classification report
     assert _workspace_snapshots(settings.workspace_dir, model_name) == 3
-    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    experiment = client.get_experiment_by_name(settings.policy.experiment).experiment_id
     assert result.mlflow_run_url == f"{mlflow_server}/#/experiments/{experiment}/runs/{result.mlflow_run_id}"
 
 
@@ -212,7 +213,7 @@ def test_shifted_traffic_drifts_and_requests_one_retrain(mlflow_server, trained,
     assert first.verdict is Verdict.DRIFT, first.summary
     assert first.retrain_requested and "retrain requested" in first.summary
     assert {"income", "credit_score", "debt_ratio"} <= set(first.versions[0].drifted_columns)
-    requested = last_retrain_request(client, settings.experiment, model_name)
+    requested = last_retrain_request(client, settings.policy.experiment, model_name)
     assert requested is not None and requested.is_open and requested.run_id == first.mlflow_run_id
 
     # The next interval: new drifted rows only (the window starts after the last report), same episode.
@@ -359,6 +360,17 @@ def test_evidently_ui_serves_the_workspace_idempotently(tmp_path):
             timeout=10,
         ).json()
         assert series["series"][0]["values"] == [0.0]  # the reference against itself: nothing drifted
+        # Per column, the margin past its own threshold: one direction for distances and p-values, none above 0.
+        assert "Drift margin per column: past its own threshold, above 0 = drifted" in [
+            panel["title"] for panel in dashboard["panels"]]
+        margins = httpx.post(
+            f"{url}/api/v2/snapshots/{project_id}/data_series_batch",
+            json={"series_filter": [{"tags": [], "metadata": {}, "metric": f"evidently:metric_v2:{MARGIN_METRIC}",
+                                     "metric_labels": {}}]},
+            timeout=10,
+        ).json()["series"]
+        assert {line["params"]["column"] for line in margins} == set(schema.columns)
+        assert all(value <= 0 for line in margins for value in line["values"])
         assert ui_process(config).pid_file == tmp_path / "state" / "run" / "monitoring-ui.pid"
         assert (tmp_path / "state" / "logs" / "monitoring-ui.log").exists()
     finally:
@@ -456,7 +468,7 @@ def test_a_failed_upload_leaves_the_window_to_the_next_run(mlflow_server, traine
     monkeypatch.setattr(MlflowClient, "log_artifact", failing_upload)
     with pytest.raises(OSError, match="artifact store unreachable"):
         run_once(settings)
-    experiment = client.get_experiment_by_name(settings.experiment).experiment_id
+    experiment = client.get_experiment_by_name(settings.policy.experiment).experiment_id
     [failed] = client.search_runs([experiment], filter_string=f"tags.model_name = '{model_name}'")
     assert failed.info.status == "FAILED" and "judged" not in failed.data.tags and "window_end" not in failed.data.tags
 
@@ -481,7 +493,7 @@ def test_only_the_champions_drift_opens_a_retrain_request(mlflow_server, trained
     assert retired.verdict is Verdict.DRIFT and not retired.retrain_requested, retired.summary
     assert retired.summary.startswith(f"DRIFT: {model_name} v2:"), retired.summary
     assert "no retrain request: v2 is not @champion (v1 is)" in retired.summary and "also v1 OK" in retired.summary
-    assert last_retrain_request(client, settings.experiment, model_name) is None
+    assert last_retrain_request(client, settings.policy.experiment, model_name) is None
     assert client.get_run(retired.mlflow_run_id).data.tags["retrain_requested"] == "false"
 
     later = datetime.now(UTC) + timedelta(seconds=5)
@@ -490,7 +502,7 @@ def test_only_the_champions_drift_opens_a_retrain_request(mlflow_server, trained
 
     assert champion.verdict is Verdict.DRIFT and champion.retrain_requested, champion.summary
     assert champion.summary.startswith(f"DRIFT: {model_name} v1:")
-    request = last_retrain_request(client, settings.experiment, model_name)
+    request = last_retrain_request(client, settings.policy.experiment, model_name)
     assert request.is_open and (request.model_version, request.data_version) == ("1", trained.data_version)
 
 
@@ -505,7 +517,7 @@ def test_a_retrain_request_is_closed_only_by_a_model_trained_after_it_on_new_dat
     assert drifted.retrain_requested
 
     def close(version: str, audit_run_id: str):
-        return close_retrain_request(client, settings.experiment, model_name, released_version=version,
+        return close_retrain_request(client, settings.policy.experiment, model_name, released_version=version,
                                      closed_by_run_id=audit_run_id)
 
     older = _register_like_training(mlflow_server, model_name, trained)  # trained before the drift was seen
@@ -516,7 +528,7 @@ def test_a_retrain_request_is_closed_only_by_a_model_trained_after_it_on_new_dat
     kept = close(same_data.version, "audit-2")
     assert not kept.closed, kept.text
     assert kept.text.startswith(f"left open: v{same_data.version} was trained on the same data")
-    assert last_retrain_request(client, settings.experiment, model_name).is_open
+    assert last_retrain_request(client, settings.policy.experiment, model_name).is_open
 
     fresh = tmp_path / "loans-december.csv"
     make_loans(3000, seed=99).to_csv(fresh, index=False)

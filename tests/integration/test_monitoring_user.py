@@ -191,7 +191,7 @@ def test_the_monitoring_user_still_reads_the_champion_and_records_drift_with_a_r
         client = MlflowClient(auth_mlflow.url)
         assert client.get_model_version_by_alias(MODEL, CHAMPION).version == champion.version
         result = run_once(settings)  # reads the champion's snapshot, records its report run, asks for a retrain
-        request = last_retrain_request(client, settings.experiment, MODEL)
+        request = last_retrain_request(client, settings.policy.experiment, MODEL)
 
     assert result.verdict is Verdict.DRIFT and result.retrain_requested, result.summary
     assert request is not None and request.is_open and request.run_id == result.mlflow_run_id

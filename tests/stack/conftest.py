@@ -10,12 +10,14 @@ import contextlib
 import dataclasses
 import os
 import socket
+import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from secrets import token_hex
 
 import docker
 import pytest
+import yaml
 
 from tests.infra.program import CONTAINER, IMAGE, NETWORK, VOLUME, DeclaredStack, run_program
 from tests.stack.harness import DockerStack
@@ -81,21 +83,25 @@ def running_stack(
     """The declared stack under a unique name prefix on free loopback ports, removed afterwards; with
     `services`, only the containers of those aliases (and what they use)."""
     mlflow_port, serving_port, ui_port = free_ports(3)
-    declared = run_program({
-        "namePrefix": f"mlopst-{token_hex(3)}",
-        "baseImage": base_image,
-        "mlflowPort": str(mlflow_port),
-        "servingPort": str(serving_port),
-        "monitoringUiPort": str(ui_port),
-        "monitoringIntervalMinutes": "1",
-        **(config or {}),
-    }, secrets)
-    stack = DockerStack(client, only_services(declared, services) if services else declared)
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
+    with tempfile.TemporaryDirectory() as folder:
+        # The job's policy comes from the served model's pipeline config: a run a minute, not every 5.
+        policy_file = Path(folder) / "pipeline.yaml"
+        policy_file.write_text(yaml.safe_dump({"monitoring": {"interval_minutes": 1}}))
+        declared = run_program({
+            "namePrefix": f"mlopst-{token_hex(3)}",
+            "baseImage": base_image,
+            "mlflowPort": str(mlflow_port),
+            "servingPort": str(serving_port),
+            "monitoringUiPort": str(ui_port),
+            "pipelineConfig": str(policy_file),
+            **(config or {}),
+        }, secrets)
+        stack = DockerStack(client, only_services(declared, services) if services else declared)
+        try:
+            stack.up()
+            yield stack
+        finally:
+            stack.down()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -137,7 +137,7 @@ def test_the_run_summary_names_the_deciding_version_the_action_and_the_rest(sett
     assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), settings, False).endswith(
         "; no retrain request: v3 is not @champion (no version is)"
     )
-    quiet = replace(settings, on_drift="none")
+    quiet = settings.overridden(on_drift="none")
     assert overall_summary(drifted, [drifted], LogScan(tmp_path, {}), quiet, False).endswith(
         "; no action (on_drift=none)"
     )
@@ -214,6 +214,6 @@ def test_a_feature_gone_missing_counts_as_drift(settings):
     )
     assert "no values for" not in summary
 
-    lenient = replace(settings, max_missing_share_increase=0.45)
+    lenient = settings.overridden(max_missing_share_increase=0.45)
     relaxed = judge(lenient, traffic(current), reference(), labels=lambda wanted: {})
     assert relaxed.findings.drifted[:2] == ["income", "credit_score"] and "age" not in relaxed.findings.drifted

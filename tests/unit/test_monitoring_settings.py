@@ -2,45 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from services.contract import MONITORING_POLICY_ENV
 from services.monitoring.__main__ import main
 from services.monitoring.observability import heartbeat_age_s, touch_heartbeat
+from services.monitoring.policy import MonitoringPolicy
 from services.monitoring.settings import MonitorSettings, SettingsError
 
 REQUIRED = {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "INFERENCE_LOG_DIR": "/data/inference",
             "MONITORING_WORKSPACE": "/data/workspace"}
+ONE_MINUTE = '{"interval_minutes": 1}'
 
 
-def test_defaults_match_the_pipeline_config():
-    from pipelines.config import MonitoringConfig
-
-    settings, config = MonitorSettings.from_env(REQUIRED), MonitoringConfig()
-    for name in ("experiment", "min_rows", "drift_share_threshold", "window_rows", "window_hours",
-                 "max_sample_rows", "on_drift", "cooldown_minutes", "interval_minutes", "max_missing_share_increase",
-                 "log_retention_days"):
-        assert getattr(settings, name) == getattr(config, name), name
-    assert not settings.explicit_window
+def test_without_a_policy_the_job_judges_by_the_policys_defaults():
+    settings = MonitorSettings.from_env(REQUIRED)
+    assert settings.policy == MonitoringPolicy() and not settings.policy.explicit_window
 
 
-def test_thresholds_from_env():
-    settings = MonitorSettings.from_env({**REQUIRED, "MONITORING_MIN_ROWS": "50", "MONITORING_WINDOW_HOURS": "1.5",
-                                         "MONITORING_ON_DRIFT": "none", "MONITORING_INTERVAL_MINUTES": "0.5"})
-    assert (settings.min_rows, settings.window_hours, settings.on_drift) == (50, 1.5, "none")
-    assert settings.interval_minutes == 0.5 and settings.explicit_window
+def test_the_policy_comes_as_one_json_variable():
+    policy = {"min_rows": 50, "window_hours": 1.5, "on_drift": "none", "interval_minutes": 0.5,
+              "max_missing_share_increase": 0.25, "log_retention_days": 7}
+    settings = MonitorSettings.from_env({**REQUIRED, MONITORING_POLICY_ENV: json.dumps(policy)})
+    assert settings.policy == MonitoringPolicy(**policy) and settings.policy.explicit_window
 
 
-def test_missing_share_retention_and_log_index_from_env():
+def test_log_index_from_env():
     defaults = MonitorSettings.from_env({**REQUIRED, "MONITORING_REPORTS_DIR": "/state/reports"})
     assert defaults.log_index_file == Path("/state/monitoring-log-index.json")  # writable state, not the log
-    settings = MonitorSettings.from_env({**REQUIRED, "MONITORING_MAX_MISSING_SHARE_INCREASE": "0.25",
-                                         "MONITORING_LOG_RETENTION_DAYS": "7",
-                                         "MONITORING_LOG_INDEX_FILE": "/state/index.json"})
-    assert (settings.max_missing_share_increase, settings.log_retention_days) == (0.25, 7)
+    settings = MonitorSettings.from_env({**REQUIRED, "MONITORING_LOG_INDEX_FILE": "/state/index.json"})
     assert settings.log_index_file == Path("/state/index.json")
 
 
@@ -51,10 +46,11 @@ def test_the_pipeline_config_maps_onto_the_settings(tmp_path):
     config = PipelineConfig(
         model_name="loans", data=DataConfig(target="y", numeric_features=["x"]),
         platform=PlatformConfig(state_dir=tmp_path),
-        monitoring=MonitoringConfig(max_missing_share_increase=0.2, log_retention_days=3),
+        monitoring=MonitoringConfig(max_missing_share_increase=0.2, log_retention_days=3, min_labeled_rows=9),
     )
-    settings = monitor_settings(config)
-    assert (settings.max_missing_share_increase, settings.log_retention_days) == (0.2, 3)
+    settings = monitor_settings(config, window_rows=400)
+    assert settings.policy == MonitoringPolicy(max_missing_share_increase=0.2, log_retention_days=3,
+                                               min_labeled_rows=9, window_rows=400)
     assert settings.log_index_file == tmp_path / "monitoring" / "log-index.json"
 
 
@@ -62,12 +58,14 @@ def test_the_pipeline_config_maps_onto_the_settings(tmp_path):
     ("env", "message"),
     [
         ({k: v for k, v in REQUIRED.items() if k != "INFERENCE_LOG_DIR"}, "INFERENCE_LOG_DIR is required"),
-        ({**REQUIRED, "MONITORING_MIN_ROWS": "many"}, "MONITORING_MIN_ROWS must be an integer"),
-        ({**REQUIRED, "MONITORING_DRIFT_SHARE_THRESHOLD": "1.5"}, "drift_share_threshold must be in"),
-        ({**REQUIRED, "MONITORING_ON_DRIFT": "page-me"}, "on_drift must be one of retrain, none"),
-        ({**REQUIRED, "MONITORING_MAX_MISSING_SHARE_INCREASE": "0"}, "max_missing_share_increase must be in"),
-        ({**REQUIRED, "MONITORING_LOG_RETENTION_DAYS": "0"}, "log_retention_days must be >= 1"),
-        ({**REQUIRED, "MONITORING_LOG_RETENTION_DAYS": "a week"}, "MONITORING_LOG_RETENTION_DAYS must be an integer"),
+        ({**REQUIRED, MONITORING_POLICY_ENV: '{"drift_share_threshold": 1.5}'},
+         r"^environment variable MONITORING_POLICY: monitoring\.drift_share_threshold: Input should be less than or "
+         r"equal to 1 \(got 1\.5\)$"),
+        ({**REQUIRED, MONITORING_POLICY_ENV: '{"on_drift": "page-me"}'}, r"monitoring\.on_drift: Input should be"),
+        ({**REQUIRED, MONITORING_POLICY_ENV: '{"min_rows": 1, "minrows": 2}'}, r"monitoring\.minrows: unknown key"),
+        ({**REQUIRED, MONITORING_POLICY_ENV: "min_rows=5"}, "MONITORING_POLICY: not a JSON object"),
+        # The variables of old images and setups are refused, so no setting is silently dropped.
+        ({**REQUIRED, "MONITORING_MIN_ROWS": "50"}, "MONITORING_MIN_ROWS is no longer read: .* MONITORING_POLICY"),
     ],
 )
 def test_bad_settings_are_named(env, message):
@@ -75,9 +73,24 @@ def test_bad_settings_are_named(env, message):
         MonitorSettings.from_env(env)
 
 
+def test_a_bad_policy_stops_the_job_with_one_line(monkeypatch, capsys):
+    for key, value in {**REQUIRED, MONITORING_POLICY_ENV: '{"min_rows": 0}'}.items():
+        monkeypatch.setenv(key, value)
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("monitoring: environment variable MONITORING_POLICY: monitoring.min_rows: "
+                                       "Input should be greater than or equal to 1 (got 0)\n")
+
+
+def test_a_bad_override_is_named(monkeypatch, capsys):
+    for key, value in REQUIRED.items():
+        monkeypatch.setenv(key, value)
+    assert main(["--window-rows", "0"]) == 2
+    assert "monitoring.window_rows: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
 def test_healthcheck_follows_the_heartbeat(tmp_path, monkeypatch, capsys):
     beat = tmp_path / "heartbeat"
-    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), "MONITORING_INTERVAL_MINUTES": "1"}.items():
+    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), MONITORING_POLICY_ENV: ONE_MINUTE}.items():
         monkeypatch.setenv(key, value)
 
     assert main(["--healthcheck"]) == 1 and "no heartbeat" in capsys.readouterr().err
@@ -103,7 +116,7 @@ def test_a_failing_run_fails_the_healthcheck_until_a_run_succeeds(tmp_path, monk
     from services.monitoring import job
 
     beat = tmp_path / "heartbeat"
-    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), "MONITORING_INTERVAL_MINUTES": "1"}.items():
+    for key, value in {**REQUIRED, "MONITORING_HEARTBEAT_FILE": str(beat), MONITORING_POLICY_ENV: ONE_MINUTE}.items():
         monkeypatch.setenv(key, value)
     settings = MonitorSettings.from_env()
     outcomes = iter([OverflowError("cannot convert float infinity to integer"), None])

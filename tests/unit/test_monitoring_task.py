@@ -155,7 +155,7 @@ def test_a_regression_run_is_judged_as_regression_and_an_unknown_task_is_named(c
 
 def test_the_report_run_carries_the_task_prediction_drift_and_quality(client, settings, tmp_path):
     # Its artifacts under tmp_path: a SQLite store's default artifact root is ./mlruns, in the checkout.
-    client.create_experiment(settings.experiment, artifact_location=(tmp_path / "reports").as_uri())
+    client.create_experiment(settings.policy.experiment, artifact_location=(tmp_path / "reports").as_uri())
     current = demand(400, seed=2)
     labels = {(f"req-{i}", 0): float(units) for i, units in enumerate(current["units"])}
     served = current["units"] + 80 + np.random.default_rng(5).normal(0, 1, 400)
