@@ -35,7 +35,8 @@ REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "config_artifacts", "containers",
-                   "tracking", "object_store", "serving", "front", "monitoring", "kubernetes")
+                   "tracking", "object_store", "serving", "front", "monitoring", "prometheus",
+                   "kubernetes")
 
 
 def plain(value: Any) -> Any:

@@ -25,7 +25,7 @@ from tests.infra.program import (
     run_program,
 )
 
-ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
+ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui", "prometheus"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
@@ -71,7 +71,7 @@ def test_every_port_is_published_on_loopback_by_default(default_stack):
     published = {
         port["external"]: port["ip"] for c in default_stack.of_type(CONTAINER) for port in c.plain.get("ports", [])
     }
-    assert published == {5000: "127.0.0.1", 3000: "127.0.0.1", 8000: "127.0.0.1"}
+    assert published == {5000: "127.0.0.1", 3000: "127.0.0.1", 8000: "127.0.0.1", 9090: "127.0.0.1"}
 
 
 def test_expose_ports_publishes_on_all_interfaces(hardened_stack):
