@@ -80,13 +80,14 @@ def running_stack(
 ) -> Iterator[DockerStack]:
     """The declared stack under a unique name prefix on free loopback ports, removed afterwards; with
     `services`, only the containers of those aliases (and what they use)."""
-    mlflow_port, serving_port, ui_port = free_ports(3)
+    mlflow_port, serving_port, ui_port, prometheus_port = free_ports(4)
     declared = run_program({
         "namePrefix": f"mlopst-{token_hex(3)}",
         "baseImage": base_image,
         "mlflowPort": str(mlflow_port),
         "servingPort": str(serving_port),
         "monitoringUiPort": str(ui_port),
+        "prometheusPort": str(prometheus_port),
         "monitoringIntervalMinutes": "1",
         **(config or {}),
     }, secrets)

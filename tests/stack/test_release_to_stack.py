@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -265,6 +266,32 @@ def watching(look: Callable[[], str | None]) -> Iterator[set[str]]:
     finally:
         done.set()
         poller.join()
+
+
+def prometheus_vector(platform: DockerStack, promql: str) -> list[dict]:
+    response = httpx.get(f"{platform.declared.exports['prometheus_url']}/api/v1/query", params={"query": promql},
+                         timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["result"]
+
+
+def test_prometheus_records_the_request_rate_per_model_and_version(config, platform, champion):
+    """A bounded load on /predict, then the stack's Prometheus answers the recorded per-model rate (after its
+    scrapes and a rule evaluation), labelled with the model and the version that answered."""
+    version = serving_version(platform)
+    with httpx.Client(timeout=30) as client:
+        for _ in range(120):
+            assert client.post(f"{url(platform)}/predict", json={"rows": [ROW]}).status_code == 200
+    rate = f'model_version:requests:rate1m{{model_name="{config.model_name}", model_version="{version}"}}'
+    deadline = time.monotonic() + 120
+    found = [r for r in prometheus_vector(platform, rate) if float(r["value"][1]) > 0]
+    while not found and time.monotonic() < deadline:
+        time.sleep(3)
+        found = [r for r in prometheus_vector(platform, rate) if float(r["value"][1]) > 0]
+    assert found, f"no positive {rate} within 120 s"
+    assert [r["metric"] for r in found] == [{"model_name": config.model_name, "model_version": version}]
+    # The front is scraped too, through HAProxy's own exporter.
+    assert [r["value"][1] for r in prometheus_vector(platform, 'up{job="front"}')] == ["1"]
 
 
 def eval_rows(config: PipelineConfig) -> list[dict]:
