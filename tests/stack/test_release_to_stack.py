@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -25,6 +26,9 @@ import pytest
 import yaml
 
 from pipelines.bento import build
+from pipelines.canary import CANDIDATE as CANDIDATE_ROLE
+from pipelines.canary import CHAMPION as CHAMPION_ROLE
+from pipelines.canary_prometheus import PrometheusAnswers
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import data_version, load_versioned, to_records
 from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
@@ -279,6 +283,7 @@ def test_prometheus_records_the_request_rate_per_model_and_version(config, platf
     """A bounded load on /predict, then the stack's Prometheus answers the recorded per-model rate (after its
     scrapes and a rule evaluation), labelled with the model and the version that answered."""
     version = serving_version(platform)
+    since = datetime.now(UTC)
     with httpx.Client(timeout=30) as client:
         for _ in range(120):
             assert client.post(f"{url(platform)}/predict", json={"rows": [ROW]}).status_code == 200
@@ -292,6 +297,13 @@ def test_prometheus_records_the_request_rate_per_model_and_version(config, platf
     assert [r["metric"] for r in found] == [{"model_name": config.model_name, "model_version": version}]
     # The front is scraped too, through HAProxy's own exporter.
     assert [r["value"][1] for r in prometheus_vector(platform, 'up{job="front"}')] == ["1"]
+    # The canary's reader sees the same requests of that version (and none of a version that does not serve);
+    # increase() extrapolates to the window's ends, so the count may overshoot by up to a scrape's share.
+    answers, skipped = PrometheusAnswers(platform.declared.exports["prometheus_url"], config.model_name,
+                                         {CHAMPION_ROLE: version, CANDIDATE_ROLE: "none"}, since)()
+    print(f"canary reader over the load: {answers}")
+    assert 110 <= answers.requests[CHAMPION_ROLE] <= 160 and answers.error_rates[CHAMPION_ROLE] == 0.0
+    assert answers.p99_ms[CHAMPION_ROLE] > 0 and answers.requests[CANDIDATE_ROLE] == 0 and skipped == 0
 
 
 def eval_rows(config: PipelineConfig) -> list[dict]:
