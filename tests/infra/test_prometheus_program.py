@@ -29,7 +29,8 @@ def test_prometheus_runs_its_own_image_on_the_platform_network_as_the_app_user(d
 
 def test_its_tsdb_lives_on_a_volume(default_stack):
     (mount,) = default_stack.container("prometheus").plain["volumes"]
-    assert mount == {"volumeName": "mlops-prometheus-tsdb", "containerPath": "/var/lib/prometheus/tsdb"}
+    assert mount == {"volumeName": "mlops-prometheus-tsdb", "containerPath": "/var/lib/prometheus/tsdb",
+                     "readOnly": False}
     assert "mlops-prometheus-tsdb" in {v.plain["name"] for v in default_stack.of_type(VOLUME)}
 
 

@@ -129,7 +129,8 @@ def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
 
 def test_state_lives_on_named_volumes(default_stack, hardened_stack):
     names = {v.plain["name"] for v in default_stack.of_type(VOLUME)}
-    assert names == {"mlops-mlflow-backend", "mlops-mlflow-artifacts", "mlops-inference-log", "mlops-monitoring-state"}
+    assert names == {"mlops-mlflow-backend", "mlops-mlflow-artifacts", "mlops-inference-log", "mlops-monitoring-state",
+                     "mlops-prometheus-tsdb"}
     postgres = hardened_stack.container("postgres")
     assert mounts_of(postgres)["/var/lib/postgresql/data"]["volumeName"] == "mlops-postgres-data"
 
@@ -162,7 +163,7 @@ def test_every_container_is_hardened_and_waited_for(stack_fixture, request):
 def test_images_are_built_from_services_and_feed_the_containers(default_stack):
     images = {i.plain["imageName"]: i.plain["build"] for i in default_stack.of_type(IMAGE)}
     assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest",
-                           "mlops-front:latest"}
+                           "mlops-front:latest", "mlops-prometheus:latest"}
     for build in images.values():
         # One context for every image (services/, so each can carry services/contract.py), one Dockerfile per folder.
         dockerfile = Path(build["dockerfile"])
@@ -196,6 +197,7 @@ def test_exports_name_the_urls_image_and_model_version(default_stack):
         "model_version": "none",
         "canary_version": "none",
         "candidate_version": "none",
+        "prometheus_url": "http://127.0.0.1:9090",
     }
 
 
