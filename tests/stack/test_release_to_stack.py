@@ -294,7 +294,8 @@ def test_prometheus_records_the_request_rate_per_model_and_version(config, platf
         time.sleep(3)
         found = [r for r in prometheus_vector(platform, rate) if float(r["value"][1]) > 0]
     assert found, f"no positive {rate} within 120 s"
-    assert [r["metric"] for r in found] == [{"model_name": config.model_name, "model_version": version}]
+    assert [r["metric"] for r in found] == [{"__name__": "model_version:requests:rate1m",
+                                             "model_name": config.model_name, "model_version": version}]
     # The front is scraped too, through HAProxy's own exporter.
     assert [r["value"][1] for r in prometheus_vector(platform, 'up{job="front"}')] == ["1"]
     # The canary's reader sees the same requests of that version (and none of a version that does not serve);
