@@ -1,11 +1,11 @@
 """The canary's answers from the stack's Prometheus: what the champion and the candidate answered on /predict.
 
-Two instant PromQL queries over the window since the canary started (`increase` over `[<seconds>s]`): the
-requests per model version and status code, and p99 of the response time per version, from BentoML's own
-metrics of each serving container joined with the server's `serving_model_info` (which names its model and
-version; services/prometheus/rules do the same). Counters are scraped every 5 s, so a container's first
-requests before its first scrape are not counted: the window runs until enough are. A release's own routed
-checks of the canary (a handful of requests) count here, where the front's log counted only users' requests.
+Two instant PromQL queries over the window since the canary started (`increase` over `[<seconds>s]`, reaching
+back `LOOKBACK_S` before it): the requests per model version and status code, and p99 of the response time per
+version, from BentoML's own metrics of each serving container joined with the server's `serving_model_info`
+(which names its model and version; services/prometheus/rules do the same). BentoML sets a server's counters
+to 0 at its first request (a health probe), so a canary's requests count from its start. A release's own
+routed checks of the canary (a handful of requests) count here, where the front's log counted users' only.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ REQUESTS_QUERY = ('sum by (model_version, http_response_code) ('
 P99_QUERY = ('histogram_quantile(0.99, sum by (le, model_version) ('
              'increase(bentoml_service_request_duration_seconds_bucket{{endpoint="/predict"}}[{seconds}s]) '
              + _JOIN + '))')
-# `increase` needs two samples of a series in its range: never ask for less than two scrape intervals.
-MIN_WINDOW_S = 10
+# `increase` counts only between samples inside its range: the range reaches back two scrape intervals (5 s)
+# before the canary started, so the last sample before it is the baseline (seen: a short load between two
+# scrapes counted 1 of 120 requests without it). The champion's figures may take in those seconds too.
+LOOKBACK_S = 10
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class PrometheusAnswers:
     since: datetime
 
     def __call__(self) -> tuple[Answers, int]:
-        seconds = max(MIN_WINDOW_S, math.ceil((datetime.now(UTC) - self.since).total_seconds()))
+        seconds = math.ceil((datetime.now(UTC) - self.since).total_seconds()) + LOOKBACK_S
         names = {"seconds": seconds, "model": self.model_name}
         counted = self._query(REQUESTS_QUERY.format(**names))
         timed = self._query(P99_QUERY.format(**names))

@@ -34,6 +34,28 @@ COUNTED = vector(
 TIMED = vector(({"model_version": "5"}, "0.0495"), ({"model_version": "6"}, "0.2"), ({"model_version": "4"}, "NaN"))
 
 
+# Recorded from the stack test's Prometheus 2.42 (both queries over 60 s after a load of 150 requests on v1):
+# BentoML's placeholder 500 series answers "0".
+RECORDED_COUNTED = {"status": "success", "data": {"resultType": "vector", "result": [
+    {"metric": {"http_response_code": "200", "model_version": "1"}, "value": [1796320835.184, "150.3162"]},
+    {"metric": {"http_response_code": "500", "model_version": "1"}, "value": [1796320835.184, "0"]}]}}
+RECORDED_TIMED = {"status": "success", "data": {"resultType": "vector", "result": [
+    {"metric": {"model_version": "1"}, "value": [1796320835.201, "0.020721610000000085"]}]}}
+RECORDED_REFUSAL = {"status": "error", "errorType": "bad_data",
+                    "error": "invalid parameter \"query\": 1:162: parse error: unexpected end of input"}
+
+
+def test_a_recorded_answer_reads_as_the_champions_figures():
+    answers, skipped = answers_from(RECORDED_COUNTED, RECORDED_TIMED, {CHAMPION: "1", CANDIDATE: "2"})
+    assert answers.requests == {CHAMPION: 150, CANDIDATE: 0} and skipped == 0
+    assert answers.error_rates[CHAMPION] == 0.0 and answers.p99_ms[CHAMPION] == pytest.approx(20.72, abs=0.01)
+
+
+def test_a_recorded_refusal_is_a_clear_error():
+    with pytest.raises(CanaryError, match="refused the canary's query: bad_data: invalid parameter"):
+        answers_from(RECORDED_REFUSAL, RECORDED_TIMED, VERSIONS)
+
+
 def test_requests_shares_and_p99_per_role_come_from_the_two_answers():
     answers, skipped = answers_from(COUNTED, TIMED, VERSIONS)
     assert answers.requests == {CHAMPION: 300, CANDIDATE: 100}
@@ -77,7 +99,7 @@ def test_an_answer_that_is_no_vector_is_a_clear_error(answer, message):
         answers_from(answer, vector(), VERSIONS)
 
 
-def test_the_queries_name_the_model_and_the_window(monkeypatch):
+def test_the_queries_name_the_model_and_the_window_with_a_scrape_before_it(monkeypatch):
     asked = []
 
     def get(url, params, timeout):
@@ -88,11 +110,11 @@ def test_the_queries_name_the_model_and_the_window(monkeypatch):
     since = datetime.now(UTC) - timedelta(seconds=42.3)
     answers, _ = PrometheusAnswers("http://127.0.0.1:9090", "loan-default", VERSIONS, since)()
     requests, p99 = asked
-    assert 'increase(bentoml_service_request_total{endpoint="/predict"}[43s])' in requests
+    assert 'increase(bentoml_service_request_total{endpoint="/predict"}[53s])' in requests
     assert 'serving_model_info{model_name="loan-default"}' in requests
     assert "sum by (model_version, http_response_code) (" in requests
     assert p99.startswith("histogram_quantile(0.99, sum by (le, model_version) (")
-    assert "[43s]" in p99 and answers.requests[CANDIDATE] == 100
+    assert "[53s]" in p99 and answers.requests[CANDIDATE] == 100
 
 
 def test_an_unreachable_prometheus_is_a_canary_error(monkeypatch):
