@@ -28,7 +28,7 @@ import yaml
 from pipelines.bento import build
 from pipelines.canary import CANDIDATE as CANDIDATE_ROLE
 from pipelines.canary import CHAMPION as CHAMPION_ROLE
-from pipelines.canary_prometheus import LOOKBACK_S, P99_QUERY, PrometheusAnswers
+from pipelines.canary_prometheus import LOOKBACK_S, P99_QUERY, REQUESTS_QUERY, PrometheusAnswers
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import data_version, load_versioned, to_records
 from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
@@ -312,7 +312,10 @@ def test_prometheus_records_the_request_rate_per_model_and_version(config, platf
     answers, skipped = PrometheusAnswers(platform.declared.exports["prometheus_url"], config.model_name,
                                          {CHAMPION_ROLE: version, CANDIDATE_ROLE: "none"}, since)()
     print(f"canary reader over the load: {answers}")
-    assert 110 <= answers.requests[CHAMPION_ROLE] <= 160 and answers.error_rates[CHAMPION_ROLE] == 0.0
+    seconds = round((datetime.now(UTC) - since).total_seconds()) + LOOKBACK_S
+    counted = prometheus_vector(platform, REQUESTS_QUERY.format(seconds=seconds, model=config.model_name))
+    assert 110 <= answers.requests[CHAMPION_ROLE] <= 160, f"requests over {seconds} s answered {counted}"
+    assert answers.error_rates[CHAMPION_ROLE] == 0.0
     timed = prometheus_vector(platform, P99_QUERY.format(seconds=60, model=config.model_name))
     assert answers.p99_ms[CHAMPION_ROLE] > 0, f"p99 over 60 s answered {timed}"
     assert answers.requests[CANDIDATE_ROLE] == 0 and skipped == 0
