@@ -11,15 +11,22 @@ from front import Front, FrontArgs
 from kubernetes.platform import kubernetes_platform
 from monitoring import Monitoring, MonitoringArgs
 from object_store import ObjectStore, ObjectStoreArgs
+from prometheus import Prometheus, PrometheusArgs
 from serving import Serving, ServingArgs
 from tracking import Tracking, TrackingArgs
 
-from services.contract import MODEL_VERSION_OUTPUT, SERVING_IMAGE_OUTPUT, STACK_LABEL, TLS_SERVER_NAME_OUTPUT
+from services.contract import (
+    MODEL_VERSION_OUTPUT,
+    PROMETHEUS_URL_OUTPUT,
+    SERVING_IMAGE_OUTPUT,
+    STACK_LABEL,
+    TLS_SERVER_NAME_OUTPUT,
+)
 
 
 def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
     # Containers find each other by alias on this network (mlflow, postgres, seaweedfs, serving, front, monitoring,
-    # monitoring-ui).
+    # monitoring-ui, prometheus).
     network = docker.Network(
         "network",
         name=f"{config.name_prefix}-net",
@@ -45,9 +52,12 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
             tracking_credentials=tracking.monitoring_credentials,
         ),
     )
+    prometheus = Prometheus("prometheus", PrometheusArgs(config=config, network=network))
     tls_name = {TLS_SERVER_NAME_OUTPUT: front.tls_server_name} if front.tls_server_name is not None else {}
+    metrics = {PROMETHEUS_URL_OUTPUT: prometheus.url} if prometheus.url is not None else {}
     return {
         **tls_name,
+        **metrics,
         "mlflow_url": tracking.url,
         "serving_url": front.url,
         "monitoring_ui_url": monitoring.ui_url,

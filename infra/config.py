@@ -73,6 +73,7 @@ class MemoryLimits:
     monitoring_ui: int
     front: int
     seaweedfs: int
+    prometheus: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class StackConfig:
     mlflow_port: int
     serving_port: int
     monitoring_ui_port: int
+    prometheus_port: int  # published on loopback only (infra/prometheus.py)
     base_image: str
     image_tag: str
     tracking_backend: TrackingBackend
@@ -127,7 +129,8 @@ class StackConfig:
 # Every key this program reads; anything else in the project's namespace is a typo.
 KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | frozenset({
     "target",
-    "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "baseImage", "imageTag",
+    "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "prometheusPort", "baseImage",
+    "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
@@ -135,6 +138,7 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | fro
     CANARY_VERSION_KEY, CANARY_PERCENT_KEY, CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY,
     "restartPolicy", "healthTimeoutSeconds", "mlflowMemoryMb", "postgresMemoryMb", "servingMemoryMb",
     "monitoringMemoryMb", "monitoringUiMemoryMb", "frontMemoryMb", "seaweedfsMemoryMb",
+    "prometheusMemoryMb",
 })
 
 
@@ -152,7 +156,8 @@ def _reject_unknown_keys(project: str) -> None:
 
 def _published_ports(read: ConfigReader) -> dict[str, int]:
     ports = {key: read.port(key, default) for key, default in
-             (("mlflowPort", 5000), ("servingPort", 3000), ("monitoringUiPort", 8000))}
+             (("mlflowPort", 5000), ("servingPort", 3000), ("monitoringUiPort", 8000),
+                                       ("prometheusPort", 9090))}
     if len(set(ports.values())) < len(ports):
         raise read.fail("mlflowPort", f"the published ports must differ (got {ports})")
     return ports
@@ -167,6 +172,7 @@ def _memory_limits(read: ConfigReader) -> MemoryLimits:
         monitoring_ui=read.memory_mb("monitoringUiMemoryMb", 768),
         front=read.memory_mb("frontMemoryMb", 256),
         seaweedfs=read.memory_mb("seaweedfsMemoryMb", 512),
+        prometheus=read.memory_mb("prometheusMemoryMb", 384),
     )
 
 
@@ -215,6 +221,7 @@ def load_stack_config() -> StackConfig:
         mlflow_port=ports["mlflowPort"],
         serving_port=ports["servingPort"],
         monitoring_ui_port=ports["monitoringUiPort"],
+        prometheus_port=ports["prometheusPort"],
         base_image=read.string("baseImage", "python:3.11-slim-bookworm", _IMAGE_REF),
         image_tag=image_tag,
         tracking_backend=backend,

@@ -3,7 +3,8 @@
 While the front sends the candidate its share of requests (stack config `canaryPercent`), the analysis
 watches both over a window: until the candidate answered `canary.min_requests` requests, or
 `canary.max_duration_s` passed. It then compares them:
-- failed answers, and p99 of the server's response time, from the front's access log (one JSON line per
+- failed answers, and p99 of the response time: from the stack's Prometheus where it publishes one (its
+  `prometheus_url` output; pipelines/canary_prometheus.py), else from the front's access log (one JSON line per
   request: backend, server, status, response ms; `docker logs` of the front container). Failed means a 5xx,
   or a 4xx beyond the share of 4xx the champion answers: both get the same mix of requests, so the
   champion's refusals are the rows that are bad, and the candidate's extra ones are rows the champion
@@ -78,26 +79,43 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Observed:
-    """Raw observations of one window: per role, (status, response ms) per request, and the compared outputs
-    of each logged row (output name -> value: class probabilities, or the predicted value)."""
+class Answers:
+    """What each role answered in the window: requests, their 5xx and 4xx shares, p99 of the response time."""
 
-    responses: dict[str, list[tuple[int, float]]]
-    outputs: dict[str, list[dict[str, float]]]
-    skipped_lines: int = 0  # access-log entries and inference records that could not be read
+    requests: dict[str, int]
+    error_rates: dict[str, float]
+    refusal_rates: dict[str, float]
+    p99_ms: dict[str, float]
 
 
-def figures(observed: Observed, seconds: float) -> Figures:
-    requests = {role: len(observed.responses.get(role, [])) for role in (CHAMPION, CANDIDATE)}
-    error_rates, refusal_rates, p99 = {}, {}, {}
+def answers_of(responses: dict[str, list[tuple[int, float]]]) -> Answers:
+    """The answers of per-role (status, response ms) pairs, one per request (the front's access log)."""
+    requests, error_rates, refusal_rates, p99 = {}, {}, {}, {}
     for role in (CHAMPION, CANDIDATE):
-        answers = observed.responses.get(role, [])
+        answers = responses.get(role, [])
+        requests[role] = len(answers)
         error_rates[role] = _share(answers, 500)
         refusal_rates[role] = _share(answers, 400)
         times = [ms for _, ms in answers if ms >= 0]
         p99[role] = float(np.percentile(times, 99)) if times else 0.0
+    return Answers(requests, error_rates, refusal_rates, p99)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Observations of one window: what each role answered, and the compared outputs of each logged row
+    (output name -> value: class probabilities, or the predicted value)."""
+
+    answers: Answers
+    outputs: dict[str, list[dict[str, float]]]
+    skipped_lines: int = 0  # access-log entries, query results and inference records that could not be read
+
+
+def figures(observed: Observed, seconds: float) -> Figures:
+    answers = observed.answers
     distance = prediction_distance(observed.outputs.get(CHAMPION, []), observed.outputs.get(CANDIDATE, []))
-    return Figures(seconds, requests, error_rates, refusal_rates, p99, distance, observed.skipped_lines)
+    return Figures(seconds, answers.requests, answers.error_rates, answers.refusal_rates, answers.p99_ms, distance,
+                   observed.skipped_lines)
 
 
 def _share(answers: list[tuple[int, float]], status_class: int) -> float:
@@ -157,19 +175,21 @@ def watch(observe: Callable[[], Observed], limits: CanaryConfig, progress: Calla
 
 @dataclass(frozen=True)
 class DockerWindow:
-    """The stack's logs since the canary started: the front's access log and the inference log on its volume."""
+    """The stack since the canary started: what each role answered (from `answered`, the stack's Prometheus,
+    when given; else from the front's access log) and the inference log on its volume."""
 
     name_prefix: str
     versions: dict[str, str]  # role -> model version
     since: datetime
     task: TaskName  # the candidate's (its pipeline config's): which served outputs are compared
+    answered: Callable[[], tuple[Answers, int]] | None = None  # (answers, results it could not read)
 
     def __call__(self) -> Observed:
-        responses, bad_entries = self._responses()
+        answers, bad_entries = self.answered() if self.answered is not None else self._front_log()
         outputs, bad_records = self._outputs()
-        return Observed(responses, outputs, bad_entries + bad_records)
+        return Observed(answers, outputs, bad_entries + bad_records)
 
-    def _responses(self) -> tuple[dict[str, list[tuple[int, float]]], int]:
+    def _front_log(self) -> tuple[Answers, int]:
         logs = _docker(["logs", "--since", self.since.isoformat(), f"{self.name_prefix}-front"])
         found: dict[str, list[tuple[int, float]]] = {CHAMPION: [], CANDIDATE: []}
         skipped = 0
@@ -188,7 +208,7 @@ class DockerWindow:
                 skipped += 1
             else:
                 found[role].append(answer)
-        return found, skipped
+        return answers_of(found), skipped
 
     def _outputs(self) -> tuple[dict[str, list[dict[str, float]]], int]:
         # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.

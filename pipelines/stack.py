@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from pipelines.bento import BuiltBento, use_store
 from pipelines.canary import CANDIDATE, CHAMPION, CanaryError, DockerWindow, Verdict, watch
+from pipelines.canary_prometheus import PrometheusAnswers
 from pipelines.cluster import ReleaseError, port_forward, push_release_image
 from pipelines.config import REPO_ROOT, PipelineConfig
 from pipelines.deploy import DeployError, ServesUnrecorded, check_serving, release_check_headers, release_lock
@@ -47,6 +48,7 @@ from services.contract import (
     MODEL_VERSION_KEY,
     NO_IMAGE,
     NO_VERSION,
+    PROMETHEUS_URL_OUTPUT,
     SERVING_IMAGE_KEY,
     SERVING_RELEASE_REPOSITORY,
     SERVING_RUNTIME_REPOSITORY,
@@ -159,8 +161,11 @@ class StackTarget:
                                         CANARY_PERCENT_KEY: str(percent)})
             self._check(outputs["serving_url"], bento, smoke, f"canary {image}",
                         {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
-            window = DockerWindow(_prefix(stack_config), {CHAMPION: serving[MODEL_VERSION_KEY],
-                                                         CANDIDATE: bento.model_version}, since, bento.model.task)
+            versions = {CHAMPION: serving[MODEL_VERSION_KEY], CANDIDATE: bento.model_version}
+            # The stack's Prometheus where it publishes one; else (exposePorts stacks) the front's access log.
+            prometheus = outputs.get(PROMETHEUS_URL_OUTPUT)
+            answered = PrometheusAnswers(prometheus, bento.model.name, versions, since) if prometheus else None
+            window = DockerWindow(_prefix(stack_config), versions, since, bento.model.task, answered)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
             self._restore({**serving, **WITHOUT_CANARY}, failure)

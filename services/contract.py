@@ -79,6 +79,13 @@ CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY = "candidateImage", "candidateVersion
 CANARY_IMAGE_KEY, CANARY_VERSION_KEY, CANARY_PERCENT_KEY = "canaryImage", "canaryVersion", "canaryPercent"
 NO_IMAGE, NO_VERSION = "", "none"
 
+# The gauge every model server exposes on /metrics (value 1) with labels model_name and model_version: the stack's
+# Prometheus rules (services/prometheus/rules) and the canary's Prometheus reader (pipelines/canary_prometheus.py)
+# join BentoML's per-server request metrics with it. The docker stack's output with Prometheus's URL, set only
+# when its port is published (loopback stacks); the canary reads its figures there.
+MODEL_INFO_METRIC = "serving_model_info"
+PROMETHEUS_URL_OUTPUT = "prometheus_url"
+
 # The stack outputs naming what its serving container runs (infra/__main__.py, infra/kubernetes/platform.py): the
 # image, and the model version, NO_VERSION for the runtime image. `pipelines.release_pointer` falls back to them.
 SERVING_IMAGE_OUTPUT, MODEL_VERSION_OUTPUT = "serving_image", "model_version"

@@ -40,6 +40,7 @@ from services.contract import (
     CLASSIFICATION,
     DRAIN_FILE_ENV,
     INFERENCE_LOG_ENV,
+    MODEL_INFO_METRIC,
     ONNX_RUNTIME,
     REGRESSION,
     REQUEST_ID_HEADER,
@@ -117,6 +118,12 @@ log_failures_total = bentoml.metrics.Counter(
     name="inference_log_failures_total", documentation="Requests whose rows could not be logged",
     labelnames=["model_version"],
 )
+# 1 per server, naming what it serves: the stack's Prometheus finds servers by their network alias only and joins
+# BentoML's request metrics with this (services/prometheus/rules). `max` across workers: one series, no pid label.
+model_info = bentoml.metrics.Gauge(
+    name=MODEL_INFO_METRIC, documentation="The model and version this server serves (always 1)",
+    labelnames=["model_name", "model_version"], multiprocess_mode="max",
+)
 
 
 # No tracing exporter ships with the platform, so BentoML's spans for each request would go nowhere, at about a
@@ -132,6 +139,7 @@ class Serving:
         self.inference_log = InferenceLog(log_dir)
         self.smoke_token = SmokeToken.from_env()
         self.smoke_log = InferenceLog(log_dir / SMOKE_LOG_SUBDIR) if self.smoke_token.configured else None
+        model_info.labels(model_name=args.model_name, model_version=args.model_version).set(1)
         log.info("model loaded", extra={"fields": {"model": args.model_name, "model_version": args.model_version,
                                                    "runtime": args.runtime,
                                                    "smoke_marking": self.smoke_token.configured}})

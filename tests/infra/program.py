@@ -36,7 +36,7 @@ NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 PROGRAM_MODULES = ("config", "config_reader", "config_kubernetes", "config_edge", "config_artifacts",
                    "config_monitoring", "containers",
-                   "tracking", "object_store", "serving", "front", "monitoring", "kubernetes")
+                   "tracking", "object_store", "serving", "front", "monitoring", "prometheus", "kubernetes")
 
 
 def plain(value: Any) -> Any:

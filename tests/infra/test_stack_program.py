@@ -26,7 +26,7 @@ from tests.infra.program import (
     run_program,
 )
 
-ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui"}
+ALIASES = {"mlflow", "serving", "front", "monitoring", "monitoring-ui", "prometheus"}
 ADMIN_PASSWORD = "adm%n:pw-7f3a"
 POSTGRES_PASSWORD = "pg\\pass:9c1e"
 HARDENED = {"trackingBackend": "postgres", "exposePorts": "true", "authEnabled": "true"}
@@ -72,7 +72,7 @@ def test_every_port_is_published_on_loopback_by_default(default_stack):
     published = {
         port["external"]: port["ip"] for c in default_stack.of_type(CONTAINER) for port in c.plain.get("ports", [])
     }
-    assert published == {5000: "127.0.0.1", 3000: "127.0.0.1", 8000: "127.0.0.1"}
+    assert published == {5000: "127.0.0.1", 3000: "127.0.0.1", 8000: "127.0.0.1", 9090: "127.0.0.1"}
 
 
 def test_expose_ports_publishes_on_all_interfaces(hardened_stack):
@@ -130,7 +130,8 @@ def test_monitoring_ui_shows_the_workspace_the_job_writes(default_stack):
 
 def test_state_lives_on_named_volumes(default_stack, hardened_stack):
     names = {v.plain["name"] for v in default_stack.of_type(VOLUME)}
-    assert names == {"mlops-mlflow-backend", "mlops-mlflow-artifacts", "mlops-inference-log", "mlops-monitoring-state"}
+    assert names == {"mlops-mlflow-backend", "mlops-mlflow-artifacts", "mlops-inference-log", "mlops-monitoring-state",
+                     "mlops-prometheus-tsdb"}
     postgres = hardened_stack.container("postgres")
     assert mounts_of(postgres)["/var/lib/postgresql/data"]["volumeName"] == "mlops-postgres-data"
 
@@ -163,7 +164,7 @@ def test_every_container_is_hardened_and_waited_for(stack_fixture, request):
 def test_images_are_built_from_services_and_feed_the_containers(default_stack):
     images = {i.plain["imageName"]: i.plain["build"] for i in default_stack.of_type(IMAGE)}
     assert set(images) == {"mlops-tracking:latest", "mlops-serving-runtime:latest", "mlops-monitoring:latest",
-                           "mlops-front:latest"}
+                           "mlops-front:latest", "mlops-prometheus:latest"}
     for build in images.values():
         # One context for every image (services/, so each can carry services/contract.py), one Dockerfile per folder.
         dockerfile = Path(build["dockerfile"])
@@ -197,6 +198,7 @@ def test_exports_name_the_urls_image_and_model_version(default_stack):
         "model_version": "none",
         "canary_version": "none",
         "candidate_version": "none",
+        "prometheus_url": "http://127.0.0.1:9090",
     }
 
 

@@ -88,7 +88,10 @@ def test_first_release(release):
     assert len(body["predictions"]) == 2 and set(body["predictions"]) <= {0, 1}
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in body["probabilities"])
     assert httpx.get(f"{release.url}/livez", timeout=5).status_code == 200
-    assert "predictions_total" in httpx.get(f"{release.url}/metrics", timeout=5).text
+    metrics = httpx.get(f"{release.url}/metrics", timeout=5).text
+    assert "predictions_total" in metrics
+    # What the stack's Prometheus joins BentoML's request metrics with (services/prometheus/rules).
+    assert f'serving_model_info{{model_name="{release.config.model_name}",model_version="1"}} 1.0' in metrics
 
 
 def test_the_gated_version_has_a_model_card_in_the_registry_and_on_the_cli(release):

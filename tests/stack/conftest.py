@@ -82,7 +82,7 @@ def running_stack(
 ) -> Iterator[DockerStack]:
     """The declared stack under a unique name prefix on free loopback ports, removed afterwards; with
     `services`, only the containers of those aliases (and what they use)."""
-    mlflow_port, serving_port, ui_port = free_ports(3)
+    mlflow_port, serving_port, ui_port, prometheus_port = free_ports(4)
     with tempfile.TemporaryDirectory() as folder:
         # The job's policy comes from the served model's pipeline config: a run a minute, not every 5.
         policy_file = Path(folder) / "pipeline.yaml"
@@ -93,6 +93,7 @@ def running_stack(
             "mlflowPort": str(mlflow_port),
             "servingPort": str(serving_port),
             "monitoringUiPort": str(ui_port),
+            "prometheusPort": str(prometheus_port),
             "pipelineConfig": str(policy_file),
             **(config or {}),
         }, secrets)

@@ -80,7 +80,7 @@ def test_monitoring_job_and_ui_are_healthy(platform):
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("alias", ["mlflow", "serving", "front", "monitoring", "monitoring-ui"])
+@pytest.mark.parametrize("alias", ["mlflow", "serving", "front", "monitoring", "monitoring-ui", "prometheus"])
 def test_containers_run_as_declared(platform, alias):
     declared = platform.declared.container(alias).plain
     container = platform.container(alias)

@@ -14,7 +14,9 @@ import contextlib
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -24,6 +26,9 @@ import pytest
 import yaml
 
 from pipelines.bento import build
+from pipelines.canary import CANDIDATE as CANDIDATE_ROLE
+from pipelines.canary import CHAMPION as CHAMPION_ROLE
+from pipelines.canary_prometheus import LOOKBACK_S, P99_QUERY, PrometheusAnswers
 from pipelines.config import DEFAULT_CONFIG_PATH, PipelineConfig, load_config
 from pipelines.data import data_version, load_versioned, to_records
 from pipelines.deploy import AUDIT_EXPERIMENT, CanaryAborted, DeployError, deploy, rollback
@@ -265,6 +270,56 @@ def watching(look: Callable[[], str | None]) -> Iterator[set[str]]:
     finally:
         done.set()
         poller.join()
+
+
+def prometheus_vector(platform: DockerStack, promql: str) -> list[dict]:
+    response = httpx.get(f"{platform.declared.exports['prometheus_url']}/api/v1/query", params={"query": promql},
+                         timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["result"]
+
+
+def test_prometheus_records_the_request_rate_per_model_and_version(config, platform, champion):
+    """A bounded load on /predict, then the stack's Prometheus answers the recorded per-model rate (after its
+    scrapes and a rule evaluation), labelled with the model and the version that answered."""
+    version = serving_version(platform)
+    # As in a canary, whose candidate answers the release's routed checks first: the server's latency series
+    # exist in Prometheus before the load (a series first scraped with the load in it shows no increase), and
+    # the reader's lookback (LOOKBACK_S) holds none of the requests before it.
+    histogram = (f'bentoml_service_request_duration_seconds_count{{endpoint="/predict"}} * on (instance) '
+                 f'group_left serving_model_info{{model_version="{version}"}}')
+    deadline = time.monotonic() + 60
+    while not prometheus_vector(platform, histogram) and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(LOOKBACK_S)
+    since = datetime.now(UTC)
+    with httpx.Client(timeout=30) as client:
+        for _ in range(120):
+            assert client.post(f"{url(platform)}/predict", json={"rows": [ROW]}).status_code == 200
+    # The canary's reader sees the load's requests of that version once scraped (it polls, as `watch` does), and
+    # none of a version that does not serve; increase() extrapolates to the range's ends, so it may overshoot.
+    reader = PrometheusAnswers(platform.declared.exports["prometheus_url"], config.model_name,
+                               {CHAMPION_ROLE: version, CANDIDATE_ROLE: "none"}, since)
+    deadline = time.monotonic() + 120
+    answers, skipped = reader()
+    while answers.requests[CHAMPION_ROLE] < 110 and time.monotonic() < deadline:
+        time.sleep(3)
+        answers, skipped = reader()
+    print(f"canary reader over the load: {answers}")
+    assert 110 <= answers.requests[CHAMPION_ROLE] <= 160 and answers.error_rates[CHAMPION_ROLE] == 0.0
+    timed = prometheus_vector(platform, P99_QUERY.format(seconds=60, model=config.model_name))
+    assert answers.p99_ms[CHAMPION_ROLE] > 0, f"p99 over 60 s answered {timed}"
+    assert answers.requests[CANDIDATE_ROLE] == 0 and skipped == 0
+    # The recorded per-model rate, after a rule evaluation (15 s), labelled with the model and the version.
+    rate = f'model_version:requests:rate1m{{model_name="{config.model_name}", model_version="{version}"}}'
+    found = [r for r in prometheus_vector(platform, rate) if float(r["value"][1]) > 0]
+    while not found and time.monotonic() < deadline + 30:
+        time.sleep(3)
+        found = [r for r in prometheus_vector(platform, rate) if float(r["value"][1]) > 0]
+    assert [r["metric"] for r in found] == [{"__name__": "model_version:requests:rate1m",
+                                             "model_name": config.model_name, "model_version": version}]
+    # The front is scraped too, through HAProxy's own exporter.
+    assert [r["value"][1] for r in prometheus_vector(platform, 'up{job="front"}')] == ["1"]
 
 
 def eval_rows(config: PipelineConfig) -> list[dict]:

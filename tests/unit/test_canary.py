@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from pipelines.canary import CANDIDATE, CHAMPION, Observed, figures, judge, prediction_distance
+from pipelines.canary import CANDIDATE, CHAMPION, Observed, answers_of, figures, judge, prediction_distance
 from pipelines.config import CanaryConfig
 from services.contract import CLASSIFICATION, REGRESSION
 
@@ -31,7 +31,7 @@ def observed(*, candidate_errors: int = 0, candidate_ms: float = 20.0, candidate
     candidate = [(500 if i < candidate_errors else 200, rng.uniform(candidate_ms / 2, candidate_ms * 1.5))
                  for i in range(candidate_requests)]
     candidate_probabilities = probabilities(rng, candidate_requests, flipped=flipped)
-    return Observed({CHAMPION: champion, CANDIDATE: candidate},
+    return Observed(answers_of({CHAMPION: champion, CANDIDATE: candidate}),
                     {CHAMPION: probabilities(rng, 400), CANDIDATE: candidate_probabilities})
 
 
@@ -94,7 +94,7 @@ def test_bad_log_lines_are_skipped_and_counted_never_a_failed_analysis(monkeypat
 
     seen = canary.DockerWindow("mlops", {CHAMPION: "5", CANDIDATE: "6"}, since, CLASSIFICATION)()
 
-    assert {role: len(answers) for role, answers in seen.responses.items()} == {CHAMPION: 1, CANDIDATE: 1}
+    assert seen.answers.requests == {CHAMPION: 1, CANDIDATE: 1}
     assert [len(seen.outputs[role]) for role in (CHAMPION, CANDIDATE)] == [1, 1]
     assert seen.skipped_lines == 5  # 2 inference records, 3 access-log entries
     assert figures(seen, 10.0).as_tags()["canary_skipped_log_lines"] == "5"
@@ -110,7 +110,7 @@ def answers(n: int, refused: int, failed: int = 0, seed: int = 3) -> list[tuple[
 
 def judged(champion: list[tuple[int, float]], candidate: list[tuple[int, float]]):
     rng = random.Random(11)
-    seen = Observed({CHAMPION: champion, CANDIDATE: candidate},
+    seen = Observed(answers_of({CHAMPION: champion, CANDIDATE: candidate}),
                     {CHAMPION: probabilities(rng, 400), CANDIDATE: probabilities(rng, 100)})
     return judge(figures(seen, 30.0), LIMITS)
 
@@ -118,7 +118,7 @@ def judged(champion: list[tuple[int, float]], candidate: list[tuple[int, float]]
 def test_a_candidate_that_refuses_every_row_the_champion_accepts_is_not_promoted():
     # Seen: a candidate answering 422 to every row was promoted (only 5xx counted; no row, no distance).
     rng = random.Random(5)
-    seen = Observed({CHAMPION: answers(400, 0), CANDIDATE: answers(100, 100)},
+    seen = Observed(answers_of({CHAMPION: answers(400, 0), CANDIDATE: answers(100, 100)}),
                     {CHAMPION: probabilities(rng, 400), CANDIDATE: []})
     verdict = judge(figures(seen, 30.0), LIMITS)
     assert not verdict.promote

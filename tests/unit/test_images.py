@@ -16,9 +16,9 @@ SERVICES = REPO_ROOT / "services"
 DOCKERFILES = sorted([*SERVICES.glob("*/Dockerfile"), *SERVICES.glob("*/*.Dockerfile")])
 REQUIREMENTS = sorted(SERVICES.glob("*/requirements.txt"))
 IMAGE_FOLDERS = sorted(path.parent for path in SERVICES.glob("*/Dockerfile"))
-# Images that install Python packages do so from their requirements.txt; postgres and the front (HAProxy)
-# have only Debian packages.
-PYTHON_IMAGE_FOLDERS = [folder for folder in IMAGE_FOLDERS if folder.name not in ("postgres", "front")]
+# Images that install Python packages do so from their requirements.txt; postgres, the front (HAProxy) and
+# Prometheus have only Debian packages.
+PYTHON_IMAGE_FOLDERS = [folder for folder in IMAGE_FOLDERS if folder.name not in ("postgres", "front", "prometheus")]
 APP_USER = "10001:10001"  # infra/containers.py runs every service container as this user
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
 
@@ -47,7 +47,7 @@ def pins(path: Path) -> dict[str, str]:
 
 def test_there_is_an_image_per_service():
     assert {folder.name for folder in IMAGE_FOLDERS} == {"tracking", "serving", "monitoring", "postgres", "front",
-                                                         "seaweedfs"}
+                                                         "seaweedfs", "prometheus"}
     assert [path.parent for path in REQUIREMENTS] == PYTHON_IMAGE_FOLDERS
 
 
