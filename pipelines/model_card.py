@@ -9,6 +9,7 @@ so the MLflow UI shows it on the version page; `pipelines card [VERSION]` prints
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,11 +53,12 @@ class CardFacts:
     checks: list[Check]
     notes: list[str]
     fairness: list[dict]  # the gate's per-group rows (pipelines/fairness.py)
-    holdout: pd.DataFrame
+    holdout: pd.DataFrame | None  # None when the gate did not get as far as the model
     run_params: Mapping[str, str]
     run_tags: Mapping[str, str]
     champion_version: str | None
     written_at: datetime
+    not_run: str = ""  # why the gate judged no metrics (it stopped before loading the model)
 
     @classmethod
     def now(cls, **facts: object) -> CardFacts:
@@ -75,9 +77,10 @@ def card_markdown(facts: CardFacts, *, passed_checks: bool = True) -> str:
         "## Model\n\n" + _table(("", ""), [("task", model.task), ("estimator", f"`{model.estimator}`")])
         + _params(facts.run_params),
         "## Training data\n\n" + _data(facts),
-        "## Metrics on the frozen eval set\n\n"
-        + _table(("metric", "value"), [(name, f"{value:.4f}") for name, value in sorted(facts.metrics.items())]),
-        "## Fairness\n\n" + _fairness(facts.fairness, facts.version.data.sensitive_features),
+        "## Metrics on the frozen eval set\n\n" + (f"_{facts.not_run}_" if facts.not_run else _table(
+            ("metric", "value"), [(name, f"{value:.4f}") for name, value in sorted(facts.metrics.items())])),
+        "## Fairness\n\n" + (f"_{facts.not_run}_" if facts.not_run else
+                              _fairness(facts.fairness, facts.version.data.sensitive_features)),
         "## Gate checks\n\n" + _checks(facts.checks, passed_checks)
         + ("\n\n" + "\n".join(f"- {note}" for note in facts.notes) if facts.notes else ""),
         "## Lineage\n\n" + _table(("", ""), [
@@ -98,8 +101,9 @@ def description(facts: CardFacts) -> str:
 
 
 def card_html(text: str, title: str) -> str:
-    body = markdown.markdown(text, extensions=["tables"])
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+    # The text carries values from the data (groups, slices): escaped, so none of it is markup.
+    body = markdown.markdown(html.escape(text, quote=False), extensions=["tables"])
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}</style></head>"
             f"<body>\n{body}\n</body></html>\n")
@@ -124,10 +128,11 @@ def _data(facts: CardFacts) -> str:
     source = facts.run_tags.get(DATA_SOURCE_TAG, data.source)
     rows = [("source", f"`{source}` (snapshot: {facts.run_tags.get(SNAPSHOT_POLICY_TAG, 'copy')})"),
             ("data version", facts.version.data_version), ("rows", facts.run_params.get("rows", "not recorded")),
-            ("eval rows (frozen holdout)", str(len(holdout))),
+            ("eval rows (frozen holdout)", "not read" if holdout is None else str(len(holdout))),
             ("numeric features", ", ".join(data.numeric_features) or "none"),
             ("categorical features", ", ".join(data.categorical_features) or "none"), ("target", data.target)]
-    return _table(("", ""), rows) + "\n\n" + _target_summary(holdout[data.target], facts.version.task)
+    summary = "" if holdout is None else "\n\n" + _target_summary(holdout[data.target], facts.version.task)
+    return _table(("", ""), rows) + summary
 
 
 def _target_summary(target: pd.Series, task: str) -> str:
@@ -141,13 +146,19 @@ def _target_summary(target: pd.Series, task: str) -> str:
 
 
 def _fairness(groups: list[dict], columns: list[str]) -> str:
+    if columns and not groups:
+        return f"_not computed for {', '.join(columns)}: see the gate's notes_"
     if not groups:
         return "_no sensitive columns: set `data.sensitive_features` (and `fairness.limits`) in the pipeline config_"
     metrics = [key for key in groups[0] if key not in ("column", "group", "rows", "judged")]
     rows = [(row["column"], row["group"], str(row["rows"]) + ("" if row["judged"] else " (too few to judge)"),
-             *(f"{row[name]:.4f}" for name in metrics)) for row in groups]
+             *(_figure(row[name]) for name in metrics)) for row in groups]
     return (f"Per group of {', '.join(columns)} on the frozen eval set (the limits: the `*_difference` / `*_ratio` "
             "checks below):\n\n" + _table(("column", "group", "eval rows", *metrics), rows))
+
+
+def _figure(value: float) -> str:
+    return "n/a" if value != value else f"{value:.4f}"  # NaN: a rate the group has no rows for
 
 
 def _checks(checks: list[Check], passed_checks: bool) -> str:
@@ -196,4 +207,5 @@ def read_card(config: PipelineConfig, version: str | None) -> str:
     try:
         return mlflow_artifacts.load_text(f"runs:/{model.run_id}/{CARD_MARKDOWN}")
     except MlflowException:
-        raise CardError(f"v{model.version} has no model card: it was never gated; run `make validate`") from None
+        raise CardError(f"v{model.version} has no model card: it has not been gated since cards were added; "
+                        "run `make validate`") from None

@@ -49,7 +49,7 @@ CHALLENGER, CHAMPION, PREVIOUS = "challenger", CHAMPION_ALIAS, "previous"
 # Model version tags: what it was made from (set by training), and the gate's verdict (deploy needs "passed").
 GIT_SHA_TAG, RUN_ID_TAG = "git_sha", "run_id"
 VALIDATION_TAG, PASSED, FAILED = "validation", "passed", "failed"
-VALIDATION_OVERRIDE_TAG = "validation_override"  # why an operator waived a gate check, when one did
+VALIDATION_OVERRIDE_TAG = "validation_override"  # why gate checks were waived: the operator, or config waivers
 # Set by the gate with its verdict, beside SERVING_RUNTIME_TAG: the digest of the ONNX file it checked, so
 # the build serves exactly that file.
 ONNX_SHA256_TAG = "onnx_sha256"

@@ -77,7 +77,8 @@ def gate_candidate(config: PipelineConfig, candidate: ResolvedVersion, *, allow_
     for note in report.notes:
         console.print(f"note: {note}")
     if report.override:
-        console.print(f"[yellow]waived by the operator[/yellow]: {report.override} (recorded on the version)")
+        console.print(f"[yellow]waived[/yellow] (by the operator or the reviewed config): {report.override} "
+                      "(recorded on the version)")
     if not report.passed:
         console.print(f"[red]gate failed[/red]: {len(report.failures)} check(s) failed; "
                       "nothing was built or deployed, aliases unchanged")

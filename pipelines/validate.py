@@ -116,8 +116,12 @@ def validate(
     else:  # loading the model imports its code: code this checkout does not hold is never run
         report = ValidationReport(candidate=VersionFacts.of(candidate), champion=None)
     report.checks.insert(0, code)
+    not_run = "" if code.passed else "the gate stopped at the team-code check: the model was not loaded"
+    try:  # before the verdict is recorded: a version reads passed or failed only with its card written
+        record_card(client, card_facts(client, config, candidate, report, not_run))
+    except Exception as exc:  # the verdict stands without a card (MLflow refused it, the source is gone)
+        report.notes.append(f"the model card was not written: {str(exc).splitlines()[0][:300]}")
     _record(client, candidate, report)
-    record_card(client, card_facts(client, config, candidate, report))
     return report
 
 
@@ -202,11 +206,11 @@ def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:
 
 
 def card_facts(client: MlflowClient, config: PipelineConfig, candidate: ResolvedVersion,
-               report: ValidationReport) -> CardFacts:
+               report: ValidationReport, not_run: str) -> CardFacts:
     run = client.get_run(candidate.run_id).data
     return CardFacts.now(version=candidate, card=config.card, passed=report.passed, runtime=report.runtime,
                          metrics=report.metrics, checks=report.checks, notes=report.notes, fairness=report.fairness,
-                         holdout=candidate.holdout,
+                         holdout=None if not_run else candidate.holdout, not_run=not_run,
                          run_params=run.params, run_tags=run.tags, champion_version=report.champion_version)
 
 

@@ -288,7 +288,7 @@ def test_a_gate_that_cannot_compare_with_the_champion_fails_closed(release, loca
 def test_waiving_the_comparison_is_recorded_and_audited(release, local_platform):
     weak = local_platform.config_path.with_name("weak-fork.yaml")
     output = release.run("deploy", "--allow-incomparable", config=weak)
-    assert "waived by the operator" in output
+    assert "waived" in output
     assert release.aliases() == {"champion": "6", "previous": "1"}
     tags = connect(release.config).get_model_version(release.config.model_name, "6").tags
     assert tags["validation"] == "passed" and "not compared" in tags["validation_override"]

@@ -133,3 +133,57 @@ def test_config_mistakes_name_the_key(update, message):
 def test_the_sensitive_column_is_kept_in_the_snapshot_once_and_is_not_a_feature():
     config = DataConfig(target="y", numeric_features=["x"], time_column="t", sensitive_features=["g", "t"])
     assert config.columns == ["x", "y", "t", "g"] and "g" not in config.features
+
+
+class Fixed:
+    """A model that answers the given predictions, with the classes it was trained on."""
+
+    def __init__(self, predicted, classes=None) -> None:
+        self.predicted = np.asarray(predicted)
+        if classes is not None:
+            self.classes_ = np.asarray(classes)
+
+    def predict(self, features):
+        return self.predicted[: len(features)]
+
+
+def test_a_group_without_positives_is_judged_on_its_false_positive_rate_only():
+    frame = pd.DataFrame({"x": 0.0, "group": ["a"] * 40 + ["b"] * 40,
+                          "defaulted": [1, 0] * 20 + [0] * 40})
+    found = result(Fixed(frame["defaulted"], classes=[0, 1]), frame, DataConfig(
+        target="defaulted", numeric_features=["x"], sensitive_features=["group"]),
+        FairnessConfig(limits={"equalized_odds_difference": 0.1}))
+    (check,) = found.checks
+    assert check.passed and check.candidate == 0.0  # a perfect model; b's true positive rate is undefined
+    b = next(row for row in found.groups if row["group"] == "b")
+    assert np.isnan(b["true_positive_rate"]) and b["false_positive_rate"] == 0.0
+
+
+def test_groups_all_at_zero_have_a_ratio_of_one_and_an_undefined_figure_fails_naming_why():
+    frame = pd.DataFrame({"x": 0.0, "group": ["a"] * 40 + ["b"] * 40, "defaulted": [0] * 80})
+    config = DataConfig(target="defaulted", numeric_features=["x"], sensitive_features=["group"])
+    found = result(Fixed([0] * 80, classes=[0, 1]), frame, config,
+                   FairnessConfig(limits={"demographic_parity_ratio": 0.8, "equalized_odds_ratio": 0.8}))
+    checks = {c.name: c for c in found.checks}
+    assert checks["demographic_parity_ratio[group]"].passed and checks["demographic_parity_ratio[group]"].candidate == 1
+    assert checks["equalized_odds_ratio[group]"].passed  # no positives anywhere: the false positive rates judge
+    frame["defaulted"] = [1] * 40 + [0] * 40  # a has only positives, b only negatives: no rate is shared
+    undefined = result(Fixed(frame["defaulted"], classes=[0, 1]), frame, config,
+                       FairnessConfig(limits={"equalized_odds_difference": 0.1})).checks[0]
+    assert not undefined.passed and undefined.candidate.startswith("undefined")
+
+
+def test_three_classes_with_two_in_the_eval_set_are_judged_as_more_classes():
+    frame = pd.DataFrame({"x": 0.0, "group": ["a", "b"] * 40, "grade": ["x", "y"] * 40})
+    config = DataConfig(target="grade", numeric_features=["x"], sensitive_features=["group"])
+    found = result(Fixed(frame["grade"], classes=["x", "y", "z"]), frame, config)
+    assert [c.name for c in found.checks] == ["accuracy_difference[group]"] and found.checks[0].passed
+
+
+@pytest.mark.parametrize(("labels", "wanted"), [([0.0, 1.0], 1), ([True, False], True), (["no", "yes"], "yes")])
+def test_the_positive_label_matches_numbers_numerically_and_text_as_text(labels, wanted):
+    truth = labels * 40
+    frame = pd.DataFrame({"x": 0.0, "group": ["a"] * 40 + ["b"] * 40, "defaulted": truth})
+    config = DataConfig(target="defaulted", numeric_features=["x"], sensitive_features=["group"])
+    found = result(Fixed(truth, classes=sorted(labels, key=str)), frame, config, FairnessConfig(positive_label=wanted))
+    assert all(check.passed for check in found.checks) and found.checks

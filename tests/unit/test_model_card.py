@@ -79,4 +79,18 @@ def test_the_fairness_table_shows_every_group_and_marks_the_small_ones():
     assert "## Fairness" in text and "| column | group | eval rows | selection_rate |" in text
     assert "| applicant_group | group_a | 700 | 0.3100 |" in text
     assert "| applicant_group | group_z | 4 (too few to judge) | 0.5000 |" in text
-    assert "_no sensitive columns: set `data.sensitive_features`" in card_markdown(facts([]))
+    assert "_not computed for applicant_group: see the gate's notes_" in card_markdown(facts([]))
+
+
+def test_a_gate_stopped_before_the_model_says_so_instead_of_empty_figures():
+    stopped = CardFacts(**{**facts([Check("team code = this checkout's", "abc", False)]).__dict__,
+                           "holdout": None, "metrics": {}, "not_run": "the gate stopped at the team-code check"})
+    text = card_markdown(stopped)
+    assert text.count("_the gate stopped at the team-code check_") == 2  # metrics and fairness
+    assert "| eval rows (frozen holdout) | not read |" in text and "Class balance" not in text
+
+
+def test_data_in_the_card_is_text_in_the_html_never_markup():
+    text = card_markdown(facts([Check("accuracy[region=<script>alert(1)</script>]", 0.9, True)]))
+    html = card_html(text, "<b>m</b> v3")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "<title>&lt;b&gt;m&lt;/b&gt; v3</title>" in html
