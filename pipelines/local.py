@@ -108,7 +108,7 @@ def start_front(config: PipelineConfig) -> str:
     platform = config.platform
     front = front_process(config)
     if front.pid() is not None and not _routes_by_model(f"{platform.serving_url}{HEALTH_PATH}"):
-        front.stop()  # a front from before models had routes of their own: it would send every path to one
+        _stop_single_model_serving(config)
     serve_once(
         front,
         [sys.executable, "-m", "uvicorn", "--factory", "pipelines.front:create_app", "--host", platform.host,
@@ -120,6 +120,17 @@ def start_front(config: PipelineConfig) -> str:
         env={ROUTES_DIR_ENV: str(routes_dir(platform.state_dir)), MAX_BODY_ENV: str(config.serving.max_body_bytes + 1)},
     )
     return platform.serving_url
+
+
+def _stop_single_model_serving(config: PipelineConfig) -> None:
+    """Stop what a platform from before models had routes of their own serves: its front sends every path to
+    one model, and its two slots keep their state in the state dir's own `run/` (once, at the first release)."""
+    state = config.platform.state_dir
+    for slot in SLOTS:
+        Process(f"serving-{slot}", state).stop()
+    for name in ("front-route.json", "serving.json"):
+        (state / "run" / name).unlink(missing_ok=True)
+    front_process(config).stop()
 
 
 def _routes_by_model(health_url: str) -> bool:

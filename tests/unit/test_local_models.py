@@ -7,7 +7,9 @@ start-up and HTTP checks are stubbed (tests/integration/test_models_side_by_side
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from pipelines import local
 from pipelines.config import DataConfig, PipelineConfig
 from pipelines.platform import free_port
-from pipelines.processes import alive
+from pipelines.processes import Process, alive
 from pipelines.routes import read_default, read_route, routes_dir
 from pipelines.serving_state import SLOTS, live_release, local_models, model_url, route_file, slot_process
 from pipelines.status import platform_status
@@ -95,3 +97,28 @@ def test_status_has_one_block_per_model_served_here(models):
     assert found.models["loans"] == {"local": "not served here"}
     assert found.models["rentals"]["local model"].startswith("v1 (rentals:v1)")
     assert found.models["rentals"]["local"].startswith(f"{model_url(rentals)} NOT READY (blue server pid")
+
+
+def test_the_first_release_after_the_upgrade_stops_the_single_model_front_and_its_slots(tmp_path, monkeypatch):
+    config = _config(tmp_path, "loans")
+    legacy = [Process(name, tmp_path) for name in ("front", "serving-blue")]
+    for process in legacy:
+        process.start(SLEEPER)
+    (tmp_path / "run" / "front-route.json").write_text("{}")
+
+    class OldFront(BaseHTTPRequestHandler):  # its health names one version and no models
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"front": "up", "model_version": "3"}')
+
+    server = ThreadingHTTPServer(("127.0.0.1", config.platform.serving_port), OldFront)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(local, "serve_once", lambda *args, **kwargs: None)  # the new front's start
+    try:
+        local.start_front(config)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [process.pid() for process in legacy] == [None, None]
+    assert not (tmp_path / "run" / "front-route.json").exists()
