@@ -47,7 +47,7 @@ def demo_command(config_path: ConfigOption = None) -> None:
     from pipelines.local import LocalTarget
     from pipelines.monitor import run_monitor
     from pipelines.registry import CHAMPION
-    from pipelines.serving_state import model_url
+    from pipelines.serving_state import predict_url
 
     config = load_config(config_path)
     steps.start_platform(config)
@@ -59,7 +59,7 @@ def demo_command(config_path: ConfigOption = None) -> None:
     champion = steps.resolve_version(config, alias=CHAMPION)
     console.print(views.key_values("Demo done", {
         "MLflow": config.tracking.display_uri,
-        "serving": f"{model_url(config)}/predict",
+        "serving": predict_url(config),
         "model": f"{config.model_name} v{champion.version} (@champion)",
         "data version": champion.data_version,
         "monitoring": monitored.summary,

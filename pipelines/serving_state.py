@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipelines.config import PipelineConfig
 from pipelines.platform import Process
-from pipelines.routes import model_route_file, read_route, routes_dir, served_models
+from pipelines.routes import model_route_file, read_default, read_route, routes_dir, served_models
 from services.contract import MODEL_ROUTE_PREFIX
 
 SLOTS = ("blue", "green")
@@ -58,6 +58,12 @@ def local_models(config: PipelineConfig) -> list[str]:
 def model_url(config: PipelineConfig, model: str | None = None) -> str:
     """The model's own URL on the local front: `<serving_url>/models/<name>` (then /predict, /readyz, ...)."""
     return f"{config.platform.serving_url}{MODEL_ROUTE_PREFIX}{model or config.model_name}"
+
+
+def predict_url(config: PipelineConfig) -> str:
+    """Where to POST rows for the model: `/predict` when it is the default model, else its own path."""
+    default = read_default(routes_dir(config.platform.state_dir)) == config.model_name
+    return f"{config.platform.serving_url if default else model_url(config)}/predict"
 
 
 def slot_process(config: PipelineConfig, slot: str, model: str | None = None) -> Process:

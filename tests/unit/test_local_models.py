@@ -19,7 +19,15 @@ from pipelines.config import DataConfig, PipelineConfig
 from pipelines.platform import free_port
 from pipelines.processes import Process, alive
 from pipelines.routes import read_default, read_route, routes_dir
-from pipelines.serving_state import SLOTS, live_release, local_models, model_url, route_file, slot_process
+from pipelines.serving_state import (
+    SLOTS,
+    live_release,
+    local_models,
+    model_url,
+    predict_url,
+    route_file,
+    slot_process,
+)
 from pipelines.status import platform_status
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -74,8 +82,10 @@ def test_predict_goes_to_the_first_deployed_until_the_demos_model_serves(models)
     loans, rentals = models
     _release(rentals, "1")
     assert read_default(routes_dir(rentals.platform.state_dir)) == "rentals"
+    assert predict_url(rentals) == f"{rentals.platform.serving_url}/predict"
     _release(loans, "1")
     assert read_default(routes_dir(rentals.platform.state_dir)) == "loans"
+    assert predict_url(rentals) == f"{model_url(rentals)}/predict"
 
 
 def test_down_stops_every_models_servers(models):
