@@ -2,7 +2,8 @@
 trained, gated and deployed side by side through the CLI against the session's MLflow server, each behind the
 one local front on its own real bento server; both answer on `/models/<name>/predict`, `/predict` answers for the
 default model (the first deployed: neither is named by the demo config here), and a second release of one model
-leaves the other's server process and answered version as they were."""
+leaves the other's server process and answered version as they were. `make status` then shows both, each with
+its aliases, local server and monitoring (a DRIFT report with a retrain request recorded as the job does)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ from pipelines.config_files import MODELS_DIR
 from pipelines.local import stop_serving
 from pipelines.registry import CHAMPION, aliases_of, connect
 from pipelines.serving_state import live_release, model_url, slot_process
+from pipelines.status import platform_status
+from services.contract import (
+    REPORT_MODEL_TAG,
+    REPORT_VERDICT_TAG,
+    REPORT_VERSION_TAG,
+    RETRAIN_OPEN,
+    RETRAIN_REQUESTED_AT_TAG,
+    RETRAIN_REQUESTED_TAG,
+    RETRAIN_STATUS_TAG,
+)
 from tests.example_runs import check_response, holdout_rows
 from tests.integration.conftest import LocalPlatform
 from tests.integration.test_release_loop import cli
@@ -25,6 +36,7 @@ from tests.integration.test_release_loop import cli
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 CLASSIFIER, REGRESSION = "side-loans", "bike-rentals"  # not the demo's name: the release loop owns its registry entry
+ASKED_AT = "2026-12-03T10:00:00+00:00"
 
 
 def _config(raw: dict, name: str, local_platform: LocalPlatform, shared: dict, state: Path) -> Path:
@@ -34,6 +46,16 @@ def _config(raw: dict, name: str, local_platform: LocalPlatform, shared: dict, s
     path = state / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def _report_drift(config: PipelineConfig, version: str) -> None:
+    """A monitoring report run as the job records one on DRIFT with a retrain request (services/monitoring)."""
+    client = connect(config)
+    found = client.get_experiment_by_name(config.monitoring.experiment)
+    experiment = found.experiment_id if found else client.create_experiment(config.monitoring.experiment)
+    client.create_run(experiment, tags={
+        REPORT_MODEL_TAG: config.model_name, REPORT_VERSION_TAG: version, REPORT_VERDICT_TAG: "DRIFT",
+        RETRAIN_REQUESTED_TAG: "true", RETRAIN_REQUESTED_AT_TAG: ASKED_AT, RETRAIN_STATUS_TAG: RETRAIN_OPEN})
 
 
 def _run(*args: str, config: Path) -> str:
@@ -84,5 +106,11 @@ def test_two_models_serve_side_by_side_and_release_independently(local_platform:
 
         status = _run("status", config=paths[REGRESSION])
         assert f"Model {CLASSIFIER}" in status and f"Model {REGRESSION}" in status
+        _report_drift(regression, answered[REGRESSION]["model_version"])
+        found = platform_status(regression).models
+        assert found[REGRESSION]["monitoring"] == f"DRIFT on v{answered[REGRESSION]['model_version']}"
+        assert found[REGRESSION]["retrain request"].startswith(f"open since {ASKED_AT}")
+        assert found[CLASSIFIER]["@champion"].startswith(f"v{again['model_version']} (classification")
+        assert found[CLASSIFIER]["local"].startswith(f"{model_url(configs[CLASSIFIER])} ready")
     finally:
         stop_serving(configs[CLASSIFIER])
