@@ -1,5 +1,6 @@
 # The front door. Every target is a thin call into the `pipelines` CLI (or pytest / the image scripts).
-# Pipeline config: pipelines/pipeline.yaml (or PIPELINE_CONFIG=path). Local state: .platform/
+# Pipeline config: pipelines/pipeline.yaml (the demo's), MODEL=<name> for models/<name>/pipeline.yaml, or
+# PIPELINE_CONFIG=path. Local state: .platform/
 SHELL := /bin/bash
 # Recursive (=) so the lookup happens again after `setup` installed uv.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
@@ -17,10 +18,15 @@ DEST ?=# backup: where archives go, a folder or s3://bucket/prefix (default: pla
 # these values (a `$(shell ...)` in one stays text) and never pastes them into a recipe: a target gets
 # the ones it takes as environment variables, read by its recipe as "$$NAME", so each value is one
 # argument to the CLI, which validates it. ARGS alone is split into words (never globbed or parsed).
-INPUTS := VERSION FROM TO STACK TARGET CANARY ARGS KEEP DEST BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
+INPUTS := MODEL VERSION FROM TO STACK TARGET CANARY ARGS KEEP DEST BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
 $(foreach name,$(INPUTS),$(eval override $(name) := $$(value $(name))))
 # $(call takes,<target>,<inputs>): that target's recipe gets those inputs in its environment.
 takes = $(foreach name,$(2),$(eval $(1): export $(name) := $$($(name))))
+# Every target that reads the pipeline config takes MODEL=<name> as PIPELINE_MODEL: the CLI reads
+# models/<name>/pipeline.yaml, and refuses a name with no folder there, listing the ones there are.
+CONFIG_TARGETS := demo platform data train validate build deploy rollback reproduce promote traffic monitor \
+                  monitoring-ui status down backup restore stack-up
+$(foreach target,$(CONFIG_TARGETS),$(eval $(target): export PIPELINE_MODEL := $$(MODEL)))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
@@ -46,7 +52,7 @@ platform: setup ## start the local MLflow server (127.0.0.1:5000)
 data: ## check the dataset and print its version
 	$(PIPELINES) data
 
-train: ## train, log to MLflow, register @challenger
+train: ## train, log to MLflow, register @challenger (MODEL=<name>: models/<name>/pipeline.yaml, for every target)
 	$(PIPELINES) train
 
 $(call takes,validate,ARGS)
@@ -83,7 +89,7 @@ monitor: ## judge the logged traffic with Evidently once: OK / DRIFT / NOT ENOUG
 monitoring-ui: ## serve the Evidently UI with the monitoring reports (127.0.0.1:8000)
 	$(PIPELINES) monitoring-ui
 
-status: ## what runs where: MLflow, serving, aliases, memory
+status: ## what runs where: MLflow, the front, stacks; per model its aliases, local serving, monitoring verdict
 	$(PIPELINES) status
 
 down: ## stop the local serving and MLflow processes (state is kept)

@@ -24,11 +24,11 @@ def platform_command(config_path: ConfigOption = None) -> None:
 
 @command("status")
 def status_command(config_path: ConfigOption = None) -> None:
-    """What runs where: MLflow, serving, aliases, memory."""
-    from pipelines.status import local_status
+    """What runs where: MLflow, the front, each stack; per model its aliases, local serving and monitoring."""
+    from pipelines.status import platform_status
 
-    config = load_config(config_path)
-    console.print(views.key_values(f"Status of {config.model_name}", local_status(config)))
+    for table in views.status(platform_status(load_config(config_path))):
+        console.print(table)
 
 
 @command("traffic")
@@ -48,6 +48,7 @@ def demo_command(config_path: ConfigOption = None) -> None:
     from pipelines.model_card import card_place
     from pipelines.monitor import run_monitor
     from pipelines.registry import CHAMPION
+    from pipelines.serving_state import predict_url
 
     config = load_config(config_path)
     steps.start_platform(config)
@@ -59,7 +60,7 @@ def demo_command(config_path: ConfigOption = None) -> None:
     champion = steps.resolve_version(config, alias=CHAMPION)
     console.print(views.key_values("Demo done", {
         "MLflow": config.tracking.display_uri,
-        "serving": f"{config.platform.serving_url}/predict",
+        "serving": predict_url(config),
         "model": f"{config.model_name} v{champion.version} (@champion)",
         "data version": champion.data_version,
         "model card": card_place(config, champion),

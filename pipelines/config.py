@@ -14,6 +14,9 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipelines.backup_shelf import overlaps, shelf_at
+from pipelines.config_files import CONFIG_ENV as CONFIG_ENV  # re-exported: where the config is chosen
+from pipelines.config_files import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH
+from pipelines.config_files import ConfigError, chosen_config_path
 from pipelines.config_model import (
     DEFAULT_ESTIMATORS,
     DEFAULT_GATES,
@@ -27,22 +30,15 @@ from pipelines.config_model import (
     Section,
     from_repo_root,
 )
-from pipelines.errors import CannotRun
 from pipelines.fairness_limits import limits_of_task
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
-from services.contract import CLASSIFICATION, TaskName
+from services.contract import CLASSIFICATION, DNS_LABEL_MAX_CHARS, TaskName, is_dns_label
 from services.monitoring.policy import MonitoringPolicy
 
-DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
-CONFIG_ENV = "PIPELINE_CONFIG"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_USERNAME_ENV, TRACKING_PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
-
-
-class ConfigError(CannotRun, ValueError):
-    """The pipeline config is missing, unreadable or has a bad key or value."""
 
 
 class TrackingConfig(Section):
@@ -195,7 +191,7 @@ class CanaryConfig(Section):
 
 
 class PipelineConfig(Section):
-    model_name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="registered model name; also the bento name")
+    model_name: str = Field(description="registered model name; also the bento's, and its route's (/models/<name>/)")
     task: TaskName = Field(CLASSIFICATION, description="classification (binary or multiclass) or regression")
     code_paths: list[Path] = Field(
         [], description="the team's own package folders (relative to the repo root), importable by the "
@@ -211,6 +207,15 @@ class PipelineConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     canary: CanaryConfig = CanaryConfig()
     card: CardConfig = CardConfig()
+
+    @field_validator("model_name")
+    @classmethod
+    def _a_dns_label(cls, value: str) -> str:
+        if not is_dns_label(value):
+            raise ValueError(f"not a DNS label (RFC 1123): lowercase letters, digits and '-', a letter or digit at "
+                             f"each end, at most {DNS_LABEL_MAX_CHARS} characters; the name is also the model's "
+                             "route (/models/<name>/) and part of its containers' names")
+        return value
 
     @model_validator(mode="after")
     def _gates_and_split_fit_the_task(self) -> PipelineConfig:
@@ -272,8 +277,8 @@ def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
 
 
 def load_config(path: str | Path | None = None) -> PipelineConfig:
-    """Read and validate the pipeline config; `$PIPELINE_CONFIG` picks another file."""
-    config_path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    """Read and validate the pipeline config: `path`, else $PIPELINE_CONFIG or a model's (`config_files`)."""
+    config_path = chosen_config_path(path)
     try:
         raw = yaml.safe_load(config_path.read_text())
     except FileNotFoundError:

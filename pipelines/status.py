@@ -1,24 +1,27 @@
-"""What runs where on this machine: MLflow, serving, the aliases, resident memory (`make status`).
+"""What runs where on this machine (`make status`): MLflow, the local front, each Docker stack, and per model
+its aliases, what serves it locally, its last monitoring verdict and its open retrain request.
 
-It asks MLflow's REST API directly: importing the MLflow client would take longer than everything else
-`make status` does.
+Every model it knows is listed: those with serving state on this platform and those in the registry. It asks
+MLflow's REST API directly (`pipelines.mlflow_rest`): importing the MLflow client would take longer than
+everything else `make status` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import subprocess
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
 from pipelines import platform
-from pipelines.config import TRACKING_PASSWORD_ENV, TRACKING_USERNAME_ENV, PipelineConfig
-from pipelines.serving_state import front_process, live_release, slot_process
-from pipelines.uris import split_credentials
+from pipelines.config import PipelineConfig
+from pipelines.mlflow_rest import Failed, NotFound, call, newest_run_tags, registered_models
+from pipelines.routes import read_default, routes_dir
+from pipelines.serving_state import front_process, live_release, local_models, slot_process
 from services.contract import (
     CANARY_WEIGHT_ENV,
     CLASSIFICATION,
@@ -26,6 +29,13 @@ from services.contract import (
     DATA_SOURCE_TAG,
     ESTIMATOR_TAG,
     NO_VERSION,
+    REPORT_MODEL_TAG,
+    REPORT_VERDICT_TAG,
+    REPORT_VERSION_TAG,
+    RETRAIN_OPEN,
+    RETRAIN_REQUESTED_AT_TAG,
+    RETRAIN_REQUESTED_TAG,
+    RETRAIN_STATUS_TAG,
     SERVING_RUNTIME_TAG,
     SKLEARN_RUNTIME,
     SNAPSHOT_POLICY_TAG,
@@ -34,15 +44,33 @@ from services.contract import (
     canary_share,
 )
 
+_UNREADABLE = (httpx.HTTPError, NotFound, Failed)
 
-def local_status(config: PipelineConfig) -> dict[str, str]:
-    """One line per part, each saying whether it is up and where."""
-    rows = {"MLflow": _mlflow(config)}
-    rows.update(_serving(config))
-    rows.update(stack_serving())
-    mlflow_up = rows["MLflow"] != "down"
-    if mlflow_up or not config.tracking.resolved_uri.startswith("http://127.0.0.1"):
-        rows.update(_aliases(config))
+
+@dataclass(frozen=True)
+class PlatformStatus:
+    parts: dict[str, str]  # MLflow, the local front, each Docker stack: one line each
+    models: dict[str, dict[str, str]]  # per model, by name: its lines
+
+
+def platform_status(config: PipelineConfig) -> PlatformStatus:
+    """The platform's parts, then every model it knows (served here, or registered), each with its own lines."""
+    parts = {"MLflow": _mlflow(config), "front": _front(config)}
+    parts.update(stack_serving())
+    registry = parts["MLflow"] != "down" or not config.tracking.resolved_uri.startswith("http://127.0.0.1")
+    names = set(local_models(config)) | {config.model_name}
+    if registry:
+        with contextlib.suppress(*_UNREADABLE):
+            names |= set(registered_models(config))
+    return PlatformStatus(parts, {name: model_status(config, name, registry=registry) for name in sorted(names)})
+
+
+def model_status(config: PipelineConfig, model: str, *, registry: bool) -> dict[str, str]:
+    """One model's lines: what serves it here, then (when the registry answers) its aliases and monitoring."""
+    rows = _serving(config, model)
+    if registry:
+        rows.update(_aliases(config, model))
+        rows.update(_monitoring(config, model))
     return rows
 
 
@@ -82,34 +110,67 @@ def _mlflow(config: PipelineConfig) -> str:
     return f"{config.platform.mlflow_url} up (pid {pid}, {platform.resident_memory_mib(pid):.0f} MiB)"
 
 
-def _serving(config: PipelineConfig) -> dict[str, str]:
-    live, front_pid = live_release(config), front_process(config).pid()
-    if live is None or front_pid is None:
-        return {"serving": "down" if front_pid is None else f"{config.platform.serving_url} front up, no model"}
-    deployment, pid = live.deployment, slot_process(config, live.slot).pid() or 0
+def _front(config: PipelineConfig) -> str:
+    pid = front_process(config).pid()
+    if pid is None:
+        return "down"
+    default = read_default(routes_dir(config.platform.state_dir))
+    return (f"{config.platform.serving_url} up (pid {pid}, {platform.resident_memory_mib(pid):.0f} MiB); "
+            f"/predict answers for {default or 'no model yet'}")
+
+
+def _serving(config: PipelineConfig, model: str) -> dict[str, str]:
+    live = live_release(config, model)
+    if live is None:
+        return {"local": "not served here"}
+    deployment, pid = live.deployment, slot_process(config, live.slot, model).pid() or 0
     ready = platform.url_ok(f"{deployment.url}/readyz")
-    memory = platform.resident_memory_mib(pid) + platform.resident_memory_mib(front_pid)
     return {
-        "serving": (f"{deployment.url} {'ready' if ready else 'NOT READY'} (front pid {front_pid}, "
-                    f"{live.slot} server pid {pid}, {memory:.0f} MiB)"),
-        "serving model": f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}",
-        "serving runtime": _from_tags(config, deployment.model_version, _runtime),
+        "local": (f"{deployment.url} {'ready' if ready else 'NOT READY'} ({live.slot} server pid {pid}, "
+                  f"{platform.resident_memory_mib(pid):.0f} MiB)"),
+        "local model": f"v{deployment.model_version} ({deployment.bento_tag}) since {deployment.started_at}",
+        "local runtime": _from_tags(config, model, deployment.model_version, _runtime),
     }
 
 
-def _aliases(config: PipelineConfig) -> dict[str, str]:
-    """One row per alias: the version it names, with its task, estimator and runtime."""
+def _aliases(config: PipelineConfig, model: str) -> dict[str, str]:
+    """One row per alias (champion, previous, challenger): the version it names, with its task, estimator and
+    runtime."""
     try:
-        found = _get(config, "registered-models/get", name=config.model_name)
-    except _NotFound:
+        found = call(config, "GET", "registered-models/get", name=model)
+    except NotFound:
         return {"aliases": "no model yet"}
-    except (httpx.HTTPError, _Failed) as exc:
+    except (httpx.HTTPError, Failed) as exc:
         return {"aliases": f"unknown ({exc})"}
     aliases = {a["alias"]: a["version"] for a in found.get("registered_model", {}).get("aliases", [])}
     if not aliases:
         return {"aliases": "no model yet"}
-    return {f"@{alias}": f"v{version} ({_from_tags(config, version, describe_version)})"
+    return {f"@{alias}": f"v{version} ({_from_tags(config, model, version, describe_version)})"
             for alias, version in sorted(aliases.items())}
+
+
+def _monitoring(config: PipelineConfig, model: str) -> dict[str, str]:
+    """The model's last monitoring verdict and its newest retrain request, from the monitoring experiment."""
+    if "'" in model:
+        return {"monitoring": "unknown (a name MLflow's run filter cannot quote)"}
+    experiment, of_model = config.monitoring.experiment, f"tags.{REPORT_MODEL_TAG} = '{model}'"
+    try:
+        report = newest_run_tags(config, experiment, f"{of_model} and tags.{REPORT_VERDICT_TAG} != ''")
+        request = newest_run_tags(config, experiment, f"{of_model} and tags.{RETRAIN_REQUESTED_TAG} = 'true'")
+    except _UNREADABLE as exc:
+        return {"monitoring": f"unknown ({exc})"}
+    verdict = (f"{report[REPORT_VERDICT_TAG]} on v{report.get(REPORT_VERSION_TAG, '?')}"
+               if report else "never judged")
+    return {"monitoring": verdict, "retrain request": _retrain_request(request)}
+
+
+def _retrain_request(tags: dict[str, str] | None) -> str:
+    if tags is None:
+        return "none"
+    asked_at, status = tags.get(RETRAIN_REQUESTED_AT_TAG, "?"), tags.get(RETRAIN_STATUS_TAG)
+    if status == RETRAIN_OPEN:
+        return f"open since {asked_at} (drift on v{tags.get(REPORT_VERSION_TAG, '?')})"
+    return f"none open (the last, of {asked_at}, is {status})"
 
 
 def describe_version(tags: dict[str, str]) -> str:
@@ -122,11 +183,11 @@ def describe_version(tags: dict[str, str]) -> str:
             f"({tags[DATA_SOURCE_KIND_TAG]}, {tags.get(SNAPSHOT_POLICY_TAG, 'copy')})")
 
 
-def _from_tags(config: PipelineConfig, version: str, show: Callable[[dict[str, str]], str]) -> str:
+def _from_tags(config: PipelineConfig, model: str, version: str, show: Callable[[dict[str, str]], str]) -> str:
     """`show` of the version's tags, or why they could not be read."""
     try:
-        found = _get(config, "model-versions/get", name=config.model_name, version=version)
-    except (httpx.HTTPError, _NotFound, _Failed) as exc:
+        found = call(config, "GET", "model-versions/get", name=model, version=version)
+    except _UNREADABLE as exc:
         return f"unknown ({exc})"
     return show({t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])})
 
@@ -134,26 +195,3 @@ def _from_tags(config: PipelineConfig, version: str, show: Callable[[dict[str, s
 def _runtime(tags: dict[str, str]) -> str:
     """The runtime the gate chose (scikit-learn for a version gated before ONNX)."""
     return tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME)
-
-
-class _NotFound(LookupError):
-    pass
-
-
-class _Failed(RuntimeError):
-    pass
-
-
-def _get(config: PipelineConfig, endpoint: str, **params: str) -> dict[str, Any]:
-    uri, username, password = split_credentials(config.tracking.resolved_uri)
-    if not uri.startswith(("http://", "https://")):
-        raise _Failed(f"not an HTTP tracking server: {config.tracking.display_uri}")
-    username = username or os.environ.get(TRACKING_USERNAME_ENV)
-    password = password or os.environ.get(TRACKING_PASSWORD_ENV)
-    response = httpx.get(f"{uri.rstrip('/')}/api/2.0/mlflow/{endpoint}", params=params,
-                         auth=(username, password or "") if username else None, timeout=platform.PROBE_TIMEOUT_S)
-    if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
-        raise _NotFound(endpoint)
-    if response.status_code != 200:
-        raise _Failed(f"MLflow answered {response.status_code} to {endpoint}")
-    return response.json()

@@ -113,9 +113,10 @@ def release_candidate(config: PipelineConfig, target: ServingTarget, *, allow_in
 
 def send_traffic(config: PipelineConfig, rows: int = 800, drifted_share: float = 0.5) -> None:
     from pipelines.registry import CHAMPION
+    from pipelines.serving_state import model_url
     from pipelines.traffic import sample_traffic
 
-    url = config.platform.serving_url
+    url = model_url(config)  # this model's server on the local front, whichever model `/predict` answers for
     with console.status(f"Sending {rows} rows to {url}/predict ..."):
         result = sample_traffic(resolve_version(config, alias=CHAMPION), url, rows=rows, drifted_share=drifted_share)
     console.print(views.traffic(config, url, result))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # result types only; importing them at run time would load ML
     from pipelines.canary import Verdict
     from pipelines.config import PipelineConfig
     from pipelines.deploy import DeployResult
+    from pipelines.status import PlatformStatus
     from pipelines.traffic import TrafficResult
     from pipelines.train import Reproduction, TrainResult
     from pipelines.validate import ValidationReport, VersionFacts
@@ -33,6 +34,12 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
     for key, value in rows.items():
         table.add_row(key, str(value))
     return table
+
+
+def status(found: PlatformStatus) -> list[Table]:
+    """`make status`: the platform's parts, then one table per model."""
+    return [key_values("Platform", found.parts),
+            *(key_values(f"Model {name}", rows) for name, rows in found.models.items())]
 
 
 def trained(config: PipelineConfig, result: TrainResult) -> Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -42,12 +43,29 @@ TASK_TAG, ESTIMATOR_TAG, CODE_SHA256_TAG = "task", "estimator", "code_sha256"
 # (a retrain request is closed only by a release trained on other data).
 CHAMPION_ALIAS = "champion"
 DATA_VERSION_TAG = "data_version"  # sha256 of the full training table
+# A model's name is its registered model's, its bento's, its route's on a front (`/models/<name>/...`) and part
+# of its containers' names: so an RFC 1123 DNS label, which Docker, Kubernetes and a URL path all take as it is.
+MODEL_ROUTE_PREFIX = "/models/"
+DNS_LABEL_MAX_CHARS = 63
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+def is_dns_label(name: str) -> bool:
+    return len(name) <= DNS_LABEL_MAX_CHARS and _DNS_LABEL.fullmatch(name) is not None
+
+
 # The experiment the monitoring job records its reports (and retrain requests) in; a release closes them there.
 MONITORING_EXPERIMENT = "monitoring"
 
 # The env variable carrying one model's monitoring policy to the stack's job, as JSON
 # (services/monitoring/policy.py; infra/monitoring.py writes it, services/monitoring/settings.py reads it).
 MONITORING_POLICY_ENV = "MONITORING_POLICY"
+
+# Tags of the monitoring job's report runs that `make status` reads over MLflow's REST API (services/monitoring).
+REPORT_MODEL_TAG, REPORT_VERSION_TAG, REPORT_VERDICT_TAG = "model_name", "model_version", "verdict"
+RETRAIN_REQUESTED_TAG = "retrain_requested"  # "true" on the report run that opened a request
+RETRAIN_REQUESTED_AT_TAG, RETRAIN_STATUS_TAG = "retrain_requested_at", "retrain_status"
+RETRAIN_OPEN = "requested"  # the status of a request no release has acted on yet
 
 # What monitoring's DRIFT verdict triggers: the pipeline config's `monitoring.on_drift` and the job's env.
 OnDrift = Literal["retrain", "none"]

@@ -26,14 +26,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG
+from services.contract import REPORT_MODEL_TAG as MODEL_NAME  # every report run's tags (records.py)
+from services.contract import REPORT_VERSION_TAG as MODEL_VERSION
+from services.contract import RETRAIN_OPEN as OPEN
+from services.contract import RETRAIN_REQUESTED_AT_TAG as REQUESTED_AT
+from services.contract import RETRAIN_REQUESTED_TAG as REQUESTED  # "false" on other DRIFT runs
+from services.contract import RETRAIN_STATUS_TAG as STATUS
 
-REQUESTED = "retrain_requested"  # "true" on the report run that opened a request, "false" on other DRIFT runs
-REQUESTED_AT = "retrain_requested_at"
-STATUS = "retrain_status"
 DRIFTED_DATA = "retrain_data_version"  # the data version the drifted champion was trained on
 CLOSED_BY = "retrain_closed_by_run_id"
-MODEL_NAME, MODEL_VERSION = "model_name", "model_version"  # every report run's tags (records.py)
-OPEN, CLOSED = "requested", "done"
+CLOSED = "done"
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}  # no such alias or version; not an outage
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTE_FILE_ENV
+from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTES_DIR_ENV
 from pipelines.platform import free_port, url_ok
-from pipelines.routes import Route, write_route
+from pipelines.routes import Route, claim_default, model_route_file, write_route
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +66,12 @@ def front(tmp_path_factory) -> Iterator[str]:
     (state / "echo.py").write_text(ECHO_SERVER)
     echo_port, front_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     echo = _serve(["echo:app", "--port", str(echo_port)], f"http://127.0.0.1:{echo_port}/", cwd=state)
-    route_file = state / "route.json"
-    write_route(route_file, Route(f"http://127.0.0.1:{echo_port}", "7", "echo:1"))
+    routes = state / "routes"
+    write_route(model_route_file(routes, "echo"), Route(f"http://127.0.0.1:{echo_port}", "7", "echo:1"))
+    claim_default(routes, "echo", always=False)
     front_url = f"http://127.0.0.1:{front_port}"
     relay = _serve(["--factory", "pipelines.front:create_app", "--port", str(front_port)], front_url + HEALTH_PATH,
-                   env={**os.environ, ROUTE_FILE_ENV: str(route_file), MAX_BODY_ENV: "1000"})
+                   env={**os.environ, ROUTES_DIR_ENV: str(routes), MAX_BODY_ENV: "1000"})
     try:
         yield front_url
     finally:
@@ -94,6 +95,8 @@ def test_the_path_goes_on_exactly_as_sent(front):
     connection = http.client.HTTPConnection(httpx.URL(front).host, httpx.URL(front).port, timeout=10)
     connection.request("GET", "/predict/%7Eodd/../x?q=%2F")
     assert json.loads(connection.getresponse().read())["raw_path"] == "/predict/%7Eodd/../x"
+    connection.request("GET", "/models/echo/predict/%7Eodd/../x?q=%2F")  # less its model's prefix only
+    assert json.loads(connection.getresponse().read())["raw_path"] == "/predict/%7Eodd/../x"
     connection.close()
 
 
@@ -108,4 +111,5 @@ def test_a_body_over_the_limit_is_refused_by_the_front(front):
 
 
 def test_the_front_says_which_version_it_routes_to(front):
-    assert json.loads(httpx.get(front + HEALTH_PATH, timeout=10).text) == {"front": "up", "model_version": "7"}
+    assert json.loads(httpx.get(front + HEALTH_PATH, timeout=10).text) == {
+        "front": "up", "model_version": "7", "default_model": "echo", "models": {"echo": "7"}}

@@ -22,6 +22,7 @@ from pipelines.serving_state import (
     Deployment,
     LiveRelease,
     live_release,
+    model_url,
     release_file,
     route_file,
     save_live_release,
@@ -125,7 +126,7 @@ def test_a_route_that_names_another_slot_wins_over_the_record(config):
     _route(config, "green", "5")
     live = live_release(config)
     assert (live.slot, live.deployment.bento_tag, live.deployment.model_version) == ("green", "m:v5", "5")
-    assert live.deployment.url == config.platform.serving_url
+    assert live.deployment.url == model_url(config)
 
 
 def test_a_route_written_before_routes_named_their_slot_falls_back_to_the_record(config):
