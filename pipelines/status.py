@@ -105,8 +105,10 @@ def _canary_share(container: str) -> str:
 
 def _mlflow(config: PipelineConfig) -> str:
     pid = platform.mlflow_process(config).pid()
-    if pid is None or not platform.url_ok(f"{config.platform.mlflow_url}/health"):
+    if not platform.url_ok(f"{config.platform.mlflow_url}/health"):
         return "down"
+    if pid is None:  # answering, but started from another state dir (or by hand)
+        return f"{config.platform.mlflow_url} up (not started from {config.platform.state_dir})"
     return f"{config.platform.mlflow_url} up (pid {pid}, {platform.resident_memory_mib(pid):.0f} MiB)"
 
 
