@@ -54,6 +54,8 @@ class MonitorSettings:
 
     def overridden(self, **changes: object) -> MonitorSettings:
         """These settings with policy keys changed (None keeps one), e.g. a run's --on-drift or --window-rows."""
+        if others := sorted(set(changes) - set(MonitoringPolicy.model_fields)):
+            raise SettingsError(f"not monitoring policy keys: {', '.join(others)}")  # never dropped unnoticed
         try:
             return dataclasses.replace(self, policy=self.policy.overridden(**changes))
         except PolicyError as exc:

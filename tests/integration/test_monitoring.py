@@ -38,6 +38,7 @@ from pipelines.platform import free_port
 from pipelines.snapshots import load_snapshot
 from pipelines.train import train
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG, HOLDOUT_ARTIFACT
+from services.monitoring.alert import AlertSettings
 from services.monitoring.drift import Verdict, prepare, run_drift_report
 from services.monitoring.job import run_forever, run_once
 from services.monitoring.margins import METRIC as MARGIN_METRIC
@@ -115,8 +116,10 @@ def _register_like_training(tracking_uri: str, name: str, trained: TrainedModel)
     return version
 
 
-def _settings(tracking_uri: str, name: str, tmp: Path, **policy: object) -> MonitorSettings:
+def _settings(tracking_uri: str, name: str, tmp: Path, alert: AlertSettings | None = None,
+              **policy: object) -> MonitorSettings:
     return MonitorSettings(
+        alert=alert,
         tracking_uri=tracking_uri,
         model_name=name,
         inference_log_dir=tmp / "inference",
