@@ -25,6 +25,7 @@ from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
 from pipelines.registry import aliases_of, connect
 from pipelines.serving_state import live_release, model_url, slot_process
 from tests.load import under_load
+from tests.status_rows import model_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -205,9 +206,7 @@ def test_rollback_serves_previous_and_swaps_aliases_without_dropping_a_request(r
     assert "Rolled back" in output
     assert release.aliases() == {"champion": "1", "previous": "2", "challenger": "4"}
     assert release.serving_version() == "1"
-    status = release.run("status").splitlines()
-    block = status[next(i for i, line in enumerate(status) if f"Model {release.config.model_name}" in line):]
-    champion_row = next(line for line in block if "@champion" in line)  # this model's: others share the server
+    champion_row = model_row(release.run("status"), release.config.model_name, "@champion")
     assert "v1 (classification" in champion_row
 
 

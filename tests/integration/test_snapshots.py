@@ -29,6 +29,7 @@ from services.contract import (
     SNAPSHOT_POLICY_TAG,
     SNAPSHOT_REFERENCE_ARTIFACT,
 )
+from tests.status_rows import model_row
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -94,7 +95,7 @@ def test_a_release_from_a_referenced_file_and_a_changed_file_refused(local_platf
         gated = release.run("validate")  # v2 against @champion v1: both snapshots re-read
         assert "vs champion v1" in gated and "gate passed" in gated
         status = release.run("status", config=release.status_path)
-        champion_row = next(line for line in status.splitlines() if "@champion" in line)
+        champion_row = model_row(status, release.config.model_name, "@champion")
         assert f"data {path} (file, reference)" in champion_row
         assert "identical metrics" in release.run("reproduce", "1")
 
