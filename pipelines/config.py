@@ -30,7 +30,7 @@ from pipelines.config_model import (
     Section,
     from_repo_root,
 )
-from pipelines.fairness_limits import limits_of_task
+from services.fairness_limits import limits_of_task
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact

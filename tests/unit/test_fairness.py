@@ -63,7 +63,7 @@ def test_small_groups_are_shown_but_not_judged():
     assert tiny["rows"] == 5 and not tiny["judged"]
     frame["group"] = np.where(frame.index < 190, "a", "b")
     alone = result(fitted(frame, ["income"]), frame, data(["income"]), FairnessConfig(min_group_rows=30))
-    assert alone.checks == [] and "fewer than two groups of >= 30 eval rows" in alone.notes[0]
+    assert alone.checks == [] and "fewer than two groups of >= 30 rows" in alone.notes[0]
 
 
 def test_a_waiver_in_the_config_lets_the_check_pass_and_is_the_gates_override():
