@@ -68,7 +68,8 @@ def group_findings(truth: np.ndarray, predicted: np.ndarray, sensitive: Mapping[
             findings.notes.append(f"fairness[{column}]: fewer than two groups of >= {min_group_rows} rows; not judged")
         else:
             between = _between(table.loc[list(judged)])
-            findings.limits.extend(_limit(name, bound, column, target, between) for name, bound in sorted(bounds.items()))
+            findings.limits.extend(_limit(name, bound, column, target, between)
+                                   for name, bound in sorted(bounds.items()))
     return findings
 
 

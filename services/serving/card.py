@@ -1,8 +1,8 @@
 """`GET /card`: the version's model card as its gate wrote it, copied into the bento when it was built.
 
 An ASGI middleware added after the service's credential check, so with a serving token the card needs the same
-credential as `/predict` (a mount would redirect `/card` to `/card/`). A bento of a version that no gate had carded when it was
-built answers 404 saying how to get one. Standard library only.
+credential as `/predict` (a mount would redirect `/card` to `/card/`). A bento of a version that no gate had
+carded when it was built answers 404 saying how to get one. Standard library only.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _json(body: dict[str, str]) -> bytes:
 
 async def _send(send: Any, status: HTTPStatus, body: bytes, media_type: bytes,
                 extra: list[tuple[bytes, bytes]] | None = None, length: int | None = None) -> None:
-    headers = [(b"content-type", media_type), (b"content-length", str(len(body) if length is None else length).encode()),
-               *(extra or [])]
+    size = len(body) if length is None else length  # HEAD: the length of the body GET would send
+    headers = [(b"content-type", media_type), (b"content-length", str(size).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": int(status), "headers": headers})
     await send({"type": "http.response.body", "body": body})

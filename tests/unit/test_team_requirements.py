@@ -10,10 +10,10 @@ import yaml
 
 from pipelines import steps
 from pipelines.bento import TEAM_REQUIREMENTS, bento_packages, write_context
-from services.serving.card import CARD_FILE
 from pipelines.config import REPO_ROOT, ConfigError, DataConfig, ModelConfig, load_config
 from pipelines.estimators import resolve_estimator
 from services.contract import SKLEARN_RUNTIME
+from services.serving.card import CARD_FILE
 from tests.unit.models import config_for
 
 DATA = DataConfig(source="no/such/table.csv", target="y", numeric_features=["x"])
