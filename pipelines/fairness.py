@@ -1,6 +1,7 @@
 """Fairness at the gate: the group figures of services/fairness.py on the frozen eval set, per value of each
-sensitive column, as gate checks. A failing check passes only when the config's `fairness.waivers` names it,
-and the waiver is recorded on the version like any other.
+sensitive column, as gate checks: each limit of the config, and each figure against the champion's on the rows
+it did not train on (no worse by more than `fairness.max_worsening`). A failing check passes only when the
+config's `fairness.waivers` names it, and the waiver is recorded on the version like any other.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.gate_checks import Check, Result
-from services.fairness import group_findings, group_values
+from services.fairness import GroupFindings, group_findings, group_values
+from services.fairness_limits import LIMITS
 
 if TYPE_CHECKING:
     from pipelines.config_model import DataConfig, FairnessConfig
@@ -29,15 +31,43 @@ def fairness_result(model: Any, frame: pd.DataFrame, data: DataConfig, fairness:
                     task: str) -> FairnessResult:
     if not data.sensitive_features:  # the card says so; nothing to judge
         return FairnessResult()
-    classes = getattr(model, "classes_", None)
-    found = group_findings(
-        frame[data.target].to_numpy(), np.asarray(model.predict(frame[data.features])),
-        {column: group_values(frame[column]) for column in data.sensitive_features}, task=task,
-        classes=classes.tolist() if classes is not None else None, positive_label=fairness.positive_label,
-        limits=fairness.limits, min_group_rows=fairness.min_group_rows)
+    found = _findings(model, frame, data, fairness, task)
     checks = [Check(finding.name, finding.value, finding.passed, threshold=finding.threshold)
               for finding in found.limits]
     return _waived(FairnessResult(checks=checks, notes=found.notes, groups=found.groups), fairness.waivers)
+
+
+def fairness_vs_champion(model: Any, champion: Any, champion_data: DataConfig, rows: pd.DataFrame, data: DataConfig,
+                         fairness: FairnessConfig, task: str) -> FairnessResult:
+    """Each limit's figure of the candidate against the champion's, both on `rows` (the eval rows the champion did
+    not train on): a `*_difference` may grow, a `*_ratio` shrink, by at most `fairness.max_worsening`."""
+    if not data.sensitive_features:
+        return FairnessResult()
+    ours = _findings(model, rows, data, fairness, task).limits
+    # The champion predicts from its own features, grouped by the candidate's sensitive columns.
+    champion_found = _findings(champion, rows, champion_data, fairness, task, sensitive=data.sensitive_features)
+    theirs = {finding.name: finding.value for finding in champion_found.limits}
+    checks = []
+    for finding in ours:
+        best = theirs.get(finding.name)
+        if not isinstance(finding.value, float | int) or not isinstance(best, float | int):
+            continue  # a figure either side lacks is judged (and shown) by the limit check alone
+        larger_is_worse = LIMITS[finding.name.split("[")[0]][1] == "max"
+        allowed = best + fairness.max_worsening if larger_is_worse else best - fairness.max_worsening
+        passed = finding.value <= allowed if larger_is_worse else finding.value >= allowed
+        checks.append(Check(f"{finding.name} vs champion", finding.value, bool(passed), best,
+                            f"{'<=' if larger_is_worse else '>='} {allowed:.4f}"))
+    return _waived(FairnessResult(checks=checks), fairness.waivers)
+
+
+def _findings(model: Any, frame: pd.DataFrame, data: DataConfig, fairness: FairnessConfig, task: str,
+              sensitive: list[str] | None = None) -> GroupFindings:
+    classes = getattr(model, "classes_", None)
+    return group_findings(
+        frame[data.target].to_numpy(), np.asarray(model.predict(frame[data.features])),
+        {column: group_values(frame[column]) for column in sensitive or data.sensitive_features}, task=task,
+        classes=classes.tolist() if classes is not None else None, positive_label=fairness.positive_label,
+        limits=fairness.limits, min_group_rows=fairness.min_group_rows)
 
 
 def _waived(result: FairnessResult, waivers: dict[str, str]) -> FairnessResult:
