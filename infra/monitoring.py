@@ -28,6 +28,7 @@ from services.contract import (
     INFERENCE_LOG_MOUNT,
     MONITORING_POLICY_ENV,
 )
+from services.monitoring.settings import METRICS_PORT_ENV, STACK_METRICS_PORT
 
 UI_PORT = 8000
 STATE_DIR = "/var/lib/monitoring"
@@ -98,6 +99,8 @@ class Monitoring(pulumi.ComponentResource):
                 "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
                 # The served model's policy: thresholds, window, action, interval (services/monitoring/policy.py).
                 f"{MONITORING_POLICY_ENV}={config.monitoring.policy.to_json()}",
+                # Its verdicts as metrics for the stack's Prometheus (services/monitoring/metrics.py); not published.
+                f"{METRICS_PORT_ENV}={STACK_METRICS_PORT}",
                 *(f"{variable}={value}" for variable, value in alert.env.items()),
             ],
             # The job only reads what serving logs.

@@ -24,6 +24,7 @@ from services.monitoring.drift import Verdict
 from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec, read_window, retention_start
 from services.monitoring.judge import Judgement, NotJudged, Progress, Shortfall, judge, too_few_rows
 from services.monitoring.log_index import LogIndex
+from services.monitoring.metrics import JobMetrics
 from services.monitoring.observability import log_event, touch_heartbeat
 from services.monitoring.records import experiment_id, last_judged_window_ends, record_judged, run_url
 from services.monitoring.reference import ReferenceCache, ReferenceMissing
@@ -162,6 +163,7 @@ def _judge_version(
         report_path=recorded.report_path,
         mlflow_run_id=recorded.run_id,
         drifted_columns=judgement.findings.drifted,
+        fairness_within_limits=judgement.fairness.within_limits if judgement.fairness else None,
     )
 
 
@@ -238,7 +240,11 @@ def run_forever(settings: MonitorSettings, stop: threading.Event) -> None:
     next run is going: the health check fails on it, so a job whose every run fails does not look healthy.
     """
     references = ReferenceCache()
-    log_event("monitoring.start", model_name=settings.model_name, policy=settings.policy.model_dump())
+    metrics = JobMetrics(settings.model_name)
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+    log_event("monitoring.start", model_name=settings.model_name, policy=settings.policy.model_dump(),
+              metrics_port=settings.metrics_port)
     last_error: str | None = None
     while not stop.is_set():
         touch_heartbeat(settings.heartbeat_file, state="running", last_error=last_error)
@@ -247,9 +253,11 @@ def run_forever(settings: MonitorSettings, stop: threading.Event) -> None:
         except Exception as exc:  # the next interval may well succeed (MLflow back, log rotated): keep going
             last_error = f"{type(exc).__name__}: {exc}"
             log_event("monitoring.error", level=40, error=last_error)
+            metrics.failed()
             touch_heartbeat(settings.heartbeat_file, state="error", last_error=last_error)
         else:
             last_error = None
+            metrics.record(result)
             touch_heartbeat(settings.heartbeat_file, state="idle", verdict=str(result.verdict), summary=result.summary)
         stop.wait(settings.policy.interval_minutes * 60)
     log_event("monitoring.stop", model_name=settings.model_name)

@@ -20,6 +20,7 @@ class VersionResult:
     report_path: Path | None = None
     mlflow_run_id: str | None = None
     drifted_columns: list[str] = field(default_factory=list)
+    fairness_within_limits: bool | None = None  # None: live fairness not judged (no sensitive column, few labels)
 
 
 @dataclass(frozen=True)

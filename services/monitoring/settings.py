@@ -28,6 +28,9 @@ from services.monitoring.policy import MonitoringPolicy, PolicyError, policy_fro
 
 # The stack's health check reads this file's age; see README.md.
 DEFAULT_HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "monitoring.heartbeat"
+# The `--loop` job serves its metrics (metrics.py) on this port when set; the stack sets STACK_METRICS_PORT, which
+# services/prometheus/prometheus.yml scrapes.
+METRICS_PORT_ENV, STACK_METRICS_PORT = "MONITORING_METRICS_PORT", 9108
 Number = TypeVar("Number", int, float)
 
 
@@ -47,6 +50,7 @@ class MonitorSettings:
     log_index_file: Path | None = None  # per-file read offsets kept between runs; None: read the log whole
     seed: int = 0
     alert: AlertSettings | None = None  # the drift alert's webhook (alert.py); None: no alert
+    metrics_port: int | None = None  # where `--loop` serves its metrics; None: nowhere
 
     def __post_init__(self) -> None:
         if self.alert is not None and (problems := self.alert.problems()):
@@ -78,6 +82,7 @@ class MonitorSettings:
             # Next to the reports by default: a writable volume in the stack (the log itself is read only).
             log_index_file=Path(env.get("MONITORING_LOG_INDEX_FILE", reports.parent / "monitoring-log-index.json")),
             alert=_alert_from_env(env),
+            metrics_port=_port(env, METRICS_PORT_ENV),
         )
 
 
@@ -112,6 +117,13 @@ def _alert_from_env(env: Mapping[str, str]) -> AlertSettings | None:
         )
     except AlertConfigError as exc:
         raise SettingsError(f"MONITORING_ALERT_*: {exc}") from None
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    port = _number(env, name, int, None)
+    if port is not None and not 1 <= port <= 65535:
+        raise SettingsError(f"environment variable {name} must be a port, 1 to 65535 (got {port})")
+    return port
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

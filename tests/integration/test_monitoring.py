@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -396,7 +398,9 @@ def test_loop_beats_every_interval_and_survives_failures(mlflow_server, tmp_path
     try:
         for uri, expected_event in ((mlflow_server, "monitoring.result"), ("http://127.0.0.1:9", "monitoring.error")):
             lines.clear()
-            settings = _settings(uri, "loop-model", tmp_path, interval_minutes=0.005)
+            port = free_port()
+            settings = dataclasses.replace(_settings(uri, "loop-model", tmp_path, interval_minutes=0.005),
+                                           metrics_port=port)
             stop = threading.Event()
             loop = threading.Thread(target=run_forever, args=(settings, stop))
             loop.start()
@@ -410,6 +414,13 @@ def test_loop_beats_every_interval_and_survives_failures(mlflow_server, tmp_path
             assert lines.count(expected_event) >= 2, lines  # it went on after the first run
             assert json.loads(beat.read_text())["state"] in {"idle", "error"}
             assert heartbeat_age_s(beat) < 10
+            # What the stack's Prometheus scrapes from the job (services/monitoring/metrics.py).
+            exposed = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            failures = re.search(r'monitoring_run_failures_total\{model_name="loop-model"\} (\S+)', exposed)
+            if expected_event == "monitoring.error":
+                assert float(failures.group(1)) >= 2, exposed
+            else:
+                assert float(failures.group(1)) == 0 and "monitoring_last_success_timestamp_seconds{" in exposed
     finally:
         logger.removeHandler(handler)
 

@@ -128,7 +128,7 @@ def test_a_failing_run_fails_the_healthcheck_until_a_run_succeeds(tmp_path, monk
         if outcome is not None:
             raise outcome
         stop.set()
-        return type("Result", (), {"verdict": "OK", "summary": "fine"})()
+        return type("Result", (), {"verdict": "OK", "summary": "fine", "versions": []})()
 
     stop = threading.Event()
     monkeypatch.setattr(job, "run_once", run_once)
