@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipelines.audit import AuditTrail
 from pipelines.config import TRACKING_URI_ENV, PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.platform import require_mlflow
@@ -174,6 +175,8 @@ def import_and_gate(client: MlflowClient, config: PipelineConfig, exported: Expo
         raise
     if promotion.report.passed:
         client.set_registered_model_alias(exported.name, CHALLENGER, promotion.target_version)
+        AuditTrail.of(config, client, exported.name).write(
+            "promote", promotion.target_version or "", f"copied in as @{CHALLENGER}", **promotion.lineage)
     else:
         _undo(client, exported.name, promotion)
     return promotion

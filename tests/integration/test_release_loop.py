@@ -20,8 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import local
+from pipelines.audit_chain import AUDIT_EXPERIMENT
 from pipelines.cli import app
-from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
+from pipelines.deploy import DeployError
 from pipelines.registry import aliases_of, connect
 from pipelines.serving_state import live_release, model_url, slot_process
 from tests.load import under_load
@@ -195,7 +196,8 @@ def test_failed_deploy_leaves_the_old_server_serving(release, local_platform):
     assert release.aliases() == {"champion": "2", "previous": "1", "challenger": "4"}
     assert release.serving_version() == "2"
     connect(release.config)
-    failed = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.outcome = 'failed'")
+    failed = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT],
+                                filter_string="tags.outcome = 'failed' and tags.action = 'deploy'")
     assert failed.iloc[0]["tags.model_version"] == "4"
 
 
