@@ -150,13 +150,14 @@ def set_aliases_command(
     """Set @champion (and @previous) by hand: what a release prints when its alias move or its stack's release
     pointer did not finish."""
     from pipelines.audit import AuditTrail
-    from pipelines.registry import AliasMove, connect, move_aliases, require_version
+    from pipelines.registry import RETIRED_TAG, AliasMove, connect, move_aliases, refuse_retired, require_version
     from pipelines.release_pointer import RegistryPointer
 
     config = steps.connected_config(config_path)
     client = connect(config)
     for version in filter(None, (champion, previous)):
-        require_version(client, config.model_name, version)  # refuses a version that does not exist
+        found = require_version(client, config.model_name, version)  # refuses a version that does not exist
+        refuse_retired(config.model_name, version, found.tags.get(RETIRED_TAG, ""), "set aliases to")
     if serving_image:  # before the aliases move, as a release records it: @champion never lacks its image
         RegistryPointer(config).record({"namePrefix": name_prefix}, champion, serving_image)
     move_aliases(client, config.model_name, AliasMove(champion=champion, previous=previous))

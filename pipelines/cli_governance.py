@@ -68,3 +68,25 @@ def verify_command(model: ModelOption = None, config_path: ConfigOption = None) 
     broken = [report.model for report in reports if not report.intact]
     if broken:
         raise ChainBroken(f"the audit chain of {', '.join(broken)} does not verify")
+
+
+@command("retire")
+def retire_command(
+    version: Annotated[str, typer.Argument(help="model version to retire")],
+    reason: Annotated[str, typer.Option(help="why it retires (recorded in the audit trail and the card)")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Retire a version no alias names and nothing serves: tag it, remove its bentos and release images, record it."""
+    from pipelines.retire import retire
+    from pipelines.views import key_values
+
+    config = steps.connected_config(config_path)
+    with console.status(f"Retiring v{version} ..."):
+        done = retire(config, version, reason)
+    rows: dict[str, str] = {"reason": done.reason}
+    for kind, items in done.removed.items():
+        freed = done.freed_bytes.get(kind)
+        rows[f"removed {kind}"] = ", ".join(items) + (f" ({freed / 1e6:.1f} MB freed)" if freed else "")
+    rows.update({f"note {number}": note for number, note in enumerate(done.notes, 1)})
+    rows["audit record"] = done.audit_url
+    console.print(key_values(f"Retired {config.model_name} v{version}", rows))

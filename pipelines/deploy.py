@@ -31,6 +31,7 @@ from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, request
 from pipelines.registry import (
     CHALLENGER,
     PASSED,
+    RETIRED_TAG,
     VALIDATION_OVERRIDE_TAG,
     VALIDATION_TAG,
     AliasMove,
@@ -39,6 +40,7 @@ from pipelines.registry import (
     move_aliases,
     plan_promotion,
     plan_rollback,
+    refuse_retired,
     require_alias,
     resolve,
 )
@@ -119,6 +121,7 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget,
         if challenger.version != bento.model_version:
             raise DeployError(
                 f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
+        refuse_retired(config.model_name, challenger.version, challenger.tags.get(RETIRED_TAG, ""), "deploy")
         if challenger.tags.get(VALIDATION_TAG) != PASSED:
             raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
         override = challenger.tags.get(VALIDATION_OVERRIDE_TAG)

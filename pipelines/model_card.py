@@ -209,3 +209,26 @@ def read_card(config: PipelineConfig, version: str | None) -> str:
     except MlflowException:
         raise CardError(f"v{model.version} has no model card: it has not been gated since cards were added; "
                         "run `make validate`") from None
+
+
+LATER_FACTS = "## Later facts"
+
+
+def append_fact(client: MlflowClient, model: ResolvedVersion, fact: str) -> None:
+    """Add one line under the card's "Later facts" (a release, a rollback, a retirement): artifact and description."""
+    from mlflow import artifacts as mlflow_artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        card = mlflow_artifacts.load_text(f"runs:/{model.run_id}/{CARD_MARKDOWN}")
+    except MlflowException:  # never gated since cards exist: the fact starts one
+        card = f"# Model card: {model.name} v{model.version}\n"
+    line = f"- {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: {fact}\n"
+    card = card.rstrip("\n") + ("\n" if LATER_FACTS in card else f"\n\n{LATER_FACTS}\n") + line
+    client.log_text(model.run_id, card, CARD_MARKDOWN)
+    client.log_text(model.run_id, card_html(card, f"{model.name} v{model.version}"), CARD_HTML)
+    current = client.get_model_version(model.name, model.version).description or card
+    described = current.rstrip("\n") + ("\n" if LATER_FACTS in current else f"\n\n{LATER_FACTS}\n") + line
+    if len(described) > MAX_DESCRIPTION_CHARS:  # the line matters more than the card's tail
+        described = described[:MAX_DESCRIPTION_CHARS - len(line) - 10] + "\n...\n" + line
+    client.update_model_version(model.name, model.version, description=described)

@@ -39,6 +39,7 @@ from pipelines.registry import (
     VALIDATION_TAG,
     RegistryError,
     connect,
+    refuse_retired,
     resolve,
 )
 from pipelines.release_pointer import SERVING_IMAGE_TAG
@@ -140,6 +141,7 @@ def export_version(client: MlflowClient, config: PipelineConfig, version: str, w
         resolved = resolve(client, config.model_name, version=version)
     except RegistryError as exc:
         raise PromotionError(f"{exc} in {config.tracking.display_uri}") from None
+    refuse_retired(resolved.name, resolved.version, resolved.retired, "promote")
     found = client.get_model_version(resolved.name, resolved.version)
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=str(workdir / "model")))
     run_dir = Path(mlflow.artifacts.download_artifacts(run_id=resolved.run_id, dst_path=str(workdir / "run")))
