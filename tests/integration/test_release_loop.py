@@ -299,3 +299,40 @@ def test_waiving_the_comparison_is_recorded_and_audited(release, local_platform)
     audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '6'")
     assert audit.iloc[0]["tags.outcome"] == "serving"
     assert "champion v1 not compared" in audit.iloc[0]["tags.gate_override"]
+
+
+def test_the_audit_trail_tells_the_story_catches_an_edit_and_records_a_retirement(release):
+    """From the records alone: every step of this module's releases, in one chain that verifies; a retirement
+    adds to it; a tag edited through MLflow's API is named by `audit verify`."""
+    assert "intact" in release.run("audit", "verify")
+    timeline = json.loads(release.run("audit", "--format", "json"))
+    assert {"train", "gate", "deploy", "rollback"} <= {record["action"] for record in timeline}
+    assert [record["audit.sequence"] for record in timeline] == [str(n) for n in range(1, len(timeline) + 1)]
+    assert all(record["who"] for record in timeline)
+
+    refused = release.run("retire", "6", "--reason", "superseded", expect=2)
+    assert "v6 cannot retire: it is @champion" in " ".join(refused.split())
+    assert "Retired" in release.run("retire", "4", "--reason", "never served: too slow to start")
+    import bentoml  # its store, as the release used it (pipelines.bento.use_store)
+
+    assert not [b for b in bentoml.bentos.list(release.config.model_name) if str(b.tag.version).startswith("v4-")]
+    client = connect(release.config)
+    version = client.get_model_version(release.config.model_name, "4")
+    assert "never served: too slow to start" in version.tags["retired"]
+    assert "retired by" in version.description.split("## Later facts")[1]
+    assert "cannot set aliases to" in release.run("set-aliases", "--champion", "4", expect=2)
+    (retired,) = json.loads(release.run("audit", "--version", "4", "--format", "json"))[-1:]
+    assert (retired["action"], retired["outcome"]) == ("retire", "retired") and "too slow" in retired["reason"]
+    assert "| retire | 4 | retired |" in release.run("audit", "--version", "4")
+
+    deploy_record = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT],
+                                       filter_string="tags.action = 'deploy' and tags.outcome = 'serving'").iloc[-1]
+    who = deploy_record["tags.who"]
+    client.set_tag(deploy_record["run_id"], "who", "mallory")
+    try:
+        output = " ".join(release.run("audit", "verify", expect=1).split())
+    finally:
+        client.set_tag(deploy_record["run_id"], "who", who)
+    assert f"sequence {deploy_record['tags.audit.sequence']} (run {deploy_record['run_id']})" in output
+    assert f"tag who is 'mallory', the record says '{who}'" in output
+    assert "intact" in release.run("audit", "verify")
