@@ -27,14 +27,14 @@ takes = $(foreach name,$(2),$(eval $(1): export $(name) := $$($(name))))
 # Every target that reads the pipeline config takes MODEL=<name> as PIPELINE_MODEL: the CLI reads
 # models/<name>/pipeline.yaml, and refuses a name with no folder there, listing the ones there are.
 CONFIG_TARGETS := demo platform data train validate build deploy rollback reproduce promote traffic monitor \
-                  monitoring-ui status down backup restore stack-up audit audit-verify retire
+                  monitoring-ui status down backup restore stack-up audit audit-verify retire gc
 $(foreach target,$(CONFIG_TARGETS),$(eval $(target): export PIPELINE_MODEL := $$(MODEL)))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench \
         base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote backup restore \
-        audit audit-verify retire
+        audit audit-verify retire gc
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -94,6 +94,10 @@ $(call takes,retire,VERSION REASON)
 retire: ## retire VERSION=<n> REASON=<why>: tag it retired, remove its bentos and release images (refused while it serves)
 	@test -n "$$VERSION" -a -n "$$REASON" || { echo "usage: make retire VERSION=<model version> REASON=<why>"; exit 2; }
 	$(PIPELINES) retire --reason="$$REASON" -- "$$VERSION"
+
+$(call takes,gc,ARGS)
+gc: ## retire the versions outside the config's lifecycle (keep_last, keep_days); ARGS=--dry-run says what would go
+	set -f; $(PIPELINES) gc $$ARGS
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic

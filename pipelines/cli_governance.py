@@ -90,3 +90,25 @@ def retire_command(
     rows.update({f"note {number}": note for number, note in enumerate(done.notes, 1)})
     rows["audit record"] = done.audit_url
     console.print(key_values(f"Retired {config.model_name} v{version}", rows))
+
+
+@command("gc")
+def gc_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would retire; change nothing")] = False,
+    config_path: ConfigOption = None,
+) -> None:
+    """Retire the versions outside the config's `lifecycle` (keep_last, keep_days); print what it freed per kind."""
+    from pipelines.lifecycle import collect
+    from pipelines.views import key_values
+
+    config = steps.connected_config(config_path)
+    with console.status("Collecting versions outside the lifecycle ..."):
+        done = collect(config, dry_run=dry_run)
+    limits = config.lifecycle
+    rows: dict[str, str] = {"lifecycle": f"keep_last={limits.keep_last} keep_days={limits.keep_days}",
+                            "would retire" if dry_run else "retired":
+                                ", ".join(f"v{v}" for v in done.retired) or "none"}
+    rows.update({f"kept v{version}": role for version, role in done.kept.items()})
+    for kind, count in done.removed.items():
+        rows[f"removed {kind}"] = f"{count} ({done.freed_bytes.get(kind, 0) / 1e6:.1f} MB freed)"
+    console.print(key_values(f"gc {config.model_name}" + (" (dry run)" if dry_run else ""), rows))

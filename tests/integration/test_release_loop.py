@@ -336,3 +336,15 @@ def test_the_audit_trail_tells_the_story_catches_an_edit_and_records_a_retiremen
     assert f"sequence {deploy_record['tags.audit.sequence']} (run {deploy_record['run_id']})" in output
     assert f"tag who is 'mallory', the record says '{who}'" in output
     assert "intact" in release.run("audit", "verify")
+
+
+def test_gc_retires_what_falls_outside_the_lifecycle_and_keeps_what_has_a_role(release, local_platform):
+    tidy = local_platform.variant("tidy", lifecycle={"keep_last": 1})
+    planned = " ".join(release.run("gc", "--dry-run", config=tidy).split())
+    assert "v2, v3, v5" in planned and "@previous" in planned  # v1 is @previous, v4 retired already, v6 @champion
+    assert not connect(release.config).get_model_version(release.config.model_name, "2").tags.get("retired")
+    release.run("gc", config=tidy)
+    client = connect(release.config)
+    assert [bool(client.get_model_version(release.config.model_name, n).tags.get("retired"))
+            for n in ("1", "2", "3", "5", "6")] == [False, True, True, True, False]
+    assert "intact" in release.run("audit", "verify")
