@@ -51,7 +51,8 @@ def audit_group(ctx: typer.Context, model: ModelOption = None,
 
 
 @command("verify", on=audit_app)
-def verify_command(model: ModelOption = None, config_path: ConfigOption = None) -> None:
+def verify_command(model: Annotated[str | None, typer.Option(help="only this model (default: every model)")] = None,
+                   config_path: ConfigOption = None) -> None:
     """Recompute every model's hash chain (or --model's); name the first broken link; exit 1 if one is broken."""
     from pipelines.audit import verify_all
 
