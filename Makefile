@@ -175,6 +175,7 @@ bench: setup ## benchmarks as ratios to a baseline in the same run; tables in be
 	$(RUN) python bench/serving_bench.py
 	$(RUN) python bench/monitoring_bench.py
 	$(RUN) python bench/task_bench.py
+	$(RUN) python bench/capacity_bench.py
 	$(RUN) python bench/data_bench.py
 
 lint: setup lint-workflows ## ruff, hadolint and the workflow linters

@@ -96,9 +96,14 @@ class Server:
     name: str
     url: str  # the predict endpoint
     body: Callable[[list[dict]], dict]
+    spread: tuple[str, ...] = ()  # more predict endpoints: client i sends to the i-th of (url, *spread), in turn
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url, *self.spread]
 
 
-async def _load(server: Server, rows: list[dict], clients: int, seconds: float) -> Cell:
+async def load_cell(server: Server, rows: list[dict], clients: int, seconds: float) -> Cell:
     """`clients` connections each sending one request after another for `seconds`. The client is aiohttp:
     it shares the cores with the servers, and it costs a fraction of httpx's CPU per request."""
     cell = Cell(server.name, len(rows), clients)
@@ -106,10 +111,10 @@ async def _load(server: Server, rows: list[dict], clients: int, seconds: float) 
     headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
-        async def send() -> float | None:
+        async def send(url: str) -> float | None:
             started = time.perf_counter()
             try:
-                async with client.post(server.url, data=body, headers=headers) as response:
+                async with client.post(url, data=body, headers=headers) as response:
                     await response.read()
             except (aiohttp.ClientError, TimeoutError):
                 return None
@@ -118,21 +123,22 @@ async def _load(server: Server, rows: list[dict], clients: int, seconds: float) 
             cell.answered += 1
             return time.perf_counter() - started
 
-        for _ in range(WARMUP_REQUESTS):
-            if await send() is None:
+        urls = server.urls
+        for number in range(max(WARMUP_REQUESTS, len(urls))):
+            if await send(urls[number % len(urls)]) is None:
                 cell.errors += 1
         deadline = time.perf_counter() + seconds
 
-        async def client_loop() -> None:
+        async def client_loop(url: str) -> None:
             while time.perf_counter() < deadline:
-                latency = await send()
+                latency = await send(url)
                 if latency is None:
                     cell.errors += 1
                 else:
                     cell.latencies.append(latency)
 
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop() for _ in range(clients)))
+        await asyncio.gather(*(client_loop(urls[number % len(urls)]) for number in range(clients)))
         cell.seconds = time.perf_counter() - started
     return cell
 
@@ -145,7 +151,7 @@ def best_of_rounds(servers: list[Server], rows: list[dict], clients: int) -> lis
     for round_number in range(ROUNDS):
         for server in servers if round_number % 2 == 0 else servers[::-1]:
             print(f"{server.name}: {len(rows)} row(s), {clients} clients, round {round_number + 1}", file=sys.stderr)
-            cell = asyncio.run(_load(server, rows, clients, SECONDS_PER_CELL))
+            cell = asyncio.run(load_cell(server, rows, clients, SECONDS_PER_CELL))
             kept = best.setdefault(server.name, cell)
             if cell is not kept:
                 errors, answered = kept.errors + cell.errors, kept.answered + cell.answered

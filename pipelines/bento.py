@@ -11,6 +11,9 @@ The team's own packages (the version's recorded `model.requirements`, pipelines/
 installed where the bento is built (its model is loaded here); the bento lists them with the model's packages
 and alone in `team-requirements.txt`, which the release image installs on top of the serving runtime.
 
+The version's model card travels in the bento (`GET /card`): the card its last gate had written when the bento was
+built (a bento is reused for the same version and service code; the registry keeps the latest card).
+
 A version whose gate chose onnxruntime also carries the ONNX file that gate checked (its digest is on
 the version) inside the model directory, and the bento serves it (`runtime` argument and label).
 """
@@ -33,10 +36,12 @@ from typing import TypeVar
 import mlflow
 
 from pipelines.config import REPO_ROOT, PipelineConfig
+from pipelines.model_card import gated_card
 from pipelines.registry import ONNX_SHA256_TAG, ResolvedVersion, connect, require_version
 from pipelines.served_model import UntrustedModelError, check_model, gated_onnx, reviewed_types
 from pipelines.team_requirements import check_installed
 from services.contract import ONNX_RUNTIME, SERVING_RUNTIME_TAG, SKLEARN_RUNTIME
+from services.serving.card import CARD_FILE
 from services.serving.onnx_model import ONNX_FILE
 from services.serving.requirements_check import TEAM_REQUIREMENTS
 
@@ -57,6 +62,7 @@ SERVICE_FILES = [
     "services/serving/scoring.py",
     "services/serving/onnx_model.py",
     "services/serving/requirements_check.py",
+    "services/serving/card.py",
 ]
 # The serving code's own needs, pinned to what builds the bento; the model's needs come from MLflow.
 SERVICE_PACKAGES = ["bentoml", "pydantic", "pandas", "mlflow-skinny"]
@@ -162,13 +168,17 @@ def bento_packages(logged: list[str], team: list[str], runtime: str) -> list[str
     return sorted({*logged, *team, *(f"{package}=={metadata.version(package)}" for package in service)})
 
 
-def write_context(context: Path, team: list[str]) -> list[str]:
-    """Copy the serving code into the build context with the team's requirements file; what the bento includes."""
+def write_context(context: Path, team: list[str], card: str | None) -> list[str]:
+    """Copy the serving code into the build context with the team's requirements file and the version's model
+    card (when a gate wrote one); what the bento includes."""
     for name in SERVICE_FILES:
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO_ROOT / name, context / name)
     (context / TEAM_REQUIREMENTS).write_text("".join(f"{requirement}\n" for requirement in team))
-    return [*SERVICE_FILES, TEAM_REQUIREMENTS]
+    if card is None:
+        return [*SERVICE_FILES, TEAM_REQUIREMENTS]
+    (context / CARD_FILE).write_text(card, encoding="utf-8")
+    return [*SERVICE_FILES, TEAM_REQUIREMENTS, CARD_FILE]
 
 
 def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str, tag: str) -> BuiltBento:
@@ -182,7 +192,7 @@ def _build_bento(config: PipelineConfig, model: ResolvedVersion, model_tag: str,
             name=model.name,
             version=tag.split(":", 1)[1],
             labels=model.labels,
-            include=write_context(Path(context), team),
+            include=write_context(Path(context), team, gated_card(model)),
             build_ctx=context,
             models=[model_tag],
             python={"packages": bento_packages(logged, team, model.runtime), "lock_packages": False},

@@ -31,11 +31,11 @@ from pipelines.config_model import (
     Section,
     from_repo_root,
 )
-from pipelines.fairness_limits import limits_of_task
 from pipelines.object_store import ObjectStoreError, S3Location, is_s3_url
 from pipelines.task import task_for
 from pipelines.uris import is_loopback, redact
 from services.contract import CLASSIFICATION, DNS_LABEL_MAX_CHARS, TaskName, is_dns_label
+from services.fairness_limits import limits_of_task
 from services.monitoring.policy import MonitoringPolicy
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"

@@ -197,6 +197,9 @@ class FairnessConfig(Section):
                           "demographic_parity_difference and equalized_odds_difference <= 0.2 for a binary "
                           "target, accuracy_difference <= 0.1 for more classes, error_ratio >= 0.8 for regression")
     min_group_rows: int = Field(30, ge=1, description="groups with fewer eval rows are shown, not judged")
+    max_worsening: float = Field(
+        0.05, ge=0, description="how much worse than @champion's each limited figure may be, on the same rows: a "
+                                "*_difference larger, a *_ratio smaller by at most this")
     positive_label: bool | int | float | str | None = Field(
         None, description="the class a selection rate counts (binary targets); default: the larger label")
     waivers: dict[str, str] = Field(

@@ -1,9 +1,6 @@
-"""Fairness at the gate: fairlearn's `MetricFrame` on the frozen eval set, per value of each sensitive column.
-
-Per group: selection rate, accuracy, true and false positive rates (binary targets), accuracy (more classes)
-or mean absolute error (regression). Across groups: fairlearn's between-groups difference and ratio of those,
-judged against the config's `fairness.limits` (a `*_difference` at most, a `*_ratio` at least). Groups with
-fewer than `fairness.min_group_rows` eval rows are shown, not judged. A failing check passes only when the
+"""Fairness at the gate: the group figures of services/fairness.py on the frozen eval set, per value of each
+sensitive column, as gate checks: each limit of the config, and each figure against the champion's on the rows
+it did not train on (no worse by more than `fairness.max_worsening`). A failing check passes only when the
 config's `fairness.waivers` names it, and the waiver is recorded on the version like any other.
 """
 
@@ -15,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.fairness_limits import DEFAULT_LIMITS, LIMITS, Target
 from pipelines.gate_checks import Check, Result
-from services.contract import REGRESSION
-from services.serving.onnx_model import MISSING_CATEGORY
+from services.fairness import GroupFindings, group_findings, group_values
+from services.fairness_limits import LIMITS
 
 if TYPE_CHECKING:
     from pipelines.config_model import DataConfig, FairnessConfig
+
 
 @dataclass(frozen=True)
 class FairnessResult(Result):
@@ -34,125 +31,43 @@ def fairness_result(model: Any, frame: pd.DataFrame, data: DataConfig, fairness:
                     task: str) -> FairnessResult:
     if not data.sensitive_features:  # the card says so; nothing to judge
         return FairnessResult()
-    predicted = np.asarray(model.predict(frame[data.features]))
-    truth = frame[data.target].to_numpy()
-    target = _target_kind(task, model, truth, predicted)
-    metrics, problem = _group_metrics(target, model, truth, predicted, fairness)
-    limits = fairness.limits if fairness.limits is not None else DEFAULT_LIMITS[target]
-    checks, groups, notes = [], [], []
-    for column in data.sensitive_features:
-        values = frame[column].astype(object).fillna(MISSING_CATEGORY).astype(str).to_numpy()
-        sizes = pd.Series(values).value_counts()
-        judged = sizes[sizes >= fairness.min_group_rows].index
-        table = _by_group(metrics, truth, predicted, values) if problem is None else pd.DataFrame()
-        groups += [{"column": column, "group": group, "rows": int(sizes[group]), "judged": group in judged,
-                    **({name: round(float(value), 4) for name, value in table.loc[group].items()}
-                       if group in table.index else {})}
-                   for group in sorted(sizes.index)]
-        if problem is not None:
-            checks.append(Check(f"fairness[{column}]", problem, False, threshold="a label to count selections"))
-            continue
-        if len(judged) < 2:
-            notes.append(f"fairness[{column}]: fewer than two groups of >= {fairness.min_group_rows} eval rows; "
-                         "not judged")
-            continue
-        between = _between(table.loc[list(judged)])
-        checks += [_limit_check(name, bound, column, target, between) for name, bound in sorted(limits.items())]
-    return _waived(FairnessResult(checks=checks, notes=notes, groups=groups), fairness.waivers)
+    found = _findings(model, frame, data, fairness, task)
+    checks = [Check(finding.name, finding.value, finding.passed, threshold=finding.threshold)
+              for finding in found.limits]
+    return _waived(FairnessResult(checks=checks, notes=found.notes, groups=found.groups), fairness.waivers)
 
 
-def _target_kind(task: str, model: Any, truth: np.ndarray, predicted: np.ndarray) -> Target:
-    """From the model's classes where it has them: an eval set may miss a class a random split left out."""
-    if task == REGRESSION:
-        return "regression"
+def fairness_vs_champion(model: Any, champion: Any, champion_data: DataConfig, rows: pd.DataFrame, data: DataConfig,
+                         fairness: FairnessConfig, task: str) -> FairnessResult:
+    """Each limit's figure of the candidate against the champion's, both on `rows` (the eval rows the champion did
+    not train on): a `*_difference` may grow, a `*_ratio` shrink, by at most `fairness.max_worsening`."""
+    if not data.sensitive_features:
+        return FairnessResult()
+    ours = _findings(model, rows, data, fairness, task).limits
+    # The champion predicts from its own features, grouped by the candidate's sensitive columns.
+    champion_found = _findings(champion, rows, champion_data, fairness, task, sensitive=data.sensitive_features)
+    theirs = {finding.name: finding.value for finding in champion_found.limits}
+    checks = []
+    for finding in ours:
+        best = theirs.get(finding.name)
+        if not isinstance(finding.value, float | int) or not isinstance(best, float | int):
+            continue  # a figure either side lacks is judged (and shown) by the limit check alone
+        larger_is_worse = LIMITS[finding.name.split("[")[0]][1] == "max"
+        allowed = best + fairness.max_worsening if larger_is_worse else best - fairness.max_worsening
+        passed = finding.value <= allowed if larger_is_worse else finding.value >= allowed
+        checks.append(Check(f"{finding.name} vs champion", finding.value, bool(passed), best,
+                            f"{'<=' if larger_is_worse else '>='} {allowed:.4f}"))
+    return _waived(FairnessResult(checks=checks), fairness.waivers)
+
+
+def _findings(model: Any, frame: pd.DataFrame, data: DataConfig, fairness: FairnessConfig, task: str,
+              sensitive: list[str] | None = None) -> GroupFindings:
     classes = getattr(model, "classes_", None)
-    labels = set(classes.tolist() if classes is not None else [*truth.tolist(), *predicted.tolist()])
-    return "binary" if len(labels) <= 2 else "multiclass"
-
-
-def _group_metrics(target: Target, model: Any, truth: np.ndarray, predicted: np.ndarray,
-                   fairness: FairnessConfig) -> tuple[dict[str, Any], str | None]:
-    """The metric per name for this target, or why there are none (a positive label that is no class)."""
-    from sklearn.metrics import accuracy_score, mean_absolute_error
-
-    if target == "regression":
-        return {"mean_absolute_error": mean_absolute_error}, None
-    if target == "multiclass":
-        return {"accuracy": accuracy_score}, None
-    classes = getattr(model, "classes_", None)
-    labels = sorted(set(classes.tolist() if classes is not None else [*truth.tolist(), *predicted.tolist()]), key=str)
-    wanted = fairness.positive_label
-    positive = labels[-1] if wanted is None else next((label for label in labels if _same_label(label, wanted)), None)
-    if positive is None:
-        return {}, f"fairness.positive_label {wanted!r} is not a class of the target ({labels})"
-
-    def rate(among: Any) -> Any:
-        """The share predicted positive among the rows `among` picks; NaN when it picks none (undefined)."""
-        def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-            rows = among(np.asarray(y_true) == positive)
-            return float(np.mean(np.asarray(y_pred)[rows] == positive)) if rows.any() else float("nan")
-        return metric
-
-    everyone = rate(lambda is_positive: np.ones_like(is_positive, dtype=bool))
-    return {"selection_rate": everyone, "accuracy": accuracy_score,
-            "true_positive_rate": rate(lambda is_positive: is_positive),
-            "false_positive_rate": rate(lambda is_positive: ~is_positive)}, None
-
-
-def _same_label(label: Any, wanted: Any) -> bool:
-    """The config's label against a class: numerically when both are numbers (1 is 1.0), else as text."""
-    numbers = (int, float, np.number)
-    if isinstance(label, numbers) and isinstance(wanted, numbers) and not isinstance(wanted, bool):
-        return bool(label == wanted)
-    return str(label) == str(wanted)
-
-
-def _by_group(metrics: dict[str, Any], truth: np.ndarray, predicted: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
-    from fairlearn.metrics import MetricFrame
-
-    return MetricFrame(metrics=metrics, y_true=truth, y_pred=predicted, sensitive_features=groups).by_group
-
-
-def _spread(values: pd.Series) -> tuple[float, float]:
-    """(difference, ratio) between the groups where the figure is defined: max - min and min / max (1 when
-    every group is at 0: they are equal); NaN when fewer than two groups have it."""
-    defined = values.dropna()
-    if len(defined) < 2:
-        return float("nan"), float("nan")
-    low, high = float(defined.min()), float(defined.max())
-    return high - low, 1.0 if high == 0 else low / high
-
-
-def _between(table: pd.DataFrame) -> dict[str, float]:
-    """Every limit's figure over the judged groups' rows of the per-group table."""
-    spread = {name: _spread(table[name]) for name in table.columns}
-    figures = {"accuracy_difference": spread.get("accuracy", (None,))[0],
-               "error_difference": spread.get("mean_absolute_error", (None,))[0],
-               "error_ratio": spread.get("mean_absolute_error", (None, None))[1]}
-    if "selection_rate" in spread:
-        tpr, fpr = spread["true_positive_rate"], spread["false_positive_rate"]
-        figures |= {
-            "demographic_parity_difference": spread["selection_rate"][0],
-            "demographic_parity_ratio": spread["selection_rate"][1],
-            # A rate no two groups define (no positives, or no negatives) leaves the other to judge.
-            "equalized_odds_difference": float(np.fmax(tpr[0], fpr[0])),
-            "equalized_odds_ratio": float(np.fmin(tpr[1], fpr[1])),
-        }
-    return {name: float(value) for name, value in figures.items() if value is not None}
-
-
-def _limit_check(name: str, bound: float, column: str, target: Target, between: dict[str, float]) -> Check:
-    check_name = f"{name}[{column}]"
-    defined_for, side = LIMITS[name]
-    if target not in defined_for:
-        return Check(check_name, f"not defined for a {target} target", False,
-                     threshold=f"one of {sorted(n for n, (d, _) in LIMITS.items() if target in d)}")
-    value = between[name]
-    if np.isnan(value):
-        return Check(check_name, "undefined: fewer than two groups have the rates it compares", False,
-                     threshold=f"{'<=' if side == 'max' else '>='} {bound}")
-    passed = value <= bound if side == "max" else value >= bound
-    return Check(check_name, round(value, 4), bool(passed), threshold=f"{'<=' if side == 'max' else '>='} {bound}")
+    return group_findings(
+        frame[data.target].to_numpy(), np.asarray(model.predict(frame[data.features])),
+        {column: group_values(frame[column]) for column in sensitive or data.sensitive_features}, task=task,
+        classes=classes.tolist() if classes is not None else None, positive_label=fairness.positive_label,
+        limits=fairness.limits, min_group_rows=fairness.min_group_rows)
 
 
 def _waived(result: FairnessResult, waivers: dict[str, str]) -> FairnessResult:

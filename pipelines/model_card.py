@@ -195,20 +195,28 @@ def card_place(config: PipelineConfig, model: ResolvedVersion) -> str:
 
 def read_card(config: PipelineConfig, version: str | None) -> str:
     """The card of `version` (default @champion, else @challenger) as its last gate wrote it."""
-    from mlflow import artifacts as mlflow_artifacts
-    from mlflow.exceptions import MlflowException
-
     from pipelines.registry import CHALLENGER, CHAMPION, connect, resolve, resolve_alias_if_set
 
     client = connect(config)
     model = resolve(client, config.model_name, version=version) if version else (
         resolve_alias_if_set(client, config.model_name, CHAMPION)
         or resolve(client, config.model_name, alias=CHALLENGER))
+    text = gated_card(model)
+    if text is None:
+        raise CardError(f"v{model.version} has no model card: it has not been gated since cards were added; "
+                        "run `make validate`")
+    return text
+
+
+def gated_card(model: ResolvedVersion) -> str | None:
+    """The card the version's last gate wrote into its run, None when no gate has written one."""
+    from mlflow import artifacts as mlflow_artifacts
+    from mlflow.exceptions import MlflowException
+
     try:
         return mlflow_artifacts.load_text(f"runs:/{model.run_id}/{CARD_MARKDOWN}")
     except MlflowException:
-        raise CardError(f"v{model.version} has no model card: it has not been gated since cards were added; "
-                        "run `make validate`") from None
+        return None
 
 
 LATER_FACTS = "## Later facts"
@@ -216,13 +224,7 @@ LATER_FACTS = "## Later facts"
 
 def append_fact(client: MlflowClient, model: ResolvedVersion, fact: str) -> None:
     """Add one line under the card's "Later facts" (a release, a rollback, a retirement): artifact and description."""
-    from mlflow import artifacts as mlflow_artifacts
-    from mlflow.exceptions import MlflowException
-
-    try:
-        card = mlflow_artifacts.load_text(f"runs:/{model.run_id}/{CARD_MARKDOWN}")
-    except MlflowException:  # never gated since cards exist: the fact starts one
-        card = f"# Model card: {model.name} v{model.version}\n"
+    card = gated_card(model) or f"# Model card: {model.name} v{model.version}\n"  # never gated: the fact starts one
     line = f"- {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: {fact}\n"
     card = card.rstrip("\n") + ("\n" if LATER_FACTS in card else f"\n\n{LATER_FACTS}\n") + line
     client.log_text(model.run_id, card, CARD_MARKDOWN)

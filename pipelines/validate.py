@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.audit import AuditTrail
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
-from pipelines.fairness import fairness_result
+from pipelines.fairness import fairness_result, fairness_vs_champion
 from pipelines.gate_checks import (
     Check,
     Result,
@@ -186,12 +186,15 @@ def champion_result(champion: ResolvedVersion | None, candidate_version: str, mo
         rows = unseen_by(champion, holdout)
         if len(rows) < gates.min_slice_rows:
             raise ValueError(f"only {len(rows)} eval rows the champion did not train on")
-        champion_metrics = task.evaluate_on(load_served(config, champion), rows, champion.data)
+        served_champion = load_served(config, champion)
+        champion_metrics = task.evaluate_on(served_champion, rows, champion.data)
     except (KeyError, ValueError) as exc:
         return incomparable(champion.version, str(exc).strip("'\""), allowed=allow_incomparable)
     notes = [f"compared with champion v{champion.version} on the {len(rows)} eval rows it did not train on"
              ] if len(rows) < len(holdout) else []
-    return Result(regression_checks(task.evaluate_on(model, rows, data), champion_metrics, gates, task), notes)
+    fairness = fairness_vs_champion(model, served_champion, champion.data, rows, data, config.fairness, task.name)
+    checks = regression_checks(task.evaluate_on(model, rows, data), champion_metrics, gates, task)
+    return Result([*checks, *fairness.checks], notes, fairness.override)
 
 
 def unseen_by(champion: ResolvedVersion, holdout: pd.DataFrame) -> pd.DataFrame:

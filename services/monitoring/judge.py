@@ -1,7 +1,8 @@
 """Judge one model version's window against its reference: a value, not a side effect.
 
 `judge` runs Evidently (feature drift; prediction drift, the served predictions against the reference's
-target; and quality per task when enough sampled rows have feedback labels) and returns what it found.
+target; quality per task when enough sampled rows have feedback labels, and the gate's fairness figures on them,
+fairness.py) and returns what it found.
 It writes nothing: no HTML, no MLflow run, no Evidently workspace, no log event. Recording a `Judged` window
 is `records.record_judged`; its wording is `summary.py`. A window that cannot be judged
 (too few rows, no reference, no feature with values) is a `NotJudged` value, NOT ENOUGH DATA.
@@ -31,7 +32,8 @@ from services.monitoring.drift import (
     run_drift_report,
     run_quality_report,
 )
-from services.monitoring.feedback import read_labels
+from services.monitoring.fairness import LiveFairness, live_fairness
+from services.monitoring.feedback import Feedback, read_feedback
 from services.monitoring.inference_log import VersionTraffic
 from services.monitoring.observability import log_event
 from services.monitoring.reference import Reference
@@ -40,7 +42,7 @@ from services.monitoring.tasks import PREDICTION, MonitoredTask, monitored_task
 
 Progress = Callable[[str], None]
 LabelKey = tuple[str, int]  # (request id, row)
-LabelReader = Callable[[set[LabelKey]], dict[LabelKey, object]]  # wanted keys -> the labels found for them
+FeedbackReader = Callable[[set[LabelKey]], dict[LabelKey, Feedback]]  # wanted keys -> the feedback found for them
 
 
 class Shortfall(StrEnum):
@@ -114,6 +116,7 @@ class Judged(_Span):
     drift: Snapshot  # the Evidently drift and data-summary report
     quality: Quality | None = None
     prediction: PredictionDrift | None = None  # None: no prediction or no target to compare
+    fairness: LiveFairness | None = None  # None: no sensitive column, or too little feedback
 
 
 Judgement = Judged | NotJudged
@@ -131,10 +134,10 @@ def judge(
     traffic: VersionTraffic,
     reference: Reference,
     *,
-    labels: LabelReader | None = None,
+    feedback: FeedbackReader | None = None,
     progress: Progress | None = None,
 ) -> Judgement:
-    """Judge the window against the reference; `labels` defaults to the feedback in the inference log."""
+    """Judge the window against the reference; `feedback` defaults to the feedback in the inference log."""
     thin = too_few_rows(settings, traffic)
     if thin:
         return thin
@@ -156,20 +159,20 @@ def judge(
     )
     task = monitored_task(reference.task)
     served = prediction_drift(traffic.keys()[PREDICTION], reference.target_values, task)
-    quality = quality_of(
-        traffic, task, labels or partial(read_labels, settings.inference_log_dir),
-        min_labeled_rows=policy.min_labeled_rows,
-    )
+    keys = traffic.keys()
+    found = (feedback or partial(read_feedback, settings.inference_log_dir))(
+        set(zip(keys["request_id"], keys["row"], strict=True)))
+    quality = quality_of(traffic, task, {key: given.label for key, given in found.items()},
+                         min_labeled_rows=policy.min_labeled_rows)
+    fairness = live_fairness(keys, found, reference.fairness, task, min_labeled_rows=policy.min_labeled_rows)
     return Judged(traffic, reference, window, findings, verdict, drift, quality,
-                  PredictionDrift(*served) if served else None)
+                  PredictionDrift(*served) if served else None, fairness)
 
 
-def quality_of(traffic: VersionTraffic, task: MonitoredTask, labels: LabelReader, *,
+def quality_of(traffic: VersionTraffic, task: MonitoredTask, labels: dict[LabelKey, object], *,
                min_labeled_rows: int) -> Quality | None:
     """The task's quality metrics when enough sampled rows have ground-truth feedback."""
-    keys = traffic.keys()
-    wanted = set(zip(keys["request_id"], keys["row"], strict=True))
-    labeled = labeled_rows(keys, labels(wanted), task)
+    labeled = labeled_rows(traffic.keys(), labels, task)
     if len(labeled) < min_labeled_rows:
         return None
     try:

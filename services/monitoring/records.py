@@ -20,6 +20,7 @@ from evidently.core.report import Snapshot
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from services.monitoring.fairness import fairness_metrics
 from services.monitoring.judge import Judged, Progress
 from services.monitoring.observability import log_event
 from services.monitoring.settings import MonitorSettings
@@ -177,6 +178,8 @@ def record_in_mlflow(
             "reference_run_id": judged.reference.run_id,
             "task": judged.reference.task,
             **prediction_tags(judged),
+            **({"fairness": "within limits" if judged.fairness.within_limits else "over limits"}
+               if judged.fairness else {}),
             "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
             "missing_columns": ",".join(m.column for m in findings.missing)[:MAX_TAG_CHARS],
             "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],
@@ -198,6 +201,7 @@ def record_in_mlflow(
             **{f"missing_share_reference/{metric_key(c)}": share for c, share in window.missing_reference.items()},
             **({"prediction_drift_score": judged.prediction.drift.score} if judged.prediction else {}),
             **{f"{judged.reference.task}/{metric_key(key)}": value for key, value in record.quality.items()},
+            **{metric_key(key): value for key, value in fairness_metrics(judged.fairness).items()},
         }
         metrics = [Metric(key, float(value), now_ms, 0) for key, value in values.items()]
         params = [
@@ -244,4 +248,6 @@ def _findings_json(record: WindowRecord) -> dict[str, object]:
         "task": judged.reference.task,
         "prediction_drift": asdict(judged.prediction.drift) if judged.prediction else None,
         "quality": record.quality,
+        "fairness": ({"rows": judged.fairness.rows, "within_limits": judged.fairness.within_limits,
+                      **asdict(judged.fairness.findings)} if judged.fairness else None),
     }

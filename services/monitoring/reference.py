@@ -3,10 +3,11 @@
 model version -> run id -> the snapshot artifact: its features, and apart from them the target named by the
 run's target tag (names in services/contract.py), which the served predictions are compared with. Feature
 names and kinds, and the task, come from the run's recorded pipeline config, or, when a run has none, from
-the snapshot's columns and dtypes and the run's task tag. A run recording no task (older runs) is a
-classification. No copy of the data is kept anywhere else. A run trained under `data.snapshot: reference` holds no
-snapshot (the job has no credentials for the team's source): its MONITORING_SAMPLE_ARTIFACT, a bounded sample
-of the same columns logged by training, is read the same way instead.
+the snapshot's columns and dtypes and the run's task tag; the fairness settings its gate judged by come from that
+config too. A run recording no task (older runs) is a classification. No copy of the data is kept anywhere
+else. A run trained under `data.snapshot: reference` holds no snapshot (the job has no credentials for the
+team's source): its MONITORING_SAMPLE_ARTIFACT, a bounded sample of the same columns logged by training, is
+read the same way instead.
 
 The snapshot is the full training table, which may not fit in the job's memory: it is read in batches of its
 feature columns and sampled as it goes (bottom-k on a seeded random key per row, a uniform sample without
@@ -37,6 +38,7 @@ from services.contract import (
     TASK_TAG,
     TaskName,
 )
+from services.monitoring.fairness import FairnessSettings
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.tasks import TASKS
 
@@ -68,6 +70,7 @@ class Reference:
     frame: pd.DataFrame  # feature columns only, sampled to the job's bound
     task: TaskName = CLASSIFICATION
     target_values: pd.Series | None = None  # the target of the same sampled rows; None: not in the snapshot
+    fairness: FairnessSettings | None = None  # what the version's gate judged fairness by (None: nothing)
 
 
 def load_reference(client: MlflowClient, model_name: str, version: str, *, max_rows: int, seed: int = 0) -> Reference:
@@ -112,7 +115,8 @@ def load_reference(client: MlflowClient, model_name: str, version: str, *, max_r
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise ReferenceMissing(f"{artifact} of run {run_id} is unreadable: {exc}") from None
     return Reference(model_version=version, run_id=run_id, target=target, schema=schema,
-                     frame=sampled[schema.columns], task=task, target_values=sampled[target] if with_target else None)
+                     frame=sampled[schema.columns], task=task, target_values=sampled[target] if with_target else None,
+                     fairness=FairnessSettings.from_recorded(recorded))
 
 
 def sample_parquet(

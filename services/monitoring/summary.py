@@ -12,6 +12,7 @@ from typing import Protocol
 
 from services.contract import CHAMPION_ALIAS
 from services.monitoring.drift import DriftFindings, PreparedWindow, Verdict
+from services.monitoring.fairness import fairness_summary
 from services.monitoring.inference_log import LogScan, WindowSpec
 from services.monitoring.judge import Judgement, NotJudged, PredictionDrift, Shortfall
 from services.monitoring.settings import MonitorSettings
@@ -40,7 +41,7 @@ def version_summary(settings: MonitorSettings, judgement: Judgement) -> str:
     if isinstance(judgement, NotJudged):
         return not_judged_summary(name, judgement, settings)
     text = drift_summary(name, version, judgement.verdict, judgement.findings, judgement.window, settings)
-    return text + prediction_summary(judgement.prediction)
+    return text + prediction_summary(judgement.prediction) + fairness_summary(judgement.fairness)
 
 
 def prediction_summary(prediction: PredictionDrift | None) -> str:

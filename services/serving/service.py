@@ -4,7 +4,7 @@ Which model, its version, its task and its feature schema are bento arguments fi
 (`pipelines.bento`), so a bento — and the image made from it — always serves exactly one version. The
 response is the task's (`Prediction`, chosen at import, so the OpenAPI document shows the shape served):
 a regression's values, or a classification's labels and a probability per class label.
-BentoML itself answers `/livez`, `/readyz` and `/metrics`.
+BentoML itself answers `/livez`, `/readyz` and `/metrics`; `GET /card` is the version's model card (`card`).
 
 What a client may send is bounded before the model sees it: the body (`guard.RequestGuard`: size, media
 type, JSON without repeated keys), every row (`request_schema`: strict types, bounded numbers and
@@ -52,6 +52,7 @@ from services.contract import (
     JsonLogFormatter,
     TaskName,
 )
+from services.serving.card import CardEndpoint, bento_card_file
 from services.serving.guard import Refusal, SmokeToken, check_request_id, serving_middlewares
 from services.serving.inference_log import InferenceLog
 from services.serving.model_trust import load_trusted_model
@@ -238,3 +239,4 @@ def _load_model(model_dir: Path) -> Any:
 _token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
 for _middleware, _options in serving_middlewares(args.max_body_bytes, _token):
     Serving.add_asgi_middleware(_middleware, **_options)
+Serving.add_asgi_middleware(CardEndpoint, card_file=bento_card_file())  # inside the credential check

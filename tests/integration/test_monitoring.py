@@ -77,7 +77,8 @@ def _train_like_the_release(tracking_uri: str, name: str, source: str = "demo") 
     """The release's own training run (snapshot, holdout, config, tags), registered and aliased @champion."""
     config = PipelineConfig(
         model_name=name,
-        data=DataConfig(source=source, target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL),
+        data=DataConfig(source=source, target=TARGET, numeric_features=NUMERIC, categorical_features=CATEGORICAL,
+                        sensitive_features=["applicant_group"]),
         model={"params": {"n_estimators": 20}},
         tracking={"uri": tracking_uri},
     )
@@ -180,8 +181,9 @@ def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, 
     feedback.mkdir()
     (feedback / "labels.jsonl").write_text(
         "".join(
-            json.dumps({"request_id": i, "row": 0, "label": int(y)}) + "\n"
-            for i, y in zip(ids, draw[TARGET], strict=True)
+            # With each row's sensitive value, which serving never saw: the gate's fairness figures, live.
+            json.dumps({"request_id": i, "row": 0, "label": int(y), "groups": {"applicant_group": group}}) + "\n"
+            for i, y, group in zip(ids, draw[TARGET], draw["applicant_group"], strict=True)
         )
     )
 
@@ -198,6 +200,7 @@ def test_holdout_traffic_is_ok_and_recorded(mlflow_server, trained, model_name, 
     assert {f"drift_score/{c}" for c in NUMERIC + CATEGORICAL} <= set(run.data.metrics)
     assert run.data.metrics["drift_share"] < settings.policy.drift_share_threshold
     assert "classification/accuracy" in run.data.metrics  # feedback labels joined by request id
+    assert run.data.tags["fairness"] == "within limits" and "live fairness within the gate's limits" in result.summary
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "report")}
     assert f"report/{result.report_path.name}" in artifacts and "report/findings.json" in artifacts
     # the drift report, the prediction drift report and the classification report

@@ -107,6 +107,9 @@ def test_the_gated_version_has_a_model_card_in_the_registry_and_on_the_cli(relea
         assert section in printed, section
     html = mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.html")
     assert "<table>" in html and "Model card" in html
+    served = httpx.get(f"{release.url}/card", timeout=10)  # the bento the first release serves carries it
+    assert served.status_code == 200 and served.headers["content-type"].startswith("text/markdown")
+    assert served.text == mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.md")
 
 
 def test_audit_record_of_the_deploy(release):

@@ -183,6 +183,9 @@ def test_first_release_builds_an_image_and_serves_it(config, platform, champion)
     assert platform.client.images.get(exports["serving_image"]).labels["mlops.model-version"] == champion
     assert serving_version(platform) == champion
     assert aliases_of(connect(config), config.model_name)[CHAMPION] == champion
+    # The release image carries the version's model card, through the front.
+    card = httpx.get(f"{url(platform)}/card", timeout=30)
+    assert card.status_code == 200 and card.text.startswith(f"# Model card: {config.model_name} v{champion}")
     # What serves is in the registry (a fresh checkout finds it there), and the candidate is gone.
     version = connect(config).get_model_version(config.model_name, champion)
     assert version.tags[serving_image_tag(platform.declared.config)] == exports["serving_image"]

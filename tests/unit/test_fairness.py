@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from pipelines.config import load_config
 from pipelines.config_model import DataConfig, FairnessConfig
-from pipelines.fairness import fairness_result
+from pipelines.fairness import fairness_result, fairness_vs_champion
 
 
 def loans(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def test_small_groups_are_shown_but_not_judged():
     assert tiny["rows"] == 5 and not tiny["judged"]
     frame["group"] = np.where(frame.index < 190, "a", "b")
     alone = result(fitted(frame, ["income"]), frame, data(["income"]), FairnessConfig(min_group_rows=30))
-    assert alone.checks == [] and "fewer than two groups of >= 30 eval rows" in alone.notes[0]
+    assert alone.checks == [] and "fewer than two groups of >= 30 rows" in alone.notes[0]
 
 
 def test_a_waiver_in_the_config_lets_the_check_pass_and_is_the_gates_override():
@@ -187,3 +187,35 @@ def test_the_positive_label_matches_numbers_numerically_and_text_as_text(labels,
     config = DataConfig(target="defaulted", numeric_features=["x"], sensitive_features=["group"])
     found = result(Fixed(truth, classes=sorted(labels, key=str)), frame, config, FairnessConfig(positive_label=wanted))
     assert all(check.passed for check in found.checks) and found.checks
+
+
+def versus(candidate_features: list[str], fairness: FairnessConfig | None = None):
+    frame = loans()
+    champion = fitted(frame, ["income"])  # blind to the group: near-equal selection rates
+    return fairness_vs_champion(fitted(frame, candidate_features), champion, data(["income"]), frame,
+                                data(candidate_features), fairness or FairnessConfig(limits={
+                                    "demographic_parity_difference": 0.9, "demographic_parity_ratio": 0.0}),
+                                "classification")
+
+
+def test_a_candidate_much_less_fair_than_the_champion_fails_though_within_the_limits():
+    checks = {c.name: c for c in versus(["zip_band"]).checks}
+    difference, ratio = (checks["demographic_parity_difference[group] vs champion"],
+                         checks["demographic_parity_ratio[group] vs champion"])
+    assert not difference.passed and difference.candidate > difference.champion + 0.05
+    assert difference.threshold == f"<= {difference.champion + 0.05:.4f}"
+    assert not ratio.passed and ratio.threshold == f">= {ratio.champion - 0.05:.4f}"  # a ratio may not shrink
+
+
+def test_a_candidate_as_fair_as_the_champion_passes_and_the_margin_is_the_configs():
+    assert all(check.passed for check in versus(["income"]).checks)
+    lenient = FairnessConfig(limits={"demographic_parity_difference": 0.9}, max_worsening=1.0)
+    assert all(check.passed for check in versus(["zip_band"], lenient).checks)
+
+
+def test_a_worsening_the_config_waives_passes_and_is_recorded():
+    name = "demographic_parity_difference[group] vs champion"
+    found = versus(["zip_band"], FairnessConfig(limits={"demographic_parity_difference": 0.9},
+                                                waivers={name: "FAIR-7: accepted for the pilot"}))
+    (check,) = found.checks
+    assert check.passed and "waived: FAIR-7" in check.threshold and name in found.override

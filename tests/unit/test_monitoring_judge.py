@@ -11,6 +11,7 @@ import pytest
 from pipelines.demo_data import make_loans
 from services.contract import InferenceRecord
 from services.monitoring.drift import ColumnDrift, DriftFindings, PreparedWindow, Verdict
+from services.monitoring.feedback import Feedback
 from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec
 from services.monitoring.judge import Judged, NotJudged, Shortfall, judge, too_few_rows
 from services.monitoring.reference import FeatureSchema, Reference
@@ -162,10 +163,10 @@ def test_judge_returns_a_drift_verdict_and_writes_nothing(settings, tmp_path):
     current["credit_score"] -= 150
     current["region"] = "north"
     current = current.drop(columns="purpose").assign(shoe_size=42)
-    labels = {(f"req-{i}", 0): i % 2 if i % 4 else 1 - i % 2 for i in range(120)}
+    feedback = {(f"req-{i}", 0): Feedback(i % 2 if i % 4 else 1 - i % 2) for i in range(120)}
     said: list[str] = []
 
-    judged = judge(settings, traffic(current), reference(), labels=lambda wanted: labels, progress=said.append)
+    judged = judge(settings, traffic(current), reference(), feedback=lambda wanted: feedback, progress=said.append)
 
     assert isinstance(judged, Judged) and judged.verdict is Verdict.DRIFT
     assert {"income", "debt_ratio", "credit_score", "region"} <= set(judged.findings.drifted)
@@ -200,7 +201,7 @@ def test_a_feature_gone_missing_counts_as_drift(settings):
     current.loc[: int(0.5 * len(current)) - 1, "credit_score"] = None
     current.loc[: int(0.05 * len(current)) - 1, "loan_amount"] = None  # within max_missing_share_increase
 
-    judged = judge(settings, traffic(current), reference(), labels=lambda wanted: {})
+    judged = judge(settings, traffic(current), reference(), feedback=lambda wanted: {})
 
     assert isinstance(judged, Judged) and judged.verdict is Verdict.DRIFT
     assert judged.findings.drifted[:3] == ["income", "credit_score", "age"]
@@ -215,5 +216,5 @@ def test_a_feature_gone_missing_counts_as_drift(settings):
     assert "no values for" not in summary
 
     lenient = settings.overridden(max_missing_share_increase=0.45)
-    relaxed = judge(lenient, traffic(current), reference(), labels=lambda wanted: {})
+    relaxed = judge(lenient, traffic(current), reference(), feedback=lambda wanted: {})
     assert relaxed.findings.drifted[:2] == ["income", "credit_score"] and "age" not in relaxed.findings.drifted

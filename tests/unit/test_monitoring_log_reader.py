@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.contract import SMOKE_LOG_SUBDIR, BadRecord, InferenceRecord
-from services.monitoring.feedback import read_labels
+from services.monitoring.feedback import Feedback, read_feedback
 from services.monitoring.inference_log import WindowSpec, read_window, retention_start
 from services.monitoring.log_index import LogIndex
 
@@ -136,15 +136,16 @@ def test_sample_is_bounded_and_uniform_over_the_window(tmp_path):
     assert list(traffic.keys().columns) == ["request_id", "row", "prediction"]
 
 
-def test_labels_are_read_for_wanted_keys_only(tmp_path):
+def test_feedback_is_read_for_wanted_keys_only_with_its_groups(tmp_path):
     write(
         tmp_path / "feedback" / "f.jsonl",
-        [{"request_id": "req-1", "row": 0, "label": 1}, {"request_id": "req-2", "label": 0}, {"label": 5}],
+        [{"request_id": "req-1", "row": 0, "label": 1, "groups": {"applicant_group": "b", "nested": {"x": 1}}},
+         {"request_id": "req-2", "label": 0, "groups": ["not", "an", "object"]}, {"label": 5}],
         tail="not json\n",
     )
-    labels = read_labels(tmp_path, {("req-1", 0), ("req-2", 0), ("req-3", 0)})
-    assert labels == {("req-1", 0): 1, ("req-2", 0): 0}
-    assert read_labels(tmp_path / "elsewhere", {("req-1", 0)}) == {}
+    found = read_feedback(tmp_path, {("req-1", 0), ("req-2", 0), ("req-3", 0)})
+    assert found == {("req-1", 0): Feedback(1, {"applicant_group": "b"}), ("req-2", 0): Feedback(0)}
+    assert read_feedback(tmp_path / "elsewhere", {("req-1", 0)}) == {}
 
 
 def test_release_checks_are_not_traffic_and_no_client_can_hide_its_own(tmp_path):

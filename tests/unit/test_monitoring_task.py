@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 from pipelines.demo_data import make_loans
 from services.contract import CONFIG_ARTIFACT, REGRESSION, SNAPSHOT_ARTIFACT, TARGET_TAG, InferenceRecord
 from services.monitoring.drift import Verdict
+from services.monitoring.fairness import FairnessSettings
+from services.monitoring.feedback import Feedback
 from services.monitoring.inference_log import VersionTraffic
 from services.monitoring.judge import Judged, judge
 from services.monitoring.records import WindowRecord, record_in_mlflow
@@ -41,6 +43,10 @@ def demand(rows: int, seed: int) -> pd.DataFrame:
     return frame.assign(units=100 - 6 * frame["price"] + frame["temperature"] + rng.normal(0, 3, rows))
 
 
+def as_feedback(labels: dict) -> dict:
+    return {key: Feedback(label) for key, label in labels.items()}
+
+
 def traffic(features: pd.DataFrame, predictions: list[object], version: str = "2") -> VersionTraffic:
     records = [InferenceRecord(f"req-{i}", 0, START + timedelta(seconds=i), "m", version, row, prediction)
                for i, (row, prediction) in enumerate(zip(features.to_dict("records"), predictions, strict=True))]
@@ -59,7 +65,7 @@ def test_a_regression_window_with_feedback_gets_regression_quality(settings):
     labels = {(f"req-{i}", 0): float(units) for i, units in enumerate(current["units"][:300])}
 
     judged = judge(settings, traffic(current[DEMAND.columns], served), regression_reference(),
-                   labels=lambda wanted: labels)
+                   feedback=lambda wanted: as_feedback(labels))
 
     assert isinstance(judged, Judged) and judged.quality is not None and judged.quality.task == REGRESSION
     truth, predicted = current["units"][:300].to_numpy(), np.asarray(served[:300])
@@ -75,7 +81,7 @@ def test_errors_too_constant_for_evidentlys_histogram_skip_quality_not_the_run(s
     labels = {(f"req-{i}", 0): float(units) for i, units in enumerate(current["units"])}
 
     judged = judge(settings, traffic(current[DEMAND.columns], served), regression_reference(),
-                   labels=lambda wanted: labels)
+                   feedback=lambda wanted: as_feedback(labels))
 
     assert isinstance(judged, Judged) and judged.quality is None and judged.prediction is not None
 
@@ -85,7 +91,7 @@ def test_regression_predictions_shifted_far_drift_apart_from_the_features(settin
     shifted = (current["units"] + 80).tolist()  # the features are as trained on; the answers are not
 
     judged = judge(settings, traffic(current[DEMAND.columns], shifted), regression_reference(),
-                   labels=lambda wanted: {})
+                   feedback=lambda wanted: {})
 
     assert judged.verdict is Verdict.OK and judged.findings.drift_share == 0.0  # the verdict is the features'
     assert judged.prediction.drift.drifted and judged.prediction.drift.method == "ks"
@@ -100,15 +106,15 @@ def test_classification_prediction_drift_compares_classes(settings):
     current = make_loans(400, seed=5)
     features = current.drop(columns="defaulted")
 
-    like = judge(settings, traffic(features, current["defaulted"].tolist()), reference, labels=lambda wanted: {})
-    always_yes = judge(settings, traffic(features, [1] * 400), reference, labels=lambda wanted: {})
+    like = judge(settings, traffic(features, current["defaulted"].tolist()), reference, feedback=lambda wanted: {})
+    always_yes = judge(settings, traffic(features, [1] * 400), reference, feedback=lambda wanted: {})
 
     assert not like.prediction.drift.drifted and like.prediction.drift.method == "chisquare"
     assert always_yes.prediction.drift.drifted and always_yes.verdict is Verdict.OK
     assert "predictions in line with the training target" in version_summary(settings, like)
     # A reference whose snapshot had no target column: nothing to compare, said nowhere.
     blind = judge(settings, traffic(features, [1] * 400), Reference("3", "r", "defaulted", LOANS, reference.frame),
-                  labels=lambda wanted: {})
+                  feedback=lambda wanted: {})
     assert blind.prediction is None and "predictions" not in version_summary(settings, blind)
 
 
@@ -160,7 +166,7 @@ def test_the_report_run_carries_the_task_prediction_drift_and_quality(client, se
     labels = {(f"req-{i}", 0): float(units) for i, units in enumerate(current["units"])}
     served = current["units"] + 80 + np.random.default_rng(5).normal(0, 1, 400)
     judged = judge(settings, traffic(current[DEMAND.columns], served.tolist()), regression_reference(),
-                   labels=lambda wanted: labels)
+                   feedback=lambda wanted: as_feedback(labels))
 
     run_id = record_in_mlflow(client, settings, WindowRecord(judged, "s", _html(settings, judged), []),
                               skipped_lines=0)
@@ -178,3 +184,27 @@ def _html(settings: MonitorSettings, judged: Judged):
     path.parent.mkdir(parents=True)
     path.write_text("<html></html>")
     return path
+
+
+def test_a_window_biased_against_a_group_reports_its_fairness_over_the_gates_limits(client, settings, tmp_path):
+    client.create_experiment(settings.policy.experiment, artifact_location=(tmp_path / "reports").as_uri())
+    loans = make_loans(1500, seed=1)
+    reference = Reference("3", "train-run", "defaulted", LOANS, loans.drop(columns="defaulted"),
+                          target_values=loans["defaulted"],
+                          fairness=FairnessSettings(["applicant_group"], {"demographic_parity_difference": 0.1}))
+    current = make_loans(400, seed=5)
+    truth = current["defaulted"].tolist()
+    groups = ["b" if i % 2 else "a" for i in range(400)]
+    served = [1 if group == "b" else label for label, group in zip(truth, groups, strict=True)]  # b always refused
+    feedback = {(f"req-{i}", 0): Feedback(label, {"applicant_group": group})
+                for i, (label, group) in enumerate(zip(truth, groups, strict=True))}
+
+    judged = judge(settings, traffic(current.drop(columns="defaulted"), served), reference,
+                   feedback=lambda wanted: feedback)
+
+    assert judged.fairness is not None and not judged.fairness.within_limits
+    assert "live fairness OVER the gate's limits on 400 labeled rows" in version_summary(settings, judged)
+    run = client.get_run(record_in_mlflow(client, settings, WindowRecord(judged, "s", _html(settings, judged), []),
+                                          skipped_lines=0))
+    assert run.data.tags["fairness"] == "over limits"
+    assert run.data.metrics["fairness/demographic_parity_difference_applicant_group_"] > 0.1

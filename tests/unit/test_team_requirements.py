@@ -13,6 +13,7 @@ from pipelines.bento import TEAM_REQUIREMENTS, bento_packages, write_context
 from pipelines.config import REPO_ROOT, ConfigError, DataConfig, ModelConfig, load_config
 from pipelines.estimators import resolve_estimator
 from services.contract import SKLEARN_RUNTIME
+from services.serving.card import CARD_FILE
 from tests.unit.models import config_for
 
 DATA = DataConfig(source="no/such/table.csv", target="y", numeric_features=["x"])
@@ -64,10 +65,15 @@ def test_the_bento_lists_the_team_requirements_with_the_logged_ones():
 
 
 def test_the_bento_context_holds_the_team_requirements_for_the_release_image(tmp_path):
-    include = write_context(tmp_path, ["semver==3.1.2"])
+    include = write_context(tmp_path, ["semver==3.1.2"], None)
     assert TEAM_REQUIREMENTS in include and (tmp_path / TEAM_REQUIREMENTS).read_text() == "semver==3.1.2\n"
     assert (tmp_path / "services" / "serving" / "requirements_check.py").is_file()
-    assert write_context(tmp_path, []) == include and (tmp_path / TEAM_REQUIREMENTS).read_text() == ""
+    assert write_context(tmp_path, [], None) == include and (tmp_path / TEAM_REQUIREMENTS).read_text() == ""
+
+
+def test_the_bento_context_carries_the_model_card_when_a_gate_wrote_one(tmp_path):
+    include = write_context(tmp_path, [], "# Model card: credit-risk v3\n")
+    assert CARD_FILE in include and (tmp_path / CARD_FILE).read_text() == "# Model card: credit-risk v3\n"
 
 
 def test_the_release_image_installs_the_team_requirements_before_its_check():

@@ -1,5 +1,5 @@
-"""The fairness limits a config may set, read by the config loader without the gate's heavy imports
-(pipelines/fairness.py computes them)."""
+"""The fairness limits a config may set, read by the config loader without heavy imports (services/fairness.py
+computes them, for the gate and for monitoring). Standard library and the contract only."""
 
 from __future__ import annotations
 
