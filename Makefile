@@ -13,25 +13,28 @@ TARGET ?= local# deploy/rollback target: local (bentoml serve here) or stack (re
 STACK ?= dev
 BASE_IMAGE ?= mlops-platform-base:bookworm
 KEEP ?= 7# backups of one source to keep
+FORMAT ?= md# audit: md (a table) or json
+REASON ?=# retire: why the version retires
 DEST ?=# backup: where archives go, a folder or s3://bucket/prefix (default: platform.backup_destination)
 # What a person or a workflow passes (`make NAME=value`, or NAME in the environment). Make never expands
 # these values (a `$(shell ...)` in one stays text) and never pastes them into a recipe: a target gets
 # the ones it takes as environment variables, read by its recipe as "$$NAME", so each value is one
 # argument to the CLI, which validates it. ARGS alone is split into words (never globbed or parsed).
-INPUTS := MODEL VERSION FROM TO STACK TARGET CANARY ARGS KEEP DEST BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE
+INPUTS := MODEL VERSION FROM TO STACK TARGET CANARY ARGS KEEP DEST BACKUP IMAGE_TAG IMAGE_REGISTRY BASE_IMAGE FORMAT REASON
 $(foreach name,$(INPUTS),$(eval override $(name) := $$(value $(name))))
 # $(call takes,<target>,<inputs>): that target's recipe gets those inputs in its environment.
 takes = $(foreach name,$(2),$(eval $(1): export $(name) := $$($(name))))
 # Every target that reads the pipeline config takes MODEL=<name> as PIPELINE_MODEL: the CLI reads
 # models/<name>/pipeline.yaml, and refuses a name with no folder there, listing the ones there are.
 CONFIG_TARGETS := demo platform data train validate build deploy rollback reproduce promote traffic monitor \
-                  monitoring-ui status down backup restore stack-up
+                  monitoring-ui status down backup restore stack-up audit audit-verify retire gc
 $(foreach target,$(CONFIG_TARGETS),$(eval $(target): export PIPELINE_MODEL := $$(MODEL)))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
         test test-unit test-infra test-integration test-stack lint bench \
-        base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote backup restore
+        base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote backup restore \
+        audit audit-verify retire gc
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -79,6 +82,22 @@ $(call takes,promote,VERSION FROM TO)
 promote: ## copy model VERSION=<n> from registry FROM=<uri> into TO=<uri> (or PROMOTE_FROM_URI, PROMOTE_TO_URI; logins: PROMOTE_FROM_USERNAME/_PASSWORD, PROMOTE_TO_*) and gate it there
 	@test -n "$$VERSION" || { echo "usage: make promote VERSION=<model version> FROM=<tracking uri> TO=<tracking uri>"; exit 2; }
 	$(PIPELINES) promote $${FROM:+--from="$$FROM"} $${TO:+--to="$$TO"} -- "$$VERSION"  # make echoes no password
+
+$(call takes,audit,VERSION FORMAT)
+audit: ## the audit timeline of the model (VERSION=<n>: one version's; FORMAT=md|json), from its records alone
+	$(PIPELINES) audit $${VERSION:+--version="$$VERSION"} --format="$$FORMAT"
+
+audit-verify: ## recompute every model's audit hash chain; names the first broken link, exit 1 if one is
+	$(PIPELINES) audit verify
+
+$(call takes,retire,VERSION REASON)
+retire: ## retire VERSION=<n> REASON=<why>: tag it retired, remove its bentos and release images (refused while it serves)
+	@test -n "$$VERSION" -a -n "$$REASON" || { echo "usage: make retire VERSION=<model version> REASON=<why>"; exit 2; }
+	$(PIPELINES) retire --reason="$$REASON" -- "$$VERSION"
+
+$(call takes,gc,ARGS)
+gc: ## retire the versions outside the config's lifecycle (keep_last, keep_days); ARGS=--dry-run says what would go
+	set -f; $(PIPELINES) gc $$ARGS
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic

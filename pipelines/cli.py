@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pipelines import (
+    cli_governance,  # noqa: F401 (importing it registers its commands on the one app)
     cli_operations,  # noqa: F401 (importing it registers its commands on the one app)
     steps,
     views,
@@ -148,16 +149,20 @@ def set_aliases_command(
 ) -> None:
     """Set @champion (and @previous) by hand: what a release prints when its alias move or its stack's release
     pointer did not finish."""
-    from pipelines.registry import AliasMove, connect, move_aliases, require_version
+    from pipelines.audit import AuditTrail
+    from pipelines.registry import RETIRED_TAG, AliasMove, connect, move_aliases, refuse_retired, require_version
     from pipelines.release_pointer import RegistryPointer
 
     config = steps.connected_config(config_path)
     client = connect(config)
     for version in filter(None, (champion, previous)):
-        require_version(client, config.model_name, version)  # refuses a version that does not exist
+        found = require_version(client, config.model_name, version)  # refuses a version that does not exist
+        refuse_retired(config.model_name, version, found.tags.get(RETIRED_TAG, ""), "set aliases to")
     if serving_image:  # before the aliases move, as a release records it: @champion never lacks its image
         RegistryPointer(config).record({"namePrefix": name_prefix}, champion, serving_image)
     move_aliases(client, config.model_name, AliasMove(champion=champion, previous=previous))
+    AuditTrail.of(config, client).write("set-aliases", champion, "aliases moved", previous=previous or "",
+                                        serving_image=serving_image or "")
     console.print(f"@champion=v{champion}" + (f", @previous=v{previous}" if previous else "")
                   + (f", serving {serving_image} on stack {name_prefix}" if serving_image else ""))
 

@@ -51,36 +51,42 @@ class TargetKind(StrEnum):
 StackOption = Annotated[str, typer.Option(help="Pulumi stack to release to (with --target stack)")]
 
 
-def command(name: str) -> Callable:
-    """Register a command whose expected failures print one clear line instead of a traceback."""
+def command(name: str, on: typer.Typer | None = None) -> Callable:
+    """Register a command (on `app`, or a group of it) whose expected failures print one clear line."""
 
     def register(function: Callable) -> Callable:
-        @functools.wraps(function)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return function(*args, **kwargs)
-            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
-                raise  # the command's own exit code, or a usage error click reports itself
-            except Refused as exc:
-                if str(exc):  # a gate says why in its own table before refusing
-                    console.print(f"[red]{exc.step} failed, nothing moved:[/red] {exc}")
-                raise typer.Exit(1) from None
-            except CannotRun as exc:
-                console.print(f"[red]error:[/red] {exc}")
-                raise typer.Exit(2) from None
-            except (ConnectionError, OSError, httpx.HTTPError) as exc:
-                console.print(f"[red]error:[/red] {exc} (is the platform up? `make platform`)")
-                raise typer.Exit(2) from None
-            except Exception as exc:
-                mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded if MLflow ran at all
-                if mlflow_errors and isinstance(exc, mlflow_errors.MlflowException):
-                    console.print(f"[red]MLflow error:[/red] {exc.message.splitlines()[0]}")
-                    raise typer.Exit(2) from None
-                # A bug, not a verdict: never exit 1, which scripts read as "a gate or deploy said no".
-                traceback.print_exc()
-                console.print(f"[red]unexpected error[/red] ({type(exc).__name__}); the traceback is above")
-                raise typer.Exit(UNEXPECTED_ERROR) from None
-
-        return app.command(name)(run)
+        return (on or app).command(name)(reporting(function))
 
     return register
+
+
+def reporting(function: Callable) -> Callable:
+    """The function, with its expected failures printed as one clear line and an exit code, not a traceback."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # the command's own exit code, or a usage error click reports itself
+        except Refused as exc:
+            if str(exc):  # a gate says why in its own table before refusing
+                console.print(f"[red]{exc.step} failed, nothing moved:[/red] {exc}")
+            raise typer.Exit(1) from None
+        except CannotRun as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        except (ConnectionError, OSError, httpx.HTTPError) as exc:
+            console.print(f"[red]error:[/red] {exc} (is the platform up? `make platform`)")
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            mlflow_errors = sys.modules.get("mlflow.exceptions")  # loaded if MLflow ran at all
+            if mlflow_errors and isinstance(exc, mlflow_errors.MlflowException):
+                console.print(f"[red]MLflow error:[/red] {exc.message.splitlines()[0]}")
+                raise typer.Exit(2) from None
+            # A bug, not a verdict: never exit 1, which scripts read as "a gate or deploy said no".
+            traceback.print_exc()
+            console.print(f"[red]unexpected error[/red] ({type(exc).__name__}); the traceback is above")
+            raise typer.Exit(UNEXPECTED_ERROR) from None
+
+    return run

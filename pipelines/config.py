@@ -26,6 +26,7 @@ from pipelines.config_model import (
     FairnessConfig,
     FeaturesConfig,
     GatesConfig,
+    LifecycleConfig,
     ModelConfig,
     Section,
     from_repo_root,
@@ -207,6 +208,7 @@ class PipelineConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     canary: CanaryConfig = CanaryConfig()
     card: CardConfig = CardConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @field_validator("model_name")
     @classmethod

@@ -215,6 +215,13 @@ class CardConfig(Section):
     limitations: list[str] = Field([], description="known limits: data it has not seen, uses it is not fit for")
 
 
+class LifecycleConfig(Section):
+    """How long versions stay (pipelines/lifecycle.py): `pipelines gc` retires what is outside both limits."""
+
+    keep_last: int | None = Field(None, ge=1, description="keep the newest N versions; unset: no count limit")
+    keep_days: float | None = Field(None, gt=0, description="keep versions younger than D days; unset: no age limit")
+
+
 DEFAULT_ESTIMATORS = {"classification": "random_forest", "regression": "random_forest_regressor"}
 DEFAULT_GATES: dict[str, tuple[dict[str, float], dict[str, float]]] = {
     # task -> (min_metrics, max_regression)

@@ -3,8 +3,8 @@
 A release hands one built bento to a serving target (`ServingTarget`): `pipelines.local.LocalTarget`
 (the embedded default) or `pipelines.stack.StackTarget` (the Pulumi stack). The target serves it and
 checks it with a smoke request from the version's own frozen eval set, or raises `DeployError` with the
-old server still serving. Only then do the aliases move. Every attempt, failed or not, leaves an audit
-run in MLflow. One release at a time per state dir.
+old server still serving. Only then do the aliases move. Every attempt, failed or not, leaves audit
+records (`pipelines.audit`). One release at a time per state dir.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
-import mlflow
-from mlflow.tracking import MlflowClient
 
-from pipelines.actor import actor
+from pipelines.audit import AuditTrail, Written
 from pipelines.bento import BuiltBento, build
 from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
@@ -34,15 +31,16 @@ from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, request
 from pipelines.registry import (
     CHALLENGER,
     PASSED,
+    RETIRED_TAG,
     VALIDATION_OVERRIDE_TAG,
     VALIDATION_TAG,
     AliasMove,
     AliasMoveFailed,
     connect,
-    git_sha,
     move_aliases,
     plan_promotion,
     plan_rollback,
+    refuse_retired,
     require_alias,
     resolve,
 )
@@ -50,7 +48,6 @@ from pipelines.serving_state import Deployment
 from services.contract import REQUEST_ID_HEADER, SMOKE_TOKEN_HEADER
 from services.monitoring.retrain import close_retrain_request
 
-AUDIT_EXPERIMENT = "deployments"
 SMOKE_ROWS = 5
 
 
@@ -124,6 +121,7 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget,
         if challenger.version != bento.model_version:
             raise DeployError(
                 f"bento {bento.tag} holds v{bento.model_version} but @challenger is v{challenger.version}")
+        refuse_retired(config.model_name, challenger.version, challenger.tags.get(RETIRED_TAG, ""), "deploy")
         if challenger.tags.get(VALIDATION_TAG) != PASSED:
             raise DeployError(f"v{challenger.version} has not passed the gate (`make validate`)")
         override = challenger.tags.get(VALIDATION_OVERRIDE_TAG)
@@ -208,13 +206,18 @@ def _release(
     config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str, move: AliasMove,
     extra_audit: dict[str, str] | None = None, canary_percent: int | None = None,
 ) -> DeployResult:
-    """Roll out, then move the aliases; the audit run opens before the rollout and says how it ended."""
+    """Roll out, then move the aliases; an audit record before the rollout ("in progress"), one with how it ended."""
     model = bento.model
     smoke = to_records(model.holdout[model.data.features].head(SMOKE_ROWS))
     canary = {"canary_percent": str(canary_percent)} if canary_percent is not None else {}
-    audit = _Audit.open(config, {
-        "action": action, "target": target.name, "bento_tag": bento.tag, **model.labels, **(extra_audit or {}),
-        **canary, "planned_champion": move.champion, "planned_previous": move.previous or ""})
+    audit = AuditTrail.of(config)
+    facts = {"target": target.name, "bento_tag": bento.tag, **model.labels, **(extra_audit or {}), **canary,
+             "planned_champion": move.champion, "planned_previous": move.previous or ""}
+    audit.write(action, model.version, "in progress", **facts)  # a release that dies halfway still says so
+
+    def ended(outcome: str, **details: str) -> tuple[Written | None, str]:
+        return audit.write_or_say(action, model.version, outcome, **facts, **details)
+
     verdict = None
     try:
         if canary_percent is None:
@@ -223,73 +226,27 @@ def _release(
             assert isinstance(target, CanaryTarget)  # deploy() checked
             deployment, verdict = target.roll_out_canary(bento, smoke, canary_percent)
     except (DeployError, PlatformError) as exc:
-        unrecorded = audit.close_or_say("failed", reason=str(exc).splitlines()[0][:500])
+        _, unrecorded = ended("failed", reason=str(exc).splitlines()[0][:500])
         raise DeployError(f"{exc}{unrecorded}") from None
     except ServesUnrecorded as exc:  # as an alias move that did not finish: it serves, one command finishes it
         recovery = f"{move.recovery_command} {exc.finish}"
-        unrecorded = audit.close_or_say("serving, pointer not recorded", url=exc.deployment.url, recovery=recovery)
+        _, unrecorded = ended("serving, pointer not recorded", url=exc.deployment.url, recovery=recovery)
         raise AliasMoveFailed(f"v{move.champion} serves on {target.name} but its release pointer was not recorded "
                               f"({exc}); finish with: {recovery}{unrecorded}") from None
     analysis = verdict.figures.as_tags() if verdict is not None else {}
     if deployment is None:
         assert verdict is not None
         reasons = "; ".join(verdict.failures)
-        unrecorded = audit.close_or_say("canary aborted", reason=reasons[:500], **analysis)
+        _, unrecorded = ended("canary aborted", reason=reasons[:500], **analysis)
         raise CanaryAborted(f"canary aborted, v{move.previous or 'none'} keeps serving: {reasons}{unrecorded}")
     try:
         move_aliases(connect(config), config.model_name, move)
     except AliasMoveFailed as exc:
         # Its message carries the recovery command: an audit that cannot be written (MLflow down) must not hide it.
-        unrecorded = audit.close_or_say("serving, aliases not moved", url=deployment.url,
-                                        recovery=move.recovery_command, **analysis)
+        _, unrecorded = ended("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command,
+                              **analysis)
         raise AliasMoveFailed(f"{exc}{unrecorded}") from None
-    audit.close("serving", url=deployment.url, champion=move.champion, previous=move.previous or "", **analysis)
-    return DeployResult(deployment=deployment, aliases=move, audit_run_id=audit.run_id, audit_url=audit.url,
+    written = audit.write(action, model.version, "serving", **facts, url=deployment.url, champion=move.champion,
+                          previous=move.previous or "", **analysis)
+    return DeployResult(deployment=deployment, aliases=move, audit_run_id=written.run_id, audit_url=written.url,
                         canary=verdict)
-
-
-@dataclass(frozen=True)
-class _Audit:
-    """One run per release attempt in the `deployments` experiment: who, when, what, and how it went.
-
-    It is opened (outcome "in progress") before anything changes, so a release that dies halfway still
-    leaves a record of what it was doing.
-    """
-
-    client: MlflowClient
-    run_id: str
-    url: str
-    tags: dict[str, str]
-
-    @classmethod
-    def open(cls, config: PipelineConfig, record: dict[str, str]) -> _Audit:
-        client = connect(config)
-        experiment = mlflow.set_experiment(AUDIT_EXPERIMENT).experiment_id
-        tags = {**actor(), "when": datetime.now(UTC).isoformat(), "deployer_git_sha": git_sha(),
-                **{k: str(v) for k, v in record.items()}, "outcome": "in progress"}
-        run = client.create_run(experiment, tags=tags,
-                                run_name=f"{record['action']} v{record['model_version']}")
-        url = f"{config.tracking.display_uri}/#/experiments/{experiment}/runs/{run.info.run_id}"
-        return cls(client, run.info.run_id, url, tags)
-
-    def close_or_say(self, outcome: str, **details: str) -> str:
-        """Close the record of a release that failed; "" if that worked, else a note for the release's error.
-
-        The release's own error says what serves and how to recover; a failure to write its record (most
-        often: MLflow is down) is added to it, never raised in its place.
-        """
-        try:
-            self.close(outcome, **details)
-        except Exception as exc:  # whatever it is: the release's error must still reach the user
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-            return (f" (the audit run {self.run_id} could not be closed either, it still says "
-                    f"'in progress': {first_line})")
-        return ""
-
-    def close(self, outcome: str, **details: str) -> None:
-        tags = {**self.tags, **details, "outcome": outcome}
-        for key, value in {**details, "outcome": outcome}.items():
-            self.client.set_tag(self.run_id, key, value)
-        self.client.set_tag(self.run_id, "mlflow.runName", f"{tags['action']} v{tags['model_version']} {outcome}")
-        self.client.log_dict(self.run_id, tags, "audit.json")
-        self.client.set_terminated(self.run_id, "FINISHED" if outcome == "serving" else "FAILED")

@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipelines.audit import AuditTrail
 from pipelines.config import TRACKING_URI_ENV, PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.platform import require_mlflow
@@ -38,6 +39,7 @@ from pipelines.registry import (
     VALIDATION_TAG,
     RegistryError,
     connect,
+    refuse_retired,
     resolve,
 )
 from pipelines.release_pointer import SERVING_IMAGE_TAG
@@ -139,6 +141,7 @@ def export_version(client: MlflowClient, config: PipelineConfig, version: str, w
         resolved = resolve(client, config.model_name, version=version)
     except RegistryError as exc:
         raise PromotionError(f"{exc} in {config.tracking.display_uri}") from None
+    refuse_retired(resolved.name, resolved.version, resolved.retired, "promote")
     found = client.get_model_version(resolved.name, resolved.version)
     model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri, dst_path=str(workdir / "model")))
     run_dir = Path(mlflow.artifacts.download_artifacts(run_id=resolved.run_id, dst_path=str(workdir / "run")))
@@ -174,6 +177,8 @@ def import_and_gate(client: MlflowClient, config: PipelineConfig, exported: Expo
         raise
     if promotion.report.passed:
         client.set_registered_model_alias(exported.name, CHALLENGER, promotion.target_version)
+        AuditTrail.of(config, client, exported.name).write(
+            "promote", promotion.target_version or "", f"copied in as @{CHALLENGER}", **promotion.lineage)
     else:
         _undo(client, exported.name, promotion)
     return promotion

@@ -53,6 +53,7 @@ VALIDATION_OVERRIDE_TAG = "validation_override"  # why gate checks were waived: 
 # Set by the gate with its verdict, beside SERVING_RUNTIME_TAG: the digest of the ONNX file it checked, so
 # the build serves exactly that file.
 ONNX_SHA256_TAG = "onnx_sha256"
+RETIRED_TAG = "retired"  # set by `pipelines retire`: when, by whom and why; a retired version never serves again
 
 
 class RegistryError(CannotRun):
@@ -139,6 +140,7 @@ class ResolvedVersion:
     onnx_sha256: str | None = None  # the ONNX file that gate checked, when the runtime is onnxruntime
     tagged_estimator: str = ""  # the estimator's import path as tagged; "" on versions trained before the tag
     code_sha256: str = ""  # the digest of the team's code logged with the model; "" when it has none
+    retired: str = ""  # its RETIRED_TAG: "" unless `pipelines retire` retired it
 
     @property
     def task(self) -> str:
@@ -193,8 +195,19 @@ def _resolved(found: ModelVersion) -> ResolvedVersion:
         trained_with=recorded_config(found.run_id),
         runtime=found.tags.get(SERVING_RUNTIME_TAG, SKLEARN_RUNTIME), onnx_sha256=found.tags.get(ONNX_SHA256_TAG),
         tagged_estimator=found.tags.get(ESTIMATOR_TAG, ""),
-        code_sha256=found.tags.get(CODE_SHA256_TAG, ""),
+        code_sha256=found.tags.get(CODE_SHA256_TAG, ""), retired=found.tags.get(RETIRED_TAG, ""),
     )
+
+
+class RetiredVersion(RegistryError):
+    """The version was retired: it is never deployed, promoted or made champion again."""
+
+
+def refuse_retired(name: str, version: str, retired: str, doing: str) -> None:
+    """`RetiredVersion` when `retired` (the version's RETIRED_TAG) says it was retired."""
+    if retired:
+        raise RetiredVersion(f"cannot {doing} {name} v{version}: it was retired ({retired}); train a new version "
+                             "instead")
 
 
 def recorded_config(run_id: str) -> PipelineConfig:

@@ -80,20 +80,33 @@ def stack_serving() -> dict[str, str]:
     Read from the containers themselves (their names carry the version; a canary's weight is in its env),
     so it shows a canary while `make deploy CANARY=...` is judging it. Nothing when Docker is absent.
     """
+    found: dict[str, list[tuple[bool, str]]] = {}
+    for name, prefix, canary, version in _serving_containers():
+        shown = "no model" if version == NO_VERSION else f"v{version}"
+        found.setdefault(f"stack {prefix}", []).append(
+            (True, f"canary {shown} ({_canary_share(name)} of requests)") if canary else (False, shown))
+    return {stack: ", ".join(text for _, text in sorted(servers)) for stack, servers in found.items()}  # champion first
+
+
+def stack_versions() -> set[str]:
+    """The model versions serving containers of Docker stacks on this host hold, canaries included."""
+    return {version for _, _, _, version in _serving_containers() if version != NO_VERSION}
+
+
+def _serving_containers() -> list[tuple[str, str, bool, str]]:
+    """(container, stack prefix, is a canary, model version) per serving container; none without Docker."""
     try:
         row = '{{.Names}}\t{{.Label "' + STACK_LABEL + '"}}'
         listed = subprocess.run(["docker", "ps", "--filter", f"label={STACK_LABEL}", "--format", row],
                                 capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
-        return {}
-    found: dict[str, list[tuple[bool, str]]] = {}
+        return []
+    found = []
     for line in listed.stdout.splitlines() if listed.returncode == 0 else []:
         name, _, prefix = line.partition("\t")
         if match := re.fullmatch(rf"{re.escape(prefix)}-serving(-canary)?-v([A-Za-z0-9_.]+)-[0-9a-f]+", name):
-            version = "no model" if match[2] == NO_VERSION else f"v{match[2]}"
-            found.setdefault(f"stack {prefix}", []).append(
-                (True, f"canary {version} ({_canary_share(name)} of requests)") if match[1] else (False, version))
-    return {stack: ", ".join(text for _, text in sorted(servers)) for stack, servers in found.items()}  # champion first
+            found.append((name, prefix, bool(match[1]), match[2]))
+    return found
 
 
 def _canary_share(container: str) -> str:

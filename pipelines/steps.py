@@ -99,10 +99,11 @@ def release_candidate(config: PipelineConfig, target: ServingTarget, *, allow_in
                       canary_percent: int | None = None) -> None:
     """Gate @challenger, build exactly the version that passed, roll it out, promote it."""
     from pipelines.deploy import deploy, release_lock
-    from pipelines.registry import CHALLENGER
+    from pipelines.registry import CHALLENGER, refuse_retired
 
     with release_lock(config):  # from the gate on: a second release would gate, build and serve the same version
         candidate = resolve_version(config, alias=CHALLENGER)
+        refuse_retired(candidate.name, candidate.version, candidate.retired, "deploy")
         gate_candidate(config, candidate, allow_incomparable=allow_incomparable)
         bento = build_bento(config, candidate)
         how = f"as a canary ({canary_percent}% of requests) " if canary_percent else ""

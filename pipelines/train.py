@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
+from pipelines.audit import AuditTrail
 from pipelines.config import PipelineConfig
 from pipelines.data import VersionedData
 from pipelines.digests import short
@@ -171,6 +172,8 @@ def train(config: PipelineConfig, data: VersionedData) -> TrainResult:
     for key, value in {**tags, RUN_ID_TAG: run.info.run_id}.items():
         client.set_model_version_tag(config.model_name, version, key, value)
     client.set_registered_model_alias(config.model_name, CHALLENGER, version)
+    AuditTrail.of(config, client).write("train", version, f"registered @{CHALLENGER}", run_id=run.info.run_id,
+                                        **tags)
     return TrainResult(run_id=run.info.run_id, model_version=version, data_version=data.version, metrics=metrics)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipelines.audit import AuditTrail
 from pipelines.config import DataConfig, GatesConfig, PipelineConfig
 from pipelines.fairness import fairness_result, fairness_vs_champion
 from pipelines.gate_checks import (
@@ -121,7 +122,7 @@ def validate(
         record_card(client, card_facts(client, config, candidate, report, not_run))
     except Exception as exc:  # the verdict stands without a card (MLflow refused it, the source is gone)
         report.notes.append(f"the model card was not written: {str(exc).splitlines()[0][:300]}")
-    _record(client, candidate, report)
+    _record(client, config, candidate, report)
     return report
 
 
@@ -217,7 +218,7 @@ def card_facts(client: MlflowClient, config: PipelineConfig, candidate: Resolved
                          run_params=run.params, run_tags=run.tags, champion_version=report.champion_version)
 
 
-def _record(client: MlflowClient, candidate: ResolvedVersion, report: ValidationReport) -> None:
+def _record(client: MlflowClient, config: PipelineConfig, candidate: ResolvedVersion, report: ValidationReport) -> None:
     # The runtime first: a version reads "passed" only once what serves it is recorded.
     client.set_model_version_tag(candidate.name, candidate.version, SERVING_RUNTIME_TAG, report.runtime)
     if report.onnx_sha256:
@@ -234,3 +235,8 @@ def _record(client: MlflowClient, candidate: ResolvedVersion, report: Validation
             client.delete_model_version_tag(candidate.name, candidate.version, VALIDATION_OVERRIDE_TAG)
     client.log_text(candidate.run_id, json.dumps({**asdict(report), "passed": report.passed}, indent=2),
                     REPORT_ARTIFACT)
+    failed = {"failed_checks": "; ".join(check.name for check in report.failures)} if report.failures else {}
+    override = {"gate_override": report.override} if report.override else {}
+    AuditTrail.of(config, client, candidate.name).write(
+        "gate", candidate.version, PASSED if report.passed else FAILED, runtime=report.runtime,
+        champion_version=report.champion_version or "", **failed, **override)

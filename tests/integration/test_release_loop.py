@@ -20,8 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import local
+from pipelines.audit_chain import AUDIT_EXPERIMENT
 from pipelines.cli import app
-from pipelines.deploy import AUDIT_EXPERIMENT, DeployError
+from pipelines.deploy import DeployError
 from pipelines.registry import aliases_of, connect
 from pipelines.serving_state import live_release, model_url, slot_process
 from tests.load import under_load
@@ -198,7 +199,8 @@ def test_failed_deploy_leaves_the_old_server_serving(release, local_platform):
     assert release.aliases() == {"champion": "2", "previous": "1", "challenger": "4"}
     assert release.serving_version() == "2"
     connect(release.config)
-    failed = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.outcome = 'failed'")
+    failed = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT],
+                                filter_string="tags.outcome = 'failed' and tags.action = 'deploy'")
     assert failed.iloc[0]["tags.model_version"] == "4"
 
 
@@ -300,3 +302,52 @@ def test_waiving_the_comparison_is_recorded_and_audited(release, local_platform)
     audit = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT], filter_string="tags.model_version = '6'")
     assert audit.iloc[0]["tags.outcome"] == "serving"
     assert "champion v1 not compared" in audit.iloc[0]["tags.gate_override"]
+
+
+def test_the_audit_trail_tells_the_story_catches_an_edit_and_records_a_retirement(release):
+    """From the records alone: every step of this module's releases, in one chain that verifies; a retirement
+    adds to it; a tag edited through MLflow's API is named by `audit verify`."""
+    assert "intact" in release.run("audit", "verify")
+    timeline = json.loads(release.run("audit", "--format", "json"))
+    assert {"train", "gate", "deploy", "rollback"} <= {record["action"] for record in timeline}
+    assert [record["audit.sequence"] for record in timeline] == [str(n) for n in range(1, len(timeline) + 1)]
+    assert all(record["who"] for record in timeline)
+
+    refused = release.run("retire", "6", "--reason", "superseded", expect=2)
+    assert "v6 cannot retire: it is @champion" in " ".join(refused.split())
+    assert "Retired" in release.run("retire", "4", "--reason", "never served: too slow to start")
+    import bentoml  # its store, as the release used it (pipelines.bento.use_store)
+
+    assert not [b for b in bentoml.bentos.list(release.config.model_name) if str(b.tag.version).startswith("v4-")]
+    client = connect(release.config)
+    version = client.get_model_version(release.config.model_name, "4")
+    assert "never served: too slow to start" in version.tags["retired"]
+    assert "retired by" in version.description.split("## Later facts")[1]
+    assert "cannot set aliases to" in release.run("set-aliases", "--champion", "4", expect=2)
+    (retired,) = json.loads(release.run("audit", "--version", "4", "--format", "json"))[-1:]
+    assert (retired["action"], retired["outcome"]) == ("retire", "retired") and "too slow" in retired["reason"]
+    assert "| retire | 4 | retired |" in release.run("audit", "--version", "4")
+
+    deploy_record = mlflow.search_runs(experiment_names=[AUDIT_EXPERIMENT],
+                                       filter_string="tags.action = 'deploy' and tags.outcome = 'serving'").iloc[-1]
+    who = deploy_record["tags.who"]
+    client.set_tag(deploy_record["run_id"], "who", "mallory")
+    try:
+        output = " ".join(release.run("audit", "verify", expect=1).split())
+    finally:
+        client.set_tag(deploy_record["run_id"], "who", who)
+    assert f"sequence {deploy_record['tags.audit.sequence']} (run {deploy_record['run_id']})" in output
+    assert f"tag who is 'mallory', the record says '{who}'" in output
+    assert "intact" in release.run("audit", "verify")
+
+
+def test_gc_retires_what_falls_outside_the_lifecycle_and_keeps_what_has_a_role(release, local_platform):
+    tidy = local_platform.variant("tidy", lifecycle={"keep_last": 1})
+    planned = " ".join(release.run("gc", "--dry-run", config=tidy).split())
+    assert "v2, v3, v5" in planned and "@previous" in planned  # v1 is @previous, v4 retired already, v6 @champion
+    assert not connect(release.config).get_model_version(release.config.model_name, "2").tags.get("retired")
+    release.run("gc", config=tidy)
+    client = connect(release.config)
+    assert [bool(client.get_model_version(release.config.model_name, n).tags.get("retired"))
+            for n in ("1", "2", "3", "5", "6")] == [False, True, True, True, False]
+    assert "intact" in release.run("audit", "verify")

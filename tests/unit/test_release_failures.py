@@ -15,6 +15,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from typer.testing import CliRunner
 
 from pipelines import cli, deploy, stack
+from pipelines.audit import AuditTrail
 from pipelines.bento import BuiltBento
 from pipelines.cli_app import UNEXPECTED_ERROR
 from pipelines.config import DataConfig, PipelineConfig
@@ -22,6 +23,7 @@ from pipelines.deploy import DeployError
 from pipelines.registry import CHALLENGER, CHAMPION, PREVIOUS, AliasMove, AliasMoveFailed, move_aliases
 from pipelines.serving_state import Deployment
 from pipelines.stack import StackError, StackTarget
+from tests.unit.audit_memory import MemoryStore
 
 CONFIG = PipelineConfig(model_name="m", data=DataConfig(target="y", numeric_features=["x"]))
 
@@ -129,13 +131,18 @@ def test_an_unexpected_error_does_not_exit_like_a_refusal(monkeypatch, tmp_path)
     assert "unexpected error" in result.output
 
 
-class DownTracking:
-    """The audit's MLflow client once MLflow went away: every write fails the way it does then."""
+class DownAfterFirstRecord(MemoryStore):
+    """The audit trail once MLflow went away after the release's first record: every write fails then."""
 
-    def __getattr__(self, name: str):
-        def fail(*args, **kwargs):
-            raise MlflowException(f"API request to http://mlflow:5000 ({name}) failed: Connection refused")
-        return fail
+    def write(self, record: Mapping[str, str], sha256: str) -> str:
+        if self.runs:
+            raise MlflowException("API request to http://mlflow:5000 (create_run) failed: Connection refused")
+        return super().write(record, sha256)
+
+
+def audit_in(store: MemoryStore, monkeypatch) -> None:
+    trail = AuditTrail(store, "m")  # type: ignore[arg-type]
+    monkeypatch.setattr(deploy.AuditTrail, "of", classmethod(lambda cls, *args, **kwargs: trail))
 
 
 def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(monkeypatch):
@@ -146,9 +153,7 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
         labels={"model_version": "2"}))
     served = Deployment(bento.tag, "2", "http://127.0.0.1:3000", "now")
     target = SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
-    audit = deploy._Audit(DownTracking(), "audit-7", "http://mlflow:5000/#/runs/audit-7",  # type: ignore[arg-type]
-                          {"action": "deploy", "model_version": "2"})
-    monkeypatch.setattr(deploy._Audit, "open", classmethod(lambda cls, config, record: audit))
+    audit_in(DownAfterFirstRecord(), monkeypatch)
     monkeypatch.setattr(deploy, "connect", lambda config: FlakyRegistry(failures=99, aliases={CHAMPION: "1"}))
     monkeypatch.setattr(deploy, "move_aliases", functools.partial(move_aliases, attempts=2, pause_s=0))
     move = AliasMove(champion="2", previous="1")
@@ -161,22 +166,9 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
     assert result.exit_code == 2 and not isinstance(result.exception, MlflowException)
     output = " ".join(result.output.split())  # as one line: the console wraps at its width
     assert "finish it with: uv run pipelines set-aliases --champion 2 --previous 1" in output
-    assert "the audit run audit-7 could not be closed either" in output and "Connection refused" in output
+    assert "its audit record 'deploy v2 serving, aliases not moved' could not be written" in output
+    assert "Connection refused" in output
     assert "Traceback" not in output
-
-
-class RecordingTracking:
-    """The audit's MLflow client, recording the tags the release closes its audit run with."""
-
-    def __init__(self) -> None:
-        self.tags: dict[str, str] = {}
-
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.tags[key] = value
-
-    def log_dict(self, *args) -> None: ...
-
-    def set_terminated(self, *args) -> None: ...
 
 
 class DownRegistryPointer(KnownPointer):
@@ -197,10 +189,8 @@ def test_a_promoted_image_whose_release_pointer_cannot_be_recorded_says_it_serve
     applier = FailingStack("none")
     target = StackTarget(CONFIG, applier, name="stack:dev",  # type: ignore[arg-type]
                          pointer=DownRegistryPointer({"servingImage": "mlops-serving:v1-old", "modelVersion": "1"}))
-    tracking = RecordingTracking()
-    audit = deploy._Audit(tracking, "audit-8", "http://mlflow:5000/#/runs/audit-8",  # type: ignore[arg-type]
-                          {"action": "deploy", "model_version": "2"})
-    monkeypatch.setattr(deploy._Audit, "open", classmethod(lambda cls, config, record: audit))
+    audit = MemoryStore()
+    audit_in(audit, monkeypatch)
     move = AliasMove(champion="2", previous="1")
     monkeypatch.setattr(cli.steps, "connected_config", lambda path: CONFIG)
     monkeypatch.setattr(cli.steps, "release_candidate",
@@ -215,4 +205,5 @@ def test_a_promoted_image_whose_release_pointer_cannot_be_recorded_says_it_serve
     assert "v2 serves on stack:dev but its release pointer was not recorded" in output
     assert f"finish with: {command}" in output and "Connection refused" in output
     assert applier.applied[-1]["servingImage"] == "mlops-serving:v2-new"  # no restore: it serves
-    assert tracking.tags["outcome"] == "serving, pointer not recorded" and tracking.tags["recovery"] == command
+    outcome = audit.runs[audit.ordered("m")[-1]][1]
+    assert outcome["outcome"] == "serving, pointer not recorded" and outcome["recovery"] == command

@@ -57,7 +57,8 @@ def test_a_release_holds_the_lock_from_its_gate_to_its_switch(config, monkeypatc
         return run
 
     bento = type("Bento", (), {"tag": "m:v1"})()
-    monkeypatch.setattr(steps, "resolve_version", step("resolve", object()))
+    candidate = type("Candidate", (), {"name": "m", "version": "1", "retired": ""})()
+    monkeypatch.setattr(steps, "resolve_version", step("resolve", candidate))
     monkeypatch.setattr(steps, "gate_candidate", step("gate"))
     monkeypatch.setattr(steps, "build_bento", step("build", bento))
     monkeypatch.setattr(pipelines.deploy, "deploy", step("deploy", object()))

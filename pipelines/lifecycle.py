@@ -1,0 +1,59 @@
+"""Retention: `pipelines gc` retires the versions outside the config's `lifecycle` (pipelines.retire).
+
+A version stays while it is among the newest `keep_last` or younger than `keep_days`; one an alias names or
+that serves stays whatever its age; one retired already is done. With neither limit set nothing is outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pipelines.config import PipelineConfig
+from pipelines.config_model import LifecycleConfig
+from pipelines.registry import RETIRED_TAG, aliases_of, connect
+from pipelines.retire import retire, roles
+from pipelines.status import stack_versions
+
+
+def outside(created: dict[str, datetime], limits: LifecycleConfig, now: datetime) -> list[str]:
+    """The versions (number -> creation time) neither among the newest `keep_last` nor younger than `keep_days`."""
+    if limits.keep_last is None and limits.keep_days is None:
+        return []
+    newest = sorted(created, key=int, reverse=True)
+    kept = set(newest[:limits.keep_last]) if limits.keep_last is not None else set()
+    if limits.keep_days is not None:
+        kept |= {version for version, at in created.items() if now - at < timedelta(days=limits.keep_days)}
+    return [version for version in sorted(created, key=int) if version not in kept]
+
+
+@dataclass
+class Collection:
+    retired: list[str] = field(default_factory=list)  # retired now (or, on a dry run, that would be)
+    kept: dict[str, str] = field(default_factory=dict)  # version outside the limits -> the role that keeps it
+    freed_bytes: dict[str, int] = field(default_factory=dict)  # kind -> bytes freed
+    removed: dict[str, int] = field(default_factory=dict)  # kind -> items removed
+
+
+def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
+    client = connect(config)
+    versions = {v.version: v for v in client.search_model_versions(f"name='{config.model_name}'")}
+    created = {number: datetime.fromtimestamp(v.creation_timestamp / 1000, UTC) for number, v in versions.items()
+               if not v.tags.get(RETIRED_TAG)}
+    aliases, on_stacks = aliases_of(client, config.model_name), stack_versions()
+    limits = config.lifecycle
+    done = Collection()
+    for version in outside(created, limits, datetime.now(UTC)):
+        still = roles(config, version, aliases, on_stacks)
+        if still:
+            done.kept[version] = ", ".join(still)
+            continue
+        done.retired.append(version)
+        if not dry_run:
+            retirement = retire(config, version, f"gc: outside lifecycle keep_last={limits.keep_last} "
+                                                 f"keep_days={limits.keep_days}")
+            for kind, items in retirement.removed.items():
+                done.removed[kind] = done.removed.get(kind, 0) + len(items)
+            for kind, size in retirement.freed_bytes.items():
+                done.freed_bytes[kind] = done.freed_bytes.get(kind, 0) + size
+    return done

@@ -1,0 +1,64 @@
+"""Retirement is refused for a version with a role (an alias, a local route, a stack container); a retired
+version is refused by deploy, set-aliases and promote."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import cli, retire
+from pipelines.config import DataConfig, PipelineConfig
+from pipelines.registry import RetiredVersion, refuse_retired
+from pipelines.routes import Route, write_route
+from pipelines.serving_state import route_file
+
+
+@pytest.fixture
+def config(tmp_path) -> PipelineConfig:
+    return PipelineConfig(model_name="m", data=DataConfig(target="y", numeric_features=["x"]),
+                          platform={"state_dir": str(tmp_path)})
+
+
+@pytest.mark.parametrize("alias", ["champion", "previous", "challenger"])
+def test_a_version_an_alias_names_has_that_role(config, alias):
+    assert retire.roles(config, "3", {alias: "3", "other": "4"}, set()) == [f"@{alias}"]
+
+
+def test_a_version_the_local_front_routes_to_has_a_role(config):
+    write_route(route_file(config), Route("http://127.0.0.1:3001", "3", "m:v3-abc", "blue"))
+    assert retire.roles(config, "3", {}, set()) == ["served locally (the front routes to it)"]
+    assert retire.roles(config, "2", {}, set()) == []
+
+
+def test_a_version_a_stack_container_serves_or_canaries_has_a_role(config):
+    assert retire.roles(config, "3", {}, {"3"}) == ["served (or a canary) on a Docker stack on this host"]
+
+
+@pytest.mark.parametrize(("aliases", "named"), [({"champion": "3"}, "@champion"), ({"previous": "3"}, "@previous"),
+                                                 ({"challenger": "3"}, "@challenger")])
+def test_retire_refuses_a_version_with_a_role_exit_2_naming_it(config, monkeypatch, aliases, named):
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: config)
+    monkeypatch.setattr(retire, "connect", lambda config: None)
+    monkeypatch.setattr(retire, "resolve", lambda client, name, version: SimpleNamespace(retired=""))
+    monkeypatch.setattr(retire, "aliases_of", lambda client, name: aliases)
+    monkeypatch.setattr(retire, "stack_versions", set)
+
+    result = CliRunner().invoke(cli.app, ["retire", "3", "--reason", "superseded"])
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert f"m v3 cannot retire: it is {named}; release or roll back to another version first" in output
+
+
+def test_retire_needs_a_reason(config, monkeypatch):
+    monkeypatch.setattr(cli.steps, "connected_config", lambda path: config)
+    result = CliRunner().invoke(cli.app, ["retire", "3", "--reason", " "])
+    assert result.exit_code == 2 and "--reason must say why" in result.output
+
+
+def test_a_retired_version_is_refused_with_its_reason():
+    with pytest.raises(RetiredVersion, match=r"cannot deploy m v3: it was retired \(2026-12-04 by ann: old\)"):
+        refuse_retired("m", "3", "2026-12-04 by ann: old", "deploy")
+    refuse_retired("m", "4", "", "deploy")  # not retired: no error
