@@ -27,6 +27,7 @@ from pipelines.canary import Verdict
 from pipelines.config import PipelineConfig
 from pipelines.data import to_records
 from pipelines.errors import CannotRun, Refused
+from pipelines.model_card import note_fact
 from pipelines.platform import PROBE_TIMEOUT_S, PlatformError, request
 from pipelines.registry import (
     CHALLENGER,
@@ -196,6 +197,10 @@ def check_serving(url: str, bento: BuiltBento, smoke: list[dict], where_to_look:
         raise DeployError(f"smoke request got {len(body.get('predictions', []))} predictions for {len(smoke)} rows")
 
 
+def canary_words(canary_percent: int | None) -> str:
+    return f" (canary {canary_percent}%)" if canary_percent is not None else ""
+
+
 def release_check_headers(smoke_token: str | None, serving_token: str | None) -> dict[str, str]:
     """The headers of a release's own requests to a server: its smoke token and the serving credential."""
     headers = {SMOKE_TOKEN_HEADER: smoke_token} if smoke_token else {}
@@ -216,7 +221,11 @@ def _release(
     audit.write(action, model.version, "in progress", **facts)  # a release that dies halfway still says so
 
     def ended(outcome: str, **details: str) -> tuple[Written | None, str]:
-        return audit.write_or_say(action, model.version, outcome, **facts, **details)
+        written, unrecorded = audit.write_or_say(action, model.version, outcome, **facts, **details)
+        if written is not None:  # else MLflow is not answering: the card would not be written either
+            note_fact(connect(config), model, f"{action} to {target.name}{canary_words(canary_percent)}: {outcome}"
+                      f"{'; ' + details['reason'] if 'reason' in details else ''}")
+        return written, unrecorded
 
     verdict = None
     try:
@@ -248,5 +257,9 @@ def _release(
         raise AliasMoveFailed(f"{exc}{unrecorded}") from None
     written = audit.write(action, model.version, "serving", **facts, url=deployment.url, champion=move.champion,
                           previous=move.previous or "", **analysis)
+    figures = ", ".join(f"{key}={value}" for key, value in sorted(analysis.items()))
+    note_fact(connect(config), model, f"{action} to {target.name}{canary_words(canary_percent)}: serving at "
+              f"{deployment.url} as @champion (previous: {'v' + move.previous if move.previous else 'none'})"
+              + (f"; canary figures {figures}" if figures else ""))
     return DeployResult(deployment=deployment, aliases=move, audit_run_id=written.run_id, audit_url=written.url,
                         canary=verdict)

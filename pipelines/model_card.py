@@ -10,6 +10,7 @@ so the MLflow UI shows it on the version page; `pipelines card [VERSION]` prints
 from __future__ import annotations
 
 import html
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,14 +91,17 @@ def card_markdown(facts: CardFacts, *, passed_checks: bool = True) -> str:
     return "\n\n".join(sections) + "\n"
 
 
-def description(facts: CardFacts) -> str:
-    """The card for the version's description: whole when it fits MLflow's column, else without passed checks."""
+def description(facts: CardFacts, later: str = "") -> str:
+    """The card for the version's description: whole when it fits MLflow's column, else without passed checks;
+    `later` (its "Later facts" section) is kept whole, after it (the newest lines last, when even they are long)."""
+    later = later[-(MAX_DESCRIPTION_CHARS // 2):]
+    room = MAX_DESCRIPTION_CHARS - len(later)
     text = card_markdown(facts)
-    if len(text) <= MAX_DESCRIPTION_CHARS:
-        return text
-    text = card_markdown(facts, passed_checks=False)
-    return text if len(text) <= MAX_DESCRIPTION_CHARS else text[:MAX_DESCRIPTION_CHARS - 60] + \
-        f"\n\n... (the whole card: the run's `{CARD_MARKDOWN}`)\n"
+    if len(text) > room:
+        text = card_markdown(facts, passed_checks=False)
+    if len(text) > room:
+        text = text[:room - 60] + f"\n\n... (the whole card: the run's `{CARD_MARKDOWN}`)\n"
+    return text + later
 
 
 def card_html(text: str, title: str) -> str:
@@ -178,12 +182,16 @@ def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> str:
 
 
 def record_card(client: MlflowClient, facts: CardFacts) -> str:
-    """Write the card into the version's run and onto the version; returns the Markdown."""
+    """Write the card into the version's run and onto the version; returns the Markdown. The later facts of the
+    card it replaces (releases, rollbacks, canaries: `append_fact`) stay, under the new gate's findings."""
     model = facts.version
-    text = card_markdown(facts)
+    earlier = gated_card(model) or ""
+    kept = earlier[earlier.index(LATER_FACTS):] if LATER_FACTS in earlier else ""
+    later = f"\n\n{kept.rstrip()}\n" if kept else ""
+    text = card_markdown(facts) + later
     client.log_text(model.run_id, text, CARD_MARKDOWN)
     client.log_text(model.run_id, card_html(text, f"{model.name} v{model.version}"), CARD_HTML)
-    client.update_model_version(model.name, model.version, description=description(facts))
+    client.update_model_version(model.name, model.version, description=description(facts, later))
     return text
 
 
@@ -234,3 +242,15 @@ def append_fact(client: MlflowClient, model: ResolvedVersion, fact: str) -> None
     if len(described) > MAX_DESCRIPTION_CHARS:  # the line matters more than the card's tail
         described = described[:MAX_DESCRIPTION_CHARS - len(line) - 10] + "\n...\n" + line
     client.update_model_version(model.name, model.version, description=described)
+
+
+def note_fact(client: MlflowClient, model: ResolvedVersion, fact: str) -> None:
+    """`append_fact` for a step whose outcome stands without it (a release): a card MLflow refuses is said, not
+    raised."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        append_fact(client, model, fact)
+    except MlflowException as exc:
+        print(f"note: the model card of v{model.version} was not updated: {str(exc).splitlines()[0][:200]}",
+              file=sys.stderr)

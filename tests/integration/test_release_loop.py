@@ -109,7 +109,9 @@ def test_the_gated_version_has_a_model_card_in_the_registry_and_on_the_cli(relea
     assert "<table>" in html and "Model card" in html
     served = httpx.get(f"{release.url}/card", timeout=10)  # the bento the first release serves carries it
     assert served.status_code == 200 and served.headers["content-type"].startswith("text/markdown")
-    assert served.text == mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.md")
+    # As the gate wrote it before the build: the release's later facts come after (in the registry).
+    recorded = mlflow.artifacts.load_text(f"runs:/{version.run_id}/card/model-card.md")
+    assert served.text.rstrip() == recorded.split("\n\n## Later facts")[0].rstrip()
 
 
 def test_audit_record_of_the_deploy(release):
@@ -213,6 +215,10 @@ def test_rollback_serves_previous_and_swaps_aliases_without_dropping_a_request(r
     assert release.serving_version() == "1"
     champion_row = model_row(release.run("status"), release.config.model_name, "@champion")
     assert "v1 (classification" in champion_row
+    # Each version's card tells its releases after the gate, a later gate keeping them.
+    later = release.run("card", "1").split("## Later facts")[1]
+    assert later.index("deploy to local: serving at") < later.index("rollback to local: serving at")
+    assert "deploy to local: serving at" in release.run("card", "2").split("## Later facts")[1]
 
 
 def test_reproduce_gives_identical_metrics(release):

@@ -7,10 +7,19 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from pipelines import model_card
 from pipelines.config import load_config
 from pipelines.config_model import CardConfig
 from pipelines.gate_checks import Check
-from pipelines.model_card import MAX_DESCRIPTION_CHARS, CardFacts, card_html, card_markdown, description
+from pipelines.model_card import (
+    CARD_HTML,
+    CARD_MARKDOWN,
+    MAX_DESCRIPTION_CHARS,
+    CardFacts,
+    card_html,
+    card_markdown,
+    description,
+)
 from pipelines.registry import ResolvedVersion
 
 
@@ -94,3 +103,36 @@ def test_data_in_the_card_is_text_in_the_html_never_markup():
     text = card_markdown(facts([Check("accuracy[region=<script>alert(1)</script>]", 0.9, True)]))
     html = card_html(text, "<b>m</b> v3")
     assert "<script>" not in html and "&lt;script&gt;" in html and "<title>&lt;b&gt;m&lt;/b&gt; v3</title>" in html
+
+
+def test_a_long_card_keeps_its_later_facts_whole_in_the_description():
+    checks = [Check(f"accuracy[region=r{i}] (n=40)", 0.9, i != 3, threshold=">= 0.75") for i in range(400)]
+    later = "\n\n## Later facts\n- 2026-12-04 10:00 UTC: deploy to local: serving at http://127.0.0.1:3000\n"
+    described = description(facts(checks), later)
+    assert len(described) <= MAX_DESCRIPTION_CHARS and described.endswith(later)
+
+
+class Client:
+    """What record_card asks of MLflow, in memory: the run's text artifacts and the version's description."""
+
+    def __init__(self, card: str | None) -> None:
+        self.artifacts = {CARD_MARKDOWN: card} if card else {}
+        self.description = ""
+
+    def log_text(self, run_id, text, path):
+        self.artifacts[path] = text
+
+    def update_model_version(self, name, version, description):
+        self.description = description
+
+
+def test_a_new_gate_keeps_the_later_facts_of_the_card_it_replaces(monkeypatch):
+    earlier = ("# Model card: loan-default v3\n\nold findings\n\n## Later facts\n"
+               "- 2026-12-04 10:00 UTC: deploy to local: serving at http://127.0.0.1:3000 as @champion\n")
+    client = Client(earlier)
+    monkeypatch.setattr(model_card, "gated_card", lambda model: client.artifacts.get(CARD_MARKDOWN))
+    text = model_card.record_card(client, facts([Check("accuracy", 0.91, True, threshold=">= 0.7")]))
+    assert "old findings" not in text and "| accuracy | 0.91 |" in text
+    assert text.endswith("## Later facts\n- 2026-12-04 10:00 UTC: deploy to local: serving at http://127.0.0.1:3000 "
+                         "as @champion\n")
+    assert client.description.endswith("as @champion\n") and client.artifacts[CARD_HTML].count("Later facts") == 1
