@@ -21,8 +21,8 @@ from config_models import (
     DEFAULT_CANARY_PERCENT,
     ModelRelease,
     ServedModel,
-    check_default_model,
     per_model_key_problems,
+    read_default_model,
     read_model_entries,
     read_model_settings,
     read_release,
@@ -52,7 +52,6 @@ from services.contract import (
     MODEL_VERSION_KEY,
     MODELS_KEY,
     SERVING_IMAGE_KEY,
-    is_dns_label,
 )
 
 # Re-exported: the components import every config type from here.
@@ -203,17 +202,6 @@ def _smoke_token(read: ConfigReader, beside_the_champion: bool) -> pulumi.Output
     return read.optional_secret("smokeToken", MIN_TOKEN_CHARS)
 
 
-def _default_model(read: ConfigReader, entries: list) -> str:
-    """`modelName`, the model `/predict` answers for; with `models`, one of them (the first when unset)."""
-    model_name = read.string("modelName", "") or None
-    if model_name is not None and not is_dns_label(model_name):
-        raise read.fail("modelName", f"{model_name!r} is not a DNS label (lowercase letters, digits and '-'): it is "
-                                     "the model's route /models/<name>/")
-    if entries:
-        return check_default_model(read, entries, model_name)
-    return model_name or "loan-default"
-
-
 def _models(read: ConfigReader, entries: list, default_model: str
             ) -> tuple[MemoryLimits, ModelRelease, tuple[ServedModel, ...]]:
     """The memory limits (the default model's serving memory from its entry, if declared), what serves the default
@@ -243,7 +231,7 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
-    model_name = _default_model(read, entries)
+    model_name = read_default_model(read, entries)
     memory, release, models = _models(read, entries, model_name)
     serving_image, canary_image, candidate_image = release.serving_image, release.canary_image, release.candidate_image
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)

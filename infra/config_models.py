@@ -157,8 +157,14 @@ def per_model_key_problems(keys: set[str], declared: set[str]) -> tuple[set[str]
     return known, problems
 
 
-def check_default_model(read: ConfigReader, entries: list[Mapping[str, Any]], model_name: str | None) -> str:
-    """The default model: `modelName`, which must be declared when `models` is; else the first entry."""
+def read_default_model(read: ConfigReader, entries: list[Mapping[str, Any]]) -> str:
+    """`modelName`, the model `/predict` answers for; with `models`, one of them (the first when unset)."""
+    model_name = read.string("modelName", "") or None
+    if model_name is not None and not is_dns_label(model_name):
+        raise read.fail("modelName", f"{model_name!r} is not a DNS label (lowercase letters, digits and '-'): it is "
+                                     f"the model's route {MODEL_ROUTE_PREFIX}<name>/")
+    if not entries:
+        return model_name or "loan-default"
     names = [entry["name"] for entry in entries]
     if model_name is None:
         return names[0]

@@ -30,11 +30,15 @@ from services.contract import (
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
     MODEL_LABEL,
+    MODEL_VERSION_OUTPUT,
+    NO_IMAGE,
     NO_VERSION,
+    SERVING_IMAGE_OUTPUT,
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
     canary_weight_percent,
+    model_key,
     serving_alias,
 )
 
@@ -89,6 +93,10 @@ class Serving(pulumi.ComponentResource):
         default = self._model(None, config.release, config.memory.serving, self.runtime_image.repo_digest)
         self.container, self.canary, self.candidate = default.champion, default.canary, default.candidate
         self.models = {model.name: self._model(model.name, model.release, model.memory_mb) for model in config.models}
+        # What serves each other model, as its stack outputs (the release pointer's fallback, `make status`).
+        self.model_outputs = {key: value for model in config.models for key, value in (
+            (model_key(SERVING_IMAGE_OUTPUT, model.name), model.release.serving_image or NO_IMAGE),
+            (model_key(MODEL_VERSION_OUTPUT, model.name), model.release.model_version))}
         release = config.release
         self.model_version = release.model_version
         self.canary_version = release.canary_version if release.canary_image else NO_VERSION

@@ -8,6 +8,7 @@ import json
 
 import pulumi
 import pytest
+import yaml
 
 from services.contract import MODEL_LABEL
 from services.front.model_routes import BACKENDS_FILE, MAP_FILE
@@ -42,6 +43,8 @@ def test_each_model_has_its_own_containers_aliases_and_route():
     backends = uploaded(front, BACKENDS_FILE)
     assert "backend model-bike-rentals-ready\n" in backends and "release-bike-rentals:3000" in backends
     assert "serving:3000" not in backends  # the default model's servers are in no other model's backend
+    assert (stack.exports["model_version"], stack.exports["model_version.bike-rentals"]) == ("7", "3")
+    assert stack.exports["serving_image.bike-rentals"] == "mlops-serving:v3-b"
 
 
 def test_a_release_of_one_model_changes_none_of_the_others_containers_or_the_front():
@@ -103,3 +106,13 @@ def test_the_policy_pack_refuses_a_model_served_without_a_credential_on_an_expos
     assert "model 'bike-rentals' is served by a container that requires no credential" in violation
     loopback = [c.plain for c in run_program(CHAMPIONS).of_type(CONTAINER)]  # nothing public: nothing relayed
     assert policies.exposed_models_without_auth(loopback) == []
+
+
+def test_prometheus_scrapes_every_models_containers():
+    prometheus = run_program(CHAMPIONS).container("prometheus")
+    (scrape,) = [upload["content"] for upload in prometheus.plain["uploads"]
+                 if upload["file"] == "/etc/prometheus/prometheus.yml"]
+    (serving,) = [job for job in yaml.safe_load(scrape)["scrape_configs"] if job["job_name"] == "serving"]
+    assert serving["dns_sd_configs"][0]["names"] == ["serving", "serving-canary", "serving-candidate",
+                                                     "release-bike-rentals", "canary-bike-rentals",
+                                                     "candidate-bike-rentals"]
