@@ -58,3 +58,24 @@ def test_a_release_of_one_model_sets_only_its_keys_and_carries_the_others(monkey
     assert applier.applied == [
         {**serving, "candidateImage.bike-rentals": "mlops-serving:v4-b", "candidateVersion.bike-rentals": "4"},
         {**serving, "candidateImage.bike-rentals": "", "candidateVersion.bike-rentals": "none"}]
+
+
+def test_status_shows_each_model_on_a_stack(monkeypatch):
+    from types import SimpleNamespace
+
+    from pipelines import status
+
+    listed = "\n".join(["mlops-serving-v7-0a1b2c3d4e\tmlops\tloan-default",
+                        "mlops-release-bike-rentals-v3-1a2b3c4d5e\tmlops\tbike-rentals",
+                        "mlops-canary-bike-rentals-v4-2a3b4c5d6e\tmlops\tbike-rentals",
+                        "mlops-candidate-bike-rentals-v5-3a4b5c6d7e\tmlops\tbike-rentals",
+                        "mlops-front\tmlops\t"])
+
+    def docker(command, **kwargs):
+        if command[1] == "inspect":
+            return SimpleNamespace(returncode=0, stdout='["SERVING_CANARY_WEIGHT_PERCENT=25"]')
+        return SimpleNamespace(returncode=0, stdout=listed)
+
+    monkeypatch.setattr(status.subprocess, "run", docker)
+    assert status.stack_serving() == {
+        "stack mlops": "bike-rentals v3, canary v4 (20% of requests); loan-default v7"}
