@@ -16,6 +16,7 @@ import pytest
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.deploy import DeployError
 from pipelines.stack import StackTarget
+from pipelines.stack_models import StackModel
 from services.contract import (
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
@@ -138,14 +139,15 @@ def test_a_release_checks_its_candidate_through_a_tls_front_verifying_the_name_i
     config = config.model_copy(update={"platform": config.platform.model_copy(update={"startup_timeout_s": 3.0})})
     candidate = SimpleNamespace(model_version=VERSIONS["candidate"])  # all a check reads of the bento
     serving = {"servingImage": "mlops-serving:v7-a", "modelVersion": VERSIONS["champion"]}
+    default_model = StackModel(config.model_name, None)  # a stack serving one model
     with running_front(tmp_path, backends, env) as port:
         url = f"https://127.0.0.1:{port}"
         stack = FrontStack({"serving_url": url, TLS_SERVER_NAME_OUTPUT: "serving.test"})
-        StackTarget(config, stack)._check_candidate(candidate, [{}, {}], "mlops-serving:v9-a", serving)
+        StackTarget(config, stack)._check_candidate(default_model, candidate, [{}, {}], "mlops-serving:v9-a", serving)
         assert stack.applied == [{**serving, "candidateImage": "mlops-serving:v9-a", "candidateVersion": "9"}]
         # Verification is on: without the name, the certificate does not vouch for 127.0.0.1, and the release
         # removes the candidate again.
         unnamed = FrontStack({"serving_url": url})
         with pytest.raises(DeployError, match="not ready after"):
-            StackTarget(config, unnamed)._check_candidate(candidate, [{}], "mlops-serving:v9-a", serving)
+            StackTarget(config, unnamed)._check_candidate(default_model, candidate, [{}], "mlops-serving:v9-a", serving)
         assert unnamed.applied[-1] == {**serving, "candidateImage": "", "candidateVersion": "none"}
