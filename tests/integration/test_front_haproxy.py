@@ -96,7 +96,8 @@ def test_the_front_routes_each_model_to_its_own_servers_and_predict_to_the_defau
             assert path_of("/predict", check) == ("candidate", "/predict")  # the default model's own candidate
             assert path_of("/models/bike-rentals/predict", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})[0] == "bikes"
             unknown = httpx.get(f"http://127.0.0.1:{port}/models/forecast/predict", timeout=10)
-            assert unknown.status_code == 404 and unknown.json() == {"error": "no model named 'forecast' is served here"}
+            assert unknown.status_code == 404
+            assert unknown.json() == {"error": "no model named 'forecast' is served here"}
             docs = httpx.get(f"http://127.0.0.1:{port}/models/bike-rentals", timeout=10)
             assert docs.status_code == 302 and docs.headers["location"] == "/models/bike-rentals/"
 
