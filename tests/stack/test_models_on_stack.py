@@ -1,7 +1,8 @@
 """Two models on one Docker stack, released independently under load (issue 21, "Tests and load"): the demo's
 classifier (the stack's default model, `/predict`) and models/bike-rentals (a regression, `/models/bike-rentals/`).
 
-One test function, for CI's time: release A (loan-default) while B (bike-rentals) serves, roll A back, canary A;
+One test function, for CI's time: release A (bike-rentals, beside the default model) while B (loan-default, at
+`/predict`) serves, roll A back, canary A;
 4 clients on each model the whole time, every answer checked (tests/load.py): zero failed requests on either, and
 B's container and the version it answers never change. The seam is test_release_to_stack.py's HarnessStack.
 """
@@ -45,40 +46,39 @@ def test_two_models_are_released_independently_under_load(docker_client: docker.
                                                          tmp_path: Path):
     with running_stack(docker_client, base_image, {"models": json.dumps(MODELS)},
                        {"smokeToken": "models-test-smoke-5e2a"}) as stack:
-        loans_raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-        loans_raw["canary"] = {"min_requests": 100, "max_duration_s": 240}
-        loans = stack_config(loans_raw, stack, tmp_path)
-        bikes = stack_config(yaml.safe_load((REPO_ROOT / "models" / "bike-rentals" / "pipeline.yaml").read_text()),
-                             stack, tmp_path)
+        loans = stack_config(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()), stack, tmp_path)
+        bikes_raw = yaml.safe_load((REPO_ROOT / "models" / "bike-rentals" / "pipeline.yaml").read_text())
+        bikes_raw["canary"] = {"min_requests": 100, "max_duration_s": 240}
+        bikes = stack_config(bikes_raw, stack, tmp_path)
         applier = HarnessStack(stack)
-        a, b = StackTarget(loans, applier, name="stack:test"), StackTarget(bikes, applier, name="stack:test")
+        a, b = StackTarget(bikes, applier, name="stack:test"), StackTarget(loans, applier, name="stack:test")
         serving_url = stack.declared.exports["serving_url"]
+        a_url = f"{serving_url}/models/bike-rentals"  # A: a model beside the default one, at its own route
         try:
-            a1, b1 = release(loans, a), release(bikes, b)
-            b_container = stack.container("release-bike-rentals").id
-            b_rows, _ = holdout_rows(bikes, connect(bikes), b1, 20)
-            a2 = train_and_gate(loans)
-            with under_load(f"{serving_url}/models/bike-rentals", "bike-rentals while loan-default releases", b1,
-                            b1, b_rows) as b_load:
-                with under_load(serving_url, f"loan-default v{a1} -> v{a2} beside bike-rentals", a1, a2) as load:
-                    deploy(loans, build(loans, resolve(connect(loans), loans.model_name, version=a2)), a)
+            b1, a1 = release(loans, b), release(bikes, a)
+            b_container = stack.container("serving").id
+            a_rows, _ = holdout_rows(bikes, connect(bikes), a1, 50)
+            a2 = train_and_gate(bikes)
+            with under_load(serving_url, "loan-default (/predict) while bike-rentals releases", b1, b1) as b_load:
+                with under_load(a_url, f"bike-rentals v{a1} -> v{a2} beside loan-default", a1, a2, a_rows) as load:
+                    deploy(bikes, build(bikes, resolve(connect(bikes), bikes.model_name, version=a2)), a)
                 assert set(load.versions) == {a1, a2}
-                with under_load(f"{serving_url}/models/loan-default", f"loan-default rollback v{a2} -> v{a1}",
-                                a2, a1) as load:
-                    rollback(loans, a)
+                with under_load(a_url, f"bike-rentals rollback v{a2} -> v{a1}", a2, a1, a_rows) as load:
+                    rollback(bikes, a)
                 assert set(load.versions) == {a2, a1}
-                a3 = resolve(connect(loans), loans.model_name, version=train_and_gate(loans))
-                with under_load(serving_url, f"loan-default canary v{a1} -> v{a3.version}", a1, a3.version) as load:
-                    result = deploy(loans, build(loans, a3), a, canary_percent=25)
+                a3 = resolve(connect(bikes), bikes.model_name, version=train_and_gate(bikes))
+                with under_load(a_url, f"bike-rentals canary v{a1} -> v{a3.version}", a1, a3.version,
+                                a_rows) as load:
+                    result = deploy(bikes, build(bikes, a3), a, canary_percent=25)
                 assert result.canary.promote and set(load.versions) == {a1, a3.version}
             assert set(b_load.versions) == {b1}  # B answered with its one version throughout
-            assert stack.container("release-bike-rentals").id == b_container
-            assert aliases_of(connect(loans), loans.model_name) == {CHAMPION: a3.version, PREVIOUS: a1}
-            assert aliases_of(connect(bikes), bikes.model_name) == {CHAMPION: b1}
+            assert stack.container("serving").id == b_container
+            assert aliases_of(connect(bikes), bikes.model_name) == {CHAMPION: a3.version, PREVIOUS: a1}
+            assert aliases_of(connect(loans), loans.model_name) == {CHAMPION: b1}
             exports = stack.declared.exports
-            assert (exports["model_version"], exports["model_version.bike-rentals"]) == (a3.version, b1)
+            assert (exports["model_version"], exports["model_version.bike-rentals"]) == (b1, a3.version)
             status = stack_serving()[f"stack {stack.declared.config['namePrefix']}"]
-            assert status == f"bike-rentals v{b1}; loan-default v{a3.version}", status
+            assert status == f"bike-rentals v{a3.version}; loan-default v{b1}", status
         finally:
             for image in docker_client.images.list(name=f"{stack.declared.config['namePrefix']}-serving"):
                 with contextlib.suppress(docker.errors.APIError):
