@@ -45,8 +45,8 @@ def stack_serves(outputs: Mapping[str, str], stack_config: Mapping[str, str], ch
     A stack never updated serves nothing, and one serving the runtime image (model version "none") or no image of
     the model serves no model: keeping either undeploys nothing.
     """
-    image, version = (outputs.get(model.key(SERVING_IMAGE_OUTPUT)), outputs.get(model.key(MODEL_VERSION_OUTPUT))
-                      ) if model else (outputs.get(SERVING_IMAGE_OUTPUT), outputs.get(MODEL_VERSION_OUTPUT))
+    key = model.key if model is not None else str
+    image, version = outputs.get(key(SERVING_IMAGE_OUTPUT)), outputs.get(key(MODEL_VERSION_OUTPUT))
     if not outputs or version == NO_VERSION:
         return dict(NO_MODEL)
     if image and version:
@@ -93,7 +93,7 @@ class RegistryPointer:
         if image:
             return {SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: champion.version}
         # Never released to this stack through this code: what the stack runs is all there is to keep.
-        return stack_serves(outputs(), stack_config, champion.version, model if model.suffix else None)
+        return stack_serves(outputs(), stack_config, champion.version, model)
 
     def record(self, stack_config: Mapping[str, str], version: str, image: str) -> None:
         """Note that `version` serves on this stack as `image` (before its aliases move to it)."""
