@@ -65,6 +65,7 @@ def docker_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         MODEL_VERSION_OUTPUT: serving.model_version,
         "canary_version": serving.canary_version,
         "candidate_version": serving.candidate_version,
+        **serving.model_outputs,
     }
 
 

@@ -8,6 +8,7 @@ without a Python traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,16 @@ import pulumi
 from config_artifacts import ARTIFACT_KEYS, ArtifactStore, read_artifact_store
 from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
+from config_models import (
+    DEFAULT_CANARY_PERCENT,
+    ModelRelease,
+    ServedModel,
+    per_model_key_problems,
+    read_default_model,
+    read_model_entries,
+    read_model_settings,
+    read_release,
+)
 from config_monitoring import (
     MONITORING_KEYS,
     PolicySource,
@@ -23,7 +34,7 @@ from config_monitoring import (
     moved_key_problems,
     read_monitoring_policy,
 )
-from config_reader import ConfigReader, StackConfigError
+from config_reader import IMAGE_REF, IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from services.contract import (
@@ -39,14 +50,13 @@ from services.contract import (
     MIN_PASSWORD_CHARS,
     MIN_TOKEN_CHARS,
     MODEL_VERSION_KEY,
-    NO_IMAGE,
-    NO_VERSION,
+    MODELS_KEY,
     SERVING_IMAGE_KEY,
 )
 
 # Re-exported: the components import every config type from here.
-__all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "PolicySource", "StackConfig", "StackConfigError",
-           "load_stack_config"]
+__all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "ModelRelease", "PolicySource", "ServedModel",
+           "StackConfig", "StackConfigError", "load_stack_config"]
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -56,10 +66,6 @@ Target = Literal["docker", "kubernetes"]
 TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
 # Docker object names and image references: conservative subsets that every daemon accepts.
 _NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
-_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
-_IMAGE_REF_OR_EMPTY = re.compile(rf"^$|{_IMAGE_REF.pattern}")
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
 
 
 @dataclass(frozen=True)
@@ -124,13 +130,21 @@ class StackConfig:
     tls: EdgeTls | None = None  # TLS at the edge: the front on docker, the Ingress on kubernetes
     target: Target = "docker"
     kubernetes: KubernetesConfig | None = None  # set when target is kubernetes
+    # The models served beside the default one (`models`, infra/config_models.py): own containers, route, keys.
+    models: tuple[ServedModel, ...] = ()
+
+    @property
+    def release(self) -> ModelRelease:
+        """What serves the default model (`modelName`), in the shape every other model's release has."""
+        return ModelRelease(self.serving_image, self.model_version, self.canary_image, self.canary_version,
+                            self.canary_percent, self.candidate_image, self.candidate_version)
 
 
 # Every key this program reads; anything else in the project's namespace is a typo.
 KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | frozenset({
     "target",
-    "namePrefix", EXPOSE_PORTS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "prometheusPort", "baseImage",
-    "imageTag",
+    "namePrefix", EXPOSE_PORTS_KEY, MODELS_KEY, "mlflowPort", "servingPort", "monitoringUiPort", "prometheusPort",
+    "baseImage", "imageTag",
     "trackingBackend", "mlflowWorkers", "postgresImage", "postgresPassword", "authEnabled", "adminUsername",
     "adminPassword", "servingToken", "monitoringPassword", "monitoringUiSecret", "smokeToken",
     "driftAlertKind", "driftAlertWebhookUrl", "driftAlertToken",
@@ -142,12 +156,16 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | fro
 })
 
 
-def _reject_unknown_keys(project: str) -> None:
+def _reject_unknown_keys(project: str, models: set[str]) -> None:
+    """Refuse a key this program does not read; `models`: the declared models, whose release keys it reads."""
     namespace = f"{project}:"
     keys = {key for key in [*get_config_env(), *CONFIG.get()] if key.startswith(namespace)}
     if moved := moved_key_problems({key.removeprefix(namespace) for key in keys}, namespace):
         raise StackConfigError("; ".join(moved))
-    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS)
+    per_model, problems = per_model_key_problems({key.removeprefix(namespace) for key in keys}, models)
+    if problems:
+        raise StackConfigError(f"stack config {namespace}" + f"; {namespace}".join(sorted(problems)))
+    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model)
     if unknown:
         raise StackConfigError(
             f"unknown stack config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(KNOWN_KEYS))}"
@@ -184,10 +202,26 @@ def _smoke_token(read: ConfigReader, beside_the_champion: bool) -> pulumi.Output
     return read.optional_secret("smokeToken", MIN_TOKEN_CHARS)
 
 
+def _models(read: ConfigReader, entries: list, default_model: str
+            ) -> tuple[MemoryLimits, ModelRelease, tuple[ServedModel, ...]]:
+    """The memory limits (the default model's serving memory from its entry, if declared), what serves the default
+    model, and every other declared model."""
+    memory = _memory_limits(read)
+    settings = read_model_settings(read, entries, memory.serving)
+    default = next((model for model in settings if model.name == default_model), None)
+    if default is not None:
+        memory = dataclasses.replace(memory, serving=default.memory_mb)
+    release = read_release(read, None, default.canary_percent if default else DEFAULT_CANARY_PERCENT)
+    models = tuple(ServedModel(model.name, model.memory_mb, read_release(read, model.name, model.canary_percent))
+                   for model in settings if model.name != default_model)
+    return memory, release, models
+
+
 def load_stack_config() -> StackConfig:
     """Read and validate the whole stack config of the current Pulumi project and stack."""
-    _reject_unknown_keys(pulumi.get_project())
     read = ConfigReader(pulumi.Config())
+    entries = read_model_entries(read)
+    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries})
     ports = _published_ports(read)
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
@@ -197,15 +231,14 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
-    serving_image = read.string(SERVING_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
+    model_name = read_default_model(read, entries)
+    memory, release, models = _models(read, entries, model_name)
+    serving_image, canary_image, candidate_image = release.serving_image, release.canary_image, release.candidate_image
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
-    canary_image = read.string(CANARY_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
-    if canary_image and not serving_image:
-        raise read.fail(CANARY_IMAGE_KEY, f"a canary needs a champion beside it: set {SERVING_IMAGE_KEY} too")
-    candidate_image = read.string(CANDIDATE_IMAGE_KEY, NO_IMAGE, _IMAGE_REF_OR_EMPTY)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
-    model_name = read.string("modelName", "loan-default", _MODEL_NAME)
+    if models and target == "kubernetes":
+        raise read.fail(MODELS_KEY, "several models are served on the docker target only, for now")
     monitoring = read_monitoring_policy(read)
     check_serves_that_model(read, monitoring, model_name)
     tls = read_edge_tls(read)
@@ -222,11 +255,11 @@ def load_stack_config() -> StackConfig:
         serving_port=ports["servingPort"],
         monitoring_ui_port=ports["monitoringUiPort"],
         prometheus_port=ports["prometheusPort"],
-        base_image=read.string("baseImage", "python:3.11-slim-bookworm", _IMAGE_REF),
+        base_image=read.string("baseImage", "python:3.11-slim-bookworm", IMAGE_REF),
         image_tag=image_tag,
         tracking_backend=backend,
         mlflow_workers=read.number("mlflowWorkers", 2, int, 1, 32),
-        postgres_image=read.string("postgresImage", "", _IMAGE_REF_OR_EMPTY) or None,
+        postgres_image=read.string("postgresImage", "", IMAGE_REF_OR_EMPTY) or None,
         postgres_password=(
             read.secret("postgresPassword", "when trackingBackend is postgres", MIN_PASSWORD_CHARS)
             if backend == "postgres" and target == "docker" else None
@@ -238,27 +271,27 @@ def load_stack_config() -> StackConfig:
         monitoring_password=(
             read.secret("monitoringPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None),
         monitoring_ui_secret=read.secret("monitoringUiSecret", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
-        smoke_token=_smoke_token(read, bool(candidate_image or canary_image)),
+        smoke_token=_smoke_token(read, any(r.beside_the_champion for r in (release, *(m.release for m in models)))),
         drift_alert_kind=alert_kind,
         drift_alert_url=read.optional_secret("driftAlertWebhookUrl"),
         drift_alert_token=(
             read.secret("driftAlertToken", "when driftAlertKind is github (repository_dispatch needs a token)")
             if alert_kind == "github" else None),
-        serving_image=serving_image or None,
-        canary_image=canary_image or None,
-        canary_version=read.string(CANARY_VERSION_KEY, NO_VERSION, _VERSION),
-        canary_percent=read.number(CANARY_PERCENT_KEY, 10, int, 1, 50),
-        candidate_image=candidate_image or None,
-        candidate_version=read.string(CANDIDATE_VERSION_KEY, NO_VERSION, _VERSION),
+        serving_image=serving_image,
+        canary_image=canary_image,
+        canary_version=release.canary_version,
+        canary_percent=release.canary_percent,
+        candidate_image=candidate_image,
+        candidate_version=release.candidate_version,
         model_name=model_name,
-        model_version=read.string(MODEL_VERSION_KEY, NO_VERSION if not serving_image else "unknown",
-                                  _VERSION),
+        model_version=release.model_version,
         monitoring=monitoring,
         restart_policy=read.choice("restartPolicy", "unless-stopped", RESTART_POLICIES),
         health_timeout_seconds=read.number("healthTimeoutSeconds", 300, int, 10, 3600),
-        memory=_memory_limits(read),
+        memory=memory,
         artifacts=artifacts,
         tls=tls,
         target=target,
         kubernetes=kubernetes,
+        models=models,
     )

@@ -13,6 +13,9 @@ from typing import TypeVar
 import pulumi
 
 T = TypeVar("T")
+# Image references: a conservative subset that every daemon accepts.
+IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+IMAGE_REF_OR_EMPTY = re.compile(rf"^$|{IMAGE_REF.pattern}")
 
 
 class StackConfigError(pulumi.RunError):

@@ -7,7 +7,7 @@ timeout, a restart policy and a memory limit, and makes `pulumi up` wait until i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pulumi
@@ -98,6 +98,11 @@ def secret_file(path: str, content: pulumi.Output[str], *, owner: str = APP_USER
     return docker.ContainerUploadArgs(file=path, content=content, owner=user, group=group, permissions="0600")
 
 
+def config_file(path: str, content: str) -> docker.ContainerUploadArgs:
+    """A file of plain settings the container reads (its user needs no more than to read it)."""
+    return docker.ContainerUploadArgs(file=path, content=content, permissions="0644")
+
+
 def secret_files(
     secrets: Sequence[tuple[str, pulumi.Output[str] | None, str]],
 ) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
@@ -128,6 +133,7 @@ def service_container(
     access_controlled: bool = False,
     name_suffix: pulumi.Input[str] = "",
     stop_grace_seconds: int | None = None,
+    labels: Mapping[str, str] | None = None,
     opts: pulumi.ResourceOptions,
 ) -> docker.Container:
     """A long-running container on the platform network, reachable there by the alias `service`.
@@ -153,7 +159,8 @@ def service_container(
         log_driver="json-file",
         log_opts={"max-size": "10m", "max-file": "3"},
         labels=[docker.ContainerLabelArgs(label=STACK_LABEL, value=config.name_prefix),
-                docker.ContainerLabelArgs(label=ACCESS_LABEL, value="required" if access_controlled else "open")],
+                docker.ContainerLabelArgs(label=ACCESS_LABEL, value="required" if access_controlled else "open"),
+                *(docker.ContainerLabelArgs(label=label, value=value) for label, value in (labels or {}).items())],
         must_run=True,
         destroy_grace_seconds=stop_grace_seconds,
         wait=True,

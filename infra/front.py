@@ -4,7 +4,8 @@ Releases go through it without dropping a request (docs/zero-downtime.md): it fi
 containers by their network alias, sends requests only to those whose `/readyz` answers, and sends a
 request again when its server refused or closed the connection unanswered. With `tlsCertificate` set it
 terminates TLS on that port (services/front/haproxy.cfg), from the certificate and key uploaded as one file.
-Its routing header reaches a release's candidate or canary only on a request that carries the stack's smoke
+Requests to `/models/<name>/...` go to that model's own containers (services/front/model_routes.py). Its
+routing header reaches a release's candidate or canary only on a request that carries the stack's smoke
 token, which it knows by its SHA-256 only.
 """
 
@@ -19,6 +20,7 @@ from config import StackConfig
 from containers import (
     SECRETS_DIR,
     child_of,
+    config_file,
     healthcheck,
     http_probe,
     published,
@@ -26,6 +28,8 @@ from containers import (
     service_container,
     service_image,
 )
+
+from services.front.model_routes import BACKENDS_FILE, MAP_FILE, model_backends, models_map
 
 FRONT_PORT = 3000
 HEALTH_PATH = "/-/front"  # HAProxy's monitor-uri (services/front/haproxy.cfg)
@@ -69,7 +73,7 @@ class Front(pulumi.ComponentResource):
                                interval="5s"),
             ports=[published(FRONT_PORT, config.serving_port, config)],
             envs=[f"{env}={path}" for env, path, _ in secrets],
-            uploads=[secret_file(path, content) for _, path, content in secrets],
+            uploads=[*self._routes(config), *(secret_file(path, content) for _, path, content in secrets)],
             # Every path it relays needs the serving token when access control is on; its own is a liveness 200.
             access_controlled=config.serving_token is not None,
             opts=child_of(self),
@@ -79,3 +83,11 @@ class Front(pulumi.ComponentResource):
         # With TLS, the name the certificate carries, which 127.0.0.1 is not: a release's checks verify against it.
         self.tls_server_name = tls.server_name() if tls else None
         self.register_outputs({"url": self.url})
+
+    @staticmethod
+    def _routes(config: StackConfig) -> list[docker.ContainerUploadArgs]:
+        """`/models/<name>/` for every model the stack declares, each to its own backends (the default model's are
+        haproxy.cfg's own). They change only with the stack file's `models`, never with a release."""
+        others = [model.name for model in config.models]
+        return [config_file(MAP_FILE, models_map(config.model_name, others)),
+                config_file(BACKENDS_FILE, model_backends(others))]

@@ -2,7 +2,8 @@
 
 The image (services/prometheus/) carries the scrape config and the rules, checked by `promtool` when it is
 built. It finds serving containers by their network aliases through Docker's DNS, as the front does, so a
-release needs nothing from it (docs/metrics.md says why not the Docker socket). Its TSDB is a volume. It has
+release needs nothing from it (docs/metrics.md says why not the Docker socket); a stack serving several models
+uploads the scrape config with every model's aliases added. Its TSDB is a volume. It has
 no credential of its own, so its port is published on loopback only: a stack with `exposePorts` reaches it on
 the platform network alone, and its canary analysis reads the front's log instead (pipelines/stack.py).
 """
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
+import yaml
 from config import LOOPBACK, StackConfig
 from containers import (
     SECRETS_DIR,
+    SERVICES_DIR,
     child_of,
+    config_file,
     healthcheck,
     http_probe,
     mount,
@@ -27,11 +31,27 @@ from containers import (
     volume,
 )
 
+from services.contract import SERVING_ROLES, serving_alias
+
 PROMETHEUS_PORT = 9090
 TSDB_DIR = "/var/lib/prometheus/tsdb"
 # services/prometheus/prometheus.yml sends this file's token to the serving containers' /metrics; the image holds a
 # placeholder there, which servers without a token ignore.
 SERVING_TOKEN_FILE = f"{SECRETS_DIR}/serving-token"
+SCRAPE_CONFIG = SERVICES_DIR / "prometheus" / "prometheus.yml"
+SCRAPE_CONFIG_FILE = "/etc/prometheus/prometheus.yml"  # where the image holds it (services/prometheus/Dockerfile)
+
+
+def scrape_config(config: StackConfig) -> str | None:
+    """The image's scrape config with the aliases of every model but the default in its serving job; None when the
+    stack serves one model (the image's own config has that model's aliases)."""
+    if not config.models:
+        return None
+    scrape = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    (serving,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "serving"]
+    (names,) = [sd["names"] for sd in serving["dns_sd_configs"]]
+    names += [serving_alias(role, model.name) for model in config.models for role in SERVING_ROLES]
+    return "# Written by infra/prometheus.py from services/prometheus/prometheus.yml.\n" + yaml.safe_dump(scrape)
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,8 @@ class Prometheus(pulumi.ComponentResource):
             health=healthcheck(http_probe(PROMETHEUS_PORT, "/-/ready"), start_period="30s", interval="10s"),
             volumes=[mount(tsdb, TSDB_DIR)],
             ports=[published(PROMETHEUS_PORT, config.prometheus_port, config)] if on_loopback else [],
-            uploads=[secret_file(SERVING_TOKEN_FILE, token)] if token is not None else [],
+            uploads=[*([secret_file(SERVING_TOKEN_FILE, token)] if token is not None else []),
+                     *([config_file(SCRAPE_CONFIG_FILE, scrape)] if (scrape := scrape_config(config)) else [])],
             opts=child_of(self),
         )
         self.url = (pulumi.Output.from_input(f"http://127.0.0.1:{config.prometheus_port}") if on_loopback

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from config import StackConfig
+from config import ModelRelease, StackConfig
 from containers import (
     child_of,
     healthcheck,
@@ -29,16 +29,20 @@ from services.contract import (
     CANARY_WEIGHT_ENV,
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    MODEL_LABEL,
+    MODEL_VERSION_OUTPUT,
+    NO_IMAGE,
     NO_VERSION,
+    SERVING_IMAGE_OUTPUT,
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
     canary_weight_percent,
+    model_key,
+    serving_alias,
 )
 
 SERVING_PORT = 3000
-CANARY_ALIAS = "serving-canary"  # the front's canary servers (services/front/haproxy.cfg)
-CANDIDATE_ALIAS = "serving-candidate"  # the front's candidate servers: only routed checks reach them
 # Drain (SERVING_DRAIN_SECONDS in the image) plus the server's own graceful stop, with room to spare.
 STOP_GRACE_SECONDS = 45
 
@@ -50,12 +54,22 @@ class ServingArgs:
     tracking_url: str
 
 
+@dataclass(frozen=True)
+class ModelContainers:
+    """One model's release containers: its champion, and a canary or a candidate beside it when set."""
+
+    champion: docker.Container | None
+    canary: docker.Container | None
+    candidate: docker.Container | None
+
+
 class Serving(pulumi.ComponentResource):
-    """The model server, reachable as http://serving:3000 on the network.
+    """The model servers: the default model's as http://serving:3000 on the network, every other model's by its own
+    aliases (services.contract.serving_alias), which the front routes `/models/<name>/` to.
 
     The runtime image is always built: it is what a fresh stack serves ("no model deployed yet") and
     what `services/serving/release.Dockerfile` builds each release image from. Config `servingImage`
-    names the release image to serve instead.
+    names the release image to serve instead. Another model without a release image has no container.
     """
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -66,49 +80,61 @@ class Serving(pulumi.ComponentResource):
         self.runtime_image = service_image(
             f"{name}-runtime-image", "serving", config, child_of(self), repository=SERVING_RUNTIME_REPOSITORY
         )
-        if config.serving_image:
-            self.image_name: pulumi.Output[str] = pulumi.Output.from_input(config.serving_image)
-            image_id = self._release_image("release", config.serving_image)
-        else:
-            self.image_name = self.runtime_image.image_name
-            image_id = self.runtime_image.repo_digest
         # Credentials arrive as files: /predict and /metrics need the token, the smoke token marks a release's checks.
         secret_envs, self._uploads = secret_files([(SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
                                                    (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")])
         self._envs = [f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}",
                       *secret_envs]
         self._network, self._config = args.network, config
-        # A release is healthy once ready to predict, so `pulumi up` moves on only then. Without a model the
-        # runtime server is healthy but never ready: liveness is its health.
-        self.container = self._server(f"{name}-server", "serving", image_id, config.model_version,
-                                      "/readyz" if config.serving_image else "/livez")
-        # A canary: the candidate beside the champion, taking canaryPercent of the requests (the front reads
-        # its weight from the container's agent). Removing the config removes it, drained like any release.
-        self.canary = None
-        if config.canary_image:
-            self.canary = self._server(
-                f"{name}-canary", CANARY_ALIAS, self._release_image("canary", config.canary_image),
-                config.canary_version, "/readyz",
-                [f"{CANARY_WEIGHT_ENV}={canary_weight_percent(config.canary_percent)}"])
-        # A release's candidate: beside the champion, out of every user-facing backend; the release smoke-checks
-        # it through the front's routing header and only then makes its image the champion's (docs/zero-downtime.md).
-        self.candidate = None
-        if config.candidate_image:
-            self.candidate = self._server(
-                f"{name}-candidate", CANDIDATE_ALIAS, self._release_image("candidate", config.candidate_image),
-                config.candidate_version, "/readyz")
-        self.model_version = config.model_version
-        self.canary_version = config.canary_version if config.canary_image else NO_VERSION
-        self.candidate_version = config.candidate_version if config.candidate_image else NO_VERSION
+        if config.serving_image:
+            self.image_name: pulumi.Output[str] = pulumi.Output.from_input(config.serving_image)
+        else:  # a fresh stack: the runtime server is healthy but never ready, so liveness is its health
+            self.image_name = self.runtime_image.image_name
+        default = self._model(None, config.release, config.memory.serving, self.runtime_image.repo_digest)
+        self.container, self.canary, self.candidate = default.champion, default.canary, default.candidate
+        self.models = {model.name: self._model(model.name, model.release, model.memory_mb) for model in config.models}
+        # What serves each other model, as its stack outputs (the release pointer's fallback, `make status`).
+        self.model_outputs = {key: value for model in config.models for key, value in (
+            (model_key(SERVING_IMAGE_OUTPUT, model.name), model.release.serving_image or NO_IMAGE),
+            (model_key(MODEL_VERSION_OUTPUT, model.name), model.release.model_version))}
+        release = config.release
+        self.model_version = release.model_version
+        self.canary_version = release.canary_version if release.canary_image else NO_VERSION
+        self.candidate_version = release.candidate_version if release.candidate_image else NO_VERSION
         self.register_outputs({"image": self.image_name, "model_version": self.model_version,
                                "canary_version": self.canary_version, "candidate_version": self.candidate_version})
+
+    def _model(self, model: str | None, release: ModelRelease, memory_mb: int,
+               runtime_image: pulumi.Output[str] | None = None) -> ModelContainers:
+        """`model`'s containers (None: the default model's, which serves `runtime_image` without a release).
+
+        A release is healthy once ready to predict, so `pulumi up` moves on only then. A canary takes its
+        canaryPercent of the model's requests (the front reads its weight from the container's agent); a candidate
+        is out of every user-facing backend: the release smoke-checks it through the front's routing header and
+        only then makes its image the champion's (docs/zero-downtime.md). Removing either from the config removes
+        it, drained like any release."""
+        def server(role: str, image: str | None, version: str, extra_envs: list[str] | None = None) -> docker.Container:
+            suffix = "" if model is None else f"-{model}"
+            resource = f"{self._name}-{'server' if role == 'release' else role}{suffix}"
+            image_id = self._release_image(f"{role}{suffix}", image) if image else runtime_image
+            return self._server(resource, serving_alias(role, model), image_id, version, memory_mb,
+                                "/readyz" if image else "/livez", model or self._config.model_name, extra_envs)
+
+        champion = (server("release", release.serving_image, release.model_version)
+                    if release.serving_image or runtime_image is not None else None)
+        canary = (server("canary", release.canary_image, release.canary_version,
+                         [f"{CANARY_WEIGHT_ENV}={canary_weight_percent(release.canary_percent)}"])
+                  if release.canary_image else None)
+        candidate = (server("candidate", release.candidate_image, release.candidate_version)
+                     if release.candidate_image else None)
+        return ModelContainers(champion, canary, candidate)
 
     def _release_image(self, role: str, image: str) -> pulumi.Output[str]:
         pulled = docker.RemoteImage(f"{self._name}-{role}-image", name=image, keep_locally=True, opts=child_of(self))
         return pulled.image_id
 
-    def _server(self, resource_name: str, service: str, image_id: pulumi.Output[str], version: str, health_path: str,
-                extra_envs: list[str] | None = None) -> docker.Container:
+    def _server(self, resource_name: str, service: str, image_id: pulumi.Output[str], version: str, memory_mb: int,
+                health_path: str, model: str, extra_envs: list[str] | None = None) -> docker.Container:
         config = self._config
         return service_container(
             resource_name, config,
@@ -116,13 +142,14 @@ class Serving(pulumi.ComponentResource):
             name_suffix=image_id.apply(lambda image: f"-v{version}-{_short_hash(image)}"),
             image=image_id,
             network=self._network,
-            memory_mb=config.memory.serving,
+            memory_mb=memory_mb,
             health=healthcheck(http_probe(SERVING_PORT, health_path), interval="5s"),
             envs=[*self._envs, *(extra_envs or [])],
             volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
             uploads=self._uploads,
             access_controlled=config.serving_token is not None,
             stop_grace_seconds=STOP_GRACE_SECONDS,
+            labels={MODEL_LABEL: model},
             opts=child_of(self),
         )
 

@@ -32,11 +32,11 @@ import numpy as np
 from pipelines.config import CanaryConfig
 from pipelines.errors import CannotRun
 from pipelines.task import task_for
-from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord, TaskName
+from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord, TaskName, front_users_backend
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # The front's server names (services/front/haproxy.cfg): `release<n>` in front of the champion's
-# container, `canary<n>` in front of the candidate's; only the `ready` backend carries user traffic.
+# container, `canary<n>` in front of the candidate's; only a model's users' backend carries user traffic.
 _ROLE_OF_SERVER = {"release": CHAMPION, "canary": CANDIDATE}
 
 
@@ -183,6 +183,8 @@ class DockerWindow:
     since: datetime
     task: TaskName  # the candidate's (its pipeline config's): which served outputs are compared
     answered: Callable[[], tuple[Answers, int]] | None = None  # (answers, results it could not read)
+    model_name: str | None = None  # the canary's model: only its inference records count (None: every record)
+    backend: str = front_users_backend(None)  # the front's backend of that model's users' requests
 
     def __call__(self) -> Observed:
         answers, bad_entries = self.answered() if self.answered is not None else self._front_log()
@@ -201,7 +203,7 @@ class DockerWindow:
             if not isinstance(entry, dict):
                 continue
             role = _ROLE_OF_SERVER.get(str(entry.get("server", "")).rstrip("0123456789"))
-            if entry.get("backend") != "ready" or role is None:
+            if entry.get("backend") != self.backend or role is None:
                 continue
             answer = _answer(entry)
             if answer is None:
@@ -227,7 +229,8 @@ class DockerWindow:
                 continue
             role = role_of.get(record.model_version)
             outputs = task.compared_outputs(record.prediction, record.probabilities)
-            if role is not None and record.timestamp >= self.since and outputs:
+            theirs = self.model_name is None or record.model_name == self.model_name
+            if role is not None and theirs and record.timestamp >= self.since and outputs:
                 found[role].append(outputs)
         return found, skipped
 

@@ -5,7 +5,9 @@ Rolling it out on the docker target first starts the image as the stack's candid
 beside the champion and reached only through the front's routing header, and smoke-checks it there; only
 then does a second apply make it the champion (`servingImage` / `modelVersion`), which the release checks
 again where users reach it. A failure re-applies what served before, which the registry knows
-(`pipelines.release_pointer`), not the working copy's stack file. On kubernetes the rollout itself is
+(`pipelines.release_pointer`), not the working copy's stack file. On a stack serving several models a release
+sets only its own model's keys and checks it at its route (`pipelines.stack_models`); every apply carries what
+serves each of the others. On kubernetes the rollout itself is
 gated by readiness and the check follows it (no front there routes to a candidate). Applying the stack
 is the one seam (`pipelines.pulumi_stack`).
 """
@@ -34,6 +36,7 @@ from pipelines.platform import PlatformError, url_ok, wait_until
 from pipelines.pulumi_stack import StackApplier, StackError
 from pipelines.release_pointer import RegistryPointer, record_options
 from pipelines.serving_state import Deployment
+from pipelines.stack_models import StackModel, stack_model, stack_models
 from services.contract import (
     CANARY_IMAGE_KEY,
     CANARY_PERCENT_KEY,
@@ -80,15 +83,16 @@ class StackTarget:
     def roll_out(self, bento: BuiltBento, smoke: list[dict]) -> Deployment:
         try:
             stack_config = self.stack.config()
+            model = stack_model(stack_config, self.config.model_name)
             serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
             if stack_config.get("target") == "kubernetes":  # the cluster pulls the image from its registry
                 image = push_release_image(image, stack_config.get("imageRegistry", ""))
             else:  # the front routes the checks to a candidate beside the champion (no kubernetes front does)
-                self._check_candidate(bento, smoke, image, serving)
+                self._check_candidate(model, bento, smoke, image, serving)
         except (StackError, ReleaseError) as exc:
             raise DeployError(str(exc)) from None
-        return self._promote(bento, smoke, image, serving, stack_config)
+        return self._promote(model, bento, smoke, image, serving, stack_config)
 
     def up(self) -> Mapping[str, str]:
         """Apply the stack serving what the registry says serves and nothing beside it (`pipelines stack-up`).
@@ -96,37 +100,47 @@ class StackTarget:
         Under the release lock, so it never races a release; a candidate or canary still in the stack config is
         a killed release's leftover, never a live one, and goes."""
         with release_lock(self.config):
-            serving = self.pointer.serving(self.stack.config(), self.stack.outputs)
-            return self.stack.apply({**serving, **WITHOUT_CANDIDATE, **WITHOUT_CANARY})
+            stack_config = self.stack.config()
+            serving = self.pointer.serving(stack_config, self.stack.outputs)
+            return self.stack.apply({**serving, **self._leftovers(stack_config)})
 
-    def _check_candidate(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str]) -> None:
+    @staticmethod
+    def _leftovers(stack_config: Mapping[str, str]) -> dict[str, str]:
+        """No candidate or canary of any model the stack serves."""
+        return {key: value for model in stack_models(stack_config)
+                for key, value in model.keys({**WITHOUT_CANDIDATE, **WITHOUT_CANARY}).items()}
+
+    def _check_candidate(self, model: StackModel, bento: BuiltBento, smoke: list[dict], image: str,
+                         serving: Mapping[str, str]) -> None:
         """Start the image beside the champion, out of the users' rotation, and smoke-check it through the
         front's routing header. A failure removes it and leaves the champion serving; a pass leaves it to
         the promotion, which removes it."""
         try:
-            outputs = self.stack.apply({**serving, CANDIDATE_IMAGE_KEY: image,
-                                        CANDIDATE_VERSION_KEY: bento.model_version})
-            self._check(outputs["serving_url"], bento, smoke, f"candidate {image}",
+            outputs = self.stack.apply({**serving, **model.keys({CANDIDATE_IMAGE_KEY: image,
+                                                                 CANDIDATE_VERSION_KEY: bento.model_version})})
+            self._check(model.url(outputs["serving_url"]), bento, smoke, f"candidate {image}",
                         {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
         except (DeployError, PlatformError, StackError) as failure:
-            self._restore({**serving, **WITHOUT_CANDIDATE}, failure)
+            self._restore({**serving, **model.keys(WITHOUT_CANDIDATE)}, failure)
 
-    def _promote(self, bento: BuiltBento, smoke: list[dict], image: str, serving: Mapping[str, str],
-                 stack_config: Mapping[str, str], also: Mapping[str, str] | None = None) -> Deployment:
+    def _promote(self, model: StackModel, bento: BuiltBento, smoke: list[dict], image: str,
+                 serving: Mapping[str, str], stack_config: Mapping[str, str],
+                 also: Mapping[str, str] | None = None) -> Deployment:
         """Make the checked image the champion's container (with `also` in the same update; the old one drains,
         the candidate goes), check it where users reach it and record it as what serves."""
         kubernetes = stack_config.get("target") == "kubernetes"
         try:
-            outputs = self.stack.apply({SERVING_IMAGE_KEY: image, MODEL_VERSION_KEY: bento.model_version,
-                                        **WITHOUT_CANDIDATE, **(also or {})})
+            outputs = self.stack.apply({**serving, **model.keys({SERVING_IMAGE_KEY: image,
+                                                                 MODEL_VERSION_KEY: bento.model_version,
+                                                                 **WITHOUT_CANDIDATE, **(also or {})})})
             # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
             reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
-                     else contextlib.nullcontext(outputs["serving_url"]))
+                     else contextlib.nullcontext(model.url(outputs["serving_url"])))
             with reach as url:
                 self._check(url, bento, smoke, image, server_name=outputs.get(TLS_SERVER_NAME_OUTPUT))
-            url = outputs["serving_url"]
+            url = model.url(outputs["serving_url"])
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
-            self._restore({**serving, **WITHOUT_CANDIDATE, **(also or {})}, failure)
+            self._restore({**serving, **model.keys({**WITHOUT_CANDIDATE, **(also or {})})}, failure)
         deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())
         try:
             self.pointer.record(stack_config, bento.model_version, image)
@@ -151,30 +165,33 @@ class StackTarget:
             stack_config = self.stack.config()
             if stack_config.get("target") == "kubernetes":
                 raise StackError("canary releases run on the docker target only (its front weighs the canary)")
+            model = stack_model(stack_config, self.config.model_name)
             serving = self.pointer.serving(stack_config, self.stack.outputs)
             image = build_release_image(self.config, bento, stack_config)
         except StackError as exc:
             raise DeployError(str(exc)) from None
         since = datetime.now(UTC)
         try:
-            outputs = self.stack.apply({**serving, CANARY_IMAGE_KEY: image, CANARY_VERSION_KEY: bento.model_version,
-                                        CANARY_PERCENT_KEY: str(percent)})
-            self._check(outputs["serving_url"], bento, smoke, f"canary {image}",
+            outputs = self.stack.apply({**serving, **model.keys({CANARY_IMAGE_KEY: image,
+                                                                 CANARY_VERSION_KEY: bento.model_version,
+                                                                 CANARY_PERCENT_KEY: str(percent)})})
+            self._check(model.url(outputs["serving_url"]), bento, smoke, f"canary {image}",
                         {CANARY_ROUTE_HEADER: CANARY_ROUTE_VALUE}, outputs.get(TLS_SERVER_NAME_OUTPUT))
-            versions = {CHAMPION: serving[MODEL_VERSION_KEY], CANDIDATE: bento.model_version}
+            versions = {CHAMPION: serving[model.key(MODEL_VERSION_KEY)], CANDIDATE: bento.model_version}
             # The stack's Prometheus where it publishes one; else (exposePorts stacks) the front's access log.
             prometheus = outputs.get(PROMETHEUS_URL_OUTPUT)
             answered = PrometheusAnswers(prometheus, bento.model.name, versions, since) if prometheus else None
-            window = DockerWindow(_prefix(stack_config), versions, since, bento.model.task, answered)
+            window = DockerWindow(_prefix(stack_config), versions, since, bento.model.task, answered,
+                                  model.name, model.front_backend)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
-            self._restore({**serving, **WITHOUT_CANARY}, failure)
+            self._restore({**serving, **model.keys(WITHOUT_CANARY)}, failure)
         if not verdict.promote:
-            self._apply_or_explain({**serving, **WITHOUT_CANARY})
+            self._apply_or_explain({**serving, **model.keys(WITHOUT_CANARY)})
             return None, verdict
         # The canary passed the same checks a candidate does, and more: its image becomes the champion's
         # container (started beside the old one, which drains), and the canary container goes.
-        return self._promote(bento, smoke, image, serving, stack_config, also=WITHOUT_CANARY), verdict
+        return self._promote(model, bento, smoke, image, serving, stack_config, also=WITHOUT_CANARY), verdict
 
     def _check_headers(self) -> dict[str, str]:
         return release_check_headers(self.stack.secret("smokeToken"), self.stack.secret("servingToken"))

@@ -28,6 +28,7 @@ from services.contract import (
     DATA_SOURCE_KIND_TAG,
     DATA_SOURCE_TAG,
     ESTIMATOR_TAG,
+    MODEL_LABEL,
     NO_VERSION,
     REPORT_MODEL_TAG,
     REPORT_VERDICT_TAG,
@@ -75,37 +76,42 @@ def model_status(config: PipelineConfig, model: str, *, registry: bool) -> dict[
 
 
 def stack_serving() -> dict[str, str]:
-    """Per Docker stack on this host: the versions its serving containers hold, and a canary's share.
+    """Per Docker stack on this host: each model's versions in its serving containers, and a canary's share.
 
-    Read from the containers themselves (their names carry the version; a canary's weight is in its env),
-    so it shows a canary while `make deploy CANARY=...` is judging it. Nothing when Docker is absent.
+    Read from the containers themselves (their names carry the version, their label the model; a canary's weight
+    is in its env), so it shows a canary while `make deploy CANARY=...` is judging it. Nothing when Docker is absent.
     """
-    found: dict[str, list[tuple[bool, str]]] = {}
-    for name, prefix, canary, version in _serving_containers():
+    found: dict[str, dict[str, list[tuple[bool, str]]]] = {}
+    for name, prefix, model, canary, version in _serving_containers():
         shown = "no model" if version == NO_VERSION else f"v{version}"
-        found.setdefault(f"stack {prefix}", []).append(
+        found.setdefault(f"stack {prefix}", {}).setdefault(model, []).append(
             (True, f"canary {shown} ({_canary_share(name)} of requests)") if canary else (False, shown))
-    return {stack: ", ".join(text for _, text in sorted(servers)) for stack, servers in found.items()}  # champion first
+    return {stack: "; ".join(f"{model} {', '.join(text for _, text in sorted(servers))}".strip()  # champion first
+                             for model, servers in sorted(models.items())) for stack, models in found.items()}
 
 
 def stack_versions() -> set[str]:
     """The model versions serving containers of Docker stacks on this host hold, canaries included."""
-    return {version for _, _, _, version in _serving_containers() if version != NO_VERSION}
+    return {version for *_, version in _serving_containers() if version != NO_VERSION}
 
 
-def _serving_containers() -> list[tuple[str, str, bool, str]]:
-    """(container, stack prefix, is a canary, model version) per serving container; none without Docker."""
+def _serving_containers() -> list[tuple[str, str, str, bool, str]]:
+    """(container, stack prefix, model, is a canary, model version) per serving container; none without Docker."""
     try:
-        row = '{{.Names}}\t{{.Label "' + STACK_LABEL + '"}}'
+        row = '{{.Names}}\t{{.Label "' + STACK_LABEL + '"}}\t{{.Label "' + MODEL_LABEL + '"}}'
         listed = subprocess.run(["docker", "ps", "--filter", f"label={STACK_LABEL}", "--format", row],
                                 capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return []
     found = []
     for line in listed.stdout.splitlines() if listed.returncode == 0 else []:
-        name, _, prefix = line.partition("\t")
-        if match := re.fullmatch(rf"{re.escape(prefix)}-serving(-canary)?-v([A-Za-z0-9_.]+)-[0-9a-f]+", name):
-            found.append((name, prefix, bool(match[1]), match[2]))
+        name, prefix, model = (line.split("\t") + ["", ""])[:3]
+        # The default model's containers are serving(-canary)-v..., another model's release-<name>-v... and
+        # canary-<name>-v... (services.contract.serving_alias); a candidate is no part of what serves.
+        if match := re.fullmatch(rf"{re.escape(prefix)}-(serving|serving-canary|release-.+|canary-.+)-v([A-Za-z0-9_.]+)"
+                                 r"-[0-9a-f]+", name):
+            canary = match[1] == "serving-canary" or match[1].startswith("canary-")
+            found.append((name, prefix, model, canary, match[2]))
     return found
 
 

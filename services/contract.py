@@ -97,6 +97,36 @@ CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY = "candidateImage", "candidateVersion
 CANARY_IMAGE_KEY, CANARY_VERSION_KEY, CANARY_PERCENT_KEY = "canaryImage", "canaryVersion", "canaryPercent"
 NO_IMAGE, NO_VERSION = "", "none"
 
+# A stack serving several models declares them in its `models` key (infra/config_models.py); its default model
+# (`modelName`, the one `/predict` answers for) keeps the keys above, every other model has its own of each,
+# `<key>.<model>` (servingImage.bike-rentals), so a release of one model sets only its own keys.
+MODELS_KEY = "models"
+MODEL_RELEASE_KEYS = (SERVING_IMAGE_KEY, MODEL_VERSION_KEY, CANDIDATE_IMAGE_KEY, CANDIDATE_VERSION_KEY,
+                      CANARY_IMAGE_KEY, CANARY_VERSION_KEY, CANARY_PERCENT_KEY)
+
+
+def model_key(key: str, model: str | None) -> str:
+    """The stack config key of `key` for `model`; None (the stack's default model) is the key itself."""
+    return key if model is None else f"{key}.{model}"
+
+
+# The network aliases of a model's release containers, by role, which the front's backends resolve: the default
+# model keeps the single-model stack's (`serving`, `serving-canary`, `serving-candidate`); another model's
+# start with the role, so no model name can make two of them equal (services/front/model_routes.py).
+SERVING_ROLES = ("release", "canary", "candidate")
+_DEFAULT_MODEL_ALIASES = {"release": "serving", "canary": "serving-canary", "candidate": "serving-candidate"}
+
+
+def serving_alias(role: str, model: str | None) -> str:
+    """The network alias of `model`'s `role` container (None: the stack's default model)."""
+    return _DEFAULT_MODEL_ALIASES[role] if model is None else f"{role}-{model}"
+
+
+# The front's backend carrying `model`'s users' requests (services/front/haproxy.cfg has the default model's,
+# services/front/model_routes.py writes every other's); the canary analysis reads its access log entries.
+def front_users_backend(model: str | None) -> str:
+    return "ready" if model is None else f"model-{model}-ready"
+
 # The gauge every model server exposes on /metrics (value 1) with labels model_name and model_version: the stack's
 # Prometheus rules (services/prometheus/rules) and the canary's Prometheus reader (pipelines/canary_prometheus.py)
 # join BentoML's per-server request metrics with it. The docker stack's output with Prometheus's URL, set only
@@ -281,6 +311,8 @@ MIN_TOKEN_CHARS, MIN_PASSWORD_CHARS = 16, 12
 MLFLOW_AUTH_SERVER_ENV = {"MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"}
 # The label on every Docker object of a stack; its value is the stack's name prefix.
 STACK_LABEL = "mlops-platform.stack"
+# The label on every serving container of a stack naming the model it serves (`make status` lists them by it).
+MODEL_LABEL = "mlops-platform.model"
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so
 # the front stops sending it requests, and the server keeps answering for a while before it exits.
 DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"

@@ -7,12 +7,19 @@ the violations found, so it can be tested without an engine; `POLICIES` wraps th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
-from services.contract import ALLOW_PUBLIC_PORTS, PUBLIC_PORTS_POLICY
+from services.contract import ALLOW_PUBLIC_PORTS, MODEL_LABEL, PUBLIC_PORTS_POLICY
 
 CONTAINER = "docker:index/container:Container"
 PUBLIC_ADDRESSES = ("0.0.0.0", "::", "")
@@ -48,13 +55,31 @@ def public_without_credential(props: Props) -> list[str]:
     The program labels such containers (`ACCESS_LABEL=required`) when `authEnabled` is true; without it,
     `exposePorts` would let anyone on the network read and write models, data and reports.
     """
-    labels = {str(item.get("label")): str(item.get("value")) for item in props.get("labels") or []}
-    if labels.get(ACCESS_LABEL) == "required":
+    if _labels(props).get(ACCESS_LABEL) == "required":
         return []
     return [
         f"port {port.get('internal')} is published on {port.get('ip') or '0.0.0.0'} but the container requires no "
         "credential: anyone on the network could read and change it; set authEnabled: true (with its secrets)"
         for port in _publicly_published(props)
+    ]
+
+
+def _labels(props: Props) -> dict[str, str]:
+    return {str(item.get("label")): str(item.get("value")) for item in props.get("labels") or []}
+
+
+def exposed_models_without_auth(containers: Sequence[Props]) -> list[str]:
+    """On a stack publishing a port on a public address, every model's serving container requires a credential.
+
+    They publish nothing themselves: the front relays every `/models/<name>/` to them, so one model whose
+    container is open would answer anyone on the network, whatever the others require."""
+    if not any(_publicly_published(props) for props in containers):
+        return []
+    return [
+        f"model {_labels(props)[MODEL_LABEL]!r} is served by a container that requires no credential on a stack "
+        "that publishes on a public address: the front would relay anyone's requests to it; set authEnabled: true"
+        for props in containers
+        if MODEL_LABEL in _labels(props) and _labels(props).get(ACCESS_LABEL) != "required"
     ]
 
 
@@ -116,6 +141,12 @@ def _validate_public_ports(args: ResourceValidationArgs, report_violation: Repor
         report_violation(message, None)
 
 
+def _validate_exposed_models(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    containers = [resource.props for resource in args.resources if resource.resource_type == CONTAINER]
+    for message in exposed_models_without_auth(containers):
+        report_violation(message, None)
+
+
 POLICIES = [
     ResourceValidationPolicy(
         name=PUBLIC_PORTS_POLICY,
@@ -126,6 +157,11 @@ POLICIES = [
     _container_policy(
         "public-ports-need-auth", "A port on a public address needs a container that requires a credential.",
         public_without_credential,
+    ),
+    StackValidationPolicy(
+        name="exposed-models-need-auth",
+        description="On a stack with a public port, every model's serving container requires a credential.",
+        validate=_validate_exposed_models,
     ),
     _container_policy("non-root-user", "Containers run as an explicit non-root user.", root_user),
     _container_policy(

@@ -10,14 +10,14 @@ from pulumi.runtime import rpc
 
 from tests.infra.certificates import self_signed
 from tests.infra.program import REPO_ROOT, run_program
-from tests.infra.test_stack_program import EDGE_TLS, env_of
+from tests.infra.test_stack_program import EDGE_TLS, env_of, secret_uploads
 
 
 def test_with_tls_the_front_terminates_it_with_the_certificate_as_a_secret_file():
     certificate = EDGE_TLS
     stack = run_program({}, certificate.as_secrets())
     front = stack.container("front")
-    (upload,) = front.plain["uploads"]
+    (upload,) = secret_uploads(front)
     assert env_of(front)["FRONT_TLS_CERT_FILE"] == upload["file"]
     assert upload["content"] == f"{certificate.certificate.strip()}\n{certificate.private_key.strip()}\n"
     assert (upload["permissions"], upload["owner"], upload["group"]) == ("0600", "10001", "10001")

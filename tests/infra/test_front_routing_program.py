@@ -10,7 +10,7 @@ from pulumi.runtime import rpc
 
 from services.contract import CANARY_ROUTE_HEADER, SMOKE_TOKEN_HEADER
 from tests.infra.program import REPO_ROOT, run_program
-from tests.infra.test_stack_program import env_of
+from tests.infra.test_stack_program import env_of, secret_uploads
 
 SMOKE_TOKEN = "smk-tok-3b9f-6e8d21"
 WITH_CANDIDATE = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
@@ -21,7 +21,7 @@ HAPROXY_CFG = (REPO_ROOT / "services" / "front" / "haproxy.cfg").read_text()
 def test_the_front_knows_the_smoke_token_by_its_digest_from_a_file_only_haproxy_reads():
     stack = run_program(WITH_CANDIDATE, {"smokeToken": SMOKE_TOKEN})
     front = stack.container("front")
-    (upload,) = front.plain["uploads"]
+    (upload,) = secret_uploads(front)
     assert env_of(front)["FRONT_SMOKE_TOKEN_FILE"] == upload["file"]
     assert upload["content"] == hashlib.sha256(SMOKE_TOKEN.encode()).hexdigest().upper() + "\n"
     assert (upload["permissions"], upload["owner"], upload["group"]) == ("0600", "10001", "10001")

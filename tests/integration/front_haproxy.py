@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 
 from pipelines.platform import free_port
+from services.contract import front_users_backend
+from services.front.model_routes import models_map
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = REPO_ROOT / "services" / "front" / "haproxy.cfg"
@@ -47,7 +49,7 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             self._answer({"predictions": [0] * len(body.get("rows", []))})
 
         def _answer(self, extra: dict) -> None:
-            payload = json.dumps({"server": backend.name, "model_version": backend.model_version,
+            payload = json.dumps({"server": backend.name, "model_version": backend.model_version, "path": self.path,
                                   "headers": {k.lower(): v for k, v in self.headers.items()}, **extra}).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
@@ -79,8 +81,10 @@ def stand_ins(versions: Mapping[str, str]) -> Iterator[dict[str, Backend]]:
             server.server_close()
 
 
-def front_config(port: int, backends: Mapping[str, Backend]) -> str:
-    """haproxy.cfg up to its backends, bound to `port`, with one stand-in server per backend."""
+def front_config(port: int, backends: Mapping[str, Backend], models: Mapping[str, Mapping[str, Backend]]) -> str:
+    """haproxy.cfg up to its backends, bound to `port`, with one stand-in server per backend; `models`: the
+    stand-ins of every model but the default (role -> backend), in the backends services/front/model_routes.py
+    names."""
     head = HAPROXY_CFG.read_text().split("\nbackend ", 1)[0]
     assert "    bind :3000" in head
     head = head.replace("    bind :3000", f"    bind 127.0.0.1:{port}")
@@ -89,19 +93,28 @@ def front_config(port: int, backends: Mapping[str, Backend]) -> str:
     champion = backends["champion"].port
     servers = {"ready": champion, "canary": backends["canary"].port, "candidate": backends["candidate"].port,
                "alive": champion}
+    for model, roles in models.items():
+        users = front_users_backend(model)
+        servers |= {users: roles["release"].port, **{users.removesuffix("ready") + role: roles[role].port
+                                                     for role in ("canary", "candidate") if role in roles}}
     tail = "".join(f"\nbackend {name}\n    server {name} 127.0.0.1:{server}\n" for name, server in servers.items())
     return f"{head}\n{tail}"
 
 
 @contextlib.contextmanager
-def running_front(scratch: Path, backends: Mapping[str, Backend], env: Mapping[str, str]) -> Iterator[int]:
-    """A real HAProxy with that config and these variables (FRONT_TLS_CERT_FILE, FRONT_SMOKE_TOKEN_FILE); its port."""
+def running_front(scratch: Path, backends: Mapping[str, Backend], env: Mapping[str, str],
+                  models: Mapping[str, Mapping[str, Backend]] | None = None, default_model: str = "loan-default",
+                  ) -> Iterator[int]:
+    """A real HAProxy with that config and these variables (FRONT_TLS_CERT_FILE, FRONT_SMOKE_TOKEN_FILE), routing
+    `/models/<name>/` by the map infra/front.py uploads, to `default_model` and `models`; its port."""
     haproxy = shutil.which("haproxy")
     assert haproxy, "the front tests need HAProxy (apt-get install haproxy), as the front image has"
     port = free_port()
     config = scratch / "haproxy.cfg"
-    config.write_text(front_config(port, backends))
-    full_env = {**os.environ, **env}
+    config.write_text(front_config(port, backends, models or {}))
+    routes = scratch / "models.map"
+    routes.write_text(models_map(default_model, list(models or {})))
+    full_env = {**os.environ, "FRONT_MODELS_MAP": str(routes), **env}
     checked = subprocess.run([haproxy, "-c", "-f", str(config)], env=full_env, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     process = subprocess.Popen([haproxy, "-db", "-f", str(config)], env=full_env, stdout=subprocess.DEVNULL,

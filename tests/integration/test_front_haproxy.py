@@ -16,6 +16,7 @@ import pytest
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.deploy import DeployError
 from pipelines.stack import StackTarget
+from pipelines.stack_models import StackModel
 from services.contract import (
     CANARY_ROUTE_HEADER,
     CANARY_ROUTE_VALUE,
@@ -73,6 +74,34 @@ def test_a_smoke_token_holding_a_comma_still_routes_the_release_check(backends, 
         assert answered_by(port, {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE, SMOKE_TOKEN_HEADER: token}) == "candidate"
 
 
+def test_the_front_routes_each_model_to_its_own_servers_and_predict_to_the_default_model(backends, tmp_path):
+    """Issue 21: `/models/<name>/<path>` reaches that model's servers as `/<path>` (its release check its candidate),
+    `/predict` and `/models/<default>/` the default model's; a name the stack does not serve is a 404 naming it."""
+    env = {"FRONT_SMOKE_TOKEN_FILE": str(digest_file(tmp_path, SMOKE_TOKEN))}
+    with stand_ins({"bikes": "3", "bikes-candidate": "4"}) as bikes:
+        models = {"bike-rentals": {"release": bikes["bikes"], "candidate": bikes["bikes-candidate"]}}
+        with running_front(tmp_path, backends, env, models) as port:
+            def path_of(path: str, headers: dict[str, str] | None = None) -> tuple[str, str]:
+                answer = httpx.post(f"http://127.0.0.1:{port}{path}", json={"rows": [{}]}, headers=headers or {},
+                                    timeout=10)
+                assert answer.status_code == 200, (path, answer.text)
+                return answer.json()["server"], answer.json()["path"]
+
+            assert path_of("/models/bike-rentals/predict") == ("bikes", "/predict")
+            assert path_of("/models/loan-default/predict") == ("champion", "/predict")
+            assert path_of("/predict") == ("champion", "/predict")
+            assert path_of("/models/bike-rentals/readyz?x=1") == ("bikes", "/readyz?x=1")
+            check = {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE, SMOKE_TOKEN_HEADER: SMOKE_TOKEN}
+            assert path_of("/models/bike-rentals/predict", check) == ("bikes-candidate", "/predict")
+            assert path_of("/predict", check) == ("candidate", "/predict")  # the default model's own candidate
+            assert path_of("/models/bike-rentals/predict", {CANARY_ROUTE_HEADER: CANDIDATE_ROUTE_VALUE})[0] == "bikes"
+            unknown = httpx.get(f"http://127.0.0.1:{port}/models/forecast/predict", timeout=10)
+            assert unknown.status_code == 404
+            assert unknown.json() == {"error": "no model named 'forecast' is served here"}
+            docs = httpx.get(f"http://127.0.0.1:{port}/models/bike-rentals", timeout=10)
+            assert docs.status_code == 302 and docs.headers["location"] == "/models/bike-rentals/"
+
+
 def test_a_front_without_a_smoke_token_never_honours_the_routing_header(backends, tmp_path):
     with running_front(tmp_path, backends, {}) as port:
         for route in (CANDIDATE_ROUTE_VALUE, CANARY_ROUTE_VALUE):
@@ -111,14 +140,15 @@ def test_a_release_checks_its_candidate_through_a_tls_front_verifying_the_name_i
     config = config.model_copy(update={"platform": config.platform.model_copy(update={"startup_timeout_s": 3.0})})
     candidate = SimpleNamespace(model_version=VERSIONS["candidate"])  # all a check reads of the bento
     serving = {"servingImage": "mlops-serving:v7-a", "modelVersion": VERSIONS["champion"]}
+    default_model = StackModel(config.model_name, None)  # a stack serving one model
     with running_front(tmp_path, backends, env) as port:
         url = f"https://127.0.0.1:{port}"
         stack = FrontStack({"serving_url": url, TLS_SERVER_NAME_OUTPUT: "serving.test"})
-        StackTarget(config, stack)._check_candidate(candidate, [{}, {}], "mlops-serving:v9-a", serving)
+        StackTarget(config, stack)._check_candidate(default_model, candidate, [{}, {}], "mlops-serving:v9-a", serving)
         assert stack.applied == [{**serving, "candidateImage": "mlops-serving:v9-a", "candidateVersion": "9"}]
         # Verification is on: without the name, the certificate does not vouch for 127.0.0.1, and the release
         # removes the candidate again.
         unnamed = FrontStack({"serving_url": url})
         with pytest.raises(DeployError, match="not ready after"):
-            StackTarget(config, unnamed)._check_candidate(candidate, [{}], "mlops-serving:v9-a", serving)
+            StackTarget(config, unnamed)._check_candidate(default_model, candidate, [{}], "mlops-serving:v9-a", serving)
         assert unnamed.applied[-1] == {**serving, "candidateImage": "", "candidateVersion": "none"}

@@ -364,7 +364,8 @@ def test_a_canary_whose_predictions_are_far_off_is_aborted(config, target, platf
             watching(lambda: stack_serving().get(f"stack {prefix}")) as status, \
             pytest.raises(CanaryAborted, match="predictions differ from the champion's"):
         deploy(config, far_off, target, canary_percent=25)
-    assert f"v{serving}, canary v{version} (25% of requests)" in status  # what `make status` showed meanwhile
+    # What `make status` showed meanwhile (per model on the stack).
+    assert f"{config.model_name} v{serving}, canary v{version} (25% of requests)" in status
     assert load.versions[version] > 0 and serving_version(platform) == serving  # it served its share, then went
     assert platform.declared.exports["canary_version"] == "none"
     assert not platform.client.containers.list(filters={"name": f"{prefix}-serving-canary"})

@@ -29,7 +29,9 @@ def validate(policy_name: str, props: dict, *, config: dict | None = None,
              resource_type: str = policies.CONTAINER) -> list[str]:
     """Run one policy's validate callback as the engine would and collect its violations."""
     (policy,) = [p for p in policies.POLICIES if p.name == policy_name]
-    args = SimpleNamespace(resource_type=resource_type, props=props, get_config=lambda: config or {})
+    # A resource policy sees one resource, a stack policy (exposed-models-need-auth) every one: here, this one.
+    args = SimpleNamespace(resource_type=resource_type, props=props, get_config=lambda: config or {},
+                           resources=[SimpleNamespace(resource_type=resource_type, props=props)])
     violations: list[str] = []
     policy.validate(args, lambda message, urn=None: violations.append(message))
     return violations

@@ -7,6 +7,7 @@ import pytest
 
 from pipelines.deploy import DeployError
 from pipelines.release_pointer import NO_MODEL, stack_serves
+from pipelines.stack_models import StackModel
 
 STACK_FILE = {"namePrefix": "mlops", "servingImage": "mlops-serving:v0-file", "modelVersion": "0"}
 RUNTIME = "mlops-serving-runtime:latest"
@@ -29,3 +30,14 @@ def test_outputs_that_name_no_serving_image_are_refused_with_the_command_that_re
     assert "cannot tell what serves on stack 'mlops'" in message and "serving_image.mlops" in message
     assert ("uv run pipelines set-aliases --champion 4 --serving-image <image> --name-prefix mlops`, "
             "then `make stack-up`") in message
+
+
+def test_another_models_outputs_say_what_serves_it():
+    bikes = StackModel("bike-rentals", "bike-rentals")
+    outputs = {"serving_image": "mlops-serving:v3-abc", "model_version": "3",
+               "serving_image.bike-rentals": "mlops-serving:v5-bk", "model_version.bike-rentals": "5"}
+    assert stack_serves(outputs, STACK_FILE, "6", bikes) == {"servingImage": "mlops-serving:v5-bk",
+                                                             "modelVersion": "5"}
+    # Declared but never released: the stack's outputs name no image of it, so nothing of it serves.
+    assert stack_serves({**outputs, "serving_image.bike-rentals": "", "model_version.bike-rentals": "none"},
+                        STACK_FILE, "6", bikes) == NO_MODEL
