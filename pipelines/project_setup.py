@@ -3,8 +3,9 @@
 The stack files (`Pulumi.<stack>.yaml`) are the team's from the first copy on, so copier does not render them;
 this step sets, once, the values the copier questions asked: the name prefix, the ports (in the stacks on the
 template's ports), the target and the served model. It edits only those lines (comments and every other key
-stay as written) and prints what it changed. With the template's defaults it changes nothing, so rendering the template yields the template.
-Standard library only: copier's own Python runs it, before the project has an environment.
+stay as written) and prints what it changed. With the template's defaults it changes nothing, so rendering
+the template yields the template. Standard library only: copier's own Python runs it, before the project has
+an environment.
 
     python -m pipelines.project_setup --name-prefix acme --mlflow-port 5200 ... [--first-model churn]
 """
@@ -18,7 +19,8 @@ from pathlib import Path
 PROJECT = "mlops-platform"  # Pulumi.yaml's name: every stack-file key is `<project>:<key>`
 TEMPLATE_PREFIX = "mlops"  # the template's namePrefix; a stack's own suffix (mlops-staging) is kept
 TEMPLATE_PORTS = {"mlflowPort": 5000, "servingPort": 3000, "monitoringUiPort": 8000}
-PORT_FLAGS = {"mlflowPort": "--mlflow-port", "servingPort": "--serving-port", "monitoringUiPort": "--monitoring-ui-port"}
+PORT_FLAGS = {"mlflowPort": "--mlflow-port", "servingPort": "--serving-port",
+              "monitoringUiPort": "--monitoring-ui-port"}
 TEMPLATE_TARGET = "docker"
 
 
