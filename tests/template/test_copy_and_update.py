@@ -82,7 +82,8 @@ def test_the_template_rendered_with_its_defaults_is_the_template_itself(template
     rendered, source = files(tmp_path / "default"), files(template)
     expected = {name for name in source if name not in TEMPLATE_ONLY and not name.startswith("tests/template/")}
     assert rendered - {ANSWERS} == expected
-    changed = [name for name in expected if (tmp_path / "default" / name).read_bytes() != (template / name).read_bytes()]
+    default = tmp_path / "default"
+    changed = [name for name in expected if (default / name).read_bytes() != (template / name).read_bytes()]
     assert changed == []
     assert yaml.safe_load((tmp_path / "default" / ANSWERS).read_text())["_commit"] == "v1.0.0"
 
