@@ -9,6 +9,7 @@ Offline: the template is a local git repository made from this working tree, tag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -151,6 +152,7 @@ def test_a_project_copies_ships_its_model_and_updates_keeping_its_own_files(temp
     assert yaml.safe_load((project / ANSWERS).read_text())["_commit"] == "v1.1.0"
     assert "data version" in in_project(project, "-m", "pipelines", "data")  # the renamed key is read
     status = run(["git", "status", "--porcelain"], project)
-    conflicted = [name for name in files(project) if "<<<<<<<" in (project / name).read_text(errors="replace")]
+    marker = re.compile(r"^<<<<<<< before updating$", re.MULTILINE)  # a line of its own, not a doc's mention
+    conflicted = [name for name in files(project) if marker.search((project / name).read_text(errors="replace"))]
     assert conflicted == ["README.md"] and "UU README.md" in status.splitlines(), status  # a git conflict
     print(f"copy, unit tier, train + validate, update: {time.monotonic() - started:.0f} s")
