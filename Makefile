@@ -1,6 +1,7 @@
 # The front door. Every target is a thin call into the `pipelines` CLI (or pytest / the image scripts).
-# Pipeline config: pipelines/pipeline.yaml (the demo's), MODEL=<name> for models/<name>/pipeline.yaml, or
-# PIPELINE_CONFIG=path. Local state: .platform/
+# Pipeline config: MODEL=<name> for models/<name>/pipeline.yaml, or PIPELINE_CONFIG=path; without either the
+# project's first model (first_model in .copier-answers.yml), in the template the demo's pipelines/pipeline.yaml.
+# Local state: .platform/
 SHELL := /bin/bash
 # Recursive (=) so the lookup happens again after `setup` installed uv.
 UV = $(shell command -v uv 2>/dev/null || echo python3 -m uv)
@@ -32,7 +33,7 @@ $(foreach target,$(CONFIG_TARGETS),$(eval $(target): export PIPELINE_MODEL := $$
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo platform data train validate build deploy rollback reproduce traffic monitor monitoring-ui status down \
-        test test-unit test-infra test-integration test-stack lint bench \
+        test test-unit test-infra test-integration test-template test-stack lint bench \
         base-image images stack-up requirements k8s-images test-kubernetes lint-workflows promote backup restore \
         audit audit-verify retire gc
 
@@ -150,7 +151,7 @@ requirements: ## recompile services/*/requirements.txt against uv.lock
 	services/compile-requirements.sh
 
 $(call takes,test,BASE_IMAGE)  # the stack tier builds on it (and tests/kubernetes)
-test: setup ## every tier: unit, Pulumi mocks, integration (real processes), Docker stack
+test: setup ## every tier: unit, Pulumi mocks, integration (real processes), template (copier), Docker stack
 	$(RUN) pytest tests
 
 test-unit: setup
@@ -161,6 +162,10 @@ test-infra: setup
 
 test-integration: setup
 	$(RUN) pytest tests/integration
+
+test-template: setup ## copier copy of this template, the copy's unit tier and release loop, copier update (tests/template)
+	@test -f copier.yml || { echo "test-template: a project made from the template has no template to copy"; exit 2; }
+	$(RUN) pytest tests/template
 
 $(call takes,test-kubernetes,BASE_IMAGE)
 test-kubernetes: setup ## the kubernetes target offline: mocks, schemas 1.30-1.33, Checkov, own checks, pods on Docker

@@ -1,6 +1,7 @@
 """The one pipeline config: dataset, features, model, gates, tracking, local platform, serving, monitoring.
 
-Every value a fork changes lives in `pipelines/pipeline.yaml`; this module is the only reader.
+Every value a team changes lives in its model's config, `models/<name>/pipeline.yaml` (the demo's is
+`pipelines/pipeline.yaml`); this module is the only reader.
 A wrong key or value fails with `ConfigError` naming the key, before anything runs.
 """
 

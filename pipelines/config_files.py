@@ -1,8 +1,9 @@
 """Which pipeline config a command reads: `--config`, `PIPELINE_CONFIG`, a team's model, or the demo's.
 
 Each team keeps one config per model in its own folder, `models/<name>/pipeline.yaml`, beside its feature code;
-`make <target> MODEL=<name>` sets `PIPELINE_MODEL` and picks that file. Without either, the demo's
-`pipelines/pipeline.yaml` is read, as always.
+`make <target> MODEL=<name>` sets `PIPELINE_MODEL` and picks that file. Without either, the project's first
+model (`first_model` in its `.copier-answers.yml`, asked by `copier copy`) is read, and in the template repo,
+which has no answers file, the demo's `pipelines/pipeline.yaml`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from pipelines.config_model import REPO_ROOT
 from pipelines.errors import CannotRun
+from pipelines.project import ANSWERS_FILE, FIRST_MODEL_KEY, AnswersError, first_model
 from services.contract import is_dns_label
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
@@ -41,10 +43,28 @@ def model_config_path(model: str, models_dir: Path = MODELS_DIR) -> Path:
                       f"the models in {models_dir}: {known}")
 
 
+def default_config_path(models_dir: Path = MODELS_DIR) -> Path:
+    """The config read without MODEL= or PIPELINE_CONFIG: the project's first model's, else the demo's.
+
+    The answers file sits beside `models_dir`, at the project root."""
+    try:
+        model = first_model(models_dir.parent)
+    except AnswersError as error:
+        raise ConfigError(str(error)) from error
+    if model is None:
+        return DEFAULT_CONFIG_PATH
+    path = models_dir / model / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{ANSWERS_FILE}: {FIRST_MODEL_KEY} is {model!r}, but there is no "
+                          f"{models_dir.name}/{model}/{CONFIG_FILE}: write that model's config there "
+                          f"(docs/forking.md), or pass MODEL=<name>")
+    return path
+
+
 def chosen_config_path(explicit: str | Path | None = None, env: Mapping[str, str] = os.environ,
                        models_dir: Path = MODELS_DIR) -> Path:
     """The config file to read: the explicit path, else $PIPELINE_CONFIG or $PIPELINE_MODEL's (not both), else
-    the demo's."""
+    the project's default (`default_config_path`)."""
     if explicit:
         return Path(explicit)
     config_file, model = env.get(CONFIG_ENV), env.get(MODEL_ENV)
@@ -52,4 +72,4 @@ def chosen_config_path(explicit: str | Path | None = None, env: Mapping[str, str
         raise ConfigError(f"both {CONFIG_ENV}={config_file} and MODEL={model} are set: give one of them")
     if model:
         return model_config_path(model, models_dir)
-    return Path(config_file) if config_file else DEFAULT_CONFIG_PATH
+    return Path(config_file) if config_file else default_config_path(models_dir)

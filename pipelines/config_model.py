@@ -1,7 +1,7 @@
 """The model half of the pipeline config: the task, its data, the team's code and features, the model, the gates.
 
 `pipelines/config.py` assembles these with the platform sections and is the one reader of the file; a fork
-sets every value here in `pipelines/pipeline.yaml` (or its own config) and never edits this module.
+sets every value here in its model's `models/<name>/pipeline.yaml` and never edits this module.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 from pipelines.bento import BuiltBento, use_store
-from pipelines.config import DEFAULT_CONFIG_PATH, ConfigError, PipelineConfig, load_config
+from pipelines.config import ConfigError, PipelineConfig, load_config
+from pipelines.config_files import default_config_path
 from pipelines.deploy import DeployError, check_serving, release_check_headers
 from pipelines.front import HEALTH_PATH, MAX_BODY_ENV, ROUTES_DIR_ENV
 from pipelines.platform import (
@@ -95,7 +96,7 @@ class LocalTarget:
             write_route(routes, before)
             process.stop()
             raise
-        claim_default(routes.parent, config.model_name, always=_is_demo_model(config))
+        claim_default(routes.parent, config.model_name, always=_is_default_model(config))
         if live is not None:
             slot_process(config, live.slot).stop()  # SIGTERM: it finishes the requests it is answering
         deployment = Deployment(bento.tag, bento.model_version, front_url, datetime.now(UTC).isoformat())
@@ -140,12 +141,13 @@ def _routes_by_model(health_url: str) -> bool:
         return True  # not answering: serve_once restarts it anyway
 
 
-def _is_demo_model(config: PipelineConfig) -> bool:
-    """Whether the demo config (`pipelines/pipeline.yaml`) names this model: `/predict` is then always its."""
+def _is_default_model(config: PipelineConfig) -> bool:
+    """Whether the project's default config (the first model's, or the demo's) names this model: `/predict` is
+    then always its."""
     try:
-        return load_config(DEFAULT_CONFIG_PATH).model_name == config.model_name
+        return load_config(default_config_path()).model_name == config.model_name
     except ConfigError:
-        return False  # a fork that broke the demo's config: the first model deployed keeps `/predict`
+        return False  # a fork that broke its default config: the first model deployed keeps `/predict`
 
 
 def _start(config: PipelineConfig, process: Process, bento_tag: str, port: int) -> str:

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-REAL_TIERS = ("tests/integration/", "tests/stack/", "tests/kubernetes/test_pods_on_docker.py")
+REAL_TIERS = ("tests/integration/", "tests/stack/", "tests/template/", "tests/kubernetes/test_pods_on_docker.py")
 
 
 class SkippedRealTiers:

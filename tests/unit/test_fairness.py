@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from pipelines.config import load_config
+from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.config_model import DataConfig, FairnessConfig
 from pipelines.fairness import fairness_result, fairness_vs_champion
 
@@ -123,11 +123,11 @@ def test_without_sensitive_columns_nothing_is_judged():
     ({"data": {"sensitive_features": ["defaulted"]}}, "data.sensitive_features: 'defaulted' is the target"),
 ])
 def test_config_mistakes_name_the_key(update, message):
-    raw = load_config().model_dump(mode="json")
+    raw = load_config(DEFAULT_CONFIG_PATH).model_dump(mode="json")
     for section, values in update.items():
         raw[section] = {**raw[section], **values}
     with pytest.raises(ValidationError, match=message):
-        type(load_config()).model_validate(raw)
+        type(load_config(DEFAULT_CONFIG_PATH)).model_validate(raw)
 
 
 def test_the_sensitive_column_is_kept_in_the_snapshot_once_and_is_not_a_feature():

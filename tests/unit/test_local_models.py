@@ -53,7 +53,7 @@ def models(tmp_path, monkeypatch) -> Iterator[tuple[PipelineConfig, PipelineConf
     monkeypatch.setattr(local, "_start", start)
     monkeypatch.setattr(local, "check_serving", lambda *args, **kwargs: None)
     monkeypatch.setattr(local, "_check_headers", lambda config: {})
-    monkeypatch.setattr(local, "_is_demo_model", lambda config: config.model_name == "loans")
+    monkeypatch.setattr(local, "_is_default_model", lambda config: config.model_name == "loans")
     yield loans, rentals
     local.stop_serving(loans)
 

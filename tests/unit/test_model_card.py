@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from pipelines import model_card
-from pipelines.config import load_config
+from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.config_model import CardConfig
 from pipelines.gate_checks import Check
 from pipelines.model_card import (
@@ -25,7 +25,7 @@ from pipelines.registry import ResolvedVersion
 
 def facts(checks: list[Check], task: str = "classification", card: CardConfig | None = None,
           fairness: list[dict] | None = None) -> CardFacts:
-    config = load_config()
+    config = load_config(DEFAULT_CONFIG_PATH)
     if task == "regression":
         config = config.model_copy(update={"task": "regression"})
     target = config.data.target

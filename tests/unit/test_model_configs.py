@@ -70,3 +70,23 @@ def test_a_dns_label_is_a_model_name(tmp_path, name):
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert load_config(path).model_name == name
+
+
+def test_the_projects_first_model_is_the_default_once_its_answers_name_it(models):
+    answers = models.parent / ".copier-answers.yml"
+    answers.write_text("_commit: v1.0.0\nfirst_model: churn\n")
+    assert chosen_config_path(env={}, models_dir=models) == models / "churn" / "pipeline.yaml"
+    assert chosen_config_path(env={MODEL_ENV: "demand"}, models_dir=models) == models / "demand" / "pipeline.yaml"
+    answers.write_text("_commit: v1.0.0\nfirst_model: ''\n")  # the template's default: the demo's config
+    assert chosen_config_path(env={}, models_dir=models) == DEFAULT_CONFIG_PATH
+
+
+@pytest.mark.parametrize(("answers", "message"), [
+    ("first_model: forecast\n", r"first_model is 'forecast', but there is no models/forecast/pipeline\.yaml"),
+    ("first_model: [churn]\n", r"first_model must be a model's folder name, got \['churn'\]"),
+    ("- first_model\n", r"expected a mapping of answers, got list"),
+])
+def test_a_first_model_without_its_folder_or_a_bad_answers_file_is_a_config_error(models, answers, message):
+    (models.parent / ".copier-answers.yml").write_text(answers)
+    with pytest.raises(ConfigError, match=message):
+        chosen_config_path(env={}, models_dir=models)
