@@ -86,9 +86,32 @@ def test_service_image_follows_the_stack_contract(folder):
     code_copies = re.findall(rf"^COPY (?!{folder.name}/requirements).*$", text, re.M)
     installs = "pip install" if folder in PYTHON_IMAGE_FOLDERS else "apt-get install"
     assert text.index(installs) < min(text.index(line) for line in code_copies)
-    # Every image builds from services/ (see infra/containers.py); its .dockerignore keeps the context small.
-    ignore = (SERVICES / ".dockerignore").read_text().splitlines()
-    assert ignore, "services/.dockerignore is empty"
+
+
+def files_under(source: str) -> list[str]:
+    """The files of services/ a COPY source names (a file, a glob or a folder), relative to services/."""
+    found = []
+    for path in SERVICES.glob(source.rstrip("/")):
+        found += [path] if path.is_file() else [inner for inner in path.rglob("*") if inner.is_file()]
+    return sorted(str(path.relative_to(SERVICES)) for path in found if "__pycache__" not in path.parts)
+
+
+@pytest.mark.parametrize("folder", IMAGE_FOLDERS, ids=lambda path: path.name)
+def test_every_file_an_image_copies_is_in_its_build_context(folder):
+    """Every image builds from services/ (see infra/containers.py), whose .dockerignore admits files one by one
+    to keep the context small: a COPY source it leaves out is an image that fails to build, found only by a
+    Docker daemon, so it is checked here with docker-py's port of Docker's matcher (last matching line wins)."""
+    from docker.utils.build import PatternMatcher
+
+    ignore = [line for line in (SERVICES / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    ignored = PatternMatcher(ignore).matches
+    for line in re.findall(r"^COPY (?!--from)(.*)$", (folder / "Dockerfile").read_text(), re.M):
+        sources = [word for word in line.split() if not word.startswith("--")][:-1]
+        for source in sources:
+            matched = files_under(source)
+            assert matched, f"{folder.name}/Dockerfile copies {source}, which is not in services/"
+            left_out = [path for path in matched if ignored(path)]
+            assert not left_out, f"services/.dockerignore leaves out {left_out}, which {folder.name}/Dockerfile copies"
 
 
 def test_the_bento_carries_every_repo_module_the_service_imports_and_the_release_check():
