@@ -63,11 +63,12 @@ class MlflowAuditStore:
         where = f"tags.`{MODEL_FIELD}` = '{model}'"
         if sequence is not None:
             where += f" and tags.`{SEQUENCE_FIELD}` = '{sequence}'"
-        return [StoredRecord(run.info.run_id, dict(run.data.tags), None) for run in self._runs(where)]
+        return [StoredRecord(run.info.run_id, dict(run.data.tags), None, run.info.start_time / 1000)
+                for run in self._runs(where)]
 
     def records(self, model: str) -> list[StoredRecord]:
         with tempfile.TemporaryDirectory() as tmp:
-            return [StoredRecord(claim.run_id, claim.tags, self._read(claim.run_id, Path(tmp)))
+            return [StoredRecord(claim.run_id, claim.tags, self._read(claim.run_id, Path(tmp)), claim.written_at)
                     for claim in self.claims(model)]
 
     def models(self) -> list[str]:
@@ -78,8 +79,14 @@ class MlflowAuditStore:
         name = f"{record[MODEL_FIELD]} #{record[SEQUENCE_FIELD]} {record.get(ACTION_FIELD, '')}" \
                f" v{record.get(VERSION_FIELD, '')} {record.get(OUTCOME_FIELD, '')}"
         run = self.client.create_run(self.experiment_id, run_name=name.strip(), tags={**record, SHA256_TAG: sha256})
-        self.client.log_dict(run.info.run_id, dict(record), RECORD_ARTIFACT)
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        try:
+            self.client.log_dict(run.info.run_id, dict(record), RECORD_ARTIFACT)
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+        except BaseException:
+            # A run with its digest but no record would be chained onto and break `audit verify` for good.
+            with contextlib.suppress(Exception):
+                self.client.delete_run(run.info.run_id)
+            raise
         return run.info.run_id
 
     def discard(self, run_id: str) -> None:

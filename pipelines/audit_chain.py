@@ -24,6 +24,9 @@ MODEL_FIELD, SEQUENCE_FIELD, PREVIOUS_FIELD = "audit.model", "audit.sequence", "
 SHA256_TAG = "audit.sha256"  # the record's own digest: a tag of its run, not a field of the record
 GENESIS = "0" * 64  # what the first record of a model chains to
 MAX_FIELD_CHARS = 5000  # below MLflow's tag value limit: every field is mirrored as a tag
+# Two records claiming one number for longer than this are no live race (a writer settles its own in well
+# under a second) but what a writer that stopped between its write and its discard left behind.
+STALE_FORK_S = 120.0
 
 
 class AuditError(CannotRun):
@@ -41,11 +44,12 @@ def digest(record: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class StoredRecord:
-    """One record as the store holds it: its run, the run's tags, and the record (None: unreadable)."""
+    """One record as the store holds it: its run, the run's tags, the record (None: unreadable), when written."""
 
     run_id: str
     tags: Mapping[str, str]
     record: Mapping[str, str] | None
+    written_at: float = 0.0  # epoch seconds
 
     @property
     def sequence(self) -> int | None:
@@ -100,18 +104,37 @@ def append(store: AuditStore, model: str, fields: Mapping[str, str], *, attempts
                 return Appended(run_id, sequence, sha256)
             store.discard(run_id)
         time.sleep(random.uniform(0, pause_s * (attempt + 1)))
+    fork = _latest_claims(store, model)
+    if len(fork) > 1:
+        raise AuditError(f"could not append to the audit trail of '{model}': sequence {fork[0].sequence} is claimed "
+                         f"by runs {', '.join(claim.run_id for claim in fork)} (a writer stopped before settling "
+                         f"its claim); the first written keeps it {STALE_FORK_S:.0f} s after the last was written")
     raise AuditError(f"could not append to the audit trail of '{model}' after {attempts} attempts: other writers "
                      "kept taking the next sequence number; try again")
 
 
-def _settled_head(store: AuditStore, model: str) -> StoredRecord | None:
-    """The model's latest record; a sequence-0 stand-in before the first; None while two claim the latest."""
+def _latest_claims(store: AuditStore, model: str) -> list[StoredRecord]:
+    """The records claiming the model's highest sequence number, first written first."""
     claims = [claim for claim in store.claims(model) if claim.sequence is not None]
-    if not claims:
+    top = max((claim.sequence or 0 for claim in claims), default=0)
+    return sorted((claim for claim in claims if claim.sequence == top), key=lambda c: (c.written_at, c.run_id))
+
+
+def _settled_head(store: AuditStore, model: str) -> StoredRecord | None:
+    """The model's latest record; a sequence-0 stand-in before the first; None while two claim the latest.
+
+    A fork on the latest number older than STALE_FORK_S is settled here: the first written keeps the number
+    (only it can have been reported written, since a writer returns only while its claim stands alone) and
+    the others, never part of the chain, are discarded.
+    """
+    latest = _latest_claims(store, model)
+    if not latest:
         return StoredRecord("", {SEQUENCE_FIELD: "0"}, None)
-    top = max(claim.sequence or 0 for claim in claims)
-    latest = [claim for claim in claims if claim.sequence == top]
-    return latest[0] if len(latest) == 1 else None
+    if len(latest) > 1 and time.time() - latest[-1].written_at < STALE_FORK_S:
+        return None
+    for loser in latest[1:]:
+        store.discard(loser.run_id)
+    return latest[0]
 
 
 def _bounded(fields: Mapping[str, str]) -> dict[str, str]:

@@ -40,7 +40,7 @@ def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
     versions = {v.version: v for v in client.search_model_versions(f"name='{config.model_name}'")}
     created = {number: datetime.fromtimestamp(v.creation_timestamp / 1000, UTC) for number, v in versions.items()
                if not v.tags.get(RETIRED_TAG)}
-    aliases, on_stacks = aliases_of(client, config.model_name), stack_versions()
+    aliases, on_stacks = aliases_of(client, config.model_name), stack_versions(config.model_name)
     limits = config.lifecycle
     done = Collection()
     for version in outside(created, limits, datetime.now(UTC)):

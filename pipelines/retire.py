@@ -56,7 +56,7 @@ def retire(config: PipelineConfig, version: str, reason: str) -> Retirement:
         raise RetireRefused("--reason must say why the version retires (it is recorded in the audit and the card)")
     client = connect(config)
     model = resolve(client, config.model_name, version=version)
-    still = roles(config, version, aliases_of(client, config.model_name), stack_versions())
+    still = roles(config, version, aliases_of(client, config.model_name), stack_versions(config.model_name))
     if still:
         raise RetireRefused(f"{config.model_name} v{version} cannot retire: it is {', '.join(still)}; "
                             "release or roll back to another version first")

@@ -90,9 +90,14 @@ def stack_serving() -> dict[str, str]:
                              for model, servers in sorted(models.items())) for stack, models in found.items()}
 
 
-def stack_versions() -> set[str]:
-    """The model versions serving containers of Docker stacks on this host hold, canaries included."""
-    return {version for *_, version in _serving_containers() if version != NO_VERSION}
+def stack_versions(model: str) -> set[str]:
+    """The versions of `model` that serving containers of Docker stacks on this host hold, canaries included.
+
+    A container without a model label (a stack from before `models:`) counts for every model: what it serves
+    is unknown, so it is kept.
+    """
+    return {version for _, _, labelled, _, version in _serving_containers()
+            if version != NO_VERSION and labelled in (model, "")}
 
 
 def _serving_containers() -> list[tuple[str, str, str, bool, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,7 @@ from pipelines.audit_chain import (
     PREVIOUS_FIELD,
     SEQUENCE_FIELD,
     SHA256_TAG,
+    STALE_FORK_S,
     AuditError,
     append,
     digest,
@@ -130,3 +132,43 @@ def test_a_writer_always_outraced_gives_up_with_a_clear_error():
     store.after_write = lambda: store.runs.update({f"rival{len(store.runs)}": store.runs[store.ordered("churn")[-1]]})
     with pytest.raises(AuditError, match="other writers kept taking the next sequence number"):
         append(store, "churn", {"action": "deploy"}, attempts=3, pause_s=0)
+
+
+def test_a_fork_left_by_a_writer_that_died_is_settled_to_its_first_record_once_it_is_stale():
+    """A writer that died between its write and its discard leaves two claims on one number: once that fork is
+    older than any live race could be, the first record written keeps the number and appending goes on."""
+    store = chain(2)
+    tags, record = store.runs[store.ordered("churn")[0]]
+    dead = {**record, SEQUENCE_FIELD: "2", "who": "mallory"}
+    store.runs["dead-writer"] = ({**dead, SHA256_TAG: digest(dead)}, dead)
+    with pytest.raises(AuditError, match=r"sequence 2 .*claimed by runs .*dead-writer"):
+        append(store, "churn", {"action": "deploy"}, attempts=2, pause_s=0)
+    store.age(STALE_FORK_S + 1)
+    appended = append(store, "churn", {"action": "deploy", "who": "alice"}, pause_s=0)
+    assert appended.sequence == 3 and "dead-writer" in store.discarded
+    assert verify("churn", store.records("churn")).intact
+
+
+def test_a_record_whose_artifact_cannot_be_written_leaves_no_run_behind():
+    """A run with its tags but no audit.json would be chained onto and break `audit verify` for good."""
+    from pipelines.audit import MlflowAuditStore
+
+    class ArtifactStoreDown:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        def create_run(self, experiment_id, run_name, tags):
+            return SimpleNamespace(info=SimpleNamespace(run_id="half-written"))
+
+        def log_dict(self, run_id, record, path):
+            raise OSError("artifact store unreachable")
+
+        def delete_run(self, run_id):
+            self.deleted.append(run_id)
+
+    client = ArtifactStoreDown()
+    store = MlflowAuditStore(client, "http://mlflow.test")
+    store.__dict__["experiment_id"] = "1"
+    with pytest.raises(OSError, match="artifact store unreachable"):
+        store.write({"audit.model": "churn", "audit.sequence": "1"}, "0" * 64)
+    assert client.deleted == ["half-written"]

@@ -43,7 +43,7 @@ def test_retire_refuses_a_version_with_a_role_exit_2_naming_it(config, monkeypat
     monkeypatch.setattr(retire, "connect", lambda config: None)
     monkeypatch.setattr(retire, "resolve", lambda client, name, version: SimpleNamespace(retired=""))
     monkeypatch.setattr(retire, "aliases_of", lambda client, name: aliases)
-    monkeypatch.setattr(retire, "stack_versions", set)
+    monkeypatch.setattr(retire, "stack_versions", lambda model: set())
 
     result = CliRunner().invoke(cli.app, ["retire", "3", "--reason", "superseded"])
 

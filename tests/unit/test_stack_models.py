@@ -60,7 +60,8 @@ def test_a_release_of_one_model_sets_only_its_keys_and_carries_the_others(monkey
         {**serving, "candidateImage.bike-rentals": "", "candidateVersion.bike-rentals": "none"}]
 
 
-def test_status_shows_each_model_on_a_stack(monkeypatch):
+def docker_listing(monkeypatch):
+    """`docker ps` and `docker inspect` as a stack of two models answers them (the default model, bike-rentals)."""
     from types import SimpleNamespace
 
     from pipelines import status
@@ -77,5 +78,18 @@ def test_status_shows_each_model_on_a_stack(monkeypatch):
         return SimpleNamespace(returncode=0, stdout=listed)
 
     monkeypatch.setattr(status.subprocess, "run", docker)
+    return status
+
+
+def test_status_shows_each_model_on_a_stack(monkeypatch):
+    status = docker_listing(monkeypatch)
     assert status.stack_serving() == {
         "stack mlops": "bike-rentals v3, canary v4 (20% of requests); loan-default v7"}
+
+
+def test_the_versions_a_stack_serves_are_those_of_the_model_asked_about(monkeypatch):
+    """Retire and gc keep what serves: bike-rentals v3 serving keeps no loan-default v3 from retiring."""
+    status = docker_listing(monkeypatch)
+    assert status.stack_versions("loan-default") == {"7"}
+    assert status.stack_versions("bike-rentals") == {"3", "4"}
+    assert status.stack_versions("churn") == set()
