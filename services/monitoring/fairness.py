@@ -53,8 +53,9 @@ class LiveFairness:
         return [finding for finding in self.findings.limits if not finding.passed]
 
     @property
-    def within_limits(self) -> bool:
-        return not self.breaches
+    def within_limits(self) -> bool | None:
+        """None when no limit could be judged (fewer than two groups with enough rows): no verdict either way."""
+        return not self.breaches if self.findings.limits else None
 
 
 def live_fairness(keys: pd.DataFrame, feedback: Mapping[tuple[str, int], Feedback], settings: FairnessSettings | None,
@@ -85,10 +86,11 @@ def fairness_summary(fairness: LiveFairness | None) -> str:
     """The report line's part: within the version's limits, or which limits live traffic breaks."""
     if fairness is None:
         return ""
+    if fairness.within_limits is None:
+        return f"; live fairness not judged ({'; '.join(fairness.findings.notes)})"
     if fairness.within_limits:
-        judged = len(fairness.findings.limits)
-        return f"; live fairness within the gate's limits ({judged} checks on {fairness.rows} labeled rows)" \
-            if judged else f"; live fairness not judged ({'; '.join(fairness.findings.notes)})"
+        return f"; live fairness within the gate's limits ({len(fairness.findings.limits)} checks on " \
+               f"{fairness.rows} labeled rows)"
     broken = ", ".join(f"{f.name} {f.value} (limit {f.threshold})" for f in fairness.breaches)
     return f"; live fairness OVER the gate's limits on {fairness.rows} labeled rows: {broken}"
 

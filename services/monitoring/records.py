@@ -179,7 +179,7 @@ def record_in_mlflow(
             "task": judged.reference.task,
             **prediction_tags(judged),
             **({"fairness": "within limits" if judged.fairness.within_limits else "over limits"}
-               if judged.fairness else {}),
+               if judged.fairness and judged.fairness.within_limits is not None else {}),
             "drifted_columns": ",".join(findings.drifted)[:MAX_TAG_CHARS],
             "missing_columns": ",".join(m.column for m in findings.missing)[:MAX_TAG_CHARS],
             "unknown_columns": ",".join(window.unknown_columns)[:MAX_TAG_CHARS],

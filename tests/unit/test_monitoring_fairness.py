@@ -69,7 +69,8 @@ def test_rows_whose_feedback_has_no_group_form_a_missing_group():
     stripped = {key: Feedback(given.label) for key, given in feedback.items()}
     fairness = judged(keys, stripped)
     assert [(row["group"], row["rows"]) for row in fairness.findings.groups] == [("missing", 200)]
-    assert fairness.within_limits and "fewer than two groups" in fairness_summary(fairness)
+    assert fairness.within_limits is None, "no limit judged is no verdict, neither within nor over"
+    assert "not judged" in fairness_summary(fairness) and "fewer than two groups" in fairness_summary(fairness)
 
 
 @pytest.mark.parametrize(("recorded", "expected"), [
