@@ -161,10 +161,11 @@ def set_aliases_command(
     if serving_image:  # before the aliases move, as a release records it: @champion never lacks its image
         RegistryPointer(config).record({"namePrefix": name_prefix}, champion, serving_image)
     move_aliases(client, config.model_name, AliasMove(champion=champion, previous=previous))
-    AuditTrail.of(config, client).write("set-aliases", champion, "aliases moved", previous=previous or "",
-                                        serving_image=serving_image or "")
+    audit = AuditTrail.of(config, client)
+    _, unrecorded = audit.write_or_say("set-aliases", champion, "aliases moved", previous=previous or "",
+                                       serving_image=serving_image or "")
     console.print(f"@champion=v{champion}" + (f", @previous=v{previous}" if previous else "")
-                  + (f", serving {serving_image} on stack {name_prefix}" if serving_image else ""))
+                  + (f", serving {serving_image} on stack {name_prefix}" if serving_image else "") + unrecorded)
 
 
 @command("reproduce")

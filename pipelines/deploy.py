@@ -255,11 +255,12 @@ def _release(
         _, unrecorded = ended("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command,
                               **analysis)
         raise AliasMoveFailed(f"{exc}{unrecorded}") from None
-    written = audit.write(action, model.version, "serving", **facts, url=deployment.url, champion=move.champion,
-                          previous=move.previous or "", **analysis)
+    # It serves and the aliases moved: the release is done, so a record that cannot be written is only said.
+    written, unrecorded = audit.write_or_say(action, model.version, "serving", **facts, url=deployment.url,
+                                             champion=move.champion, previous=move.previous or "", **analysis)
     figures = ", ".join(f"{key}={value}" for key, value in sorted(analysis.items()))
     note_fact(connect(config), model, f"{action} to {target.name}{canary_words(canary_percent)}: serving at "
               f"{deployment.url} as @champion (previous: {'v' + move.previous if move.previous else 'none'})"
               + (f"; canary figures {figures}" if figures else ""))
-    return DeployResult(deployment=deployment, aliases=move, audit_run_id=written.run_id, audit_url=written.url,
-                        canary=verdict)
+    return DeployResult(deployment=deployment, aliases=move, audit_run_id=written.run_id if written else "",
+                        audit_url=written.url if written else unrecorded.strip(" ()"), canary=verdict)

@@ -23,6 +23,7 @@ from pipelines.model_card import append_fact
 from pipelines.registry import RETIRED_TAG, ResolvedVersion, aliases_of, connect, resolve
 from pipelines.routes import read_route
 from pipelines.serving_state import route_file
+from pipelines.stack import RELEASE_VERSION_LABEL
 from pipelines.status import stack_versions
 
 
@@ -68,9 +69,16 @@ def retire(config: PipelineConfig, version: str, reason: str) -> Retirement:
     done = Retirement(version, reason.strip())
     _remove_bentos(config, model, done)
     _remove_images(model, done)
+    try:
+        written = AuditTrail.of(config, client).write("retire", version, "retired", reason=reason.strip(), **{
+            f"removed_{kind}": ", ".join(items) for kind, items in done.removed.items()})
+    except Exception as exc:  # whatever stops it: a retirement without its record is undone, to be run again
+        client.delete_model_version_tag(model.name, version, RETIRED_TAG)
+        removed = "; ".join(f"{kind} {', '.join(items)}" for kind, items in done.removed.items()) or "nothing"
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise RetireRefused(f"{config.model_name} v{version} is not retired: its audit record could not be written "
+                            f"({first_line}); it removed {removed}; run it again") from None
     append_fact(client, model, f"retired by {who}: {reason.strip()}")
-    written = AuditTrail.of(config, client).write("retire", version, "retired", reason=reason.strip(), **{
-        f"removed_{kind}": ", ".join(items) for kind, items in done.removed.items()})
     done.audit_url = written.url
     return done
 
@@ -97,7 +105,7 @@ def _remove_images(model: ResolvedVersion, done: Retirement) -> None:
     if shutil.which("docker") is None:
         done.notes.append("release images: no docker command here, none removed")
         return
-    listed = subprocess.run(["docker", "images", "--filter", f"label=mlops.model-version={model.version}",
+    listed = subprocess.run(["docker", "images", "--filter", f"label={RELEASE_VERSION_LABEL}={model.version}",
                              "--format", "{{.Repository}}:{{.Tag}}\t{{.Size}}"], capture_output=True, text=True)
     if listed.returncode != 0:
         done.notes.append(f"release images: the Docker daemon did not answer ({listed.stderr.strip()[:200]}), "

@@ -44,7 +44,7 @@ from pipelines.registry import (
     resolve,
 )
 from pipelines.release_pointer import serving_image_tag
-from pipelines.stack import StackError, StackTarget, runtime_image
+from pipelines.stack import RELEASE_VERSION_LABEL, StackError, StackTarget, runtime_image
 from pipelines.status import stack_serving
 from pipelines.train import train
 from pipelines.validate import validate
@@ -180,7 +180,7 @@ def test_first_release_builds_an_image_and_serves_it(config, platform, champion)
     exports = platform.declared.exports
     assert exports["model_version"] == champion and exports["serving_image"].startswith(
         f"{platform.declared.config['namePrefix']}-serving:v{champion}-")
-    assert platform.client.images.get(exports["serving_image"]).labels["mlops.model-version"] == champion
+    assert platform.client.images.get(exports["serving_image"]).labels[RELEASE_VERSION_LABEL] == champion
     assert serving_version(platform) == champion
     assert aliases_of(connect(config), config.model_name)[CHAMPION] == champion
     # The release image carries the version's model card, through the front.

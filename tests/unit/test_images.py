@@ -137,3 +137,9 @@ def test_the_bento_carries_every_repo_module_the_service_imports_and_the_release
     packages = {f"{'/'.join(Path(p).parts[:i])}/__init__.py" for p in needed for i in range(1, len(Path(p).parts))}
     assert set(SERVICE_FILES) == needed | packages | {"services/serving/requirements_check.py"}
     assert "services/serving/requirements_check.py" in (SERVICES / "serving" / "release.Dockerfile").read_text()
+
+
+def test_the_release_image_carries_the_version_label_retirement_finds_it_by():
+    from pipelines.stack import RELEASE_DOCKERFILE, RELEASE_VERSION_LABEL
+
+    assert f'{RELEASE_VERSION_LABEL}="${{MODEL_VERSION}}"' in RELEASE_DOCKERFILE.read_text()

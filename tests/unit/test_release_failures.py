@@ -171,6 +171,25 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
     assert "Traceback" not in output
 
 
+def test_a_release_that_serves_and_moved_its_aliases_succeeds_even_if_its_last_record_cannot_be_written(monkeypatch):
+    """MLflow went away after the alias move: the release is done, so it says so, and names the lost record."""
+    bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    bento = dataclasses.replace(bento, model=SimpleNamespace(  # type: ignore[arg-type]
+        version="2", holdout=pd.DataFrame({"x": [1.0, 2.0]}), data=SimpleNamespace(features=["x"]),
+        labels={"model_version": "2"}))
+    served = Deployment(bento.tag, "2", "http://127.0.0.1:3000", "now")
+    target = SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
+    audit_in(DownAfterFirstRecord(), monkeypatch)
+    monkeypatch.setattr(deploy, "connect", lambda config: FlakyRegistry(failures=0, aliases={CHAMPION: "1"}))
+    monkeypatch.setattr(deploy, "close_retrain_request", lambda *args, **kwargs: SimpleNamespace(text="none open"))
+    move = AliasMove(champion="2", previous="1")
+
+    result = deploy._release(CONFIG, bento, target, "deploy", move)
+
+    assert result.deployment is served and result.audit_run_id == ""
+    assert "its audit record 'deploy v2 serving' could not be written" in result.audit_url
+
+
 class DownRegistryPointer(KnownPointer):
     """The release pointer once MLflow went away after the promotion's apply: its tag write fails."""
 

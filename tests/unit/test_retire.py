@@ -62,3 +62,28 @@ def test_a_retired_version_is_refused_with_its_reason():
     with pytest.raises(RetiredVersion, match=r"cannot deploy m v3: it was retired \(2026-12-04 by ann: old\)"):
         refuse_retired("m", "3", "2026-12-04 by ann: old", "deploy")
     refuse_retired("m", "4", "", "deploy")  # not retired: no error
+
+
+def test_a_retirement_whose_audit_record_cannot_be_written_is_undone_so_it_can_be_run_again(config, monkeypatch):
+    """Its bentos are gone already; without the record the version must not stay retired ("retired already")."""
+    from mlflow.exceptions import MlflowException
+
+    tags: dict[str, str] = {}
+    client = SimpleNamespace(set_model_version_tag=lambda name, version, key, value: tags.update({key: value}),
+                             delete_model_version_tag=lambda name, version, key: tags.pop(key))
+    monkeypatch.setattr(retire, "connect", lambda config: client)
+    monkeypatch.setattr(retire, "resolve", lambda client, name, version: SimpleNamespace(retired="", name="m"))
+    monkeypatch.setattr(retire, "aliases_of", lambda client, name: {})
+    monkeypatch.setattr(retire, "stack_versions", lambda model: set())
+    monkeypatch.setattr(retire, "_remove_bentos", lambda config, model, done: done.removed.update(bentos=["m:v3-a"]))
+    monkeypatch.setattr(retire, "_remove_images", lambda model, done: None)
+    monkeypatch.setattr(retire, "append_fact", lambda *args: None)
+
+    def mlflow_down(*args, **kwargs):
+        raise MlflowException("API request to http://mlflow:5000 failed: Connection refused")
+
+    monkeypatch.setattr(retire.AuditTrail, "of", lambda *args: SimpleNamespace(write=mlflow_down))
+    with pytest.raises(retire.RetireRefused, match=r"m v3 is not retired: its audit record could not be written "
+                                                   r"\(.*Connection refused\); it removed bentos m:v3-a; run it again"):
+        retire.retire(config, "3", "superseded")
+    assert retire.RETIRED_TAG not in tags
