@@ -156,13 +156,14 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | fro
 })
 
 
-def _reject_unknown_keys(project: str, models: set[str]) -> None:
+def _reject_unknown_keys(project: str, models: set[str], default_model: str) -> None:
     """Refuse a key this program does not read; `models`: the declared models, whose release keys it reads."""
     namespace = f"{project}:"
     keys = {key for key in [*get_config_env(), *CONFIG.get()] if key.startswith(namespace)}
     if moved := moved_key_problems({key.removeprefix(namespace) for key in keys}, namespace):
         raise StackConfigError("; ".join(moved))
-    per_model, problems = per_model_key_problems({key.removeprefix(namespace) for key in keys}, models)
+    per_model, problems = per_model_key_problems({key.removeprefix(namespace) for key in keys}, models,
+                                                 default_model)
     if problems:
         raise StackConfigError(f"stack config {namespace}" + f"; {namespace}".join(sorted(problems)))
     unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model)
@@ -221,7 +222,8 @@ def load_stack_config() -> StackConfig:
     """Read and validate the whole stack config of the current Pulumi project and stack."""
     read = ConfigReader(pulumi.Config())
     entries = read_model_entries(read)
-    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries})
+    model_name = read_default_model(read, entries)
+    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries}, model_name)
     ports = _published_ports(read)
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
@@ -231,7 +233,6 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
-    model_name = read_default_model(read, entries)
     memory, release, models = _models(read, entries, model_name)
     serving_image, canary_image, candidate_image = release.serving_image, release.canary_image, release.candidate_image
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)

@@ -141,15 +141,18 @@ def read_model_settings(read: ConfigReader, entries: list[Mapping[str, Any]],
     ) for position, entry in enumerate(entries)]
 
 
-def per_model_key_problems(keys: set[str], declared: set[str]) -> tuple[set[str], list[str]]:
+def per_model_key_problems(keys: set[str], declared: set[str], default: str) -> tuple[set[str], list[str]]:
     """Of these config keys, the per-model release keys of declared models (known), and a problem for each one of
-    a model the stack does not declare."""
+    a model the stack does not declare, or of the default model (whose release keys are the unsuffixed ones)."""
     known, problems = set(), []
     for key in keys:
         base, dot, model = key.partition(".")
         if not dot or base not in MODEL_RELEASE_KEYS:
             continue
-        if model in declared:
+        if model == default:
+            problems.append(f"{key} is a key of the default model {model!r}, whose release keys have no suffix: "
+                            f"write {base}")
+        elif model in declared:
             known.add(key)
         else:
             problems.append(f"{key} is the key of model {model!r}, which {MODELS_KEY} does not declare "

@@ -79,6 +79,9 @@ def test_a_declared_model_without_a_release_has_no_container_and_a_stack_without
         ({"models": json.dumps([{"name": "a"}]), "modelName": "b"}, "modelName: 'b' is not in models (a)"),
         ({"modelName": "loan_default"}, "modelName: 'loan_default' is not a DNS label"),
         ({"servingImage.forecast": "mlops-serving:v1"}, "servingImage.forecast is the key of model 'forecast'"),
+        ({"models": MODELS, "servingImage.loan-default": "mlops-serving:v9"},
+         "servingImage.loan-default is a key of the default model 'loan-default', whose release keys have no suffix: "
+         "write servingImage"),
         ({**CHAMPIONS, "canaryImage.bike-rentals": "mlops-serving:v4-b"}, "smokeToken: is required"),
         ({"models": MODELS, "canaryImage.bike-rentals": "mlops-serving:v4-b"},
          "canaryImage.bike-rentals: a canary needs a champion beside it: set servingImage.bike-rentals too"),
