@@ -16,6 +16,8 @@ from pipelines.gate_checks import Check, Result
 from services.fairness import GroupFindings, group_findings, group_values
 from services.fairness_limits import LIMITS
 
+VERSUS_CHAMPION = " vs champion"  # how a check against the champion's figure is named: `<limit>[<column>] vs champion`
+
 if TYPE_CHECKING:
     from pipelines.config_model import DataConfig, FairnessConfig
 
@@ -34,7 +36,8 @@ def fairness_result(model: Any, frame: pd.DataFrame, data: DataConfig, fairness:
     found = _findings(model, frame, data, fairness, task)
     checks = [Check(finding.name, finding.value, finding.passed, threshold=finding.threshold)
               for finding in found.limits]
-    return _waived(FairnessResult(checks=checks, notes=found.notes, groups=found.groups), fairness.waivers)
+    limit_waivers = {name: why for name, why in fairness.waivers.items() if not name.endswith(VERSUS_CHAMPION)}
+    return _waived(FairnessResult(checks=checks, notes=found.notes, groups=found.groups), limit_waivers)
 
 
 def fairness_vs_champion(model: Any, champion: Any, champion_data: DataConfig, rows: pd.DataFrame, data: DataConfig,
@@ -55,9 +58,10 @@ def fairness_vs_champion(model: Any, champion: Any, champion_data: DataConfig, r
         larger_is_worse = LIMITS[finding.name.split("[")[0]][1] == "max"
         allowed = best + fairness.max_worsening if larger_is_worse else best - fairness.max_worsening
         passed = finding.value <= allowed if larger_is_worse else finding.value >= allowed
-        checks.append(Check(f"{finding.name} vs champion", finding.value, bool(passed), best,
+        checks.append(Check(f"{finding.name}{VERSUS_CHAMPION}", finding.value, bool(passed), best,
                             f"{'<=' if larger_is_worse else '>='} {allowed:.4f}"))
-    return _waived(FairnessResult(checks=checks), fairness.waivers)
+    return _waived(FairnessResult(checks=checks),
+                   {name: why for name, why in fairness.waivers.items() if name.endswith(VERSUS_CHAMPION)})
 
 
 def _findings(model: Any, frame: pd.DataFrame, data: DataConfig, fairness: FairnessConfig, task: str,
@@ -71,7 +75,8 @@ def _findings(model: Any, frame: pd.DataFrame, data: DataConfig, fairness: Fairn
 
 
 def _waived(result: FairnessResult, waivers: dict[str, str]) -> FairnessResult:
-    """A failing check the config waives passes, with the reason; the reasons become the gate's override."""
+    """A failing check the config waives passes, with the reason; the reasons become the gate's override.
+    `waivers`: those of this kind of check (limits, or vs the champion), so the other kind's are no unused note."""
     checks, reasons = [], []
     for check in result.checks:
         reason = waivers.get(check.name)

@@ -219,3 +219,14 @@ def test_a_worsening_the_config_waives_passes_and_is_recorded():
                                                 waivers={name: "FAIR-7: accepted for the pilot"}))
     (check,) = found.checks
     assert check.passed and "waived: FAIR-7" in check.threshold and name in found.override
+
+
+def test_a_waiver_of_either_kind_is_no_unused_note_in_the_other_kinds_checks():
+    """A limit waiver and a vs-champion waiver each belong to one list of checks; neither is a typo in the other."""
+    frame = loans()
+    limit, versus_champion = "demographic_parity_difference[group]", "demographic_parity_difference[group] vs champion"
+    fairness = FairnessConfig(limits={"demographic_parity_difference": 0.9},
+                              waivers={limit: "RISK-12", versus_champion: "FAIR-7"})
+    assert not [note for note in result(fitted(frame, ["income"]), frame, data(["income"]), fairness).notes
+                if "names no check" in note]
+    assert not [note for note in versus(["zip_band"], fairness).notes if "names no check" in note]
