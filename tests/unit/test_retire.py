@@ -1,5 +1,6 @@
-"""Retirement is refused for a version with a role (an alias, a local route, a stack container); a retired
-version is refused by deploy, set-aliases and promote."""
+"""Retirement is refused for a version with a role (an alias, a local route, a stack container); the refusal
+deploy, set-aliases and promote give a retired version (`refuse_retired`; the release loop's integration test
+sees set-aliases give it); a retirement that cannot be recorded is undone."""
 
 from __future__ import annotations
 
