@@ -140,7 +140,7 @@ class StackTarget:
                      if kubernetes else contextlib.nullcontext(model.url(outputs["serving_url"])))
             with reach as url:
                 self._check(url, bento, smoke, image, server_name=outputs.get(TLS_SERVER_NAME_OUTPUT))
-            url = model.url(outputs["serving_url"])
+            url = model.url_in(outputs)
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             self._restore({**serving, **model.keys({**WITHOUT_CANDIDATE, **(also or {})})}, failure)
         deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())

@@ -88,10 +88,13 @@ class Serving(pulumi.ComponentResource):
         self.model_version = config.model_version
         for model in config.models:
             self._model(model.name, model.release, model.memory_mb)
-        # What serves each other model, as its stack outputs (the release pointer's fallback), as on docker.
+        # What serves each other model, as its stack outputs (the release pointer's fallback), as on docker, and
+        # where it answers in the cluster (no front there routes /models/<name>/).
         self.model_outputs = {key: value for model in config.models for key, value in (
             (model_key(SERVING_IMAGE_OUTPUT, model.name), model.release.serving_image or NO_IMAGE),
-            (model_key(MODEL_VERSION_OUTPUT, model.name), model.release.model_version))}
+            (model_key(MODEL_VERSION_OUTPUT, model.name), model.release.model_version),
+            (model_key("serving_url", model.name),
+             cluster_url(config, kubernetes_serving_name(model.name), SERVING_PORT)))}
         self.url = pulumi.Output.from_input(cluster_url(config, COMPONENT, SERVING_PORT))
         self.register_outputs({"url": self.url, "image": self.image_name, "model_version": self.model_version})
 

@@ -59,6 +59,8 @@ def test_each_model_has_its_own_serving_objects_from_its_own_release_keys(two_mo
     assert hpa["scaleTargetRef"]["name"] == f"serving-{SECOND_MODEL}" and hpa["minReplicas"] == 3
     assert two_models.exports[f"model_version.{SECOND_MODEL}"] == "5"
     assert two_models.exports[f"serving_image.{SECOND_MODEL}"] == TWO_MODELS[f"servingImage.{SECOND_MODEL}"]
+    assert two_models.exports[f"serving_url.{SECOND_MODEL}"] == (
+        f"http://serving-{SECOND_MODEL}.mlops-dev.svc.cluster.local:3000")
 
 
 def test_every_models_pods_are_hardened_as_the_default_models(two_models):

@@ -27,6 +27,11 @@ def test_the_default_model_keeps_the_single_model_keys_and_root_and_another_has_
     assert default.url("http://h:3") == "http://h:3" and bikes.url("http://h:3") == "http://h:3/models/bike-rentals"
     assert (default.front_backend, bikes.front_backend) == ("ready", "model-bike-rentals-ready")
     assert stack_models({**TWO, "modelName": "bike-rentals"})[0] == StackModel("bike-rentals", None)
+    # A kubernetes stack has no front in the cluster: each model answers at its own Service's URL.
+    outputs = {"serving_url": "http://serving.ns.svc.cluster.local:3000",
+               "serving_url.bike-rentals": "http://serving-bike-rentals.ns.svc.cluster.local:3000"}
+    assert [model.url_in(outputs) for model in (default, bikes)] == list(outputs.values())
+    assert bikes.url_in({"serving_url": "http://h:3"}) == "http://h:3/models/bike-rentals"
 
 
 def test_a_stack_without_models_serves_whichever_model_its_releases_bring():
