@@ -238,17 +238,14 @@ def load_stack_config() -> StackConfig:
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
-    if models and target == "kubernetes":
-        raise read.fail(MODELS_KEY, "several models are served on the docker target only, for now")
     monitoring = read_monitoring_policy(read)
     check_serves_that_model(read, monitoring, model_name)
     tls = read_edge_tls(read)
     artifacts = read_artifact_store(read, target)
     kubernetes = read_kubernetes_config(read, SharedSettings(
         name_prefix=name_prefix, tracking_backend=backend, monitoring=monitoring, image_tag=image_tag,
-        serving_image=serving_image, canary_image=canary_image, candidate_image=candidate_image,
-        auth_enabled=auth_enabled,
-        tls_enabled=tls is not None)) if target == "kubernetes" else None
+        release=release, auth_enabled=auth_enabled,
+        tls_enabled=tls is not None, models=models)) if target == "kubernetes" else None
     return StackConfig(
         name_prefix=name_prefix,
         bind_address=ALL_INTERFACES if expose_ports else LOOPBACK,

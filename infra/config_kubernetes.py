@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import pulumi
+from config_models import ModelRelease, ServedModel
 from config_monitoring import PolicySource
 from config_reader import ConfigReader
 from pulumi.runtime.config import is_config_secret
 
-from services.contract import MIN_TOKEN_CHARS
+from services.contract import (
+    CANARY_IMAGE_KEY,
+    CANDIDATE_IMAGE_KEY,
+    DNS_LABEL_MAX_CHARS,
+    MIN_TOKEN_CHARS,
+    MODELS_KEY,
+    SERVING_IMAGE_KEY,
+    kubernetes_serving_name,
+    model_key,
+)
 
 
 @dataclass(frozen=True)
@@ -115,24 +125,42 @@ class SharedSettings:
     tracking_backend: str
     monitoring: PolicySource
     image_tag: str
-    serving_image: str
-    canary_image: str
-    candidate_image: str
+    release: ModelRelease  # what serves the default model
     auth_enabled: bool
     tls_enabled: bool
+    models: tuple[ServedModel, ...] = ()  # the models served beside the default one, each with its release keys
+
+
+def _check_release(read: ConfigReader, model: str | None, release: ModelRelease) -> None:
+    """One model's release keys here: no canary or candidate beside its champion, and a pinned image."""
+    if release.canary_image:
+        raise read.fail(model_key(CANARY_IMAGE_KEY, model),
+                        "canary releases run on the docker target only (its front weighs the canary)")
+    if release.candidate_image:
+        raise read.fail(model_key(CANDIDATE_IMAGE_KEY, model),
+                        "a candidate beside the champion runs on the docker target only (its front routes the "
+                        "release's checks to it); kubernetes gates by readiness")
+    if release.serving_image:
+        _check_pinned(read, model_key(SERVING_IMAGE_KEY, model), release.serving_image)
+
+
+def _check_pinned(read: ConfigReader, key: str, reference: str) -> None:
+    if problem := mutable_image_problem(reference):
+        raise read.fail(key, f"{problem}; on the kubernetes target set a version or a digest, so every pod of a "
+                             "Deployment runs the same code")
 
 
 def _check_shared_keys(read: ConfigReader, shared: SharedSettings) -> None:
-    """The shared keys' stricter rules here: pods must name pinned images, and every endpoint needs a credential."""
-    if shared.canary_image:
-        raise read.fail("canaryImage", "canary releases run on the docker target only (its front weighs the canary)")
-    if shared.candidate_image:
-        raise read.fail("candidateImage", "a candidate beside the champion runs on the docker target only (its "
-                                          "front routes the release's checks to it); kubernetes gates by readiness")
-    for key, reference in (("imageTag", f"image:{shared.image_tag}"), ("servingImage", shared.serving_image)):
-        if reference and (problem := mutable_image_problem(reference)):
-            raise read.fail(key, f"{problem}; on the kubernetes target set a version or a digest, so every pod "
-                                 "of a Deployment runs the same code")
+    """The shared keys' stricter rules here: pods must name pinned images, every model's serving objects a valid
+    name, and every endpoint needs a credential."""
+    _check_pinned(read, "imageTag", f"image:{shared.image_tag}")
+    _check_release(read, None, shared.release)
+    for model in shared.models:
+        _check_release(read, model.name, model.release)
+        if len(name := kubernetes_serving_name(model.name)) > DNS_LABEL_MAX_CHARS:
+            raise read.fail(MODELS_KEY, f"model {model.name!r} is too long for the kubernetes target: its Service "
+                                        f"{name!r} would be {len(name)} characters, a DNS label holds at most "
+                                        f"{DNS_LABEL_MAX_CHARS}")
     if not shared.auth_enabled:
         raise read.fail("authEnabled", "must be true on the kubernetes target: without it any pod of the namespace "
                                        "(and of clientNamespace) reaches MLflow, serving and the Evidently UI without "

@@ -57,6 +57,7 @@ from services.contract import (
     SERVING_RUNTIME_REPOSITORY,
     TLS_SERVER_NAME_OUTPUT,
     image_ref,
+    kubernetes_serving_name,
 )
 from services.serving.requirements_check import LACKS
 
@@ -134,12 +135,13 @@ class StackTarget:
             outputs = self.stack.apply({**serving, **model.keys({SERVING_IMAGE_KEY: image,
                                                                  MODEL_VERSION_KEY: bento.model_version,
                                                                  **WITHOUT_CANDIDATE, **(also or {})})})
-            # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward.
-            reach = (port_forward(outputs["kubernetes_namespace"], "serving", 3000) if kubernetes
-                     else contextlib.nullcontext(model.url(outputs["serving_url"])))
+            # A kubernetes stack's serving URL is in-cluster: the checks go through a port-forward to the model's
+            # own Service (no front there routes /models/<name>/ in the cluster).
+            reach = (port_forward(outputs["kubernetes_namespace"], kubernetes_serving_name(model.suffix), 3000)
+                     if kubernetes else contextlib.nullcontext(model.url(outputs["serving_url"])))
             with reach as url:
                 self._check(url, bento, smoke, image, server_name=outputs.get(TLS_SERVER_NAME_OUTPUT))
-            url = model.url(outputs["serving_url"])
+            url = model.url_in(outputs)
         except (DeployError, PlatformError, StackError, ReleaseError) as failure:
             self._restore({**serving, **model.keys({**WITHOUT_CANDIDATE, **(also or {})})}, failure)
         deployment = Deployment(bento.tag, bento.model_version, url, datetime.now(UTC).isoformat())

@@ -43,6 +43,11 @@ class StackModel:
         """Where the front serves this model: the default model at its root (`/predict`), another at its route."""
         return serving_url if self.suffix is None else f"{serving_url}{MODEL_ROUTE_PREFIX}{self.name}"
 
+    def url_in(self, outputs: Mapping[str, str]) -> str:
+        """Where this model answers on the stack: its own `serving_url.<name>` output where the stack has one (the
+        kubernetes target: the model's Service), else its route on the front."""
+        return outputs.get(self.key("serving_url")) or self.url(outputs["serving_url"])
+
     @property
     def front_backend(self) -> str:
         return front_users_backend(self.suffix)

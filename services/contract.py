@@ -122,6 +122,13 @@ def serving_alias(role: str, model: str | None) -> str:
     return _DEFAULT_MODEL_ALIASES[role] if model is None else f"{role}-{model}"
 
 
+# On the kubernetes target one name per model for its serving Deployment, Service, autoscaler and disruption
+# budget: the default model keeps the single-model stack's `serving`, another's is `serving-<model>` (a Service
+# name, so at most 63 characters: infra/config_kubernetes.py refuses longer model names there).
+def kubernetes_serving_name(model: str | None) -> str:
+    return "serving" if model is None else f"serving-{model}"
+
+
 # The front's backend carrying `model`'s users' requests (services/front/haproxy.cfg has the default model's,
 # services/front/model_routes.py writes every other's); the canary analysis reads its access log entries.
 def front_users_backend(model: str | None) -> str:

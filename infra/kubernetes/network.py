@@ -4,7 +4,8 @@
   network and port (driftAlertEgressCidr, driftAlertEgressPort);
 - MLflow -> its external stores (the Postgres port, the S3 endpoint's port), and DNS to find them;
 - the schema migration Job -> the Postgres port, and DNS;
-- pods of `clientNamespace` (an ingress controller, a CI runner) -> MLflow, serving and the Evidently UI.
+- pods of `clientNamespace` (an ingress controller, a CI runner) -> MLflow, every model's serving and the
+  Evidently UI.
 Serving and the UI reach nothing. Kubelet probes and `kubectl port-forward` do not pass these policies.
 """
 
@@ -27,6 +28,7 @@ from kubernetes.serving import COMPONENT as SERVING
 from kubernetes.tracking import COMPONENT as MLFLOW
 from kubernetes.tracking import external_stores
 from kubernetes.workloads import Manifest, kube, metadata, selector_labels
+from services.contract import kubernetes_serving_name
 
 COMPONENT = "network"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
@@ -65,7 +67,8 @@ class NetworkPolicies(pulumi.ComponentResource):
             DNS, {"to": [{"podSelector": {"matchLabels": selector_labels(config, MLFLOW)}}],
                   "ports": [_tcp(MLFLOW_PORT)]}, *webhook])
         if clients:
-            for component, port in ((SERVING, SERVING_PORT), (UI, UI_PORT)):
+            servers = [(kubernetes_serving_name(model.name), SERVING_PORT) for model in config.models]
+            for component, port in ((SERVING, SERVING_PORT), *servers, (UI, UI_PORT)):
                 self._policy(f"{name}-{component}", component, selector_labels(config, component),
                              ingress=[{"from": clients, "ports": [_tcp(port)]}], egress=None)
         self.register_outputs({})

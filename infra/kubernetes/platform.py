@@ -43,4 +43,5 @@ def kubernetes_platform(config: StackConfig) -> dict[str, pulumi.Input[str]]:
         "canary_version": NO_VERSION,  # canary releases need the docker target's front (docs/zero-downtime.md)
         "candidate_version": NO_VERSION,  # and so does a candidate beside the champion
         "kubernetes_namespace": kube(config).namespace,
+        **serving.model_outputs,
     }

@@ -1,9 +1,13 @@
-"""BentoML serving on kubernetes: the release image of one model version, at least two replicas.
+"""BentoML serving on kubernetes: per model the release image of one model version, at least two replicas.
 
+Each model the stack serves has its own Deployment, Service, HorizontalPodAutoscaler and PodDisruptionBudget,
+all named `serving` for the default model (as with one model) and `serving-<model>` for every other
+(services.contract.kubernetes_serving_name), each from that model's own release keys and `servingMemoryMb`.
 A rollout starts a new pod before an old one stops (`maxUnavailable: 0`) and sends it traffic only
-once `/readyz` answers; the HorizontalPodAutoscaler adds replicas on CPU and the PodDisruptionBudget
-keeps one serving through node drains. Every replica appends to the inference log on a shared
-(ReadWriteMany) claim, in files named by its pod, which the monitoring CronJob reads.
+once `/readyz` answers; the autoscaler adds replicas on CPU and the disruption budget keeps one serving
+through node drains. Every replica appends to the inference log on one shared (ReadWriteMany) claim, in
+files named by its pod: the default model's at the claim's root, which the monitoring CronJob reads, every
+other model's in its own subdirectory `models/<model>/`, so each model's log is read on its own.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from config import StackConfig
+from config import ModelRelease, StackConfig
 from containers import SECRETS_DIR, child_of
 from serving import SERVING_PORT
 
 from kubernetes.workloads import (
+    Manifest,
     claim_volume,
     cluster_url,
     container,
@@ -37,14 +42,25 @@ from kubernetes.workloads import (
 from services.contract import (
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    MODEL_VERSION_OUTPUT,
+    NO_IMAGE,
+    SERVING_IMAGE_OUTPUT,
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
+    kubernetes_serving_name,
+    model_key,
 )
 
-COMPONENT = "serving"
+COMPONENT = kubernetes_serving_name(None)
 BENTOML_HOME = "/home/app/bentoml"  # the images' BENTOML_HOME: BentoML writes there at start
 CPU_TARGET_PERCENT = 70
+MODEL_LOGS_DIR = f"{INFERENCE_LOG_MOUNT}/models"  # every model but the default logs in `<this>/<model>`
+
+
+def inference_log_dir(model: str | None) -> str:
+    """Where `model`'s servers write their inference log (None: the default model's, the claim's root)."""
+    return INFERENCE_LOG_MOUNT if model is None else f"{MODEL_LOGS_DIR}/{model}"
 
 
 @dataclass(frozen=True)
@@ -54,80 +70,108 @@ class ServingArgs:
 
 
 class Serving(pulumi.ComponentResource):
-    """The model server, reachable in the namespace as http://serving:3000."""
+    """The model servers, the default model's reachable in the namespace as http://serving:3000, every other
+    model's as http://serving-<model>:3000."""
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops-platform:kubernetes:Serving", name, None, opts)
-        config, settings = args.config, kube(args.config)
-        in_namespace = child_of(self, depends_on=[args.namespace])
+        self._name, self._config = name, args.config
+        config = args.config
+        self._in_namespace = child_of(self, depends_on=[args.namespace])
         self.inference_log = volume_claim(f"{name}-inference-log", config, "inference-log", COMPONENT, size_gi=20,
-                                          shared=True, opts=in_namespace)
-        self.image_name = config.serving_image or image(config, SERVING_RUNTIME_REPOSITORY)
+                                          shared=True, opts=self._in_namespace)
+        self._volumes: list[Manifest] = [claim_volume("inference-log", self.inference_log.metadata["name"]),
+                                         {"name": "bentoml-home", "emptyDir": {"sizeLimit": "1Gi"}}]
+        self._mounts = [mount("inference-log", INFERENCE_LOG_MOUNT), mount("bentoml-home", BENTOML_HOME)]
+        self._token_env = self._tokens()
+        self.image_name = self._model(None, config.release, config.memory.serving)
         self.model_version = config.model_version
+        for model in config.models:
+            self._model(model.name, model.release, model.memory_mb)
+        # What serves each other model, as its stack outputs (the release pointer's fallback), as on docker, and
+        # where it answers in the cluster (no front there routes /models/<name>/).
+        self.model_outputs = {key: value for model in config.models for key, value in (
+            (model_key(SERVING_IMAGE_OUTPUT, model.name), model.release.serving_image or NO_IMAGE),
+            (model_key(MODEL_VERSION_OUTPUT, model.name), model.release.model_version),
+            (model_key("serving_url", model.name),
+             cluster_url(config, kubernetes_serving_name(model.name), SERVING_PORT)))}
+        self.url = pulumi.Output.from_input(cluster_url(config, COMPONENT, SERVING_PORT))
+        self.register_outputs({"url": self.url, "image": self.image_name, "model_version": self.model_version})
 
-        env = {INFERENCE_LOG_ENV: INFERENCE_LOG_MOUNT}
-        files = {}
+    def _tokens(self) -> dict[str, str]:
+        """One Secret of the serving and smoke tokens, which every model's pods mount; the variables naming them."""
+        config, env, files = self._config, {}, {}
         for variable, token, file in ((SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
                                       (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")):
             if token is not None:
                 env[variable] = f"{SECRETS_DIR}/{file}"
                 files[file] = token
-        volumes = [claim_volume("inference-log", self.inference_log.metadata["name"]),
-                   {"name": "bentoml-home", "emptyDir": {"sizeLimit": "1Gi"}}]
-        mounts = [mount("inference-log", INFERENCE_LOG_MOUNT), mount("bentoml-home", BENTOML_HOME)]
         if files:
-            tokens = secret(f"{name}-tokens", config, f"{COMPONENT}-tokens", COMPONENT, files, in_namespace)
-            volumes.append(secret_volume("tokens", tokens.metadata["name"]))
-            mounts.append(mount("tokens", SECRETS_DIR, read_only=True))
+            tokens = secret(f"{self._name}-tokens", config, f"{COMPONENT}-tokens", COMPONENT, files,
+                            self._in_namespace)
+            self._volumes.append(secret_volume("tokens", tokens.metadata["name"]))
+            self._mounts.append(mount("tokens", SECRETS_DIR, read_only=True))
+        return env
+
+    def _model(self, model: str | None, release: ModelRelease, memory_mb: int) -> str:
+        """`model`'s Deployment, autoscaler, disruption budget and Service (None: the default model's, named as
+        with one model); the image it serves, the runtime image until the model has a release."""
+        config, settings = self._config, kube(self._config)
+        component, suffix = kubernetes_serving_name(model), "" if model is None else f"-{model}"
+        # With several models every serving object names its model; one model's stay as they always were.
+        label = (model or config.model_name) if config.models else None
+        image_name = release.serving_image or image(config, SERVING_RUNTIME_REPOSITORY)
         server = container(
-            COMPONENT, self.image_name,
-            resources_=resources(config.memory.serving, "500m", "2"),
+            COMPONENT, image_name,
+            resources_=resources(memory_mb, "500m", "2"),
             port=SERVING_PORT,
-            env=env,
-            mounts=mounts,
+            env={INFERENCE_LOG_ENV: inference_log_dir(model), **self._token_env},
+            mounts=self._mounts,
             health=probes("/livez", ready_path="/readyz", startup_s=180),
         )
+        selector = selector_labels(config, component)
         spread = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-                  "labelSelector": {"matchLabels": selector_labels(config, COMPONENT)}}
-        annotations = {"mlops-platform/model-version": config.model_version}
-        if not config.serving_image:
+                  "labelSelector": {"matchLabels": selector}}
+        annotations = {"mlops-platform/model-version": release.model_version}
+        if not release.serving_image:
             # The runtime image serves no model, so its pods are never ready: `pulumi up` must not wait for them.
             annotations["pulumi.com/skipAwait"] = "true"
-        self.deployment = k8s.apps.v1.Deployment(
-            f"{name}-server",
-            metadata=metadata(config, COMPONENT, COMPONENT, annotations=annotations),
+        deployment = k8s.apps.v1.Deployment(
+            f"{self._name}-server{suffix}",
+            metadata=metadata(config, component, component, model=label, annotations=annotations),
             spec={
                 "replicas": settings.serving_replicas,
-                "selector": {"matchLabels": selector_labels(config, COMPONENT)},
+                "selector": {"matchLabels": selector},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "minReadySeconds": 5,
-                "template": pod_template(config, COMPONENT, pod_spec(
-                    [server], volumes, topologySpreadConstraints=[spread], terminationGracePeriodSeconds=30)),
+                "template": pod_template(config, component, pod_spec(
+                    [server], self._volumes, topologySpreadConstraints=[spread], terminationGracePeriodSeconds=30),
+                    model=label),
             },
             # The HPA owns the replica count once it runs; a later `pulumi up` must not reset it.
-            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
+            opts=pulumi.ResourceOptions.merge(self._in_namespace,
+                                              pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
         )
-        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": COMPONENT}
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-autoscaler",
-            metadata=metadata(config, COMPONENT, COMPONENT),
+            f"{self._name}-autoscaler{suffix}",
+            metadata=metadata(config, component, component, model=label),
             spec={
-                "scaleTargetRef": target,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": component},
                 "minReplicas": settings.serving_replicas,
                 "maxReplicas": settings.serving_max_replicas,
                 "metrics": [{"type": "Resource", "resource": {
                     "name": "cpu", "target": {"type": "Utilization", "averageUtilization": CPU_TARGET_PERCENT}}}],
             },
-            opts=child_of(self, depends_on=[self.deployment]),
+            opts=child_of(self, depends_on=[deployment]),
         )
         k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-disruption-budget",
-            metadata=metadata(config, COMPONENT, COMPONENT),
-            spec={"minAvailable": 1, "selector": {"matchLabels": selector_labels(config, COMPONENT)},
+            f"{self._name}-disruption-budget{suffix}",
+            metadata=metadata(config, component, component, model=label),
+            spec={"minAvailable": 1, "selector": {"matchLabels": selector},
                   # Pods that are not ready serve nothing, so draining them never costs availability.
                   "unhealthyPodEvictionPolicy": "AlwaysAllow"},
-            opts=in_namespace,
+            opts=self._in_namespace,
         )
-        self.service = service(f"{name}-service", config, COMPONENT, COMPONENT, SERVING_PORT, in_namespace)
-        self.url = pulumi.Output.from_input(cluster_url(config, COMPONENT, SERVING_PORT))
-        self.register_outputs({"url": self.url, "image": self.image_name, "model_version": self.model_version})
+        service(f"{self._name}-service{suffix}", self._config, component, component, SERVING_PORT,
+                self._in_namespace, model=label)
+        return image_name

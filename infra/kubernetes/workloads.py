@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from config import KubernetesConfig, StackConfig
 
-from services.contract import STACK_LABEL, image_ref
+from services.contract import MODEL_LABEL, STACK_LABEL, image_ref
 
 APP_UID = 10001  # the `app` user of every services/*/Dockerfile
 HTTP_PORT_NAME = "http"
@@ -32,13 +32,15 @@ def selector_labels(config: StackConfig, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": config.name_prefix}
 
 
-def labels(config: StackConfig, component: str) -> dict[str, str]:
+def labels(config: StackConfig, component: str, model: str | None = None) -> dict[str, str]:
+    """The stack's labels; `model` adds the model a serving workload serves (as on the docker target's containers)."""
     return {**selector_labels(config, component), "app.kubernetes.io/part-of": "mlops-platform",
-            "app.kubernetes.io/managed-by": "pulumi", STACK_LABEL: config.name_prefix}
+            "app.kubernetes.io/managed-by": "pulumi", STACK_LABEL: config.name_prefix,
+            **({MODEL_LABEL: model} if model else {})}
 
 
-def metadata(config: StackConfig, name: str, component: str, **extra: Any) -> Manifest:
-    return {"name": name, "namespace": kube(config).namespace, "labels": labels(config, component), **extra}
+def metadata(config: StackConfig, name: str, component: str, *, model: str | None = None, **extra: Any) -> Manifest:
+    return {"name": name, "namespace": kube(config).namespace, "labels": labels(config, component, model), **extra}
 
 
 def image(config: StackConfig, repository: str) -> str:
@@ -130,8 +132,8 @@ def pod_spec(containers: Sequence[Manifest], volumes: Sequence[Manifest] = (), *
     }
 
 
-def pod_template(config: StackConfig, component: str, spec: Manifest) -> Manifest:
-    return {"metadata": {"labels": labels(config, component)}, "spec": spec}
+def pod_template(config: StackConfig, component: str, spec: Manifest, *, model: str | None = None) -> Manifest:
+    return {"metadata": {"labels": labels(config, component, model)}, "spec": spec}
 
 
 def secret(
@@ -165,12 +167,13 @@ def volume_claim(
 
 
 def service(
-    resource_name: str, config: StackConfig, name: str, component: str, port: int, opts: pulumi.ResourceOptions
+    resource_name: str, config: StackConfig, name: str, component: str, port: int, opts: pulumi.ResourceOptions,
+    *, model: str | None = None,
 ) -> k8s.core.v1.Service:
     """A ClusterIP Service: in-namespace clients use `http://<name>:<port>`."""
     return k8s.core.v1.Service(
         resource_name,
-        metadata=metadata(config, name, component),
+        metadata=metadata(config, name, component, model=model),
         spec={"type": "ClusterIP", "selector": selector_labels(config, component),
               "ports": [{"name": HTTP_PORT_NAME, "port": port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}]},
         opts=opts,

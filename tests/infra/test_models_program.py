@@ -85,7 +85,6 @@ def test_a_declared_model_without_a_release_has_no_container_and_a_stack_without
         ({**CHAMPIONS, "canaryImage.bike-rentals": "mlops-serving:v4-b"}, "smokeToken: is required"),
         ({"models": MODELS, "canaryImage.bike-rentals": "mlops-serving:v4-b"},
          "canaryImage.bike-rentals: a canary needs a champion beside it: set servingImage.bike-rentals too"),
-        ({"models": MODELS, "target": "kubernetes"}, "models: several models are served on the docker target only"),
     ],
 )
 def test_bad_models_config_fails_naming_the_key(config, message):

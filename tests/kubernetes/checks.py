@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from services.contract import MODEL_LABEL
 from tests.kubernetes.manifests import Manifest, of_kind, pod_specs
 
 # The serving API's probe paths (docs/contracts.md): open without a token, /readyz only with a model loaded.
@@ -70,12 +71,20 @@ def named_ports_exist(found: list[Manifest]) -> list[str]:
     return problems
 
 
+def _serving_deployments(found: list[Manifest]) -> list[Manifest]:
+    """Every model's serving Deployment (its container is `serving`, whichever model it serves)."""
+    return [m for m in of_kind(found, "Deployment")
+            if [c["name"] for c in m["spec"]["template"]["spec"]["containers"]] == ["serving"]]
+
+
 def serving_probes_match_the_api(found: list[Manifest]) -> list[str]:
-    (serving,) = [m for m in of_kind(found, "Deployment") if m["metadata"]["name"] == "serving"]
-    container = serving["spec"]["template"]["spec"]["containers"][0]
-    asked = {probe: container.get(probe, {}).get("httpGet", {}).get("path") for probe in SERVING_PROBES}
-    return [f"Deployment/serving: {probe} asks {asked[probe]}, the serving API answers it on {path}"
-            for probe, path in SERVING_PROBES.items() if asked[probe] != path]
+    problems = []
+    for serving in _serving_deployments(found):
+        container = serving["spec"]["template"]["spec"]["containers"][0]
+        asked = {probe: container.get(probe, {}).get("httpGet", {}).get("path") for probe in SERVING_PROBES}
+        problems += [f"Deployment/{serving['metadata']['name']}: {probe} asks {asked[probe]}, the serving API "
+                     f"answers it on {path}" for probe, path in SERVING_PROBES.items() if asked[probe] != path]
+    return problems if _serving_deployments(found) else ["no serving Deployment"]
 
 
 def scalers_point_at_deployments(found: list[Manifest]) -> list[str]:
@@ -179,8 +188,49 @@ def ingress_routes_and_certificates_exist(found: list[Manifest]) -> list[str]:
     return problems
 
 
+_REWRITE, _USE_REGEX = "nginx.ingress.kubernetes.io/rewrite-target", "nginx.ingress.kubernetes.io/use-regex"
+
+
+def _ingress_nginx_route(found: list[Manifest], host: str, path: str) -> tuple[str, str] | None:
+    """(Service, path it receives) for a request, as ingress-nginx routes it: every Ingress of the host merged,
+    its paths regexes anchored at the start (case-insensitive) once one Ingress of the host asks for regexes,
+    the longest path first; a `rewrite-target` rewrites what its own Ingress's paths match."""
+    routes = [(entry["path"], entry.get("pathType"), entry["backend"]["service"]["name"],
+               ingress["metadata"].get("annotations", {}).get(_REWRITE))
+              for ingress in of_kind(found, "Ingress") for rule in ingress["spec"].get("rules", [])
+              if rule.get("host") == host for entry in rule["http"]["paths"]]
+    regex = any(ingress["metadata"].get("annotations", {}).keys() & {_REWRITE, _USE_REGEX}
+                for ingress in of_kind(found, "Ingress") if host in {r.get("host") for r in ingress["spec"]["rules"]})
+    for pattern, kind, service, rewrite in sorted(routes, key=lambda route: -len(route[0])):
+        if regex:
+            match = re.match(pattern, path, re.IGNORECASE)
+            if match:
+                return service, match.expand(re.sub(r"\$(\d)", r"\\\1", rewrite)) if rewrite else path
+        elif path == pattern or (kind == "Prefix" and path.startswith(pattern.rstrip("/") + "/")):
+            return service, path
+    return None
+
+
+def model_routes_reach_each_models_service(found: list[Manifest]) -> list[str]:
+    """Behind an Ingress with several models, `/models/<model>/<endpoint>` reaches that model's Service as
+    `/<endpoint>` (as the docker front's route does), and `/predict` the default model's, Service `serving`."""
+    services = {m["metadata"]["labels"][MODEL_LABEL]: m["metadata"]["name"] for m in of_kind(found, "Service")
+                if MODEL_LABEL in m["metadata"]["labels"]}
+    hosts = {rule["host"] for ingress in of_kind(found, "Ingress") for rule in ingress["spec"]["rules"]
+             if any(p["backend"]["service"]["name"] in services.values() for p in rule["http"]["paths"])}
+    problems = []
+    for host in sorted(hosts):
+        asked = {"/predict": ("serving", "/predict")} | {
+            f"/models/{model}{endpoint}": (service, endpoint or "/") for model, service in services.items()
+            for endpoint in ("/predict", "/readyz", "/livez", "/metrics", "/", "")}
+        for path, expected in asked.items():
+            if (reached := _ingress_nginx_route(found, host, path)) != expected:
+                problems.append(f"Ingress: https://{host}{path} reaches {reached or 'nothing'}, not {expected}")
+    return problems
+
+
 CHECKS: list[Callable[[list[Manifest]], list[str]]] = [
     selectors_match_pods, named_ports_exist, serving_probes_match_the_api, scalers_point_at_deployments,
     image_tags_are_immutable, secret_references_exist, ingress_routes_and_certificates_exist,
-    file_variables_name_mounted_secret_files,
+    file_variables_name_mounted_secret_files, model_routes_reach_each_models_service,
 ]

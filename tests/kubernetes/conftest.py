@@ -38,3 +38,11 @@ def full():
     from tests.kubernetes.manifests import FULL, FULL_SECRETS, declare, manifests
 
     return manifests(declare(FULL, FULL_SECRETS))
+
+
+@pytest.fixture(scope="session")
+def two_models():
+    """The manifests with everything on and two models, each with its own serving objects and route."""
+    from tests.kubernetes.manifests import FULL_SECRETS, TWO_MODELS, declare, manifests
+
+    return manifests(declare(TWO_MODELS, FULL_SECRETS))

@@ -7,6 +7,7 @@ carries every number as a float).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,14 @@ FULL_SECRETS = {
     "s3AccessKeyId": "AKIAEXAMPLE", "s3SecretAccessKey": "s3-secret-9b2d", **AUTH_SECRETS,
     **self_signed("*.ml.example.com").as_secrets(),  # TLS at the edge: the Ingress
     "driftAlertWebhookUrl": "https://api.github.com/repos/acme/models/dispatches", "driftAlertToken": "ghp-tok-7d1e",
+}
+
+# Several models (issue 21): everything on, and a second model beside the default with its own release and memory.
+SECOND_MODEL = "bike-rentals"
+TWO_MODELS = {
+    **FULL, "models": json.dumps([{"name": "loan-default"}, {"name": SECOND_MODEL, "servingMemoryMb": 768}]),
+    f"servingImage.{SECOND_MODEL}": "registry.example.com/ml/mlops-serving:v5-def456",
+    f"modelVersion.{SECOND_MODEL}": "5",
 }
 
 

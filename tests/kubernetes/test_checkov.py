@@ -22,12 +22,13 @@ CHECKOV = "checkov==3.3.30"
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_checkov_fails_only_the_listed_checks(small: list[Manifest], full: list[Manifest], tmp_path: Path):
+def test_checkov_fails_only_the_listed_checks(small: list[Manifest], full: list[Manifest], two_models: list[Manifest],
+                                              tmp_path: Path):
     skips = yaml.safe_load((HERE / "checkov-skips.yaml").read_text())
     assert all(skip["reason"].strip() for skip in skips)
     uv = shutil.which("uv")
     assert uv, "uv runs checkov as an isolated tool (make setup installs it)"
-    for shape, found in (("small", small), ("full", full)):
+    for shape, found in (("small", small), ("full", full), ("two-models", two_models)):
         for index, manifest in enumerate(found):
             (tmp_path / f"{shape}-{index:02d}-{manifest['kind'].lower()}.yaml").write_text(yaml.safe_dump(manifest))
     done = subprocess.run(

@@ -7,11 +7,12 @@ import copy
 import pytest
 
 from tests.kubernetes import checks
-from tests.kubernetes.manifests import Manifest, named
+from tests.kubernetes.manifests import SECOND_MODEL, Manifest, named
 
 
-def test_the_declared_manifests_pass_every_check(small: list[Manifest], full: list[Manifest]):
-    for found in (small, full):
+def test_the_declared_manifests_pass_every_check(small: list[Manifest], full: list[Manifest],
+                                                 two_models: list[Manifest]):
+    for found in (small, full, two_models):
         assert [problem for check in checks.CHECKS for problem in check(found)] == []
 
 
@@ -63,3 +64,25 @@ def _pod(deployment: Manifest) -> Manifest:
 def test_each_check_names_what_is_wrong(full, check, kind, name, change, problem):
     found = check(_broken(full, kind, name, change))
     assert len(found) == 1 and problem in found[0], found
+
+
+def _models_route(ingress: Manifest, model: str) -> Manifest:
+    (path,) = [p for p in ingress["spec"]["rules"][0]["http"]["paths"] if p["path"].startswith(f"/models/{model}(")]
+    return path
+
+
+@pytest.mark.parametrize(("check", "kind", "name", "change", "problem"), [
+    (checks.serving_probes_match_the_api, "Deployment", f"serving-{SECOND_MODEL}",
+     lambda m: _pod(m)["containers"][0]["startupProbe"]["httpGet"].update(path="/"), "startupProbe asks /,"),
+    (checks.scalers_point_at_deployments, "HorizontalPodAutoscaler", f"serving-{SECOND_MODEL}",
+     lambda m: m["spec"]["scaleTargetRef"].update(name=f"{SECOND_MODEL}"), f"no Deployment {SECOND_MODEL}"),
+    (checks.model_routes_reach_each_models_service, "Ingress", "edge-models",
+     lambda m: _models_route(m, SECOND_MODEL)["backend"]["service"].update(name="serving"),
+     f"/models/{SECOND_MODEL}/predict reaches ('serving', '/predict'), not ('serving-{SECOND_MODEL}', '/predict')"),
+    (checks.model_routes_reach_each_models_service, "Ingress", "edge-models",
+     lambda m: m["metadata"]["annotations"].update({"nginx.ingress.kubernetes.io/rewrite-target": "/$1"}),
+     f"/models/{SECOND_MODEL}/predict reaches ('serving-{SECOND_MODEL}', '//'), not"),
+])
+def test_each_check_names_what_is_wrong_with_several_models(two_models, check, kind, name, change, problem):
+    found = check(_broken(two_models, kind, name, change))
+    assert any(problem in line for line in found), found

@@ -27,8 +27,9 @@ def _errors(found: list[Manifest], version: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_every_manifest_validates_strictly(version: str, small: list[Manifest], full: list[Manifest]):
-    assert _errors(small + full, version) == []
+def test_every_manifest_validates_strictly(version: str, small: list[Manifest], full: list[Manifest],
+                                           two_models: list[Manifest]):
+    assert _errors(small + full + two_models, version) == []
 
 
 def test_an_unknown_field_or_kind_fails_the_check(small: list[Manifest]):

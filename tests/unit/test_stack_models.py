@@ -3,6 +3,7 @@ apply that carries every other model's pointer untouched (pipelines/stack_models
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,11 @@ def test_the_default_model_keeps_the_single_model_keys_and_root_and_another_has_
     assert default.url("http://h:3") == "http://h:3" and bikes.url("http://h:3") == "http://h:3/models/bike-rentals"
     assert (default.front_backend, bikes.front_backend) == ("ready", "model-bike-rentals-ready")
     assert stack_models({**TWO, "modelName": "bike-rentals"})[0] == StackModel("bike-rentals", None)
+    # A kubernetes stack has no front in the cluster: each model answers at its own Service's URL.
+    outputs = {"serving_url": "http://serving.ns.svc.cluster.local:3000",
+               "serving_url.bike-rentals": "http://serving-bike-rentals.ns.svc.cluster.local:3000"}
+    assert [model.url_in(outputs) for model in (default, bikes)] == list(outputs.values())
+    assert bikes.url_in({"serving_url": "http://h:3"}) == "http://h:3/models/bike-rentals"
 
 
 def test_a_stack_without_models_serves_whichever_model_its_releases_bring():
@@ -93,3 +99,38 @@ def test_the_versions_a_stack_serves_are_those_of_the_model_asked_about(monkeypa
     assert status.stack_versions("loan-default") == {"7"}
     assert status.stack_versions("bike-rentals") == {"3", "4"}
     assert status.stack_versions("churn") == set()
+
+
+def test_a_release_of_one_model_on_kubernetes_checks_that_models_own_service(monkeypatch):
+    """No front there: the checks port-forward to the model's Service (infra/kubernetes/serving.py names it)."""
+    forwarded = []
+
+    @contextlib.contextmanager
+    def port_forward(namespace: str, service: str, port: int):
+        forwarded.append((namespace, service, port))
+        yield "http://127.0.0.1:9"  # the discard port: the check fails, and the release restores what served
+
+    class KubernetesStack(TwoModelStack):
+        def config(self) -> Mapping[str, str]:
+            return {**TWO, "target": "kubernetes"}
+
+        def apply(self, changes: Mapping[str, str]) -> Mapping[str, str]:
+            self.applied.append(dict(changes))
+            return {"serving_url": "http://serving.mlops-dev.svc.cluster.local:3000",
+                    "kubernetes_namespace": "mlops-dev"}
+
+    monkeypatch.setattr(stack, "build_release_image", lambda *args: "mlops-serving:v4-b")
+    monkeypatch.setattr(stack, "push_release_image", lambda image, registry: image)
+    monkeypatch.setattr(stack, "port_forward", port_forward)
+    monkeypatch.setattr(BuiltBento, "model_version", property(lambda self: "4"))
+    serving = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
+               "servingImage.bike-rentals": "mlops-serving:v3-b", "modelVersion.bike-rentals": "3"}
+    applier = KubernetesStack("check")
+    bento = BuiltBento("bike-rentals:v4", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
+    config = CONFIG.model_copy(update={"model_name": "bike-rentals"})
+    config = config.model_copy(update={"platform": config.platform.model_copy(update={"startup_timeout_s": 1})})
+    with pytest.raises(DeployError):
+        StackTarget(config, applier, pointer=KnownPointer(serving)).roll_out(bento, smoke=[])  # type: ignore[arg-type]
+    assert forwarded == [("mlops-dev", "serving-bike-rentals", 3000)]
+    assert applier.applied[0]["servingImage.bike-rentals"] == "mlops-serving:v4-b"
+    assert applier.applied[-1]["servingImage.bike-rentals"] == "mlops-serving:v3-b"  # restored
