@@ -152,7 +152,7 @@ requirements: ## recompile services/*/requirements.txt against uv.lock
 
 $(call takes,test,BASE_IMAGE)  # the stack tier builds on it (and tests/kubernetes)
 test: setup ## every tier: unit, Pulumi mocks, integration (real processes), template (copier), Docker stack
-	$(RUN) pytest tests
+	$(RUN) pytest tests --durations=30
 
 test-unit: setup
 	$(RUN) pytest tests/unit
