@@ -2,13 +2,14 @@
 candidate or a canary beside it), read once here.
 
 A stack file without `models` serves one model, `modelName`, with today's single-model keys (servingImage,
-modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent, servingWorkers,
-pipelineConfig}), `modelName` is the default model (`/predict` answers for it; the first entry when unset), which keeps those keys; every
-other model has its own of each, `<key>.<name>` (services.contract.model_key), which a release of that model
-sets. A name must be a DNS label, since it is the model's route (`/models/<name>/`) and part of its containers'
-names; two entries of one name would be two models on one route. Each model is monitored with the policy of its
-own pipeline config (infra/config_monitoring.py): the default model's is the stack key `pipelineConfig`'s (or its
-entry's), every other's its entry's `pipelineConfig`, by default its folder's models/<name>/pipeline.yaml.
+modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent,
+servingWorkers, pipelineConfig}), `modelName` is the default model (`/predict` answers for it; the first entry
+when unset), which keeps those keys; every other model has its own of each, `<key>.<name>`
+(services.contract.model_key), which a release of that model sets. A name must be a DNS label, since it is the
+model's route (`/models/<name>/`) and part of its containers' names; two entries of one name would be two models
+on one route. Each model is monitored by the policy of its own pipeline config (infra/config_monitoring.py): the
+default model's is the stack key `pipelineConfig`'s (or its entry's), every other's its entry's `pipelineConfig`,
+by default its folder's models/<name>/pipeline.yaml.
 """
 
 from __future__ import annotations
