@@ -18,22 +18,14 @@ from config_artifacts import ARTIFACT_KEYS, ArtifactStore, read_artifact_store
 from config_edge import EDGE_KEYS, EdgeTls, read_edge_tls
 from config_kubernetes import KUBERNETES_KEYS, KubernetesConfig, SharedSettings, read_kubernetes_config
 from config_models import (
-    DEFAULT_CANARY_PERCENT,
     ModelRelease,
     ServedModel,
     per_model_key_problems,
     read_default_model,
     read_model_entries,
-    read_model_settings,
-    read_release,
+    read_models,
 )
-from config_monitoring import (
-    MONITORING_KEYS,
-    PolicySource,
-    check_serves_that_model,
-    moved_key_problems,
-    read_monitoring_policy,
-)
+from config_monitoring import MONITORING_KEYS, PolicySource, moved_key_problems
 from config_reader import IMAGE_REF, IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
 from pulumi.runtime.config import CONFIG, get_config_env
 
@@ -121,7 +113,7 @@ class StackConfig:
     candidate_version: str
     model_name: str
     model_version: str
-    monitoring: PolicySource  # the served model's monitoring policy (its pipeline config's monitoring section)
+    monitoring: PolicySource  # the default model's monitoring policy (its pipeline config's monitoring section)
     restart_policy: str
     health_timeout_seconds: int
     memory: MemoryLimits
@@ -130,8 +122,10 @@ class StackConfig:
     tls: EdgeTls | None = None  # TLS at the edge: the front on docker, the Ingress on kubernetes
     target: Target = "docker"
     kubernetes: KubernetesConfig | None = None  # set when target is kubernetes
-    # The models served beside the default one (`models`, infra/config_models.py): own containers, route, keys.
+    # The models served beside the default one (`models`, infra/config_models.py): own containers, route, keys,
+    # monitoring job.
     models: tuple[ServedModel, ...] = ()
+    serving_workers: int | None = None  # the default model's servers' workers (its entry's); None: its bento's
 
     @property
     def release(self) -> ModelRelease:
@@ -203,21 +197,6 @@ def _smoke_token(read: ConfigReader, beside_the_champion: bool) -> pulumi.Output
     return read.optional_secret("smokeToken", MIN_TOKEN_CHARS)
 
 
-def _models(read: ConfigReader, entries: list, default_model: str
-            ) -> tuple[MemoryLimits, ModelRelease, tuple[ServedModel, ...]]:
-    """The memory limits (the default model's serving memory from its entry, if declared), what serves the default
-    model, and every other declared model."""
-    memory = _memory_limits(read)
-    settings = read_model_settings(read, entries, memory.serving)
-    default = next((model for model in settings if model.name == default_model), None)
-    if default is not None:
-        memory = dataclasses.replace(memory, serving=default.memory_mb)
-    release = read_release(read, None, default.canary_percent if default else DEFAULT_CANARY_PERCENT)
-    models = tuple(ServedModel(model.name, model.memory_mb, read_release(read, model.name, model.canary_percent))
-                   for model in settings if model.name != default_model)
-    return memory, release, models
-
-
 def load_stack_config() -> StackConfig:
     """Read and validate the whole stack config of the current Pulumi project and stack."""
     read = ConfigReader(pulumi.Config())
@@ -233,13 +212,14 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
-    memory, release, models = _models(read, entries, model_name)
+    memory = _memory_limits(read)
+    default, models = read_models(read, entries, model_name, memory.serving)
+    memory, release = dataclasses.replace(memory, serving=default.memory_mb), default.release
     serving_image, canary_image, candidate_image = release.serving_image, release.canary_image, release.candidate_image
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
-    monitoring = read_monitoring_policy(read)
-    check_serves_that_model(read, monitoring, model_name)
+    monitoring = default.monitoring
     tls = read_edge_tls(read)
     artifacts = read_artifact_store(read, target)
     kubernetes = read_kubernetes_config(read, SharedSettings(
@@ -292,4 +272,5 @@ def load_stack_config() -> StackConfig:
         target=target,
         kubernetes=kubernetes,
         models=models,
+        serving_workers=default.workers,
     )

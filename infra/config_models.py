@@ -2,11 +2,14 @@
 candidate or a canary beside it), read once here.
 
 A stack file without `models` serves one model, `modelName`, with today's single-model keys (servingImage,
-modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent}), `modelName`
-is the default model (`/predict` answers for it; the first entry when unset), which keeps those keys; every
-other model has its own of each, `<key>.<name>` (services.contract.model_key), which a release of that model
-sets. A name must be a DNS label, since it is the model's route (`/models/<name>/`) and part of its containers'
-names; two entries of one name would be two models on one route.
+modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent,
+servingWorkers, pipelineConfig}), `modelName` is the default model (`/predict` answers for it; the first entry
+when unset), which keeps those keys; every other model has its own of each, `<key>.<name>`
+(services.contract.model_key), which a release of that model sets. A name must be a DNS label, since it is the
+model's route (`/models/<name>/`) and part of its containers' names; two entries of one name would be two models
+on one route. Each model is monitored by the policy of its own pipeline config (infra/config_monitoring.py): the
+default model's is the stack key `pipelineConfig`'s (or its entry's), every other's its entry's `pipelineConfig`,
+by default its folder's models/<name>/pipeline.yaml.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from config_monitoring import (
+    PIPELINE_CONFIG_KEY,
+    PolicySource,
+    check_serves_that_model,
+    model_config_file,
+    read_monitoring_policy,
+    read_policy_file,
+)
 from config_reader import IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
 
 from services.contract import (
@@ -36,8 +47,9 @@ from services.contract import (
 )
 
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
-ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent")
+ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent", "servingWorkers", PIPELINE_CONFIG_KEY)
 DEFAULT_CANARY_PERCENT = 10
+MAX_SERVING_WORKERS = 64  # a typo guard: each worker is a process with the model loaded
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,8 @@ class ServedModel:
     name: str
     memory_mb: int
     release: ModelRelease
+    monitoring: PolicySource  # what its own monitoring job judges by (its pipeline config's monitoring section)
+    workers: int | None = None  # its servers' worker processes (servingWorkers); None: its bento's own
 
 
 def read_release(read: ConfigReader, model: str | None, canary_percent: int) -> ModelRelease:
@@ -113,9 +127,11 @@ def read_model_entries(read: ConfigReader) -> list[Mapping[str, Any]]:
     return entries
 
 
-def _entry_number(read: ConfigReader, entry: Mapping[str, Any], position: int, field: str, default: int,
-                  low: int, high: int) -> int:
-    value = entry.get(field, default)
+def _entry_number(read: ConfigReader, entry: Mapping[str, Any], position: int, field: str, default: int | None,
+                  low: int, high: int) -> int | None:
+    if field not in entry:
+        return default
+    value = entry[field]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise read.fail(MODELS_KEY, f"{MODELS_KEY}[{position}].{field} must be a whole number between {low} and "
                                     f"{high} (got {value!r})")
@@ -124,21 +140,78 @@ def _entry_number(read: ConfigReader, entry: Mapping[str, Any], position: int, f
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """One `models` entry as read: its name, its serving containers' memory and its canaries' default share."""
+    """One `models` entry as read: its name, its serving containers' memory and workers, its canaries' default share
+    and the pipeline config it names (None: it names none)."""
 
     name: str
     memory_mb: int
     canary_percent: int
+    workers: int | None
+    pipeline_config: str | None
+    position: int
+
+
+def _entry_file(read: ConfigReader, entry: Mapping[str, Any], position: int) -> str | None:
+    value = entry.get(PIPELINE_CONFIG_KEY)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise read.fail(MODELS_KEY, f"{MODELS_KEY}[{position}].{PIPELINE_CONFIG_KEY} must be the path of the "
+                                    f"model's pipeline config (got {value!r})")
+    return value.strip() if value is not None else None
 
 
 def read_model_settings(read: ConfigReader, entries: list[Mapping[str, Any]],
                         default_memory_mb: int) -> list[ModelSettings]:
-    """Each declared model's memory (`servingMemoryMb` when unset) and canary share."""
+    """Each declared model's memory (`servingMemoryMb` when unset), canary share, workers and pipeline config."""
     return [ModelSettings(
         name=entry["name"],
         memory_mb=_entry_number(read, entry, position, "servingMemoryMb", default_memory_mb, 64, 65536),
         canary_percent=_entry_number(read, entry, position, "canaryPercent", DEFAULT_CANARY_PERCENT, 1, 50),
+        workers=_entry_number(read, entry, position, "servingWorkers", None, 1, MAX_SERVING_WORKERS),
+        pipeline_config=_entry_file(read, entry, position),
+        position=position,
     ) for position, entry in enumerate(entries)]
+
+
+def _model_policy(read: ConfigReader, model: ModelSettings | None, default_model: str, is_default: bool
+                  ) -> PolicySource:
+    """The policy `model` is monitored by. The default model's comes from the stack key `pipelineConfig` unless
+    its entry names a file (naming it in both is ambiguous); another model's from its entry's file, by default its
+    folder's. Either file must be that model's own (or name no model)."""
+    name = model.name if model is not None else default_model
+    if model is None or (is_default and model.pipeline_config is None):
+        source = read_monitoring_policy(read)
+        check_serves_that_model(read, source, name)
+        return source
+    where = f"{MODELS_KEY}[{model.position}].{PIPELINE_CONFIG_KEY}"
+    if is_default and read.config.get(PIPELINE_CONFIG_KEY) is not None:
+        raise read.fail(MODELS_KEY, f"{where} and {read.config.full_key(PIPELINE_CONFIG_KEY)} both name the default "
+                                    f"model {name!r}'s pipeline config: keep one")
+    named = model.pipeline_config or model_config_file(name)
+    source = read_policy_file(read, named, MODELS_KEY,
+                              f"{where}: " if model.pipeline_config else f"{where} (unset: the model's folder's) ")
+    check_serves_that_model(read, source, name, f"{MODELS_KEY}[{model.position}].name")
+    return source
+
+
+def read_models(read: ConfigReader, entries: list[Mapping[str, Any]], default_model: str,
+                default_memory_mb: int) -> tuple[ServedModel, tuple[ServedModel, ...]]:
+    """The default model (its release from the unsuffixed keys) and every other declared model."""
+    settings = {model.name: model for model in read_model_settings(read, entries, default_memory_mb)}
+    mine = settings.get(default_model)
+    default = ServedModel(
+        name=default_model,
+        memory_mb=mine.memory_mb if mine else default_memory_mb,
+        release=read_release(read, None, mine.canary_percent if mine else DEFAULT_CANARY_PERCENT),
+        monitoring=_model_policy(read, mine, default_model, is_default=True),
+        workers=mine.workers if mine else None,
+    )
+    others = tuple(ServedModel(
+        name=model.name, memory_mb=model.memory_mb,
+        release=read_release(read, model.name, model.canary_percent),
+        monitoring=_model_policy(read, model, default_model, is_default=False),
+        workers=model.workers,
+    ) for model in settings.values() if model.name != default_model)
+    return default, others
 
 
 def per_model_key_problems(keys: set[str], declared: set[str], default: str) -> tuple[set[str], list[str]]:

@@ -1,4 +1,4 @@
-"""Evidently monitoring: the drift job on an interval and the Evidently UI over the same workspace."""
+"""Evidently monitoring: a drift job per model on its interval and the Evidently UI over their one workspace."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from config import StackConfig
+from config import PolicySource, StackConfig
 from containers import (
     SECRETS_DIR,
     child_of,
@@ -27,6 +27,8 @@ from services.contract import (
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
     MONITORING_POLICY_ENV,
+    inference_log_dir,
+    monitoring_alias,
 )
 from services.monitoring.settings import METRICS_PORT_ENV, STACK_METRICS_PORT
 
@@ -71,47 +73,34 @@ class MonitoringArgs:
     tracking_credentials: pulumi.Output[str] | None = None
 
 
+def job_state_dir(model: str | None) -> str:
+    """Where `model`'s job keeps its reports and log index on the shared state volume (None: the default model's,
+    as on a single-model stack): each job its own, since the log index is one model's."""
+    return STATE_DIR if model is None else f"{STATE_DIR}/models/{model}"
+
+
 class Monitoring(pulumi.ComponentResource):
-    """`python -m services.monitoring --loop` (alias `monitoring`) and `evidently ui` (alias `monitoring-ui`)."""
+    """`python -m services.monitoring --loop` per model (alias `monitoring` for the default model,
+    `monitoring-<name>` for each other) and one `evidently ui` (alias `monitoring-ui`) over their shared workspace,
+    where each job keeps its model's project.
+
+    One job container per model rather than one job looping over the models: each is the single-model job as it
+    is (one policy, interval, heartbeat health check, metrics endpoint and restart of its own), so a model whose
+    runs fail, take long on a large window or run out of memory never delays or stops another model's monitoring,
+    and a single-model stack stays exactly as it was. The price is memory on the shared host: every job holds its
+    own Python with Evidently, pandas and the MLflow client (each bounded by monitoringMemoryMb; docs/monitoring.md
+    has the figure), where one loop would hold them once.
+    """
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops-platform:index:Monitoring", name, None, opts)
+        self._name, self._args = name, args
         config = args.config
-        state = volume(f"{name}-state", "monitoring-state", config, child_of(self))
+        self._state = volume(f"{name}-state", "monitoring-state", config, child_of(self))
         self.image = service_image(f"{name}-image", "monitoring", config, child_of(self))
-
-        alert = drift_alert_files(config)
-        self.job = service_container(
-            f"{name}-job", config,
-            service="monitoring",
-            image=self.image.repo_digest,
-            network=args.network,
-            memory_mb=config.memory.monitoring,
-            health=healthcheck(HEARTBEAT_PROBE, start_period="120s", interval="30s"),
-            access_controlled=args.tracking_credentials is not None,  # it publishes no port; it logs in to MLflow
-            envs=[
-                f"MLFLOW_TRACKING_URI={args.tracking_url}",
-                f"MODEL_NAME={config.model_name}",
-                f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}",
-                f"MONITORING_WORKSPACE={WORKSPACE_DIR}",
-                f"MONITORING_REPORTS_DIR={STATE_DIR}/reports",
-                # Container-local, so a replaced container never inherits a fresh-looking beat.
-                "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
-                # The served model's policy: thresholds, window, action, interval (services/monitoring/policy.py).
-                f"{MONITORING_POLICY_ENV}={config.monitoring.policy.to_json()}",
-                # Its verdicts as metrics for the stack's Prometheus (services/monitoring/metrics.py); not published.
-                f"{METRICS_PORT_ENV}={STACK_METRICS_PORT}",
-                *(f"{variable}={value}" for variable, value in alert.env.items()),
-            ],
-            # The job only reads what serving logs.
-            volumes=[mount(args.inference_log, INFERENCE_LOG_MOUNT, read_only=True), mount(state, STATE_DIR)],
-            command=["python", "-m", "services.monitoring", "--loop"],
-            uploads=(
-                [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]
-                if args.tracking_credentials is not None else []
-            ) + [secret_file(f"{SECRETS_DIR}/{file}", content) for file, content in alert.files.items()],
-            opts=child_of(self),
-        )
+        self._alert = drift_alert_files(config)
+        self.job = self._job(None, config.model_name, config.monitoring)
+        self.jobs = {model.name: self._job(model.name, model.name, model.monitoring) for model in config.models}
         ui_secret = config.monitoring_ui_secret
         self.ui = service_container(
             f"{name}-ui", config,
@@ -121,7 +110,7 @@ class Monitoring(pulumi.ComponentResource):
             memory_mb=config.memory.monitoring_ui,
             # Evidently has no /health; /api/version answers 200 once the UI serves.
             health=healthcheck(http_probe(UI_PORT, "/api/version")),
-            volumes=[mount(state, STATE_DIR)],
+            volumes=[mount(self._state, STATE_DIR)],
             ports=[published(UI_PORT, config.monitoring_ui_port, config)],
             command=["python", "-m", "services.monitoring.ui", "--workspace", WORKSPACE_DIR, "--host", "0.0.0.0",
                      "--port", str(UI_PORT), *(["--secret-file", UI_SECRET_FILE] if ui_secret else [])],
@@ -131,3 +120,39 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.ui_url = pulumi.Output.from_input(f"http://127.0.0.1:{config.monitoring_ui_port}")
         self.register_outputs({"ui_url": self.ui_url})
+
+    def _job(self, model: str | None, model_name: str, monitoring: PolicySource) -> docker.Container:
+        """`model_name`'s job (`model` None: the default model's), judging its own traffic by its own policy."""
+        args, config, alert = self._args, self._args.config, self._alert
+        state_dir = job_state_dir(model)
+        return service_container(
+            f"{self._name}-job" + ("" if model is None else f"-{model}"), config,
+            service=monitoring_alias(model),
+            image=self.image.repo_digest,
+            network=args.network,
+            memory_mb=config.memory.monitoring,
+            health=healthcheck(HEARTBEAT_PROBE, start_period="120s", interval="30s"),
+            access_controlled=args.tracking_credentials is not None,  # it publishes no port; it logs in to MLflow
+            envs=[
+                f"MLFLOW_TRACKING_URI={args.tracking_url}",
+                f"MODEL_NAME={model_name}",
+                f"{INFERENCE_LOG_ENV}={inference_log_dir(model)}",
+                f"MONITORING_WORKSPACE={WORKSPACE_DIR}",
+                f"MONITORING_REPORTS_DIR={state_dir}/reports",
+                # Container-local, so a replaced container never inherits a fresh-looking beat.
+                "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
+                # The model's policy: thresholds, window, action, interval (services/monitoring/policy.py).
+                f"{MONITORING_POLICY_ENV}={monitoring.policy.to_json()}",
+                # Its verdicts as metrics for the stack's Prometheus (services/monitoring/metrics.py); not published.
+                f"{METRICS_PORT_ENV}={STACK_METRICS_PORT}",
+                *(f"{variable}={value}" for variable, value in alert.env.items()),
+            ],
+            # The job only reads what serving logs.
+            volumes=[mount(args.inference_log, INFERENCE_LOG_MOUNT, read_only=True), mount(self._state, STATE_DIR)],
+            command=["python", "-m", "services.monitoring", "--loop"],
+            uploads=(
+                [secret_file(MLFLOW_CREDENTIALS_FILE, args.tracking_credentials)]
+                if args.tracking_credentials is not None else []
+            ) + [secret_file(f"{SECRETS_DIR}/{file}", content) for file, content in alert.files.items()],
+            opts=child_of(self),
+        )

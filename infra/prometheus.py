@@ -3,7 +3,7 @@
 The image (services/prometheus/) carries the scrape config and the rules, checked by `promtool` when it is
 built. It finds serving containers by their network aliases through Docker's DNS, as the front does, so a
 release needs nothing from it (docs/metrics.md says why not the Docker socket); a stack serving several models
-uploads the scrape config with every model's aliases added. Its TSDB is a volume. It has
+uploads the scrape config with every model's aliases and monitoring job added. Its TSDB is a volume. It has
 no credential of its own, so its port is published on loopback only: a stack with `exposePorts` reaches it on
 the platform network alone, and its canary analysis reads the front's log instead (pipelines/stack.py).
 """
@@ -31,7 +31,8 @@ from containers import (
     volume,
 )
 
-from services.contract import SERVING_ROLES, serving_alias
+from services.contract import SERVING_ROLES, monitoring_alias, serving_alias
+from services.monitoring.settings import STACK_METRICS_PORT
 
 PROMETHEUS_PORT = 9090
 TSDB_DIR = "/var/lib/prometheus/tsdb"
@@ -43,14 +44,18 @@ SCRAPE_CONFIG_FILE = "/etc/prometheus/prometheus.yml"  # where the image holds i
 
 
 def scrape_config(config: StackConfig) -> str | None:
-    """The image's scrape config with the aliases of every model but the default in its serving job; None when the
-    stack serves one model (the image's own config has that model's aliases)."""
+    """The image's scrape config with the aliases of every model but the default in its serving job and their
+    monitoring jobs in its monitoring job; None when the stack serves one model (the image's own config has that
+    model's)."""
     if not config.models:
         return None
     scrape = yaml.safe_load(SCRAPE_CONFIG.read_text())
     (serving,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "serving"]
     (names,) = [sd["names"] for sd in serving["dns_sd_configs"]]
     names += [serving_alias(role, model.name) for model in config.models for role in SERVING_ROLES]
+    (monitoring,) = [job for job in scrape["scrape_configs"] if job["job_name"] == "monitoring"]
+    (targets,) = [static["targets"] for static in monitoring["static_configs"]]
+    targets += [f"{monitoring_alias(model.name)}:{STACK_METRICS_PORT}" for model in config.models]
     return "# Written by infra/prometheus.py from services/prometheus/prometheus.yml.\n" + yaml.safe_dump(scrape)
 
 

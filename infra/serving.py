@@ -38,8 +38,10 @@ from services.contract import (
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
     canary_weight_percent,
+    inference_log_dir,
     model_key,
     serving_alias,
+    serving_workers_env,
 )
 
 SERVING_PORT = 3000
@@ -83,16 +85,17 @@ class Serving(pulumi.ComponentResource):
         # Credentials arrive as files: /predict and /metrics need the token, the smoke token marks a release's checks.
         secret_envs, self._uploads = secret_files([(SERVING_TOKEN_FILE_ENV, config.serving_token, "serving-token"),
                                                    (SMOKE_TOKEN_FILE_ENV, config.smoke_token, "smoke-token")])
-        self._envs = [f"MLFLOW_TRACKING_URI={args.tracking_url}", f"{INFERENCE_LOG_ENV}={INFERENCE_LOG_MOUNT}",
-                      *secret_envs]
+        self._tracking_env, self._secret_envs = f"MLFLOW_TRACKING_URI={args.tracking_url}", secret_envs
         self._network, self._config = args.network, config
         if config.serving_image:
             self.image_name: pulumi.Output[str] = pulumi.Output.from_input(config.serving_image)
         else:  # a fresh stack: the runtime server is healthy but never ready, so liveness is its health
             self.image_name = self.runtime_image.image_name
-        default = self._model(None, config.release, config.memory.serving, self.runtime_image.repo_digest)
+        default = self._model(None, config.release, config.memory.serving, config.serving_workers,
+                              self.runtime_image.repo_digest)
         self.container, self.canary, self.candidate = default.champion, default.canary, default.candidate
-        self.models = {model.name: self._model(model.name, model.release, model.memory_mb) for model in config.models}
+        self.models = {model.name: self._model(model.name, model.release, model.memory_mb, model.workers)
+                       for model in config.models}
         # What serves each other model, as its stack outputs (the release pointer's fallback, `make status`).
         self.model_outputs = {key: value for model in config.models for key, value in (
             (model_key(SERVING_IMAGE_OUTPUT, model.name), model.release.serving_image or NO_IMAGE),
@@ -104,21 +107,26 @@ class Serving(pulumi.ComponentResource):
         self.register_outputs({"image": self.image_name, "model_version": self.model_version,
                                "canary_version": self.canary_version, "candidate_version": self.candidate_version})
 
-    def _model(self, model: str | None, release: ModelRelease, memory_mb: int,
+    def _model(self, model: str | None, release: ModelRelease, memory_mb: int, workers: int | None,
                runtime_image: pulumi.Output[str] | None = None) -> ModelContainers:
-        """`model`'s containers (None: the default model's, which serves `runtime_image` without a release).
+        """`model`'s containers (None: the default model's, which serves `runtime_image` without a release), each
+        writing the model's own inference log folder and, with `workers`, running that many worker processes.
 
         A release is healthy once ready to predict, so `pulumi up` moves on only then. A canary takes its
         canaryPercent of the model's requests (the front reads its weight from the container's agent); a candidate
         is out of every user-facing backend: the release smoke-checks it through the front's routing header and
         only then makes its image the champion's (docs/zero-downtime.md). Removing either from the config removes
         it, drained like any release."""
+        envs = [self._tracking_env, f"{INFERENCE_LOG_ENV}={inference_log_dir(model)}", *self._secret_envs,
+                *([serving_workers_env(workers)] if workers is not None else [])]
+
         def server(role: str, image: str | None, version: str, extra_envs: list[str] | None = None) -> docker.Container:
             suffix = "" if model is None else f"-{model}"
             resource = f"{self._name}-{'server' if role == 'release' else role}{suffix}"
             image_id = self._release_image(f"{role}{suffix}", image) if image else runtime_image
             return self._server(resource, serving_alias(role, model), image_id, version, memory_mb,
-                                "/readyz" if image else "/livez", model or self._config.model_name, extra_envs)
+                                "/readyz" if image else "/livez", model or self._config.model_name,
+                                [*envs, *(extra_envs or [])])
 
         champion = (server("release", release.serving_image, release.model_version)
                     if release.serving_image or runtime_image is not None else None)
@@ -134,7 +142,7 @@ class Serving(pulumi.ComponentResource):
         return pulled.image_id
 
     def _server(self, resource_name: str, service: str, image_id: pulumi.Output[str], version: str, memory_mb: int,
-                health_path: str, model: str, extra_envs: list[str] | None = None) -> docker.Container:
+                health_path: str, model: str, envs: list[str]) -> docker.Container:
         config = self._config
         return service_container(
             resource_name, config,
@@ -144,7 +152,7 @@ class Serving(pulumi.ComponentResource):
             network=self._network,
             memory_mb=memory_mb,
             health=healthcheck(http_probe(SERVING_PORT, health_path), interval="5s"),
-            envs=[*self._envs, *(extra_envs or [])],
+            envs=envs,
             volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
             uploads=self._uploads,
             access_controlled=config.serving_token is not None,

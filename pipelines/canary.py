@@ -32,7 +32,7 @@ import numpy as np
 from pipelines.config import CanaryConfig
 from pipelines.errors import CannotRun
 from pipelines.task import task_for
-from services.contract import INFERENCE_LOG_MOUNT, BadRecord, InferenceRecord, TaskName, front_users_backend
+from services.contract import BadRecord, InferenceRecord, TaskName, front_users_backend, inference_log_dir
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # The front's server names (services/front/haproxy.cfg): `release<n>` in front of the champion's
@@ -185,6 +185,7 @@ class DockerWindow:
     answered: Callable[[], tuple[Answers, int]] | None = None  # (answers, results it could not read)
     model_name: str | None = None  # the canary's model: only its inference records count (None: every record)
     backend: str = front_users_backend(None)  # the front's backend of that model's users' requests
+    log_dir: str = inference_log_dir(None)  # where that model's servers write the inference log
 
     def __call__(self) -> Observed:
         answers, bad_entries = self.answered() if self.answered is not None else self._front_log()
@@ -214,7 +215,7 @@ class DockerWindow:
 
     def _outputs(self) -> tuple[dict[str, list[dict[str, float]]], int]:
         # Only the top level: the smoke subdirectory holds a release's own checks, not traffic.
-        script = (f"find {INFERENCE_LOG_MOUNT} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
+        script = (f"find {self.log_dir} -maxdepth 1 -name '*.jsonl' -newermt @{int(self.since.timestamp())} "
                   "-exec cat {} +")
         lines = _docker(["exec", f"{self.name_prefix}-monitoring", "sh", "-c", script]).splitlines()
         role_of = {version: role for role, version in self.versions.items()}

@@ -15,11 +15,11 @@ from pathlib import Path
 from pipelines.config_model import REPO_ROOT
 from pipelines.errors import CannotRun
 from pipelines.project import ANSWERS_FILE, FIRST_MODEL_KEY, AnswersError, first_model
-from services.contract import is_dns_label
+from services.contract import MODEL_CONFIG_FILE, MODELS_FOLDER, is_dns_label
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "pipelines" / "pipeline.yaml"
-MODELS_DIR = REPO_ROOT / "models"
-CONFIG_FILE = "pipeline.yaml"  # each model folder's config
+MODELS_DIR = REPO_ROOT / MODELS_FOLDER
+CONFIG_FILE = MODEL_CONFIG_FILE  # each model folder's config
 CONFIG_ENV = "PIPELINE_CONFIG"
 MODEL_ENV = "PIPELINE_MODEL"  # what `make ... MODEL=<name>` sets
 

@@ -185,7 +185,7 @@ class StackTarget:
             prometheus = outputs.get(PROMETHEUS_URL_OUTPUT)
             answered = PrometheusAnswers(prometheus, bento.model.name, versions, since) if prometheus else None
             window = DockerWindow(_prefix(stack_config), versions, since, bento.model.task, answered,
-                                  model.name, model.front_backend)
+                                  model.name, model.front_backend, model.inference_log)
             verdict = watch(window, self.config.canary)
         except (DeployError, PlatformError, StackError, CanaryError) as failure:
             self._restore({**serving, **model.keys(WITHOUT_CANARY)}, failure)

@@ -18,6 +18,7 @@ from services.contract import (
     MODEL_ROUTE_PREFIX,
     MODELS_KEY,
     front_users_backend,
+    inference_log_dir,
     model_key,
 )
 
@@ -51,6 +52,11 @@ class StackModel:
     @property
     def front_backend(self) -> str:
         return front_users_backend(self.suffix)
+
+    @property
+    def inference_log(self) -> str:
+        """Where this model's servers write the inference log, on the stack's volume."""
+        return inference_log_dir(self.suffix)
 
 
 def declared_models(stack_config: Mapping[str, str]) -> list[str]:

@@ -81,6 +81,13 @@ REQUEST_ID_HEADER = "x-request-id"
 SMOKE_TOKEN_HEADER = "x-smoke-token"
 SMOKE_LOG_SUBDIR = "smoke"
 
+
+def inference_log_dir(model: str | None) -> str:
+    """Where `model`'s servers write the stack's inference log and its monitoring job reads it: the default model
+    (None) at the volume's top, as on a single-model stack; every other in a folder of its own, so each job reads
+    only its model's traffic (a reader takes a folder's top files only: smoke/ and feedback/ are beside them)."""
+    return INFERENCE_LOG_MOUNT if model is None else f"{INFERENCE_LOG_MOUNT}/models/{model}"
+
 # Images: the stack builds `<prefix>-serving-runtime:<imageTag>`; a release adds one bento on top of it
 # as `<prefix>-serving:<bento version>` (pipelines.stack).
 DEFAULT_NAME_PREFIX = "mlops"
@@ -133,6 +140,23 @@ def kubernetes_serving_name(model: str | None) -> str:
 # services/front/model_routes.py writes every other's); the canary analysis reads its access log entries.
 def front_users_backend(model: str | None) -> str:
     return "ready" if model is None else f"model-{model}-ready"
+
+
+def monitoring_alias(model: str | None) -> str:
+    """The network alias of `model`'s monitoring job (None: the default model's), where its metrics are scraped."""
+    return "monitoring" if model is None else f"monitoring-{model}"
+
+
+# BentoML reads overrides of a service's config from this env var: a stack sets the worker processes of one model's
+# servers with it (a `models` entry's servingWorkers) over the bento's own (its pipeline config's serving.workers).
+# `Serving` is the service's class name (services/serving/service.py).
+def serving_workers_env(workers: int) -> str:
+    return f"BENTOML_CONFIG_OPTIONS=services.Serving.workers={workers}"
+
+
+# A team's model folder holds its config: `models/<name>/pipeline.yaml` from the repo root, which the CLI's
+# MODEL=<name> reads (pipelines/config_files.py) and a stack's `models` entry defaults to (infra/config_monitoring.py).
+MODELS_FOLDER, MODEL_CONFIG_FILE = "models", "pipeline.yaml"
 
 # The gauge every model server exposes on /metrics (value 1) with labels model_name and model_version: the stack's
 # Prometheus rules (services/prometheus/rules) and the canary's Prometheus reader (pipelines/canary_prometheus.py)

@@ -124,8 +124,6 @@ LONG = "m" * 56  # a DNS label, but `serving-<it>` is 64 characters
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"models": json.dumps([{"name": "loan-default"}, {"name": LONG}])},
-     f"models: model '{LONG}' is too long for the kubernetes target"),
     ({"models": json.dumps([{"name": "a"}, {"name": "a"}])}, "both serve /models/a/: two models on one route"),
     ({"models": json.dumps([{"name": "a"}, {"name": "B"}])}, "models[1].name 'B' is not a DNS label"),
     ({f"servingImage.{SECOND_MODEL}": "registry.example.com/ml/mlops-serving"},
@@ -141,3 +139,12 @@ def test_bad_models_on_kubernetes_are_refused_naming_the_key(config, message):
     with pytest.raises(Exception, match="stack config") as failure:
         run_program({**(TWO_MODELS if "models" not in config else FULL), **config}, {**AUTH_SECRETS, **FULL_SECRETS})
     assert message in str(failure.value)
+
+
+def test_a_model_name_too_long_for_its_kubernetes_service_is_refused(tmp_path):
+    own = tmp_path / "pipeline.yaml"  # its own pipeline config, which the stack reads for its monitoring policy
+    own.write_text(f"model_name: {LONG}\n")
+    models = json.dumps([{"name": "loan-default"}, {"name": LONG, "pipelineConfig": str(own)}])
+    with pytest.raises(Exception, match="stack config") as failure:
+        run_program({**FULL, "models": models}, {**AUTH_SECRETS, **FULL_SECRETS})
+    assert f"models: model '{LONG}' is too long for the kubernetes target" in str(failure.value)

@@ -100,6 +100,21 @@ def test_bad_log_lines_are_skipped_and_counted_never_a_failed_analysis(monkeypat
     assert figures(seen, 10.0).as_tags()["canary_skipped_log_lines"] == "5"
 
 
+def test_a_models_canary_reads_only_its_models_log_folder(monkeypatch):
+    from datetime import UTC, datetime
+
+    from pipelines import canary
+
+    calls = []
+    monkeypatch.setattr(canary, "_docker", lambda arguments: calls.append(arguments) or "")
+    folder = "/var/lib/inference/models/bike-rentals"
+    canary.DockerWindow("mlops", {CHAMPION: "1", CANDIDATE: "2"}, datetime.now(UTC), REGRESSION,
+                        answered=lambda: ({CHAMPION: [], CANDIDATE: []}, 0), model_name="bike-rentals",
+                        log_dir=folder)()
+    (exec_call,) = calls
+    assert exec_call[:2] == ["exec", "mlops-monitoring"] and exec_call[-1].startswith(f"find {folder} -maxdepth 1 ")
+
+
 def answers(n: int, refused: int, failed: int = 0, seed: int = 3) -> list[tuple[int, float]]:
     """n answers, `refused` of them a 422, `failed` a 500, in a shuffled order."""
     rng = random.Random(seed)

@@ -26,6 +26,9 @@ def test_the_default_model_keeps_the_single_model_keys_and_root_and_another_has_
     assert default.key("servingImage") == "servingImage" and bikes.key("servingImage") == "servingImage.bike-rentals"
     assert default.url("http://h:3") == "http://h:3" and bikes.url("http://h:3") == "http://h:3/models/bike-rentals"
     assert (default.front_backend, bikes.front_backend) == ("ready", "model-bike-rentals-ready")
+    # Where its servers write the inference log: its canary reads only that folder.
+    assert default.inference_log == "/var/lib/inference"
+    assert bikes.inference_log == "/var/lib/inference/models/bike-rentals"
     assert stack_models({**TWO, "modelName": "bike-rentals"})[0] == StackModel("bike-rentals", None)
     # A kubernetes stack has no front in the cluster: each model answers at its own Service's URL.
     outputs = {"serving_url": "http://serving.ns.svc.cluster.local:3000",
