@@ -3,12 +3,15 @@ scraped by the stack's Prometheus (services/prometheus: the `ModelDrift` and `Mo
 
 Per model version, from the latest run that judged it: `monitoring_drift` (1 DRIFT, 0 OK) and
 `monitoring_fairness_over_limits` (1 when live traffic breaks the gate's fairness limits, 0 within them); a
-version the run could not judge keeps its last value. Per model: when a run last succeeded, and how many failed.
+version the run could not judge keeps its last value, and one absent from a run's traffic (it no longer serves)
+loses its series, so its alert resolves. Per model: when a run last succeeded, and how many failed.
 The verdicts say no more than the MLflow runs do, and the port is on the platform network only (not published),
 like the front's exporter.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -36,15 +39,26 @@ class JobMetrics:
                                   registry=self.registry)
         self.failures = Counter(FAILURES_METRIC, "monitoring runs that failed", ["model_name"], registry=self.registry)
         self.failures.labels(model_name=model_name)  # a series from the start: increase() needs its zero
+        self._versions: set[str] = set()  # the versions with series
 
     def record(self, result: MonitorResult) -> None:
+        if result.versions:  # a version gone from the traffic no longer serves: its series (and alert) end
+            self._forget(set(self._versions) - {version.model_version for version in result.versions})
         for version in result.versions:
+            self._versions.add(version.model_version)
             labels = {"model_name": self.model_name, "model_version": version.model_version}
             if version.verdict in (Verdict.OK, Verdict.DRIFT):
                 self.drift.labels(**labels).set(1 if version.verdict is Verdict.DRIFT else 0)
             if version.fairness_within_limits is not None:
                 self.fairness.labels(**labels).set(0 if version.fairness_within_limits else 1)
         self.last_success.labels(model_name=self.model_name).set_to_current_time()
+
+    def _forget(self, versions: set[str]) -> None:
+        for version in versions:
+            for gauge in (self.drift, self.fairness):
+                with contextlib.suppress(KeyError):  # a version judged on drift only has no fairness series
+                    gauge.remove(self.model_name, version)
+            self._versions.discard(version)
 
     def failed(self) -> None:
         self.failures.labels(model_name=self.model_name).inc()

@@ -28,13 +28,26 @@ def test_each_version_keeps_its_latest_judged_verdict_and_fairness():
     metrics = JobMetrics("loans")
     metrics.record(result(VersionResult("3", Verdict.DRIFT, "s", 500, fairness_within_limits=False),
                           VersionResult("2", Verdict.OK, "s", 500, fairness_within_limits=True)))
-    metrics.record(result(VersionResult("3", Verdict.NOT_ENOUGH_DATA, "s", 10)))  # keeps v3's last verdict
+    metrics.record(result(VersionResult("3", Verdict.NOT_ENOUGH_DATA, "s", 10),  # keeps v3's last verdict
+                          VersionResult("2", Verdict.NOT_ENOUGH_DATA, "s", 10)))
     text = exposed(metrics)
     assert f'{DRIFT_METRIC}{{model_name="loans",model_version="3"}} 1.0' in text
     assert f'{DRIFT_METRIC}{{model_name="loans",model_version="2"}} 0.0' in text
     assert f'{FAIRNESS_METRIC}{{model_name="loans",model_version="3"}} 1.0' in text
     assert f'{FAIRNESS_METRIC}{{model_name="loans",model_version="2"}} 0.0' in text
     assert f'{LAST_SUCCESS_METRIC}{{model_name="loans"}}' in text
+
+
+def test_a_version_gone_from_the_traffic_loses_its_series_so_its_alert_resolves():
+    """v3 drifted, then v4 replaced it: v3's DRIFT must not fire for ever; a run with no traffic at all keeps all."""
+    metrics = JobMetrics("loans")
+    metrics.record(result(VersionResult("3", Verdict.DRIFT, "s", 500, fairness_within_limits=False)))
+    metrics.record(MonitorResult(Verdict.NOT_ENOUGH_DATA, "s", None, None, None, False, [], Path("/tmp")))
+    assert f'{DRIFT_METRIC}{{model_name="loans",model_version="3"}} 1.0' in exposed(metrics)
+    metrics.record(result(VersionResult("4", Verdict.OK, "s", 500)))
+    text = exposed(metrics)
+    assert 'model_version="3"' not in text
+    assert f'{DRIFT_METRIC}{{model_name="loans",model_version="4"}} 0.0' in text
 
 
 def test_failed_runs_are_counted_from_zero():
