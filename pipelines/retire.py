@@ -24,6 +24,7 @@ from pipelines.registry import RETIRED_TAG, ResolvedVersion, aliases_of, connect
 from pipelines.routes import read_route
 from pipelines.serving_state import route_file
 from pipelines.status import stack_versions
+from services.contract import RELEASE_VERSION_LABEL
 
 
 class RetireRefused(CannotRun):
@@ -97,7 +98,7 @@ def _remove_images(model: ResolvedVersion, done: Retirement) -> None:
     if shutil.which("docker") is None:
         done.notes.append("release images: no docker command here, none removed")
         return
-    listed = subprocess.run(["docker", "images", "--filter", f"label=mlops.model-version={model.version}",
+    listed = subprocess.run(["docker", "images", "--filter", f"label={RELEASE_VERSION_LABEL}={model.version}",
                              "--format", "{{.Repository}}:{{.Tag}}\t{{.Size}}"], capture_output=True, text=True)
     if listed.returncode != 0:
         done.notes.append(f"release images: the Docker daemon did not answer ({listed.stderr.strip()[:200]}), "
