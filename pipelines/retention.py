@@ -20,7 +20,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from requests import HTTPError
 
 from pipelines.config import PipelineConfig
 from pipelines.monitor import monitoring_dir
@@ -145,11 +147,17 @@ def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *
         if run.info.run_id in keep:
             done.kept.append(f"run {name}: {keep[run.info.run_id]}")
             continue
-        done.removed.append(f"run {name}")
-        done.freed_bytes += _artifact_bytes(client, run.info.run_id)
+        size = _artifact_bytes(client, run.info.run_id)
         if not dry_run:
-            _delete_run(client, run)
-    staying = {run.info.run_name for run in runs if run not in old or run.info.run_id in keep}
+            try:
+                _delete_run(client, run)
+            except (MlflowException, HTTPError) as exc:  # e.g. a login without EDIT on the experiment: 403
+                done.kept.append(f"run {name}: MLflow refused to delete it ({str(exc).splitlines()[0][:200]})")
+                continue
+        done.removed.append(f"run {name}")
+        done.freed_bytes += size
+    old_ids = {run.info.run_id for run in old}
+    staying = {run.info.run_name for run in runs if run.info.run_id not in old_ids or run.info.run_id in keep}
     for path in sorted((monitoring_dir(config) / "reports").glob(f"{config.model_name}-v*.html")):
         if path.stat().st_mtime >= before.timestamp() or _of_run(path, staying):
             continue

@@ -17,7 +17,6 @@ from pipelines.monitor import monitoring_dir
 from services.contract import RELEASE_VERSION_LABEL
 
 
-
 @dataclass(frozen=True)
 class Usage:
     bytes: int | None  # None: not counted here (see `note`)
@@ -42,9 +41,9 @@ def human(size: int) -> str:
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def tree_usage(path: Path, pattern: str = "*") -> Usage:
-    """Bytes and files under `path` whose name matches `pattern` (zero when it does not exist)."""
-    files = [item for item in path.rglob(pattern) if item.is_file()] if path.is_dir() else []
+def tree_usage(path: Path, pattern: str = "**/*") -> Usage:
+    """Bytes and files under `path` matching the glob `pattern` (zero when it does not exist)."""
+    files = [item for item in path.glob(pattern) if item.is_file()] if path.is_dir() else []
     return Usage(sum(_size(item) for item in files), len(files))
 
 
@@ -64,8 +63,8 @@ def storage(config: PipelineConfig) -> dict[str, Usage]:
         "bentoml models": tree_usage(bentoml_home / "models"),
         "release images": release_images(),
         "monitoring reports": tree_usage(monitoring / "reports", "*.html"),
-        "Evidently snapshots": tree_usage(monitoring / "workspace", "*.json"),
-        "inference logs": tree_usage(config.platform.inference_log_dir, "*.jsonl"),
+        "Evidently snapshots": tree_usage(monitoring / "workspace", "*/snapshots/*.json"),
+        "inference logs": tree_usage(config.platform.inference_log_dir, "**/*.jsonl"),
         "MLflow artifacts": (tree_usage(state / "mlflow" / "artifacts") if config.platform.artifacts_location is None
                              else Usage(None, note=f"in {config.platform.artifacts_destination}, not counted here")),
     }
@@ -74,16 +73,17 @@ def storage(config: PipelineConfig) -> dict[str, Usage]:
 def release_images() -> Usage:
     """The release images Docker holds (any model's), by their label; not counted when no daemon answers."""
     try:
-        listed = subprocess.run(["docker", "images", "--filter", f"label={RELEASE_VERSION_LABEL}", "--format", "{{.ID}}"],
-                                capture_output=True, text=True, timeout=10)
-        ids = sorted(set(listed.stdout.split())) if listed.returncode == 0 else None
-        if not ids:
-            return Usage(0 if ids is not None else None, 0, "" if ids is not None else "Docker did not answer")
-        sizes = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", *ids],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return Usage(None, note="no Docker here")
-    if sizes.returncode != 0:
-        return Usage(None, note="Docker did not answer")
-    return Usage(sum(int(size) for size in sizes.stdout.split()), len(ids), "shared layers counted in each",
+        listed = _docker("images", "--filter", f"label={RELEASE_VERSION_LABEL}", "--format", "{{.ID}}")
+        ids = sorted(set(listed.split()))
+        sizes = _docker("image", "inspect", "--format", "{{.Size}}", *ids) if ids else ""
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Usage(None, note=f"not counted: {exc}"[:200])
+    return Usage(sum(int(size) for size in sizes.split()), len(ids), "shared layers counted in each" if ids else "",
                  unit="image")
+
+
+def _docker(*args: str) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=10, check=False)
+    if done.returncode != 0:
+        raise subprocess.SubprocessError(f"Docker did not answer ({done.stderr.strip()[:120]})")
+    return done.stdout

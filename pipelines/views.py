@@ -58,7 +58,8 @@ def collected(config: PipelineConfig, done: Collection, *, dry_run: bool) -> Tab
     from pipelines.storage import human
 
     limits = config.lifecycle
-    rows: dict[str, str] = {"lifecycle": ", ".join(f"{key}={value}" for key, value in limits.model_dump().items()),
+    rows: dict[str, str] = {"lifecycle": ", ".join(f"{key}={'unset' if value is None else f'{value:g}'}"
+                                                    for key, value in limits.model_dump().items()),
                             "would retire" if dry_run else "retired": _some([f"v{v}" for v in done.retired]) or "none"}
     rows.update({f"kept v{version}": role for version, role in done.kept.items()})
     for kind, count in done.removed.items():
@@ -70,7 +71,7 @@ def collected(config: PipelineConfig, done: Collection, *, dry_run: bool) -> Tab
             rows[f"kept {kind}"] = _some(swept.kept)
     for kind, before in done.before.items():
         after = done.after.get(kind)
-        rows[f"storage {kind}"] = before.shown() if after is None else (
+        rows[f"storage {kind}"] = before.shown() if after is None or before.bytes is None else (
             f"{before.shown()} -> {after.shown()}" + (f", freed {human(before.bytes - after.bytes)}"
                                                       if before.bytes is not None and after.bytes is not None else ""))
     return key_values(f"gc {config.model_name}" + (" (dry run: nothing deleted)" if dry_run else ""), rows)

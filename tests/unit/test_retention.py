@@ -133,7 +133,7 @@ def test_usage_counts_files_and_bytes_and_a_missing_directory_is_zero(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.html").write_text("x" * 10)
     (tmp_path / "a" / "y.txt").write_text("y" * 5)
-    assert (tree_usage(tmp_path, "*.html").bytes, tree_usage(tmp_path).items) == (10, 2)
+    assert (tree_usage(tmp_path, "**/*.html").bytes, tree_usage(tmp_path).items) == (10, 2)
     assert tree_usage(tmp_path / "absent").shown() == "0 B in 0 files"
 
 
@@ -151,3 +151,37 @@ def test_a_judged_old_file_goes_and_the_unjudged_one_beside_it_stays(tmp_path, m
     assert (swept.removed, swept.freed_bytes) == ([judged.name], len(line(judged_at)) * 2)
     assert not judged.exists() and waiting.exists() and today.exists()
     assert [kept.split(":")[0] for kept in swept.kept] == [waiting.name]
+
+
+def test_gc_prints_what_went_what_stayed_and_storage_before_and_after(tmp_path):
+    from rich.console import Console
+
+    from pipelines.lifecycle import Collection
+    from pipelines.retention import Swept
+    from pipelines.storage import Usage
+    from pipelines.views import collected
+
+    done = Collection(swept={"inference logs": Swept(["a.jsonl"], 2_000_000, ["b.jsonl: not judged yet (...)"])},
+                      before={"inference logs": Usage(3_000_000, 2), "MLflow artifacts": Usage(None, note="on S3")},
+                      after={"inference logs": Usage(1_000_000, 1), "MLflow artifacts": Usage(None, note="on S3")})
+    console = Console(record=True, width=300)
+    console.print(collected(config_in(tmp_path), done, dry_run=False))
+    text = " ".join(console.export_text().replace("│", " ").split())
+    assert "deleted inference logs 1 (2.0 MB): a.jsonl" in text and "kept inference logs b.jsonl: not judged" in text
+    assert "storage inference logs 3.0 MB in 2 files -> 1.0 MB in 1 file, freed 2.0 MB" in text
+    assert "storage MLflow artifacts on S3" in text and "keep_inference_days=30" in text
+
+
+def test_a_verdict_whose_card_cannot_be_written_never_fails_the_monitoring_run(tmp_path, capsys):
+    from pipelines.monitor import record_facts
+    from services.monitoring.drift import Verdict
+    from services.monitoring.results import MonitorResult, VersionResult
+
+    class Gone:
+        def __getattr__(self, name):
+            raise ConnectionError("MLflow went away")
+
+    judged = VersionResult("1", Verdict.OK, "OK: loans v1", 300, mlflow_run_id="run-1")
+    record_facts(config_in(tmp_path), Gone(), MonitorResult(Verdict.OK, "OK", None, "run-1", None, False, [judged],
+                                                            tmp_path))
+    assert "no model card of v1 to note the verdict on: MLflow went away" in capsys.readouterr().err
