@@ -6,8 +6,8 @@
   than the last judged window of its model version, or of a version never judged, stays. Files go first, while
   every report run that says how far monitoring got is still there.
 - Report runs of the monitoring experiment started more than `keep_reports_days` ago, with their artifacts and
-  the HTML files of the same name, except the newest run per model version (its verdict, and where the next
-  window starts) and a run holding an open retrain request.
+  the HTML files of the same name, except the newest judged run per model version (its verdict, and where the
+  next window starts) and a run holding an open retrain request.
 - Evidently snapshots (the UI's workspace) written more than `keep_snapshots_days` ago.
 """
 
@@ -35,6 +35,7 @@ from services.contract import (
     InferenceRecord,
 )
 from services.monitoring.inference_log import file_day, log_files
+from services.monitoring.records import JUDGED_TAG
 
 EndsOf = Callable[[str], Mapping[str, datetime]]  # model -> (version -> where its newest judged window ended)
 _PAGE = 1000
@@ -122,12 +123,13 @@ def _report_runs(client: MlflowClient, experiment: str, model: str) -> list[Run]
 
 
 def protected(runs: list[Run]) -> dict[str, str]:
-    """Run id -> why it stays whatever its age: the newest per model version, one holding an open retrain request."""
+    """Run id -> why it stays whatever its age: the newest judged report per model version (a run that failed
+    halfway is no verdict), one holding an open retrain request."""
     kept: dict[str, str] = {}
     seen: set[str] = set()
     for run in sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True):
         version = run.data.tags.get(REPORT_VERSION_TAG, "")
-        if version not in seen:
+        if version not in seen and run.data.tags.get(JUDGED_TAG) == "true":
             seen.add(version)
             kept[run.info.run_id] = f"the newest report of v{version}"
         if run.data.tags.get(RETRAIN_STATUS_TAG) == RETRAIN_OPEN:

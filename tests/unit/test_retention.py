@@ -118,8 +118,10 @@ def run(run_id: str, started: int, version: str, **tags: str) -> Run:
 
 
 def test_the_newest_report_per_version_and_an_open_retrain_request_stay_whatever_their_age():
-    runs = [run("a", 1, "1", retrain_status="requested"), run("b", 2, "1"), run("c", 3, "1"), run("d", 1, "2"),
-            run("e", 0, "2", retrain_status="done")]
+    runs = [run("a", 1, "1", retrain_status="requested", judged="true"), run("b", 2, "1", judged="true"),
+            run("c", 3, "1", judged="true"), run("d", 1, "2", judged="true"),
+            run("e", 0, "2", retrain_status="done", judged="true"),
+            run("f", 4, "1")]  # failed halfway: no verdict, and no window end
     assert protected(runs) == {"c": "the newest report of v1", "a": "holds the open retrain request",
                                "d": "the newest report of v2"}
 
