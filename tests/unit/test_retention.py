@@ -187,3 +187,23 @@ def test_a_verdict_whose_card_cannot_be_written_never_fails_the_monitoring_run(t
     record_facts(config_in(tmp_path), Gone(), MonitorResult(Verdict.OK, "OK", None, "run-1", None, False, [judged],
                                                             tmp_path))
     assert "no model card of v1 to note the verdict on: MLflow went away" in capsys.readouterr().err
+
+
+def test_status_shows_storage_per_kind_of_this_machines_state_dir(tmp_path, monkeypatch):
+    from pipelines.storage import storage
+
+    monkeypatch.delenv("BENTOML_HOME", raising=False)
+    config = config_in(tmp_path)
+    state = config.platform.state_dir
+    for path, size in (("inference/20261201-a-1.jsonl", 300), ("monitoring/reports/loans-v1-x.html", 2000),
+                       ("monitoring/workspace/p/snapshots/s.json", 40), ("monitoring/workspace/p/project.json", 9),
+                       ("bentoml/bentos/loans/v1/bento.yaml", 10), ("mlflow/artifacts/1/r/artifacts/a", 5)):
+        (state / path).parent.mkdir(parents=True, exist_ok=True)
+        (state / path).write_bytes(b"x" * size)
+    used = storage(config)
+    assert list(used) == ["bentos", "bentoml models", "release images", "monitoring reports", "Evidently snapshots",
+                          "inference logs", "MLflow artifacts"]
+    assert [(used[kind].bytes, used[kind].items) for kind in ("bentos", "monitoring reports", "Evidently snapshots",
+                                                              "inference logs", "MLflow artifacts")] == [
+        (10, 1), (2000, 1), (40, 1), (300, 1), (5, 1)]  # a project's own file is no snapshot
+    assert used["monitoring reports"].shown() == "2.0 kB in 1 file"
