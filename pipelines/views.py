@@ -71,9 +71,10 @@ def collected(config: PipelineConfig, done: Collection, *, dry_run: bool) -> Tab
             rows[f"kept {kind}"] = _some(swept.kept)
     for kind, before in done.before.items():
         after = done.after.get(kind)
-        rows[f"storage {kind}"] = before.shown() if after is None or before.bytes is None else (
-            f"{before.shown()} -> {after.shown()}" + (f", freed {human(before.bytes - after.bytes)}"
-                                                      if before.bytes is not None and after.bytes is not None else ""))
+        if after is None or before.bytes is None or after.bytes is None:  # a dry run, or a kind not counted here
+            rows[f"storage {kind}"] = before.shown()
+        else:
+            rows[f"storage {kind}"] = f"{before.shown()} -> {after.shown()}, freed {human(before.bytes - after.bytes)}"
     return key_values(f"gc {config.model_name}" + (" (dry run: nothing deleted)" if dry_run else ""), rows)
 
 
