@@ -97,7 +97,7 @@ retire: ## retire VERSION=<n> REASON=<why>: tag it retired, remove its bentos an
 	$(PIPELINES) retire --reason="$$REASON" -- "$$VERSION"
 
 $(call takes,gc,ARGS)
-gc: ## retire the versions outside the config's lifecycle (keep_last, keep_days); ARGS=--dry-run says what would go
+gc: ## retire versions outside the config's lifecycle, delete old monitoring output and judged logs; ARGS=--dry-run says what would go
 	set -f; $(PIPELINES) gc $$ARGS
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
@@ -109,7 +109,7 @@ monitor: ## judge the logged traffic with Evidently once: OK / DRIFT / NOT ENOUG
 monitoring-ui: ## serve the Evidently UI with the monitoring reports (127.0.0.1:8000)
 	$(PIPELINES) monitoring-ui
 
-status: ## what runs where: MLflow, the front, stacks; per model its aliases, local serving, monitoring verdict
+status: ## what runs where: MLflow, the front, stacks; per model its aliases, local serving, monitoring verdict; storage
 	$(PIPELINES) status
 
 down: ## stop the local serving and MLflow processes (state is kept)

@@ -1,4 +1,4 @@
-"""Governance commands: the audit trail (`audit`, `audit verify`) and retirement (`retire`)."""
+"""Governance commands: the audit trail (`audit`, `audit verify`), retirement (`retire`) and retention (`gc`)."""
 
 from __future__ import annotations
 
@@ -95,21 +95,15 @@ def retire_command(
 
 @command("gc")
 def gc_command(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would retire; change nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go; change nothing")] = False,
     config_path: ConfigOption = None,
 ) -> None:
-    """Retire the versions outside the config's `lifecycle` (keep_last, keep_days); print what it freed per kind."""
+    """Retire the versions outside the config's `lifecycle`, delete monitoring output and inference logs past their
+    retention; print storage per kind before and after."""
     from pipelines.lifecycle import collect
-    from pipelines.views import key_values
+    from pipelines.views import collected
 
     config = steps.connected_config(config_path)
-    with console.status("Collecting versions outside the lifecycle ..."):
+    with console.status("Collecting what falls outside the lifecycle ..."):
         done = collect(config, dry_run=dry_run)
-    limits = config.lifecycle
-    rows: dict[str, str] = {"lifecycle": f"keep_last={limits.keep_last} keep_days={limits.keep_days}",
-                            "would retire" if dry_run else "retired":
-                                ", ".join(f"v{v}" for v in done.retired) or "none"}
-    rows.update({f"kept v{version}": role for version, role in done.kept.items()})
-    for kind, count in done.removed.items():
-        rows[f"removed {kind}"] = f"{count} ({done.freed_bytes.get(kind, 0) / 1e6:.1f} MB freed)"
-    console.print(key_values(f"gc {config.model_name}" + (" (dry run)" if dry_run else ""), rows))
+    console.print(collected(config, done, dry_run=dry_run))

@@ -26,8 +26,10 @@ def platform_command(config_path: ConfigOption = None) -> None:
 def status_command(config_path: ConfigOption = None) -> None:
     """What runs where: MLflow, the front, each stack; per model its aliases, local serving and monitoring."""
     from pipelines.status import platform_status
+    from pipelines.storage import storage
 
-    for table in views.status(platform_status(load_config(config_path))):
+    config = load_config(config_path)
+    for table in views.status(platform_status(config), storage(config)):
         console.print(table)
 
 

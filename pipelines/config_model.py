@@ -216,10 +216,20 @@ class CardConfig(Section):
 
 
 class LifecycleConfig(Section):
-    """How long versions stay (pipelines/lifecycle.py): `pipelines gc` retires what is outside both limits."""
+    """How long versions stay (pipelines/lifecycle.py): `pipelines gc` retires what is outside both limits, and
+    deletes monitoring output and inference logs past their own retention (pipelines/retention.py)."""
 
     keep_last: int | None = Field(None, ge=1, description="keep the newest N versions; unset: no count limit")
     keep_days: float | None = Field(None, gt=0, description="keep versions younger than D days; unset: no age limit")
+    # What monitoring leaves behind (pipelines/retention.py); unset: kept for ever.
+    keep_reports_days: float | None = Field(
+        30, gt=0, description="delete monitoring report runs and their HTML files older than D days (never the "
+                              "newest per model version, nor one holding an open retrain request)")
+    keep_snapshots_days: float | None = Field(
+        30, gt=0, description="delete Evidently UI snapshots (the monitoring workspace) older than D days")
+    keep_inference_days: float | None = Field(
+        30, gt=0, description="delete inference-log files of days older than D days, once monitoring judged "
+                              "every record in them")
 
 
 DEFAULT_ESTIMATORS = {"classification": "random_forest", "regression": "random_forest_regressor"}

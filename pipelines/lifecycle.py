@@ -1,4 +1,5 @@
-"""Retention: `pipelines gc` retires the versions outside the config's `lifecycle` (pipelines.retire).
+"""Retention: `pipelines gc` retires the versions outside the config's `lifecycle` (pipelines.retire), then
+deletes what monitoring left behind past its retention (pipelines.retention), measuring storage before and after.
 
 A version stays while it is among the newest `keep_last` or younger than `keep_days`; one an alias names or
 that serves stays whatever its age; one retired already is done. With neither limit set nothing is outside.
@@ -12,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pipelines.config import PipelineConfig
 from pipelines.config_model import LifecycleConfig
 from pipelines.registry import RETIRED_TAG, aliases_of, connect
+from pipelines.retention import Swept, sweep_monitoring
 from pipelines.retire import retire, roles
 from pipelines.status import stack_versions
+from pipelines.storage import Usage, storage
 
 
 def outside(created: dict[str, datetime], limits: LifecycleConfig, now: datetime) -> list[str]:
@@ -33,6 +36,9 @@ class Collection:
     kept: dict[str, str] = field(default_factory=dict)  # version outside the limits -> the role that keeps it
     freed_bytes: dict[str, int] = field(default_factory=dict)  # kind -> bytes freed
     removed: dict[str, int] = field(default_factory=dict)  # kind -> items removed
+    swept: dict[str, Swept] = field(default_factory=dict)  # monitoring output and logs: kind -> what went
+    before: dict[str, Usage] = field(default_factory=dict)  # storage per kind (pipelines.storage)
+    after: dict[str, Usage] = field(default_factory=dict)  # the same after gc; empty on a dry run
 
 
 def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
@@ -42,7 +48,7 @@ def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
                if not v.tags.get(RETIRED_TAG)}
     aliases, on_stacks = aliases_of(client, config.model_name), stack_versions(config.model_name)
     limits = config.lifecycle
-    done = Collection()
+    done = Collection(before=storage(config))
     for version in outside(created, limits, datetime.now(UTC)):
         still = roles(config, version, aliases, on_stacks)
         if still:
@@ -56,4 +62,7 @@ def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
                 done.removed[kind] = done.removed.get(kind, 0) + len(items)
             for kind, size in retirement.freed_bytes.items():
                 done.freed_bytes[kind] = done.freed_bytes.get(kind, 0) + size
+    done.swept = sweep_monitoring(config, client, datetime.now(UTC), dry_run=dry_run)
+    if not dry_run:
+        done.after = storage(config)
     return done

@@ -232,12 +232,12 @@ LATER_FACTS = "## Later facts"
 
 def append_fact(client: MlflowClient, model: ResolvedVersion, fact: str) -> None:
     """Add one line under the card's "Later facts" (a release, a rollback, a retirement): artifact and description."""
-    card = gated_card(model) or f"# Model card: {model.name} v{model.version}\n"  # never gated: the fact starts one
+    found = gated_card(model) or f"# Model card: {model.name} v{model.version}\n"  # never gated: the fact starts one
     line = f"- {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}: {fact}\n"
-    card = card.rstrip("\n") + ("\n" if LATER_FACTS in card else f"\n\n{LATER_FACTS}\n") + line
+    card = found.rstrip("\n") + ("\n" if LATER_FACTS in found else f"\n\n{LATER_FACTS}\n") + line
     client.log_text(model.run_id, card, CARD_MARKDOWN)
     client.log_text(model.run_id, card_html(card, f"{model.name} v{model.version}"), CARD_HTML)
-    current = client.get_model_version(model.name, model.version).description or card
+    current = client.get_model_version(model.name, model.version).description or found  # the line is added below
     described = current.rstrip("\n") + ("\n" if LATER_FACTS in current else f"\n\n{LATER_FACTS}\n") + line
     if len(described) > MAX_DESCRIPTION_CHARS:  # the line matters more than the card's tail
         described = described[:MAX_DESCRIPTION_CHARS - len(line) - 10] + "\n...\n" + line

@@ -22,6 +22,8 @@ from services.monitoring.policy import PolicyError
 from services.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from services.monitoring.job import MonitorResult
 
 UI_PROCESS = "monitoring-ui"
@@ -88,15 +90,43 @@ def run_monitor(
     window_hours: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> MonitorResult:
-    """Judge the logged traffic once: verdict, one-line summary, HTML report, MLflow run, retrain request."""
+    """Judge the logged traffic once: verdict, one-line summary, HTML report, MLflow run, retrain request; a request
+    opened is an audit record, each judged version's verdict a line of its model card."""
     from pipelines.registry import connect
     from services.monitoring.job import run_once  # Evidently: loaded only by the commands that judge
 
-    connect(config)
+    client = connect(config)
 
     settings = monitor_settings(config, on_drift=on_drift, window_rows=window_rows, window_hours=window_hours)
     _log_to_file(config)
-    return run_once(settings, progress=progress)
+    result = run_once(settings, progress=progress)
+    record_facts(config, client, result)
+    return result
+
+
+def record_facts(config: PipelineConfig, client: MlflowClient, result: MonitorResult) -> None:
+    """The verdicts as later facts of the cards, a retrain request as an audit record: neither fails the run
+    (the job's own record, the report run, is written), a failure is said on stderr."""
+    from pipelines.audit import AuditTrail
+    from pipelines.model_card import note_fact
+    from pipelines.registry import resolve
+
+    for judged in (version for version in result.versions if version.mlflow_run_id):
+        try:
+            model = resolve(client, config.model_name, version=judged.model_version)
+        except Exception as exc:  # noqa: BLE001  no card to write to (a version deleted since): say so, go on
+            print(f"note: no model card of v{judged.model_version} to note the verdict on: {exc}", file=sys.stderr)
+            continue
+        note_fact(client, model, f"monitoring {judged.verdict} on {judged.rows} rows: {judged.summary} "
+                                 f"(report run {judged.mlflow_run_id})")
+    if result.retrain_requested:
+        deciding = next(v for v in result.versions if v.mlflow_run_id == result.mlflow_run_id)
+        _, failed = AuditTrail.of(config, client).write_or_say(
+            "retrain-request", deciding.model_version, "opened", verdict=str(result.verdict), reason=result.summary,
+            drifted_columns=", ".join(deciding.drifted_columns), report_run_id=result.mlflow_run_id or "",
+            report_url=result.mlflow_run_url or "")
+        if failed:
+            print(f"note: the retrain request is open{failed}", file=sys.stderr)
 
 
 def ui_process(config: PipelineConfig) -> platform.Process:

@@ -23,8 +23,8 @@ from pipelines.model_card import append_fact
 from pipelines.registry import RETIRED_TAG, ResolvedVersion, aliases_of, connect, resolve
 from pipelines.routes import read_route
 from pipelines.serving_state import route_file
-from pipelines.stack import RELEASE_VERSION_LABEL
 from pipelines.status import stack_versions
+from services.contract import RELEASE_VERSION_LABEL
 
 
 class RetireRefused(CannotRun):

@@ -62,7 +62,6 @@ from services.contract import (
 from services.serving.requirements_check import LACKS
 
 RELEASE_DOCKERFILE = REPO_ROOT / "services" / "serving" / "release.Dockerfile"
-RELEASE_VERSION_LABEL = "mlops.model-version"  # release.Dockerfile writes it from MODEL_VERSION; retire reads it
 WITHOUT_CANDIDATE = {CANDIDATE_IMAGE_KEY: NO_IMAGE, CANDIDATE_VERSION_KEY: NO_VERSION}
 WITHOUT_CANARY = {CANARY_IMAGE_KEY: NO_IMAGE, CANARY_VERSION_KEY: NO_VERSION}
 

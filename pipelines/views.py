@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # result types only; importing them at run time would load ML
     from pipelines.canary import Verdict
     from pipelines.config import PipelineConfig
     from pipelines.deploy import DeployResult
+    from pipelines.lifecycle import Collection
     from pipelines.status import PlatformStatus
+    from pipelines.storage import Usage
     from pipelines.traffic import TrafficResult
     from pipelines.train import Reproduction, TrainResult
     from pipelines.validate import ValidationReport, VersionFacts
@@ -36,10 +38,44 @@ def key_values(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
-def status(found: PlatformStatus) -> list[Table]:
-    """`make status`: the platform's parts, then one table per model."""
+def status(found: PlatformStatus, used: dict[str, Usage]) -> list[Table]:
+    """`make status`: the platform's parts, then one table per model, then storage per kind on this machine."""
     return [key_values("Platform", found.parts),
-            *(key_values(f"Model {name}", rows) for name, rows in found.models.items())]
+            *(key_values(f"Model {name}", rows) for name, rows in found.models.items()),
+            key_values("Storage on this machine", {kind: usage.shown() for kind, usage in used.items()})]
+
+
+MAX_NAMES_SHOWN = 5
+
+
+def _some(items: list[str]) -> str:
+    more = len(items) - MAX_NAMES_SHOWN
+    return ", ".join(items[:MAX_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def collected(config: PipelineConfig, done: Collection, *, dry_run: bool) -> Table:
+    """`pipelines gc`: versions retired, monitoring output deleted, and storage per kind before and after."""
+    from pipelines.storage import human
+
+    limits = config.lifecycle
+    rows: dict[str, str] = {"lifecycle": ", ".join(f"{key}={'unset' if value is None else f'{value:g}'}"
+                                                    for key, value in limits.model_dump().items()),
+                            "would retire" if dry_run else "retired": _some([f"v{v}" for v in done.retired]) or "none"}
+    rows.update({f"kept v{version}": role for version, role in done.kept.items()})
+    for kind, count in done.removed.items():
+        rows[f"removed {kind}"] = f"{count} ({human(done.freed_bytes.get(kind, 0))} freed)"
+    for kind, swept in done.swept.items():
+        rows[f"{'would delete' if dry_run else 'deleted'} {kind}"] = (
+            f"{len(swept.removed)} ({human(swept.freed_bytes)}): {_some(swept.removed)}" if swept.removed else "none")
+        if swept.kept:
+            rows[f"kept {kind}"] = _some(swept.kept)
+    for kind, before in done.before.items():
+        after = done.after.get(kind)
+        if after is None or before.bytes is None or after.bytes is None:  # a dry run, or a kind not counted here
+            rows[f"storage {kind}"] = before.shown()
+        else:
+            rows[f"storage {kind}"] = f"{before.shown()} -> {after.shown()}, freed {human(before.bytes - after.bytes)}"
+    return key_values(f"gc {config.model_name}" + (" (dry run: nothing deleted)" if dry_run else ""), rows)
 
 
 def trained(config: PipelineConfig, result: TrainResult) -> Table:

@@ -344,6 +344,8 @@ MLFLOW_AUTH_SERVER_ENV = {"MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"}
 STACK_LABEL = "mlops-platform.stack"
 # The label on every serving container of a stack naming the model it serves (`make status` lists them by it).
 MODEL_LABEL = "mlops-platform.model"
+# The label of every release image naming its model version (services/serving/release.Dockerfile sets it).
+RELEASE_VERSION_LABEL = "mlops.model-version"
 # A serving container told to stop first drains: its entrypoint creates this file, `/readyz` turns 503 so
 # the front stops sending it requests, and the server keeps answering for a while before it exits.
 DRAIN_FILE_ENV = "SERVING_DRAIN_FILE"

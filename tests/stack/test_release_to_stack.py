@@ -44,12 +44,12 @@ from pipelines.registry import (
     resolve,
 )
 from pipelines.release_pointer import serving_image_tag
-from pipelines.stack import RELEASE_VERSION_LABEL, StackError, StackTarget, runtime_image
+from pipelines.stack import StackError, StackTarget, runtime_image
 from pipelines.status import stack_serving
 from pipelines.train import train
 from pipelines.validate import validate
 from pipelines.views import canary_summary
-from services.contract import CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE
+from services.contract import CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE, RELEASE_VERSION_LABEL
 from tests.example_runs import check_response, example_raw, holdout_rows
 from tests.infra.program import run_program
 from tests.load import ROW, under_load

@@ -140,6 +140,7 @@ def test_the_bento_carries_every_repo_module_the_service_imports_and_the_release
 
 
 def test_the_release_image_carries_the_version_label_retirement_finds_it_by():
-    from pipelines.stack import RELEASE_DOCKERFILE, RELEASE_VERSION_LABEL
+    from pipelines.stack import RELEASE_DOCKERFILE
+    from services.contract import RELEASE_VERSION_LABEL
 
     assert f'{RELEASE_VERSION_LABEL}="${{MODEL_VERSION}}"' in RELEASE_DOCKERFILE.read_text()

@@ -1,0 +1,217 @@
+"""What `pipelines gc` deletes of what monitoring leaves behind, each kind past its own `lifecycle:` retention.
+
+- Inference-log files of days older than `keep_inference_days`, but only once monitoring has judged every record
+  in them: the judged runs' `window_end` tag, per model and version, is where monitoring's record of what it read
+  lives (services/monitoring/records.py; the job's log index is only a cache), so a file holding a record newer
+  than the last judged window of its model version, or of a version never judged, stays. Files go first, while
+  every report run that says how far monitoring got is still there.
+- Report runs of the monitoring experiment started more than `keep_reports_days` ago, with their artifacts and
+  the HTML files of the same name, except the newest judged run per model version (its verdict, and where the
+  next window starts) and a run holding an open retrain request.
+- Evidently snapshots (the UI's workspace) written more than `keep_snapshots_days` ago.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from requests import HTTPError
+
+from pipelines.config import PipelineConfig
+from pipelines.monitor import monitoring_dir
+from services.contract import (
+    REPORT_MODEL_TAG,
+    REPORT_VERSION_TAG,
+    RETRAIN_OPEN,
+    RETRAIN_STATUS_TAG,
+    BadRecord,
+    InferenceRecord,
+)
+from services.monitoring.inference_log import file_day, log_files
+from services.monitoring.records import JUDGED_TAG
+
+EndsOf = Callable[[str], Mapping[str, datetime]]  # model -> (version -> where its newest judged window ended)
+_PAGE = 1000
+
+
+@dataclass
+class Swept:
+    """One kind's outcome: what went (or, on a dry run, would go), its bytes, and what stayed past retention."""
+
+    removed: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    kept: list[str] = field(default_factory=list)  # "<item>: why"
+
+
+def cutoff(now: datetime, days: float | None) -> datetime | None:
+    """Anything older than this is past the retention; None when the kind is kept for ever."""
+    return None if days is None else now - timedelta(days=days)
+
+
+def day_is_past(day_of_file: date, before: datetime) -> bool:
+    """A log file's day is past the retention when the whole day (its newest possible record) is before it."""
+    return datetime.combine(day_of_file + timedelta(days=1), time(), tzinfo=UTC) <= before
+
+
+def unjudged(records: Iterable[InferenceRecord], ends_of: EndsOf) -> InferenceRecord | None:
+    """The first record monitoring has not judged yet (newer than its version's last judged window), or None."""
+    for record in records:
+        end = ends_of(record.model_name).get(record.model_version)
+        if end is None or record.timestamp > end:
+            return record
+    return None
+
+
+def read_records(path: Path) -> Iterable[InferenceRecord]:
+    """A log file's records; a line that is none (a torn last line) holds no record to lose, as for the job."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                yield InferenceRecord.parse(line)
+            except BadRecord:
+                continue
+
+
+def judged_windows(client: MlflowClient, experiment: str) -> EndsOf:
+    """Per model (asked of MLflow once each), the last judged window end of each of its versions."""
+    from services.monitoring.records import experiment_id, last_judged_window_ends
+
+    found = experiment_id(client, experiment)
+    return functools.cache(lambda model: last_judged_window_ends(client, model, found))
+
+
+def sweep_inference_logs(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> Swept:
+    done, before = Swept(), cutoff(now, config.lifecycle.keep_inference_days)
+    log_dir = config.platform.inference_log_dir
+    if before is None or not log_dir.is_dir():
+        return done
+    ends = judged_windows(client, config.monitoring.experiment)
+    for path in log_files(log_dir):
+        if not day_is_past(file_day(path), before):
+            continue
+        waiting = unjudged(read_records(path), ends)
+        if waiting is not None:
+            done.kept.append(f"{path.name}: not judged yet ({waiting.model_name} v{waiting.model_version} "
+                             f"record of {waiting.timestamp:%Y-%m-%d %H:%M} UTC)")
+            continue
+        done.removed.append(path.name)
+        done.freed_bytes += path.stat().st_size
+        if not dry_run:
+            path.unlink()
+    return done
+
+
+def _report_runs(client: MlflowClient, experiment: str, model: str) -> list[Run]:
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], f"tags.{REPORT_MODEL_TAG} = '{model}'",
+                                  order_by=["attributes.start_time DESC"], max_results=_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def protected(runs: list[Run]) -> dict[str, str]:
+    """Run id -> why it stays whatever its age: the newest judged report per model version (a run that failed
+    halfway is no verdict), one holding an open retrain request."""
+    kept: dict[str, str] = {}
+    seen: set[str] = set()
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True):
+        version = run.data.tags.get(REPORT_VERSION_TAG, "")
+        if version not in seen and run.data.tags.get(JUDGED_TAG) == "true":
+            seen.add(version)
+            kept[run.info.run_id] = f"the newest report of v{version}"
+        if run.data.tags.get(RETRAIN_STATUS_TAG) == RETRAIN_OPEN:
+            kept[run.info.run_id] = "holds the open retrain request"
+    return kept
+
+
+def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> Swept:
+    done, before = Swept(), cutoff(now, config.lifecycle.keep_reports_days)
+    if before is None:
+        return done
+    runs = _report_runs(client, config.monitoring.experiment, config.model_name)
+    keep, limit = protected(runs), before.timestamp() * 1000
+    old = [run for run in runs if (run.info.start_time or 0) < limit]
+    for run in old:
+        name = run.info.run_name or run.info.run_id
+        if run.info.run_id in keep:
+            done.kept.append(f"run {name}: {keep[run.info.run_id]}")
+            continue
+        size = _artifact_bytes(client, run.info.run_id)
+        if not dry_run:
+            try:
+                _delete_run(client, run)
+            except (MlflowException, HTTPError) as exc:  # e.g. a login without EDIT on the experiment: 403
+                done.kept.append(f"run {name}: MLflow refused to delete it ({str(exc).splitlines()[0][:200]})")
+                continue
+        done.removed.append(f"run {name}")
+        done.freed_bytes += size
+    old_ids = {run.info.run_id for run in old}
+    staying = {run.info.run_name for run in runs if run.info.run_id not in old_ids or run.info.run_id in keep}
+    for path in sorted((monitoring_dir(config) / "reports").glob(f"{config.model_name}-v*.html")):
+        if path.stat().st_mtime >= before.timestamp() or _of_run(path, staying):
+            continue
+        done.removed.append(path.name)
+        done.freed_bytes += path.stat().st_size
+        if not dry_run:
+            path.unlink()
+    return done
+
+
+def _of_run(path: Path, run_names: set[str | None]) -> bool:
+    """A report file is named after its run: `<run name>.html` or `<run name>-<kind>.html` (records.py)."""
+    return any(name and (path.stem == name or path.stem.startswith(f"{name}-")) for name in run_names)
+
+
+def _artifact_bytes(client: MlflowClient, run_id: str, path: str | None = None) -> int:
+    total = 0
+    for item in client.list_artifacts(run_id, path):
+        total += _artifact_bytes(client, run_id, item.path) if item.is_dir else (item.file_size or 0)
+    return total
+
+
+def _delete_run(client: MlflowClient, run: Run) -> None:
+    """The run's artifacts (through MLflow's artifact API, so the store frees them), then the run itself."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    if client.list_artifacts(run.info.run_id):
+        get_artifact_repository(run.info.artifact_uri).delete_artifacts()
+    client.delete_run(run.info.run_id)
+
+
+def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool) -> Swept:
+    """The workspace keeps one file per snapshot, `<project>/snapshots/<id>.json`, which the UI lists when it loads."""
+    done, before = Swept(), cutoff(now, config.lifecycle.keep_snapshots_days)
+    if before is None:
+        return done
+    for path in sorted((monitoring_dir(config) / "workspace").glob("*/snapshots/*.json")):
+        stat = path.stat()
+        if stat.st_mtime >= before.timestamp():
+            continue
+        done.removed.append(f"{path.parent.parent.name}/{path.stem}")
+        done.freed_bytes += stat.st_size
+        if not dry_run:
+            path.unlink()
+    return done
+
+
+def sweep_monitoring(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> dict[str, Swept]:
+    """Kind -> what went, inference logs first (see the module's docstring); the kinds as `pipelines.storage` names
+    them."""
+    return {
+        "inference logs": sweep_inference_logs(config, client, now, dry_run=dry_run),
+        "monitoring reports": sweep_reports(config, client, now, dry_run=dry_run),
+        "Evidently snapshots": sweep_snapshots(config, now, dry_run=dry_run),
+    }
