@@ -35,6 +35,7 @@ from config_monitoring import (
     read_monitoring_policy,
 )
 from config_reader import IMAGE_REF, IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
+from config_teams import Team, read_teams, team_names
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from services.contract import (
@@ -52,11 +53,12 @@ from services.contract import (
     MODEL_VERSION_KEY,
     MODELS_KEY,
     SERVING_IMAGE_KEY,
+    TEAM_KEYS,
 )
 
 # Re-exported: the components import every config type from here.
 __all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "ModelRelease", "PolicySource", "ServedModel",
-           "StackConfig", "StackConfigError", "load_stack_config"]
+           "StackConfig", "Team", "StackConfigError", "load_stack_config"]
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -132,6 +134,12 @@ class StackConfig:
     kubernetes: KubernetesConfig | None = None  # set when target is kubernetes
     # The models served beside the default one (`models`, infra/config_models.py): own containers, route, keys.
     models: tuple[ServedModel, ...] = ()
+    # The teams `models` names (infra/config_teams.py), each with its MLflow user and serving token; () without.
+    teams: tuple[Team, ...] = ()
+
+    def team_of(self, model: str) -> Team | None:
+        """The team that owns `model`, None when no entry names one."""
+        return next((team for team in self.teams if model in team.models), None)
 
     @property
     def release(self) -> ModelRelease:
@@ -156,16 +164,19 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | fro
 })
 
 
-def _reject_unknown_keys(project: str, models: set[str]) -> None:
-    """Refuse a key this program does not read; `models`: the declared models, whose release keys it reads."""
+def _reject_unknown_keys(project: str, models: set[str], teams: set[str]) -> None:
+    """Refuse a key this program does not read; `models`, `teams`: the declared ones, whose own keys it reads."""
     namespace = f"{project}:"
     keys = {key for key in [*get_config_env(), *CONFIG.get()] if key.startswith(namespace)}
     if moved := moved_key_problems({key.removeprefix(namespace) for key in keys}, namespace):
         raise StackConfigError("; ".join(moved))
-    per_model, problems = per_model_key_problems({key.removeprefix(namespace) for key in keys}, models)
+    names = {key.removeprefix(namespace) for key in keys}
+    per_model, problems = per_model_key_problems(names, models)
+    per_team, team_problems = per_model_key_problems(names, teams, TEAM_KEYS, "team")
+    problems += team_problems
     if problems:
         raise StackConfigError(f"stack config {namespace}" + f"; {namespace}".join(sorted(problems)))
-    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model)
+    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model | per_team)
     if unknown:
         raise StackConfigError(
             f"unknown stack config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(KNOWN_KEYS))}"
@@ -221,7 +232,8 @@ def load_stack_config() -> StackConfig:
     """Read and validate the whole stack config of the current Pulumi project and stack."""
     read = ConfigReader(pulumi.Config())
     entries = read_model_entries(read)
-    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries})
+    owners = team_names(read, entries)
+    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries}, set(owners.values()))
     ports = _published_ports(read)
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
@@ -231,6 +243,8 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
+    admin_username = read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$"))
+    teams = read_teams(read, owners, auth_enabled, admin_username)
     model_name = read_default_model(read, entries)
     memory, release, models = _models(read, entries, model_name)
     serving_image, canary_image, candidate_image = release.serving_image, release.canary_image, release.candidate_image
@@ -265,7 +279,7 @@ def load_stack_config() -> StackConfig:
             if backend == "postgres" and target == "docker" else None
         ),
         auth_enabled=auth_enabled,
-        admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
+        admin_username=admin_username,
         admin_password=read.secret("adminPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None,
         serving_token=read.secret("servingToken", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
         monitoring_password=(
@@ -294,4 +308,5 @@ def load_stack_config() -> StackConfig:
         target=target,
         kubernetes=kubernetes,
         models=models,
+        teams=teams,
     )

@@ -2,7 +2,7 @@
 candidate or a canary beside it), read once here.
 
 A stack file without `models` serves one model, `modelName`, with today's single-model keys (servingImage,
-modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent}), `modelName`
+modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent, team}), `modelName`
 is the default model (`/predict` answers for it; the first entry when unset), which keeps those keys; every
 other model has its own of each, `<key>.<name>` (services.contract.model_key), which a release of that model
 sets. A name must be a DNS label, since it is the model's route (`/models/<name>/`) and part of its containers'
@@ -36,7 +36,7 @@ from services.contract import (
 )
 
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
-ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent")
+ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent", "team")  # team: infra/config_teams.py
 DEFAULT_CANARY_PERCENT = 10
 
 
@@ -141,18 +141,19 @@ def read_model_settings(read: ConfigReader, entries: list[Mapping[str, Any]],
     ) for position, entry in enumerate(entries)]
 
 
-def per_model_key_problems(keys: set[str], declared: set[str]) -> tuple[set[str], list[str]]:
-    """Of these config keys, the per-model release keys of declared models (known), and a problem for each one of
-    a model the stack does not declare."""
+def per_model_key_problems(keys: set[str], declared: set[str], bases: tuple[str, ...] = MODEL_RELEASE_KEYS,
+                           kind: str = "model") -> tuple[set[str], list[str]]:
+    """Of these config keys, the per-`kind` keys (`<base>.<name>`) of declared names (known), and a problem for each
+    one of a name `models` does not declare."""
     known, problems = set(), []
     for key in keys:
-        base, dot, model = key.partition(".")
-        if not dot or base not in MODEL_RELEASE_KEYS:
+        base, dot, name = key.partition(".")
+        if not dot or base not in bases:
             continue
-        if model in declared:
+        if name in declared:
             known.add(key)
         else:
-            problems.append(f"{key} is the key of model {model!r}, which {MODELS_KEY} does not declare "
+            problems.append(f"{key} is the key of {kind} {name!r}, which {MODELS_KEY} does not declare "
                             f"(declared: {', '.join(sorted(declared)) or 'none'})")
     return known, problems
 

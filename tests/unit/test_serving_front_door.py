@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services import access
-from services.access import RequireCredential, read_credential
+from services.access import Grants, RequireCredential, read_credential
 from services.contract import MIN_TOKEN_CHARS, SMOKE_TOKEN_FILE_ENV
 from services.serving import no_model_server
 from services.serving.guard import RequestGuard, SmokeToken, serving_middlewares
@@ -41,7 +41,7 @@ class Model:
 def stack(model: Model, token: str | None = TOKEN):
     """The service's middlewares around `model`, applied as Starlette does: the first listed is outermost."""
     app = model
-    for middleware, options in reversed(serving_middlewares(LIMIT, token)):
+    for middleware, options in reversed(serving_middlewares(LIMIT, Grants.of(token) if token else None)):
         app = middleware(app, **options)
     return app
 
