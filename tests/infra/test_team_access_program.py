@@ -17,8 +17,9 @@ from tests.infra.test_stack_program import AUTH_SECRETS, env_of
 
 MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
                      {"name": "churn"}])
-RELEASES = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7", "servingImage.bike-rentals": "mlops-serving:v3-b",
-            "modelVersion.bike-rentals": "3", "servingImage.churn": "mlops-serving:v1-c", "modelVersion.churn": "1"}
+RELEASES = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
+            "servingImage.bike-rentals": "mlops-serving:v3-b", "modelVersion.bike-rentals": "3",
+            "servingImage.churn": "mlops-serving:v1-c", "modelVersion.churn": "1"}
 TEAM_SECRETS = {"teamPassword.risk": "risk-password-4e1a", "teamServingToken.risk": "risk-token-77c2-0b9d",
                 "teamPassword.mobility": "mobility-pw-2f8c", "teamServingToken.mobility": "mobility-token-5a31-e6"}
 TEAMS = {"authEnabled": "true", "models": MODELS, **RELEASES}
