@@ -253,6 +253,8 @@ def load_stack_config() -> StackConfig:
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
     if models and target == "kubernetes":
         raise read.fail(MODELS_KEY, "several models are served on the docker target only, for now")
+    if teams and target == "kubernetes":
+        raise read.fail(MODELS_KEY, "access per team (a model's team) is on the docker target only, for now")
     monitoring = read_monitoring_policy(read)
     check_serves_that_model(read, monitoring, model_name)
     tls = read_edge_tls(read)

@@ -14,6 +14,7 @@ import pytest
 from services.contract import REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
 from tests.infra.program import CONTAINER, run_program
 from tests.infra.test_stack_program import AUTH_SECRETS, env_of
+from tests.kubernetes.manifests import FULL, FULL_SECRETS
 
 MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
                      {"name": "churn"}])
@@ -23,6 +24,7 @@ RELEASES = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
 TEAM_SECRETS = {"teamPassword.risk": "risk-password-4e1a", "teamServingToken.risk": "risk-token-77c2-0b9d",
                 "teamPassword.mobility": "mobility-pw-2f8c", "teamServingToken.mobility": "mobility-token-5a31-e6"}
 TEAMS = {"authEnabled": "true", "models": MODELS, **RELEASES}
+RISK_SECRETS = {key: value for key, value in TEAM_SECRETS.items() if key.endswith(".risk")}
 
 
 def uploads(container) -> dict[str, str]:
@@ -94,8 +96,7 @@ def test_a_stack_without_teams_declares_no_team_files():
 
 
 @pytest.mark.parametrize(("config", "secrets", "message"), [
-    ({"authEnabled": "true", "models": MODELS}, {"teamPassword.risk": TEAM_SECRETS["teamPassword.risk"]},
-     "teamPassword.mobility: is required for team 'mobility'"),
+    ({"authEnabled": "true", "models": MODELS}, RISK_SECRETS, "teamPassword.mobility: is required for team 'mobility'"),
     ({"authEnabled": "true", "models": MODELS}, {k: v for k, v in TEAM_SECRETS.items() if k != "teamServingToken.risk"},
      "teamServingToken.risk: is required for team 'risk'"),
     ({"models": MODELS}, TEAM_SECRETS, "need authEnabled: true"),
@@ -107,6 +108,8 @@ def test_a_stack_without_teams_declares_no_team_files():
      {**TEAM_SECRETS}, "teamPassword.mobility is the key of team 'mobility', which models does not declare"),
     ({"authEnabled": "true", "models": MODELS}, {**TEAM_SECRETS, "teamServingToken.risk": "short"},
      "teamServingToken.risk: must be at least 16 characters"),
+    ({**FULL, "models": json.dumps([{"name": "loan-default", "team": "risk"}])}, {**FULL_SECRETS, **RISK_SECRETS},
+     "access per team (a model's team) is on the docker target only"),
 ])
 def test_a_team_the_stack_cannot_guard_fails_naming_the_key(config, secrets, message):
     with pytest.raises(pulumi.RunError) as raised:
