@@ -157,7 +157,6 @@ class Serving(pulumi.ComponentResource):
             opts=child_of(self),
         )
 
-
     def _team_files(self, model: str) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
         """With teams: the token of `model`'s team, which its containers admit, and the other teams' tokens by their
         SHA-256 only, which they refuse with 403. The check stays in the container, beside the data it guards, as

@@ -168,5 +168,5 @@ class RequireCredential:
 
 def refusal_message(refusal: HTTPStatus) -> str:
     if refusal == HTTPStatus.FORBIDDEN:
-        return "this credential has no rights here: another team's token (send this model's team's token)"
+        return "this credential is known but has no rights here: another team's token (send this model's team's token)"
     return "authentication required: send `Authorization: Bearer <token>`"

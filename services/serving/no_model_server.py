@@ -3,7 +3,7 @@
 The runtime image starts here when no bento sits at the bento path: the container is alive
 (`/livez` 200) but not ready (`/readyz` 503), and `/predict` says plainly that no model is
 deployed, instead of the container crash-looping. With a serving token configured, everything but
-the health probes needs a credential the model server would admit (guard.serving_grants). Standard library only.
+the health probes needs a credential the model server would admit (access.serving_grants). Standard library only.
 """
 
 from __future__ import annotations
