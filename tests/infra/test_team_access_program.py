@@ -12,8 +12,8 @@ import pulumi
 import pytest
 
 from services.contract import REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
-from tests.infra.program import CONTAINER, run_program
-from tests.infra.test_stack_program import AUTH_SECRETS, env_of
+from tests.infra.program import CONTAINER, REPO_ROOT, run_program
+from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module
 from tests.kubernetes.manifests import FULL, FULL_SECRETS
 
 MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
@@ -115,3 +115,12 @@ def test_a_team_the_stack_cannot_guard_fails_naming_the_key(config, secrets, mes
     with pytest.raises(pulumi.RunError) as raised:
         run_program(config, {**AUTH_SECRETS, **secrets})
     assert message in str(raised.value)
+
+
+def test_the_policy_pack_admits_an_exposed_stack_of_teams_and_the_loader_refuses_one_without_auth():
+    policies = load_module(REPO_ROOT / "infra" / "policy" / "policies.py")
+    exposed = [c.plain for c in run_program({**TEAMS, "exposePorts": "true"},
+                                            {**AUTH_SECRETS, **TEAM_SECRETS}).of_type(CONTAINER)]
+    assert policies.exposed_models_without_auth(exposed) == []  # every team's model requires a credential
+    with pytest.raises(pulumi.RunError, match="exposePorts: true needs authEnabled"):
+        run_program({**TEAMS, "authEnabled": "false", "exposePorts": "true"}, TEAM_SECRETS)
