@@ -8,6 +8,7 @@ registered model, aliases and `/models/<name>/predict`; the platform's serving t
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,8 @@ def teams(docker_client: docker.DockerClient, base_image: str, tmp_path_factory:
             yield stack, rows
         finally:
             for image in docker_client.images.list(name=f"{stack.declared.config['namePrefix']}-serving"):
-                docker_client.images.remove(image.id, force=True)
+                with contextlib.suppress(docker.errors.APIError):
+                    docker_client.images.remove(image.id, force=True)
 
 
 def mlflow_call(stack: DockerStack, user: tuple[str, str], method: str, route: str, body: dict) -> httpx.Response:
