@@ -27,6 +27,7 @@ from config_models import (
 )
 from config_monitoring import MONITORING_KEYS, PolicySource, moved_key_problems
 from config_reader import IMAGE_REF, IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
+from config_teams import Team, read_teams, team_names
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from services.contract import (
@@ -44,11 +45,12 @@ from services.contract import (
     MODEL_VERSION_KEY,
     MODELS_KEY,
     SERVING_IMAGE_KEY,
+    TEAM_KEYS,
 )
 
 # Re-exported: the components import every config type from here.
 __all__ = ["ArtifactStore", "EdgeTls", "KubernetesConfig", "ModelRelease", "PolicySource", "ServedModel",
-           "StackConfig", "StackConfigError", "load_stack_config"]
+           "StackConfig", "Team", "StackConfigError", "load_stack_config"]
 
 TrackingBackend = Literal["sqlite", "postgres"]
 TRACKING_BACKENDS: tuple[TrackingBackend, ...] = ("sqlite", "postgres")
@@ -126,6 +128,12 @@ class StackConfig:
     # monitoring job.
     models: tuple[ServedModel, ...] = ()
     serving_workers: int | None = None  # the default model's servers' workers (its entry's); None: its bento's
+    # The teams `models` names (infra/config_teams.py), each with its MLflow user and serving token; () without.
+    teams: tuple[Team, ...] = ()
+
+    def team_of(self, model: str) -> Team | None:
+        """The team that owns `model`, None when no entry names one."""
+        return next((team for team in self.teams if model in team.models), None)
 
     @property
     def release(self) -> ModelRelease:
@@ -150,17 +158,19 @@ KNOWN_KEYS = KUBERNETES_KEYS | EDGE_KEYS | ARTIFACT_KEYS | MONITORING_KEYS | fro
 })
 
 
-def _reject_unknown_keys(project: str, models: set[str], default_model: str) -> None:
-    """Refuse a key this program does not read; `models`: the declared models, whose release keys it reads."""
+def _reject_unknown_keys(project: str, models: set[str], default_model: str, teams: set[str]) -> None:
+    """Refuse a key this program does not read; `models`, `teams`: the declared ones, whose own keys it reads."""
     namespace = f"{project}:"
     keys = {key for key in [*get_config_env(), *CONFIG.get()] if key.startswith(namespace)}
     if moved := moved_key_problems({key.removeprefix(namespace) for key in keys}, namespace):
         raise StackConfigError("; ".join(moved))
-    per_model, problems = per_model_key_problems({key.removeprefix(namespace) for key in keys}, models,
-                                                 default_model)
+    names = {key.removeprefix(namespace) for key in keys}
+    per_model, problems = per_model_key_problems(names, models, default_model)
+    per_team, team_problems = per_model_key_problems(names, teams, bases=TEAM_KEYS, kind="team")
+    problems += team_problems
     if problems:
         raise StackConfigError(f"stack config {namespace}" + f"; {namespace}".join(sorted(problems)))
-    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model)
+    unknown = sorted(key for key in keys if key.removeprefix(namespace) not in KNOWN_KEYS | per_model | per_team)
     if unknown:
         raise StackConfigError(
             f"unknown stack config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(KNOWN_KEYS))}"
@@ -202,7 +212,8 @@ def load_stack_config() -> StackConfig:
     read = ConfigReader(pulumi.Config())
     entries = read_model_entries(read)
     model_name = read_default_model(read, entries)
-    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries}, model_name)
+    owners = team_names(read, entries)
+    _reject_unknown_keys(pulumi.get_project(), {entry["name"] for entry in entries}, model_name, set(owners.values()))
     ports = _published_ports(read)
     backend = read.choice("trackingBackend", "sqlite", TRACKING_BACKENDS)
     target = read.choice("target", "docker", TARGETS)
@@ -212,6 +223,8 @@ def load_stack_config() -> StackConfig:
         raise read.fail(EXPOSE_PORTS_KEY, "true needs authEnabled: true, or MLflow, serving and the Evidently UI "
                                        "would answer anyone on the network without a credential")
     with_auth = "when authEnabled is true"
+    admin_username = read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$"))
+    teams = read_teams(read, owners, auth_enabled, admin_username)
     memory = _memory_limits(read)
     default, models = read_models(read, entries, model_name, memory.serving)
     memory, release = dataclasses.replace(memory, serving=default.memory_mb), default.release
@@ -219,6 +232,8 @@ def load_stack_config() -> StackConfig:
     alert_kind = read.choice("driftAlertKind", "slack", DRIFT_ALERT_KINDS)
     name_prefix = read.string("namePrefix", DEFAULT_NAME_PREFIX, _NAME_PREFIX)
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
+    if teams and target == "kubernetes":
+        raise read.fail(MODELS_KEY, "access per team (a model's team) is on the docker target only, for now")
     monitoring = default.monitoring
     tls = read_edge_tls(read)
     artifacts = read_artifact_store(read, target)
@@ -243,7 +258,7 @@ def load_stack_config() -> StackConfig:
             if backend == "postgres" and target == "docker" else None
         ),
         auth_enabled=auth_enabled,
-        admin_username=read.string("adminUsername", "admin", re.compile(r"^[A-Za-z0-9_.@-]+$")),
+        admin_username=admin_username,
         admin_password=read.secret("adminPassword", with_auth, MIN_PASSWORD_CHARS) if auth_enabled else None,
         serving_token=read.secret("servingToken", with_auth, MIN_TOKEN_CHARS) if auth_enabled else None,
         monitoring_password=(
@@ -273,4 +288,5 @@ def load_stack_config() -> StackConfig:
         kubernetes=kubernetes,
         models=models,
         serving_workers=default.workers,
+        teams=teams,
     )

@@ -3,13 +3,13 @@ candidate or a canary beside it), read once here.
 
 A stack file without `models` serves one model, `modelName`, with today's single-model keys (servingImage,
 modelVersion, canary*, candidate*). With `models` (a list of {name, servingMemoryMb, canaryPercent,
-servingWorkers, pipelineConfig}), `modelName` is the default model (`/predict` answers for it; the first entry
+servingWorkers, pipelineConfig, team}), `modelName` is the default model (`/predict` answers for it; the first entry
 when unset), which keeps those keys; every other model has its own of each, `<key>.<name>`
 (services.contract.model_key), which a release of that model sets. A name must be a DNS label, since it is the
 model's route (`/models/<name>/`) and part of its containers' names; two entries of one name would be two models
 on one route. Each model is monitored by the policy of its own pipeline config (infra/config_monitoring.py): the
 default model's is the stack key `pipelineConfig`'s (or its entry's), every other's its entry's `pipelineConfig`,
-by default its folder's models/<name>/pipeline.yaml.
+by default its folder's models/<name>/pipeline.yaml. A model's `team` owns it (infra/config_teams.py).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from services.contract import (
 )
 
 _VERSION = re.compile(r"^[A-Za-z0-9_.-]+$")  # a model version as the stack config names it
-ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent", "servingWorkers", PIPELINE_CONFIG_KEY)
+ENTRY_FIELDS = ("name", "servingMemoryMb", "canaryPercent", "servingWorkers", PIPELINE_CONFIG_KEY,
+                "team")  # team: infra/config_teams.py
 DEFAULT_CANARY_PERCENT = 10
 MAX_SERVING_WORKERS = 64  # a typo guard: each worker is a process with the model loaded
 
@@ -214,21 +215,23 @@ def read_models(read: ConfigReader, entries: list[Mapping[str, Any]], default_mo
     return default, others
 
 
-def per_model_key_problems(keys: set[str], declared: set[str], default: str) -> tuple[set[str], list[str]]:
-    """Of these config keys, the per-model release keys of declared models (known), and a problem for each one of
-    a model the stack does not declare, or of the default model (whose release keys are the unsuffixed ones)."""
+def per_model_key_problems(keys: set[str], declared: set[str], default: str | None = None,
+                           bases: tuple[str, ...] = MODEL_RELEASE_KEYS, kind: str = "model"
+                           ) -> tuple[set[str], list[str]]:
+    """Of these config keys, the per-`kind` keys (`<base>.<name>`) of declared names (known), and a problem for each
+    one of a name `models` does not declare, or of the `default` model (whose release keys are the unsuffixed ones)."""
     known, problems = set(), []
     for key in keys:
-        base, dot, model = key.partition(".")
-        if not dot or base not in MODEL_RELEASE_KEYS:
+        base, dot, name = key.partition(".")
+        if not dot or base not in bases:
             continue
-        if model == default:
-            problems.append(f"{key} is a key of the default model {model!r}, whose release keys have no suffix: "
+        if name == default:
+            problems.append(f"{key} is a key of the default model {name!r}, whose release keys have no suffix: "
                             f"write {base}")
-        elif model in declared:
+        elif name in declared:
             known.add(key)
         else:
-            problems.append(f"{key} is the key of model {model!r}, which {MODELS_KEY} does not declare "
+            problems.append(f"{key} is the key of {kind} {name!r}, which {MODELS_KEY} does not declare "
                             f"(declared: {', '.join(sorted(declared)) or 'none'})")
     return known, problems
 

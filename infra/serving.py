@@ -25,6 +25,7 @@ from containers import (
     volume,
 )
 
+from services.access import token_digest
 from services.contract import (
     CANARY_WEIGHT_ENV,
     INFERENCE_LOG_ENV,
@@ -33,10 +34,12 @@ from services.contract import (
     MODEL_VERSION_OUTPUT,
     NO_IMAGE,
     NO_VERSION,
+    REFUSED_TOKENS_FILE_ENV,
     SERVING_IMAGE_OUTPUT,
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
+    TEAM_TOKEN_FILE_ENV,
     canary_weight_percent,
     inference_log_dir,
     model_key,
@@ -144,6 +147,7 @@ class Serving(pulumi.ComponentResource):
     def _server(self, resource_name: str, service: str, image_id: pulumi.Output[str], version: str, memory_mb: int,
                 health_path: str, model: str, envs: list[str]) -> docker.Container:
         config = self._config
+        team_envs, team_uploads = self._team_files(model)
         return service_container(
             resource_name, config,
             service=service,
@@ -152,14 +156,26 @@ class Serving(pulumi.ComponentResource):
             network=self._network,
             memory_mb=memory_mb,
             health=healthcheck(http_probe(SERVING_PORT, health_path), interval="5s"),
-            envs=envs,
+            envs=[*envs, *team_envs],
             volumes=[mount(self.inference_log, INFERENCE_LOG_MOUNT)],
-            uploads=self._uploads,
+            uploads=[*self._uploads, *team_uploads],
             access_controlled=config.serving_token is not None,
             stop_grace_seconds=STOP_GRACE_SECONDS,
             labels={MODEL_LABEL: model},
             opts=child_of(self),
         )
+
+    def _team_files(self, model: str) -> tuple[list[str], list[docker.ContainerUploadArgs]]:
+        """With teams: the token of `model`'s team, which its containers admit, and the other teams' tokens by their
+        SHA-256 only, which they refuse with 403. The check stays in the container, beside the data it guards, as
+        every other credential check (the front holds none); the digests keep a container from holding, in clear,
+        a token that works at another team's models."""
+        team = self._config.team_of(model)
+        others = [other.serving_token for other in self._config.teams if other is not team]
+        refused = pulumi.Output.all(*others).apply(
+            lambda tokens: "".join(f"{token_digest(token)}\n" for token in tokens)) if others else None
+        return secret_files([(TEAM_TOKEN_FILE_ENV, team.serving_token if team else None, "team-serving-token"),
+                             (REFUSED_TOKENS_FILE_ENV, refused, "refused-token-digests")])
 
 
 def _short_hash(image: str) -> str:

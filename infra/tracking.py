@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
-from config import ArtifactStore, StackConfig
+from config import ArtifactStore, StackConfig, Team
 from containers import (
     SECRETS_DIR,
     child_of,
+    config_file,
     healthcheck,
     http_probe,
     mount,
@@ -20,14 +21,14 @@ from containers import (
     volume,
 )
 
-from services.contract import MLFLOW_AUTH_SERVER_ENV
+from services.contract import MLFLOW_AUTH_SERVER_ENV, MONITORING_USER
 
 MLFLOW_PORT = 5000
 BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
 AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
 SERVICE_USERS_FILE = "/home/app/service_users.ini"
+TEAM_GRANTS_FILE = "/home/app/team_grants.ini"  # each team's models (services/tracking/service_users.py)
 S3_CREDENTIALS = "s3-credentials"  # boto3's shared credentials file (AWS_SHARED_CREDENTIALS_FILE)
-MONITORING_USER = "monitoring"  # the monitoring job's own MLflow user (services/tracking/service_users.py)
 # The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
 ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
 POSTGRES_USER = POSTGRES_DB = "mlflow"
@@ -85,8 +86,11 @@ class Tracking(pulumi.ComponentResource):
             uploads.append(secret_file(
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))
-            uploads.append(secret_file(SERVICE_USERS_FILE, config.monitoring_password.apply(
-                lambda pw: _ini(MONITORING_USER, {"password": pw}))))
+            uploads.append(secret_file(SERVICE_USERS_FILE, _service_users(config.monitoring_password, config.teams)))
+            if config.teams:
+                envs.append(f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}")
+                uploads.append(config_file(TEAM_GRANTS_FILE, "".join(
+                    _ini(team.name, {"models": ", ".join(team.models)}) for team in config.teams)))
             self.monitoring_credentials = config.monitoring_password.apply(
                 lambda pw: _client_credentials(MONITORING_USER, pw))
 
@@ -156,6 +160,13 @@ def _pgpass_line(password: str) -> str:
 def _ini(section: str, values: dict[str, str]) -> str:
     # MLflow reads both its files with configparser, where '%' starts an interpolation unless doubled.
     return f"[{section}]\n" + "".join(f"{key} = {value.replace('%', '%%')}\n" for key, value in values.items())
+
+
+def _service_users(monitoring_password: pulumi.Output[str], teams: tuple[Team, ...]) -> pulumi.Output[str]:
+    """The users file: the monitoring job's user and each team's, a password each."""
+    return pulumi.Output.all(monitoring_password, *(team.password for team in teams)).apply(lambda passwords: "".join(
+        _ini(user, {"password": password})
+        for user, password in zip([MONITORING_USER, *(team.name for team in teams)], passwords, strict=True)))
 
 
 def _auth_config(username: str, password: str) -> str:

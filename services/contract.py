@@ -112,6 +112,13 @@ MODEL_RELEASE_KEYS = (SERVING_IMAGE_KEY, MODEL_VERSION_KEY, CANDIDATE_IMAGE_KEY,
                       CANARY_IMAGE_KEY, CANARY_VERSION_KEY, CANARY_PERCENT_KEY)
 
 
+# A team's secrets, per team: `<key>.<team>` (teamPassword.risk), its MLflow user's password and its serving token.
+TEAM_PASSWORD_KEY, TEAM_SERVING_TOKEN_KEY = "teamPassword", "teamServingToken"
+TEAM_KEYS = (TEAM_PASSWORD_KEY, TEAM_SERVING_TOKEN_KEY)
+# The MLflow user the monitoring job logs in as (services/tracking/service_users.py); no team may take its name.
+MONITORING_USER = "monitoring"
+
+
 def model_key(key: str, model: str | None) -> str:
     """The stack config key of `key` for `model`; None (the stack's default model) is the key itself."""
     return key if model is None else f"{key}.{model}"
@@ -331,6 +338,10 @@ SERVING_RUNTIME_TAG = "serving_runtime"
 # Access control (services/access.py): each service reads its credential from the file these name.
 SERVING_TOKEN_FILE_ENV = "SERVING_TOKEN_FILE"  # serving's bearer token; /livez and /readyz stay open
 SMOKE_TOKEN_FILE_ENV = "SMOKE_TOKEN_FILE"  # the token a release's smoke requests carry
+# With teams (a `models` entry's `team`): a model's container also admits its team's serving token, and answers 403
+# to a token whose SHA-256 is a line of the refused file (another team's: known, but without rights here).
+TEAM_TOKEN_FILE_ENV = "TEAM_SERVING_TOKEN_FILE"
+REFUSED_TOKENS_FILE_ENV = "REFUSED_TOKEN_DIGESTS_FILE"
 SERVING_OPEN_PATHS = ("/livez", "/readyz")
 # The shortest token a service accepts (serving, smoke, Evidently UI), and the shortest password the stack takes
 # (MLflow's basic-auth app refuses shorter ones): the stack config and the services reading the files check them.

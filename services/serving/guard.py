@@ -20,7 +20,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from services.access import RequireCredential, credential_matches, long_enough, refuse_non_http
+from services.access import Grants, RequireCredential, credential_matches, long_enough, refuse_non_http
 from services.contract import SERVING_OPEN_PATHS, SMOKE_TOKEN_FILE_ENV
 
 MAX_REQUEST_ID_CHARS = 128
@@ -170,12 +170,12 @@ class RequestGuard:
                        f"the request body is larger than {self.max_body_bytes} bytes (serving.max_body_bytes)")
 
 
-def serving_middlewares(max_body_bytes: int, token: str | None) -> list[tuple[type, dict[str, Any]]]:
+def serving_middlewares(max_body_bytes: int, grants: Grants | None) -> list[tuple[type, dict[str, Any]]]:
     """The service's ASGI middlewares, outermost first (as BentoML and Starlette apply them)."""
     guard: tuple[type, dict[str, Any]] = (RequestGuard, {"max_body_bytes": max_body_bytes})
-    if token is None:
+    if grants is None:
         return [guard]
-    return [(RequireCredential, {"credential": token, "open_paths": SERVING_OPEN_PATHS, "realm": "serving"}), guard]
+    return [(RequireCredential, {"credential": grants, "open_paths": SERVING_OPEN_PATHS, "realm": "serving"}), guard]
 
 
 async def _answer(send: Send, refusal: Refusal) -> None:

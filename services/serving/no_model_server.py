@@ -3,7 +3,7 @@
 The runtime image starts here when no bento sits at the bento path: the container is alive
 (`/livez` 200) but not ready (`/readyz` 503), and `/predict` says plainly that no model is
 deployed, instead of the container crash-looping. With a serving token configured, everything but
-the health probes needs it, as in the model server. Standard library only.
+the health probes needs a credential the model server would admit (access.serving_grants). Standard library only.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from services.access import credential_matches, presented_credential, read_credential
-from services.contract import SERVING_OPEN_PATHS, SERVING_TOKEN_FILE_ENV
+from services.access import Grants, presented_credential, refusal_message, serving_grants
+from services.contract import SERVING_OPEN_PATHS
 
 NO_MODEL = "no model deployed yet: run `make train deploy` to release one"
 
 
 class NoModelHandler(BaseHTTPRequestHandler):
     server_version = "no-model"
-    token: bytes | None = None  # the serving token; None: no access control
+    grants: Grants | None = None  # who is admitted; None: no access control
 
     def do_GET(self) -> None:
         if not self._authorized():
@@ -47,12 +47,13 @@ class NoModelHandler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}"})
 
     def _authorized(self) -> bool:
-        headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in self.headers.items()]
-        if self.token is None or self.path in SERVING_OPEN_PATHS or credential_matches(presented_credential(headers),
-                                                                                         self.token):
+        if self.grants is None or self.path in SERVING_OPEN_PATHS:
             return True
-        self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "authentication required: `Authorization: Bearer <token>`"})
-        return False
+        headers = [(name.lower().encode(), value.encode("latin-1")) for name, value in self.headers.items()]
+        refusal = self.grants.refusal(presented_credential(headers))
+        if refusal is not None:
+            self._send_json(refusal, {"error": refusal_message(refusal)})
+        return refusal is None
 
     def _send_json(self, status: HTTPStatus, body: dict[str, object]) -> None:
         self._send(status, json.dumps(body).encode(), "application/json")
@@ -70,8 +71,7 @@ class NoModelHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("SERVING_PORT", "3000"))
-    token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
-    NoModelHandler.token = token.encode() if token is not None else None
+    NoModelHandler.grants = serving_grants()
     server = ThreadingHTTPServer(("0.0.0.0", port), NoModelHandler)
     # As PID 1 Python gets no default SIGTERM handler: without this `docker stop` waits for SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -35,7 +35,7 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
-from services.access import read_credential
+from services.access import serving_grants
 from services.contract import (
     CLASSIFICATION,
     DRAIN_FILE_ENV,
@@ -44,7 +44,6 @@ from services.contract import (
     ONNX_RUNTIME,
     REGRESSION,
     REQUEST_ID_HEADER,
-    SERVING_TOKEN_FILE_ENV,
     SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
     SMOKE_TOKEN_HEADER,
@@ -235,8 +234,7 @@ def _load_model(model_dir: Path) -> Any:
 
 
 # Outside the typed API: with a serving token (the stack's `servingToken`, as a file) everything but the health
-# probes needs it, checked first; then the body's size, media type and JSON, before BentoML parses it.
-_token = read_credential(os.environ.get(SERVING_TOKEN_FILE_ENV))
-for _middleware, _options in serving_middlewares(args.max_body_bytes, _token):
+# probes needs it or the model's team's token, checked first; then the body's size, media type and JSON.
+for _middleware, _options in serving_middlewares(args.max_body_bytes, serving_grants()):
     Serving.add_asgi_middleware(_middleware, **_options)
 Serving.add_asgi_middleware(CardEndpoint, card_file=bento_card_file())  # inside the credential check

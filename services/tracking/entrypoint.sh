@@ -31,8 +31,9 @@ if [ -n "$backend_uri" ] && [ "${SCHEMA_MIGRATION:-}" = "job" ]; then
 elif [ -n "$backend_uri" ]; then
   python /opt/tracking/schema.py "$backend_uri"
 fi
-# With basic auth, the platform's service users (the monitoring job's) exist before anyone logs in.
+# With basic auth, the platform's service users (the monitoring job's, each team's) exist before anyone logs in;
+# a team's models and experiments are created in the backend store, with the team's grants on them.
 if [ -n "${SERVICE_USERS_FILE:-}" ]; then
-  python /opt/tracking/service_users.py
+  python /opt/tracking/service_users.py ${backend_uri:+"$backend_uri"}
 fi
 exec mlflow server "$@"

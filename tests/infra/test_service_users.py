@@ -14,9 +14,11 @@ import pytest
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils import credentials
 
-from services.tracking.service_users import provision, read_users
+from services.tracking.service_users import BackendResources, grant_teams, provision, read_team_grants, read_users
 from tests.infra.program import DeclaredStack, run_program
 from tests.infra.test_stack_program import AUTH_SECRETS, env_of
+from tests.infra.test_team_access_program import MODELS as MODELS_OF_TEAMS
+from tests.infra.test_team_access_program import TEAM_SECRETS
 from tests.kubernetes.manifests import FULL, FULL_SECRETS, manifests, named
 
 MODEL = "loan-default"
@@ -104,3 +106,38 @@ def test_a_users_file_with_a_grant_or_without_a_password_is_refused_before_any_c
     with pytest.raises(ValueError, match=rf"\[monitoring\] {re.escape(message)}"):
         provision(auth_store, read_users(users_file))
     assert not auth_store.has_user("monitoring")
+
+
+def test_each_team_gets_edit_on_its_models_and_experiments_and_loses_grants_on_another_teams(tmp_path, auth_store):
+    """The files a stack with two teams declares, provisioned into real stores: MLflow's auth database and the
+    tracking server's backend (where each team's registered model and experiment are created before it starts)."""
+    stack = run_program({"authEnabled": "true", "models": MODELS_OF_TEAMS}, {**AUTH_SECRETS, **TEAM_SECRETS})
+    tracking = stack.container("mlflow")
+    files = {upload["file"]: upload["content"] for upload in tracking.plain["uploads"]}
+    (tmp_path / "users.ini").write_text(files[env_of(tracking)["SERVICE_USERS_FILE"]])
+    (tmp_path / "grants.ini").write_text(files[env_of(tracking)["TEAM_GRANTS_FILE"]])
+    users, teams = read_users(tmp_path / "users.ini"), read_team_grants(tmp_path / "grants.ini")
+    backend = BackendResources(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    auth_store.create_user("risk", "an-older-password-7d2a")
+    auth_store.create_registered_model_permission("bike-rentals", "risk", "MANAGE")  # risk owned it once
+
+    provision(auth_store, users, teams)
+    done = grant_teams(auth_store, teams, backend)
+    again = grant_teams(auth_store, teams, backend)  # every start
+
+    assert done == again == ["team mobility: EDIT on bike-rentals", "team risk: EDIT on loan-default"]
+    for team, model in (("risk", "loan-default"), ("mobility", "bike-rentals")):
+        experiment = backend.tracking.get_experiment_by_name(model)
+        assert experiment.artifact_location == f"mlflow-artifacts:/{experiment.experiment_id}"
+        assert backend.registry.get_registered_model(model).name == model
+        assert [(g.name, g.permission) for g in auth_store.list_registered_model_permissions(team)] == [(model, "EDIT")]
+        assert [(g.experiment_id, g.permission) for g in auth_store.list_experiment_permissions(team)] == [
+            (experiment.experiment_id, "EDIT")]
+        assert not auth_store.get_user(team).is_admin
+        assert auth_store.authenticate_user(team, TEAM_SECRETS[f"teamPassword.{team}"])
+    assert auth_store.list_registered_model_permissions("monitoring") == []  # reads all, by default_permission
+
+
+def test_a_team_with_grants_but_no_user_is_refused(tmp_path, auth_store):
+    with pytest.raises(ValueError, match="team 'risk' has grants but no password"):
+        grant_teams(auth_store, {"risk": ("loan-default",)}, BackendResources(f"sqlite:///{tmp_path / 'mlflow.db'}"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from services.access import Grants
 from services.serving.card import CARD_FILE, CardEndpoint, bento_card_file
 from services.serving.guard import serving_middlewares
 
@@ -22,7 +23,7 @@ class Model:
 
 def served(card: Path, token: str | None = None):
     app = CardEndpoint(Model(), card)  # innermost after the service's own middlewares, as service.py adds it
-    for middleware, options in reversed(serving_middlewares(1000, token)):
+    for middleware, options in reversed(serving_middlewares(1000, Grants.of(token) if token else None)):
         app = middleware(app, **options)
     return app
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services import access
-from services.access import RequireCredential, read_credential
+from services.access import Grants, RequireCredential, read_credential, token_digest
 from services.contract import MIN_TOKEN_CHARS, SMOKE_TOKEN_FILE_ENV
 from services.serving import no_model_server
 from services.serving.guard import RequestGuard, SmokeToken, serving_middlewares
@@ -41,7 +41,7 @@ class Model:
 def stack(model: Model, token: str | None = TOKEN):
     """The service's middlewares around `model`, applied as Starlette does: the first listed is outermost."""
     app = model
-    for middleware, options in reversed(serving_middlewares(LIMIT, token)):
+    for middleware, options in reversed(serving_middlewares(LIMIT, Grants.of(token) if token else None)):
         app = middleware(app, **options)
     return app
 
@@ -164,3 +164,12 @@ def test_the_no_model_server_compares_the_token_in_constant_time(no_model_url, m
     assert right.status_code == 503 and "no model deployed" in json.loads(right.text)["error"]
     assert httpx.get(f"{no_model_url}/livez", timeout=5).status_code == 200
     assert (b"y" * len(TOKEN), TOKEN.encode()) in compared and (TOKEN.encode(), TOKEN.encode()) in compared
+
+
+def test_the_no_model_server_refuses_another_teams_token_with_403(no_model_url, monkeypatch):
+    other = {"authorization": "Bearer another-teams-token-61d0"}
+    monkeypatch.setattr(no_model_server.NoModelHandler, "grants",
+                        Grants.of(TOKEN, refused_digests=[token_digest("another-teams-token-61d0")]))
+    refused = httpx.post(f"{no_model_url}/predict", headers=other, timeout=5)
+    assert refused.status_code == 403 and "another team's token" in refused.json()["error"]
+    assert httpx.get(f"{no_model_url}/readyz", headers=other, timeout=5).status_code == 503  # probes stay open

@@ -1,0 +1,34 @@
+"""Access per team in MLflow (issue 21): the grants services/tracking/service_users.py provisions, enforced by
+MLflow's own basic-auth app. A team writes runs, versions and aliases of its own model only (403 at the other
+team's), cannot create the other team's registered model first (it exists from the server's start), reads the
+rest by `default_permission` READ, as the monitoring user does (tests/unit/team_permissions.py runs it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pipelines.config import REPO_ROOT
+
+EXPECTED = {
+    "admin: a version of risk's model": 200,
+    "mobility: a run in its experiment": 200,
+    "mobility: a version of its model": 200,
+    "mobility: its model's alias": 200,
+    "mobility: a run in risk's experiment": 403,
+    "mobility: a version of risk's model": 403,
+    "mobility: risk's model's alias": 403,
+    "mobility: creating risk's model first": 400,  # RESOURCE_ALREADY_EXISTS: made before the server started
+    "mobility: reading risk's model": 200,
+    "risk: a run in mobility's experiment": 403,
+    "risk: a run in its experiment": 200,
+    "monitoring: reading both models": 200,
+}
+
+
+def test_a_team_writes_to_its_own_model_only_and_reads_the_rest(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tests.unit.team_permissions", str(tmp_path)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == EXPECTED
