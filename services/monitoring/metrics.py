@@ -3,10 +3,10 @@ scraped by the stack's Prometheus (services/prometheus: the `ModelDrift` and `Mo
 
 Per model version, from the latest run that judged it: `monitoring_drift` (1 DRIFT, 0 OK) and
 `monitoring_fairness_over_limits` (1 when live traffic breaks the gate's fairness limits, 0 within them); a
-version the run could not judge keeps its last value, and one absent from a run's traffic (it no longer serves)
-loses its series, so its alert resolves. Per model: when a run last succeeded, and how many failed.
-The verdicts say no more than the MLflow runs do, and the port is on the platform network only (not published),
-like the front's exporter.
+version the run could not judge keeps its last value, and one absent from `FORGET_AFTER_RUNS` runs with traffic
+in a row (it no longer serves) loses its series, so its alert resolves. Per model: when a run last succeeded,
+and how many failed. The verdicts say no more than the MLflow runs do, and the port is on the platform network
+only (not published), like the front's exporter.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ FAIRNESS_METRIC = "monitoring_fairness_over_limits"
 LAST_SUCCESS_METRIC = "monitoring_last_success_timestamp_seconds"
 FAILURES_METRIC = "monitoring_run_failures"  # a counter: exposed with the `_total` suffix
 VERSION_LABELS = ["model_name", "model_version"]
+# A window holds only records newer than the last judged one, so a version still serving (a small canary, a quiet
+# hour) can miss a run; one missing from this many runs with traffic in a row no longer serves, and its series
+# (and alert) end. At the default 5-minute interval: an hour.
+FORGET_AFTER_RUNS = 12
 
 
 class JobMetrics:
@@ -39,13 +43,15 @@ class JobMetrics:
                                   registry=self.registry)
         self.failures = Counter(FAILURES_METRIC, "monitoring runs that failed", ["model_name"], registry=self.registry)
         self.failures.labels(model_name=model_name)  # a series from the start: increase() needs its zero
-        self._versions: set[str] = set()  # the versions with series
+        self._absent: dict[str, int] = {}  # version with series -> runs with traffic in a row that lacked it
 
     def record(self, result: MonitorResult) -> None:
-        if result.versions:  # a version gone from the traffic no longer serves: its series (and alert) end
-            self._forget(set(self._versions) - {version.model_version for version in result.versions})
+        if result.versions:  # a run without traffic says nothing of who serves
+            present = {version.model_version for version in result.versions}
+            self._absent = {version: 0 if version in present else runs + 1 for version, runs in self._absent.items()}
+            self._forget({version for version, runs in self._absent.items() if runs >= FORGET_AFTER_RUNS})
         for version in result.versions:
-            self._versions.add(version.model_version)
+            self._absent.setdefault(version.model_version, 0)
             labels = {"model_name": self.model_name, "model_version": version.model_version}
             if version.verdict in (Verdict.OK, Verdict.DRIFT):
                 self.drift.labels(**labels).set(1 if version.verdict is Verdict.DRIFT else 0)
@@ -58,7 +64,7 @@ class JobMetrics:
             for gauge in (self.drift, self.fairness):
                 with contextlib.suppress(KeyError):  # a version judged on drift only has no fairness series
                     gauge.remove(self.model_name, version)
-            self._versions.discard(version)
+            del self._absent[version]
 
     def failed(self) -> None:
         self.failures.labels(model_name=self.model_name).inc()

@@ -9,7 +9,14 @@ import yaml
 from prometheus_client import generate_latest
 
 from services.monitoring.drift import Verdict
-from services.monitoring.metrics import DRIFT_METRIC, FAILURES_METRIC, FAIRNESS_METRIC, LAST_SUCCESS_METRIC, JobMetrics
+from services.monitoring.metrics import (
+    DRIFT_METRIC,
+    FAILURES_METRIC,
+    FAIRNESS_METRIC,
+    FORGET_AFTER_RUNS,
+    LAST_SUCCESS_METRIC,
+    JobMetrics,
+)
 from services.monitoring.results import MonitorResult, VersionResult
 from services.monitoring.settings import METRICS_PORT_ENV, STACK_METRICS_PORT, MonitorSettings, SettingsError
 
@@ -39,10 +46,13 @@ def test_each_version_keeps_its_latest_judged_verdict_and_fairness():
 
 
 def test_a_version_gone_from_the_traffic_loses_its_series_so_its_alert_resolves():
-    """v3 drifted, then v4 replaced it: v3's DRIFT must not fire for ever; a run with no traffic at all keeps all."""
+    """v3 drifted, then v4 replaced it: v3's DRIFT must not fire for ever. A run without traffic, or a few runs
+    without v3's (a quiet canary), keep its series: the window holds only records newer than the last judged."""
     metrics = JobMetrics("loans")
     metrics.record(result(VersionResult("3", Verdict.DRIFT, "s", 500, fairness_within_limits=False)))
     metrics.record(MonitorResult(Verdict.NOT_ENOUGH_DATA, "s", None, None, None, False, [], Path("/tmp")))
+    for _ in range(FORGET_AFTER_RUNS - 1):
+        metrics.record(result(VersionResult("4", Verdict.OK, "s", 500)))
     assert f'{DRIFT_METRIC}{{model_name="loans",model_version="3"}} 1.0' in exposed(metrics)
     metrics.record(result(VersionResult("4", Verdict.OK, "s", 500)))
     text = exposed(metrics)
