@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -142,7 +145,7 @@ def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *
     if before is None:
         return done
     runs = _report_runs(client, config.monitoring.experiment, config.model_name)
-    keep, limit = protected(runs), before.timestamp() * 1000
+    keep, limit, refused = protected(runs), before.timestamp() * 1000, set()
     old = [run for run in runs if (run.info.start_time or 0) < limit]
     for run in old:
         name = run.info.run_name or run.info.run_id
@@ -155,19 +158,27 @@ def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *
                 _delete_run(client, run)
             except (MlflowException, HTTPError) as exc:  # e.g. a login without EDIT on the experiment: 403
                 done.kept.append(f"run {name}: MLflow refused to delete it ({str(exc).splitlines()[0][:200]})")
+                refused.add(run.info.run_id)
                 continue
         done.removed.append(f"run {name}")
         done.freed_bytes += size
-    old_ids = {run.info.run_id for run in old}
-    staying = {run.info.run_name for run in runs if run.info.run_id not in old_ids or run.info.run_id in keep}
+    gone = {run.info.run_id for run in old} - set(keep) - refused
+    staying = {run.info.run_name for run in runs if run.info.run_id not in gone}
     for path in sorted((monitoring_dir(config) / "reports").glob(f"{config.model_name}-v*.html")):
-        if path.stat().st_mtime >= before.timestamp() or _of_run(path, staying):
+        if (path.stat().st_mtime >= before.timestamp() or not is_report_of(path.stem, config.model_name)
+                or _of_run(path, staying)):
             continue
         done.removed.append(path.name)
         done.freed_bytes += path.stat().st_size
         if not dry_run:
             path.unlink()
     return done
+
+
+def is_report_of(stem: str, model: str) -> bool:
+    """A report file's name is `<model>-v<version>-<stamp>[-<kind>]` (services/monitoring/records.py); matched whole,
+    since `<model>-v2` may be another model's name."""
+    return re.fullmatch(rf"{re.escape(model)}-v\d+-\d{{8}}T\d{{6}}(-[a-z_]+)?", stem) is not None
 
 
 def _of_run(path: Path, run_names: set[str | None]) -> bool:
@@ -196,7 +207,8 @@ def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool) -> 
     done, before = Swept(), cutoff(now, config.lifecycle.keep_snapshots_days)
     if before is None:
         return done
-    for path in sorted((monitoring_dir(config) / "workspace").glob("*/snapshots/*.json")):
+    for path in sorted(path for project in _projects_of(monitoring_dir(config) / "workspace", config.model_name)
+                       for path in project.glob("snapshots/*.json")):
         stat = path.stat()
         if stat.st_mtime >= before.timestamp():
             continue
@@ -205,6 +217,16 @@ def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool) -> 
         if not dry_run:
             path.unlink()
     return done
+
+
+def _projects_of(workspace: Path, model: str) -> list[Path]:
+    """The model's project folders of the shared workspace (the job names each project after its model)."""
+    found = []
+    for metadata in workspace.glob("*/metadata.json"):  # Evidently's local project file
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(metadata.read_text()).get("name") == model:
+                found.append(metadata.parent)
+    return found
 
 
 def sweep_monitoring(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> dict[str, Swept]:

@@ -17,9 +17,11 @@ from pipelines.config_model import LifecycleConfig
 from pipelines.retention import (
     cutoff,
     day_is_past,
+    is_report_of,
     protected,
     read_records,
     sweep_inference_logs,
+    sweep_reports,
     sweep_snapshots,
     unjudged,
 )
@@ -99,6 +101,7 @@ def test_snapshots_past_retention_go_a_dry_run_only_lists_them(tmp_path):
     config = config_in(tmp_path, keep_snapshots_days=2)
     snapshots = config.platform.state_dir / "monitoring" / "workspace" / "project-a" / "snapshots"
     snapshots.mkdir(parents=True)
+    (snapshots.parent / "metadata.json").write_text(json.dumps({"id": "project-a", "name": "loans"}))
     old, new = snapshots / "old.json", snapshots / "new.json"
     old.write_text("{}" * 50)
     new.write_text("{}")
@@ -207,3 +210,51 @@ def test_status_shows_storage_per_kind_of_this_machines_state_dir(tmp_path, monk
                                                               "inference logs", "MLflow artifacts")] == [
         (10, 1), (2000, 1), (40, 1), (300, 1), (5, 1)]  # a project's own file is no snapshot
     assert used["monitoring reports"].shown() == "2.0 kB in 1 file"
+
+
+def test_gc_of_one_model_leaves_another_models_snapshots_in_the_shared_workspace(tmp_path):
+    config = config_in(tmp_path, keep_snapshots_days=2)
+    workspace = config.platform.state_dir / "monitoring" / "workspace"
+    aged = (NOW - timedelta(days=3)).timestamp()
+    for project, model in (("p-loans", "loans"), ("p-other", "other")):
+        (workspace / project / "snapshots").mkdir(parents=True)
+        (workspace / project / "metadata.json").write_text(json.dumps({"id": project, "name": model}))
+        old = workspace / project / "snapshots" / "old.json"
+        old.write_text("{}")
+        os.utime(old, (aged, aged))
+    assert sweep_snapshots(config, NOW, dry_run=False).removed == ["p-loans/old"]
+    assert (workspace / "p-other" / "snapshots" / "old.json").exists()
+
+
+def test_a_report_file_is_the_models_only_by_its_whole_name():
+    """`churn-v2` is a model name too: its reports are no reports of `churn`."""
+    assert is_report_of("churn-v2-20261101T090000", "churn")
+    assert is_report_of("churn-v2-20261101T090000-quality", "churn")
+    assert not is_report_of("churn-v2-v3-20261101T090000", "churn")
+    assert not is_report_of("churner-v2-20261101T090000", "churn")
+
+
+def test_a_report_run_mlflow_refuses_to_delete_keeps_its_html_too(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from pipelines import retention
+
+    config = config_in(tmp_path, keep_reports_days=1)
+    reports = config.platform.state_dir / "monitoring" / "reports"
+    reports.mkdir(parents=True)
+    name = "loans-v1-20261101T090000"
+    page = reports / f"{name}.html"
+    page.write_text("<html/>")
+    aged = (NOW - timedelta(days=3)).timestamp()
+    os.utime(page, (aged, aged))
+    refused, newest = run(name, 1, "1", judged="true"), run("loans-v1-20261203T090000", 2, "1", judged="true")
+    monkeypatch.setattr(retention, "_report_runs", lambda client, experiment, model: [refused, newest])
+    monkeypatch.setattr(retention, "_artifact_bytes", lambda client, run_id: 0)
+
+    def forbidden(client, run):
+        raise MlflowException("API request failed: 403 Forbidden")
+
+    monkeypatch.setattr(retention, "_delete_run", forbidden)
+    swept = sweep_reports(config, None, NOW, dry_run=False)
+    assert swept.removed == [] and page.exists()
+    assert f"run {name}: MLflow refused to delete it (API request failed: 403 Forbidden)" in swept.kept
