@@ -52,6 +52,13 @@ class Swept:
     freed_bytes: int = 0
     kept: list[str] = field(default_factory=list)  # "<item>: why"
 
+    def delete(self, path: Path, shown: str, *, dry_run: bool) -> None:
+        """Count the file as gone (as `shown`), and delete it unless this is a dry run."""
+        self.removed.append(shown)
+        self.freed_bytes += path.stat().st_size
+        if not dry_run:
+            path.unlink()
+
 
 def cutoff(now: datetime, days: float | None) -> datetime | None:
     """Anything older than this is past the retention; None when the kind is kept for ever."""
@@ -104,10 +111,7 @@ def sweep_inference_logs(config: PipelineConfig, client: MlflowClient, now: date
             done.kept.append(f"{path.name}: not judged yet ({waiting.model_name} v{waiting.model_version} "
                              f"record of {waiting.timestamp:%Y-%m-%d %H:%M} UTC)")
             continue
-        done.removed.append(path.name)
-        done.freed_bytes += path.stat().st_size
-        if not dry_run:
-            path.unlink()
+        done.delete(path, path.name, dry_run=dry_run)
     return done
 
 
@@ -168,10 +172,7 @@ def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *
         if (path.stat().st_mtime >= before.timestamp() or not is_report_of(path.stem, config.model_name)
                 or _of_run(path, staying)):
             continue
-        done.removed.append(path.name)
-        done.freed_bytes += path.stat().st_size
-        if not dry_run:
-            path.unlink()
+        done.delete(path, path.name, dry_run=dry_run)
     return done
 
 
@@ -209,13 +210,8 @@ def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool) -> 
         return done
     for path in sorted(path for project in _projects_of(monitoring_dir(config) / "workspace", config.model_name)
                        for path in project.glob("snapshots/*.json")):
-        stat = path.stat()
-        if stat.st_mtime >= before.timestamp():
-            continue
-        done.removed.append(f"{path.parent.parent.name}/{path.stem}")
-        done.freed_bytes += stat.st_size
-        if not dry_run:
-            path.unlink()
+        if path.stat().st_mtime < before.timestamp():
+            done.delete(path, f"{path.parent.parent.name}/{path.stem}", dry_run=dry_run)
     return done
 
 

@@ -145,14 +145,19 @@ def audit_in(store: MemoryStore, monkeypatch) -> None:
     monkeypatch.setattr(deploy.AuditTrail, "of", classmethod(lambda cls, *args, **kwargs: trail))
 
 
-def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(monkeypatch):
-    """The rollout served v2; then MLflow went away: the alias move and the audit's close both fail."""
+def served_locally() -> tuple[BuiltBento, Deployment, SimpleNamespace]:
+    """A bento of v2, the deployment its rollout makes, and a local target whose rollout always makes it."""
     bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
     bento = dataclasses.replace(bento, model=SimpleNamespace(  # type: ignore[arg-type]
         version="2", holdout=pd.DataFrame({"x": [1.0, 2.0]}), data=SimpleNamespace(features=["x"]),
         labels={"model_version": "2"}))
     served = Deployment(bento.tag, "2", "http://127.0.0.1:3000", "now")
-    target = SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
+    return bento, served, SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
+
+
+def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(monkeypatch):
+    """The rollout served v2; then MLflow went away: the alias move and the audit's close both fail."""
+    bento, served, target = served_locally()
     audit_in(DownAfterFirstRecord(), monkeypatch)
     monkeypatch.setattr(deploy, "connect", lambda config: FlakyRegistry(failures=99, aliases={CHAMPION: "1"}))
     monkeypatch.setattr(deploy, "move_aliases", functools.partial(move_aliases, attempts=2, pause_s=0))
@@ -173,12 +178,7 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
 
 def test_a_release_that_serves_and_moved_its_aliases_succeeds_even_if_its_last_record_cannot_be_written(monkeypatch):
     """MLflow went away after the alias move: the release is done, so it says so, and names the lost record."""
-    bento = BuiltBento("m:v2-abc", model=None, path=Path("/nonexistent"), reused=True)  # type: ignore[arg-type]
-    bento = dataclasses.replace(bento, model=SimpleNamespace(  # type: ignore[arg-type]
-        version="2", holdout=pd.DataFrame({"x": [1.0, 2.0]}), data=SimpleNamespace(features=["x"]),
-        labels={"model_version": "2"}))
-    served = Deployment(bento.tag, "2", "http://127.0.0.1:3000", "now")
-    target = SimpleNamespace(name="local", roll_out=lambda bento, smoke: served)
+    bento, served, target = served_locally()
     audit_in(DownAfterFirstRecord(), monkeypatch)
     monkeypatch.setattr(deploy, "connect", lambda config: FlakyRegistry(failures=0, aliases={CHAMPION: "1"}))
     monkeypatch.setattr(deploy, "close_retrain_request", lambda *args, **kwargs: SimpleNamespace(text="none open"))
