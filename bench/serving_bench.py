@@ -39,9 +39,9 @@ from pipelines.data import load_versioned, to_records
 from pipelines.deploy import deploy
 from pipelines.local import LocalTarget, stop_serving
 from pipelines.registry import connect, resolve
-from pipelines.routes import read_route
+from pipelines.routes import Route, read_route, write_route
 from pipelines.served_model import gated_onnx, reviewed_types
-from pipelines.serving_state import route_file
+from pipelines.serving_state import model_url, route_file
 from pipelines.train import train
 from pipelines.validate import validate
 from services.contract import INFERENCE_LOG_ENV, ONNX_RUNTIME
@@ -59,9 +59,12 @@ MIN_VS_MLFLOW, MIN_VS_BARE_ONNX, MAX_P99_VS_BARE_ONNX, GOAL_CONCURRENCY = 10.0, 
 MAX_COLD_START_S, MAX_WARM_RELEASE_S = 10.0, 45.0
 COLD_START, WARM_TRAIN, WARM_DEPLOY = "serving cold start", "warm `make train`", "warm `make deploy`"
 # The bench's own background processes, stopped at the end whatever happened (with the platform's).
-PROCESSES = ["cold-start", "bare-sklearn", "bare-onnx", "mlflow-serve", "mlflow"]
+PROCESSES = ["cold-start", "bare-sklearn", "bare-onnx", "bare-bento", "mlflow-serve", "mlflow"]
 PLATFORM, BARE_SKLEARN, BARE_ONNX, MLFLOW_SERVE = (
     "platform /predict", "bare ASGI + scikit-learn", "bare ASGI + onnxruntime", "mlflow models serve")
+# BentoML's own floor (`bench/bare_bento.py`: the bare app's model in a BentoML API), reached through the
+# platform's front as `/predict` is: no goal, it shows how near BentoML itself lets the platform come.
+BARE_BENTO = "bare BentoML via the front"
 # The live bento server without the front before it, to show what each of the two costs: no throughput or
 # latency goal, but its errors and logged rows count with the platform's.
 PLATFORM_BENTO = "platform bento, no front"
@@ -266,21 +269,25 @@ def start_peers(config: PipelineConfig, bento: BuiltBento,
     workers = str(os.cpu_count() if config.serving.workers == "cpu_count" else config.serving.workers)
     model_dir = mlflow.artifacts.download_artifacts(artifact_uri=bento.model.uri, dst_path=str(state / "model"))
     onnx_file = state / "model.onnx"
-    if BARE_ONNX in peers:
+    if BARE_ONNX in peers or BARE_BENTO in peers:
         onnx_file.write_bytes(gated_onnx(bento.model))
     features = json.dumps([bento.model.data.numeric_features, bento.model.data.categorical_features])
+
+    def bare_env(model: Path | str) -> dict[str, str]:
+        return {"BARE_MODEL": str(model), "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
+                "BARE_TRUSTED_TYPES": json.dumps(reviewed_types(config, bento.model)), "PYTHONPATH": str(REPO_ROOT)}
+
     servers = []
-    for process, name, model in (("bare-sklearn", BARE_SKLEARN, model_dir), ("bare-onnx", BARE_ONNX, str(onnx_file))):
+    for process, name, model in (("bare-sklearn", BARE_SKLEARN, model_dir), ("bare-onnx", BARE_ONNX, onnx_file)):
         if name not in peers:
             continue
         port = platform.free_port(host)
         _serve(config, process, [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", host, "--port",
                                  str(port), "--workers", workers, "--no-access-log", "--log-level", "warning"],
-               f"http://{host}:{port}/readyz",
-               {"BARE_MODEL": model, "BARE_FEATURES": features, "BARE_TASK": bento.model.task,
-                "BARE_TRUSTED_TYPES": json.dumps(reviewed_types(config, bento.model)),
-                "PYTHONPATH": str(REPO_ROOT)})
+               f"http://{host}:{port}/readyz", bare_env(model))
         servers.append(Server(name, f"http://{host}:{port}/predict", rows_body))
+    if BARE_BENTO in peers:
+        servers.append(_bare_bento_via_front(config, bare_env(onnx_file), workers))
     if MLFLOW_SERVE not in peers:
         return servers
     port = platform.free_port(host)
@@ -289,6 +296,16 @@ def start_peers(config: PipelineConfig, bento: BuiltBento,
            f"http://{host}:{port}/ping", {})
     servers.append(Server(MLFLOW_SERVE, f"http://{host}:{port}/invocations", lambda rows: {"dataframe_records": rows}))
     return servers
+
+
+def _bare_bento_via_front(config: PipelineConfig, env: dict[str, str], workers: str) -> Server:
+    """The BentoML floor on onnxruntime, routed by the platform's front as a model of its own."""
+    host, port = config.platform.host, platform.free_port(config.platform.host)
+    _serve(config, "bare-bento", [sys.executable, "-m", "bentoml", "serve", "bench.bare_bento:BareBento",
+                                  "--working-dir", str(REPO_ROOT), "--host", host, "--port", str(port)],
+           f"http://{host}:{port}/readyz", {**env, "BARE_WORKERS": workers, "BENTOML_DO_NOT_TRACK": "true"})
+    write_route(route_file(config, "bare-bento"), Route(f"http://{host}:{port}", "bare", "bare-bento"))
+    return Server(BARE_BENTO, f"{model_url(config, 'bare-bento')}/predict", rows_body)
 
 
 def goal(ok: bool) -> str:
