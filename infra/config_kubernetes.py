@@ -18,12 +18,14 @@ from pulumi.runtime.config import is_config_secret
 from services.contract import (
     CANARY_IMAGE_KEY,
     CANDIDATE_IMAGE_KEY,
+    CRON_JOB_NAME_MAX_CHARS,
     DNS_LABEL_MAX_CHARS,
     MIN_TOKEN_CHARS,
     MODELS_KEY,
     SERVING_IMAGE_KEY,
     kubernetes_serving_name,
     model_key,
+    monitoring_alias,
 )
 
 
@@ -35,7 +37,8 @@ class KubernetesConfig:
     serving_max_replicas: int
     shared_storage_class: str  # "" is the cluster's default; it must offer ReadWriteMany
     client_namespace: str  # "" lets only pods of the platform's own namespace reach its services
-    monitoring_schedule: str  # the CronJob's schedule, from the monitoring policy's interval_minutes
+    # Each monitoring CronJob's schedule, from its model's policy interval_minutes: None for the default model.
+    monitoring_schedules: dict[str | None, str]
     # With trackingBackend postgres: postgresql://user:password@host:port/db, as a secret, and its port.
     postgres_uri: pulumi.Output[str] | None
     postgres_port: int | None
@@ -157,10 +160,11 @@ def _check_shared_keys(read: ConfigReader, shared: SharedSettings) -> None:
     _check_release(read, None, shared.release)
     for model in shared.models:
         _check_release(read, model.name, model.release)
-        if len(name := kubernetes_serving_name(model.name)) > DNS_LABEL_MAX_CHARS:
-            raise read.fail(MODELS_KEY, f"model {model.name!r} is too long for the kubernetes target: its Service "
-                                        f"{name!r} would be {len(name)} characters, a DNS label holds at most "
-                                        f"{DNS_LABEL_MAX_CHARS}")
+        for kind, name, most in (("Service", kubernetes_serving_name(model.name), DNS_LABEL_MAX_CHARS),
+                                 ("monitoring CronJob", monitoring_alias(model.name), CRON_JOB_NAME_MAX_CHARS)):
+            if len(name) > most:
+                raise read.fail(MODELS_KEY, f"model {model.name!r} is too long for the kubernetes target: its {kind} "
+                                            f"{name!r} would be {len(name)} characters, at most {most} fit")
     if not shared.auth_enabled:
         raise read.fail("authEnabled", "must be true on the kubernetes target: without it any pod of the namespace "
                                        "(and of clientNamespace) reaches MLflow, serving and the Evidently UI without "
@@ -201,7 +205,8 @@ def read_kubernetes_config(read: ConfigReader, shared: SharedSettings) -> Kubern
         serving_max_replicas=read.number("servingMaxReplicas", max(6, replicas), int, replicas, 1000),
         shared_storage_class=read.string("sharedStorageClass", "", re.compile(r"^$|^[a-z0-9][a-z0-9.-]*$")),
         client_namespace=client_namespace,
-        monitoring_schedule=_cron_schedule(read, shared.monitoring),
+        monitoring_schedules={None: _cron_schedule(read, shared.monitoring),
+                              **{model.name: _cron_schedule(read, model.monitoring) for model in shared.models}},
         postgres_uri=postgres_uri,
         postgres_port=postgres_port,
         ingress_domain=ingress_domain,

@@ -47,6 +47,8 @@ DATA_VERSION_TAG = "data_version"  # sha256 of the full training table
 # of its containers' names: so an RFC 1123 DNS label, which Docker, Kubernetes and a URL path all take as it is.
 MODEL_ROUTE_PREFIX = "/models/"
 DNS_LABEL_MAX_CHARS = 63
+# Kubernetes names a CronJob's Jobs `<cronjob>-<11 characters>`, so a CronJob's own name holds at most 52.
+CRON_JOB_NAME_MAX_CHARS = 52
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 

@@ -74,15 +74,42 @@ def test_every_models_pods_are_hardened_as_the_default_models(two_models):
     assert second["spec"]["strategy"] == default["spec"]["strategy"]  # maxUnavailable 0: a rollout keeps capacity
 
 
+def _env(cron_job: dict) -> dict[str, str]:
+    (job,) = cron_job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item["value"] for item in job["env"]}
+
+
 def test_each_models_inference_log_is_a_directory_of_its_own_on_the_shared_claim(two_models):
     found = manifests(two_models)
     logs = {name: {item["name"]: item["value"] for item in _server(named(found, "Deployment", name))["env"]}[
         "INFERENCE_LOG_DIR"] for name in ("serving", f"serving-{SECOND_MODEL}")}
-    # The default model's at the root, where the monitoring CronJob reads (its glob does not descend).
+    # The default model's at the root, as on a single-model stack; each monitoring CronJob reads its model's.
     assert logs == {"serving": "/var/lib/inference",
                     f"serving-{SECOND_MODEL}": f"/var/lib/inference/models/{SECOND_MODEL}"}
-    job = named(found, "CronJob", "monitoring")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "INFERENCE_LOG_DIR", "value": "/var/lib/inference"} in job["env"]
+    assert _env(named(found, "CronJob", "monitoring"))["INFERENCE_LOG_DIR"] == logs["serving"]
+    assert _env(named(found, "CronJob", f"monitoring-{SECOND_MODEL}"))["INFERENCE_LOG_DIR"] == logs[
+        f"serving-{SECOND_MODEL}"]
+
+
+def test_each_model_is_monitored_by_a_cron_job_of_its_own_on_its_own_policy_and_schedule(tmp_path):
+    own = tmp_path / "pipeline.yaml"  # the second model's pipeline config, judging every 15 minutes at 0.2
+    own.write_text(f"model_name: {SECOND_MODEL}\nmonitoring:\n  interval_minutes: 15\n  drift_share_threshold: 0.2\n")
+    models = json.dumps([{"name": "loan-default"}, {"name": SECOND_MODEL, "pipelineConfig": str(own)}])
+    found = manifests(declare({**TWO_MODELS, "models": models}, FULL_SECRETS))
+    default, second = named(found, "CronJob", "monitoring"), named(found, "CronJob", f"monitoring-{SECOND_MODEL}")
+    assert (default["spec"]["schedule"], second["spec"]["schedule"]) == ("*/5 * * * *", "*/15 * * * *")
+    env = _env(second)
+    assert env["MODEL_NAME"] == SECOND_MODEL
+    assert env["MONITORING_REPORTS_DIR"] == f"/var/lib/monitoring/models/{SECOND_MODEL}/reports"
+    assert env["MONITORING_WORKSPACE"] == _env(default)["MONITORING_WORKSPACE"]  # one workspace, one UI
+    assert json.loads(env["MONITORING_POLICY"])["drift_share_threshold"] == 0.2
+    assert json.loads(_env(default)["MONITORING_POLICY"])["drift_share_threshold"] != 0.2
+    # The same pod as the default model's job (hardening, volumes, the one network policy's label) but its model.
+    pods = [job["spec"]["jobTemplate"]["spec"]["template"] for job in (default, second)]
+    assert pods[1]["metadata"]["labels"] == {**pods[0]["metadata"]["labels"], MODEL_LABEL: SECOND_MODEL}
+    assert {key: value for key, value in pods[1]["spec"].items() if key != "containers"} == {
+        key: value for key, value in pods[0]["spec"].items() if key != "containers"}
+    assert second["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_the_ingress_routes_each_models_path_to_its_service_and_keeps_the_rest_on_the_default(two_models):
@@ -147,4 +174,14 @@ def test_a_model_name_too_long_for_its_kubernetes_service_is_refused(tmp_path):
     models = json.dumps([{"name": "loan-default"}, {"name": LONG, "pipelineConfig": str(own)}])
     with pytest.raises(Exception, match="stack config") as failure:
         run_program({**FULL, "models": models}, {**AUTH_SECRETS, **FULL_SECRETS})
-    assert f"models: model '{LONG}' is too long for the kubernetes target" in str(failure.value)
+    assert f"models: model '{LONG}' is too long for the kubernetes target: its Service" in str(failure.value)
+
+
+def test_a_model_name_too_long_for_its_monitoring_cron_job_is_refused(tmp_path):
+    name = "m" * 42  # `serving-<it>` fits a Service; `monitoring-<it>` is 53 characters, one past a CronJob's most
+    own = tmp_path / "pipeline.yaml"
+    own.write_text(f"model_name: {name}\n")
+    models = json.dumps([{"name": "loan-default"}, {"name": name, "pipelineConfig": str(own)}])
+    with pytest.raises(Exception, match="stack config") as failure:
+        run_program({**FULL, "models": models}, {**AUTH_SECRETS, **FULL_SECRETS})
+    assert f"its monitoring CronJob 'monitoring-{name}' would be 53 characters, at most 52 fit" in str(failure.value)
