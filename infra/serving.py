@@ -121,7 +121,7 @@ class Serving(pulumi.ComponentResource):
         only then makes its image the champion's (docs/zero-downtime.md). Removing either from the config removes
         it, drained like any release."""
         envs = [self._tracking_env, f"{INFERENCE_LOG_ENV}={inference_log_dir(model)}", *self._secret_envs,
-                *([serving_workers_env(workers)] if workers is not None else [])]
+                *(["=".join(serving_workers_env(workers))] if workers is not None else [])]
 
         def server(role: str, image: str | None, version: str, extra_envs: list[str] | None = None) -> docker.Container:
             suffix = "" if model is None else f"-{model}"

@@ -159,8 +159,9 @@ def monitoring_alias(model: str | None) -> str:
 # BentoML reads overrides of a service's config from this env var: a stack sets the worker processes of one model's
 # servers with it (a `models` entry's servingWorkers) over the bento's own (its pipeline config's serving.workers).
 # `Serving` is the service's class name (services/serving/service.py).
-def serving_workers_env(workers: int) -> str:
-    return f"BENTOML_CONFIG_OPTIONS=services.Serving.workers={workers}"
+def serving_workers_env(workers: int) -> tuple[str, str]:
+    """The variable and its value (both targets' containers take them)."""
+    return "BENTOML_CONFIG_OPTIONS", f"services.Serving.workers={workers}"
 
 
 # A team's model folder holds its config: `models/<name>/pipeline.yaml` from the repo root, which the CLI's

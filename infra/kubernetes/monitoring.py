@@ -29,7 +29,6 @@ from monitoring import (
     job_state_dir,
 )
 
-from kubernetes.serving import inference_log_dir
 from kubernetes.workloads import (
     Manifest,
     claim_volume,
@@ -49,7 +48,13 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
-from services.contract import INFERENCE_LOG_ENV, INFERENCE_LOG_MOUNT, MONITORING_POLICY_ENV, monitoring_alias
+from services.contract import (
+    INFERENCE_LOG_ENV,
+    INFERENCE_LOG_MOUNT,
+    MONITORING_POLICY_ENV,
+    inference_log_dir,
+    monitoring_alias,
+)
 
 JOB, UI = "monitoring", "monitoring-ui"
 # `python -m services.monitoring` exits 3 on DRIFT, 4 on NOT ENOUGH DATA and 2 on bad settings: a verdict,

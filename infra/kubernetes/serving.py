@@ -6,8 +6,9 @@ all named `serving` for the default model (as with one model) and `serving-<mode
 A rollout starts a new pod before an old one stops (`maxUnavailable: 0`) and sends it traffic only
 once `/readyz` answers; the autoscaler adds replicas on CPU and the disruption budget keeps one serving
 through node drains. Every replica appends to the inference log on one shared (ReadWriteMany) claim, in
-files named by its pod: the default model's at the claim's root, which the monitoring CronJob reads, every
-other model's in its own subdirectory `models/<model>/`, so each model's log is read on its own.
+files named by its pod: the default model's at the claim's root, every other model's in its own subdirectory
+`models/<model>/`, so each model's monitoring CronJob reads its own. A `models` entry's `servingWorkers` sets
+the worker processes of its model's pods, as on docker.
 """
 
 from __future__ import annotations
@@ -48,19 +49,15 @@ from services.contract import (
     SERVING_RUNTIME_REPOSITORY,
     SERVING_TOKEN_FILE_ENV,
     SMOKE_TOKEN_FILE_ENV,
+    inference_log_dir,
     kubernetes_serving_name,
     model_key,
+    serving_workers_env,
 )
 
 COMPONENT = kubernetes_serving_name(None)
 BENTOML_HOME = "/home/app/bentoml"  # the images' BENTOML_HOME: BentoML writes there at start
 CPU_TARGET_PERCENT = 70
-MODEL_LOGS_DIR = f"{INFERENCE_LOG_MOUNT}/models"  # every model but the default logs in `<this>/<model>`
-
-
-def inference_log_dir(model: str | None) -> str:
-    """Where `model`'s servers write their inference log (None: the default model's, the claim's root)."""
-    return INFERENCE_LOG_MOUNT if model is None else f"{MODEL_LOGS_DIR}/{model}"
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,10 @@ class Serving(pulumi.ComponentResource):
                                          {"name": "bentoml-home", "emptyDir": {"sizeLimit": "1Gi"}}]
         self._mounts = [mount("inference-log", INFERENCE_LOG_MOUNT), mount("bentoml-home", BENTOML_HOME)]
         self._token_env = self._tokens()
-        self.image_name = self._model(None, config.release, config.memory.serving)
+        self.image_name = self._model(None, config.release, config.memory.serving, config.serving_workers)
         self.model_version = config.model_version
         for model in config.models:
-            self._model(model.name, model.release, model.memory_mb)
+            self._model(model.name, model.release, model.memory_mb, model.workers)
         # What serves each other model, as its stack outputs (the release pointer's fallback), as on docker, and
         # where it answers in the cluster (no front there routes /models/<name>/).
         self.model_outputs = {key: value for model in config.models for key, value in (
@@ -113,9 +110,10 @@ class Serving(pulumi.ComponentResource):
             self._mounts.append(mount("tokens", SECRETS_DIR, read_only=True))
         return env
 
-    def _model(self, model: str | None, release: ModelRelease, memory_mb: int) -> str:
+    def _model(self, model: str | None, release: ModelRelease, memory_mb: int, workers: int | None) -> str:
         """`model`'s Deployment, autoscaler, disruption budget and Service (None: the default model's, named as
-        with one model); the image it serves, the runtime image until the model has a release."""
+        with one model), its pods running `workers` worker processes (None: its bento's own); the image it
+        serves, the runtime image until the model has a release."""
         config, settings = self._config, kube(self._config)
         component, suffix = kubernetes_serving_name(model), "" if model is None else f"-{model}"
         # With several models every serving object names its model; one model's stay as they always were.
@@ -125,7 +123,8 @@ class Serving(pulumi.ComponentResource):
             COMPONENT, image_name,
             resources_=resources(memory_mb, "500m", "2"),
             port=SERVING_PORT,
-            env={INFERENCE_LOG_ENV: inference_log_dir(model), **self._token_env},
+            env={INFERENCE_LOG_ENV: inference_log_dir(model), **self._token_env,
+                 **dict([serving_workers_env(workers)] if workers is not None else [])},
             mounts=self._mounts,
             health=probes("/livez", ready_path="/readyz", startup_s=180),
         )

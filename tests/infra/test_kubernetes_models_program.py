@@ -112,6 +112,15 @@ def test_each_model_is_monitored_by_a_cron_job_of_its_own_on_its_own_policy_and_
     assert second["spec"]["concurrencyPolicy"] == "Forbid"
 
 
+def test_an_entrys_serving_workers_set_its_models_pods_worker_processes():
+    models = json.dumps([{"name": "loan-default"}, {"name": SECOND_MODEL, "servingWorkers": 3}])
+    found = manifests(declare({**TWO_MODELS, "models": models}, FULL_SECRETS))
+    env = {name: {item["name"]: item["value"] for item in _server(named(found, "Deployment", name))["env"]}
+           for name in ("serving", f"serving-{SECOND_MODEL}")}
+    assert env[f"serving-{SECOND_MODEL}"]["BENTOML_CONFIG_OPTIONS"] == "services.Serving.workers=3"
+    assert "BENTOML_CONFIG_OPTIONS" not in env["serving"]  # no entry's workers: the bento's own
+
+
 def test_the_ingress_routes_each_models_path_to_its_service_and_keeps_the_rest_on_the_default(two_models):
     found = manifests(two_models)
     edge, models = named(found, "Ingress", "edge"), named(found, "Ingress", "edge-models")
