@@ -35,6 +35,7 @@ from services.contract import (
     CANARY_VERSION_KEY,
     CANDIDATE_IMAGE_KEY,
     CANDIDATE_VERSION_KEY,
+    DEFAULT_MODEL_NAME,
     MODEL_RELEASE_KEYS,
     MODEL_ROUTE_PREFIX,
     MODEL_VERSION_KEY,
@@ -243,7 +244,7 @@ def read_default_model(read: ConfigReader, entries: list[Mapping[str, Any]]) -> 
         raise read.fail("modelName", f"{model_name!r} is not a DNS label (lowercase letters, digits and '-'): it is "
                                      f"the model's route {MODEL_ROUTE_PREFIX}<name>/")
     if not entries:
-        return model_name or "loan-default"
+        return model_name or DEFAULT_MODEL_NAME
     names = [entry["name"] for entry in entries]
     if model_name is None:
         return names[0]

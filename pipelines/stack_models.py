@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pipelines.deploy import DeployError
 from services.contract import (
+    DEFAULT_MODEL_NAME,
     DEFAULT_NAME_PREFIX,
     MODEL_ROUTE_PREFIX,
     MODELS_KEY,
@@ -21,8 +22,6 @@ from services.contract import (
     inference_log_dir,
     model_key,
 )
-
-DEFAULT_MODEL = "loan-default"  # the stack's `modelName` when its file sets none (infra/config_models.py)
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def declared_models(stack_config: Mapping[str, str]) -> list[str]:
 def stack_models(stack_config: Mapping[str, str]) -> list[StackModel]:
     """Every model the stack serves, its default model first."""
     declared = declared_models(stack_config)
-    default = stack_config.get("modelName") or (declared[0] if declared else DEFAULT_MODEL)
+    default = stack_config.get("modelName") or (declared[0] if declared else DEFAULT_MODEL_NAME)
     return [StackModel(default, None), *(StackModel(name, name) for name in declared if name != default)]
 
 

@@ -151,6 +151,11 @@ def front_users_backend(model: str | None) -> str:
     return "ready" if model is None else f"model-{model}-ready"
 
 
+# A stack's default model when its file names none (`modelName`), and the monitoring job's when its env names none:
+# the demo's, as pipelines/pipeline.yaml names it.
+DEFAULT_MODEL_NAME = "loan-default"
+
+
 def monitoring_alias(model: str | None) -> str:
     """The network alias of `model`'s monitoring job (None: the default model's), where its metrics are scraped."""
     return "monitoring" if model is None else f"monitoring-{model}"

@@ -20,6 +20,7 @@ from services.contract import (
     ALERT_KIND_ENV,
     ALERT_TOKEN_FILE_ENV,
     ALERT_WEBHOOK_URL_FILE_ENV,
+    DEFAULT_MODEL_NAME,
     INFERENCE_LOG_ENV,
     MONITORING_POLICY_ENV,
 )
@@ -73,7 +74,7 @@ class MonitorSettings:
         reports = Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports"))
         return cls(
             tracking_uri=_required(env, "MLFLOW_TRACKING_URI"),
-            model_name=env.get("MODEL_NAME", "loan-default"),
+            model_name=env.get("MODEL_NAME", DEFAULT_MODEL_NAME),
             inference_log_dir=Path(_required(env, INFERENCE_LOG_ENV)),
             workspace_dir=workspace,
             reports_dir=reports,

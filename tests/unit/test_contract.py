@@ -7,7 +7,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from services.contract import SMOKE_LOG_SUBDIR, InferenceRecord, JsonLogFormatter
+from pipelines.config import DEFAULT_CONFIG_PATH, load_config
+from services.contract import DEFAULT_MODEL_NAME, SMOKE_LOG_SUBDIR, InferenceRecord, JsonLogFormatter
 from services.monitoring.inference_log import WindowSpec, read_window
 from services.serving.inference_log import InferenceLog
 
@@ -47,3 +48,8 @@ def test_log_lines_of_every_service_share_one_shape():
     line = json.loads(JsonLogFormatter().format(record))
     assert list(line)[:4] == ["ts", "level", "logger", "event"]
     assert line["level"] == "info" and line["event"] == "predicted" and line["rows"] == 2
+
+
+def test_the_default_model_name_is_the_one_the_demo_config_trains():
+    # A stack file without modelName, and a monitoring job without MODEL_NAME, mean the demo's model.
+    assert load_config(DEFAULT_CONFIG_PATH).model_name == DEFAULT_MODEL_NAME
