@@ -1,8 +1,9 @@
 """The stack with `objectStore: seaweedfs`: MLflow keeps its artifacts in the stack's own SeaweedFS bucket.
 
 One end-to-end case through the product's own path (HarnessStack is the one seam, test_release_to_stack.py):
-train -> release -> a second release -> rollback -> backup -> restore, the artifacts in the bucket (listed
-inside the SeaweedFS container, which publishes no port) and none on MLflow's volume.
+train -> release -> a second version -> backup -> restore, the artifacts in the bucket (listed inside the
+SeaweedFS container, which publishes no port) and none on MLflow's volume. Releasing again and rolling back read
+what the bucket holds the same way, through MLflow: test_release_to_stack.py has those on the default store.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import pipelines.cli_app  # noqa: F401 - the CLI's MLflow client defaults: artif
 from pipelines.backup import create_backup, restore_backup
 from pipelines.backup_stack import StackStore
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
-from pipelines.deploy import rollback
-from pipelines.registry import CHAMPION, PREVIOUS, aliases_of, connect
+from pipelines.registry import CHALLENGER, CHAMPION, aliases_of, connect
 from pipelines.stack import StackTarget
 from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
-from tests.stack.test_release_to_stack import HarnessStack, release, serving_version
+from tests.stack.test_release_to_stack import HarnessStack, release, serving_version, train_and_gate
 
 pytestmark = pytest.mark.timeout(1500)
 S3_KEYS = {"s3AccessKeyId": "stack-s3-key-5c1e", "s3SecretAccessKey": "stack-s3-secret-8a2f"}
@@ -50,7 +50,7 @@ def bucket_keys(stack: DockerStack) -> list[str]:
     return json.loads(done.output.decode())
 
 
-def test_releases_rollback_backup_and_restore_with_artifacts_in_the_bucket(s3_platform, tmp_path):
+def test_a_release_backup_and_restore_with_artifacts_in_the_bucket(s3_platform, tmp_path):
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["platform"]["state_dir"] = str(tmp_path / "state")
     raw["tracking"]["uri"] = s3_platform.declared.exports["mlflow_url"]
@@ -60,12 +60,10 @@ def test_releases_rollback_backup_and_restore_with_artifacts_in_the_bucket(s3_pl
     target = StackTarget(config, HarnessStack(s3_platform), name="stack:s3")
 
     first = release(config, target)
-    second = release(config, target)
-    assert serving_version(s3_platform) == second
-    rollback(config, target)
+    second = train_and_gate(config)
     assert serving_version(s3_platform) == first
     registry = connect(config)
-    assert aliases_of(registry, config.model_name) == {CHAMPION: first, PREVIOUS: second}
+    assert aliases_of(registry, config.model_name) == {CHAMPION: first, CHALLENGER: second}
 
     # The models' artifacts are objects in the bucket; MLflow's container holds none of them.
     keys = bucket_keys(s3_platform)
@@ -92,7 +90,7 @@ def test_releases_rollback_backup_and_restore_with_artifacts_in_the_bucket(s3_pl
     print(f"stack restore (artifacts in S3, forced): {restored.seconds:.1f} s")
     assert sorted(bucket_keys(s3_platform)) == sorted(keys)  # the later run's object went with its run
     registry = connect(config)
-    assert aliases_of(registry, config.model_name) == {CHAMPION: first, PREVIOUS: second}
+    assert aliases_of(registry, config.model_name) == {CHAMPION: first, CHALLENGER: second}
     assert registry.get_experiment_by_name("after-the-backup") is None
     run_id = registry.get_model_version(config.model_name, first).run_id
     assert Path(registry.download_artifacts(run_id, "", str(tmp_path / "download"))).is_dir()
