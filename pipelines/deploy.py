@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
+from mlflow.tracking import MlflowClient
 
 from pipelines.audit import AuditTrail, Written
 from pipelines.bento import BuiltBento, build
@@ -128,7 +129,7 @@ def deploy(config: PipelineConfig, bento: BuiltBento, target: ServingTarget,
         override = challenger.tags.get(VALIDATION_OVERRIDE_TAG)
         waiver = {"gate_override": override} if override else {}
         move = plan_promotion(client, config.model_name, bento.model_version)
-        result = _release(config, bento, target, "deploy", move, waiver, canary_percent)
+        result = _release(client, config, bento, target, "deploy", move, waiver, canary_percent)
     # Monitoring's retrain request is closed only by a model trained after it on new data; else it stays open.
     closure = close_retrain_request(client, config.monitoring.experiment, config.model_name,
                                     released_version=bento.model_version, closed_by_run_id=result.audit_run_id)
@@ -144,7 +145,7 @@ def rollback(config: PipelineConfig, target: ServingTarget) -> DeployResult:
             raise DeployError(f"nothing to roll back to: model '{config.model_name}' has no @previous yet "
                               "(it is set by the second release)")
         bento = build(config, resolve(client, config.model_name, version=move.champion))
-        return _release(config, bento, target, "rollback", move)
+        return _release(client, config, bento, target, "rollback", move)
 
 
 _held_locks = threading.local()  # the release locks this thread holds
@@ -208,14 +209,15 @@ def release_check_headers(smoke_token: str | None, serving_token: str | None) ->
 
 
 def _release(
-    config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str, move: AliasMove,
-    extra_audit: dict[str, str] | None = None, canary_percent: int | None = None,
+    client: MlflowClient, config: PipelineConfig, bento: BuiltBento, target: ServingTarget, action: str,
+    move: AliasMove, extra_audit: dict[str, str] | None = None, canary_percent: int | None = None,
 ) -> DeployResult:
-    """Roll out, then move the aliases; an audit record before the rollout ("in progress"), one with how it ended."""
+    """Roll out, then move the aliases; an audit record before the rollout ("in progress"), one with how it ended.
+    `client`: the registry the release read its aliases from, which it writes the outcome to."""
     model = bento.model
     smoke = to_records(model.holdout[model.data.features].head(SMOKE_ROWS))
     canary = {"canary_percent": str(canary_percent)} if canary_percent is not None else {}
-    audit = AuditTrail.of(config)
+    audit = AuditTrail.of(config, client)
     facts = {"target": target.name, "bento_tag": bento.tag, **model.labels, **(extra_audit or {}), **canary,
              "planned_champion": move.champion, "planned_previous": move.previous or ""}
     audit.write(action, model.version, "in progress", **facts)  # a release that dies halfway still says so
@@ -223,7 +225,7 @@ def _release(
     def ended(outcome: str, **details: str) -> tuple[Written | None, str]:
         written, unrecorded = audit.write_or_say(action, model.version, outcome, **facts, **details)
         if written is not None:  # else MLflow is not answering: the card would not be written either
-            note_fact(connect(config), model, f"{action} to {target.name}{canary_words(canary_percent)}: {outcome}"
+            note_fact(client, model, f"{action} to {target.name}{canary_words(canary_percent)}: {outcome}"
                       f"{'; ' + details['reason'] if 'reason' in details else ''}")
         return written, unrecorded
 
@@ -249,7 +251,7 @@ def _release(
         _, unrecorded = ended("canary aborted", reason=reasons[:500], **analysis)
         raise CanaryAborted(f"canary aborted, v{move.previous or 'none'} keeps serving: {reasons}{unrecorded}")
     try:
-        move_aliases(connect(config), config.model_name, move)
+        move_aliases(client, config.model_name, move)
     except AliasMoveFailed as exc:
         # Its message carries the recovery command: an audit that cannot be written (MLflow down) must not hide it.
         _, unrecorded = ended("serving, aliases not moved", url=deployment.url, recovery=move.recovery_command,
@@ -259,8 +261,8 @@ def _release(
     written, unrecorded = audit.write_or_say(action, model.version, "serving", **facts, url=deployment.url,
                                              champion=move.champion, previous=move.previous or "", **analysis)
     figures = ", ".join(f"{key}={value}" for key, value in sorted(analysis.items()))
-    note_fact(connect(config), model, f"{action} to {target.name}{canary_words(canary_percent)}: serving at "
-              f"{deployment.url} as @champion (previous: {'v' + move.previous if move.previous else 'none'})"
+    note_fact(client, model, f"{action} to {target.name}{canary_words(canary_percent)}: serving at {deployment.url} "
+              f"as @champion (previous: {'v' + move.previous if move.previous else 'none'})"
               + (f"; canary figures {figures}" if figures else ""))
     return DeployResult(deployment=deployment, aliases=move, audit_run_id=written.run_id if written else "",
                         audit_url=written.url if written else unrecorded.strip(" ()"), canary=verdict)

@@ -164,7 +164,8 @@ def test_with_mlflow_down_after_a_rollout_the_recovery_command_is_still_printed(
     move = AliasMove(champion="2", previous="1")
     monkeypatch.setattr(cli.steps, "connected_config", lambda path: CONFIG)
     monkeypatch.setattr(cli.steps, "release_candidate",
-                        lambda config, where, **options: deploy._release(config, bento, target, "deploy", move))
+                        lambda config, where, **options: deploy._release(
+                            deploy.connect(config), config, bento, target, "deploy", move))
 
     result = CliRunner().invoke(cli.app, ["deploy"])
 
@@ -184,7 +185,7 @@ def test_a_release_that_serves_and_moved_its_aliases_succeeds_even_if_its_last_r
     monkeypatch.setattr(deploy, "close_retrain_request", lambda *args, **kwargs: SimpleNamespace(text="none open"))
     move = AliasMove(champion="2", previous="1")
 
-    result = deploy._release(CONFIG, bento, target, "deploy", move)
+    result = deploy._release(deploy.connect(CONFIG), CONFIG, bento, target, "deploy", move)
 
     assert result.deployment is served and result.audit_run_id == ""
     assert "its audit record 'deploy v2 serving' could not be written" in result.audit_url
@@ -213,7 +214,8 @@ def test_a_promoted_image_whose_release_pointer_cannot_be_recorded_says_it_serve
     move = AliasMove(champion="2", previous="1")
     monkeypatch.setattr(cli.steps, "connected_config", lambda path: CONFIG)
     monkeypatch.setattr(cli.steps, "release_candidate",
-                        lambda config, where, **options: deploy._release(config, bento, target, "deploy", move))
+                        lambda config, where, **options: deploy._release(
+                            deploy.connect(config), config, bento, target, "deploy", move))
 
     result = CliRunner().invoke(cli.app, ["deploy"])
 
