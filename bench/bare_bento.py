@@ -1,9 +1,9 @@
-"""The bench's BentoML floor: the bare app's model and scoring in a BentoML service, and nothing else.
+"""The bench's minimal BentoML service: the bare app's model and scoring in a BentoML service, and nothing else.
 
 `bentoml serve bench.bare_bento:BareBento` with the bare app's environment (`bench/bare_app.py`: `BARE_MODEL`,
 `BARE_FEATURES`, `BARE_TASK`) and `BARE_WORKERS`. One typed async API, as the platform's service has, but no guard,
-row schema, inference log, metrics of its own or card: what BentoML's request path alone costs around the same
-model. The platform's service can come near this, not past it; a goal above it is a goal on BentoML itself.
+row schema, inference log, metrics of its own or card: what BentoML's request path costs around the same model
+when a service is written the plain way (untyped rows in, a dict out).
 """
 
 from __future__ import annotations

@@ -62,9 +62,9 @@ COLD_START, WARM_TRAIN, WARM_DEPLOY = "serving cold start", "warm `make train`",
 PROCESSES = ["cold-start", "bare-sklearn", "bare-onnx", "bare-bento", "mlflow-serve", "mlflow"]
 PLATFORM, BARE_SKLEARN, BARE_ONNX, MLFLOW_SERVE = (
     "platform /predict", "bare ASGI + scikit-learn", "bare ASGI + onnxruntime", "mlflow models serve")
-# BentoML's own floor (`bench/bare_bento.py`: the bare app's model in a BentoML API), reached through the
-# platform's front as `/predict` is: no goal, it shows how near BentoML itself lets the platform come.
-BARE_BENTO = "bare BentoML via the front"
+# A minimal BentoML service (`bench/bare_bento.py`: the bare app's model in a BentoML API), reached through the
+# platform's front as `/predict` is: no goal, it shows what BentoML's request path itself costs.
+BARE_BENTO = "minimal BentoML service via the front"
 # The live bento server without the front before it, to show what each of the two costs: no throughput or
 # latency goal, but its errors and logged rows count with the platform's.
 PLATFORM_BENTO = "platform bento, no front"
@@ -299,7 +299,7 @@ def start_peers(config: PipelineConfig, bento: BuiltBento,
 
 
 def _bare_bento_via_front(config: PipelineConfig, env: dict[str, str], workers: str) -> Server:
-    """The BentoML floor on onnxruntime, routed by the platform's front as a model of its own."""
+    """The minimal BentoML service on onnxruntime, routed by the platform's front as a model of its own."""
     host, port = config.platform.host, platform.free_port(config.platform.host)
     _serve(config, "bare-bento", [sys.executable, "-m", "bentoml", "serve", "bench.bare_bento:BareBento",
                                   "--working-dir", str(REPO_ROOT), "--host", host, "--port", str(port)],

@@ -138,8 +138,8 @@ def write(trained: dict[str, Trained], served: list[Served]) -> None:
         "",
         f"Serving: {ROWS} row per request, {CLIENTS} clients, the same model version in every server "
         "(bench/serving_bench.py's load client and rounds). "
-        f"`{BARE_BENTO}` is `bench/bare_bento.py`: the bare app's model in a BentoML API, nothing of the platform's, "
-        "behind the platform's front: the floor of BentoML's own request path.",
+        f"`{BARE_BENTO}` is `bench/bare_bento.py`: the bare app's model in a plain BentoML API, nothing of the "
+        "platform's, behind the platform's front: what BentoML's own request path costs.",
         "",
         "| example | runtime (gate) | server | requests/s | p50 ms | p99 ms | errors |",
         "|---|---|---|---:|---:|---:|---:|",
@@ -162,7 +162,7 @@ def write(trained: dict[str, Trained], served: list[Served]) -> None:
             f"{goal(vs_mlflow >= MIN_VS_MLFLOW)} |",
             f"| {s.name} | p99 vs {bare.server} | {p99:.2f}x | <= {MAX_P99_VS_BARE_ONNX:.0f}x | "
             f"{goal(p99 <= MAX_P99_VS_BARE_ONNX)} |",
-            *_floor_lines(s.name, ours, by.get(BARE_BENTO), mlflow_serve, bare),
+            *_minimal_bento_lines(s.name, ours, by.get(BARE_BENTO), mlflow_serve, bare),
             f"| {s.name} | platform errors | {ours.errors} | 0 | {goal(ours.errors == 0)} |",
             f"| {s.name} | inference log complete | {s.logged_rows:,} of {s.answered_rows:,} | all | "
             f"{goal(s.logged_rows == s.answered_rows)} |",
@@ -170,15 +170,16 @@ def write(trained: dict[str, Trained], served: list[Served]) -> None:
     publish(RESULTS / "tasks.md", lines)
 
 
-def _floor_lines(name: str, ours: Cell, floor: Cell | None, mlflow_serve: Cell, bare: Cell) -> list[str]:
-    """What BentoML itself allows (no goal): its floor against the same peers, and the platform against it."""
-    if floor is None:
+def _minimal_bento_lines(name: str, ours: Cell, minimal: Cell | None, mlflow_serve: Cell, bare: Cell) -> list[str]:
+    """What BentoML's request path itself allows (no goal): the minimal service against the same peers, and the
+    platform against it."""
+    if minimal is None:
         return []
-    return [f"| {name} | (BentoML's floor, {BARE_BENTO}: throughput vs mlflow models serve) | "
-            f"{floor.throughput / mlflow_serve.throughput:.1f}x | - | - |",
-            f"| {name} | (BentoML's floor: p99 vs {bare.server}) | {floor.p99_ms / bare.p99_ms:.2f}x | - | - |",
-            f"| {name} | (platform /predict: throughput vs BentoML's floor) | "
-            f"{ours.throughput / floor.throughput:.2f}x | - | - |"]
+    return [f"| {name} | ({BARE_BENTO}: throughput vs mlflow models serve) | "
+            f"{minimal.throughput / mlflow_serve.throughput:.1f}x | - | - |",
+            f"| {name} | ({BARE_BENTO}: p99 vs {bare.server}) | {minimal.p99_ms / bare.p99_ms:.2f}x | - | - |",
+            f"| {name} | (platform /predict: throughput vs the minimal BentoML service) | "
+            f"{ours.throughput / minimal.throughput:.2f}x | - | - |"]
 
 
 if __name__ == "__main__":
