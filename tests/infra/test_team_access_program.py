@@ -11,9 +11,9 @@ import json
 import pulumi
 import pytest
 
-from services.contract import REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
+from services.contract import AUDIT_EXPERIMENT, REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
 from tests.infra.program import CONTAINER, REPO_ROOT, run_program
-from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module
+from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module, mounts_of
 from tests.kubernetes.manifests import FULL, FULL_SECRETS
 
 MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
@@ -52,6 +52,7 @@ def test_each_teams_password_reaches_the_users_file_and_its_models_the_grants_fi
     grants.read_string(files[env["TEAM_GRANTS_FILE"]])
     assert {team: grants[team]["models"] for team in grants.sections()} == {
         "mobility": "bike-rentals", "risk": "loan-default"}
+    assert env["TEAM_SHARED_EXPERIMENTS"] == AUDIT_EXPERIMENT  # every release appends to the audit trail
 
 
 def test_a_models_container_holds_its_teams_token_and_only_digests_of_the_others(stack):
@@ -92,6 +93,9 @@ def test_team_secrets_stay_out_of_env_args_and_outputs_and_other_containers(stac
 def test_a_stack_without_teams_declares_no_team_files():
     stack = run_program({"authEnabled": "true"}, AUTH_SECRETS)
     assert "TEAM_GRANTS_FILE" not in env_of(stack.container("mlflow"))
+    # The record of what earlier starts granted teams, on a volume: a stack whose last team left revokes it.
+    record = env_of(stack.container("mlflow"))["TEAM_RECORD_FILE"]
+    assert any(record.startswith(f"{path}/") for path in mounts_of(stack.container("mlflow"))), record
     assert not {TEAM_TOKEN_FILE_ENV, REFUSED_TOKENS_FILE_ENV} & set(env_of(stack.container("serving")))
 
 
