@@ -16,7 +16,8 @@ from tests.infra.program import CONTAINER, REPO_ROOT, run_program
 from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module, mounts_of
 from tests.kubernetes.manifests import FULL, FULL_SECRETS
 
-MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
+MODELS = json.dumps([{"name": name, "team": team, "pipelineConfig": f"tests/infra/fixtures/{name}-team-pipeline.yaml"}
+                     for name, team in (("loan-default", "risk"), ("bike-rentals", "mobility"))] + [
                      {"name": "churn", "pipelineConfig": "tests/infra/fixtures/churn-pipeline.yaml"}])
 RELEASES = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
             "servingImage.bike-rentals": "mlops-serving:v3-b", "modelVersion.bike-rentals": "3",
@@ -114,6 +115,14 @@ def test_a_stack_without_teams_declares_no_team_files():
      "teamServingToken.risk: must be at least 16 characters"),
     ({**FULL, "models": json.dumps([{"name": "loan-default", "team": "risk"}])}, {**FULL_SECRETS, **RISK_SECRETS},
      "access per team (a model's team) is on the docker target only"),
+    ({"authEnabled": "true", "models": json.dumps([{"name": "loan-default", "team": "risk"}])}, RISK_SECRETS,
+     "pipelines/pipeline.yaml: tracking.experiment is 'release', but the grants of team 'risk' are on experiment "
+     "'loan-default' (the model's name): set tracking.experiment: loan-default"),
+    ({"authEnabled": "true", "models": json.dumps([{"name": "loan-default"},
+                                                   {"name": "bike-rentals", "team": "mobility"}])},
+     {k: v for k, v in TEAM_SECRETS.items() if k.endswith(".mobility")}, "models[1].pipelineConfig (unset: the "
+     "model's folder's) models/bike-rentals/pipeline.yaml: tracking.experiment is unset, but the grants of team "
+     "'mobility'"),
 ])
 def test_a_team_the_stack_cannot_guard_fails_naming_the_key(config, secrets, message):
     with pytest.raises(pulumi.RunError) as raised:
