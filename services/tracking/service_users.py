@@ -33,6 +33,7 @@ import json
 import os
 import sys
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from mlflow.exceptions import MlflowException
@@ -158,14 +159,12 @@ def _revoke(get, delete, resource: str, username: str) -> None:
 def read_record(path: str | os.PathLike[str]) -> dict[str, dict]:
     """The record of an earlier start; none before the first."""
     try:
-        text = open(path, encoding="utf-8").read()  # noqa: SIM115 - read at once
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    try:
-        record = json.loads(text)
     except ValueError:
-        raise ValueError(f"{path} is not the JSON this provisioner writes; restore it from a backup or remove it "
-                         "(teams dropped since then then keep their grants)") from None
+        raise ValueError(f"{path} is not the JSON this provisioner writes; remove it to start a new record (a team "
+                         "dropped before then keeps its grants until an admin revokes them)") from None
     return record.get("teams", {}) if isinstance(record, dict) else {}
 
 
@@ -263,7 +262,7 @@ def main(argv: list[str]) -> int:
     except MlflowException as exc:  # e.g. a password MLflow refuses: one clear line, no traceback
         print(f"service users: {exc.message}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:  # e.g. the record cannot be read or written
         print(f"service users: {exc}", file=sys.stderr)
         return 1
     print(f"service users provisioned: {', '.join(done) or 'none'}", file=sys.stderr)
