@@ -91,8 +91,11 @@ class Tracking(pulumi.ComponentResource):
             ))
             uploads.append(secret_file(SERVICE_USERS_FILE, _service_users(config.monitoring_password, config.teams)))
             if config.teams:
-                # Every release appends to the audit trail, so each team may (created at start, owned by no team).
-                envs += [f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}", f"TEAM_SHARED_EXPERIMENTS={AUDIT_EXPERIMENT}"]
+                # Every release appends to the audit trail, so each team may (created at start, owned by no team);
+                # the monitoring job's experiments are made at start too, so no team's user can create one first.
+                monitored = sorted({model.monitoring.policy.experiment for model in (config, *config.models)})
+                envs += [f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}", f"TEAM_SHARED_EXPERIMENTS={AUDIT_EXPERIMENT}",
+                         f"MONITORING_USER={MONITORING_USER}", f"MONITORING_EXPERIMENTS={','.join(monitored)}"]
                 uploads.append(config_file(TEAM_GRANTS_FILE, "".join(
                     _ini(team.name, {"models": ", ".join(team.models)}) for team in config.teams)))
             self.monitoring_credentials = config.monitoring_password.apply(

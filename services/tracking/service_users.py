@@ -20,6 +20,10 @@ comma-separated: the audit trail's) are created here too, so no team owns them, 
 runs but cannot delete one (an edit of a record is what the audit trail's hash chain catches). It creates runs and
 versions of its own models only: by `default_permission` (READ) it reads the rest and writes nothing there.
 
+With teams, the experiments the monitoring job records in (`$MONITORING_EXPERIMENTS`, for the user
+`$MONITORING_USER`) are created here too, with MANAGE for that user, as if its first run had made them: a team's
+user cannot create one first and leave the job unable to write there.
+
 What this made for teams is recorded in `$TEAM_RECORD_FILE` (on the tracking volume): a team dropped since the
 last start loses every grant recorded for it, and its user when this created it (a user an admin made by hand keeps
 its login); a model that left a team (to another team or to none) leaves it no grant there.
@@ -112,6 +116,16 @@ def _grant(get, update, create, resource: str, username: str, permission: str) -
         create(resource, username, permission)
     else:
         update(resource, username, permission)
+
+
+def grant_service_experiments(store: SqlAlchemyStore, grants: Mapping[str, Collection[str]],
+                              resources: Resources) -> list[str]:
+    """MANAGE for each service user on the experiments it records in, made here when absent; one line per user."""
+    for user, names in grants.items():
+        for name in names:
+            _grant(store.get_experiment_permission, store.update_experiment_permission,
+                   store.create_experiment_permission, resources.experiment_id(name), user, MANAGE.name)
+    return [f"{user}: MANAGE on experiment(s) {', '.join(names)}" for user, names in grants.items() if names]
 
 
 def team_record(teams: Mapping[str, tuple[str, ...]], resources: Resources, shared: Collection[str],
@@ -223,9 +237,11 @@ def read_users(path: str | os.PathLike[str]) -> configparser.ConfigParser:
 
 
 def provision_all(store: SqlAlchemyStore, users: configparser.ConfigParser, teams: Mapping[str, tuple[str, ...]],
-                  backend_uri: str, record_file: str | None, shared: Collection[str] = ()) -> list[str]:
-    """Users, teams' grants (on their models and the `shared` experiments) and, with `record_file`, the revocation
-    of what an earlier start granted and this one does not, and the record of this one's."""
+                  backend_uri: str, record_file: str | None, shared: Collection[str] = (),
+                  service_experiments: Mapping[str, Collection[str]] | None = None) -> list[str]:
+    """Users, teams' grants (on their models and the `shared` experiments), the service users' experiments and,
+    with `record_file`, the revocation of what an earlier start granted and this one does not, and the record of
+    this one's."""
     before = read_record(record_file) if record_file else {}
     # A team's user this provisioner makes now, or made at an earlier start; not one an admin made by hand.
     created = {team for team in teams if before.get(team, {}).get("user_created") or not store.has_user(team)}
@@ -234,11 +250,17 @@ def provision_all(store: SqlAlchemyStore, users: configparser.ConfigParser, team
     if teams:
         resources = BackendResources(backend_uri)
         done += grant_teams(store, teams, resources, shared)
+        done += grant_service_experiments(store, service_experiments or {}, resources)
         now = team_record(teams, resources, shared, created)
     if record_file:
         done += revoke_stale(store, before, now)
         write_record(record_file, now)
     return done
+
+
+def _names(variable: str) -> list[str]:
+    """A comma-separated list of experiment names in the env variable (none when unset)."""
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
 
 
 def main(argv: list[str]) -> int:
@@ -256,9 +278,10 @@ def main(argv: list[str]) -> int:
     store = SqlAlchemyStore()
     store.init_db(read_auth_config().database_uri)
     try:
+        monitoring = {os.environ["MONITORING_USER"]: _names("MONITORING_EXPERIMENTS")} \
+            if "MONITORING_USER" in os.environ else {}
         done = provision_all(store, users, teams, argv[0] if argv else "", os.environ.get("TEAM_RECORD_FILE"),
-                             [name.strip() for name in os.environ.get("TEAM_SHARED_EXPERIMENTS", "").split(",")
-                              if name.strip()])
+                             _names("TEAM_SHARED_EXPERIMENTS"), monitoring)
     except MlflowException as exc:  # e.g. a password MLflow refuses: one clear line, no traceback
         print(f"service users: {exc.message}", file=sys.stderr)
         return 1

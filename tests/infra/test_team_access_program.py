@@ -11,7 +11,13 @@ import json
 import pulumi
 import pytest
 
-from services.contract import AUDIT_EXPERIMENT, REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
+from services.contract import (
+    AUDIT_EXPERIMENT,
+    MONITORING_EXPERIMENT,
+    MONITORING_USER,
+    REFUSED_TOKENS_FILE_ENV,
+    TEAM_TOKEN_FILE_ENV,
+)
 from tests.infra.program import CONTAINER, REPO_ROOT, run_program
 from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module, mounts_of
 from tests.kubernetes.manifests import FULL, FULL_SECRETS
@@ -54,6 +60,8 @@ def test_each_teams_password_reaches_the_users_file_and_its_models_the_grants_fi
     assert {team: grants[team]["models"] for team in grants.sections()} == {
         "mobility": "bike-rentals", "risk": "loan-default"}
     assert env["TEAM_SHARED_EXPERIMENTS"] == AUDIT_EXPERIMENT  # every release appends to the audit trail
+    # Every model's monitoring experiment (these keep the default), made at start for the job's user.
+    assert (env["MONITORING_USER"], env["MONITORING_EXPERIMENTS"]) == (MONITORING_USER, MONITORING_EXPERIMENT)
 
 
 def test_a_models_container_holds_its_teams_token_and_only_digests_of_the_others(stack):

@@ -48,15 +48,14 @@ def main(state: Path) -> dict[str, int]:
     from mlflow.server.auth import create_app
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
-    from services.contract import AUDIT_EXPERIMENT
-    from services.tracking.service_users import BackendResources, grant_teams, provision
+    from services.contract import AUDIT_EXPERIMENT, MONITORING_EXPERIMENT
+    from services.tracking.service_users import provision_all
 
     store = SqlAlchemyStore()
     store.init_db(f"sqlite:///{state / 'basic_auth.db'}")
     users = configparser.ConfigParser()
     users.read_dict({user: {"password": password} for user, password in USERS.items()})
-    provision(store, users, TEAMS)
-    grant_teams(store, TEAMS, BackendResources(backend), shared=(AUDIT_EXPERIMENT,))
+    provision_all(store, users, TEAMS, backend, None, (AUDIT_EXPERIMENT,), {"monitoring": (MONITORING_EXPERIMENT,)})
     client = create_app(app).test_client()
 
     def call(user: str, route: str, body: dict, get: bool = False) -> tuple[int, dict]:
@@ -67,8 +66,9 @@ def main(state: Path) -> dict[str, int]:
                                                                                                headers=headers)
         return answer.status_code, answer.get_json(silent=True) or {}
 
+    made = ("loan-default", "bike-rentals", AUDIT_EXPERIMENT, MONITORING_EXPERIMENT)  # all at the server's start
     experiment = {name: call("admin", "experiments/get-by-name", {"experiment_name": name}, get=True)[1]
-                  ["experiment"]["experiment_id"] for name in ("loan-default", "bike-rentals", AUDIT_EXPERIMENT)}
+                  ["experiment"]["experiment_id"] for name in made}
     b_run = call("admin", "runs/create", {"experiment_id": experiment["loan-default"]})[1]["run"]["info"]["run_id"]
     status = {"admin: a version of risk's model": call("admin", "model-versions/create", {
         "name": "loan-default", "source": f"runs:/{b_run}/model", "run_id": b_run})[0]}
@@ -85,6 +85,12 @@ def main(state: Path) -> dict[str, int]:
         "mobility: tagging its audit record": call("mobility", "runs/set-tag", {
             "run_id": record, "key": "audit.model", "value": "bike-rentals"})[0],
         "mobility: deleting its audit record": call("mobility", "runs/delete", {"run_id": record})[0],
+        "mobility: creating the monitoring experiment first": call("mobility", "experiments/create",
+                                                                   {"name": MONITORING_EXPERIMENT})[0],
+        "mobility: a run in the monitoring experiment": call("mobility", "runs/create", {
+            "experiment_id": experiment[MONITORING_EXPERIMENT]})[0],
+        "monitoring: a report run": call("monitoring", "runs/create", {
+            "experiment_id": experiment[MONITORING_EXPERIMENT]})[0],
         "risk: an audit record": call("risk", "runs/create", {"experiment_id": experiment[AUDIT_EXPERIMENT]})[0],
         "mobility: a version of its model": call("mobility", "model-versions/create",
                                                  {"name": "bike-rentals", **version})[0],

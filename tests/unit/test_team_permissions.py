@@ -22,6 +22,9 @@ EXPECTED = {
     "mobility: tagging its audit record": 200,
     "mobility: deleting its audit record": 403,  # EDIT cannot delete runs: a record stays (edits break the chain)
     "risk: an audit record": 200,
+    "mobility: creating the monitoring experiment first": 400,  # made at start too: the monitoring job's (MANAGE)
+    "mobility: a run in the monitoring experiment": 403,
+    "monitoring: a report run": 200,
     "mobility: dropping risk's model's alias": 403,
     "mobility: a run in risk's experiment": 403,
     "mobility: a version of risk's model": 403,
