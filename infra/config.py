@@ -27,7 +27,7 @@ from config_models import (
 )
 from config_monitoring import MONITORING_KEYS, PolicySource, moved_key_problems
 from config_reader import IMAGE_REF, IMAGE_REF_OR_EMPTY, ConfigReader, StackConfigError
-from config_teams import Team, read_teams, team_names
+from config_teams import Team, check_team_experiments, read_teams, team_names
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from services.contract import (
@@ -234,6 +234,7 @@ def load_stack_config() -> StackConfig:
     image_tag = read.string("imageTag", DEFAULT_IMAGE_TAG, re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))
     if teams and target == "kubernetes":
         raise read.fail(MODELS_KEY, "access per team (a model's team) is on the docker target only, for now")
+    check_team_experiments(read, owners, {model.name: model.monitoring for model in (default, *models)})
     monitoring = default.monitoring
     tls = read_edge_tls(read)
     artifacts = read_artifact_store(read, target)

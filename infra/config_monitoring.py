@@ -37,6 +37,7 @@ class PolicySource:
     model_name: object  # the file's model_name, as written (None if it has none)
     stack_key: str = PIPELINE_CONFIG_KEY  # the stack key that names the file
     where: str = ""  # within that key, e.g. "models[1].pipelineConfig: " for an entry's file
+    experiment: object = None  # the file's tracking.experiment, as written (None if unset): a team's is checked
 
     def fail(self, read: ConfigReader, key: str, problem: str) -> StackConfigError:
         """An error about one of the policy's keys, naming the file and the key (and the stack key naming it)."""
@@ -83,8 +84,10 @@ def read_policy_file(read: ConfigReader, named: str, stack_key: str = PIPELINE_C
     section = raw.get(SECTION)
     if not isinstance(section, dict | None):
         raise fail(f": {SECTION} must be a mapping of settings")
+    tracking = raw.get("tracking")
+    experiment = tracking.get("experiment") if isinstance(tracking, dict) else None
     try:
-        return PolicySource(checked_policy(section or {}), named, raw.get("model_name"), stack_key, where)
+        return PolicySource(checked_policy(section or {}), named, raw.get("model_name"), stack_key, where, experiment)
     except PolicyError as exc:
         raise fail(f": {exc}") from None
 

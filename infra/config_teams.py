@@ -4,7 +4,8 @@ A team owns the models whose entries name it. With `authEnabled: true` each team
 the team's) with EDIT on its models' registered models and experiments (services/tracking/service_users.py), and a
 serving token its models' containers admit; another team's token is refused there with 403 (infra/serving.py).
 Both are secrets, `teamPassword.<team>` and `teamServingToken.<team>`; a team named without them stops the program
-naming the key. Without `authEnabled` a team would be a promise nothing keeps, so it is refused.
+naming the key. Without `authEnabled` a team would be a promise nothing keeps, so it is refused. A team's model's
+pipeline config must set `tracking.experiment` to the model's name, the experiment its grants are on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from config_monitoring import PolicySource
 from config_reader import ConfigReader
 
 from services.contract import (
@@ -72,3 +74,15 @@ def read_teams(read: ConfigReader, owners: Mapping[str, str], auth_enabled: bool
         serving_token=read.secret(model_key(TEAM_SERVING_TOKEN_KEY, team), f"for team {team!r} (its models' "
                                   "serving token)", MIN_TOKEN_CHARS),
     ) for team in teams)
+
+
+def check_team_experiments(read: ConfigReader, owners: Mapping[str, str], configs: Mapping[str, PolicySource]) -> None:
+    """Each team's model runs in the experiment its team's grants are on (named as the model): another one would
+    be refused at its first run, or be one every team reads and none owns."""
+    for model, team in sorted(owners.items()):
+        source = configs[model]
+        if source.experiment != model:
+            found = "is unset" if source.experiment is None else f"is {source.experiment!r}"
+            raise read.fail(source.stack_key, f"{source.where}{source.file}: tracking.experiment {found}, but the "
+                                              f"grants of team {team!r} are on experiment {model!r} (the model's "
+                                              f"name): set tracking.experiment: {model}")

@@ -21,13 +21,15 @@ from containers import (
     volume,
 )
 
-from services.contract import MLFLOW_AUTH_SERVER_ENV, MONITORING_USER
+from services.contract import AUDIT_EXPERIMENT, MLFLOW_AUTH_SERVER_ENV, MONITORING_USER
 
 MLFLOW_PORT = 5000
 BACKEND_DIR, ARTIFACTS_DIR = "/mlflow/backend", "/mlflow/artifacts"
 AUTH_CONFIG_FILE, PGPASS_FILE = "/home/app/basic_auth.ini", "/home/app/.pgpass"
 SERVICE_USERS_FILE = "/home/app/service_users.ini"
 TEAM_GRANTS_FILE = "/home/app/team_grants.ini"  # each team's models (services/tracking/service_users.py)
+# What the provisioner granted teams, kept on the backend volume so a team dropped from `models` loses it.
+TEAM_RECORD_FILE = f"{BACKEND_DIR}/team_grants_made.json"
 S3_CREDENTIALS = "s3-credentials"  # boto3's shared credentials file (AWS_SHARED_CREDENTIALS_FILE)
 # The Docker DNS names clients use, plus the published port; MLflow 3 answers 403 to any other Host.
 ALLOWED_HOSTS = "mlflow,mlflow:5000,localhost:*,127.0.0.1:*"
@@ -82,13 +84,18 @@ class Tracking(pulumi.ComponentResource):
         if config.auth_enabled:
             assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
             envs += [f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}", f"SERVICE_USERS_FILE={SERVICE_USERS_FILE}",
+                     f"TEAM_RECORD_FILE={TEAM_RECORD_FILE}",  # also without teams: one dropped loses its grants
                      *(f"{name}={value}" for name, value in MLFLOW_AUTH_SERVER_ENV.items())]
             uploads.append(secret_file(
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))
             uploads.append(secret_file(SERVICE_USERS_FILE, _service_users(config.monitoring_password, config.teams)))
             if config.teams:
-                envs.append(f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}")
+                # Every release appends to the audit trail, so each team may (created at start, owned by no team);
+                # the monitoring job's experiments are made at start too, so no team's user can create one first.
+                monitored = sorted({model.monitoring.policy.experiment for model in (config, *config.models)})
+                envs += [f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}", f"TEAM_SHARED_EXPERIMENTS={AUDIT_EXPERIMENT}",
+                         f"MONITORING_USER={MONITORING_USER}", f"MONITORING_EXPERIMENTS={','.join(monitored)}"]
                 uploads.append(config_file(TEAM_GRANTS_FILE, "".join(
                     _ini(team.name, {"models": ", ".join(team.models)}) for team in config.teams)))
             self.monitoring_credentials = config.monitoring_password.apply(

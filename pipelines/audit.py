@@ -23,7 +23,6 @@ from mlflow.tracking import MlflowClient
 
 from pipelines.actor import actor
 from pipelines.audit_chain import (
-    AUDIT_EXPERIMENT,
     MODEL_FIELD,
     RECORD_ARTIFACT,
     SEQUENCE_FIELD,
@@ -36,6 +35,7 @@ from pipelines.audit_chain import (
 )
 from pipelines.config import PipelineConfig
 from pipelines.registry import connect, git_sha
+from services.contract import AUDIT_EXPERIMENT  # one for every model's records; a record's model is its MODEL_FIELD
 
 ACTION_FIELD, VERSION_FIELD, OUTCOME_FIELD = "action", "model_version", "outcome"
 _PAGE = 1000

@@ -18,7 +18,6 @@ from typing import Protocol
 
 from pipelines.errors import CannotRun
 
-AUDIT_EXPERIMENT = "audit"  # one experiment for every model's records; a record's model is its MODEL_FIELD
 RECORD_ARTIFACT = "audit.json"
 MODEL_FIELD, SEQUENCE_FIELD, PREVIOUS_FIELD = "audit.model", "audit.sequence", "audit.previous_sha256"
 SHA256_TAG = "audit.sha256"  # the record's own digest: a tag of its run, not a field of the record

@@ -56,6 +56,10 @@ def is_dns_label(name: str) -> bool:
     return len(name) <= DNS_LABEL_MAX_CHARS and _DNS_LABEL.fullmatch(name) is not None
 
 
+# The audit trail's experiment: one for every model's records (pipelines/audit.py). With teams the tracking server
+# creates it at its start, with EDIT for every team, so that no team's user creates it first and owns it.
+AUDIT_EXPERIMENT = "audit"
+
 # The experiment the monitoring job records its reports (and retrain requests) in; a release closes them there.
 MONITORING_EXPERIMENT = "monitoring"
 

@@ -12,24 +12,37 @@ lets it manage. A registered-model grant left by an earlier version of the platf
 once had EDIT on the model) is revoked here, so an upgraded stack loses it at its next start.
 
 A team's user (a section of the users file too, with its password only) owns the models the file named by
-`$TEAM_GRANTS_FILE` lists for it (`[risk]` / `models = loan-default, churn`): it gets EDIT on each one's registered
-model and on its experiment (named as the model), both created here when absent so that no other user can create
-them first and hold MANAGE; a grant it holds on another team's model or experiment is revoked. It creates runs
-and versions of its own models only: by `default_permission` (READ) it reads the rest and writes nothing there.
+`$TEAM_GRANTS_FILE` lists for it (`[risk]` / `models = loan-default, churn`): MANAGE on each one's registered model
+(a release drops its `challenger` alias once it serves, which EDIT may not) and EDIT on its experiment (named as the
+model), both created here when absent so that no other user can create them first and hold MANAGE; a grant it holds
+on another team's model or experiment is revoked. The experiments every release appends to (`$TEAM_SHARED_EXPERIMENTS`,
+comma-separated: the audit trail's) are created here too, so no team owns them, with EDIT for every team: it appends
+runs but cannot delete one (an edit of a record is what the audit trail's hash chain catches). It creates runs and
+versions of its own models only: by `default_permission` (READ) it reads the rest and writes nothing there.
+
+With teams, the experiments the monitoring job records in (`$MONITORING_EXPERIMENTS`, for the user
+`$MONITORING_USER`) are created here too, with MANAGE for that user, as if its first run had made them: a team's
+user cannot create one first and leave the job unable to write there.
+
+What this made for teams is recorded in `$TEAM_RECORD_FILE` (on the tracking volume): a team dropped since the
+last start loses every grant recorded for it, and its user when this created it (a user an admin made by hand keeps
+its login); a model that left a team (to another team or to none) leaves it no grant there.
 Idempotent: run at every start.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import sys
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Protocol
 
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.config import read_auth_config
-from mlflow.server.auth.permissions import EDIT
+from mlflow.server.auth.permissions import EDIT, MANAGE
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
 from mlflow.store.tracking import DEFAULT_ARTIFACTS_URI
@@ -65,11 +78,13 @@ def provision(store: SqlAlchemyStore, users: configparser.ConfigParser, teams: C
     return done
 
 
-def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], resources: Resources) -> list[str]:
-    """EDIT for each team on its models' registered models and experiments, and no grant on another team's; one
-    line per team for the log."""
+def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], resources: Resources,
+                shared: Collection[str] = ()) -> list[str]:
+    """MANAGE for each team on its models' registered models, EDIT on their experiments and on the `shared` ones,
+    and no grant on another team's; one line per team for the log."""
     owned = {model: team for team, models in teams.items() for model in models}
     experiments = {model: resources.experiment_id(model) for model in owned}
+    shared_ids = [resources.experiment_id(name) for name in shared]
     done = []
     for team, models in teams.items():
         if not store.has_user(team):
@@ -83,22 +98,96 @@ def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], re
                 store.delete_experiment_permission(grant.experiment_id, team)
         for model in models:
             resources.ensure_registered_model(model)
-            _grant_edit(store.get_registered_model_permission, store.update_registered_model_permission,
-                        store.create_registered_model_permission, model, team)
-            _grant_edit(store.get_experiment_permission, store.update_experiment_permission,
-                        store.create_experiment_permission, experiments[model], team)
-        done.append(f"team {team}: EDIT on {', '.join(models)}")
+            _grant(store.get_registered_model_permission, store.update_registered_model_permission,
+                   store.create_registered_model_permission, model, team, MANAGE.name)
+        for experiment_id in [*(experiments[model] for model in models), *shared_ids]:
+            _grant(store.get_experiment_permission, store.update_experiment_permission,
+                   store.create_experiment_permission, experiment_id, team, EDIT.name)
+        appends = f"; EDIT on experiment(s) {', '.join(shared)}" if shared else ""
+        done.append(f"team {team}: MANAGE on {', '.join(models)}{appends}")
     return done
 
 
-def _grant_edit(get, update, create, resource: str, username: str) -> None:
-    """EDIT for `username` on `resource`, whatever it held there before."""
+def _grant(get, update, create, resource: str, username: str, permission: str) -> None:
+    """`permission` for `username` on `resource`, whatever it held there before."""
     try:
         get(resource, username)
     except MlflowException:  # RESOURCE_DOES_NOT_EXIST: no grant yet
-        create(resource, username, EDIT.name)
+        create(resource, username, permission)
     else:
-        update(resource, username, EDIT.name)
+        update(resource, username, permission)
+
+
+def grant_service_experiments(store: SqlAlchemyStore, grants: Mapping[str, Collection[str]],
+                              resources: Resources) -> list[str]:
+    """MANAGE for each service user on the experiments it records in, made here when absent; one line per user."""
+    for user, names in grants.items():
+        for name in names:
+            _grant(store.get_experiment_permission, store.update_experiment_permission,
+                   store.create_experiment_permission, resources.experiment_id(name), user, MANAGE.name)
+    return [f"{user}: MANAGE on experiment(s) {', '.join(names)}" for user, names in grants.items() if names]
+
+
+def team_record(teams: Mapping[str, tuple[str, ...]], resources: Resources, shared: Collection[str],
+                created: Collection[str]) -> dict[str, dict]:
+    """What `grant_teams` granted each team (experiments by id: a name can be reused), and whether this made its
+    user (those in `created`)."""
+    shared_ids = [resources.experiment_id(name) for name in shared]
+    return {team: {"user_created": team in created, "registered_models": sorted(models),
+                   "experiments": sorted({*(resources.experiment_id(model) for model in models), *shared_ids})}
+            for team, models in teams.items()}
+
+
+def revoke_stale(store: SqlAlchemyStore, before: Mapping[str, Mapping], now: Mapping[str, Mapping]) -> list[str]:
+    """Revoke each grant `before` records that `now` does not; delete a dropped team's user this created. One line
+    per team that lost something, for the log. Users and grants an admin made by hand are in neither record."""
+    done = []
+    for team, made in before.items():
+        if not store.has_user(team):
+            continue  # an admin removed it already
+        if team not in now and made.get("user_created"):
+            store.delete_user(team)  # with every grant it held
+            done.append(f"team {team}: dropped, its user deleted")
+            continue
+        kept = now.get(team, {})
+        models = sorted(set(made.get("registered_models", ())) - set(kept.get("registered_models", ())))
+        experiments = sorted(set(made.get("experiments", ())) - set(kept.get("experiments", ())))
+        for model in models:
+            _revoke(store.get_registered_model_permission, store.delete_registered_model_permission, model, team)
+        for experiment_id in experiments:
+            _revoke(store.get_experiment_permission, store.delete_experiment_permission, experiment_id, team)
+        if models or experiments:
+            done.append(f"team {team}: revoked on {', '.join(models) or 'no model'}"
+                        f" and {len(experiments)} experiment(s)")
+    return done
+
+
+def _revoke(get, delete, resource: str, username: str) -> None:
+    try:
+        get(resource, username)
+    except MlflowException:  # no grant there (an admin revoked it already)
+        return
+    delete(resource, username)
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, dict]:
+    """The record of an earlier start; none before the first."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise ValueError(f"{path} is not the JSON this provisioner writes; remove it to start a new record (a team "
+                         "dropped before then keeps its grants until an admin revokes them)") from None
+    return record.get("teams", {}) if isinstance(record, dict) else {}
+
+
+def write_record(path: str | os.PathLike[str], record: Mapping[str, Mapping]) -> None:
+    """Written whole, then moved into place: a crash leaves the earlier record, never half of one."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as out:
+        json.dump({"teams": record}, out, indent=1, sort_keys=True)
+    os.replace(partial, path)
 
 
 def read_team_grants(path: str | os.PathLike[str]) -> dict[str, tuple[str, ...]]:
@@ -147,6 +236,33 @@ def read_users(path: str | os.PathLike[str]) -> configparser.ConfigParser:
     return users
 
 
+def provision_all(store: SqlAlchemyStore, users: configparser.ConfigParser, teams: Mapping[str, tuple[str, ...]],
+                  backend_uri: str, record_file: str | None, shared: Collection[str] = (),
+                  service_experiments: Mapping[str, Collection[str]] | None = None) -> list[str]:
+    """Users, teams' grants (on their models and the `shared` experiments), the service users' experiments and,
+    with `record_file`, the revocation of what an earlier start granted and this one does not, and the record of
+    this one's."""
+    before = read_record(record_file) if record_file else {}
+    # A team's user this provisioner makes now, or made at an earlier start; not one an admin made by hand.
+    created = {team for team in teams if before.get(team, {}).get("user_created") or not store.has_user(team)}
+    done = provision(store, users, teams)
+    now: dict[str, dict] = {}
+    if teams:
+        resources = BackendResources(backend_uri)
+        done += grant_teams(store, teams, resources, shared)
+        done += grant_service_experiments(store, service_experiments or {}, resources)
+        now = team_record(teams, resources, shared, created)
+    if record_file:
+        done += revoke_stale(store, before, now)
+        write_record(record_file, now)
+    return done
+
+
+def _names(variable: str) -> list[str]:
+    """A comma-separated list of experiment names in the env variable (none when unset)."""
+    return [name.strip() for name in os.environ.get(variable, "").split(",") if name.strip()]
+
+
 def main(argv: list[str]) -> int:
     """`service_users.py [<backend store URI>]`: the URI is needed when `$TEAM_GRANTS_FILE` names teams."""
     grants_file = os.environ.get("TEAM_GRANTS_FILE")
@@ -162,13 +278,14 @@ def main(argv: list[str]) -> int:
     store = SqlAlchemyStore()
     store.init_db(read_auth_config().database_uri)
     try:
-        done = provision(store, users, teams)
-        if teams:
-            done = [*done, *grant_teams(store, teams, BackendResources(argv[0]))]
+        monitoring = {os.environ["MONITORING_USER"]: _names("MONITORING_EXPERIMENTS")} \
+            if "MONITORING_USER" in os.environ else {}
+        done = provision_all(store, users, teams, argv[0] if argv else "", os.environ.get("TEAM_RECORD_FILE"),
+                             _names("TEAM_SHARED_EXPERIMENTS"), monitoring)
     except MlflowException as exc:  # e.g. a password MLflow refuses: one clear line, no traceback
         print(f"service users: {exc.message}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:  # e.g. the record cannot be read or written
         print(f"service users: {exc}", file=sys.stderr)
         return 1
     print(f"service users provisioned: {', '.join(done) or 'none'}", file=sys.stderr)

@@ -11,12 +11,19 @@ import json
 import pulumi
 import pytest
 
-from services.contract import REFUSED_TOKENS_FILE_ENV, TEAM_TOKEN_FILE_ENV
+from services.contract import (
+    AUDIT_EXPERIMENT,
+    MONITORING_EXPERIMENT,
+    MONITORING_USER,
+    REFUSED_TOKENS_FILE_ENV,
+    TEAM_TOKEN_FILE_ENV,
+)
 from tests.infra.program import CONTAINER, REPO_ROOT, run_program
-from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module
+from tests.infra.test_stack_program import AUTH_SECRETS, env_of, load_module, mounts_of
 from tests.kubernetes.manifests import FULL, FULL_SECRETS
 
-MODELS = json.dumps([{"name": "loan-default", "team": "risk"}, {"name": "bike-rentals", "team": "mobility"},
+MODELS = json.dumps([{"name": name, "team": team, "pipelineConfig": f"tests/infra/fixtures/{name}-team-pipeline.yaml"}
+                     for name, team in (("loan-default", "risk"), ("bike-rentals", "mobility"))] + [
                      {"name": "churn", "pipelineConfig": "tests/infra/fixtures/churn-pipeline.yaml"}])
 RELEASES = {"servingImage": "mlops-serving:v7-a", "modelVersion": "7",
             "servingImage.bike-rentals": "mlops-serving:v3-b", "modelVersion.bike-rentals": "3",
@@ -52,6 +59,9 @@ def test_each_teams_password_reaches_the_users_file_and_its_models_the_grants_fi
     grants.read_string(files[env["TEAM_GRANTS_FILE"]])
     assert {team: grants[team]["models"] for team in grants.sections()} == {
         "mobility": "bike-rentals", "risk": "loan-default"}
+    assert env["TEAM_SHARED_EXPERIMENTS"] == AUDIT_EXPERIMENT  # every release appends to the audit trail
+    # Every model's monitoring experiment (these keep the default), made at start for the job's user.
+    assert (env["MONITORING_USER"], env["MONITORING_EXPERIMENTS"]) == (MONITORING_USER, MONITORING_EXPERIMENT)
 
 
 def test_a_models_container_holds_its_teams_token_and_only_digests_of_the_others(stack):
@@ -92,6 +102,9 @@ def test_team_secrets_stay_out_of_env_args_and_outputs_and_other_containers(stac
 def test_a_stack_without_teams_declares_no_team_files():
     stack = run_program({"authEnabled": "true"}, AUTH_SECRETS)
     assert "TEAM_GRANTS_FILE" not in env_of(stack.container("mlflow"))
+    # The record of what earlier starts granted teams, on a volume: a stack whose last team left revokes it.
+    record = env_of(stack.container("mlflow"))["TEAM_RECORD_FILE"]
+    assert any(record.startswith(f"{path}/") for path in mounts_of(stack.container("mlflow"))), record
     assert not {TEAM_TOKEN_FILE_ENV, REFUSED_TOKENS_FILE_ENV} & set(env_of(stack.container("serving")))
 
 
@@ -110,6 +123,14 @@ def test_a_stack_without_teams_declares_no_team_files():
      "teamServingToken.risk: must be at least 16 characters"),
     ({**FULL, "models": json.dumps([{"name": "loan-default", "team": "risk"}])}, {**FULL_SECRETS, **RISK_SECRETS},
      "access per team (a model's team) is on the docker target only"),
+    ({"authEnabled": "true", "models": json.dumps([{"name": "loan-default", "team": "risk"}])}, RISK_SECRETS,
+     "pipelines/pipeline.yaml: tracking.experiment is 'release', but the grants of team 'risk' are on experiment "
+     "'loan-default' (the model's name): set tracking.experiment: loan-default"),
+    ({"authEnabled": "true", "models": json.dumps([{"name": "loan-default"},
+                                                   {"name": "bike-rentals", "team": "mobility"}])},
+     {k: v for k, v in TEAM_SECRETS.items() if k.endswith(".mobility")}, "models[1].pipelineConfig (unset: the "
+     "model's folder's) models/bike-rentals/pipeline.yaml: tracking.experiment is unset, but the grants of team "
+     "'mobility'"),
 ])
 def test_a_team_the_stack_cannot_guard_fails_naming_the_key(config, secrets, message):
     with pytest.raises(pulumi.RunError) as raised:

@@ -26,7 +26,6 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from pipelines import platform
-from pipelines.audit_chain import AUDIT_EXPERIMENT
 from pipelines.backup import BackupResult, create_backup
 from pipelines.backup_stores import LocalStore
 from pipelines.cli import app
@@ -34,7 +33,7 @@ from pipelines.config import REPO_ROOT, PipelineConfig, load_config
 from pipelines.data import data_version
 from pipelines.deploy import release_lock
 from pipelines.snapshots import load_snapshot
-from services.contract import DATA_VERSION_TAG
+from services.contract import AUDIT_EXPERIMENT, DATA_VERSION_TAG
 from tests.archives import rewrite, root_of
 from tests.integration.conftest import stop_all, write_test_config
 from tests.load import SteadyLoad

@@ -20,11 +20,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines import local
-from pipelines.audit_chain import AUDIT_EXPERIMENT
 from pipelines.cli import app
 from pipelines.deploy import DeployError
 from pipelines.registry import aliases_of, connect
 from pipelines.serving_state import live_release, model_url, slot_process
+from services.contract import AUDIT_EXPERIMENT
 from tests.load import under_load
 from tests.status_rows import model_row
 

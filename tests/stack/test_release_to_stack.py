@@ -25,7 +25,6 @@ import mlflow
 import pytest
 import yaml
 
-from pipelines.audit_chain import AUDIT_EXPERIMENT
 from pipelines.bento import build
 from pipelines.canary import CANDIDATE as CANDIDATE_ROLE
 from pipelines.canary import CHAMPION as CHAMPION_ROLE
@@ -49,7 +48,7 @@ from pipelines.status import stack_serving
 from pipelines.train import train
 from pipelines.validate import validate
 from pipelines.views import canary_summary
-from services.contract import CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE, RELEASE_VERSION_LABEL
+from services.contract import AUDIT_EXPERIMENT, CANARY_ROUTE_HEADER, CANDIDATE_ROUTE_VALUE, RELEASE_VERSION_LABEL
 from tests.example_runs import check_response, example_raw, holdout_rows
 from tests.infra.program import run_program
 from tests.load import ROW, under_load

@@ -17,8 +17,10 @@ import docker
 import httpx
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
 
-from pipelines.config import REPO_ROOT
+from pipelines.audit import AuditTrail
+from pipelines.config import DEFAULT_CONFIG_PATH, REPO_ROOT, PipelineConfig
 from pipelines.registry import connect
 from pipelines.stack import StackTarget
 from tests.example_runs import holdout_rows
@@ -26,7 +28,7 @@ from tests.stack.conftest import running_stack
 from tests.stack.harness import DockerStack
 from tests.stack.test_auth_stack import ADMIN_PASSWORD, SECRETS
 from tests.stack.test_models_on_stack import stack_config
-from tests.stack.test_release_to_stack import HarnessStack, release
+from tests.stack.test_release_to_stack import HarnessStack, release, train_and_gate
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -46,13 +48,12 @@ def bearer(key: str) -> dict[str, str]:
 def teams(docker_client: docker.DockerClient, base_image: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[DockerStack, list[dict]]]:
     """The stack, with A released by the admin; and rows of A's holdout as a client sends them."""
-    with running_stack(docker_client, base_image, {"authEnabled": "true", "models": json.dumps(MODELS)},
-                       {**SECRETS, **TEAM_SECRETS}) as stack, pytest.MonkeyPatch.context() as env:
+    folder = Path(tmp_path_factory.mktemp("teams"))
+    with running_stack(docker_client, base_image, declared(folder), {**SECRETS, **TEAM_SECRETS}) as stack, \
+            pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])  # a release by the platform's admin
         env.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
-        raw = yaml.safe_load((REPO_ROOT / "models" / A / "pipeline.yaml").read_text())
-        raw["tracking"] = {"experiment": A}  # a team's model runs in its own experiment, named as the model
-        config = stack_config(raw, stack, Path(tmp_path_factory.mktemp("teams")))
+        config = team_config(A, stack, folder)
         version = release(config, StackTarget(config, HarnessStack(stack), name="stack:test"))
         rows, _ = holdout_rows(config, connect(config), version, 3)
         try:
@@ -61,6 +62,36 @@ def teams(docker_client: docker.DockerClient, base_image: str, tmp_path_factory:
             for image in docker_client.images.list(name=f"{stack.declared.config['namePrefix']}-serving"):
                 with contextlib.suppress(docker.errors.APIError):
                     docker_client.images.remove(image.id, force=True)
+
+
+def team_raw(model: str) -> dict:
+    """The model's pipeline config as its team writes it: it runs in its own experiment, named as the model (the
+    stack refuses another)."""
+    raw = yaml.safe_load((DEFAULT_CONFIG_PATH if model == B else REPO_ROOT / "models" / model / "pipeline.yaml"
+                          ).read_text())
+    raw["tracking"] = {"experiment": model}
+    return raw
+
+
+def declared(folder: Path) -> dict[str, str]:
+    """The stack's `models` and its teams' pipeline configs (the default model's by the stack key), monitored once
+    a minute as the other stack tests are."""
+    entries, config = [], {}
+    for entry in MODELS:
+        raw, path = team_raw(entry["name"]), folder / f"declared-{entry['name']}.yaml"
+        raw["monitoring"] = {**raw.get("monitoring", {}), "interval_minutes": 1}
+        path.write_text(yaml.safe_dump(raw))
+        if entry["name"] == B:
+            config["pipelineConfig"] = str(path)
+            entries.append(entry)
+        else:
+            entries.append({**entry, "pipelineConfig": str(path)})
+    return {**config, "authEnabled": "true", "models": json.dumps(entries)}
+
+
+def team_config(model: str, stack: DockerStack, state_dir: Path) -> PipelineConfig:
+    """The model's pipeline config against the stack."""
+    return stack_config(team_raw(model), stack, state_dir)
 
 
 def mlflow_call(stack: DockerStack, user: tuple[str, str], method: str, route: str, body: dict) -> httpx.Response:
@@ -140,3 +171,22 @@ def test_no_team_secret_is_in_inspect_env_or_logs_and_each_container_holds_only_
         held = found.output.decode(errors="replace")
         for key, secret in TEAM_SECRETS.items():
             assert (secret in held) == (key in keys), (alias, key)
+
+
+def test_a_teams_own_login_runs_its_models_release_steps_and_their_audit_records_chain(teams, monkeypatch, tmp_path):
+    """Train and gate as team mobility: a run, a version, its aliases and tags, and audit records in the `audit`
+    experiment the server made at its start; the chain (the admin's release first) verifies. Risk's model refuses."""
+    stack, _ = teams
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", MOBILITY[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", MOBILITY[1])
+    bikes = team_config(A, stack, tmp_path)
+    before = AuditTrail.of(bikes).verify()
+
+    version = train_and_gate(bikes)
+
+    report = AuditTrail.of(bikes).verify()
+    assert report.intact and report.records > before.records, report
+    assert {(r["action"], r["model_version"]) for r in AuditTrail.of(bikes).timeline()[before.records:]} >= {
+        ("train", version), ("gate", version)}
+    with pytest.raises(MlflowException, match="Permission denied|PERMISSION_DENIED|403"):
+        train_and_gate(team_config(B, stack, tmp_path))

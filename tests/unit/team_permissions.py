@@ -34,6 +34,12 @@ def _server_env(state: Path, backend: str) -> None:
         "MLFLOW_AUTH_CONFIG_PATH": str(state / "basic_auth.ini"), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
+def _delete(client, user: str, password: str, body: dict) -> int:
+    """DELETE of an alias (the release drops `challenger` once it serves): its status."""
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return client.delete("/api/2.0/mlflow/registered-models/alias", json=body, headers=headers).status_code
+
+
 def main(state: Path) -> dict[str, int]:
     backend = f"sqlite:///{state / 'mlflow.db'}"
     _server_env(state, backend)
@@ -42,14 +48,14 @@ def main(state: Path) -> dict[str, int]:
     from mlflow.server.auth import create_app
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
-    from services.tracking.service_users import BackendResources, grant_teams, provision
+    from services.contract import AUDIT_EXPERIMENT, MONITORING_EXPERIMENT
+    from services.tracking.service_users import provision_all
 
     store = SqlAlchemyStore()
     store.init_db(f"sqlite:///{state / 'basic_auth.db'}")
     users = configparser.ConfigParser()
     users.read_dict({user: {"password": password} for user, password in USERS.items()})
-    provision(store, users, TEAMS)
-    grant_teams(store, TEAMS, BackendResources(backend))
+    provision_all(store, users, TEAMS, backend, None, (AUDIT_EXPERIMENT,), {"monitoring": (MONITORING_EXPERIMENT,)})
     client = create_app(app).test_client()
 
     def call(user: str, route: str, body: dict, get: bool = False) -> tuple[int, dict]:
@@ -60,8 +66,9 @@ def main(state: Path) -> dict[str, int]:
                                                                                                headers=headers)
         return answer.status_code, answer.get_json(silent=True) or {}
 
-    experiment = {model: call("admin", "experiments/get-by-name", {"experiment_name": model}, get=True)[1]
-                  ["experiment"]["experiment_id"] for models in TEAMS.values() for model in models}
+    made = ("loan-default", "bike-rentals", AUDIT_EXPERIMENT, MONITORING_EXPERIMENT)  # all at the server's start
+    experiment = {name: call("admin", "experiments/get-by-name", {"experiment_name": name}, get=True)[1]
+                  ["experiment"]["experiment_id"] for name in made}
     b_run = call("admin", "runs/create", {"experiment_id": experiment["loan-default"]})[1]["run"]["info"]["run_id"]
     status = {"admin: a version of risk's model": call("admin", "model-versions/create", {
         "name": "loan-default", "source": f"runs:/{b_run}/model", "run_id": b_run})[0]}
@@ -69,15 +76,34 @@ def main(state: Path) -> dict[str, int]:
     status["mobility: a run in its experiment"] = code
     run = body["run"]["info"]["run_id"]
     version = {"source": f"runs:/{run}/model", "run_id": run}
+    code, body = call("mobility", "runs/create", {"experiment_id": experiment[AUDIT_EXPERIMENT]})
+    status["mobility: an audit record"] = code
+    record = body["run"]["info"]["run_id"]
     status |= {
+        "mobility: creating the audit experiment first": call("mobility", "experiments/create",
+                                                              {"name": AUDIT_EXPERIMENT})[0],
+        "mobility: tagging its audit record": call("mobility", "runs/set-tag", {
+            "run_id": record, "key": "audit.model", "value": "bike-rentals"})[0],
+        "mobility: deleting its audit record": call("mobility", "runs/delete", {"run_id": record})[0],
+        "mobility: creating the monitoring experiment first": call("mobility", "experiments/create",
+                                                                   {"name": MONITORING_EXPERIMENT})[0],
+        "mobility: a run in the monitoring experiment": call("mobility", "runs/create", {
+            "experiment_id": experiment[MONITORING_EXPERIMENT]})[0],
+        "monitoring: a report run": call("monitoring", "runs/create", {
+            "experiment_id": experiment[MONITORING_EXPERIMENT]})[0],
+        "risk: an audit record": call("risk", "runs/create", {"experiment_id": experiment[AUDIT_EXPERIMENT]})[0],
         "mobility: a version of its model": call("mobility", "model-versions/create",
                                                  {"name": "bike-rentals", **version})[0],
         "mobility: its model's alias": call("mobility", "registered-models/alias",
-                                            {"name": "bike-rentals", "alias": "reviewed", "version": "1"})[0],
+                                            {"name": "bike-rentals", "alias": "challenger", "version": "1"})[0],
+        "mobility: dropping its model's alias": _delete(client, "mobility", USERS["mobility"], {
+            "name": "bike-rentals", "alias": "challenger"}),
         "mobility: a run in risk's experiment": call("mobility", "runs/create",
                                                      {"experiment_id": experiment["loan-default"]})[0],
         "mobility: a version of risk's model": call("mobility", "model-versions/create",
                                                     {"name": "loan-default", **version})[0],
+        "mobility: dropping risk's model's alias": _delete(client, "mobility", USERS["mobility"], {
+            "name": "loan-default", "alias": "champion"}),
         "mobility: risk's model's alias": call("mobility", "registered-models/alias",
                                                {"name": "loan-default", "alias": "champion", "version": "1"})[0],
         "mobility: creating risk's model first": call("mobility", "registered-models/create",

@@ -16,6 +16,16 @@ EXPECTED = {
     "mobility: a run in its experiment": 200,
     "mobility: a version of its model": 200,
     "mobility: its model's alias": 200,
+    "mobility: dropping its model's alias": 200,  # deploy drops `challenger` once it serves: MANAGE on its model
+    "mobility: an audit record": 200,  # the audit experiment, made at the server's start: EDIT for every team
+    "mobility: creating the audit experiment first": 400,  # RESOURCE_ALREADY_EXISTS: no team can own (MANAGE) it
+    "mobility: tagging its audit record": 200,
+    "mobility: deleting its audit record": 403,  # EDIT cannot delete runs: a record stays (edits break the chain)
+    "risk: an audit record": 200,
+    "mobility: creating the monitoring experiment first": 400,  # made at start too: the monitoring job's (MANAGE)
+    "mobility: a run in the monitoring experiment": 403,
+    "monitoring: a report run": 200,
+    "mobility: dropping risk's model's alias": 403,
     "mobility: a run in risk's experiment": 403,
     "mobility: a version of risk's model": 403,
     "mobility: risk's model's alias": 403,
