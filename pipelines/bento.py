@@ -53,6 +53,7 @@ SERVICE_FILES = [
     "services/access.py",
     "services/code_digest.py",
     "services/contract.py",
+    "services/inference_record.py",
     "services/serving/__init__.py",
     "services/serving/service.py",
     "services/serving/request_schema.py",

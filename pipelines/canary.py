@@ -32,7 +32,8 @@ import numpy as np
 from pipelines.config import CanaryConfig
 from pipelines.errors import CannotRun
 from pipelines.task import task_for
-from services.contract import BadRecord, InferenceRecord, TaskName, front_users_backend, inference_log_dir
+from services.contract import TaskName, front_users_backend, inference_log_dir
+from services.inference_record import BadRecord, InferenceRecord
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # The front's server names (services/front/haproxy.cfg): `release<n>` in front of the champion's

@@ -29,14 +29,8 @@ from requests import HTTPError
 
 from pipelines.config import PipelineConfig
 from pipelines.monitor import monitoring_dir
-from services.contract import (
-    REPORT_MODEL_TAG,
-    REPORT_VERSION_TAG,
-    RETRAIN_OPEN,
-    RETRAIN_STATUS_TAG,
-    BadRecord,
-    InferenceRecord,
-)
+from services.contract import REPORT_MODEL_TAG, REPORT_VERSION_TAG, RETRAIN_OPEN, RETRAIN_STATUS_TAG
+from services.inference_record import BadRecord, InferenceRecord
 from services.monitoring.inference_log import file_day, log_files
 from services.monitoring.records import JUDGED_TAG
 

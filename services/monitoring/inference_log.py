@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from services.contract import BadRecord, InferenceRecord
+from services.inference_record import BadRecord, InferenceRecord
 from services.monitoring.log_index import LogIndex
 from services.monitoring.sampling import Newest, Reservoir
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from mlflow.tracking import MlflowClient
 
-from services.contract import BadRecord, InferenceRecord
+from services.inference_record import BadRecord, InferenceRecord
 from services.monitoring.inference_log import log_files
 from services.monitoring.records import JUDGED_TAG, WINDOW_END_TAG, experiment_id, run_url
 from services.monitoring.settings import MonitorSettings

@@ -47,10 +47,10 @@ from services.contract import (
     SKLEARN_RUNTIME,
     SMOKE_LOG_SUBDIR,
     SMOKE_TOKEN_HEADER,
-    InferenceRecord,
     JsonLogFormatter,
     TaskName,
 )
+from services.inference_record import InferenceRecord
 from services.serving.card import CardEndpoint, bento_card_file
 from services.serving.guard import Refusal, SmokeToken, check_request_id, serving_middlewares
 from services.serving.inference_log import InferenceLog

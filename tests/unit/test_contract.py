@@ -8,7 +8,8 @@ import logging
 from datetime import UTC, datetime
 
 from pipelines.config import DEFAULT_CONFIG_PATH, load_config
-from services.contract import DEFAULT_MODEL_NAME, SMOKE_LOG_SUBDIR, InferenceRecord, JsonLogFormatter
+from services.contract import DEFAULT_MODEL_NAME, SMOKE_LOG_SUBDIR, JsonLogFormatter
+from services.inference_record import InferenceRecord
 from services.monitoring.inference_log import WindowSpec, read_window
 from services.serving.inference_log import InferenceLog
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.contract import BadRecord, InferenceRecord
+from services.inference_record import BadRecord, InferenceRecord
 
 GOOD = {
     "request_id": "req-1", "row": 0, "timestamp": "2026-11-27T07:00:00+00:00", "model_name": "loans",

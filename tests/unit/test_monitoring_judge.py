@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines.demo_data import make_loans
-from services.contract import InferenceRecord
+from services.inference_record import InferenceRecord
 from services.monitoring.drift import ColumnDrift, DriftFindings, PreparedWindow, Verdict
 from services.monitoring.feedback import Feedback
 from services.monitoring.inference_log import LogScan, VersionTraffic, WindowSpec

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.contract import SMOKE_LOG_SUBDIR, BadRecord, InferenceRecord
+from services.contract import SMOKE_LOG_SUBDIR
+from services.inference_record import BadRecord, InferenceRecord
 from services.monitoring.feedback import Feedback, read_feedback
 from services.monitoring.inference_log import WindowSpec, read_window, retention_start
 from services.monitoring.log_index import LogIndex

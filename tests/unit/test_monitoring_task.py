@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.demo_data import make_loans
-from services.contract import CONFIG_ARTIFACT, REGRESSION, SNAPSHOT_ARTIFACT, TARGET_TAG, InferenceRecord
+from services.contract import CONFIG_ARTIFACT, REGRESSION, SNAPSHOT_ARTIFACT, TARGET_TAG
+from services.inference_record import InferenceRecord
 from services.monitoring.drift import Verdict
 from services.monitoring.fairness import FairnessSettings
 from services.monitoring.feedback import Feedback

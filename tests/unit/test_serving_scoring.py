@@ -12,7 +12,8 @@ from sklearn.linear_model import Ridge
 
 from pipelines.config import DataConfig, ModelConfig
 from pipelines.demo_data import make_loans
-from services.contract import CLASSIFICATION, REGRESSION, InferenceRecord
+from services.contract import CLASSIFICATION, REGRESSION
+from services.inference_record import InferenceRecord
 from services.serving.request_schema import DEFAULT_MAX_ABS
 from services.serving.scoring import MAX_NAMED_ROWS, RowsRefused, score
 from tests.unit.models import pipeline_for
