@@ -35,7 +35,7 @@ _LIST = ("import json, pathlib, sys; root = pathlib.Path(sys.argv[1]); print(jso
          "if p.is_file()]))")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Entry:
     name: str  # relative to the tree's root, with '/'
     size: int
