@@ -17,7 +17,7 @@ from pipelines.config import DEFAULT_CONFIG_PATH, load_config
 from pipelines.lifecycle import collect
 from pipelines.retire import retire
 from pipelines.volume_files import stack_trees
-from services.contract import REPORT_MODEL_TAG, REPORT_VERSION_TAG
+from services.contract import CONFIG_ARTIFACT, REPORT_MODEL_TAG, REPORT_VERSION_TAG
 from services.monitoring.records import JUDGED_TAG, WINDOW_END_TAG
 from tests.infra.program import CONTAINER, IMAGE
 from tests.stack.harness import DockerStack
@@ -120,12 +120,15 @@ def test_gc_on_the_stack_deletes_what_is_past_retention_from_its_volumes(platfor
     config, prefix = load_config(tmp_path / "pipeline.yaml"), platform.declared.config["namePrefix"]
     model, client = config.model_name, MlflowClient(tracking_uri=raw["tracking"]["uri"])
     run = client.create_run(client.create_experiment(f"{model}-gc-test"))
+    client.log_text(run.info.run_id, config.model_dump_json(), CONFIG_ARTIFACT)  # what a training run records
     client.create_registered_model(model)
     version = client.create_model_version(model, f"runs:/{run.info.run_id}/model", run.info.run_id).version
     assert retire(config, version, "stack test: nothing serves it").audit_url
 
     judged_until = datetime.now(UTC) - timedelta(days=60)  # monitoring judged v1 up to here, 60 days ago
-    judged = client.create_run(client.create_experiment(config.monitoring.experiment), tags={
+    found = client.get_experiment_by_name(config.monitoring.experiment)  # the job may have made it
+    experiment = found.experiment_id if found else client.create_experiment(config.monitoring.experiment)
+    judged = client.create_run(experiment, tags={
         REPORT_MODEL_TAG: model, REPORT_VERSION_TAG: version, JUDGED_TAG: "true",
         WINDOW_END_TAG: judged_until.isoformat()})
     client.set_terminated(judged.info.run_id)
