@@ -96,7 +96,7 @@ def sweep_inference_logs(config: PipelineConfig, client: MlflowClient, now: date
                          trees: Trees | None = None) -> Swept:
     done, before = Swept(), cutoff(now, config.lifecycle.keep_inference_days)
     logs = (trees or local_trees(config)).logs
-    files = logs.files("*.jsonl") if before is not None else []  # the top files only, as the job reads them
+    files = [] if before is None else logs.files("*.jsonl")  # the top files only, as the job reads them
     if before is None or not files:
         return done
     ends = judged_windows(client, config.monitoring.experiment)

@@ -26,6 +26,7 @@ from pipelines.monitor import monitoring_dir
 from services.contract import INFERENCE_LOG_ENV, monitoring_alias
 
 if TYPE_CHECKING:
+    from docker import DockerClient
     from docker.models.containers import Container
 
 # The job's env naming its writable state (infra/monitoring.py sets them; services/monitoring/settings.py reads them).
@@ -120,7 +121,7 @@ def local_trees(config: PipelineConfig) -> Trees:
                  LocalTree(monitoring / "workspace"))
 
 
-def _job_of(client, prefix: str, model: str) -> Container:
+def _job_of(client: DockerClient, prefix: str, model: str) -> Container:
     """The stack's monitoring job of `model` (the default model's job is `<prefix>-monitoring`, another's
     `<prefix>-monitoring-<model>`): the one whose MODEL_NAME is the model."""
     for alias in (monitoring_alias(None), monitoring_alias(model)):
@@ -145,9 +146,12 @@ def stack_trees(prefix: str, model: str) -> Iterator[Trees]:
         raise CannotRun(str(exc)) from None
     job = _job_of(client, prefix, model)
     mounts = [f"{m['Name']}:{m['Destination']}:rw" for m in job.attrs["Mounts"] if m.get("Type") == "volume"]
+    name = f"{prefix}-gc-{model}"
+    with contextlib.suppress(Exception):  # docker.errors.NotFound, or a helper left by a gc that was killed
+        client.containers.get(name).remove(force=True)
     helper = client.containers.run(
         job.image.id, ["sleep", "3600"], detach=True, network_mode="none", user=job.attrs["Config"]["User"] or None,
-        volumes=mounts, name=f"{prefix}-gc-{model}", labels={"mlops.gc-helper": prefix}, auto_remove=False)
+        volumes=mounts, name=name, labels={"mlops.gc-helper": prefix})
     try:
         env = _env(job)
         yield Trees(ContainerTree(helper, env[INFERENCE_LOG_ENV]), ContainerTree(helper, env[REPORTS_ENV]),
