@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 from pipelines.errors import CannotRun
 from pipelines.retention import sweep_inference_logs, sweep_reports, sweep_snapshots
 from pipelines.volume_files import ContainerTree, LocalTree, Trees, _job_of
-from services.audit_chain import AUDIT_EXPERIMENT, verify
+from services.audit_chain import verify
 from services.audit_store import MlflowAuditStore
+from services.contract import AUDIT_EXPERIMENT
 from services.monitoring.retrain import audit_retrain_request
 from tests.unit.test_retention import NOW, config_in, line
 
