@@ -96,9 +96,9 @@ retire: ## retire VERSION=<n> REASON=<why>: tag it retired, remove its bentos an
 	@test -n "$$VERSION" -a -n "$$REASON" || { echo "usage: make retire VERSION=<model version> REASON=<why>"; exit 2; }
 	$(PIPELINES) retire --reason="$$REASON" -- "$$VERSION"
 
-$(call takes,gc,ARGS)
-gc: ## retire versions outside the config's lifecycle, delete old monitoring output and judged logs; ARGS=--dry-run says what would go
-	set -f; $(PIPELINES) gc $$ARGS
+$(call takes,gc,TARGET STACK ARGS)
+gc: ## retire versions outside the lifecycle, delete old monitoring output and judged logs (TARGET=stack: its volumes); ARGS=--dry-run says what would go
+	set -f; $(PIPELINES) gc --target="$$TARGET" --stack="$$STACK" $$ARGS
 
 traffic: ## send sample traffic (half of it shifted) to the local serving URL
 	$(PIPELINES) traffic

@@ -85,17 +85,17 @@ class Tracking(pulumi.ComponentResource):
             assert config.admin_password is not None and config.monitoring_password is not None  # required with auth
             envs += [f"MLFLOW_AUTH_CONFIG_PATH={AUTH_CONFIG_FILE}", f"SERVICE_USERS_FILE={SERVICE_USERS_FILE}",
                      f"TEAM_RECORD_FILE={TEAM_RECORD_FILE}",  # also without teams: one dropped loses its grants
+                     # Every release and the monitoring job append to the audit trail (made at start, owned by none).
+                     f"TEAM_SHARED_EXPERIMENTS={AUDIT_EXPERIMENT}", f"MONITORING_USER={MONITORING_USER}",
                      *(f"{name}={value}" for name, value in MLFLOW_AUTH_SERVER_ENV.items())]
             uploads.append(secret_file(
                 AUTH_CONFIG_FILE, config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw))
             ))
             uploads.append(secret_file(SERVICE_USERS_FILE, _service_users(config.monitoring_password, config.teams)))
             if config.teams:
-                # Every release appends to the audit trail, so each team may (created at start, owned by no team);
-                # the monitoring job's experiments are made at start too, so no team's user can create one first.
+                # The monitoring job's experiments are made at start too, so no team's user can create one first.
                 monitored = sorted({model.monitoring.policy.experiment for model in (config, *config.models)})
-                envs += [f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}", f"TEAM_SHARED_EXPERIMENTS={AUDIT_EXPERIMENT}",
-                         f"MONITORING_USER={MONITORING_USER}", f"MONITORING_EXPERIMENTS={','.join(monitored)}"]
+                envs += [f"TEAM_GRANTS_FILE={TEAM_GRANTS_FILE}", f"MONITORING_EXPERIMENTS={','.join(monitored)}"]
                 uploads.append(config_file(TEAM_GRANTS_FILE, "".join(
                     _ini(team.name, {"models": ", ".join(team.models)}) for team in config.teams)))
             self.monitoring_credentials = config.monitoring_password.apply(

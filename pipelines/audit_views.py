@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pipelines.audit import ACTION_FIELD, OUTCOME_FIELD, VERSION_FIELD
-from pipelines.audit_chain import MODEL_FIELD, PREVIOUS_FIELD, SEQUENCE_FIELD
+from services.audit_chain import MODEL_FIELD, PREVIOUS_FIELD, SEQUENCE_FIELD
+from services.audit_store import ACTION_FIELD, OUTCOME_FIELD, VERSION_FIELD
 
 _COLUMNS = (SEQUENCE_FIELD, "when", ACTION_FIELD, VERSION_FIELD, OUTCOME_FIELD, "who")
 _NOT_DETAILS = {*_COLUMNS, MODEL_FIELD, PREVIOUS_FIELD}

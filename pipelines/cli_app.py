@@ -22,6 +22,7 @@ import typer
 
 from pipelines.errors import CannotRun, Refused
 from pipelines.steps import console
+from services.audit_chain import AuditError
 
 # Our own spinners and tables show progress and URLs; MLflow's download bars and "View run" lines
 # would land inside them.
@@ -73,7 +74,7 @@ def reporting(function: Callable) -> Callable:
             if str(exc):  # a gate says why in its own table before refusing
                 console.print(f"[red]{exc.step} failed, nothing moved:[/red] {exc}")
             raise typer.Exit(1) from None
-        except CannotRun as exc:
+        except (CannotRun, AuditError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
         except (ConnectionError, OSError, httpx.HTTPError) as exc:

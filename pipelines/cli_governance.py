@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pipelines import steps
-from pipelines.cli_app import ConfigOption, app, command, reporting
+from pipelines.cli_app import ConfigOption, TargetKind, app, command, reporting
 from pipelines.errors import Refused
 from pipelines.steps import console
 
@@ -97,13 +97,18 @@ def retire_command(
 def gc_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go; change nothing")] = False,
     config_path: ConfigOption = None,
+    target: Annotated[TargetKind, typer.Option(help="local: the state dir's monitoring output; stack: the "
+                                                    "stack's volumes on this Docker host")] = TargetKind.local,
+    stack: Annotated[str, typer.Option(help="Pulumi stack whose volumes to sweep (with --target stack)")] = "dev",
 ) -> None:
     """Retire the versions outside the config's `lifecycle`, delete monitoring output and inference logs past their
     retention; print storage per kind before and after."""
+    from pipelines.backup_stack import stack_name_prefix
     from pipelines.lifecycle import collect
     from pipelines.views import collected
 
     config = steps.connected_config(config_path)
+    prefix = stack_name_prefix(stack) if target is TargetKind.stack else None
     with console.status("Collecting what falls outside the lifecycle ..."):
-        done = collect(config, dry_run=dry_run)
+        done = collect(config, dry_run=dry_run, stack_prefix=prefix)
     console.print(collected(config, done, dry_run=dry_run))

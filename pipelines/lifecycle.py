@@ -1,5 +1,6 @@
 """Retention: `pipelines gc` retires the versions outside the config's `lifecycle` (pipelines.retire), then
-deletes what monitoring left behind past its retention (pipelines.retention), measuring storage before and after.
+deletes what monitoring left behind past its retention (pipelines.retention), measuring storage before and after:
+in this machine's state dir, or on a Docker stack's volumes (pipelines.volume_files).
 
 A version stays while it is among the newest `keep_last` or younger than `keep_days`; one an alias names or
 that serves stays whatever its age; one retired already is done. With neither limit set nothing is outside.
@@ -7,6 +8,7 @@ that serves stays whatever its age; one retired already is done. With neither li
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +19,7 @@ from pipelines.retention import Swept, sweep_monitoring
 from pipelines.retire import retire, roles
 from pipelines.status import stack_versions
 from pipelines.storage import Usage, storage
+from pipelines.volume_files import Trees, stack_trees
 
 
 def outside(created: dict[str, datetime], limits: LifecycleConfig, now: datetime) -> list[str]:
@@ -41,14 +44,20 @@ class Collection:
     after: dict[str, Usage] = field(default_factory=dict)  # the same after gc; empty on a dry run
 
 
-def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
+def collect(config: PipelineConfig, *, dry_run: bool, stack_prefix: str | None = None) -> Collection:
+    """`stack_prefix`: the monitoring output swept and counted is that Docker stack's, on its volumes."""
+    with stack_trees(stack_prefix, config.model_name) if stack_prefix else contextlib.nullcontext() as trees:
+        return _collect(config, dry_run=dry_run, trees=trees)
+
+
+def _collect(config: PipelineConfig, *, dry_run: bool, trees: Trees | None) -> Collection:
     client = connect(config)
     versions = {v.version: v for v in client.search_model_versions(f"name='{config.model_name}'")}
     created = {number: datetime.fromtimestamp(v.creation_timestamp / 1000, UTC) for number, v in versions.items()
                if not v.tags.get(RETIRED_TAG)}
     aliases, on_stacks = aliases_of(client, config.model_name), stack_versions(config.model_name)
     limits = config.lifecycle
-    done = Collection(before=storage(config))
+    done = Collection(before=storage(config, trees))
     for version in outside(created, limits, datetime.now(UTC)):
         still = roles(config, version, aliases, on_stacks)
         if still:
@@ -62,7 +71,7 @@ def collect(config: PipelineConfig, *, dry_run: bool) -> Collection:
                 done.removed[kind] = done.removed.get(kind, 0) + len(items)
             for kind, size in retirement.freed_bytes.items():
                 done.freed_bytes[kind] = done.freed_bytes.get(kind, 0) + size
-    done.swept = sweep_monitoring(config, client, datetime.now(UTC), dry_run=dry_run)
+    done.swept = sweep_monitoring(config, client, datetime.now(UTC), dry_run=dry_run, trees=trees)
     if not dry_run:
-        done.after = storage(config)
+        done.after = storage(config, trees)
     return done

@@ -105,9 +105,8 @@ def run_monitor(
 
 
 def record_facts(config: PipelineConfig, client: MlflowClient, result: MonitorResult) -> None:
-    """The verdicts as later facts of the cards, a retrain request as an audit record: neither fails the run
-    (the job's own record, the report run, is written), a failure is said on stderr."""
-    from pipelines.audit import AuditTrail
+    """The verdicts as later facts of the cards (the job itself writes a retrain request's audit record): neither
+    fails the run (the job's own record, the report run, is written), a failure is said on stderr."""
     from pipelines.model_card import note_fact
     from pipelines.registry import resolve
 
@@ -119,14 +118,9 @@ def record_facts(config: PipelineConfig, client: MlflowClient, result: MonitorRe
             continue
         note_fact(client, model, f"monitoring {judged.verdict} on {judged.rows} rows: {judged.summary} "
                                  f"(report run {judged.mlflow_run_id})")
-    if result.retrain_requested:
-        deciding = next(v for v in result.versions if v.mlflow_run_id == result.mlflow_run_id)
-        _, failed = AuditTrail.of(config, client).write_or_say(
-            "retrain-request", deciding.model_version, "opened", verdict=str(result.verdict), reason=result.summary,
-            drifted_columns=", ".join(deciding.drifted_columns), report_run_id=result.mlflow_run_id or "",
-            report_url=result.mlflow_run_url or "")
-        if failed:
-            print(f"note: the retrain request is open{failed}", file=sys.stderr)
+    if result.audit_failure:
+        print(f"note: the retrain request is open (its audit record could not be written: {result.audit_failure})",
+              file=sys.stderr)
 
 
 def ui_process(config: PipelineConfig) -> platform.Process:

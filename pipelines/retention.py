@@ -9,6 +9,8 @@
   the HTML files of the same name, except the newest judged run per model version (its verdict, and where the
   next window starts) and a run holding an open retrain request.
 - Evidently snapshots (the UI's workspace) written more than `keep_snapshots_days` ago.
+
+The files are reached through `pipelines.volume_files.Trees`: this machine's state dir, or a Docker stack's volumes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
@@ -28,10 +30,10 @@ from mlflow.tracking import MlflowClient
 from requests import HTTPError
 
 from pipelines.config import PipelineConfig
-from pipelines.monitor import monitoring_dir
+from pipelines.volume_files import Entry, Tree, Trees, local_trees
 from services.contract import REPORT_MODEL_TAG, REPORT_VERSION_TAG, RETRAIN_OPEN, RETRAIN_STATUS_TAG
 from services.inference_record import BadRecord, InferenceRecord
-from services.monitoring.inference_log import file_day, log_files
+from services.monitoring.inference_log import day_of
 from services.monitoring.records import JUDGED_TAG
 
 EndsOf = Callable[[str], Mapping[str, datetime]]  # model -> (version -> where its newest judged window ended)
@@ -46,12 +48,12 @@ class Swept:
     freed_bytes: int = 0
     kept: list[str] = field(default_factory=list)  # "<item>: why"
 
-    def delete(self, path: Path, shown: str, *, dry_run: bool) -> None:
+    def delete(self, tree: Tree, entry: Entry, shown: str, *, dry_run: bool) -> None:
         """Count the file as gone (as `shown`), and delete it unless this is a dry run."""
         self.removed.append(shown)
-        self.freed_bytes += path.stat().st_size
+        self.freed_bytes += entry.size
         if not dry_run:
-            path.unlink()
+            tree.delete(entry.name)
 
 
 def cutoff(now: datetime, days: float | None) -> datetime | None:
@@ -73,14 +75,13 @@ def unjudged(records: Iterable[InferenceRecord], ends_of: EndsOf) -> InferenceRe
     return None
 
 
-def read_records(path: Path) -> Iterable[InferenceRecord]:
+def read_records(lines: Iterable[str]) -> Iterable[InferenceRecord]:
     """A log file's records; a line that is none (a torn last line) holds no record to lose, as for the job."""
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                yield InferenceRecord.parse(line)
-            except BadRecord:
-                continue
+    for line in lines:
+        try:
+            yield InferenceRecord.parse(line)
+        except BadRecord:
+            continue
 
 
 def judged_windows(client: MlflowClient, experiment: str) -> EndsOf:
@@ -91,21 +92,23 @@ def judged_windows(client: MlflowClient, experiment: str) -> EndsOf:
     return functools.cache(lambda model: last_judged_window_ends(client, model, found))
 
 
-def sweep_inference_logs(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> Swept:
+def sweep_inference_logs(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool,
+                         trees: Trees | None = None) -> Swept:
     done, before = Swept(), cutoff(now, config.lifecycle.keep_inference_days)
-    log_dir = config.platform.inference_log_dir
-    if before is None or not log_dir.is_dir():
+    logs = (trees or local_trees(config)).logs
+    files = [] if before is None else logs.files("*.jsonl")  # the top files only, as the job reads them
+    if before is None or not files:
         return done
     ends = judged_windows(client, config.monitoring.experiment)
-    for path in log_files(log_dir):
-        if not day_is_past(file_day(path), before):
+    for entry in files:
+        if not day_is_past(day_of(entry.name, entry.mtime), before):
             continue
-        waiting = unjudged(read_records(path), ends)
+        waiting = unjudged(read_records(logs.lines(entry.name)), ends)
         if waiting is not None:
-            done.kept.append(f"{path.name}: not judged yet ({waiting.model_name} v{waiting.model_version} "
+            done.kept.append(f"{entry.name}: not judged yet ({waiting.model_name} v{waiting.model_version} "
                              f"record of {waiting.timestamp:%Y-%m-%d %H:%M} UTC)")
             continue
-        done.delete(path, path.name, dry_run=dry_run)
+        done.delete(logs, entry, entry.name, dry_run=dry_run)
     return done
 
 
@@ -138,7 +141,8 @@ def protected(runs: list[Run]) -> dict[str, str]:
     return kept
 
 
-def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> Swept:
+def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool,
+                  trees: Trees | None = None) -> Swept:
     done, before = Swept(), cutoff(now, config.lifecycle.keep_reports_days)
     if before is None:
         return done
@@ -162,11 +166,12 @@ def sweep_reports(config: PipelineConfig, client: MlflowClient, now: datetime, *
         done.freed_bytes += size
     gone = {run.info.run_id for run in old} - set(keep) - refused
     staying = {run.info.run_name for run in runs if run.info.run_id not in gone}
-    for path in sorted((monitoring_dir(config) / "reports").glob(f"{config.model_name}-v*.html")):
-        if (path.stat().st_mtime >= before.timestamp() or not is_report_of(path.stem, config.model_name)
-                or _of_run(path, staying)):
+    reports = (trees or local_trees(config)).reports
+    for entry in reports.files(f"{config.model_name}-v*.html"):
+        stem = Path(entry.name).stem
+        if entry.mtime >= before.timestamp() or not is_report_of(stem, config.model_name) or _of_run(stem, staying):
             continue
-        done.delete(path, path.name, dry_run=dry_run)
+        done.delete(reports, entry, entry.name, dry_run=dry_run)
     return done
 
 
@@ -176,9 +181,9 @@ def is_report_of(stem: str, model: str) -> bool:
     return re.fullmatch(rf"{re.escape(model)}-v\d+-\d{{8}}T\d{{6}}(-[a-z_]+)?", stem) is not None
 
 
-def _of_run(path: Path, run_names: set[str | None]) -> bool:
+def _of_run(stem: str, run_names: set[str | None]) -> bool:
     """A report file is named after its run: `<run name>.html` or `<run name>-<kind>.html` (records.py)."""
-    return any(name and (path.stem == name or path.stem.startswith(f"{name}-")) for name in run_names)
+    return any(name and (stem == name or stem.startswith(f"{name}-")) for name in run_names)
 
 
 def _artifact_bytes(client: MlflowClient, run_id: str, path: str | None = None) -> int:
@@ -197,33 +202,36 @@ def _delete_run(client: MlflowClient, run: Run) -> None:
     client.delete_run(run.info.run_id)
 
 
-def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool) -> Swept:
+def sweep_snapshots(config: PipelineConfig, now: datetime, *, dry_run: bool, trees: Trees | None = None) -> Swept:
     """The workspace keeps one file per snapshot, `<project>/snapshots/<id>.json`, which the UI lists when it loads."""
     done, before = Swept(), cutoff(now, config.lifecycle.keep_snapshots_days)
     if before is None:
         return done
-    for path in sorted(path for project in _projects_of(monitoring_dir(config) / "workspace", config.model_name)
-                       for path in project.glob("snapshots/*.json")):
-        if path.stat().st_mtime < before.timestamp():
-            done.delete(path, f"{path.parent.parent.name}/{path.stem}", dry_run=dry_run)
+    workspace = (trees or local_trees(config)).workspace
+    projects = _projects_of(workspace, config.model_name)
+    for entry in workspace.files("*/snapshots/*.json"):
+        path = PurePosixPath(entry.name)
+        if path.parts[0] in projects and entry.mtime < before.timestamp():
+            done.delete(workspace, entry, f"{path.parts[0]}/{path.stem}", dry_run=dry_run)
     return done
 
 
-def _projects_of(workspace: Path, model: str) -> list[Path]:
+def _projects_of(workspace: Tree, model: str) -> set[str]:
     """The model's project folders of the shared workspace (the job names each project after its model)."""
-    found = []
-    for metadata in workspace.glob("*/metadata.json"):  # Evidently's local project file
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(metadata.read_text()).get("name") == model:
-                found.append(metadata.parent)
+    found = set()
+    for metadata in workspace.files("*/metadata.json"):  # Evidently's local project file
+        with contextlib.suppress(Exception):  # unreadable or not JSON (a Docker error, a half-written file): not its
+            if json.loads("".join(workspace.lines(metadata.name))).get("name") == model:
+                found.add(PurePosixPath(metadata.name).parts[0])
     return found
 
 
-def sweep_monitoring(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool) -> dict[str, Swept]:
+def sweep_monitoring(config: PipelineConfig, client: MlflowClient, now: datetime, *, dry_run: bool,
+                     trees: Trees | None = None) -> dict[str, Swept]:
     """Kind -> what went, inference logs first (see the module's docstring); the kinds as `pipelines.storage` names
     them."""
     return {
-        "inference logs": sweep_inference_logs(config, client, now, dry_run=dry_run),
-        "monitoring reports": sweep_reports(config, client, now, dry_run=dry_run),
-        "Evidently snapshots": sweep_snapshots(config, now, dry_run=dry_run),
+        "inference logs": sweep_inference_logs(config, client, now, dry_run=dry_run, trees=trees),
+        "monitoring reports": sweep_reports(config, client, now, dry_run=dry_run, trees=trees),
+        "Evidently snapshots": sweep_snapshots(config, now, dry_run=dry_run, trees=trees),
     }

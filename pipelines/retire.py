@@ -94,7 +94,11 @@ def _remove_bentos(config: PipelineConfig, model: ResolvedVersion, done: Retirem
 
     prefix = stored_prefix(model)
     for kind, store in (("bentos", bentoml.bentos), ("bentoml models", bentoml.models)):
-        for item in store.list(model.name):
+        try:
+            items = store.list(model.name)
+        except bentoml.exceptions.NotFound:  # this store never held the model (a fresh checkout): nothing to remove
+            continue
+        for item in items:
             if str(item.tag.version).startswith(prefix):
                 done.freed_bytes[kind] = done.freed_bytes.get(kind, 0) + _size(Path(item.path))
                 store.delete(str(item.tag))

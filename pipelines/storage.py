@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import PipelineConfig
-from pipelines.monitor import monitoring_dir
+from pipelines.volume_files import LocalTree, Tree, Trees, local_trees
 from services.contract import RELEASE_VERSION_LABEL
 
 
@@ -41,31 +41,26 @@ def human(size: int) -> str:
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def tree_usage(path: Path, pattern: str = "**/*") -> Usage:
-    """Bytes and files under `path` matching the glob `pattern` (zero when it does not exist)."""
-    files = [item for item in path.glob(pattern) if item.is_file()] if path.is_dir() else []
-    return Usage(sum(_size(item) for item in files), len(files))
+def tree_usage(tree: Tree, pattern: str = "**/*") -> Usage:
+    """Bytes and files under the tree's root matching the glob `pattern` (zero when it does not exist)."""
+    files = tree.files(pattern)
+    return Usage(sum(entry.size for entry in files), len(files))
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:  # removed while counting
-        return 0
-
-
-def storage(config: PipelineConfig) -> dict[str, Usage]:
-    """Kind -> its usage on this machine, in a fixed order."""
-    state, monitoring = config.platform.state_dir, monitoring_dir(config)
+def storage(config: PipelineConfig, trees: Trees | None = None) -> dict[str, Usage]:
+    """Kind -> its usage, in a fixed order: on this machine, the monitoring output on `trees` when given (a
+    stack's volumes)."""
+    state, monitoring = config.platform.state_dir, trees or local_trees(config)
     bentoml_home = Path(os.environ.get("BENTOML_HOME") or state / "bentoml")  # as pipelines.bento.use_store
     return {
-        "bentos": tree_usage(bentoml_home / "bentos"),
-        "bentoml models": tree_usage(bentoml_home / "models"),
+        "bentos": tree_usage(LocalTree(bentoml_home / "bentos")),
+        "bentoml models": tree_usage(LocalTree(bentoml_home / "models")),
         "release images": release_images(),
-        "monitoring reports": tree_usage(monitoring / "reports", "*.html"),
-        "Evidently snapshots": tree_usage(monitoring / "workspace", "*/snapshots/*.json"),
-        "inference logs": tree_usage(config.platform.inference_log_dir, "**/*.jsonl"),
-        "MLflow artifacts": (tree_usage(state / "mlflow" / "artifacts") if config.platform.artifacts_location is None
+        "monitoring reports": tree_usage(monitoring.reports, "*.html"),
+        "Evidently snapshots": tree_usage(monitoring.workspace, "*/snapshots/*.json"),
+        "inference logs": tree_usage(monitoring.logs, "**/*.jsonl"),
+        "MLflow artifacts": (tree_usage(LocalTree(state / "mlflow" / "artifacts"))
+                             if config.platform.artifacts_location is None
                              else Usage(None, note=f"in {config.platform.artifacts_destination}, not counted here")),
     }
 

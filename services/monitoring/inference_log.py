@@ -21,6 +21,7 @@ run's cost follows the new traffic, not the age of the log.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -115,13 +116,16 @@ def _note(scan: LogScan, problem: str) -> None:
 
 def file_day(path: Path) -> date:
     """The UTC day a log file was written: from its name (serving's files), else its modification time."""
-    match = DATED_NAME.match(path.name)
+    return day_of(path.name, path.stat().st_mtime)
+
+
+def day_of(name: str, mtime: float) -> date:
+    """A log file's UTC day from its name and modification time (`file_day`; gc lists files without a Path)."""
+    match = DATED_NAME.match(name)
     if match:
-        try:
+        with contextlib.suppress(ValueError):
             return datetime.strptime(match.group(1), "%Y%m%d").date()
-        except ValueError:
-            pass
-    return datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
+    return datetime.fromtimestamp(mtime, UTC).date()
 
 
 def retention_start(now: datetime, days: int) -> datetime:

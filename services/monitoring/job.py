@@ -29,7 +29,7 @@ from services.monitoring.observability import log_event, touch_heartbeat
 from services.monitoring.records import experiment_id, last_judged_window_ends, record_judged, run_url
 from services.monitoring.reference import ReferenceCache, ReferenceMissing
 from services.monitoring.results import MonitorResult, VersionResult
-from services.monitoring.retrain import REQUESTED, champion_version, request_retrain_if_due
+from services.monitoring.retrain import REQUESTED, audit_retrain_request, champion_version, request_retrain_if_due
 from services.monitoring.settings import MonitorSettings
 from services.monitoring.summary import nothing_to_judge_summary, overall_summary, version_summary
 
@@ -64,6 +64,11 @@ def run_once(
     summary = overall_summary(
         deciding, results, scan, settings, retrain_requested, champion=champion.version if champion else None
     )
+    audit_failure = audit_retrain_request(
+        client, settings.tracking_uri, settings.model_name, version=deciding.model_version,
+        verdict=str(deciding.verdict), reason=summary, drifted_columns=deciding.drifted_columns,
+        report_run_id=deciding.mlflow_run_id or "", report_url=report_url or "",
+    ) if retrain_requested else ""
     result = MonitorResult(
         verdict=deciding.verdict,
         summary=summary,
@@ -73,6 +78,7 @@ def run_once(
         retrain_requested=retrain_requested,
         versions=results,
         workspace_dir=settings.workspace_dir,
+        audit_failure=audit_failure,
     )
     log_event(
         "monitoring.result",
@@ -80,6 +86,7 @@ def run_once(
         verdict=str(result.verdict),
         summary=summary,
         retrain_requested=retrain_requested,
+        audit_failure=audit_failure or None,
         report_run_id=result.mlflow_run_id,
         report_path=str(result.report_path) if result.report_path else None,
     )

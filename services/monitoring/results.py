@@ -35,6 +35,7 @@ class MonitorResult:
     retrain_requested: bool
     versions: list[VersionResult]
     workspace_dir: Path
+    audit_failure: str = ""  # why the retrain request's audit record could not be written ("" written, or none)
 
     @property
     def exit_code(self) -> int:

@@ -12,11 +12,15 @@ the cooldown after the last one, DRIFT only reports.
 A release closes the request (`close_retrain_request`) only if it acts on it: the released version was trained
 after the request was opened, on a data version other than the drifted model's. A redeploy of a model trained
 before the drift, or one retrained on the same data, leaves it open and says why.
+
+An opened request is also a record of the model's audit chain (`audit_retrain_request`), written by the job's
+own MLflow user in the shape every release step writes (services/audit_store.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +28,9 @@ from mlflow.entities import RunTag
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.credentials import read_mlflow_creds
 
+from services.audit_store import MlflowAuditStore, write_record
 from services.contract import CHAMPION_ALIAS, DATA_VERSION_TAG
 from services.contract import REPORT_MODEL_TAG as MODEL_NAME  # every report run's tags (records.py)
 from services.contract import REPORT_VERSION_TAG as MODEL_VERSION
@@ -124,6 +130,20 @@ def request_retrain_if_due(
         return False
     open_retrain_request(client, report_run_id, champion=champion)
     return True
+
+
+def audit_retrain_request(client: MlflowClient, tracking_uri: str, model_name: str, *, version: str, verdict: str,
+                          reason: str, drifted_columns: list[str], report_run_id: str, report_url: str) -> str:
+    """The opened request as an audit record naming the job's MLflow user; "" when written, else why not (the
+    request itself, on the report run, stands: a record that cannot be written never fails the run)."""
+    who = {"who": read_mlflow_creds().username or getpass.getuser(), "via": "monitoring job"}
+    try:
+        write_record(MlflowAuditStore(client, tracking_uri), model_name, who, "retrain-request", version, "opened",
+                     verdict=verdict, reason=reason, drifted_columns=", ".join(drifted_columns),
+                     report_run_id=report_run_id, report_url=report_url)
+    except Exception as exc:  # noqa: BLE001  MLflow down or refusing (a user without EDIT on `audit`): say so
+        return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return ""
 
 
 def close_retrain_request(

@@ -20,6 +20,9 @@ comma-separated: the audit trail's) are created here too, so no team owns them, 
 runs but cannot delete one (an edit of a record is what the audit trail's hash chain catches). It creates runs and
 versions of its own models only: by `default_permission` (READ) it reads the rest and writes nothing there.
 
+The monitoring job appends its retrain requests to the audit trail too: its user (`$MONITORING_USER`) gets EDIT on
+the `$TEAM_SHARED_EXPERIMENTS`, with teams or without (made here when absent, so no user owns them).
+
 With teams, the experiments the monitoring job records in (`$MONITORING_EXPERIMENTS`, for the user
 `$MONITORING_USER`) are created here too, with MANAGE for that user, as if its first run had made them: a team's
 user cannot create one first and leave the job unable to write there.
@@ -126,6 +129,18 @@ def grant_service_experiments(store: SqlAlchemyStore, grants: Mapping[str, Colle
             _grant(store.get_experiment_permission, store.update_experiment_permission,
                    store.create_experiment_permission, resources.experiment_id(name), user, MANAGE.name)
     return [f"{user}: MANAGE on experiment(s) {', '.join(names)}" for user, names in grants.items() if names]
+
+
+def grant_appends(store: SqlAlchemyStore, users: Collection[str], shared: Collection[str],
+                  resources: Resources) -> list[str]:
+    """EDIT for each service user on the `shared` experiments (the audit trail's), made here when absent, as a team
+    gets; one line per user."""
+    shared_ids = [resources.experiment_id(name) for name in shared]
+    for user in users:
+        for experiment_id in shared_ids:
+            _grant(store.get_experiment_permission, store.update_experiment_permission,
+                   store.create_experiment_permission, experiment_id, user, EDIT.name)
+    return [f"{user}: EDIT on experiment(s) {', '.join(shared)}" for user in users]
 
 
 def team_record(teams: Mapping[str, tuple[str, ...]], resources: Resources, shared: Collection[str],
@@ -252,6 +267,8 @@ def provision_all(store: SqlAlchemyStore, users: configparser.ConfigParser, team
         done += grant_teams(store, teams, resources, shared)
         done += grant_service_experiments(store, service_experiments or {}, resources)
         now = team_record(teams, resources, shared, created)
+    if shared and service_experiments and backend_uri:  # the monitoring job appends its retrain requests
+        done += grant_appends(store, list(service_experiments), shared, BackendResources(backend_uri))
     if record_file:
         done += revoke_stale(store, before, now)
         write_record(record_file, now)

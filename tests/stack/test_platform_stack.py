@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
+from pipelines.audit import AuditTrail
+from pipelines.config import DEFAULT_CONFIG_PATH, load_config
+from pipelines.lifecycle import collect
+from pipelines.retire import retire
+from pipelines.volume_files import stack_trees
+from services.contract import CONFIG_ARTIFACT, REPORT_MODEL_TAG, REPORT_VERSION_TAG
+from services.monitoring.records import JUDGED_TAG, WINDOW_END_TAG
 from tests.infra.program import CONTAINER, IMAGE
 from tests.stack.harness import DockerStack
+from tests.stack.volume_seed import names, seed
 
 MIB = 1024 * 1024
 
@@ -93,3 +104,56 @@ def test_containers_run_as_declared(platform, alias):
     assert all(binding["HostIp"] == "127.0.0.1" for binding in bound)
     assert len(bound) == len(declared.get("ports", []))
     assert all(c.plain["name"].startswith("mlopst-") for c in platform.declared.of_type(CONTAINER))
+
+
+def log_line(model: str, version: str, at: datetime) -> str:
+    return json.dumps({"request_id": "gc", "row": 0, "timestamp": at.isoformat(), "model_name": model,
+                       "model_version": version, "features": {"age": 30}, "prediction": 1}) + "\n"
+
+
+def test_gc_on_the_stack_deletes_what_is_past_retention_from_its_volumes(platform, tmp_path):
+    """Issue 22: a version retired on the stack, then gc against it: judged old log files, old report files and
+    Evidently snapshots go from the volumes (what is younger, or not judged yet, stays) and the chain verifies."""
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["platform"]["state_dir"], raw["tracking"]["uri"] = str(tmp_path), platform.declared.exports["mlflow_url"]
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(raw))
+    config, prefix = load_config(tmp_path / "pipeline.yaml"), platform.declared.config["namePrefix"]
+    model, client = config.model_name, MlflowClient(tracking_uri=raw["tracking"]["uri"])
+    run = client.create_run(client.create_experiment(f"{model}-gc-test"))
+    client.log_text(run.info.run_id, config.model_dump_json(), CONFIG_ARTIFACT)  # what a training run records
+    client.create_registered_model(model)
+    version = client.create_model_version(model, f"runs:/{run.info.run_id}/model", run.info.run_id).version
+    assert retire(config, version, "stack test: nothing serves it").audit_url
+
+    judged_until = datetime.now(UTC) - timedelta(days=60)  # monitoring judged v1 up to here, 60 days ago
+    found = client.get_experiment_by_name(config.monitoring.experiment)  # the job may have made it
+    experiment = found.experiment_id if found else client.create_experiment(config.monitoring.experiment)
+    judged = client.create_run(experiment, tags={
+        REPORT_MODEL_TAG: model, REPORT_VERSION_TAG: version, JUDGED_TAG: "true",
+        WINDOW_END_TAG: judged_until.isoformat()})
+    client.set_terminated(judged.info.run_id)
+    old, now, day = judged_until.timestamp(), datetime.now(UTC).timestamp(), f"{judged_until:%Y%m%d}"
+    young_report = f"{model}-v{version}-{datetime.now(UTC):%Y%m%dT%H%M%S}.html"
+    with stack_trees(prefix, model) as trees:
+        seed(trees.logs, {f"{day}-a-1.jsonl": (log_line(model, version, judged_until - timedelta(hours=1)), old),
+                          f"{day}-b-1.jsonl": (log_line(model, version, judged_until + timedelta(seconds=1)), old)})
+        seed(trees.reports, {f"{model}-v{version}-{day}T000000.html": ("old", old),
+                             young_report: ("new", now)})
+        seed(trees.workspace, {"p-gc/metadata.json": (json.dumps({"name": model}), now),
+                               "p-gc/snapshots/old.json": ("{}", old), "p-gc/snapshots/new.json": ("{}", now)})
+
+    planned = collect(config, dry_run=True, stack_prefix=prefix)
+    done = collect(config, dry_run=False, stack_prefix=prefix)
+
+    gone = {kind: swept.removed for kind, swept in done.swept.items()}
+    assert gone == {kind: swept.removed for kind, swept in planned.swept.items()} == {
+        "inference logs": [f"{day}-a-1.jsonl"], "monitoring reports": [f"{model}-v{version}-{day}T000000.html"],
+        "Evidently snapshots": ["p-gc/old"]}
+    with stack_trees(prefix, model) as trees:
+        assert f"{day}-a-1.jsonl" not in names(trees.logs) and f"{day}-b-1.jsonl" in names(trees.logs)
+        assert names(trees.reports, f"{model}-*.html") == {young_report}
+        assert names(trees.workspace, "p-gc/**/*") == {"p-gc/metadata.json", "p-gc/snapshots/new.json"}
+    before, after = done.before["inference logs"], done.after["inference logs"]
+    assert before.bytes - after.bytes == len(log_line(model, version, judged_until - timedelta(hours=1)))
+    trail = AuditTrail.of(config)
+    assert [r["action"] for r in trail.timeline()] == ["retire"] and trail.verify().intact

@@ -6,7 +6,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping
 
-from pipelines.audit_chain import MODEL_FIELD, SEQUENCE_FIELD, SHA256_TAG, StoredRecord
+from services.audit_chain import MODEL_FIELD, SEQUENCE_FIELD, SHA256_TAG, StoredRecord
 
 
 class MemoryStore:

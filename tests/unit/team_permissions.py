@@ -116,6 +116,10 @@ def main(state: Path) -> dict[str, int]:
         "monitoring: reading both models": max(call("monitoring", "registered-models/get", {"name": model},
                                                     get=True)[0] for model in ("loan-default", "bike-rentals")),
     }
+    code, body = call("monitoring", "runs/create", {"experiment_id": experiment[AUDIT_EXPERIMENT]})
+    status |= {"monitoring: a record in the audit trail": code,
+               "monitoring: deleting an audit record": call("monitoring", "runs/delete",
+                                                            {"run_id": body["run"]["info"]["run_id"]})[0]}
     return status
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.audit_chain import (
+from services.audit_chain import (
     GENESIS,
     PREVIOUS_FIELD,
     SEQUENCE_FIELD,
@@ -151,7 +151,7 @@ def test_a_fork_left_by_a_writer_that_died_is_settled_to_its_first_record_once_i
 
 def test_a_record_whose_artifact_cannot_be_written_leaves_no_run_behind():
     """A run with its tags but no audit.json would be chained onto and break `audit verify` for good."""
-    from pipelines.audit import MlflowAuditStore
+    from services.audit_store import MlflowAuditStore
 
     class ArtifactStoreDown:
         def __init__(self) -> None:

@@ -26,6 +26,7 @@ from pipelines.retention import (
     unjudged,
 )
 from pipelines.storage import human, tree_usage
+from pipelines.volume_files import LocalTree
 
 NOW = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
 
@@ -55,9 +56,7 @@ def test_a_log_file_is_past_retention_only_when_its_whole_day_is(day, days, past
 
 
 def records(*lines: str, tmp: Path) -> list:
-    path = tmp / "f.jsonl"
-    path.write_text("".join(lines))
-    return list(read_records(path))
+    return list(read_records(lines))
 
 
 def test_a_file_is_judged_only_when_each_record_is_within_its_versions_last_judged_window(tmp_path):
@@ -138,8 +137,8 @@ def test_usage_counts_files_and_bytes_and_a_missing_directory_is_zero(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.html").write_text("x" * 10)
     (tmp_path / "a" / "y.txt").write_text("y" * 5)
-    assert (tree_usage(tmp_path, "**/*.html").bytes, tree_usage(tmp_path).items) == (10, 2)
-    assert tree_usage(tmp_path / "absent").shown() == "0 B in 0 files"
+    assert (tree_usage(LocalTree(tmp_path), "**/*.html").bytes, tree_usage(LocalTree(tmp_path)).items) == (10, 2)
+    assert tree_usage(LocalTree(tmp_path / "absent")).shown() == "0 B in 0 files"
 
 
 def test_a_judged_old_file_goes_and_the_unjudged_one_beside_it_stays(tmp_path, monkeypatch):

@@ -88,3 +88,10 @@ def test_a_retirement_whose_audit_record_cannot_be_written_is_undone_so_it_can_b
                                                    r"\(.*Connection refused\); it removed bentos m:v3-a; run it again"):
         retire.retire(config, "3", "superseded")
     assert retire.RETIRED_TAG not in tags
+
+
+def test_a_store_that_never_held_the_models_bentos_has_nothing_to_remove(config):
+    """A fresh checkout retiring a version on a stack: BentoML says NotFound for a name it never stored."""
+    done = retire.Retirement("3", "superseded")
+    retire._remove_bentos(config, SimpleNamespace(name="m", version="3", run_id="abcdef0123"), done)
+    assert done.removed == {} and done.freed_bytes == {}

@@ -34,6 +34,8 @@ EXPECTED = {
     "risk: a run in mobility's experiment": 403,
     "risk: a run in its experiment": 200,
     "monitoring: reading both models": 200,
+    "monitoring: a record in the audit trail": 200,  # its retrain requests: EDIT, as a team's
+    "monitoring: deleting an audit record": 403,
 }
 
 
@@ -42,3 +44,22 @@ def test_a_team_writes_to_its_own_model_only_and_reads_the_rest(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == EXPECTED
+
+
+def test_without_teams_the_monitoring_user_may_append_to_the_audit_trail_made_at_start(tmp_path):
+    """Its retrain requests are audit records: EDIT on the audit experiment, which no user creates (or owns) first."""
+    import configparser
+
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    from services.contract import AUDIT_EXPERIMENT
+    from services.tracking.service_users import BackendResources, provision_all
+
+    store, backend = SqlAlchemyStore(), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store.init_db(f"sqlite:///{tmp_path / 'basic_auth.db'}")
+    users = configparser.ConfigParser()
+    users.read_dict({"monitoring": {"password": "monitoring-pw-0e4b"}})
+    done = provision_all(store, users, {}, backend, None, (AUDIT_EXPERIMENT,), {"monitoring": ()})
+    audit = BackendResources(backend).experiment_id(AUDIT_EXPERIMENT)
+    assert store.get_experiment_permission(audit, "monitoring").permission == "EDIT"
+    assert "monitoring: EDIT on experiment(s) audit" in done

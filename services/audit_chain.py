@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from pipelines.errors import CannotRun
-
 RECORD_ARTIFACT = "audit.json"
 MODEL_FIELD, SEQUENCE_FIELD, PREVIOUS_FIELD = "audit.model", "audit.sequence", "audit.previous_sha256"
 SHA256_TAG = "audit.sha256"  # the record's own digest: a tag of its run, not a field of the record
@@ -28,8 +26,8 @@ MAX_FIELD_CHARS = 5000  # below MLflow's tag value limit: every field is mirrore
 STALE_FORK_S = 120.0
 
 
-class AuditError(CannotRun):
-    """The audit trail could not be written or read."""
+class AuditError(RuntimeError):
+    """The audit trail could not be written or read (the CLI exits 2 on it, as on `pipelines.errors.CannotRun`)."""
 
 
 def canonical(record: Mapping[str, str]) -> bytes:
@@ -57,7 +55,7 @@ class StoredRecord:
 
 
 class AuditStore(Protocol):
-    """Where records live (`pipelines.audit.MlflowAuditStore`; a dict in the unit tests)."""
+    """Where records live (`services.audit_store.MlflowAuditStore`; a dict in the unit tests)."""
 
     def claims(self, model: str, sequence: int | None = None) -> list[StoredRecord]:
         """The model's records (tags only, `record` None), or those claiming one sequence number."""
