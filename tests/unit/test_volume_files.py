@@ -121,3 +121,13 @@ def test_a_retrain_request_whose_record_cannot_be_written_says_why_instead_of_fa
     failure = audit_retrain_request(Down(), "http://mlflow:5000", "loans", version="3", verdict="DRIFT", reason="",
                                     drifted_columns=[], report_run_id="r1", report_url="")
     assert failure == "MLflow is down"
+
+
+def test_a_retrain_request_whose_writer_cannot_be_named_says_why_instead_of_failing(monkeypatch):
+    def unreadable():
+        raise OSError("~/.mlflow/credentials: permission denied")
+
+    monkeypatch.setattr("services.monitoring.retrain.read_mlflow_creds", unreadable)
+    failure = audit_retrain_request(object(), "http://mlflow:5000", "loans", version="3", verdict="DRIFT", reason="",
+                                    drifted_columns=[], report_run_id="r1", report_url="")  # type: ignore[arg-type]
+    assert failure == "~/.mlflow/credentials: permission denied"
