@@ -47,7 +47,7 @@ from kubernetes.workloads import (
     service,
     volume_claim,
 )
-from services.contract import FLASK_SECRET_KEY_FILE_ENV, MLFLOW_AUTH_SERVER_ENV
+from services.contract import AUDIT_EXPERIMENT, FLASK_SECRET_KEY_FILE_ENV, MLFLOW_AUTH_SERVER_ENV
 
 COMPONENT = "mlflow"
 AUTH_DIR = "/etc/mlflow/auth"
@@ -183,7 +183,9 @@ def _auth_settings(config: StackConfig) -> tuple[dict[str, str], SecretFiles]:
     # With postgres the users live in the same database, so every replica sees the same ones.
     auth_db = DATABASE_URI if config.tracking_backend == "postgres" else SQLITE_AUTH_DB
     env = {"MLFLOW_AUTH_CONFIG_PATH": f"{AUTH_DIR}/basic_auth.ini",
-           "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini", **MLFLOW_AUTH_SERVER_ENV}
+           "SERVICE_USERS_FILE": f"{AUTH_DIR}/service_users.ini", **MLFLOW_AUTH_SERVER_ENV,
+           # Every release and each model's monitoring job append to the audit trail (made at start, owned by none).
+           "TEAM_SHARED_EXPERIMENTS": AUDIT_EXPERIMENT, "MONITORING_USER": MONITORING_USER}
     return env, {"auth": (AUTH_DIR, {
         "basic_auth.ini": config.admin_password.apply(lambda pw: _auth_config(config.admin_username, pw)
                                                       .replace(SQLITE_AUTH_DB, auth_db)),

@@ -224,7 +224,15 @@ class BackendResources:
 
     def experiment_id(self, name: str) -> str:
         found = self.tracking.get_experiment_by_name(name)
-        return found.experiment_id if found is not None else self.tracking.create_experiment(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.tracking.create_experiment(name)
+        except MlflowException:  # another replica's start made it first (both provision at once on kubernetes)
+            again = self.tracking.get_experiment_by_name(name)
+            if again is None:
+                raise
+            return again.experiment_id
 
     def ensure_registered_model(self, name: str) -> None:
         try:

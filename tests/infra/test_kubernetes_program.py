@@ -133,6 +133,13 @@ def test_mlflow_with_auth_refuses_the_routes_its_permission_map_does_not_cover(f
     assert {item["name"]: item["value"] for item in container["env"]}["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"
 
 
+def test_mlflow_makes_the_audit_trail_at_start_for_the_monitoring_jobs_to_append_to(full_stack):
+    """As on docker: each model's CronJob writes its retrain requests into the audit chain as the monitoring user."""
+    container = named(manifests(full_stack), "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert (env["TEAM_SHARED_EXPERIMENTS"], env["MONITORING_USER"]) == ("audit", "monitoring")
+
+
 def test_mlflow_connects_to_postgres_with_only_the_mounted_service_file(tmp_path, monkeypatch):
     """The declared backend URI names no host or password; libpq takes both from pg_service.conf."""
     sqlalchemy = pytest.importorskip("sqlalchemy")

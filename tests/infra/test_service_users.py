@@ -9,8 +9,10 @@ on the registered model, where a release is blessed; a grant an older stack gave
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils import credentials
 
@@ -142,3 +144,20 @@ def test_each_team_gets_edit_on_its_models_and_experiments_and_loses_grants_on_a
 def test_a_team_with_grants_but_no_user_is_refused(tmp_path, auth_store):
     with pytest.raises(ValueError, match="team 'risk' has grants but no password"):
         grant_teams(auth_store, {"risk": ("loan-default",)}, BackendResources(f"sqlite:///{tmp_path / 'mlflow.db'}"))
+
+
+def test_an_experiment_another_replica_made_meanwhile_is_taken_as_it_is():
+    """Two MLflow replicas provision at once (kubernetes with postgres): the create that loses reads the winner's."""
+    class RacedStore:
+        looked = 0
+
+        def get_experiment_by_name(self, name):
+            self.looked += 1
+            return None if self.looked == 1 else SimpleNamespace(experiment_id="7")
+
+        def create_experiment(self, name):
+            raise MlflowException(f"Experiment(name={name}) already exists")
+
+    resources = BackendResources.__new__(BackendResources)
+    resources.tracking = RacedStore()
+    assert resources.experiment_id("audit") == "7"
