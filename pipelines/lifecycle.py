@@ -19,7 +19,7 @@ from pipelines.retention import Swept, sweep_monitoring
 from pipelines.retire import retire, roles
 from pipelines.status import stack_versions
 from pipelines.storage import Usage, storage
-from pipelines.volume_files import Trees, stack_trees
+from pipelines.volume_files import Trees, check_stack_registry, stack_trees
 
 
 def outside(created: dict[str, datetime], limits: LifecycleConfig, now: datetime) -> list[str]:
@@ -45,7 +45,10 @@ class Collection:
 
 
 def collect(config: PipelineConfig, *, dry_run: bool, stack_prefix: str | None = None) -> Collection:
-    """`stack_prefix`: the monitoring output swept and counted is that Docker stack's, on its volumes."""
+    """`stack_prefix`: the monitoring output swept and counted is that Docker stack's, on its volumes (judged by the
+    stack's own registry, which the config must point at)."""
+    if stack_prefix:
+        check_stack_registry(stack_prefix, config.model_name, connect(config), config.tracking.display_uri)
     with stack_trees(stack_prefix, config.model_name) if stack_prefix else contextlib.nullcontext() as trees:
         return _collect(config, dry_run=dry_run, trees=trees)
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
 from pipelines.backup import BackupError
 from pipelines.backup_docker import docker_client, fetch, run_in
 from pipelines.config import PipelineConfig
@@ -135,6 +138,33 @@ def _job_of(client: DockerClient, prefix: str, model: str) -> Container:
 
 def _env(container: Container) -> dict[str, str]:
     return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item)
+
+
+# Read in the job's container, by its own MLflow client (its env and login): the model's registration time, which
+# one registry alone holds. Any failure is one line on stderr and a non-zero exit.
+_REGISTERED_AT = ("import sys\nfrom mlflow import MlflowClient\ntry:\n"
+                  "    print(MlflowClient().get_registered_model(sys.argv[1]).creation_timestamp)\n"
+                  "except Exception as exc:\n"
+                  "    sys.exit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)")
+
+
+def check_stack_registry(prefix: str, model: str, registry: MlflowClient, registry_uri: str) -> None:
+    """gc judges a stack's files by the registry's runs (which report is the newest, which log is judged): refuse any
+    registry but the one the stack's monitoring job writes to, before anything is retired or deleted."""
+    try:
+        here = str(registry.get_registered_model(model).creation_timestamp)
+    except MlflowException as exc:
+        raise CannotRun(f"model '{model}' is not in the registry at {registry_uri}: "
+                        f"{exc.message.splitlines()[0]}") from None
+    try:
+        job = _job_of(docker_client(), prefix, model)
+        there = run_in(job, ["python", "-c", _REGISTERED_AT, model], f"reading model '{model}' from the job's MLflow")
+    except BackupError as exc:
+        raise CannotRun(str(exc)) from None
+    if there.strip() != here:
+        raise CannotRun(f"the registry at {registry_uri} is not the stack '{prefix}''s MLflow (model '{model}' was "
+                        f"registered at another time there): gc on a stack judges its volumes by the stack's runs; "
+                        "point tracking.uri (or MLFLOW_TRACKING_URI) at the stack's MLflow")
 
 
 @contextlib.contextmanager

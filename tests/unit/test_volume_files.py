@@ -15,9 +15,10 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipelines import volume_files
 from pipelines.errors import CannotRun
 from pipelines.retention import sweep_inference_logs, sweep_reports, sweep_snapshots
-from pipelines.volume_files import ContainerTree, LocalTree, Trees, _job_of
+from pipelines.volume_files import ContainerTree, LocalTree, Trees, _job_of, check_stack_registry
 from services.audit_chain import verify
 from services.audit_store import MlflowAuditStore
 from services.contract import AUDIT_EXPERIMENT
@@ -131,3 +132,32 @@ def test_a_retrain_request_whose_writer_cannot_be_named_says_why_instead_of_fail
     failure = audit_retrain_request(object(), "http://mlflow:5000", "loans", version="3", verdict="DRIFT", reason="",
                                     drifted_columns=[], report_run_id="r1", report_url="")  # type: ignore[arg-type]
     assert failure == "~/.mlflow/credentials: permission denied"
+
+
+def _registry_and_job(tmp_path, monkeypatch, stacks_registered_at: str | None) -> MlflowClient:
+    """A registry holding model `loans`, and a stack job whose MLflow says it registered the model at the given time
+    (None: the same time as this registry, i.e. the same registry)."""
+    registry = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry.create_registered_model("loans")
+    here = str(registry.get_registered_model("loans").creation_timestamp)
+    monkeypatch.setattr(volume_files, "docker_client", lambda: None)
+    monkeypatch.setattr(volume_files, "_job_of", lambda client, prefix, model: "the job")
+    monkeypatch.setattr(volume_files, "run_in", lambda job, command, what: f"{stacks_registered_at or here}\n")
+    return registry
+
+
+def test_gc_on_a_stack_goes_on_with_the_registry_its_job_writes_to(tmp_path, monkeypatch):
+    check_stack_registry("mlops-dev", "loans", _registry_and_job(tmp_path, monkeypatch, None), "http://127.0.0.1:5000")
+
+
+def test_gc_on_a_stack_refuses_a_registry_other_than_the_one_its_job_writes_to(tmp_path, monkeypatch):
+    """Judged by another registry's runs, every report of the stack would look orphaned: refused before anything."""
+    registry = _registry_and_job(tmp_path, monkeypatch, "1700000000000")
+    with pytest.raises(CannotRun, match="the registry at http://127.0.0.1:5000 is not the stack 'mlops-dev''s MLflow"):
+        check_stack_registry("mlops-dev", "loans", registry, "http://127.0.0.1:5000")
+
+
+def test_gc_on_a_stack_names_a_model_missing_from_the_registry(tmp_path):
+    registry = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(CannotRun, match="model 'loans' is not in the registry at http://127.0.0.1:5000"):
+        check_stack_registry("mlops-dev", "loans", registry, "http://127.0.0.1:5000")
