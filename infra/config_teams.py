@@ -1,8 +1,9 @@
 """Access per team: a `models` entry's `team`, and each named team's secrets, read once here.
 
 A team owns the models whose entries name it. With `authEnabled: true` each team has an MLflow user (its name is
-the team's) with EDIT on its models' registered models and experiments (services/tracking/service_users.py), and a
-serving token its models' containers admit; another team's token is refused there with 403 (infra/serving.py).
+the team's) with MANAGE on its models' registered models and EDIT on their experiments
+(services/tracking/service_users.py), and a serving token its models' containers admit; another team's token is
+refused there with 403 (infra/serving.py).
 Both are secrets, `teamPassword.<team>` and `teamServingToken.<team>`; a team named without them stops the program
 naming the key. Without `authEnabled` a team would be a promise nothing keeps, so it is refused. A team's model's
 pipeline config must set `tracking.experiment` to the model's name, the experiment its grants are on.
