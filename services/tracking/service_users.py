@@ -81,13 +81,11 @@ def provision(store: SqlAlchemyStore, users: configparser.ConfigParser, teams: C
     return done
 
 
-def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], resources: Resources,
-                shared: Collection[str] = ()) -> list[str]:
-    """MANAGE for each team on its models' registered models, EDIT on their experiments and on the `shared` ones,
-    and no grant on another team's; one line per team for the log."""
+def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], resources: Resources) -> list[str]:
+    """MANAGE for each team on its models' registered models, EDIT on their experiments, and no grant on another
+    team's; one line per team for the log."""
     owned = {model: team for team, models in teams.items() for model in models}
     experiments = {model: resources.experiment_id(model) for model in owned}
-    shared_ids = [resources.experiment_id(name) for name in shared]
     done = []
     for team, models in teams.items():
         if not store.has_user(team):
@@ -103,11 +101,10 @@ def grant_teams(store: SqlAlchemyStore, teams: Mapping[str, tuple[str, ...]], re
             resources.ensure_registered_model(model)
             _grant(store.get_registered_model_permission, store.update_registered_model_permission,
                    store.create_registered_model_permission, model, team, MANAGE.name)
-        for experiment_id in [*(experiments[model] for model in models), *shared_ids]:
+        for model in models:
             _grant(store.get_experiment_permission, store.update_experiment_permission,
-                   store.create_experiment_permission, experiment_id, team, EDIT.name)
-        appends = f"; EDIT on experiment(s) {', '.join(shared)}" if shared else ""
-        done.append(f"team {team}: MANAGE on {', '.join(models)}{appends}")
+                   store.create_experiment_permission, experiments[model], team, EDIT.name)
+        done.append(f"team {team}: MANAGE on {', '.join(models)}")
     return done
 
 
@@ -133,8 +130,8 @@ def grant_service_experiments(store: SqlAlchemyStore, grants: Mapping[str, Colle
 
 def grant_appends(store: SqlAlchemyStore, users: Collection[str], shared: Collection[str],
                   resources: Resources) -> list[str]:
-    """EDIT for each service user on the `shared` experiments (the audit trail's), made here when absent, as a team
-    gets; one line per user."""
+    """EDIT for each user (every team, the monitoring user) on the `shared` experiments (the audit trail's), made here
+    when absent so that no user owns them: each appends runs, none may delete one; one line per user."""
     shared_ids = [resources.experiment_id(name) for name in shared]
     for user in users:
         for experiment_id in shared_ids:
@@ -270,13 +267,14 @@ def provision_all(store: SqlAlchemyStore, users: configparser.ConfigParser, team
     created = {team for team in teams if before.get(team, {}).get("user_created") or not store.has_user(team)}
     done = provision(store, users, teams)
     now: dict[str, dict] = {}
+    resources = BackendResources(backend_uri) if backend_uri else None
     if teams:
-        resources = BackendResources(backend_uri)
-        done += grant_teams(store, teams, resources, shared)
+        assert resources is not None, "main() refuses teams without the backend URI"
+        done += grant_teams(store, teams, resources)
         done += grant_service_experiments(store, service_experiments or {}, resources)
         now = team_record(teams, resources, shared, created)
-    if shared and service_experiments and backend_uri:  # the monitoring job appends its retrain requests
-        done += grant_appends(store, list(service_experiments), shared, BackendResources(backend_uri))
+    if shared and resources is not None:  # every release and the monitoring job append to the audit trail
+        done += grant_appends(store, [*teams, *(service_experiments or {})], shared, resources)
     if record_file:
         done += revoke_stale(store, before, now)
         write_record(record_file, now)
