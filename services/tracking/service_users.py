@@ -189,9 +189,12 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, dict]:
     except FileNotFoundError:
         return {}
     except ValueError:
+        record = None
+    teams = record.get("teams") if isinstance(record, dict) else None
+    if not isinstance(teams, dict) or not all(isinstance(made, dict) for made in teams.values()):
         raise ValueError(f"{path} is not the JSON this provisioner writes; remove it to start a new record (a team "
-                         "dropped before then keeps its grants until an admin revokes them)") from None
-    return record.get("teams", {}) if isinstance(record, dict) else {}
+                         "dropped before then keeps its grants until an admin revokes them)")
+    return teams
 
 
 def write_record(path: str | os.PathLike[str], record: Mapping[str, Mapping]) -> None:

@@ -86,8 +86,9 @@ def test_a_team_user_an_admin_made_by_hand_keeps_its_login_but_loses_the_teams_g
     assert auth.has_user("risk") and grants(auth, backend, "risk") == set()
 
 
-def test_an_unreadable_record_stops_the_start_naming_the_file(tmp_path, monkeypatch, capsys):
-    (tmp_path / "record.json").write_text("{not json")
+@pytest.mark.parametrize("written", ["{not json", '{"teams": {"risk": 3}}', "[]", '{"teams": []}'])
+def test_an_unreadable_record_stops_the_start_naming_the_file(tmp_path, monkeypatch, capsys, written):
+    (tmp_path / "record.json").write_text(written)
     (tmp_path / "users.ini").write_text("[monitoring]\npassword = monitoring-pw-0e4b\n")
     (tmp_path / "auth.ini").write_text(f"[mlflow]\ndatabase_uri = sqlite:///{tmp_path / 'basic_auth.db'}\n"
                                        "default_permission = READ\nadmin_username = admin\n"
