@@ -175,15 +175,21 @@ def stack_trees(prefix: str, model: str) -> Iterator[Trees]:
     except BackupError as exc:
         raise CannotRun(str(exc)) from None
     job = _job_of(client, prefix, model)
+    env = _env(job)
+    if missing := [name for name in (INFERENCE_LOG_ENV, REPORTS_ENV, WORKSPACE_ENV) if not env.get(name)]:
+        raise CannotRun(f"the monitoring job {job.name} sets no {', '.join(missing)}: it is not a job this platform "
+                        "declared (infra/monitoring.py); run `pulumi up` for the stack first")
     mounts = [f"{m['Name']}:{m['Destination']}:rw" for m in job.attrs["Mounts"] if m.get("Type") == "volume"]
     name = f"{prefix}-gc-{model}"
     with contextlib.suppress(Exception):  # docker.errors.NotFound, or a helper left by a gc that was killed
         client.containers.get(name).remove(force=True)
-    helper = client.containers.run(
-        job.image.id, ["sleep", "3600"], detach=True, network_mode="none", user=job.attrs["Config"]["User"] or None,
-        volumes=mounts, name=name, labels={"mlops.gc-helper": prefix})
     try:
-        env = _env(job)
+        helper = client.containers.run(
+            job.image.id, ["sleep", "3600"], detach=True, network_mode="none",
+            user=job.attrs["Config"]["User"] or None, volumes=mounts, name=name, labels={"mlops.gc-helper": prefix})
+    except Exception as exc:  # noqa: BLE001  docker.errors.APIError, ImageNotFound: one line, no traceback
+        raise CannotRun(f"could not start gc's helper {name} from {job.name}'s image: {exc}") from None
+    try:
         yield Trees(ContainerTree(helper, env[INFERENCE_LOG_ENV]), ContainerTree(helper, env[REPORTS_ENV]),
                     ContainerTree(helper, env[WORKSPACE_ENV]))
     finally:

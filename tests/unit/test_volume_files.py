@@ -161,3 +161,12 @@ def test_gc_on_a_stack_names_a_model_missing_from_the_registry(tmp_path):
     registry = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(CannotRun, match="model 'loans' is not in the registry at http://127.0.0.1:5000"):
         check_stack_registry("mlops-dev", "loans", registry, "http://127.0.0.1:5000")
+
+
+def test_gc_on_a_stack_names_what_a_job_it_cannot_sweep_lacks(monkeypatch):
+    job = SimpleNamespace(name="mlops-dev-monitoring", attrs={"Config": {"Env": ["MODEL_NAME=loans"]}, "Mounts": []})
+    monkeypatch.setattr(volume_files, "docker_client", lambda: None)
+    monkeypatch.setattr(volume_files, "_job_of", lambda client, prefix, model: job)
+    trees = volume_files.stack_trees("mlops-dev", "loans")
+    with pytest.raises(CannotRun, match="mlops-dev-monitoring sets no INFERENCE_LOG_DIR, MONITORING_REPORTS_DIR"):
+        trees.__enter__()
