@@ -41,6 +41,9 @@ def monitor_settings(
     window_hours: float | None = None,
 ) -> MonitorSettings:
     """The job's settings from the pipeline config; arguments given here override the config's window and action."""
+    from pipelines.actor import actor
+    from pipelines.registry import git_sha
+
     monitoring, state = config.monitoring, monitoring_dir(config)
     try:
         policy = monitoring.overridden(on_drift=on_drift, window_rows=window_rows, window_hours=window_hours)
@@ -58,6 +61,7 @@ def monitor_settings(
         log_index_file=state / "log-index.json",
         seed=config.data.seed,
         alert=_alert(monitoring.alert),
+        audit_actor={**actor(), "platform_git_sha": git_sha()},  # as every record the CLI writes
     )
 
 

@@ -67,7 +67,7 @@ def run_once(
     audit_failure = audit_retrain_request(
         client, settings.tracking_uri, settings.model_name, version=deciding.model_version,
         verdict=str(deciding.verdict), reason=summary, drifted_columns=deciding.drifted_columns,
-        report_run_id=deciding.mlflow_run_id or "", report_url=report_url or "",
+        report_run_id=deciding.mlflow_run_id or "", report_url=report_url or "", who=settings.audit_actor,
     ) if retrain_requested else ""
     result = MonitorResult(
         verdict=deciding.verdict,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -133,11 +134,12 @@ def request_retrain_if_due(
 
 
 def audit_retrain_request(client: MlflowClient, tracking_uri: str, model_name: str, *, version: str, verdict: str,
-                          reason: str, drifted_columns: list[str], report_run_id: str, report_url: str) -> str:
-    """The opened request as an audit record naming the job's MLflow user; "" when written, else why not (the
-    request itself, on the report run, stands: a record that cannot be written never fails the run)."""
+                          reason: str, drifted_columns: list[str], report_run_id: str, report_url: str,
+                          who: Mapping[str, str] | None = None) -> str:
+    """The opened request as an audit record naming `who` (by default the job's MLflow user); "" when written, else
+    why not (the request itself, on the report run, stands: a record that cannot be written never fails the run)."""
     try:  # naming the writer may fail too (an unreadable credentials file, a uid without a passwd entry)
-        who = {"who": read_mlflow_creds().username or getpass.getuser(), "via": "monitoring job"}
+        who = who or {"who": read_mlflow_creds().username or getpass.getuser(), "via": "monitoring job"}
         write_record(MlflowAuditStore(client, tracking_uri), model_name, who, "retrain-request", version, "opened",
                      verdict=verdict, reason=reason, drifted_columns=", ".join(drifted_columns),
                      report_run_id=report_run_id, report_url=report_url)

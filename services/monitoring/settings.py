@@ -52,6 +52,8 @@ class MonitorSettings:
     seed: int = 0
     alert: AlertSettings | None = None  # the drift alert's webhook (alert.py); None: no alert
     metrics_port: int | None = None  # where `--loop` serves its metrics; None: nowhere
+    # Who its audit records name: the CLI's actor when `make monitor` runs it; None: the job's MLflow user.
+    audit_actor: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.alert is not None and (problems := self.alert.problems()):

@@ -52,6 +52,9 @@ def test_the_pipeline_config_maps_onto_the_settings(tmp_path):
     assert settings.policy == MonitoringPolicy(max_missing_share_increase=0.2, log_retention_days=3,
                                                min_labeled_rows=9, window_rows=400)
     assert settings.log_index_file == tmp_path / "monitoring" / "log-index.json"
+    # `make monitor`'s audit records name the actor and the platform's commit, as every record the CLI writes.
+    assert {"who", "platform_git_sha"} <= set(settings.audit_actor or {})
+    assert MonitorSettings.from_env(REQUIRED).audit_actor is None  # the stack's job: its own MLflow user
 
 
 @pytest.mark.parametrize(

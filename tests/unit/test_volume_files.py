@@ -114,6 +114,16 @@ def test_the_jobs_retrain_request_is_a_record_of_the_models_chain_naming_the_job
     assert verify("loans", stored).intact
 
 
+def test_a_retrain_request_opened_by_the_cli_names_its_actor(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client.create_experiment(AUDIT_EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    actor = {"who": "octocat", "via": "github-actions", "platform_git_sha": "abc123"}
+    assert audit_retrain_request(client, "http://127.0.0.1:5000", "loans", version="3", verdict="DRIFT", reason="",
+                                 drifted_columns=[], report_run_id="r1", report_url="", who=actor) == ""
+    (stored,) = MlflowAuditStore(client, "http://127.0.0.1:5000").records("loans")
+    assert {key: stored.record[key] for key in actor} == actor
+
+
 def test_a_retrain_request_whose_record_cannot_be_written_says_why_instead_of_failing():
     class Down:
         def __getattr__(self, name):
