@@ -26,7 +26,10 @@ from services.contract import (
     ALERT_WEBHOOK_URL_FILE_ENV,
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    MONITORED_MODEL_ENV,
     MONITORING_POLICY_ENV,
+    MONITORING_REPORTS_ENV,
+    MONITORING_WORKSPACE_ENV,
     inference_log_dir,
     monitoring_alias,
 )
@@ -135,10 +138,10 @@ class Monitoring(pulumi.ComponentResource):
             access_controlled=args.tracking_credentials is not None,  # it publishes no port; it logs in to MLflow
             envs=[
                 f"MLFLOW_TRACKING_URI={args.tracking_url}",
-                f"MODEL_NAME={model_name}",
+                f"{MONITORED_MODEL_ENV}={model_name}",
                 f"{INFERENCE_LOG_ENV}={inference_log_dir(model)}",
-                f"MONITORING_WORKSPACE={WORKSPACE_DIR}",
-                f"MONITORING_REPORTS_DIR={state_dir}/reports",
+                f"{MONITORING_WORKSPACE_ENV}={WORKSPACE_DIR}",
+                f"{MONITORING_REPORTS_ENV}={state_dir}/reports",
                 # Container-local, so a replaced container never inherits a fresh-looking beat.
                 "MONITORING_HEARTBEAT_FILE=/tmp/monitoring.heartbeat",
                 # The model's policy: thresholds, window, action, interval (services/monitoring/policy.py).

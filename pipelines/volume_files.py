@@ -26,14 +26,18 @@ from pipelines.backup_docker import docker_client, fetch, run_in
 from pipelines.config import PipelineConfig
 from pipelines.errors import CannotRun
 from pipelines.monitor import monitoring_dir
-from services.contract import INFERENCE_LOG_ENV, monitoring_alias
+from services.contract import (
+    INFERENCE_LOG_ENV,
+    MONITORED_MODEL_ENV,
+    MONITORING_REPORTS_ENV,
+    MONITORING_WORKSPACE_ENV,
+    monitoring_alias,
+)
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
 
-# The job's env naming its writable state (infra/monitoring.py sets them; services/monitoring/settings.py reads them).
-REPORTS_ENV, WORKSPACE_ENV, MODEL_ENV = "MONITORING_REPORTS_DIR", "MONITORING_WORKSPACE", "MODEL_NAME"
 _LIST = ("import json, pathlib, sys; root = pathlib.Path(sys.argv[1]); print(json.dumps([[str(p.relative_to(root)), "
          "p.stat().st_size, p.stat().st_mtime] for p in (root.glob(sys.argv[2]) if root.is_dir() else []) "
          "if p.is_file()]))")
@@ -130,7 +134,7 @@ def _job_of(client: DockerClient, prefix: str, model: str) -> Container:
     for alias in (monitoring_alias(None), monitoring_alias(model)):
         with contextlib.suppress(Exception):  # docker.errors.NotFound: try the other name
             job = client.containers.get(f"{prefix}-{alias}")
-            if _env(job).get(MODEL_ENV) == model:
+            if _env(job).get(MONITORED_MODEL_ENV) == model:
                 return job
     raise CannotRun(f"the stack '{prefix}' has no monitoring job of model '{model}' on this Docker host "
                     f"(containers {prefix}-{monitoring_alias(None)}, {prefix}-{monitoring_alias(model)})")
@@ -175,8 +179,8 @@ def stack_trees(prefix: str, model: str) -> Iterator[Trees]:
     except BackupError as exc:
         raise CannotRun(str(exc)) from None
     job = _job_of(client, prefix, model)
-    env = _env(job)
-    if missing := [name for name in (INFERENCE_LOG_ENV, REPORTS_ENV, WORKSPACE_ENV) if not env.get(name)]:
+    env, state = _env(job), (INFERENCE_LOG_ENV, MONITORING_REPORTS_ENV, MONITORING_WORKSPACE_ENV)
+    if missing := [name for name in state if not env.get(name)]:
         raise CannotRun(f"the monitoring job {job.name} sets no {', '.join(missing)}: it is not a job this platform "
                         "declared (infra/monitoring.py); run `pulumi up` for the stack first")
     mounts = [f"{m['Name']}:{m['Destination']}:rw" for m in job.attrs["Mounts"] if m.get("Type") == "volume"]
@@ -190,7 +194,6 @@ def stack_trees(prefix: str, model: str) -> Iterator[Trees]:
     except Exception as exc:  # noqa: BLE001  docker.errors.APIError, ImageNotFound: one line, no traceback
         raise CannotRun(f"could not start gc's helper {name} from {job.name}'s image: {exc}") from None
     try:
-        yield Trees(ContainerTree(helper, env[INFERENCE_LOG_ENV]), ContainerTree(helper, env[REPORTS_ENV]),
-                    ContainerTree(helper, env[WORKSPACE_ENV]))
+        yield Trees(*(ContainerTree(helper, env[name]) for name in state))
     finally:
         helper.remove(force=True)

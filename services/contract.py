@@ -61,6 +61,11 @@ AUDIT_EXPERIMENT = "audit"
 # The experiment the monitoring job records its reports (and retrain requests) in; a release closes them there.
 MONITORING_EXPERIMENT = "monitoring"
 
+# The env naming a monitoring job's model and its writable state (infra writes them, services/monitoring/settings.py
+# reads them, gc on a stack finds the state by them: pipelines/volume_files.py).
+MONITORED_MODEL_ENV, MONITORING_WORKSPACE_ENV, MONITORING_REPORTS_ENV = (
+    "MODEL_NAME", "MONITORING_WORKSPACE", "MONITORING_REPORTS_DIR")
+
 # The env variable carrying one model's monitoring policy to the stack's job, as JSON
 # (services/monitoring/policy.py; infra/monitoring.py writes it, services/monitoring/settings.py reads it).
 MONITORING_POLICY_ENV = "MONITORING_POLICY"

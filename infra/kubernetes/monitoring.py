@@ -51,7 +51,10 @@ from kubernetes.workloads import (
 from services.contract import (
     INFERENCE_LOG_ENV,
     INFERENCE_LOG_MOUNT,
+    MONITORED_MODEL_ENV,
     MONITORING_POLICY_ENV,
+    MONITORING_REPORTS_ENV,
+    MONITORING_WORKSPACE_ENV,
     inference_log_dir,
     monitoring_alias,
 )
@@ -142,10 +145,10 @@ class Monitoring(pulumi.ComponentResource):
             command=["python", "-m", "services.monitoring"],
             env={
                 "MLFLOW_TRACKING_URI": self._args.tracking_url,
-                "MODEL_NAME": model_name,
+                MONITORED_MODEL_ENV: model_name,
                 INFERENCE_LOG_ENV: inference_log_dir(model),
-                "MONITORING_WORKSPACE": WORKSPACE_DIR,
-                "MONITORING_REPORTS_DIR": f"{job_state_dir(model)}/reports",
+                MONITORING_WORKSPACE_ENV: WORKSPACE_DIR,
+                MONITORING_REPORTS_ENV: f"{job_state_dir(model)}/reports",
                 MONITORING_POLICY_ENV: monitoring.policy.to_json(),  # its interval is the CronJob's schedule
                 **self._alert.env,
             },

@@ -22,7 +22,10 @@ from services.contract import (
     ALERT_WEBHOOK_URL_FILE_ENV,
     DEFAULT_MODEL_NAME,
     INFERENCE_LOG_ENV,
+    MONITORED_MODEL_ENV,
     MONITORING_POLICY_ENV,
+    MONITORING_REPORTS_ENV,
+    MONITORING_WORKSPACE_ENV,
 )
 from services.monitoring.alert import AlertConfigError, AlertSettings, load_alert
 from services.monitoring.policy import MonitoringPolicy, PolicyError, policy_from_json
@@ -72,11 +75,11 @@ class MonitorSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> MonitorSettings:
         """The stack's way in: paths and URIs from `MONITORING_*` and friends, the policy from MONITORING_POLICY."""
         env = os.environ if env is None else env
-        workspace = Path(_required(env, "MONITORING_WORKSPACE"))
-        reports = Path(env.get("MONITORING_REPORTS_DIR", Path(tempfile.gettempdir()) / "monitoring-reports"))
+        workspace = Path(_required(env, MONITORING_WORKSPACE_ENV))
+        reports = Path(env.get(MONITORING_REPORTS_ENV, Path(tempfile.gettempdir()) / "monitoring-reports"))
         return cls(
             tracking_uri=_required(env, "MLFLOW_TRACKING_URI"),
-            model_name=env.get("MODEL_NAME", DEFAULT_MODEL_NAME),
+            model_name=env.get(MONITORED_MODEL_ENV, DEFAULT_MODEL_NAME),
             inference_log_dir=Path(_required(env, INFERENCE_LOG_ENV)),
             workspace_dir=workspace,
             reports_dir=reports,
