@@ -1,36 +1,18 @@
 """Create or update the platform's service users in MLflow's auth database, before the server starts.
 
-Each section of the file named by `$SERVICE_USERS_FILE` (a secret uploaded by the stack) is one user:
+Each section of the file named by `$SERVICE_USERS_FILE` (a secret uploaded by the stack) is one user with its
+`password`. A service user is not an admin and holds no registered-model grant (the registry is where a release is
+blessed; one left by an earlier platform is revoked here): it reads by `default_permission` (READ).
 
-    [monitoring]
-    password = ...
-
-A service user is not an admin and holds no grant on a registered model: the registry is where a release is
-blessed (the gate's tags, the aliases deploy trusts), so a service user only reads it, by `default_permission`
-(READ). What it creates (the monitoring job's experiment and runs, where its retrain requests live) MLflow
-lets it manage. A registered-model grant left by an earlier version of the platform (the monitoring user
-once had EDIT on the model) is revoked here, so an upgraded stack loses it at its next start.
-
-A team's user (a section of the users file too, with its password only) owns the models the file named by
-`$TEAM_GRANTS_FILE` lists for it (`[risk]` / `models = loan-default, churn`): MANAGE on each one's registered model
-(a release drops its `challenger` alias once it serves, which EDIT may not) and EDIT on its experiment (named as the
-model), both created here when absent so that no other user can create them first and hold MANAGE; a grant it holds
-on another team's model or experiment is revoked. The experiments every release appends to (`$TEAM_SHARED_EXPERIMENTS`,
-comma-separated: the audit trail's) are created here too, so no team owns them, with EDIT for every team: it appends
-runs but cannot delete one (an edit of a record is what the audit trail's hash chain catches). It creates runs and
-versions of its own models only: by `default_permission` (READ) it reads the rest and writes nothing there.
-
-The monitoring job appends its retrain requests to the audit trail too: its user (`$MONITORING_USER`) gets EDIT on
-the `$TEAM_SHARED_EXPERIMENTS`, with teams or without (made here when absent, so no user owns them).
-
-With teams, the experiments the monitoring job records in (`$MONITORING_EXPERIMENTS`, for the user
-`$MONITORING_USER`) are created here too, with MANAGE for that user, as if its first run had made them: a team's
-user cannot create one first and leave the job unable to write there.
-
-What this made for teams is recorded in `$TEAM_RECORD_FILE` (on the tracking volume): a team dropped since the
-last start loses every grant recorded for it, and its user when this created it (a user an admin made by hand keeps
-its login); a model that left a team (to another team or to none) leaves it no grant there.
-Idempotent: run at every start.
+Made here when absent, so that no user creates one first and holds MANAGE on it: the audit trail's experiments
+(`$TEAM_SHARED_EXPERIMENTS`), with EDIT for every team and `$MONITORING_USER` (each appends records, none may delete
+one; an edit is what the audit's hash chain catches); with teams, the monitoring job's experiments
+(`$MONITORING_EXPERIMENTS`, MANAGE for that user) and each team's models (`$TEAM_GRANTS_FILE`: `[risk]` /
+`models = loan-default, churn`): MANAGE on the registered model (a release drops its `challenger` alias, which EDIT
+may not) and EDIT on its experiment (named as the model); a grant on another team's is revoked. What this made for
+teams is recorded in `$TEAM_RECORD_FILE`: a team dropped since the last start loses what the record holds (its user
+too when this made it), a model that left a team leaves it no grant; what an admin made by hand is never touched.
+Idempotent: run at every start. docs/many-models.md ("Access per team") has the whole picture.
 """
 
 from __future__ import annotations
